@@ -86,6 +86,9 @@ uint64_t tsr_hist_quantile_ns(const TsrHistogram *h, double q)
     if ((double)rank < q * h->count || rank == 0) {
         rank++;                 /* ceil, and at least the first sample */
     }
+    if (rank >= h->count) {
+        return h->max_ns;       /* the largest sample is known exactly */
+    }
     for (i = 0; i < TSR_HIST_BUCKETS; i++) {
         seen += h->bucket[i];
         if (seen >= rank) {

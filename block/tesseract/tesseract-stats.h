@@ -39,7 +39,7 @@ double tsr_hist_mean_ns(const TsrHistogram *h);
 /*
  * Value at quantile @q (0 < q <= 1) in nanoseconds: the midpoint of the
  * bucket holding the ceil(q * count)-th smallest sample, clamped to
- * [min, max].  0 when empty.
+ * [min, max]; the largest sample is exact.  0 when empty.
  */
 uint64_t tsr_hist_quantile_ns(const TsrHistogram *h, double q);
 

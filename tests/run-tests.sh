@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# Run the project's own tests (not QEMU's whole suite) and end with one
+# line "N passed, N failed[, N skipped]".  Exit status is non-zero when
+# anything failed.
+#
+#   tests/run-tests.sh [unit|qtest|iotests|guest ...]   (default: all)
+set -uo pipefail
+
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+BUILD="$TOP/build"
+SUITES=${*:-unit qtest iotests guest}
+LOG_DIR="$BUILD/tesseract-test-logs"
+mkdir -p "$LOG_DIR"
+
+PASS=0 FAIL=0 SKIP=0
+FAILED_NAMES=()
+
+result() {  # status name
+    case "$1" in
+    ok) PASS=$((PASS + 1)); echo "PASS  $2" ;;
+    skip) SKIP=$((SKIP + 1)); echo "SKIP  $2" ;;
+    *) FAIL=$((FAIL + 1)); FAILED_NAMES+=("$2"); echo "FAIL  $2" ;;
+    esac
+}
+
+# Count the TAP lines of one test program's output.  A program that
+# exits non-zero without a failing TAP line still counts as a failure.
+run_tap() {  # label log command...
+    local label=$1 log=$2 rc n_ok n_bad n_skip
+    shift 2
+    "$@" > "$log" 2>&1
+    rc=$?
+    n_skip=$(grep -cE '^ok [0-9]+ .*# SKIP' "$log")
+    n_ok=$(( $(grep -cE '^ok [0-9]+' "$log") - n_skip ))
+    n_bad=$(grep -cE '^not ok [0-9]+' "$log")
+    PASS=$((PASS + n_ok)); SKIP=$((SKIP + n_skip)); FAIL=$((FAIL + n_bad))
+    grep -E '^(not )?ok [0-9]+' "$log" | sed -e 's/^ok [0-9]* /PASS  /' \
+        -e 's/^not ok [0-9]* /FAIL  /'
+    if [ "$n_bad" -gt 0 ]; then
+        FAILED_NAMES+=("$label")
+    elif [ "$rc" -ne 0 ] || [ $((n_ok + n_skip)) -eq 0 ]; then
+        result fail "$label (exit status $rc, see $log)"
+    fi
+    if [ "$n_bad" -gt 0 ] || [ "$rc" -ne 0 ]; then
+        tail -20 "$log" | sed 's/^/    | /'
+    fi
+}
+
+suite_unit() {
+    local t
+    for t in "$BUILD"/tests/unit/tesseract/test-*; do
+        [ -f "$t" ] && [ -x "$t" ] || continue
+        run_tap "$(basename "$t")" "$LOG_DIR/$(basename "$t").log" "$t" --tap
+    done
+}
+
+suite_qtest() {
+    local qos="$BUILD/tests/qtest/qos-test" paths p args=()
+    export QTEST_QEMU_BINARY="$BUILD/qemu-system-x86_64"
+    export QTEST_QEMU_IMG="$BUILD/qemu-img"
+    export QTEST_QEMU_STORAGE_DAEMON_BINARY="$BUILD/storage-daemon/qemu-storage-daemon"
+    paths=$("$qos" -l 2>/dev/null | grep '/tesseract-')
+    if [ -z "$paths" ]; then
+        result fail "qtest: no tesseract tests registered in qos-test"
+        return
+    fi
+    for p in $paths; do
+        args+=(-p "$p")
+    done
+    run_tap "qos-test tesseract" "$LOG_DIR/qtest.log" "$qos" --tap -k "${args[@]}"
+}
+
+suite_iotests() {
+    local t name log
+    for t in "$TOP"/tests/qemu-iotests/tesseract*; do
+        case "$t" in *.out) continue ;; esac
+        name=$(basename "$t")
+        log="$LOG_DIR/iotest-$name.log"
+        if (cd "$BUILD/tests/qemu-iotests" && ./check -qcow2 "$name") > "$log" 2>&1; then
+            if grep -q "Not run: $name" "$log"; then
+                result skip "iotest $name ($(grep -A1 'Not run' "$log" | tail -1))"
+            else
+                result ok "iotest $name"
+            fi
+        else
+            result fail "iotest $name"
+            tail -30 "$log" | sed 's/^/    | /'
+        fi
+    done
+}
+
+suite_guest() {
+    local t name log
+    for t in "$TOP"/tests/guest/*-test.sh; do
+        [ -x "$t" ] || continue
+        name=$(basename "$t" .sh)
+        log="$LOG_DIR/guest-$name.log"
+        run_tap "guest $name" "$log" "$t"
+    done
+}
+
+for s in $SUITES; do
+    case "$s" in
+    unit|qtest|iotests|guest) echo "== $s"; "suite_$s" ;;
+    *) echo "run-tests: unknown suite '$s' (unit, qtest, iotests, guest)" >&2; exit 2 ;;
+    esac
+done
+
+echo
+[ ${#FAILED_NAMES[@]} -gt 0 ] && printf 'failed: %s\n' "${FAILED_NAMES[@]}"
+if [ "$SKIP" -gt 0 ]; then
+    echo "$PASS passed, $FAIL failed, $SKIP skipped"
+else
+    echo "$PASS passed, $FAIL failed"
+fi
+[ "$FAIL" -eq 0 ]
