@@ -32,12 +32,13 @@ run_tap() {  # label log command...
     shift 2
     "$@" > "$log" 2>&1
     rc=$?
-    n_skip=$(grep -cE '^ok [0-9]+ .*# SKIP' "$log")
-    n_ok=$(( $(grep -cE '^ok [0-9]+' "$log") - n_skip ))
-    n_bad=$(grep -cE '^not ok [0-9]+' "$log")
+    n_skip=$(grep -cE '^ok( [0-9]+)? .*# SKIP' "$log")
+    n_ok=$(( $(grep -cE '^ok( [0-9]+)? ' "$log") - n_skip ))
+    n_bad=$(grep -cE '^not ok( [0-9]+)? ' "$log")
     PASS=$((PASS + n_ok)); SKIP=$((SKIP + n_skip)); FAIL=$((FAIL + n_bad))
-    grep -E '^(not )?ok [0-9]+' "$log" | sed -e 's/^ok [0-9]* /PASS  /' \
-        -e 's/^not ok [0-9]* /FAIL  /'
+    grep -E '^(not )?ok( [0-9]+)? ' "$log" | \
+        sed -E -e 's/^ok( [0-9]+)?( -)? /PASS  /' \
+        -e 's/^not ok( [0-9]+)?( -)? /FAIL  /'
     if [ "$n_bad" -gt 0 ]; then
         FAILED_NAMES+=("$label")
     elif [ "$rc" -ne 0 ] || [ $((n_ok + n_skip)) -eq 0 ]; then

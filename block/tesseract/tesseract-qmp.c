@@ -16,10 +16,42 @@
 #include "qobject/qdict.h"
 #include "tesseract.h"
 
+static TesseractStoreInfo *store_info(BsstStore *store)
+{
+    TesseractStoreInfo *i = g_new0(TesseractStoreInfo, 1);
+    BsstStoreStats st;
+
+    bsst_store_get_stats(store, &st);
+    i->node_name = g_strdup(bsst_store_node_name(store));
+    i->formatted = st.formatted;
+    i->writable = st.writable;
+    i->page_source = st.page_source;
+    i->blocks_total = st.blocks_total;
+    i->blocks_used = st.blocks_used;
+    i->blocks_pending = st.blocks_pending;
+    i->blocks_free = st.blocks_free;
+    i->disks = st.disks;
+    i->indirections = st.indirections;
+    i->map_bytes_per_indirection = st.meta_bytes_per_indirection_x100 / 100.0;
+    i->log_records = st.log_records;
+    i->log_blocks_written = st.log_blocks_written;
+    i->commits = st.commits;
+    i->checkpoints = st.checkpoints;
+    return i;
+}
+
+static void add_store(BsstStore *store, void *opaque)
+{
+    TesseractStoreInfoList ***tail = opaque;
+
+    QAPI_LIST_APPEND(*tail, store_info(store));
+}
+
 TesseractInfo *qmp_query_tesseract(const char *node_name, Error **errp)
 {
     g_autoptr(TesseractInfo) info = g_new0(TesseractInfo, 1);
     TesseractDiskInfoList **tail = &info->disks;
+    TesseractStoreInfoList **stail = &info->stores;
     BlockDriverState *bs;
 
     GRAPH_RDLOCK_GUARD_MAINLOOP();
@@ -38,9 +70,11 @@ TesseractInfo *qmp_query_tesseract(const char *node_name, Error **errp)
             return NULL;
         }
         QAPI_LIST_APPEND(tail, tesseract_query_disk(bs));
+        QAPI_LIST_APPEND(stail, store_info(tesseract_node_store(bs)));
         return g_steal_pointer(&info);
     }
 
+    bsst_store_foreach(add_store, &stail);
     for (bs = bdrv_next_all_states(NULL); bs; bs = bdrv_next_all_states(bs)) {
         if (tesseract_is_node(bs)) {
             QAPI_LIST_APPEND(tail, tesseract_query_disk(bs));
@@ -61,13 +95,32 @@ void hmp_info_tesseract(Monitor *mon, const QDict *qdict)
     Error *err = NULL;
     g_autoptr(TesseractInfo) info = qmp_query_tesseract(NULL, &err);
     TesseractDiskInfoList *d;
+    TesseractStoreInfoList *st;
 
     if (hmp_handle_error(mon, err)) {
         return;
     }
-    if (!info->disks) {
+    if (!info->disks && !info->stores) {
         monitor_printf(mon, "No tesseract nodes\n");
         return;
+    }
+    for (st = info->stores; st; st = st->next) {
+        TesseractStoreInfo *i = st->value;
+
+        monitor_printf(mon, "store %s (%s%s, page source %s)\n", i->node_name,
+                       i->formatted ? "" : "blank, ",
+                       i->writable ? "read-write" : "read-only",
+                       i->page_source ? "yes" : "no");
+        monitor_printf(mon, "  blocks: %" PRId64 " total, %" PRId64 " used, "
+                       "%" PRId64 " pending, %" PRId64 " free\n",
+                       i->blocks_total, i->blocks_used, i->blocks_pending,
+                       i->blocks_free);
+        monitor_printf(mon, "  disks %" PRId64 ", indirections %" PRId64
+                       " (%.1f bytes of RAM each), log records %" PRId64
+                       ", commits %" PRId64 ", checkpoints %" PRId64 "\n",
+                       i->disks, i->indirections,
+                       i->map_bytes_per_indirection, i->log_records,
+                       i->commits, i->checkpoints);
     }
     for (d = info->disks; d; d = d->next) {
         TesseractDiskInfo *i = d->value;
@@ -81,7 +134,11 @@ void hmp_info_tesseract(Monitor *mon, const QDict *qdict)
                        "discards %" PRId64 ", flushes %" PRId64 "\n",
                        i->reads, i->bytes_read, i->writes, i->bytes_written,
                        i->discards, i->flushes);
-        monitor_printf(mon, "  indirections %" PRId64 "\n", i->indirections);
+        monitor_printf(mon, "  indirections %" PRId64 " (%" PRId64
+                       " waiting for a flush), swap-ins avoided %" PRId64
+                       " pages, swap-ins cancelled %" PRId64 "\n",
+                       i->indirections, i->deferred_unmaps, i->indirect_pages,
+                       i->swapins_cancelled);
         monitor_printf(mon, "    %-17s %9s %10s %10s %10s %10s\n",
                        "I/O path (us)", "count", "mean", "p50", "p99", "max");
         hmp_print_latency(mon, "write prepare", i->write_prepare);

@@ -17,6 +17,7 @@
  */
 
 #include "qemu/osdep.h"
+#include "block/aio_task.h"
 #include "block/block-io.h"
 #include "block/block_int.h"
 #include "block/qdict.h"
@@ -25,13 +26,21 @@
 #include "qobject/qdict.h"
 #include "qapi/qobject-input-visitor.h"
 #include "qemu/ctype.h"
+#include "qemu/memalign.h"
 #include "qemu/module.h"
 #include "qemu/thread.h"
 #include "qemu/timer.h"
+#include "bsst-map.h"
+#include "bsst-store.h"
 #include "tesseract.h"
+#include "tesseract-split.h"
 #include "tesseract-stats.h"
 
 #define TESSERACT_DISK_ID_MAX 63
+/* Unmaps waiting for a flush beyond which a write flushes by itself */
+#define TESSERACT_DEFERRED_MAX 4096
+/* Pieces of one request in flight at once */
+#define TESSERACT_MAX_TASKS 16
 
 typedef enum TsrPath {
     TSR_WRITE_PREPARE,
@@ -46,11 +55,19 @@ typedef struct BDRVTesseractState {
     char *disk_id;
     bool indirect;
     TesseractDefragPolicy defrag;
+    BsstStore *store;
+    BsstDisk *disk;
+    bool writable;
+
+    /* Read-modify-write of partially written indirected blocks */
+    CoMutex merge_lock;
 
     /* Statistics: requests may come from several iothreads at once */
     QemuMutex stats_lock;
     uint64_t reads, writes, discards, flushes;
     uint64_t bytes_read, bytes_written;
+    uint64_t indirect_pages, swapins_cancelled, merges;
+    uint64_t bsst_read_bytes;
     TsrHistogram hist[TSR_PATH__MAX];
 } BDRVTesseractState;
 
@@ -132,22 +149,34 @@ static int tesseract_open(BlockDriverState *bs, QDict *options, int flags,
     if (!s->bsst) {
         return -EINVAL;
     }
-
-    s->disk_id = g_strdup(opts->disk_id ?: "default");
-    s->indirect = opts->has_indirect ? opts->indirect : true;
-    s->defrag = opts->has_defrag ? opts->defrag : TESSERACT_DEFRAG_POLICY_OFF;
-    qemu_mutex_init(&s->stats_lock);
-    for (i = 0; i < TSR_PATH__MAX; i++) {
-        tsr_hist_init(&s->hist[i]);
-    }
-
-    GRAPH_RDLOCK_GUARD_MAINLOOP();
-
     if (bs->file->bs == s->bsst->bs) {
         error_setg(errp, "tesseract: 'file' and 'bsst' must be different "
                    "nodes (both are '%s')", bdrv_get_node_name(bs->file->bs));
         return -EINVAL;
     }
+
+    s->disk_id = g_strdup(opts->disk_id ?: "default");
+    s->indirect = opts->has_indirect ? opts->indirect : true;
+    s->defrag = opts->has_defrag ? opts->defrag : TESSERACT_DEFRAG_POLICY_OFF;
+    s->writable = (flags & BDRV_O_RDWR) && !(flags & BDRV_O_INACTIVE);
+    qemu_co_mutex_init(&s->merge_lock);
+    qemu_mutex_init(&s->stats_lock);
+    for (i = 0; i < TSR_PATH__MAX; i++) {
+        tsr_hist_init(&s->hist[i]);
+    }
+
+    s->store = bsst_store_get(s->bsst->bs, s->writable, errp);
+    if (!s->store) {
+        return -EINVAL;
+    }
+    s->disk = bsst_disk_open(s->store, s->disk_id, errp);
+    if (!s->disk) {
+        bsst_store_put(s->store);
+        s->store = NULL;
+        return -EINVAL;
+    }
+
+    GRAPH_RDLOCK_GUARD_MAINLOOP();
 
     bs->total_sectors = bs->file->bs->total_sectors;
     bs->supported_write_flags = BDRV_REQ_WRITE_UNCHANGED |
@@ -162,6 +191,12 @@ static void tesseract_close(BlockDriverState *bs)
 {
     BDRVTesseractState *s = bs->opaque;
 
+    if (s->disk) {
+        bsst_disk_close(s->disk);
+    }
+    if (s->store) {
+        bsst_store_put(s->store);
+    }
     g_free(s->disk_id);
     qemu_mutex_destroy(&s->stats_lock);
 }
@@ -172,21 +207,16 @@ tesseract_child_perm(BlockDriverState *bs, BdrvChild *c, BdrvChildRole role,
                      uint64_t perm, uint64_t shared,
                      uint64_t *nperm, uint64_t *nshared)
 {
-    if (role & BDRV_CHILD_PRIMARY) {
-        /* The guest image: what the guest asks for, as for any data child */
-        bdrv_default_perms(bs, c, role, reopen_queue, perm, shared,
-                           nperm, nshared);
-        return;
-    }
-
-    /*
-     * The BSST: we read it for split reads and write its metadata when
-     * writable.  Other tesseract nodes and the swapper share the store
-     * and write it too, each to its own blocks, so writes are shared.
-     * Nobody may resize it under us.
-     */
     bdrv_default_perms(bs, c, role, reopen_queue, perm, shared,
                        nperm, nshared);
+    if (role & BDRV_CHILD_PRIMARY) {
+        return;     /* the guest image: what the guest asks for */
+    }
+    /*
+     * The BSST: read for split reads, written (metadata) when writable.
+     * Other tesseract nodes and the swapper share the store and write it
+     * too, each its own blocks; nobody may resize it under us.
+     */
     *nperm &= ~BLK_PERM_RESIZE;
     *nshared = BLK_PERM_ALL & ~BLK_PERM_RESIZE;
 }
@@ -211,24 +241,399 @@ static void tesseract_account(BDRVTesseractState *s, TsrPath prep,
     qemu_mutex_unlock(&s->stats_lock);
 }
 
+static void tesseract_count(BDRVTesseractState *s, uint64_t *counter,
+                            uint64_t n)
+{
+    if (n) {
+        qemu_mutex_lock(&s->stats_lock);
+        *counter += n;
+        qemu_mutex_unlock(&s->stats_lock);
+    }
+}
+
+/* ---- Pieces of a request, issued concurrently ---- */
+
+typedef struct TsrTask {
+    AioTask task;
+    BlockDriverState *bs;
+    TsrPiece piece;
+    QEMUIOVector *qiov;
+    BdrvRequestFlags flags;
+} TsrTask;
+
+static int coroutine_fn GRAPH_RDLOCK tsr_read_piece(BlockDriverState *bs,
+                                                    const TsrPiece *p,
+                                                    QEMUIOVector *qiov,
+                                                    BdrvRequestFlags flags)
+{
+    BDRVTesseractState *s = bs->opaque;
+    int64_t boff;
+
+    if (p->bblock == TSR_NO_BBLOCK) {
+        return bdrv_co_preadv_part(bs->file, p->offset, p->bytes, qiov,
+                                   p->qiov_offset, flags);
+    }
+    boff = bsst_store_block_offset(s->store, p->bblock) +
+           (p->offset & (TSR_BLOCK_SIZE - 1));
+    return bdrv_co_preadv_part(s->bsst, boff, p->bytes, qiov,
+                               p->qiov_offset, 0);
+}
+
+static int coroutine_fn GRAPH_RDLOCK tsr_read_task_entry(AioTask *task)
+{
+    TsrTask *t = container_of(task, TsrTask, task);
+
+    return tsr_read_piece(t->bs, &t->piece, t->qiov, t->flags);
+}
+
+static int coroutine_fn GRAPH_RDLOCK
+tsr_run_pieces(BlockDriverState *bs, GArray *pieces, QEMUIOVector *qiov,
+               BdrvRequestFlags flags, AioTaskFunc func,
+               int (*one)(BlockDriverState *, const TsrPiece *,
+                          QEMUIOVector *, BdrvRequestFlags))
+{
+    AioTaskPool *pool;
+    guint i;
+    int ret;
+
+    if (pieces->len == 1) {
+        return one(bs, &g_array_index(pieces, TsrPiece, 0), qiov, flags);
+    }
+    pool = aio_task_pool_new(TESSERACT_MAX_TASKS);
+    for (i = 0; i < pieces->len && aio_task_pool_status(pool) == 0; i++) {
+        TsrTask *t = g_new(TsrTask, 1);
+
+        *t = (TsrTask) {
+            .task.func = func,
+            .bs = bs,
+            .piece = g_array_index(pieces, TsrPiece, i),
+            .qiov = qiov,
+            .flags = flags,
+        };
+        aio_task_pool_start_task(pool, &t->task);
+    }
+    aio_task_pool_wait_all(pool);
+    ret = aio_task_pool_status(pool);
+    aio_task_pool_free(pool);
+    return ret;
+}
+
+/* ---- Read ---- */
+
+static bool tsr_map_next(void *opaque, uint64_t start, uint64_t end,
+                         uint64_t *gblock, uint32_t *bblock, uint64_t *run)
+{
+    return bsst_map_find_next(opaque, start, end, gblock, bblock, run);
+}
+
+/*
+ * The read overwrites these whole, aligned host pages: a swapped-out one
+ * need not be read back from the BSST (the seed's stale and false swap
+ * reads).
+ */
+static uint64_t tsr_cancel_swapins(BDRVTesseractState *s, QEMUIOVector *qiov,
+                                   size_t qiov_offset, uint64_t bytes)
+{
+    uint64_t n = 0;
+    int i;
+    size_t pos = 0;
+
+    for (i = 0; i < qiov->niov && pos < qiov_offset + bytes; i++) {
+        size_t lo = MAX(pos, qiov_offset);
+        size_t hi = MIN(pos + qiov->iov[i].iov_len, qiov_offset + bytes);
+        uintptr_t a, b;
+
+        if (lo < hi) {
+            a = ROUND_UP((uintptr_t)qiov->iov[i].iov_base + (lo - pos),
+                         TSR_BLOCK_SIZE);
+            b = QEMU_ALIGN_DOWN((uintptr_t)qiov->iov[i].iov_base + (hi - pos),
+                                TSR_BLOCK_SIZE);
+            for (; a < b; a += TSR_BLOCK_SIZE) {
+                n += bsst_store_page_cancel_swapin(s->store, (void *)a);
+            }
+        }
+        pos += qiov->iov[i].iov_len;
+    }
+    return n;
+}
+
+static void tsr_unpin_pieces(BDRVTesseractState *s, GArray *pieces)
+{
+    guint i;
+
+    for (i = 0; i < pieces->len; i++) {
+        TsrPiece *p = &g_array_index(pieces, TsrPiece, i);
+        uint64_t g, first, last;
+
+        if (p->bblock == TSR_NO_BBLOCK) {
+            continue;
+        }
+        first = p->offset >> TSR_BLOCK_BITS;
+        last = (p->offset + p->bytes - 1) >> TSR_BLOCK_BITS;
+        for (g = first; g <= last; g++) {
+            bsst_disk_unpin(s->disk, p->bblock + (uint32_t)(g - first));
+        }
+    }
+}
+
 static int coroutine_fn GRAPH_RDLOCK
 tesseract_co_preadv_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
                          QEMUIOVector *qiov, size_t qiov_offset,
                          BdrvRequestFlags flags)
 {
     BDRVTesseractState *s = bs->opaque;
+    g_autoptr(GArray) pieces = g_array_new(false, false, sizeof(TsrPiece));
     int64_t t0 = get_clock(), t1, t2;
+    uint64_t cancelled = 0;
+    guint i;
     int ret;
 
+    if (bsst_store_has_page_source(s->store)) {
+        cancelled = tsr_cancel_swapins(s, qiov, qiov_offset, bytes);
+    }
+
+    /* Plan under the store lock, pinning the BSST blocks we will read */
+    bsst_disk_lock(s->disk);
+    tsr_plan_read(offset, bytes, qiov_offset, tsr_map_next,
+                  bsst_disk_map_locked(s->disk), pieces);
+    for (i = 0; i < pieces->len; i++) {
+        TsrPiece *p = &g_array_index(pieces, TsrPiece, i);
+        uint64_t g, first, last;
+
+        if (p->bblock == TSR_NO_BBLOCK) {
+            continue;
+        }
+        first = p->offset >> TSR_BLOCK_BITS;
+        last = (p->offset + p->bytes - 1) >> TSR_BLOCK_BITS;
+        for (g = first; g <= last; g++) {
+            bsst_disk_pin_locked(s->disk, p->bblock + (uint32_t)(g - first));
+        }
+    }
+    bsst_disk_unlock(s->disk);
+
     t1 = get_clock();
-    ret = bdrv_co_preadv_part(bs->file, offset, bytes, qiov, qiov_offset,
-                              flags);
+    ret = tsr_run_pieces(bs, pieces, qiov, flags, tsr_read_task_entry,
+                         tsr_read_piece);
     t2 = get_clock();
+    tsr_unpin_pieces(s, pieces);
     if (ret >= 0) {
+        uint64_t from_bsst = 0;
+
+        for (i = 0; i < pieces->len; i++) {
+            TsrPiece *p = &g_array_index(pieces, TsrPiece, i);
+
+            from_bsst += p->bblock == TSR_NO_BBLOCK ? 0 : p->bytes;
+        }
+        tesseract_count(s, &s->swapins_cancelled, cancelled);
+        tesseract_count(s, &s->bsst_read_bytes, from_bsst);
         tesseract_account(s, TSR_READ_PREPARE, t0, t1, t2,
                           &s->reads, &s->bytes_read, bytes);
     }
     return ret;
+}
+
+/* ---- Write ---- */
+
+static bool tsr_page_lookup(void *opaque, const void *host, uint32_t *bblock)
+{
+    return bsst_store_page_lookup_pin(opaque, host, bblock);
+}
+
+/*
+ * Is the guest block @g mapped?  Then its data lives in the BSST and a
+ * write that covers it only in part must merge.
+ */
+static bool tsr_block_mapped(BDRVTesseractState *s, uint64_t g,
+                             uint32_t *bblock)
+{
+    bool mapped;
+
+    bsst_disk_lock(s->disk);
+    mapped = bsst_map_lookup(bsst_disk_map_locked(s->disk), g, bblock);
+    if (mapped) {
+        bsst_disk_pin_locked(s->disk, *bblock);
+    }
+    bsst_disk_unlock(s->disk);
+    return mapped;
+}
+
+/*
+ * Write [@offset, +@bytes) of guest block @g, which is indirected to the
+ * BSST, into the guest image: merge it with the block's BSST data (or with
+ * zeroes when @qiov is NULL), write the whole block, drop the indirection.
+ */
+static int coroutine_fn GRAPH_RDLOCK
+tsr_merge_block(BlockDriverState *bs, uint64_t g, int64_t offset,
+                int64_t bytes, QEMUIOVector *qiov, size_t qiov_offset,
+                BdrvRequestFlags flags)
+{
+    BDRVTesseractState *s = bs->opaque;
+    uint64_t start = g << TSR_BLOCK_BITS;
+    uint8_t *buf;
+    uint32_t bblock;
+    int ret;
+
+    qemu_co_mutex_lock(&s->merge_lock);
+    if (!tsr_block_mapped(s, g, &bblock)) {
+        /* a concurrent write took it back to the image meanwhile */
+        qemu_co_mutex_unlock(&s->merge_lock);
+        if (!qiov) {
+            return bdrv_co_pwrite_zeroes(bs->file, offset, bytes, flags);
+        }
+        return bdrv_co_pwritev_part(bs->file, offset, bytes, qiov,
+                                    qiov_offset, flags);
+    }
+    buf = qemu_blockalign(bs, TSR_BLOCK_SIZE);
+    ret = bdrv_co_pread(s->bsst, bsst_store_block_offset(s->store, bblock),
+                        TSR_BLOCK_SIZE, buf, 0);
+    bsst_disk_unpin(s->disk, bblock);
+    if (ret >= 0) {
+        if (qiov) {
+            qemu_iovec_to_buf(qiov, qiov_offset, buf + (offset - start),
+                              bytes);
+        } else {
+            memset(buf + (offset - start), 0, bytes);
+        }
+        ret = bdrv_co_pwrite(bs->file, start, TSR_BLOCK_SIZE, buf,
+                             flags & ~BDRV_REQ_REGISTERED_BUF);
+    }
+    if (ret >= 0) {
+        bsst_disk_unmap(s->disk, g, 1);
+        tesseract_count(s, &s->merges, 1);
+    }
+    qemu_vfree(buf);
+    qemu_co_mutex_unlock(&s->merge_lock);
+    return ret;
+}
+
+/*
+ * Write guest data (or zeroes, @qiov NULL) to the guest image and drop the
+ * indirections it replaces.  Partly covered indirected blocks at either
+ * end are merged.
+ */
+static int coroutine_fn GRAPH_RDLOCK
+tsr_write_image(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                QEMUIOVector *qiov, size_t qiov_offset,
+                BdrvRequestFlags flags)
+{
+    BDRVTesseractState *s = bs->opaque;
+    int64_t end = offset + bytes;
+    uint64_t first = offset >> TSR_BLOCK_BITS;
+    uint64_t last = (end - 1) >> TSR_BLOCK_BITS;
+    uint32_t bblock;
+    int ret;
+
+    /* head: a partly covered indirected block */
+    if ((offset & (TSR_BLOCK_SIZE - 1)) || end < (int64_t)((first + 1) <<
+                                                            TSR_BLOCK_BITS)) {
+        if (tsr_block_mapped(s, first, &bblock)) {
+            int64_t n = MIN(end, (int64_t)((first + 1) << TSR_BLOCK_BITS)) -
+                        offset;
+
+            bsst_disk_unpin(s->disk, bblock);
+            ret = tsr_merge_block(bs, first, offset, n, qiov, qiov_offset,
+                                  flags);
+            if (ret < 0 || n == bytes) {
+                return ret;
+            }
+            offset += n;
+            qiov_offset += n;
+            bytes -= n;
+            first++;
+        }
+    }
+    /* tail */
+    if ((end & (TSR_BLOCK_SIZE - 1)) && last >= first &&
+        tsr_block_mapped(s, last, &bblock)) {
+        int64_t lstart = MAX(offset, (int64_t)(last << TSR_BLOCK_BITS));
+        int64_t n = end - lstart;
+
+        bsst_disk_unpin(s->disk, bblock);
+        ret = tsr_merge_block(bs, last, lstart,  n, qiov,
+                              qiov_offset + (lstart - offset), flags);
+        if (ret < 0 || n == bytes) {
+            return ret;
+        }
+        bytes -= n;
+        end -= n;
+    }
+
+    if (qiov) {
+        ret = bdrv_co_pwritev_part(bs->file, offset, bytes, qiov,
+                                   qiov_offset, flags);
+    } else {
+        ret = bdrv_co_pwrite_zeroes(bs->file, offset, bytes, flags);
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    /* whole blocks now live in the guest image again */
+    first = DIV_ROUND_UP(offset, TSR_BLOCK_SIZE);
+    last = end >> TSR_BLOCK_BITS;
+    if (first < last) {
+        bsst_disk_unmap(s->disk, first, last - first);
+    }
+    return 0;
+}
+
+static int coroutine_fn GRAPH_RDLOCK tsr_write_piece(BlockDriverState *bs,
+                                                     const TsrPiece *p,
+                                                     QEMUIOVector *qiov,
+                                                     BdrvRequestFlags flags)
+{
+    if (p->bblock == TSR_NO_BBLOCK) {
+        return tsr_write_image(bs, p->offset, p->bytes, qiov, p->qiov_offset,
+                               flags);
+    }
+    return 0;   /* an indirection: recorded by the prepare step */
+}
+
+static int coroutine_fn GRAPH_RDLOCK tsr_write_task_entry(AioTask *task)
+{
+    TsrTask *t = container_of(task, TsrTask, task);
+
+    return tsr_write_piece(t->bs, &t->piece, t->qiov, t->flags);
+}
+
+/*
+ * Make the guest image, then the BSST data and the metadata naming it,
+ * durable, in that order.
+ */
+static int coroutine_fn GRAPH_RDLOCK tesseract_co_flush(BlockDriverState *bs)
+{
+    BDRVTesseractState *s = bs->opaque;
+    int ret;
+
+    ret = bdrv_co_flush(bs->file->bs);
+    if (ret < 0) {
+        return ret;
+    }
+    if (s->writable) {
+        ret = bsst_disk_co_flush(s->disk);
+    } else {
+        ret = bdrv_co_flush(s->bsst->bs);
+    }
+    if (ret >= 0) {
+        tesseract_count(s, &s->flushes, 1);
+    }
+    return ret;
+}
+
+/* After a write: FUA, or too many unmaps waiting for a flush. */
+static int coroutine_fn GRAPH_RDLOCK
+tsr_write_done(BlockDriverState *bs, BdrvRequestFlags flags,
+               unsigned indirect)
+{
+    BDRVTesseractState *s = bs->opaque;
+
+    if ((flags & BDRV_REQ_FUA) &&
+        (indirect || bsst_disk_deferred(s->disk))) {
+        return tesseract_co_flush(bs);
+    }
+    if (bsst_disk_deferred(s->disk) > TESSERACT_DEFERRED_MAX) {
+        return tesseract_co_flush(bs);
+    }
+    return 0;
 }
 
 static int coroutine_fn GRAPH_RDLOCK
@@ -237,14 +642,52 @@ tesseract_co_pwritev_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
                           BdrvRequestFlags flags)
 {
     BDRVTesseractState *s = bs->opaque;
+    g_autoptr(GArray) pieces = g_array_new(false, false, sizeof(TsrPiece));
     int64_t t0 = get_clock(), t1, t2;
+    bool can_indirect = s->indirect && s->writable &&
+                        bsst_store_has_page_source(s->store);
+    unsigned indirect = 0;
+    guint i;
     int ret;
 
+    tsr_plan_write(offset, bytes, qiov->iov, qiov->niov, qiov_offset,
+                   can_indirect ? tsr_page_lookup : NULL, s->store, pieces);
+
+    /*
+     * Swapped-out pages become indirections: guest block -> the BSST
+     * block that already holds the page.  If that fails (log full...),
+     * the page takes the classic path and is written as data.
+     */
+    for (i = 0; i < pieces->len; i++) {
+        TsrPiece *p = &g_array_index(pieces, TsrPiece, i);
+        const void *host;
+        size_t eoff;
+        int e;
+
+        if (p->bblock == TSR_NO_BBLOCK) {
+            continue;
+        }
+        e = tsr_iov_locate(qiov->iov, qiov->niov, p->qiov_offset, &eoff);
+        host = (const uint8_t *)qiov->iov[e].iov_base + eoff;
+        ret = bsst_disk_co_map(s->disk, p->offset >> TSR_BLOCK_BITS,
+                               p->bblock);
+        bsst_store_page_unpin(s->store, host);
+        if (ret < 0) {
+            p->bblock = TSR_NO_BBLOCK;
+        } else {
+            indirect++;
+        }
+    }
     t1 = get_clock();
-    ret = bdrv_co_pwritev_part(bs->file, offset, bytes, qiov, qiov_offset,
-                               flags);
+
+    ret = tsr_run_pieces(bs, pieces, qiov, flags, tsr_write_task_entry,
+                         tsr_write_piece);
     t2 = get_clock();
     if (ret >= 0) {
+        ret = tsr_write_done(bs, flags, indirect);
+    }
+    if (ret >= 0) {
+        tesseract_count(s, &s->indirect_pages, indirect);
         tesseract_account(s, TSR_WRITE_PREPARE, t0, t1, t2,
                           &s->writes, &s->bytes_written, bytes);
     }
@@ -260,8 +703,11 @@ tesseract_co_pwrite_zeroes(BlockDriverState *bs, int64_t offset,
     int ret;
 
     t1 = get_clock();
-    ret = bdrv_co_pwrite_zeroes(bs->file, offset, bytes, flags);
+    ret = tsr_write_image(bs, offset, bytes, NULL, 0, flags);
     t2 = get_clock();
+    if (ret >= 0) {
+        ret = tsr_write_done(bs, flags, 0);
+    }
     if (ret >= 0) {
         tesseract_account(s, TSR_WRITE_PREPARE, t0, t1, t2,
                           &s->writes, &s->bytes_written, bytes);
@@ -273,34 +719,36 @@ static int coroutine_fn GRAPH_RDLOCK
 tesseract_co_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes)
 {
     BDRVTesseractState *s = bs->opaque;
-    int ret = bdrv_co_pdiscard(bs->file, offset, bytes);
-
-    if (ret >= 0) {
-        qemu_mutex_lock(&s->stats_lock);
-        s->discards++;
-        qemu_mutex_unlock(&s->stats_lock);
-    }
-    return ret;
-}
-
-static int coroutine_fn GRAPH_RDLOCK tesseract_co_flush(BlockDriverState *bs)
-{
-    BDRVTesseractState *s = bs->opaque;
+    uint64_t first = DIV_ROUND_UP(offset, TSR_BLOCK_SIZE);
+    uint64_t last = (offset + bytes) >> TSR_BLOCK_BITS;
+    uint32_t bblock;
     int ret;
 
     /*
-     * Order matters once indirections exist: BSST data, then the BSST
-     * metadata naming it, then the guest image.
+     * Discard is advisory: leave partly covered indirected blocks alone
+     * (their other bytes live in the BSST), discard the rest, and let the
+     * whole blocks fall back to the guest image.
      */
-    ret = bdrv_co_flush(s->bsst->bs);
-    if (ret < 0) {
-        return ret;
+    if ((offset & (TSR_BLOCK_SIZE - 1)) &&
+        tsr_block_mapped(s, offset >> TSR_BLOCK_BITS, &bblock)) {
+        bsst_disk_unpin(s->disk, bblock);
+        bytes -= MIN(bytes, (int64_t)(first << TSR_BLOCK_BITS) - offset);
+        offset = first << TSR_BLOCK_BITS;
     }
-    ret = bdrv_co_flush(bs->file->bs);
+    if (bytes && ((offset + bytes) & (TSR_BLOCK_SIZE - 1)) &&
+        tsr_block_mapped(s, last, &bblock)) {
+        bsst_disk_unpin(s->disk, bblock);
+        bytes = MAX(0, (int64_t)(last << TSR_BLOCK_BITS) - offset);
+    }
+    if (!bytes) {
+        return 0;
+    }
+    ret = bdrv_co_pdiscard(bs->file, offset, bytes);
     if (ret >= 0) {
-        qemu_mutex_lock(&s->stats_lock);
-        s->flushes++;
-        qemu_mutex_unlock(&s->stats_lock);
+        if (first < last) {
+            bsst_disk_unmap(s->disk, first, last - first);
+        }
+        tesseract_count(s, &s->discards, 1);
     }
     return ret;
 }
@@ -310,8 +758,28 @@ tesseract_co_block_status(BlockDriverState *bs, bool want_zero,
                           int64_t offset, int64_t bytes, int64_t *pnum,
                           int64_t *map, BlockDriverState **file)
 {
-    /* No indirection: the guest image holds the data at the same offset */
-    *pnum = bytes;
+    BDRVTesseractState *s = bs->opaque;
+    uint64_t first = offset >> TSR_BLOCK_BITS;
+    uint64_t last = (offset + bytes - 1) >> TSR_BLOCK_BITS;
+    uint64_t gblock, run;
+    uint32_t bblock;
+    bool found;
+
+    bsst_disk_lock(s->disk);
+    found = bsst_map_find_next(bsst_disk_map_locked(s->disk), first,
+                               last + 1, &gblock, &bblock, &run);
+    bsst_disk_unlock(s->disk);
+
+    if (found && gblock == first) {
+        /* indirected: the data is in the BSST */
+        *pnum = MIN(bytes, (int64_t)((gblock + run) << TSR_BLOCK_BITS) -
+                    offset);
+        *map = bsst_store_block_offset(s->store, bblock) +
+               (offset & (TSR_BLOCK_SIZE - 1));
+        *file = s->bsst->bs;
+        return BDRV_BLOCK_RAW | BDRV_BLOCK_OFFSET_VALID;
+    }
+    *pnum = found ? (int64_t)(gblock << TSR_BLOCK_BITS) - offset : bytes;
     *map = offset;
     *file = bs->file->bs;
     return BDRV_BLOCK_RAW | BDRV_BLOCK_OFFSET_VALID;
@@ -352,6 +820,8 @@ TesseractDiskInfo *tesseract_query_disk(BlockDriverState *bs)
     info->bsst = g_strdup(bdrv_get_node_name(s->bsst->bs));
     info->indirect = s->indirect;
     info->defrag = s->defrag;
+    info->indirections = bsst_disk_count(s->disk);
+    info->deferred_unmaps = bsst_disk_deferred(s->disk);
 
     qemu_mutex_lock(&s->stats_lock);
     info->reads = s->reads;
@@ -360,13 +830,25 @@ TesseractDiskInfo *tesseract_query_disk(BlockDriverState *bs)
     info->flushes = s->flushes;
     info->bytes_read = s->bytes_read;
     info->bytes_written = s->bytes_written;
-    info->indirections = 0;
+    info->indirect_pages = s->indirect_pages;
+    info->swapin_bytes_avoided = s->indirect_pages * TSR_BLOCK_SIZE;
+    info->swapins_cancelled = s->swapins_cancelled;
+    info->merges = s->merges;
+    info->bsst_bytes_read = s->bsst_read_bytes;
     info->write_prepare = latency_info(&s->hist[TSR_WRITE_PREPARE]);
     info->write_completion = latency_info(&s->hist[TSR_WRITE_COMPLETION]);
     info->read_prepare = latency_info(&s->hist[TSR_READ_PREPARE]);
     info->read_completion = latency_info(&s->hist[TSR_READ_COMPLETION]);
     qemu_mutex_unlock(&s->stats_lock);
     return info;
+}
+
+BsstStore *tesseract_node_store(BlockDriverState *bs)
+{
+    BDRVTesseractState *s = bs->opaque;
+
+    assert(tesseract_is_node(bs));
+    return s->store;
 }
 
 static const char *const tesseract_strong_runtime_opts[] = {

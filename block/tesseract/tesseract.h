@@ -12,11 +12,15 @@
 
 #include "block/block_int.h"
 #include "qapi/qapi-types-tesseract.h"
+#include "bsst-store.h"
 
 /* Is @bs a node of the tesseract driver? */
 bool tesseract_is_node(BlockDriverState *bs);
 
 /* Fill a freshly allocated TesseractDiskInfo for @bs (a tesseract node). */
 TesseractDiskInfo *tesseract_query_disk(BlockDriverState *bs);
+
+/* The BSST store a tesseract node uses. */
+BsstStore *tesseract_node_store(BlockDriverState *bs);
 
 #endif

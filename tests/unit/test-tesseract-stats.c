@@ -7,6 +7,7 @@
  */
 
 #include "qemu/osdep.h"
+#include <math.h>
 #include "tesseract-stats.h"
 
 static void test_empty(void)

@@ -1,0 +1,103 @@
+/*
+ * Tesseract: BSST block allocator and reference counts
+ *
+ * Copyright (c) 2026 The Tesseract for QEMU authors
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * Pure logic (no QEMU block-layer types): linked by unit tests as is.
+ */
+
+#ifndef BLOCK_TESSERACT_BSST_ALLOC_H
+#define BLOCK_TESSERACT_BSST_ALLOC_H
+
+#include "bsst-map.h"
+
+/*
+ * Reference counts over a fixed number of BSST data blocks, numbered
+ * 0 .. total - 1 (relative to the data area).  A block is referenced by a
+ * swapped-out guest page and/or by guest-disk indirections.
+ *
+ * Each block is in one of three states:
+ *   free     refcount 0, may be returned by bsst_alloc_get();
+ *   used     refcount 1 .. BSST_REFCOUNT_MAX;
+ *   pending  refcount 0 but not yet reusable.
+ *
+ * When the last reference goes, the block becomes pending, not free: the
+ * metadata record that dropped the reference (an UNMAP in the log) may not
+ * be durable yet, and until it is a crash would bring the old mapping back,
+ * so the block's contents must neither be overwritten by a new allocation
+ * nor discarded.  Once the log is durable up to that point the owner calls
+ * bsst_alloc_release(), which reports each released block (to be discarded
+ * in the image) and makes it allocatable.
+ *
+ * Errors are negative errno values; counts never wrap.
+ */
+
+#define BSST_REFCOUNT_MAX UINT16_MAX
+
+typedef struct BsstAlloc BsstAlloc;
+
+typedef void BsstAllocReleaseFunc(void *opaque, uint32_t block);
+
+BsstAlloc *bsst_alloc_new(uint32_t nb_blocks);
+void bsst_alloc_free(BsstAlloc *a);
+
+uint32_t bsst_alloc_total(const BsstAlloc *a);
+uint32_t bsst_alloc_used(const BsstAlloc *a);       /* refcount > 0 */
+uint32_t bsst_alloc_pending(const BsstAlloc *a);    /* awaiting release */
+uint32_t bsst_alloc_free_count(const BsstAlloc *a); /* allocatable */
+
+/* Refcount of @block; 0 if out of range. */
+uint32_t bsst_alloc_refcount(const BsstAlloc *a, uint32_t block);
+
+/*
+ * Allocate a free block, next-fit from the block after the previous
+ * allocation, and give it refcount 1.  Returns 0, or -ENOSPC when no block
+ * is free.
+ */
+int bsst_alloc_get(BsstAlloc *a, uint32_t *block);
+
+/*
+ * Add a reference to a used block.  Returns 0; -EINVAL if @block is out of
+ * range; -ENOENT if it is free or pending (not allocated); -EOVERFLOW if
+ * its refcount is already BSST_REFCOUNT_MAX (unchanged).
+ */
+int bsst_alloc_ref(BsstAlloc *a, uint32_t block);
+
+/*
+ * Drop a reference.  Returns 1 if the refcount dropped to zero (the block
+ * is now pending), 0 if references remain; -EINVAL if @block is out of
+ * range; -ERANGE (underflow) if its refcount is already zero (unchanged).
+ */
+int bsst_alloc_unref(BsstAlloc *a, uint32_t block);
+
+/*
+ * Release up to @max pending blocks, oldest first, calling @fn (if
+ * non-NULL) for each; they become free.  Returns the number released.
+ * To release exactly the blocks whose unmaps a log flush made durable,
+ * read bsst_alloc_pending() before the flush and pass it as @max after.
+ */
+uint32_t bsst_alloc_release(BsstAlloc *a, uint32_t max,
+                            BsstAllocReleaseFunc *fn, void *opaque);
+
+/* Make every block free (refcount 0, nothing pending). */
+void bsst_alloc_reset(BsstAlloc *a);
+
+/*
+ * Add a reference to @block even if it is free: for rebuilding the counts
+ * from replayed metadata.  Returns 0, -EINVAL or -EOVERFLOW as
+ * bsst_alloc_ref().
+ */
+int bsst_alloc_claim(BsstAlloc *a, uint32_t block);
+
+/*
+ * Rebuild from scratch: reset, then claim the BSST block of every entry of
+ * the @nmaps maps.  Fails, naming the entry, if a map names a block beyond
+ * the store or references a block more than BSST_REFCOUNT_MAX times; the
+ * counts are then reset.
+ */
+int bsst_alloc_rebuild(BsstAlloc *a, BsstMap *const *maps, unsigned nmaps,
+                       Error **errp);
+
+#endif

@@ -1,0 +1,161 @@
+/*
+ * Tesseract: the block-swap store (BSST), one per BSST block node
+ *
+ * Copyright (c) 2026 The Tesseract for QEMU authors
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * The store owns the BSST's allocator and reference counts, the
+ * indirection map of every guest disk that uses it, and the metadata
+ * (superblock, log, checkpoints; see bsst-format.h).  It is the only code
+ * that writes BSST metadata.  Every tesseract node and the swapper that
+ * name the same BSST node share one store.
+ *
+ * Durability rules (bsst-format.h): a MAP record is written only after
+ * its data block is durable (a commit flushes the BSST before writing log
+ * blocks); a block whose last reference went is reused or discarded only
+ * after the record that dropped the reference is durable (pending blocks
+ * are released by the commit that wrote it).  UNMAP records of guest
+ * blocks whose data went back to the guest image are appended by the
+ * disk only once that data is durable (see bsst_disk_co_flush()).
+ */
+
+#ifndef BLOCK_TESSERACT_BSST_STORE_H
+#define BLOCK_TESSERACT_BSST_STORE_H
+
+#include "block/block_int.h"
+#include "bsst-map.h"
+
+typedef struct BsstStore BsstStore;
+typedef struct BsstDisk BsstDisk;
+
+/*
+ * The source of swapped-out pages (the tesseract-swapper, or a test
+ * source).  All callbacks may be called from any thread and must not
+ * block for long.
+ */
+typedef struct BsstPageSourceOps {
+    /*
+     * Is the 4 KiB host page @host swapped out, and into which BSST
+     * block?  On true, the page stays swapped out and the block keeps the
+     * page's reference until unpin().
+     */
+    bool (*lookup_pin)(void *opaque, const void *host, uint32_t *bblock);
+    void (*unpin)(void *opaque, const void *host);
+    /*
+     * A guest read is about to overwrite the whole page @host: if it is
+     * swapped out, make it resident without reading the BSST (its old
+     * contents are dead) and return true.
+     */
+    bool (*cancel_swapin)(void *opaque, void *host);
+    /* The store is going away: forget it (its references go with it). */
+    void (*detach)(void *opaque);
+} BsstPageSourceOps;
+
+typedef struct BsstStoreStats {
+    uint64_t blocks_total;
+    uint64_t blocks_used;
+    uint64_t blocks_pending;
+    uint64_t blocks_free;
+    uint64_t disks;
+    uint64_t indirections;
+    uint64_t log_records;
+    uint64_t log_blocks_written;
+    uint64_t commits;
+    uint64_t checkpoints;
+    uint64_t meta_bytes_per_indirection_x100;
+    bool formatted;
+    bool writable;
+    bool page_source;
+} BsstStoreStats;
+
+/*
+ * Open the store of @bs, or take another reference to it.  A blank image
+ * (all zeroes) is formatted when @writable; a non-blank image without a
+ * valid superblock, or a damaged one, is refused.
+ */
+BsstStore *bsst_store_get(BlockDriverState *bs, bool writable, Error **errp);
+void bsst_store_put(BsstStore *s);
+
+/* The store of @bs if one is open, without a new reference. */
+BsstStore *bsst_store_find(BlockDriverState *bs);
+
+const char *bsst_store_node_name(BsstStore *s);
+void bsst_store_get_stats(BsstStore *s, BsstStoreStats *st);
+void bsst_store_foreach(void (*fn)(BsstStore *s, void *opaque), void *opaque);
+
+/* Byte offset in the BSST node of data block @bblock. */
+int64_t bsst_store_block_offset(BsstStore *s, uint32_t bblock);
+
+/* Register the page source (at most one per store). */
+int bsst_store_set_page_source(BsstStore *s, const BsstPageSourceOps *ops,
+                               void *opaque, Error **errp);
+void bsst_store_clear_page_source(BsstStore *s, void *opaque);
+bool bsst_store_has_page_source(BsstStore *s);
+bool bsst_store_page_lookup_pin(BsstStore *s, const void *host,
+                                uint32_t *bblock);
+void bsst_store_page_unpin(BsstStore *s, const void *host);
+bool bsst_store_page_cancel_swapin(BsstStore *s, void *host);
+
+/* Blocks for swapped-out pages: allocate (refcount 1), write, unref. */
+int bsst_store_alloc_block(BsstStore *s, uint32_t *bblock);
+int coroutine_mixed_fn bsst_store_write_block(BsstStore *s, uint32_t bblock,
+                                              const void *buf);
+int coroutine_mixed_fn bsst_store_read_block(BsstStore *s, uint32_t bblock,
+                                             void *buf);
+int bsst_store_ref(BsstStore *s, uint32_t bblock);
+void bsst_store_unref(BsstStore *s, uint32_t bblock);
+
+/*
+ * Make every record appended so far durable (after flushing the BSST's
+ * data), then release the blocks they freed.
+ */
+int coroutine_fn bsst_store_co_commit(BsstStore *s);
+
+/* ---- Disks ---- */
+
+/*
+ * Open the indirection map of disk @disk_id (created on first use).
+ * Refused if another node has it open.
+ */
+BsstDisk *bsst_disk_open(BsstStore *s, const char *disk_id, Error **errp);
+void bsst_disk_close(BsstDisk *d);
+uint64_t bsst_disk_count(BsstDisk *d);
+
+/*
+ * Under the store lock: the map of @d, for planning a request.  Map
+ * functions may be called between lock and unlock; nothing may yield.
+ */
+void bsst_disk_lock(BsstDisk *d);
+void bsst_disk_unlock(BsstDisk *d);
+BsstMap *bsst_disk_map_locked(BsstDisk *d);
+/* Under the lock: pin a mapped block while a read uses it. */
+void bsst_disk_pin_locked(BsstDisk *d, uint32_t bblock);
+void bsst_disk_unpin(BsstDisk *d, uint32_t bblock);
+
+/*
+ * Map @gblock to @bblock (adding a reference to @bblock) and log it.
+ * Returns 0, or a negative errno (log full, refcount overflow) when the
+ * caller must take the classic path.
+ */
+int coroutine_fn bsst_disk_co_map(BsstDisk *d, uint64_t gblock,
+                                  uint32_t bblock);
+
+/*
+ * The guest image now holds the data of guest blocks [@gblock, +@count):
+ * drop their indirections from the map at once, and log them (and drop
+ * the block references) at the disk's next flush, when the guest image
+ * data is durable.
+ */
+void bsst_disk_unmap(BsstDisk *d, uint64_t gblock, uint64_t count);
+
+/*
+ * The guest image is durable: log the deferred unmaps and commit.
+ * Returns 0 or a negative errno.
+ */
+int coroutine_fn bsst_disk_co_flush(BsstDisk *d);
+
+/* Deferred unmaps waiting for the next flush. */
+uint64_t bsst_disk_deferred(BsstDisk *d);
+
+#endif

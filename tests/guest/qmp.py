@@ -1,0 +1,194 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# Minimal QMP client for the guest kit (standard library only).
+#
+#   qmp.py SOCKET [--pid PID] [--wait-shutdown SECS] [--console FILE]
+#          [--out FILE] [COMMAND[=JSON-ARGS]]...
+#
+# Connects to QEMU's QMP unix socket (retrying while QEMU starts; --pid
+# gives up at once when that process has exited),
+# optionally waits until the guest has shut down (SHUTDOWN event or
+# run state "shutdown"), then runs each COMMAND in order and prints one
+# JSON line per result ({"return": ...} or {"error": ...}).  --out writes
+# the result of the first COMMAND to FILE.  With --console, the wait also
+# ends 10 s after the guest printed "GUEST-RESULT:" even if it never
+# powered off.  A trailing "quit" command is allowed: its closing of the
+# connection is not an error.
+#
+# Exit status: 0 ok, 1 QMP error or a command failed, 3 wait timed out,
+# 4 QEMU went away.
+
+import json
+import os
+import select
+import socket
+import sys
+import time
+
+
+class QMPGone(Exception):
+    pass
+
+
+class QMP:
+    def __init__(self, path, connect_timeout=10.0, pid=None):
+        deadline = time.monotonic() + connect_timeout
+        while True:
+            try:
+                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.sock.connect(path)
+                break
+            except OSError:
+                self.sock.close()
+                if pid is not None and not alive(pid):
+                    raise QMPGone("QEMU (pid %d) has exited" % pid)
+                if time.monotonic() > deadline:
+                    raise QMPGone("cannot connect to QMP socket %s" % path)
+                time.sleep(0.05)
+        self.buf = b""
+        self.events = []
+        self.recv(timeout=connect_timeout)          # greeting
+        self.execute("qmp_capabilities")
+
+    def recv(self, timeout=None):
+        """Return the next message, or None if @timeout expired."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return None
+            r, _, _ = select.select([self.sock], [], [], left)
+            if not r:
+                return None
+            data = self.sock.recv(65536)
+            if not data:
+                raise QMPGone("QEMU closed the QMP connection")
+            self.buf += data
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def execute(self, cmd, args=None):
+        msg = {"execute": cmd}
+        if args:
+            msg["arguments"] = args
+        self.sock.sendall(json.dumps(msg).encode() + b"\n")
+        while True:
+            resp = self.recv()
+            if "event" in resp:
+                self.events.append(resp)
+                continue
+            return resp
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    # a zombie (exited, not yet reaped by its parent) counts as gone
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def console_has_result(path):
+    try:
+        with open(path, "rb") as f:
+            return b"GUEST-RESULT:" in f.read()
+    except OSError:
+        return False
+
+
+def wait_shutdown(qmp, secs, console):
+    """Wait for the guest to power off; True if it did or printed a result."""
+    deadline = time.monotonic() + secs
+    result_seen_at = None
+    status = qmp.execute("query-status").get("return", {})
+    if status.get("status") == "shutdown":
+        return True
+    while True:
+        if any(e["event"] == "SHUTDOWN" for e in qmp.events):
+            return True
+        now = time.monotonic()
+        if console and result_seen_at is None and console_has_result(console):
+            result_seen_at = now
+        if result_seen_at is not None and now - result_seen_at > 10:
+            print("qmp.py: guest printed its result but did not power off",
+                  file=sys.stderr)
+            return True
+        if now > deadline:
+            return False
+        ev = qmp.recv(timeout=0.2)
+        if ev is not None and "event" in ev:
+            qmp.events.append(ev)
+
+
+def main(argv):
+    if len(argv) < 2 or argv[1] in ("-h", "--help"):
+        print("usage: qmp.py SOCKET [--pid PID] [--wait-shutdown SECS] "
+              "[--console FILE] [--out FILE] [COMMAND[=JSON-ARGS]]...",
+              file=sys.stderr)
+        return 1
+    path = argv[1]
+    wait = None
+    console = None
+    out = None
+    pid = None
+    cmds = []
+    i = 2
+    while i < len(argv):
+        a = argv[i]
+        if a == "--wait-shutdown":
+            wait = float(argv[i + 1])
+            i += 2
+        elif a == "--console":
+            console = argv[i + 1]
+            i += 2
+        elif a == "--pid":
+            pid = int(argv[i + 1])
+            i += 2
+        elif a == "--out":
+            out = argv[i + 1]
+            i += 2
+        else:
+            name, _, args = a.partition("=")
+            cmds.append((name, json.loads(args) if args else None))
+            i += 1
+
+    try:
+        qmp = QMP(path, pid=pid)
+        if wait is not None and not wait_shutdown(qmp, wait, console):
+            print("qmp.py: guest did not finish within %g s" % wait,
+                  file=sys.stderr)
+            return 3
+        status = 0
+        for n, (name, args) in enumerate(cmds):
+            try:
+                resp = qmp.execute(name, args)
+            except QMPGone:
+                if name == "quit":
+                    break
+                raise
+            print(json.dumps(resp), flush=True)
+            if "error" in resp:
+                print("qmp.py: %s: %s" % (name, resp["error"].get("desc")),
+                      file=sys.stderr)
+                status = 1
+            elif n == 0 and out:
+                tmp = out + ".tmp"
+                with open(tmp, "w") as f:
+                    json.dump(resp["return"], f, indent=1)
+                os.replace(tmp, out)
+        return status
+    except QMPGone as e:
+        print("qmp.py: %s" % e, file=sys.stderr)
+        return 4
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,243 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# Boot the guest kit under QEMU with its disk behind a tesseract node, run
+# one workload, then read the node's statistics over QMP.
+#
+#   tests/guest/run-guest.sh [options] [-- extra QEMU arguments]
+#
+#   --qemu PATH         QEMU binary ($QEMU, default build/qemu-system-x86_64)
+#   --qemu-img PATH     qemu-img ($QEMU_IMG, default build/qemu-img)
+#   --kit DIR           guest kit ($GUEST_KIT, default tests/guest/out; built
+#                       with build-kit.sh if it is the default and missing)
+#   -m, --memory SIZE   guest RAM ($GUEST_MEM, default 256M)
+#   --smp N             vCPUs ($GUEST_SMP, default 1)
+#   --accel NAME        tcg or kvm ($GUEST_ACCEL, default tcg)
+#   --cpu MODEL         -cpu MODEL ($GUEST_CPU, default: QEMU's default)
+#   --machine TYPE      microvm or pc ($GUEST_MACHINE, default microvm)
+#   --workload NAME     workload=NAME on the kernel command line
+#   --append WORDS      more kernel command line ($GUEST_APPEND), e.g.
+#                       "diskcheck_mib=32 diskcheck_seed=7"
+#   --disk-size SIZE    guest disk (default 64M); --bsst-size SIZE (256M)
+#   --tesseract-opts O  appended to the tesseract -blockdev, e.g. indirect=off
+#   --timeout SECS      kill QEMU after SECS ($GUEST_TIMEOUT, default 120)
+#   --workdir DIR       keep images, console.log, qemu.log, stats.json,
+#                       cmdline there (default: a temporary dir, removed)
+#   --stats FILE        also write the query-tesseract result (JSON) to FILE
+#   --quiet             do not echo the guest console
+#   --kernel-log        show the kernel's boot messages (no 'quiet')
+#   --shell             interactive: workload=shell on this terminal, no QMP
+#
+# Exit status 0 only if the guest printed "GUEST-RESULT: ok" and
+# query-tesseract answered.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+TOP=$(cd "$HERE/../.." && pwd)
+
+QEMU=${QEMU:-$TOP/build/qemu-system-x86_64}
+QEMU_IMG=${QEMU_IMG:-$TOP/build/qemu-img}
+KIT=${GUEST_KIT:-$HERE/out}
+MEM=${GUEST_MEM:-256M}
+SMP=${GUEST_SMP:-1}
+ACCEL=${GUEST_ACCEL:-tcg}
+CPU=${GUEST_CPU:-}
+MACHINE=${GUEST_MACHINE:-microvm}
+APPEND=${GUEST_APPEND:-}
+TIMEOUT=${GUEST_TIMEOUT:-120}
+WORKLOAD=
+DISK_SIZE=64M
+BSST_SIZE=256M
+TOPTS=
+WORKDIR=
+STATS=
+QUIET=no
+KLOG=no
+SHELL_MODE=no
+EXTRA=()
+
+say() { printf 'run-guest: %s\n' "$*" >&2; }
+die() { printf 'run-guest: error: %s\n' "$*" >&2; exit 1; }
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --qemu) QEMU=$2; shift ;;
+    --qemu-img) QEMU_IMG=$2; shift ;;
+    --kit) KIT=$2; shift ;;
+    -m|--memory) MEM=$2; shift ;;
+    --smp) SMP=$2; shift ;;
+    --accel) ACCEL=$2; shift ;;
+    --cpu) CPU=$2; shift ;;
+    --machine) MACHINE=$2; shift ;;
+    --workload) WORKLOAD=$2; shift ;;
+    --append) APPEND="$APPEND $2"; shift ;;
+    --disk-size) DISK_SIZE=$2; shift ;;
+    --bsst-size) BSST_SIZE=$2; shift ;;
+    --tesseract-opts) TOPTS=$2; shift ;;
+    --timeout) TIMEOUT=$2; shift ;;
+    --workdir) WORKDIR=$2; shift ;;
+    --stats) STATS=$2; shift ;;
+    --quiet) QUIET=yes ;;
+    --kernel-log) KLOG=yes ;;
+    --shell) SHELL_MODE=yes ;;
+    --) shift; EXTRA=("$@"); break ;;
+    -h|--help) sed -n '4,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
+    *) die "unknown option '$1' (see --help)" ;;
+    esac
+    shift
+done
+
+# --- Inputs -----------------------------------------------------------------
+[ -x "$QEMU" ] || die "no QEMU binary at $QEMU (run 'make' first)"
+[ -x "$QEMU_IMG" ] || die "no qemu-img at $QEMU_IMG (run 'make' first)"
+if [ ! -f "$KIT/vmlinuz" ] || [ ! -f "$KIT/initramfs.cpio.gz" ]; then
+    [ "$KIT" = "$HERE/out" ] || die "no guest kit in $KIT (run build-kit.sh $KIT)"
+    "$HERE/build-kit.sh" "$KIT" >&2
+fi
+
+case "$MACHINE" in
+microvm) BLKDEV=virtio-blk-device ;;
+pc|q35|pc-*) BLKDEV=virtio-blk-pci ;;
+*) die "unsupported machine '$MACHINE' (microvm or pc)" ;;
+esac
+
+# Kernel command line: serial console, reboot (= QEMU stops) on panic.
+CMDLINE="console=ttyS0 panic=-1"
+[ "$KLOG" = yes ] || CMDLINE="$CMDLINE quiet"
+if [ "$ACCEL" = tcg ]; then
+    # microvm under TCG sometimes hangs calibrating the TSC: tell the kernel
+    khz=$(awk -F: '/^cpu MHz/ { printf "%d", $2 * 1000; exit }' /proc/cpuinfo)
+    [ -n "$khz" ] && CMDLINE="$CMDLINE tsc_early_khz=$khz"
+fi
+[ "$SHELL_MODE" = yes ] && WORKLOAD=shell
+[ -n "$WORKLOAD" ] && CMDLINE="$CMDLINE workload=$WORKLOAD"
+read -ra words <<< "$APPEND"
+[ ${#words[@]} = 0 ] || CMDLINE="$CMDLINE ${words[*]}"
+
+# Firmware: the kit's own (qboot, linuxboot_dma.bin), then the host's.
+FW=()
+for d in "$KIT/firmware" /usr/share/seabios /usr/share/qemu; do
+    [ -d "$d" ] && FW+=(-L "$d")
+done
+
+# --- Work directory and disk images ----------------------------------------
+if [ -n "$WORKDIR" ]; then
+    mkdir -p "$WORKDIR"
+    WD=$(cd "$WORKDIR" && pwd)
+    rm -f "$WD"/{console.log,qemu.log,stats.json,cmdline,cmdline.short}
+else
+    WD=$(mktemp -d "${TMPDIR:-/tmp}/tesseract-guest.XXXXXX")
+fi
+SOCK=$WD/qmp.sock
+# unix socket paths are limited to 107 bytes
+[ ${#SOCK} -lt 100 ] || SOCK=$(mktemp -u "${TMPDIR:-/tmp}/tesseract-qmp.XXXXXX")
+
+QPID=
+# shellcheck disable=SC2317  # called from the trap
+cleanup() {
+    if [ -n "$QPID" ] && kill -0 "$QPID" 2>/dev/null; then
+        kill "$QPID" 2>/dev/null || true
+        wait "$QPID" 2>/dev/null || true
+    fi
+    rm -f "$SOCK"
+    [ -n "$WORKDIR" ] || rm -rf "$WD"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+"$QEMU_IMG" create -q -f qcow2 "$WD/guest.qcow2" "$DISK_SIZE"
+"$QEMU_IMG" create -q -f qcow2 "$WD/bsst.qcow2" "$BSST_SIZE"
+
+# --- QEMU command line ----------------------------------------------------------
+# CORE is what matters (printed in short form); PLUMBING wires up console,
+# QMP and firmware.
+CORE=("$QEMU" -M "$MACHINE" -accel "$ACCEL" -m "$MEM" -smp "$SMP")
+[ -n "$CPU" ] && CORE+=(-cpu "$CPU")
+CORE+=(-kernel "$KIT/vmlinuz" -initrd "$KIT/initramfs.cpio.gz"
+       -append "$CMDLINE"
+       -blockdev "driver=qcow2,node-name=disk0-fmt,file.driver=file,file.filename=$WD/guest.qcow2"
+       -blockdev "driver=qcow2,node-name=bsst0,file.driver=file,file.filename=$WD/bsst.qcow2"
+       -blockdev "driver=tesseract,node-name=disk0,file=disk0-fmt,bsst=bsst0${TOPTS:+,$TOPTS}"
+       -device "$BLKDEV,drive=disk0")
+PLUMBING=(-nodefaults -no-user-config -display none -no-reboot "${FW[@]}")
+
+if [ "$SHELL_MODE" = yes ]; then
+    say "interactive guest shell; 'poweroff -f' (or Ctrl-A x) to leave"
+    "${CORE[@]}" "${PLUMBING[@]}" -serial mon:stdio "${EXTRA[@]}"
+    exit 0
+fi
+
+# The VM stops at guest power-off (-no-shutdown) so QMP can still be asked.
+if [ "$QUIET" = yes ]; then
+    CON=(-chardev "file,id=con0,path=$WD/console.log")
+else
+    CON=(-chardev "stdio,id=con0,signal=off,logfile=$WD/console.log")
+fi
+PLUMBING+=(-no-shutdown -qmp "unix:$SOCK,server=on,wait=off" "${CON[@]}"
+           -serial chardev:con0)
+ALL=("${CORE[@]}" "${PLUMBING[@]}" "${EXTRA[@]}")
+printf '%q ' "${ALL[@]}" > "$WD/cmdline"; echo >> "$WD/cmdline"
+# short form: no plumbing, file names without directories
+printf '%s ' "${CORE[@]}" "${EXTRA[@]}" \
+    | sed -E "s#-append $CMDLINE#-append \"$CMDLINE\"#; s#(^| |=)/[^ ,]*/#\\1#g; s/ $//" \
+    > "$WD/cmdline.short"
+echo >> "$WD/cmdline.short"
+[ "$QUIET" = yes ] || say "$(cat "$WD/cmdline.short")"
+
+# --- Run ----------------------------------------------------------------------
+: > "$WD/console.log"
+START=$(date +%s.%N)
+"${ALL[@]}" < /dev/null 2> "$WD/qemu.log" &
+QPID=$!
+
+# Wait for the guest to power off, then ask for the statistics and quit.
+qmp_rc=0
+timeout -k 5 $((TIMEOUT + 30)) /usr/bin/python3 "$HERE/qmp.py" "$SOCK" --pid "$QPID" \
+    --wait-shutdown "$TIMEOUT" --console "$WD/console.log" --out "$WD/stats.json" \
+    query-tesseract quit > "$WD/qmp.out" 2> "$WD/qmp.err" || qmp_rc=$?
+
+# QEMU should be gone after 'quit'; make sure of it.
+if [ "$qmp_rc" = 0 ]; then
+    for _ in $(seq 50); do
+        kill -0 "$QPID" 2>/dev/null || break
+        sleep 0.1
+    done
+fi
+if kill -0 "$QPID" 2>/dev/null; then
+    kill "$QPID" 2>/dev/null || true
+fi
+wait "$QPID" 2>/dev/null || true
+QPID=
+ELAPSED=$(echo "$START $(date +%s.%N)" | awk '{ printf "%.1f", $2 - $1 }')
+
+RESULT=$(tr -d '\r' < "$WD/console.log" 2>/dev/null | grep -o 'GUEST-RESULT:.*' | tail -1 || true)
+[ -s "$WD/qemu.log" ] && [ "$QUIET" = no ] && sed 's/^/run-guest: qemu: /' "$WD/qemu.log" >&2
+
+fail() {
+    say "FAIL: $* (after $ELAPSED s)"
+    if [ "$QUIET" = yes ]; then
+        say "last lines of the guest console:"
+        tr -d '\r' < "$WD/console.log" 2>/dev/null | tail -15 | sed 's/^/    /' >&2 || true
+        [ -s "$WD/qemu.log" ] && sed 's/^/run-guest: qemu: /' "$WD/qemu.log" >&2
+    fi
+    [ -s "$WD/qmp.err" ] && sed 's/^/run-guest: /' "$WD/qmp.err" >&2
+    exit 1
+}
+
+case "$qmp_rc" in
+0) ;;
+3|124|137) fail "timeout: no guest result within $TIMEOUT s" ;;
+4) [ -n "$RESULT" ] || fail "QEMU exited before the guest printed a result"
+   fail "QEMU exited (${RESULT})" ;;
+*) [ "$RESULT" = "GUEST-RESULT: ok" ] || fail "${RESULT:-no GUEST-RESULT line}"
+   fail "query-tesseract failed" ;;
+esac
+[ -n "$RESULT" ] || fail "the guest stopped without printing GUEST-RESULT"
+[ "$RESULT" = "GUEST-RESULT: ok" ] || fail "$RESULT"
+
+[ -n "$STATS" ] && cp "$WD/stats.json" "$STATS"
+if [ "$QUIET" = no ]; then
+    say "query-tesseract: $(tr -d ' \n' < "$WD/stats.json")"
+    say "PASS ($ELAPSED s)"
+fi
+exit 0
