@@ -196,7 +196,7 @@ static const BsstMetaOps replay_ops = {
 /* Does the whole image read as zeroes? */
 static int bsst_image_is_blank(BsstStore *s, int64_t len, Error **errp)
 {
-    g_autofree uint8_t *buf = NULL;
+    uint8_t *buf = NULL;
     int64_t off, pnum;
     int ret = 1;
 
@@ -232,10 +232,7 @@ static int bsst_image_is_blank(BsstStore *s, int64_t len, Error **errp)
     }
 out:
     bdrv_graph_rdunlock_main_loop();
-    if (buf) {
-        qemu_vfree(buf);
-        buf = NULL;
-    }
+    qemu_vfree(buf);
     return ret;
 }
 
@@ -812,7 +809,7 @@ static BsstMap *bsst_map_copy_with_deferred(const BsstMap *map,
     GHashTableIter it;
     gpointer key, val;
 
-    bsst_map_foreach(map, 0, BSST_MAP_GBLOCK_MAX, copy_entry, copy);
+    bsst_map_foreach(map, 0, UINT64_MAX, copy_entry, copy);
     g_hash_table_iter_init(&it, deferred);
     while (g_hash_table_iter_next(&it, &key, &val)) {
         bsst_map_insert(copy, (uintptr_t)key, GPOINTER_TO_UINT(val) - 1, NULL);
