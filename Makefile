@@ -35,6 +35,7 @@ demo: all
 	tests/guest/demo.sh
 
 bench-io: all
+	$(NINJA) -C $(BUILD) tests/unit/tesseract/bench-bsst-map
 	bench/bench-io.sh
 
 bench: all

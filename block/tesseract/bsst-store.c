@@ -37,6 +37,8 @@ struct BsstDisk {
     uint32_t index;
     /* gblock -> bblock + 1 of indirections dropped but not yet logged */
     GHashTable *deferred;
+    /* map entries + deferred unmaps, for lock-free fast paths */
+    uint64_t busy;
 };
 
 typedef struct BsstLogBlock {
@@ -998,6 +1000,12 @@ int coroutine_fn bsst_store_co_commit(BsstStore *s)
 
 /* ---- Disks ---- */
 
+static void bsst_disk_update_busy_locked(BsstDisk *d)
+{
+    qatomic_set(&d->busy, bsst_map_count(d->s->disks[d->index].map) +
+                g_hash_table_size(d->deferred));
+}
+
 BsstDisk *bsst_disk_open(BsstStore *s, const char *disk_id, Error **errp)
 {
     BsstDisk *d;
@@ -1046,6 +1054,7 @@ BsstDisk *bsst_disk_open(BsstStore *s, const char *disk_id, Error **errp)
     d->index = i;
     d->deferred = g_hash_table_new(NULL, NULL);
     s->disks[i].open = d;
+    bsst_disk_update_busy_locked(d);
     qemu_mutex_unlock(&s->lock);
 
     ret = bsst_commit_impl(s);
@@ -1078,6 +1087,11 @@ void bsst_disk_close(BsstDisk *d)
     s->disks[d->index].open = NULL;
     qemu_mutex_unlock(&s->lock);
     g_free(d);
+}
+
+uint64_t bsst_disk_busy(BsstDisk *d)
+{
+    return qatomic_read(&d->busy);
 }
 
 uint64_t bsst_disk_count(BsstDisk *d)
@@ -1151,6 +1165,7 @@ int coroutine_fn bsst_disk_co_map(BsstDisk *d, uint64_t gblock,
         g_hash_table_remove(d->deferred, key);
         bsst_alloc_unref(s->alloc, GPOINTER_TO_UINT(val) - 1);
     }
+    bsst_disk_update_busy_locked(d);
     qemu_mutex_unlock(&s->lock);
     return 0;
 }
@@ -1179,6 +1194,7 @@ void bsst_disk_unmap(BsstDisk *d, uint64_t gblock, uint64_t count)
     qemu_mutex_lock(&s->lock);
     bsst_map_remove_range(s->disks[d->index].map, gblock, gblock + count,
                           defer_unmap, &c);
+    bsst_disk_update_busy_locked(d);
     qemu_mutex_unlock(&s->lock);
 }
 
@@ -1226,6 +1242,7 @@ int coroutine_fn bsst_disk_co_flush(BsstDisk *d)
         bsst_alloc_unref(s->alloc, GPOINTER_TO_UINT(val) - 1);
         g_hash_table_iter_remove(&it);
     }
+    bsst_disk_update_busy_locked(d);
     qemu_mutex_unlock(&s->lock);
     if (ret >= 0) {
         ret = bsst_commit_impl(s);

@@ -121,6 +121,13 @@ int coroutine_fn bsst_store_co_commit(BsstStore *s);
 BsstDisk *bsst_disk_open(BsstStore *s, const char *disk_id, Error **errp);
 void bsst_disk_close(BsstDisk *d);
 uint64_t bsst_disk_count(BsstDisk *d);
+/*
+ * Lock-free hint: 0 when the disk has no indirection and no deferred
+ * unmap, so a request needs no planning.  A request racing with a
+ * concurrent write of the same blocks may see either state, as it may
+ * see either write's data.
+ */
+uint64_t bsst_disk_busy(BsstDisk *d);
 
 /*
  * Under the store lock: the map of @d, for planning a request.  Map

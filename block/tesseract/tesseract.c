@@ -382,7 +382,7 @@ tesseract_co_preadv_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
                          BdrvRequestFlags flags)
 {
     BDRVTesseractState *s = bs->opaque;
-    g_autoptr(GArray) pieces = g_array_new(false, false, sizeof(TsrPiece));
+    g_autoptr(GArray) pieces = NULL;
     int64_t t0 = get_clock(), t1, t2;
     uint64_t cancelled = 0;
     guint i;
@@ -390,9 +390,21 @@ tesseract_co_preadv_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
 
     if (bsst_store_has_page_source(s->store)) {
         cancelled = tsr_cancel_swapins(s, qiov, qiov_offset, bytes);
+    } else if (!bsst_disk_busy(s->disk)) {
+        /* fast path: no indirection, the guest image holds everything */
+        t1 = get_clock();
+        ret = bdrv_co_preadv_part(bs->file, offset, bytes, qiov, qiov_offset,
+                                  flags);
+        t2 = get_clock();
+        if (ret >= 0) {
+            tesseract_account(s, TSR_READ_PREPARE, t0, t1, t2,
+                              &s->reads, &s->bytes_read, bytes);
+        }
+        return ret;
     }
 
     /* Plan under the store lock, pinning the BSST blocks we will read */
+    pieces = g_array_new(false, false, sizeof(TsrPiece));
     bsst_disk_lock(s->disk);
     tsr_plan_read(offset, bytes, qiov_offset, tsr_map_next,
                   bsst_disk_map_locked(s->disk), pieces);
@@ -642,7 +654,7 @@ tesseract_co_pwritev_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
                           BdrvRequestFlags flags)
 {
     BDRVTesseractState *s = bs->opaque;
-    g_autoptr(GArray) pieces = g_array_new(false, false, sizeof(TsrPiece));
+    g_autoptr(GArray) pieces = NULL;
     int64_t t0 = get_clock(), t1, t2;
     bool can_indirect = s->indirect && s->writable &&
                         bsst_store_has_page_source(s->store);
@@ -650,6 +662,19 @@ tesseract_co_pwritev_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
     guint i;
     int ret;
 
+    if (!can_indirect && !bsst_disk_busy(s->disk)) {
+        /* fast path: nothing to indirect, nothing to drop */
+        t1 = get_clock();
+        ret = bdrv_co_pwritev_part(bs->file, offset, bytes, qiov,
+                                   qiov_offset, flags);
+        t2 = get_clock();
+        if (ret >= 0) {
+            tesseract_account(s, TSR_WRITE_PREPARE, t0, t1, t2,
+                              &s->writes, &s->bytes_written, bytes);
+        }
+        return ret;
+    }
+    pieces = g_array_new(false, false, sizeof(TsrPiece));
     tsr_plan_write(offset, bytes, qiov->iov, qiov->niov, qiov_offset,
                    can_indirect ? tsr_page_lookup : NULL, s->store, pieces);
 
