@@ -58,11 +58,18 @@ for mode in read write; do
     extra=()
     [ "$mode" = write ] && extra=(-w --pattern=0x33)
     plain=() tsr=()
+    # alternate which goes first, so order effects cancel out
     for ((i = 0; i < ROUNDS; i++)); do
+        if ((i % 2)); then
+            v=$(run "$TSR" "${extra[@]}") || exit 1
+            tsr+=("$v")
+        fi
         v=$(run "$PLAIN" "${extra[@]}") || exit 1
         plain+=("$v")
-        v=$(run "$TSR" "${extra[@]}") || exit 1
-        tsr+=("$v")
+        if ! ((i % 2)); then
+            v=$(run "$TSR" "${extra[@]}") || exit 1
+            tsr+=("$v")
+        fi
     done
     R[$mode-plain]=$(printf '%s\n' "${plain[@]}" | median)
     R[$mode-tsr]=$(printf '%s\n' "${tsr[@]}" | median)
