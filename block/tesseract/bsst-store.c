@@ -540,6 +540,11 @@ void bsst_store_put(BsstStore *s)
     bsst_store_free(s);
 }
 
+bool bsst_store_is_open(BsstStore *s)
+{
+    return blk_bs(s->blk) != NULL;
+}
+
 const char *bsst_store_node_name(BsstStore *s)
 {
     return s->node_name;

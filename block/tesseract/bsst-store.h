@@ -81,6 +81,8 @@ void bsst_store_put(BsstStore *s);
 BsstStore *bsst_store_find(BlockDriverState *bs);
 
 const char *bsst_store_node_name(BsstStore *s);
+/* False once QEMU's shutdown detached the BSST node from the store. */
+bool bsst_store_is_open(BsstStore *s);
 void bsst_store_get_stats(BsstStore *s, BsstStoreStats *st);
 void bsst_store_foreach(void (*fn)(BsstStore *s, void *opaque), void *opaque);
 

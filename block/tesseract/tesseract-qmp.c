@@ -15,6 +15,9 @@
 #include "qapi/qapi-commands-tesseract.h"
 #include "qobject/qdict.h"
 #include "tesseract.h"
+#ifdef CONFIG_LINUX
+#include "hw/mem/tesseract/tesseract-swapper.h"
+#endif
 
 static TesseractStoreInfo *store_info(BsstStore *store)
 {
@@ -74,6 +77,9 @@ TesseractInfo *qmp_query_tesseract(const char *node_name, Error **errp)
         return g_steal_pointer(&info);
     }
 
+#ifdef CONFIG_LINUX
+    info->swappers = tesseract_swapper_query_all();
+#endif
     bsst_store_foreach(add_store, &stail);
     for (bs = bdrv_next_all_states(NULL); bs; bs = bdrv_next_all_states(bs)) {
         if (tesseract_is_node(bs)) {
@@ -96,11 +102,27 @@ void hmp_info_tesseract(Monitor *mon, const QDict *qdict)
     g_autoptr(TesseractInfo) info = qmp_query_tesseract(NULL, &err);
     TesseractDiskInfoList *d;
     TesseractStoreInfoList *st;
+    TesseractSwapperInfoList *sw;
 
     if (hmp_handle_error(mon, err)) {
         return;
     }
-    if (!info->disks && !info->stores) {
+    for (sw = info->swappers; sw; sw = sw->next) {
+        TesseractSwapperInfo *i = sw->value;
+
+        monitor_printf(mon, "swapper %s (bsst %s, limit %" PRIu64 " MiB, "
+                       "policy %s%s)\n", i->id, i->bsst, i->limit >> 20,
+                       TesseractSwapPolicy_str(i->policy),
+                       i->attached ? "" : ", not attached yet");
+        monitor_printf(mon, "  pages: %" PRId64 " resident, %" PRId64
+                       " swapped of %" PRId64 "; swap-outs %" PRId64
+                       ", swap-ins %" PRId64 ", cancelled %" PRId64
+                       ", avoided %" PRId64 "\n", i->resident_pages,
+                       i->swapped_pages, i->ram_pages, i->swap_outs,
+                       i->swap_ins, i->swapins_cancelled, i->swapins_avoided);
+        hmp_print_latency(mon, "fault service", i->fault_service);
+    }
+    if (!info->disks && !info->stores && !info->swappers) {
         monitor_printf(mon, "No tesseract nodes\n");
         return;
     }

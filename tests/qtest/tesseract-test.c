@@ -150,11 +150,12 @@ static void images_new(TsrImages *img)
     img->bsst = make_image("qcow2");
 }
 
-static void vm_start(TsrVM *vm, const TsrImages *img, const char *opts)
+static void vm_start_with(TsrVM *vm, const TsrImages *img, const char *opts,
+                          const char *extra)
 {
     QPCIAddress addr = { .devfn = QPCI_DEVFN(4, 0) };
 
-    vm->qs = qtest_pc_boot("-machine pc -m 128 -display none"
+    vm->qs = qtest_pc_boot("-machine pc -m 128 -display none %s"
         " -blockdev driver=qcow2,node-name=guest0,"
         "file.driver=file,file.filename=%s"
         " -blockdev driver=qcow2,node-name=bsst0,"
@@ -162,7 +163,7 @@ static void vm_start(TsrVM *vm, const TsrImages *img, const char *opts)
         " -blockdev driver=tesseract,node-name=drive0,file=guest0,"
         "bsst=bsst0%s"
         " -device virtio-blk-pci,id=vblk0,drive=drive0,addr=04.0",
-        img->guest, img->bsst, opts ? opts : "");
+        extra ? extra : "", img->guest, img->bsst, opts ? opts : "");
     global_qtest = vm->qs->qts;
     vm->alloc = &vm->qs->alloc;
     vm->dev = virtio_pci_new(vm->qs->pcibus, &addr);
@@ -170,6 +171,11 @@ static void vm_start(TsrVM *vm, const TsrImages *img, const char *opts)
     qvirtio_pci_device_enable(vm->dev);
     qvirtio_start_device(&vm->dev->vdev);
     vm->vq = blk_start(&vm->dev->vdev, vm->alloc);
+}
+
+static void vm_start(TsrVM *vm, const TsrImages *img, const char *opts)
+{
+    vm_start_with(vm, img, opts, NULL);
 }
 
 static void vm_stop(TsrVM *vm)
@@ -495,6 +501,247 @@ static void test_indirect_off(void)
     vm_stop(&vm);
 }
 
+/* ---- tesseract-swapper ---- */
+
+#define SWAPPER " -object tesseract-swapper,id=swap0,bsst=bsst0,limit=1G"
+
+static int64_t swapper_stat(const char *key)
+{
+    QDict *resp = qmp("{'execute': 'query-tesseract'}");
+    QList *list = qdict_get_qlist(qdict_get_qdict(resp, "return"),
+                                  "swappers");
+    QDict *sw;
+    int64_t v;
+
+    g_assert_cmpint(qlist_size(list), ==, 1);
+    sw = qobject_to(QDict, qlist_peek(list));
+    v = qdict_get_int(sw, key);
+    qobject_unref(resp);
+    return v;
+}
+
+static void swapper_swap_out(uint64_t gpa, uint64_t size)
+{
+    qtest_qmp_assert_success(global_qtest,
+        "{'execute': 'x-tesseract-swap-out', 'arguments': "
+        "{'id': 'swap0', 'addr': %" PRIu64 ", 'size': %" PRIu64 "}}",
+        gpa, size);
+}
+
+/*
+ * The whole point: the device writes swapped-out pages to the disk.  They
+ * become indirections with no swap-in; reading the blocks back gives the
+ * exact bytes; the pages themselves come back exact when touched.
+ */
+static void test_swapper_write_indirection(void)
+{
+    const unsigned np = 16;
+    const uint32_t len = np * TSR_PAGE;
+    g_autofree uint8_t *pattern = g_malloc(len);
+    g_autofree uint8_t *back = g_malloc(len);
+    TsrImages img;
+    TsrVM vm;
+    uint64_t buf;
+
+    images_new(&img);
+    vm_start_with(&vm, &img, NULL, SWAPPER);
+    buf = guest_alloc(vm.alloc, len);
+    fill_pattern(pattern, len, 11);
+    memwrite(buf, pattern, len);
+    swapper_swap_out(buf, len);
+    g_assert_cmpint(swapper_stat("swapped-pages"), ==, np);
+    g_assert_cmpint(swapper_stat("swap-outs"), ==, np);
+
+    blk_write(&vm, 1024, buf, len);
+    g_assert_cmpint(disk_stat("indirect-pages"), ==, np);
+    g_assert_cmpint(disk_stat("indirections"), ==, np);
+    g_assert_cmpint(swapper_stat("swap-ins"), ==, 0);
+    g_assert_cmpint(swapper_stat("swapins-avoided"), ==, np);
+    g_assert_cmpint(swapper_stat("swapped-pages"), ==, np);
+
+    /* read the blocks back into other guest pages */
+    check_disk(&vm, 1024, pattern, np);
+    g_assert_cmpint(swapper_stat("swap-ins"), ==, 0);
+
+    /* touch the swapped pages through the guest-physical address space */
+    memread(buf, back, len);
+    g_assert_cmpmem(back, len, pattern, len);
+    g_assert_cmpint(swapper_stat("swap-ins"), ==, np);
+    g_assert_cmpint(swapper_stat("swapped-pages"), ==, 0);
+
+    /* and the disk still reads the same after the pages came back */
+    blk_flush(&vm);
+    check_disk(&vm, 1024, pattern, np);
+    vm_stop(&vm);
+}
+
+/*
+ * Stale and false swap reads: the device reads disk blocks into swapped-
+ * out pages.  Their swap-in is cancelled (no BSST read) and they hold the
+ * disk's data.
+ */
+static void test_swapper_cancel(void)
+{
+    const unsigned np = 8;
+    const uint32_t len = np * TSR_PAGE;
+    g_autofree uint8_t *disk_data = g_malloc(len);
+    g_autofree uint8_t *ram = g_malloc(len);
+    TsrImages img;
+    TsrVM vm;
+    uint64_t buf;
+
+    images_new(&img);
+    vm_start_with(&vm, &img, NULL, SWAPPER);
+    buf = guest_alloc(vm.alloc, len);
+    fill_pattern(disk_data, len, 12);
+    memwrite(buf, disk_data, len);
+    blk_write(&vm, 4096, buf, len);
+
+    fill_pattern(ram, len, 13);
+    memwrite(buf, ram, len);
+    swapper_swap_out(buf, len);
+    blk_read(&vm, 4096, buf, len);
+
+    g_assert_cmpint(swapper_stat("swapins-cancelled"), ==, np);
+    g_assert_cmpint(swapper_stat("swap-ins"), ==, 0);
+    g_assert_cmpint(swapper_stat("bsst-bytes-read"), ==, 0);
+    memread(buf, ram, len);
+    g_assert_cmpmem(ram, len, disk_data, len);
+    g_assert_cmpint(swapper_stat("swap-ins"), ==, 0);
+    vm_stop(&vm);
+}
+
+/* qom-set limit: the swapper swaps out in the background, data intact. */
+static void test_swapper_limit(void)
+{
+    const unsigned np = 1024;
+    const uint32_t len = np * TSR_PAGE;
+    g_autofree uint8_t *pattern = g_malloc(len);
+    g_autofree uint8_t *back = g_malloc(len);
+    TsrImages img;
+    TsrVM vm;
+    uint64_t buf;
+    int i;
+
+    images_new(&img);
+    vm_start_with(&vm, &img, NULL, SWAPPER);
+    buf = guest_alloc(vm.alloc, len);
+    fill_pattern(pattern, len, 14);
+    memwrite(buf, pattern, len);
+
+    qtest_qmp_assert_success(global_qtest,
+        "{'execute': 'qom-set', 'arguments': {'path': '/objects/swap0', "
+        "'property': 'limit', 'value': 1048576}}");
+    for (i = 0; i < 500 && swapper_stat("resident-pages") > 256; i++) {
+        g_usleep(10 * 1000);
+    }
+    g_assert_cmpint(swapper_stat("resident-pages"), <=, 256);
+    g_assert_cmpint(swapper_stat("swap-outs"), >=, np - 256);
+
+    /* reading everything back swaps in, and the swapper keeps working */
+    memread(buf, back, len);
+    g_assert_cmpmem(back, len, pattern, len);
+    g_assert_cmpint(swapper_stat("swap-ins"), >, 0);
+    vm_stop(&vm);
+}
+
+/* Bad input at object-add: clear errors. */
+static void test_swapper_errors(void)
+{
+    TsrImages img;
+    TsrVM vm;
+    QDict *resp;
+
+    images_new(&img);
+    vm_start(&vm, &img, NULL);
+    resp = qmp("{'execute': 'object-add', 'arguments': {'qom-type': "
+               "'tesseract-swapper', 'id': 'sw1', 'bsst': 'nope', "
+               "'limit': 1048576}}");
+    g_assert_nonnull(strstr(qdict_get_str(qdict_get_qdict(resp, "error"),
+                                          "desc"), "no block node named 'nope'"));
+    qobject_unref(resp);
+
+    qtest_qmp_assert_success(global_qtest,
+        "{'execute': 'object-add', 'arguments': {'qom-type': "
+        "'memory-backend-ram', 'id': 'shm', 'size': 1048576, 'share': true}}");
+    resp = qmp("{'execute': 'object-add', 'arguments': {'qom-type': "
+               "'tesseract-swapper', 'id': 'sw2', 'bsst': 'bsst0', "
+               "'limit': 1048576, 'memdev': 'shm'}}");
+    g_assert_nonnull(strstr(qdict_get_str(qdict_get_qdict(resp, "error"),
+                                          "desc"), "is shared (share=on)"));
+    qobject_unref(resp);
+
+    resp = qmp("{'execute': 'x-tesseract-swap-out', 'arguments': "
+               "{'id': 'nope', 'addr': 0, 'size': 4096}}");
+    g_assert_nonnull(strstr(qdict_get_str(qdict_get_qdict(resp, "error"),
+                                          "desc"), "no tesseract-swapper"));
+    qobject_unref(resp);
+    vm_stop(&vm);
+}
+
+/*
+ * The swap-out race: writes keep landing on pages while the swapper swaps
+ * them out and the guest-physical reads swap them in.  Every value read
+ * back is the last one written.  TESSERACT_STRESS_SECONDS (default 30).
+ */
+static void test_swapper_race_stress(void)
+{
+    const unsigned np = 2048;      /* 8 MiB working set over a 2 MiB limit */
+    const char *env = getenv("TESSERACT_STRESS_SECONDS");
+    double secs = env ? g_ascii_strtod(env, NULL) : 30;
+    g_autofree uint64_t *shadow = g_new0(uint64_t, np * 8);
+    g_autofree uint8_t *back = g_malloc(TSR_PAGE);
+    GRand *r = g_rand_new_with_seed(77);
+    int64_t end;
+    TsrImages img;
+    TsrVM vm;
+    uint64_t buf, n = 0, checks = 0, i;
+
+    images_new(&img);
+    vm_start_with(&vm, &img, NULL,
+                  " -object tesseract-swapper,id=swap0,bsst=bsst0,limit=2M");
+    buf = guest_alloc(vm.alloc, np * TSR_PAGE);
+    memset(back, 0, TSR_PAGE);
+    for (i = 0; i < np; i++) {
+        memwrite(buf + i * TSR_PAGE, back, TSR_PAGE);
+    }
+    end = g_get_monotonic_time() + (int64_t)(secs * G_USEC_PER_SEC);
+    while (g_get_monotonic_time() < end) {
+        uint64_t page = g_rand_int_range(r, 0, np);
+        uint64_t slot = g_rand_int_range(r, 0, 8);
+        uint64_t v = ++n;
+
+        /* 8 words spread over the page: different cache lines */
+        qtest_writeq(global_qtest, buf + page * TSR_PAGE + slot * 512, v);
+        shadow[page * 8 + slot] = v;
+        if (n % 16 == 0) {
+            uint64_t p = g_rand_int_range(r, 0, np), s;
+
+            for (s = 0; s < 8; s++) {
+                g_assert_cmphex(qtest_readq(global_qtest,
+                                            buf + p * TSR_PAGE + s * 512),
+                                ==, shadow[p * 8 + s]);
+            }
+            checks++;
+        }
+    }
+    for (i = 0; i < np * 8; i++) {
+        g_assert_cmphex(qtest_readq(global_qtest,
+                                    buf + (i / 8) * TSR_PAGE + (i % 8) * 512),
+                        ==, shadow[i]);
+    }
+    g_test_message("%" PRIu64 " writes, %" PRIu64 " page checks, %" PRId64
+                   " swap-outs, %" PRId64 " swap-ins, %" PRId64
+                   " swap-outs abandoned (written while in flight)",
+                   n, checks, swapper_stat("swap-outs"),
+                   swapper_stat("swap-ins"),
+                   swapper_stat("swapouts-abandoned"));
+    g_assert_cmpint(swapper_stat("swap-outs"), >, 0);
+    g_assert_cmpint(swapper_stat("swap-ins"), >, 0);
+    g_rand_free(r);
+    vm_stop(&vm);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -508,5 +755,11 @@ int main(int argc, char **argv)
                    test_indirection_crash);
     qtest_add_func("/tesseract/virtio-blk/cancel-swapin", test_cancel_swapin);
     qtest_add_func("/tesseract/virtio-blk/indirect-off", test_indirect_off);
+    qtest_add_func("/tesseract/swapper/write-indirection",
+                   test_swapper_write_indirection);
+    qtest_add_func("/tesseract/swapper/cancel", test_swapper_cancel);
+    qtest_add_func("/tesseract/swapper/limit", test_swapper_limit);
+    qtest_add_func("/tesseract/swapper/errors", test_swapper_errors);
+    qtest_add_func("/tesseract/swapper/race-stress", test_swapper_race_stress);
     return g_test_run();
 }

@@ -1,0 +1,55 @@
+/*
+ * Tesseract: choosing the guest pages the swapper swaps out
+ *
+ * Copyright (c) 2026 The Tesseract for QEMU authors
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * Pure logic (no QEMU types): linked by unit tests as is.
+ *
+ * The policy tracks which pages are resident and picks victims among
+ * them.  TSR_POLICY_RANDOM is the seed's policy: uniformly random, but
+ * never one of the pages swapped in most recently (the victim cache), so
+ * that a page the guest just needed is not thrown out again at once.
+ * TSR_POLICY_WP_AGE also prefers pages not written since the last ageing
+ * sweep; the swapper write-protects pages at each sweep and reports the
+ * write faults (tsr_policy_note_write()).
+ */
+
+#ifndef HW_MEM_TESSERACT_SWAP_POLICY_H
+#define HW_MEM_TESSERACT_SWAP_POLICY_H
+
+typedef enum TsrPolicyKind {
+    TSR_POLICY_RANDOM,
+    TSR_POLICY_WP_AGE,
+} TsrPolicyKind;
+
+typedef struct TsrPolicy TsrPolicy;
+
+TsrPolicy *tsr_policy_new(TsrPolicyKind kind, uint64_t npages,
+                          unsigned victim_cache, uint32_t seed);
+void tsr_policy_free(TsrPolicy *p);
+
+void tsr_policy_set_resident(TsrPolicy *p, uint64_t page, bool resident);
+bool tsr_policy_is_resident(const TsrPolicy *p, uint64_t page);
+uint64_t tsr_policy_resident(const TsrPolicy *p);
+
+/* @page was just swapped in: keep it out of the victims for a while. */
+void tsr_policy_note_swapin(TsrPolicy *p, uint64_t page);
+bool tsr_policy_in_victim_cache(const TsrPolicy *p, uint64_t page);
+
+/* WP_AGE: the guest wrote @page since the last sweep. */
+void tsr_policy_note_write(TsrPolicy *p, uint64_t page);
+bool tsr_policy_written(const TsrPolicy *p, uint64_t page);
+/* WP_AGE: start a new ageing period (the caller write-protects pages). */
+void tsr_policy_sweep(TsrPolicy *p);
+
+/*
+ * Pick a resident page to swap out.  Returns false when no resident page
+ * qualifies.  Pages in the victim cache are taken only when nothing else
+ * is resident; WP_AGE takes written pages only when no unwritten one is
+ * found among the first candidates.
+ */
+bool tsr_policy_pick(TsrPolicy *p, uint64_t *page);
+
+#endif

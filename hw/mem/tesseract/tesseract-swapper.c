@@ -1,0 +1,1055 @@
+/*
+ * Tesseract: the QEMU-managed guest-RAM swapper (tesseract-swapper)
+ *
+ * Keeps the resident guest RAM of one RAM block under a limit by writing
+ * cold pages to blocks of a block-swap store (BSST) and discarding them.
+ * A later guest access faults (userfaultfd MISSING); a dedicated fault
+ * thread reads the page back through the swapper's IOThread and places
+ * it.  The swapper is the store's page source: the tesseract block driver
+ * asks it which pages of a request are swapped out (a guest write of such
+ * a page becomes an indirection, no swap-in) and tells it which swapped
+ * pages a guest read will overwrite whole (no BSST read).
+ *
+ * Swap-out of a page races with vCPU and device writes: the page is
+ * write-protected (userfaultfd WP) before it is copied; a write fault
+ * while the copy is in flight marks the page dirty and the swap-out is
+ * abandoned; a write that arrives after the check blocks on the write
+ * protection until the page is gone and then faults it back in.
+ *
+ * Fault resolution never takes the BQL and never waits on the faulting
+ * thread's AioContext: BSST reads run in the swapper's own IOThread.
+ *
+ * Copyright (c) 2026 The Tesseract for QEMU authors
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include "block/block_int.h"
+#include "exec/address-spaces.h"
+#include "exec/cpu-common.h"
+#include "exec/memory.h"
+#include "exec/ramblock.h"
+#include "hw/boards.h"
+#include "hw/qdev-core.h"
+#include "migration/blocker.h"
+#include "qapi/error.h"
+#include "qapi/qapi-commands-tesseract.h"
+#include "qapi/qapi-visit-qom.h"
+#include "qapi/visitor.h"
+#include "qemu/error-report.h"
+#include "qemu/main-loop.h"
+#include "qemu/memalign.h"
+#include "qemu/thread.h"
+#include "qemu/timer.h"
+#include "qemu/userfaultfd.h"
+#include "qom/object.h"
+#include "qom/object_interfaces.h"
+#include "system/hostmem.h"
+#include "system/iothread.h"
+#include "system/runstate.h"
+#include "system/system.h"
+#include "block/tesseract/bsst-store.h"
+#include "block/tesseract/tesseract-stats.h"
+#include "swap-policy.h"
+#include "tesseract-swapper.h"
+
+#define TSW_PAGE 4096
+#define TSW_VICTIM_CACHE 1024
+/* Swap-out works in batches down to limit - max(limit / 64, 1 MiB). */
+#define TSW_MIN_BATCH_PAGES 256
+/* WP_AGE: ageing sweep period */
+#define TSW_SWEEP_NS (1 * NANOSECONDS_PER_SECOND)
+
+OBJECT_DECLARE_SIMPLE_TYPE(TesseractSwapper, TESSERACT_SWAPPER)
+
+enum {
+    PG_RESIDENT,        /* in RAM, or never touched */
+    PG_SWAPPING_OUT,    /* write-protected, being copied to the BSST */
+    PG_SWAPPED,         /* in BSST block @bblock, RAM discarded */
+    PG_SWAPPING_IN,     /* being placed back */
+};
+
+#define PG_DIRTIED        0x1   /* written during the swap-out */
+#define PG_UNREF_ON_UNPIN 0x2   /* swapped in while pinned */
+
+typedef struct TswPage {
+    uint32_t bblock;
+    uint8_t state;
+    uint8_t flags;
+    uint16_t pins;
+} TswPage;
+
+struct TesseractSwapper {
+    Object parent_obj;
+
+    /* properties */
+    char *bsst;
+    uint64_t limit;
+    HostMemoryBackend *memdev;
+    int policy_kind;
+
+    /* set up when attached to the RAM */
+    bool attached;
+    Notifier init_done;
+    RAMBlock *rb;
+    uint8_t *host;
+    uint64_t npages;
+    BsstStore *store;
+    IOThread *iothread;
+    int uffd;
+    int quit_fd;
+    bool quit;
+    QemuThread fault_thread;
+    QemuThread worker_thread;
+    QemuSemaphore kick;
+    Error *migration_blocker;
+    VMChangeStateEntry *vmstate;
+    bool running;           /* swap out only while the VM runs */
+
+    /* protects everything below; never held across I/O */
+    QemuMutex lock;
+    TswPage *pages;
+    TsrPolicy *policy;
+    int64_t next_sweep_ns;
+    uint64_t swapped;
+    uint64_t swap_outs, swap_ins, swapins_cancelled, swapins_avoided;
+    uint64_t swapouts_abandoned, zero_fills, bytes_written, bytes_read;
+    TsrHistogram fault_hist;
+    TsrHistogram bsst_read_hist;
+};
+
+static GSList *tsw_all;     /* BQL */
+
+/* ---- I/O on the swapper's IOThread ---- */
+
+typedef struct TswIO {
+    TesseractSwapper *sw;
+    uint32_t bblock;
+    void *buf;
+    bool write;
+    bool commit;
+    int ret;
+    QemuSemaphore done;
+} TswIO;
+
+static void coroutine_fn tsw_io_co(void *opaque)
+{
+    TswIO *io = opaque;
+
+    if (io->commit) {
+        io->ret = bsst_store_co_commit(io->sw->store);
+    } else if (io->write) {
+        io->ret = bsst_store_write_block(io->sw->store, io->bblock, io->buf);
+    } else {
+        io->ret = bsst_store_read_block(io->sw->store, io->bblock, io->buf);
+    }
+    qemu_sem_post(&io->done);
+}
+
+static void tsw_io_bh(void *opaque)
+{
+    qemu_coroutine_enter(qemu_coroutine_create(tsw_io_co, opaque));
+}
+
+/* Run one BSST operation in the IOThread and wait for it (any thread). */
+static int tsw_io(TesseractSwapper *sw, uint32_t bblock, void *buf,
+                  bool write, bool commit)
+{
+    TswIO io = {
+        .sw = sw, .bblock = bblock, .buf = buf, .write = write,
+        .commit = commit,
+    };
+
+    qemu_sem_init(&io.done, 0);
+    aio_bh_schedule_oneshot(iothread_get_aio_context(sw->iothread),
+                            tsw_io_bh, &io);
+    qemu_sem_wait(&io.done);
+    qemu_sem_destroy(&io.done);
+    return io.ret;
+}
+
+/* ---- Page source for the tesseract driver ---- */
+
+static bool tsw_page_index(TesseractSwapper *sw, const void *host,
+                           uint64_t *idx)
+{
+    const uint8_t *p = host;
+
+    if (p < sw->host || p >= sw->host + sw->npages * TSW_PAGE) {
+        return false;
+    }
+    *idx = (p - sw->host) / TSW_PAGE;
+    return true;
+}
+
+static bool tsw_lookup_pin(void *opaque, const void *host, uint32_t *bblock)
+{
+    TesseractSwapper *sw = opaque;
+    uint64_t idx;
+    bool ret = false;
+
+    if (!tsw_page_index(sw, host, &idx)) {
+        return false;
+    }
+    qemu_mutex_lock(&sw->lock);
+    if (sw->pages[idx].state == PG_SWAPPED) {
+        sw->pages[idx].pins++;
+        *bblock = sw->pages[idx].bblock;
+        sw->swapins_avoided++;
+        ret = true;
+    }
+    qemu_mutex_unlock(&sw->lock);
+    return ret;
+}
+
+static void tsw_unpin(void *opaque, const void *host)
+{
+    TesseractSwapper *sw = opaque;
+    uint32_t unref = UINT32_MAX;
+    TswPage *pg;
+    uint64_t idx;
+
+    if (!tsw_page_index(sw, host, &idx)) {
+        return;
+    }
+    qemu_mutex_lock(&sw->lock);
+    pg = &sw->pages[idx];
+    assert(pg->pins);
+    if (!--pg->pins && (pg->flags & PG_UNREF_ON_UNPIN)) {
+        pg->flags &= ~PG_UNREF_ON_UNPIN;
+        unref = pg->bblock;
+    }
+    qemu_mutex_unlock(&sw->lock);
+    if (unref != UINT32_MAX) {
+        bsst_store_unref(sw->store, unref);
+    }
+}
+
+static bool tsw_cancel_swapin(void *opaque, void *host)
+{
+    TesseractSwapper *sw = opaque;
+    TswPage *pg;
+    uint64_t idx;
+    uint32_t bblock;
+    int ret;
+
+    if (!tsw_page_index(sw, host, &idx)) {
+        return false;
+    }
+    qemu_mutex_lock(&sw->lock);
+    pg = &sw->pages[idx];
+    if (pg->state != PG_SWAPPED || pg->pins) {
+        qemu_mutex_unlock(&sw->lock);
+        return false;
+    }
+    pg->state = PG_SWAPPING_IN;
+    qemu_mutex_unlock(&sw->lock);
+
+    /* the read overwrites it whole: a zero page, no BSST read */
+    ret = uffd_zero_page(sw->uffd, host, TSW_PAGE, false);
+
+    qemu_mutex_lock(&sw->lock);
+    bblock = pg->bblock;
+    pg->state = PG_RESIDENT;
+    sw->swapped--;
+    sw->swapins_cancelled++;
+    tsr_policy_set_resident(sw->policy, idx, true);
+    qemu_mutex_unlock(&sw->lock);
+    if (ret && ret != -EEXIST) {
+        error_report("tesseract-swapper: cannot place page at %p: %s",
+                     host, strerror(-ret));
+    }
+    bsst_store_unref(sw->store, bblock);
+    return true;
+}
+
+static const BsstPageSourceOps tsw_page_ops = {
+    .lookup_pin = tsw_lookup_pin,
+    .unpin = tsw_unpin,
+    .cancel_swapin = tsw_cancel_swapin,
+};
+
+/* ---- Fault thread ---- */
+
+static void tsw_handle_missing(TesseractSwapper *sw, uint8_t *addr,
+                               uint8_t *buf)
+{
+    int64_t t0 = get_clock(), t1 = 0, t2 = 0;
+    uint64_t idx = (addr - sw->host) / TSW_PAGE;
+    TswPage *pg = &sw->pages[idx];
+    uint32_t bblock, unref = UINT32_MAX;
+    int ret, tries;
+
+    qemu_mutex_lock(&sw->lock);
+    if (pg->state != PG_SWAPPED) {
+        /* never touched (or discarded by the guest): a zero page */
+        qemu_mutex_unlock(&sw->lock);
+        ret = uffd_zero_page(sw->uffd, addr, TSW_PAGE, false);
+        if (ret == -EEXIST) {
+            uffd_wakeup(sw->uffd, addr, TSW_PAGE);
+        }
+        qemu_mutex_lock(&sw->lock);
+        tsr_policy_set_resident(sw->policy, idx, true);
+        sw->zero_fills++;
+        qemu_mutex_unlock(&sw->lock);
+        return;
+    }
+    pg->state = PG_SWAPPING_IN;
+    bblock = pg->bblock;
+    qemu_mutex_unlock(&sw->lock);
+
+    t1 = get_clock();
+    for (tries = 0; ; tries++) {
+        ret = tsw_io(sw, bblock, buf, false, false);
+        if (ret >= 0) {
+            break;
+        }
+        if (tries == 3) {
+            /* a guest must never see wrong data: stop here */
+            error_report("tesseract-swapper: cannot read BSST block %u for "
+                         "guest page %p: %s", bblock, addr, strerror(-ret));
+            abort();
+        }
+        g_usleep(1000);
+    }
+    t2 = get_clock();
+    ret = uffd_copy_page(sw->uffd, addr, buf, TSW_PAGE, false);
+    if (ret && ret != -EEXIST) {
+        error_report("tesseract-swapper: cannot place guest page %p: %s",
+                     addr, strerror(-ret));
+        abort();
+    }
+
+    qemu_mutex_lock(&sw->lock);
+    pg->state = PG_RESIDENT;
+    if (pg->pins) {
+        pg->flags |= PG_UNREF_ON_UNPIN;
+    } else {
+        unref = bblock;
+    }
+    sw->swapped--;
+    sw->swap_ins++;
+    sw->bytes_read += TSW_PAGE;
+    tsr_policy_set_resident(sw->policy, idx, true);
+    tsr_policy_note_swapin(sw->policy, idx);
+    tsr_hist_add(&sw->fault_hist, get_clock() - t0);
+    tsr_hist_add(&sw->bsst_read_hist, t2 - t1);
+    qemu_mutex_unlock(&sw->lock);
+    if (unref != UINT32_MAX) {
+        bsst_store_unref(sw->store, unref);
+    }
+}
+
+static void tsw_handle_wp(TesseractSwapper *sw, uint8_t *addr)
+{
+    uint64_t idx = (addr - sw->host) / TSW_PAGE;
+
+    qemu_mutex_lock(&sw->lock);
+    if (sw->pages[idx].state == PG_SWAPPING_OUT) {
+        sw->pages[idx].flags |= PG_DIRTIED;
+    }
+    tsr_policy_note_write(sw->policy, idx);
+    /*
+     * Lift the protection and wake the writer.  If the page was discarded
+     * meanwhile, the writer retries, faults MISSING and is swapped in.
+     */
+    uffd_change_protection(sw->uffd, addr, TSW_PAGE, false, false);
+    uffd_wakeup(sw->uffd, addr, TSW_PAGE);
+    qemu_mutex_unlock(&sw->lock);
+}
+
+static void *tsw_fault_thread(void *opaque)
+{
+    TesseractSwapper *sw = opaque;
+    uint8_t *buf = qemu_memalign(TSW_PAGE, TSW_PAGE);
+    struct uffd_msg msgs[16];
+
+    rcu_register_thread();
+    while (!qatomic_read(&sw->quit)) {
+        struct pollfd pfd[2] = {
+            { .fd = sw->uffd, .events = POLLIN },
+            { .fd = sw->quit_fd, .events = POLLIN },
+        };
+        int n, i;
+
+        if (poll(pfd, 2, -1) < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            error_report("tesseract-swapper: poll: %s", strerror(errno));
+            break;
+        }
+        if (pfd[1].revents) {
+            break;
+        }
+        n = uffd_read_events(sw->uffd, msgs, ARRAY_SIZE(msgs));
+        for (i = 0; i < n; i++) {
+            uint8_t *addr;
+
+            if (msgs[i].event != UFFD_EVENT_PAGEFAULT) {
+                continue;
+            }
+            addr = (uint8_t *)(uintptr_t)
+                QEMU_ALIGN_DOWN(msgs[i].arg.pagefault.address, TSW_PAGE);
+            if (msgs[i].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
+                tsw_handle_wp(sw, addr);
+            } else {
+                tsw_handle_missing(sw, addr, buf);
+            }
+        }
+    }
+    rcu_unregister_thread();
+    qemu_vfree(buf);
+    return NULL;
+}
+
+/* ---- Swap-out ---- */
+
+/*
+ * Swap out page @idx.  Returns 1 if swapped out, 0 if skipped (not
+ * resident, pinned, written meanwhile), negative errno on BSST failure.
+ */
+static int tsw_swap_out_page(TesseractSwapper *sw, uint64_t idx,
+                             uint8_t *buf)
+{
+    uint8_t *addr = sw->host + idx * TSW_PAGE;
+    TswPage *pg = &sw->pages[idx];
+    uint32_t bblock;
+    int ret;
+
+    qemu_mutex_lock(&sw->lock);
+    if (pg->state != PG_RESIDENT || pg->pins ||
+        !tsr_policy_is_resident(sw->policy, idx)) {
+        qemu_mutex_unlock(&sw->lock);
+        return 0;
+    }
+    pg->state = PG_SWAPPING_OUT;
+    pg->flags &= ~PG_DIRTIED;
+    qemu_mutex_unlock(&sw->lock);
+
+    /* From here on a write to the page faults to us (PG_DIRTIED) */
+    ret = uffd_change_protection(sw->uffd, addr, TSW_PAGE, true, false);
+    if (ret == 0) {
+        memcpy(buf, addr, TSW_PAGE);
+        ret = bsst_store_alloc_block(sw->store, &bblock);
+        if (ret == -ENOSPC) {
+            /* blocks freed by earlier swap-ins wait for a commit */
+            tsw_io(sw, 0, NULL, false, true);
+            ret = bsst_store_alloc_block(sw->store, &bblock);
+        }
+    }
+    if (ret == 0) {
+        ret = tsw_io(sw, bblock, buf, true, false);
+        if (ret < 0) {
+            bsst_store_unref(sw->store, bblock);
+        }
+    }
+
+    qemu_mutex_lock(&sw->lock);
+    if (ret < 0 || (pg->flags & PG_DIRTIED)) {
+        pg->state = PG_RESIDENT;
+        if (ret >= 0) {
+            sw->swapouts_abandoned++;
+        }
+        uffd_change_protection(sw->uffd, addr, TSW_PAGE, false, false);
+        qemu_mutex_unlock(&sw->lock);
+        if (ret >= 0) {
+            bsst_store_unref(sw->store, bblock);
+            ret = 0;
+        }
+        return ret;
+    }
+    /*
+     * Still write-protected: a writer now blocks until the fault thread
+     * handles its fault, by which time the page is gone and swapped in.
+     */
+    if (madvise(addr, TSW_PAGE, MADV_DONTNEED) < 0) {
+        ret = -errno;
+        pg->state = PG_RESIDENT;
+        uffd_change_protection(sw->uffd, addr, TSW_PAGE, false, false);
+        qemu_mutex_unlock(&sw->lock);
+        bsst_store_unref(sw->store, bblock);
+        return ret;
+    }
+    pg->state = PG_SWAPPED;
+    pg->bblock = bblock;
+    sw->swapped++;
+    sw->swap_outs++;
+    sw->bytes_written += TSW_PAGE;
+    tsr_policy_set_resident(sw->policy, idx, false);
+    qemu_mutex_unlock(&sw->lock);
+    return 1;
+}
+
+static uint64_t tsw_limit_pages(TesseractSwapper *sw)
+{
+    return qatomic_read(&sw->limit) / TSW_PAGE;
+}
+
+/* WP_AGE: start a new ageing period by write-protecting all RAM. */
+static void tsw_maybe_sweep(TesseractSwapper *sw)
+{
+    int64_t now = get_clock();
+
+    if (sw->policy_kind != TESSERACT_SWAP_POLICY_WP_AGE ||
+        now < sw->next_sweep_ns) {
+        return;
+    }
+    qemu_mutex_lock(&sw->lock);
+    tsr_policy_sweep(sw->policy);
+    sw->next_sweep_ns = now + TSW_SWEEP_NS;
+    qemu_mutex_unlock(&sw->lock);
+    uffd_change_protection(sw->uffd, sw->host, sw->npages * TSW_PAGE, true,
+                           true);
+}
+
+static void *tsw_worker_thread(void *opaque)
+{
+    TesseractSwapper *sw = opaque;
+    uint8_t *buf = qemu_memalign(TSW_PAGE, TSW_PAGE);
+
+    rcu_register_thread();
+    while (!qatomic_read(&sw->quit)) {
+        uint64_t limit = tsw_limit_pages(sw), resident, low, done = 0;
+
+        qemu_mutex_lock(&sw->lock);
+        resident = tsr_policy_resident(sw->policy);
+        qemu_mutex_unlock(&sw->lock);
+        if (resident <= limit || !qatomic_read(&sw->running)) {
+            qemu_sem_timedwait(&sw->kick, 100);
+            continue;
+        }
+        tsw_maybe_sweep(sw);
+        low = limit - MIN(limit, MAX(limit / 64, TSW_MIN_BATCH_PAGES));
+        while (!qatomic_read(&sw->quit)) {
+            uint64_t idx;
+            bool ok;
+
+            qemu_mutex_lock(&sw->lock);
+            resident = tsr_policy_resident(sw->policy);
+            ok = resident > low && tsr_policy_pick(sw->policy, &idx);
+            qemu_mutex_unlock(&sw->lock);
+            if (!ok) {
+                break;
+            }
+            if (tsw_swap_out_page(sw, idx, buf) < 0) {
+                g_usleep(10 * 1000);
+                break;
+            }
+            if (++done % 1024 == 0) {
+                tsw_io(sw, 0, NULL, false, true);   /* release pending */
+            }
+        }
+        tsw_io(sw, 0, NULL, false, true);
+    }
+    rcu_unregister_thread();
+    qemu_vfree(buf);
+    return NULL;
+}
+
+/* ---- Attach to the RAM ---- */
+
+static void tsw_vm_state(void *opaque, bool running, RunState state)
+{
+    TesseractSwapper *sw = opaque;
+
+    qatomic_set(&sw->running, running);
+    if (running) {
+        qemu_sem_post(&sw->kick);
+    }
+}
+
+static RAMBlock *tsw_ram_block(TesseractSwapper *sw, Error **errp)
+{
+    MemoryRegion *mr;
+
+    if (sw->memdev) {
+        mr = host_memory_backend_get_memory(sw->memdev);
+    } else {
+        MachineState *ms = MACHINE(qdev_get_machine());
+
+        mr = ms->ram;
+        if (!mr) {
+            error_setg(errp, "tesseract-swapper: the machine has no RAM "
+                       "backend; name one with memdev=");
+            return NULL;
+        }
+    }
+    if (!mr || !mr->ram_block) {
+        error_setg(errp, "tesseract-swapper: the memory backend has no RAM");
+        return NULL;
+    }
+    return mr->ram_block;
+}
+
+static bool tsw_check_ram(TesseractSwapper *sw, RAMBlock *rb, Error **errp)
+{
+    const char *id = qemu_ram_get_idstr(rb);
+
+    if (qemu_ram_is_shared(rb)) {
+        error_setg(errp, "tesseract-swapper: RAM '%s' is shared (share=on): "
+                   "other mappings would see discarded pages; use share=off",
+                   id);
+        return false;
+    }
+    if (qemu_ram_get_fd(rb) >= 0) {
+        error_setg(errp, "tesseract-swapper: RAM '%s' is file-backed; only "
+                   "anonymous RAM (memory-backend-ram or -m) can be swapped",
+                   id);
+        return false;
+    }
+    if (qemu_ram_pagesize(rb) != TSW_PAGE) {
+        error_setg(errp, "tesseract-swapper: RAM '%s' uses %zu-byte pages; "
+                   "huge pages are not supported", id, qemu_ram_pagesize(rb));
+        return false;
+    }
+    if (rb->flags & RAM_GUEST_MEMFD) {
+        error_setg(errp, "tesseract-swapper: RAM '%s' uses guest_memfd, "
+                   "which cannot be swapped by QEMU", id);
+        return false;
+    }
+    if (should_mlock(mlock_state)) {
+        error_setg(errp, "tesseract-swapper: guest memory is locked "
+                   "(-overcommit mem-lock=on); it cannot be swapped");
+        return false;
+    }
+    return true;
+}
+
+static bool tsw_attach(TesseractSwapper *sw, Error **errp)
+{
+    g_autofree char *io_id = NULL;
+    BlockDriverState *bs;
+    uint64_t features = 0, ioctls = 0, i;
+    g_autofree unsigned char *vec = NULL;
+    RAMBlock *rb;
+    int ret;
+
+    rb = tsw_ram_block(sw, errp);
+    if (!rb || !tsw_check_ram(sw, rb, errp)) {
+        return false;
+    }
+    bs = bdrv_find_node(sw->bsst);
+    if (!bs) {
+        error_setg(errp, "tesseract-swapper: no block node named '%s' "
+                   "(bsst=)", sw->bsst);
+        return false;
+    }
+    if (uffd_query_features(&features) ||
+        !(features & UFFD_FEATURE_PAGEFAULT_FLAG_WP)) {
+        error_setg(errp, "tesseract-swapper: this host's userfaultfd lacks "
+                   "write-protect support (Linux >= 5.7 with "
+                   "/dev/userfaultfd or vm.unprivileged_userfaultfd=1)");
+        return false;
+    }
+    if (ram_block_discard_require(true)) {
+        error_setg(errp, "tesseract-swapper: discarding guest RAM is "
+                   "disabled (e.g. by VFIO)");
+        return false;
+    }
+    sw->store = bsst_store_get(bs, true, errp);
+    if (!sw->store) {
+        goto fail_discard;
+    }
+    if (bsst_store_set_page_source(sw->store, &tsw_page_ops, sw, errp) < 0) {
+        goto fail_store;
+    }
+    sw->uffd = uffd_create_fd(UFFD_FEATURE_PAGEFAULT_FLAG_WP, true);
+    if (sw->uffd < 0) {
+        error_setg(errp, "tesseract-swapper: cannot open userfaultfd");
+        goto fail_source;
+    }
+    sw->rb = rb;
+    sw->host = qemu_ram_get_host_addr(rb);
+    sw->npages = qemu_ram_get_used_length(rb) / TSW_PAGE;
+    /* 4 KiB granularity: no transparent huge pages under the swapper */
+    madvise(sw->host, sw->npages * TSW_PAGE, MADV_NOHUGEPAGE);
+    ret = uffd_register_memory(sw->uffd, sw->host, sw->npages * TSW_PAGE,
+                               UFFDIO_REGISTER_MODE_MISSING |
+                               UFFDIO_REGISTER_MODE_WP, &ioctls);
+    if (ret) {
+        error_setg(errp, "tesseract-swapper: cannot register RAM '%s' with "
+                   "userfaultfd", qemu_ram_get_idstr(rb));
+        goto fail_uffd;
+    }
+
+    sw->pages = g_new0(TswPage, sw->npages);
+    sw->policy = tsr_policy_new(sw->policy_kind == TESSERACT_SWAP_POLICY_WP_AGE
+                                ? TSR_POLICY_WP_AGE : TSR_POLICY_RANDOM,
+                                sw->npages, TSW_VICTIM_CACHE, 0x7e55e7ac);
+    vec = g_malloc(sw->npages);
+    if (mincore(sw->host, sw->npages * TSW_PAGE, vec) == 0) {
+        for (i = 0; i < sw->npages; i++) {
+            if (vec[i] & 1) {
+                tsr_policy_set_resident(sw->policy, i, true);
+            }
+        }
+    }
+    tsr_hist_init(&sw->fault_hist);
+    tsr_hist_init(&sw->bsst_read_hist);
+
+    io_id = g_strdup_printf("%s-io", object_get_canonical_path_component(
+                                OBJECT(sw)));
+    sw->iothread = iothread_create(io_id, errp);
+    if (!sw->iothread) {
+        goto fail_register;
+    }
+    error_setg(&sw->migration_blocker, "tesseract-swapper '%s' keeps guest "
+               "pages in its BSST; migration is not supported",
+               object_get_canonical_path_component(OBJECT(sw)));
+    if (migrate_add_blocker(&sw->migration_blocker, errp) < 0) {
+        goto fail_iothread;
+    }
+
+    sw->quit_fd = eventfd(0, EFD_CLOEXEC);
+    qemu_sem_init(&sw->kick, 0);
+    sw->running = runstate_is_running();
+    sw->vmstate = qemu_add_vm_change_state_handler(tsw_vm_state, sw);
+    qemu_thread_create(&sw->fault_thread, "tsr-fault", tsw_fault_thread, sw,
+                       QEMU_THREAD_JOINABLE);
+    qemu_thread_create(&sw->worker_thread, "tsr-swapout", tsw_worker_thread,
+                       sw, QEMU_THREAD_JOINABLE);
+    sw->attached = true;
+    return true;
+
+fail_iothread:
+    iothread_destroy(sw->iothread);
+    sw->iothread = NULL;
+fail_register:
+    tsr_policy_free(sw->policy);
+    sw->policy = NULL;
+    g_free(sw->pages);
+    sw->pages = NULL;
+    uffd_unregister_memory(sw->uffd, sw->host, sw->npages * TSW_PAGE);
+fail_uffd:
+    uffd_close_fd(sw->uffd);
+    sw->uffd = -1;
+fail_source:
+    bsst_store_clear_page_source(sw->store, sw);
+fail_store:
+    bsst_store_put(sw->store);
+    sw->store = NULL;
+fail_discard:
+    ram_block_discard_require(false);
+    return false;
+}
+
+static void tsw_init_done(Notifier *n, void *data)
+{
+    TesseractSwapper *sw = container_of(n, TesseractSwapper, init_done);
+    Error *err = NULL;
+
+    if (!tsw_attach(sw, &err)) {
+        error_report_err(err);
+        exit(1);
+    }
+}
+
+static void tsw_complete(UserCreatable *uc, Error **errp)
+{
+    TesseractSwapper *sw = TESSERACT_SWAPPER(uc);
+
+    if (!sw->bsst) {
+        error_setg(errp, "tesseract-swapper: parameter 'bsst' is missing");
+        return;
+    }
+    if (sw->limit < TSW_PAGE) {
+        error_setg(errp, "tesseract-swapper: limit must be at least 4 KiB");
+        return;
+    }
+    if (phase_check(PHASE_MACHINE_READY)) {
+        tsw_attach(sw, errp);
+    } else {
+        /* RAM is allocated with the machine: attach once it exists */
+        sw->init_done.notify = tsw_init_done;
+        qemu_add_machine_init_done_notifier(&sw->init_done);
+    }
+    tsw_all = g_slist_prepend(tsw_all, sw);
+}
+
+static bool tsw_can_be_deleted(UserCreatable *uc)
+{
+    return true;
+}
+
+/* ---- Properties ---- */
+
+static char *tsw_get_bsst(Object *obj, Error **errp)
+{
+    return g_strdup(TESSERACT_SWAPPER(obj)->bsst);
+}
+
+static void tsw_set_bsst(Object *obj, const char *value, Error **errp)
+{
+    TesseractSwapper *sw = TESSERACT_SWAPPER(obj);
+
+    if (sw->attached) {
+        error_setg(errp, "tesseract-swapper: 'bsst' cannot change at run "
+                   "time");
+        return;
+    }
+    g_free(sw->bsst);
+    sw->bsst = g_strdup(value);
+}
+
+static void tsw_get_limit(Object *obj, Visitor *v, const char *name,
+                          void *opaque, Error **errp)
+{
+    uint64_t value = TESSERACT_SWAPPER(obj)->limit;
+
+    visit_type_size(v, name, &value, errp);
+}
+
+static void tsw_set_limit(Object *obj, Visitor *v, const char *name,
+                          void *opaque, Error **errp)
+{
+    TesseractSwapper *sw = TESSERACT_SWAPPER(obj);
+    uint64_t value;
+
+    if (!visit_type_size(v, name, &value, errp)) {
+        return;
+    }
+    if (value < TSW_PAGE) {
+        error_setg(errp, "tesseract-swapper: limit must be at least 4 KiB");
+        return;
+    }
+    qatomic_set(&sw->limit, value);
+    if (sw->attached) {
+        qemu_sem_post(&sw->kick);   /* shrinking swaps out right away */
+    }
+}
+
+static int tsw_get_policy(Object *obj, Error **errp)
+{
+    return TESSERACT_SWAPPER(obj)->policy_kind;
+}
+
+static void tsw_set_policy(Object *obj, int value, Error **errp)
+{
+    TesseractSwapper *sw = TESSERACT_SWAPPER(obj);
+
+    if (sw->attached) {
+        error_setg(errp, "tesseract-swapper: 'policy' cannot change at run "
+                   "time");
+        return;
+    }
+    sw->policy_kind = value;
+}
+
+static void tsw_finalize(Object *obj)
+{
+    TesseractSwapper *sw = TESSERACT_SWAPPER(obj);
+
+    tsw_all = g_slist_remove(tsw_all, sw);
+    if (sw->init_done.notify && !sw->attached) {
+        notifier_remove(&sw->init_done);
+    }
+    if (sw->attached) {
+        uint64_t one = 1;
+
+        qemu_del_vm_change_state_handler(sw->vmstate);
+        qatomic_set(&sw->quit, true);
+        qemu_sem_post(&sw->kick);
+        qemu_thread_join(&sw->worker_thread);
+        /*
+         * object-del: bring every page back before the fault thread goes.
+         * At QEMU's exit the block layer is already closed: skip it.
+         */
+        for (uint64_t i = 0; bsst_store_is_open(sw->store) &&
+                             i < sw->npages; i++) {
+            if (sw->pages[i].state == PG_SWAPPED) {
+                volatile uint8_t *p = sw->host + i * TSW_PAGE;
+
+                (void)*p;
+            }
+        }
+        if (write(sw->quit_fd, &one, sizeof(one)) != sizeof(one)) {
+            error_report("tesseract-swapper: cannot stop the fault thread");
+        }
+        qemu_thread_join(&sw->fault_thread);
+        uffd_unregister_memory(sw->uffd, sw->host, sw->npages * TSW_PAGE);
+        uffd_close_fd(sw->uffd);
+        close(sw->quit_fd);
+        migrate_del_blocker(&sw->migration_blocker);
+        bsst_store_clear_page_source(sw->store, sw);
+        bsst_store_put(sw->store);
+        iothread_destroy(sw->iothread);
+        ram_block_discard_require(false);
+        tsr_policy_free(sw->policy);
+        g_free(sw->pages);
+        qemu_sem_destroy(&sw->kick);
+    }
+    qemu_mutex_destroy(&sw->lock);
+    g_free(sw->bsst);
+}
+
+static void tsw_init(Object *obj)
+{
+    TesseractSwapper *sw = TESSERACT_SWAPPER(obj);
+
+    sw->uffd = -1;
+    sw->quit_fd = -1;
+    qemu_mutex_init(&sw->lock);
+}
+
+static void tsw_class_init(ObjectClass *oc, void *data)
+{
+    UserCreatableClass *ucc = USER_CREATABLE_CLASS(oc);
+
+    ucc->complete = tsw_complete;
+    ucc->can_be_deleted = tsw_can_be_deleted;
+
+    object_class_property_add_str(oc, "bsst", tsw_get_bsst, tsw_set_bsst);
+    object_class_property_set_description(oc, "bsst",
+        "node name of the block-swap store");
+    object_class_property_add(oc, "limit", "size", tsw_get_limit,
+                              tsw_set_limit, NULL, NULL);
+    object_class_property_set_description(oc, "limit",
+        "resident guest RAM limit in bytes (settable at run time)");
+    object_class_property_add_link(oc, "memdev", TYPE_MEMORY_BACKEND,
+                                   offsetof(TesseractSwapper, memdev),
+                                   object_property_allow_set_link,
+                                   OBJ_PROP_LINK_STRONG);
+    object_class_property_set_description(oc, "memdev",
+        "memory backend to manage (default: the machine's RAM)");
+    object_class_property_add_enum(oc, "policy", "TesseractSwapPolicy",
+                                   &TesseractSwapPolicy_lookup,
+                                   tsw_get_policy, tsw_set_policy);
+    object_class_property_set_description(oc, "policy",
+        "cold-page choice: random (with a victim cache) or wp-age");
+}
+
+static const TypeInfo tsw_info = {
+    .name = TYPE_TESSERACT_SWAPPER,
+    .parent = TYPE_OBJECT,
+    .instance_size = sizeof(TesseractSwapper),
+    .instance_init = tsw_init,
+    .instance_finalize = tsw_finalize,
+    .class_init = tsw_class_init,
+    .interfaces = (InterfaceInfo[]) {
+        { TYPE_USER_CREATABLE },
+        { }
+    },
+};
+
+static void tsw_register_types(void)
+{
+    type_register_static(&tsw_info);
+}
+
+type_init(tsw_register_types);
+
+/* ---- QMP ---- */
+
+static TesseractLatency *tsw_latency(const TsrHistogram *h)
+{
+    TesseractLatency *l = g_new0(TesseractLatency, 1);
+
+    l->count = h->count;
+    l->mean = tsr_hist_mean_ns(h) / 1000.0;
+    l->p50 = tsr_hist_quantile_ns(h, 0.50) / 1000.0;
+    l->p99 = tsr_hist_quantile_ns(h, 0.99) / 1000.0;
+    l->max = h->count ? h->max_ns / 1000.0 : 0;
+    return l;
+}
+
+TesseractSwapperInfoList *tesseract_swapper_query_all(void)
+{
+    TesseractSwapperInfoList *head = NULL, **tail = &head;
+    GSList *l;
+
+    for (l = tsw_all; l; l = l->next) {
+        TesseractSwapper *sw = l->data;
+        TesseractSwapperInfo *i = g_new0(TesseractSwapperInfo, 1);
+
+        i->id = g_strdup(object_get_canonical_path_component(OBJECT(sw)));
+        i->bsst = g_strdup(sw->bsst);
+        i->limit = qatomic_read(&sw->limit);
+        i->policy = sw->policy_kind;
+        i->attached = sw->attached;
+        qemu_mutex_lock(&sw->lock);
+        if (sw->attached) {
+            i->ram_pages = sw->npages;
+            i->resident_pages = tsr_policy_resident(sw->policy);
+            i->swapped_pages = sw->swapped;
+        }
+        i->swap_outs = sw->swap_outs;
+        i->swap_ins = sw->swap_ins;
+        i->swapins_cancelled = sw->swapins_cancelled;
+        i->swapins_avoided = sw->swapins_avoided;
+        i->swapouts_abandoned = sw->swapouts_abandoned;
+        i->zero_fills = sw->zero_fills;
+        i->bsst_bytes_written = sw->bytes_written;
+        i->bsst_bytes_read = sw->bytes_read;
+        i->fault_service = tsw_latency(&sw->fault_hist);
+        i->bsst_read = tsw_latency(&sw->bsst_read_hist);
+        qemu_mutex_unlock(&sw->lock);
+        QAPI_LIST_APPEND(tail, i);
+    }
+    return head;
+}
+
+void qmp_x_tesseract_swap_out(const char *id, uint64_t addr, uint64_t size,
+                              Error **errp)
+{
+    Object *obj = object_resolve_path_component(object_get_objects_root(),
+                                                id);
+    TesseractSwapper *sw;
+    g_autofree uint8_t *buf = NULL;
+    uint64_t off;
+
+    sw = obj ? (TesseractSwapper *)object_dynamic_cast(obj,
+                                                       TYPE_TESSERACT_SWAPPER)
+             : NULL;
+    if (!sw) {
+        error_setg(errp, "x-tesseract-swap-out: no tesseract-swapper with "
+                   "id '%s'", id);
+        return;
+    }
+    if (!sw->attached) {
+        error_setg(errp, "x-tesseract-swap-out: '%s' is not attached to RAM "
+                   "yet", id);
+        return;
+    }
+    if ((addr | size) & (TSW_PAGE - 1) || !size) {
+        error_setg(errp, "x-tesseract-swap-out: address and size must be "
+                   "non-zero multiples of 4 KiB");
+        return;
+    }
+    buf = qemu_memalign(TSW_PAGE, TSW_PAGE);
+    for (off = 0; off < size; off += TSW_PAGE) {
+        MemoryRegionSection sec = memory_region_find(get_system_memory(),
+                                                     addr + off, TSW_PAGE);
+        uint8_t *host = NULL;
+        uint64_t idx;
+        int ret;
+
+        if (sec.mr && memory_region_is_ram(sec.mr) &&
+            sec.mr->ram_block == sw->rb) {
+            host = (uint8_t *)memory_region_get_ram_ptr(sec.mr) +
+                   sec.offset_within_region;
+        }
+        if (sec.mr) {
+            memory_region_unref(sec.mr);
+        }
+        if (!host || !tsw_page_index(sw, host, &idx)) {
+            error_setg(errp, "x-tesseract-swap-out: guest-physical address "
+                       "0x%" PRIx64 " is not in the RAM of '%s'", addr + off,
+                       id);
+            return;
+        }
+        ret = tsw_swap_out_page(sw, idx, buf);
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "x-tesseract-swap-out: cannot swap "
+                             "out guest-physical address 0x%" PRIx64,
+                             addr + off);
+            return;
+        }
+    }
+    tsw_io(sw, 0, NULL, false, true);
+}

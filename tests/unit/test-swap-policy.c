@@ -1,0 +1,119 @@
+/*
+ * Unit tests: the swapper's page-selection policies
+ *
+ * Copyright (c) 2026 The Tesseract for QEMU authors
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "swap-policy.h"
+
+static void test_resident_count(void)
+{
+    TsrPolicy *p = tsr_policy_new(TSR_POLICY_RANDOM, 100, 4, 1);
+    uint64_t page;
+
+    g_assert_false(tsr_policy_pick(p, &page));
+    tsr_policy_set_resident(p, 5, true);
+    tsr_policy_set_resident(p, 5, true);
+    tsr_policy_set_resident(p, 99, true);
+    g_assert_cmpuint(tsr_policy_resident(p), ==, 2);
+    tsr_policy_set_resident(p, 5, false);
+    tsr_policy_set_resident(p, 6, false);
+    g_assert_cmpuint(tsr_policy_resident(p), ==, 1);
+    g_assert_true(tsr_policy_pick(p, &page));
+    g_assert_cmpuint(page, ==, 99);
+    tsr_policy_free(p);
+}
+
+/* Picks only resident pages and spreads over all of them. */
+static void test_random_spread(void)
+{
+    const uint64_t n = 4096;
+    TsrPolicy *p = tsr_policy_new(TSR_POLICY_RANDOM, n, 0, 2);
+    g_autofree unsigned *hits = g_new0(unsigned, n);
+    uint64_t i, page, distinct = 0;
+
+    for (i = 0; i < n; i += 2) {
+        tsr_policy_set_resident(p, i, true);
+    }
+    for (i = 0; i < 20000; i++) {
+        g_assert_true(tsr_policy_pick(p, &page));
+        g_assert_cmpuint(page % 2, ==, 0);
+        hits[page]++;
+    }
+    for (i = 0; i < n; i++) {
+        distinct += hits[i] > 0;
+    }
+    /* 20000 picks over 2048 pages: nearly all of them seen */
+    g_assert_cmpuint(distinct, >, 1900);
+    tsr_policy_free(p);
+}
+
+/* Recently swapped-in pages are not picked while others exist. */
+static void test_victim_cache(void)
+{
+    const uint64_t n = 256;
+    TsrPolicy *p = tsr_policy_new(TSR_POLICY_RANDOM, n, 64, 3);
+    uint64_t i, page;
+
+    for (i = 0; i < n; i++) {
+        tsr_policy_set_resident(p, i, true);
+    }
+    for (i = 0; i < 64; i++) {
+        tsr_policy_note_swapin(p, i);
+    }
+    for (i = 0; i < 5000; i++) {
+        g_assert_true(tsr_policy_pick(p, &page));
+        g_assert_cmpuint(page, >=, 64);
+    }
+    /* the ring forgets the oldest entries */
+    for (i = 64; i < 128; i++) {
+        tsr_policy_note_swapin(p, i);
+    }
+    g_assert_false(tsr_policy_in_victim_cache(p, 0));
+    g_assert_true(tsr_policy_in_victim_cache(p, 100));
+    /* only cached pages resident: one of them is still returned */
+    for (i = 0; i < n; i++) {
+        tsr_policy_set_resident(p, i, i >= 64 && i < 128);
+    }
+    g_assert_true(tsr_policy_pick(p, &page));
+    g_assert_cmpuint(page, >=, 64);
+    g_assert_cmpuint(page, <, 128);
+    tsr_policy_free(p);
+}
+
+/* WP_AGE prefers pages not written since the sweep. */
+static void test_wp_age(void)
+{
+    const uint64_t n = 1024;
+    TsrPolicy *p = tsr_policy_new(TSR_POLICY_WP_AGE, n, 0, 4);
+    uint64_t i, page;
+
+    for (i = 0; i < n; i++) {
+        tsr_policy_set_resident(p, i, true);
+        if (i % 16) {
+            tsr_policy_note_write(p, i);    /* 15 of 16 pages are hot */
+        }
+    }
+    for (i = 0; i < 2000; i++) {
+        g_assert_true(tsr_policy_pick(p, &page));
+        g_assert_cmpuint(page % 16, ==, 0);
+    }
+    tsr_policy_sweep(p);
+    g_assert_false(tsr_policy_written(p, 1));
+    tsr_policy_free(p);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/tesseract/swap-policy/resident-count",
+                    test_resident_count);
+    g_test_add_func("/tesseract/swap-policy/random-spread",
+                    test_random_spread);
+    g_test_add_func("/tesseract/swap-policy/victim-cache", test_victim_cache);
+    g_test_add_func("/tesseract/swap-policy/wp-age", test_wp_age);
+    return g_test_run();
+}
