@@ -118,7 +118,7 @@ void tsr_policy_sweep(TsrPolicy *p)
 /* The first resident page at or after a random start, wrapping. */
 static bool random_resident(TsrPolicy *p, uint64_t *page)
 {
-    uint64_t start = (uint64_t)g_rand_double(p->rand) * p->npages;
+    uint64_t start = (uint64_t)(g_rand_double(p->rand) * p->npages);
     uint64_t i;
 
     start = MIN(start, p->npages - 1);
