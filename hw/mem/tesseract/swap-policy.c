@@ -8,10 +8,8 @@
 
 #include "qemu/osdep.h"
 #include "qemu/bitmap.h"
+#include "qemu/host-utils.h"
 #include "swap-policy.h"
-
-/* Candidates examined per pick before a less preferred page is taken */
-#define TSR_POLICY_PROBES 64
 
 struct TsrPolicy {
     TsrPolicyKind kind;
@@ -115,52 +113,54 @@ void tsr_policy_sweep(TsrPolicy *p)
     bitmap_zero(p->written, p->npages);
 }
 
-/* The first resident page at or after a random start, wrapping. */
-static bool random_resident(TsrPolicy *p, uint64_t *page)
+/*
+ * The first page at or after a random start, wrapping, that is resident
+ * and, as @tier asks, not in the victim cache (tier >= 1) and not written
+ * since the sweep (tier 2).
+ */
+static bool scan_from_random(TsrPolicy *p, unsigned tier, uint64_t *page)
 {
+    uint64_t nwords = BITS_TO_LONGS(p->npages);
     uint64_t start = (uint64_t)(g_rand_double(p->rand) * p->npages);
-    uint64_t i;
+    uint64_t w0, k;
 
     start = MIN(start, p->npages - 1);
-    i = find_next_bit(p->resident, p->npages, start);
-    if (i >= p->npages) {
-        i = find_first_bit(p->resident, p->npages);
-        if (i >= p->npages) {
-            return false;
+    w0 = start / BITS_PER_LONG;
+    for (k = 0; k <= nwords; k++) {
+        uint64_t w = (w0 + k) % nwords;
+        unsigned long bits = p->resident[w];
+
+        if (tier >= 1) {
+            bits &= ~p->in_cache[w];
+        }
+        if (tier >= 2) {
+            bits &= ~p->written[w];
+        }
+        if (k == 0) {
+            bits &= ~0UL << (start % BITS_PER_LONG);    /* from start on */
+        } else if (k == nwords) {
+            bits &= ~(~0UL << (start % BITS_PER_LONG)); /* wrapped: before */
+        }
+        if (bits) {
+            *page = w * BITS_PER_LONG + ctzl(bits);
+            return *page < p->npages;
         }
     }
-    *page = i;
-    return true;
+    return false;
 }
 
 bool tsr_policy_pick(TsrPolicy *p, uint64_t *page)
 {
-    uint64_t cand, fallback = UINT64_MAX, cached = UINT64_MAX;
-    unsigned i;
+    int tier = p->kind == TSR_POLICY_WP_AGE ? 2 : 1;
 
     if (!p->nresident) {
         return false;
     }
-    for (i = 0; i < TSR_POLICY_PROBES; i++) {
-        if (!random_resident(p, &cand)) {
-            return false;
+    /* fall back tier by tier: written pages, then recently swapped-in ones */
+    for (; tier >= 0; tier--) {
+        if (scan_from_random(p, tier, page)) {
+            return true;
         }
-        if (test_bit(cand, p->in_cache)) {
-            cached = cand;
-            continue;
-        }
-        if (p->kind == TSR_POLICY_WP_AGE && test_bit(cand, p->written)) {
-            fallback = cand;
-            continue;
-        }
-        *page = cand;
-        return true;
     }
-    if (fallback != UINT64_MAX) {
-        *page = fallback;
-        return true;
-    }
-    /* only recently swapped-in pages seen: any resident page will do */
-    *page = cached;
-    return cached != UINT64_MAX;
+    return false;
 }

@@ -45,10 +45,10 @@ bool tsr_policy_written(const TsrPolicy *p, uint64_t page);
 void tsr_policy_sweep(TsrPolicy *p);
 
 /*
- * Pick a resident page to swap out.  Returns false when no resident page
- * qualifies.  Pages in the victim cache are taken only when nothing else
- * is resident; WP_AGE takes written pages only when no unwritten one is
- * found among the first candidates.
+ * Pick a resident page to swap out, scanning from a random page.  Returns
+ * false when nothing is resident.  WP_AGE takes a page written since the
+ * sweep only when no unwritten one is resident; pages in the victim cache
+ * are taken only when nothing else is.
  */
 bool tsr_policy_pick(TsrPolicy *p, uint64_t *page);
 
