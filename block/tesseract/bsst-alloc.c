@@ -87,6 +87,35 @@ int bsst_alloc_get(BsstAlloc *a, uint32_t *block)
     return 0;
 }
 
+int bsst_alloc_get_contig(BsstAlloc *a, uint32_t n, uint32_t *first)
+{
+    unsigned long b = 0, e;
+    uint32_t i;
+
+    if (n == 0 || n > bsst_alloc_free_count(a)) {
+        return -ENOSPC;
+    }
+    for (;;) {
+        b = find_next_zero_bit(a->busy, a->nb, b);
+        if (b >= a->nb || a->nb - b < n) {
+            return -ENOSPC;
+        }
+        e = find_next_bit(a->busy, b + n, b);
+        if (e >= b + n) {
+            break;      /* [b, b + n) is free */
+        }
+        b = e + 1;
+    }
+    for (i = 0; i < n; i++) {
+        assert(a->refcnt[b + i] == 0);
+        set_bit(b + i, a->busy);
+        a->refcnt[b + i] = 1;
+    }
+    a->used += n;
+    *first = b;
+    return 0;
+}
+
 int bsst_alloc_ref(BsstAlloc *a, uint32_t block)
 {
     if (block >= a->nb) {

@@ -59,6 +59,13 @@ uint32_t bsst_alloc_refcount(const BsstAlloc *a, uint32_t block);
 int bsst_alloc_get(BsstAlloc *a, uint32_t *block);
 
 /*
+ * Allocate @n consecutive free blocks, lowest address first, each with
+ * refcount 1 (for laying out BSST blocks in guest order).  Returns 0, or
+ * -ENOSPC when no free run of @n blocks exists.
+ */
+int bsst_alloc_get_contig(BsstAlloc *a, uint32_t n, uint32_t *first);
+
+/*
  * Add a reference to a used block.  Returns 0; -EINVAL if @block is out of
  * range; -ENOENT if it is free or pending (not allocated); -EOVERFLOW if
  * its refcount is already BSST_REFCOUNT_MAX (unchanged).

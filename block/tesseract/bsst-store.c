@@ -663,6 +663,19 @@ int bsst_store_alloc_block(BsstStore *s, uint32_t *bblock)
     return ret;
 }
 
+int bsst_store_alloc_contig(BsstStore *s, uint32_t n, uint32_t *first)
+{
+    int ret;
+
+    if (!s->writable || !s->formatted || s->failed) {
+        return -EROFS;
+    }
+    qemu_mutex_lock(&s->lock);
+    ret = bsst_alloc_get_contig(s->alloc, n, first);
+    qemu_mutex_unlock(&s->lock);
+    return ret;
+}
+
 int bsst_store_ref(BsstStore *s, uint32_t bblock)
 {
     int ret;
@@ -1175,6 +1188,34 @@ int coroutine_fn bsst_disk_co_map(BsstDisk *d, uint64_t gblock,
     return 0;
 }
 
+int coroutine_fn bsst_disk_co_remap(BsstDisk *d, uint64_t gblock,
+                                    uint32_t old_bblock, uint32_t bblock)
+{
+    uint32_t cur;
+    bool mapped;
+
+    qemu_mutex_lock(&d->s->lock);
+    mapped = bsst_map_lookup(d->s->disks[d->index].map, gblock, &cur);
+    qemu_mutex_unlock(&d->s->lock);
+    if (!mapped || cur != old_bblock) {
+        return 0;   /* a newer write changed it: leave it alone */
+    }
+    /* the caller serialises against guest writes to @gblock */
+    return bsst_disk_co_map(d, gblock, bblock) < 0 ? -EIO : 1;
+}
+
+bool bsst_disk_next_run(BsstDisk *d, uint64_t from, uint64_t *gblock,
+                        uint32_t *bblock, uint64_t *run)
+{
+    bool found;
+
+    qemu_mutex_lock(&d->s->lock);
+    found = bsst_map_find_next(d->s->disks[d->index].map, from, UINT64_MAX,
+                               gblock, bblock, run);
+    qemu_mutex_unlock(&d->s->lock);
+    return found;
+}
+
 typedef struct DeferCtx {
     BsstDisk *d;
 } DeferCtx;
@@ -1201,6 +1242,21 @@ void bsst_disk_unmap(BsstDisk *d, uint64_t gblock, uint64_t count)
                           defer_unmap, &c);
     bsst_disk_update_busy_locked(d);
     qemu_mutex_unlock(&s->lock);
+}
+
+uint64_t bsst_disk_fragments(BsstDisk *d)
+{
+    BsstMap *map = d->s->disks[d->index].map;
+    uint64_t from = 0, g, run, n = 0;
+    uint32_t b;
+
+    qemu_mutex_lock(&d->s->lock);
+    while (bsst_map_find_next(map, from, UINT64_MAX, &g, &b, &run)) {
+        n++;
+        from = g + run;
+    }
+    qemu_mutex_unlock(&d->s->lock);
+    return n;
 }
 
 uint64_t bsst_disk_deferred(BsstDisk *d)

@@ -105,6 +105,8 @@ int coroutine_mixed_fn bsst_store_write_block(BsstStore *s, uint32_t bblock,
                                               const void *buf);
 int coroutine_mixed_fn bsst_store_read_block(BsstStore *s, uint32_t bblock,
                                              void *buf);
+/* @n consecutive blocks, refcount 1 each (BSST defragmentation). */
+int bsst_store_alloc_contig(BsstStore *s, uint32_t n, uint32_t *first);
 int bsst_store_ref(BsstStore *s, uint32_t bblock);
 void bsst_store_unref(BsstStore *s, uint32_t bblock);
 
@@ -163,6 +165,28 @@ void bsst_disk_unmap(BsstDisk *d, uint64_t gblock, uint64_t count);
  * Returns 0 or a negative errno.
  */
 int coroutine_fn bsst_disk_co_flush(BsstDisk *d);
+
+/*
+ * Move the indirection of @gblock from @old_bblock to @bblock (which
+ * holds the same data, durably before the record is), if it still points
+ * to @old_bblock.  Returns 1 if moved, 0 if a newer write changed it,
+ * negative errno on failure.
+ */
+int coroutine_fn bsst_disk_co_remap(BsstDisk *d, uint64_t gblock,
+                                    uint32_t old_bblock, uint32_t bblock);
+
+/*
+ * The first indirection at or after @from and the run of consecutive
+ * guest and BSST blocks from there.
+ */
+bool bsst_disk_next_run(BsstDisk *d, uint64_t from, uint64_t *gblock,
+                        uint32_t *bblock, uint64_t *run);
+
+/*
+ * Extents of the map: maximal runs of consecutive guest blocks mapped to
+ * consecutive BSST blocks (1 per indirection when fully fragmented).
+ */
+uint64_t bsst_disk_fragments(BsstDisk *d);
 
 /* Deferred unmaps waiting for the next flush. */
 uint64_t bsst_disk_deferred(BsstDisk *d);

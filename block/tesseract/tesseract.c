@@ -21,6 +21,7 @@
 #include "block/block-io.h"
 #include "block/block_int.h"
 #include "block/qdict.h"
+#include "block/reqlist.h"
 #include "qapi/error.h"
 #include "qapi/qapi-visit-block-core.h"
 #include "qobject/qdict.h"
@@ -41,6 +42,11 @@
 #define TESSERACT_DEFERRED_MAX 4096
 /* Pieces of one request in flight at once */
 #define TESSERACT_MAX_TASKS 16
+/* defrag=auto: tick period, idle threshold, blocks per step, back-off */
+#define TESSERACT_AUTO_PERIOD_MS 100
+#define TESSERACT_AUTO_IDLE_IOS 8
+#define TESSERACT_AUTO_STEP 64
+#define TESSERACT_AUTO_BUSY_IOS 4
 
 typedef enum TsrPath {
     TSR_WRITE_PREPARE,
@@ -62,6 +68,21 @@ typedef struct BDRVTesseractState {
     /* Read-modify-write of partially written indirected blocks */
     CoMutex merge_lock;
 
+    /*
+     * Writes that touch indirections and defragmentation steps exclude
+     * each other on overlapping ranges, so a copy never overwrites newer
+     * guest data.
+     */
+    CoMutex req_lock;
+    BlockReqList reqs;
+
+    /* defrag=auto: a background step when guest I/O is light */
+    QEMUTimer *auto_timer;
+    bool auto_running;
+    bool drained;
+    uint64_t io_seen;       /* guest requests at the last timer tick */
+    uint64_t defrag_blocks, defrag_moved;
+
     /* Statistics: requests may come from several iothreads at once */
     QemuMutex stats_lock;
     uint64_t reads, writes, discards, flushes;
@@ -72,6 +93,8 @@ typedef struct BDRVTesseractState {
 } BDRVTesseractState;
 
 static BlockDriver bdrv_tesseract;
+static void tsr_auto_timer_stop(BlockDriverState *bs);
+static void tsr_auto_timer_start(BlockDriverState *bs, AioContext *ctx);
 
 bool tesseract_is_node(BlockDriverState *bs)
 {
@@ -160,6 +183,8 @@ static int tesseract_open(BlockDriverState *bs, QDict *options, int flags,
     s->defrag = opts->has_defrag ? opts->defrag : TESSERACT_DEFRAG_POLICY_OFF;
     s->writable = (flags & BDRV_O_RDWR) && !(flags & BDRV_O_INACTIVE);
     qemu_co_mutex_init(&s->merge_lock);
+    qemu_co_mutex_init(&s->req_lock);
+    QLIST_INIT(&s->reqs);
     qemu_mutex_init(&s->stats_lock);
     for (i = 0; i < TSR_PATH__MAX; i++) {
         tsr_hist_init(&s->hist[i]);
@@ -184,6 +209,7 @@ static int tesseract_open(BlockDriverState *bs, QDict *options, int flags,
     bs->supported_zero_flags = BDRV_REQ_WRITE_UNCHANGED |
         ((BDRV_REQ_FUA | BDRV_REQ_MAY_UNMAP | BDRV_REQ_NO_FALLBACK) &
          bs->file->bs->supported_zero_flags);
+    tsr_auto_timer_start(bs, bdrv_get_aio_context(bs));
     return 0;
 }
 
@@ -191,6 +217,7 @@ static void tesseract_close(BlockDriverState *bs)
 {
     BDRVTesseractState *s = bs->opaque;
 
+    tsr_auto_timer_stop(bs);
     if (s->disk) {
         bsst_disk_close(s->disk);
     }
@@ -444,6 +471,27 @@ tesseract_co_preadv_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
     return ret;
 }
 
+/* ---- Serialisation of writes and defragmentation ---- */
+
+static void coroutine_fn tsr_req_begin(BDRVTesseractState *s, BlockReq *req,
+                                       int64_t offset, int64_t bytes)
+{
+    int64_t start = QEMU_ALIGN_DOWN(offset, TSR_BLOCK_SIZE);
+    int64_t end = ROUND_UP(offset + bytes, TSR_BLOCK_SIZE);
+
+    qemu_co_mutex_lock(&s->req_lock);
+    reqlist_wait_all(&s->reqs, start, end - start, &s->req_lock);
+    reqlist_init_req(&s->reqs, req, start, end - start);
+    qemu_co_mutex_unlock(&s->req_lock);
+}
+
+static void coroutine_fn tsr_req_end(BDRVTesseractState *s, BlockReq *req)
+{
+    qemu_co_mutex_lock(&s->req_lock);
+    reqlist_remove_req(req);
+    qemu_co_mutex_unlock(&s->req_lock);
+}
+
 /* ---- Write ---- */
 
 static bool tsr_page_lookup(void *opaque, const void *host, uint32_t *bblock)
@@ -631,6 +679,237 @@ static int coroutine_fn GRAPH_RDLOCK tesseract_co_flush(BlockDriverState *bs)
     return ret;
 }
 
+/* ---- Defragmentation (tesseract-defrag jobs and defrag=auto) ---- */
+
+int coroutine_fn GRAPH_RDLOCK
+tesseract_co_defrag_guest(BlockDriverState *bs, uint64_t gblock)
+{
+    BDRVTesseractState *s = bs->opaque;
+    BlockReq req;
+    uint32_t bblock;
+    uint8_t *buf;
+    int ret = 0;
+
+    if (!s->writable) {
+        return -EROFS;
+    }
+    /* no guest write to this block meanwhile: it would win anyway */
+    tsr_req_begin(s, &req, gblock << TSR_BLOCK_BITS, TSR_BLOCK_SIZE);
+    if (tsr_block_mapped(s, gblock, &bblock)) {
+        buf = qemu_blockalign(bs, TSR_BLOCK_SIZE);
+        ret = bdrv_co_pread(s->bsst, bsst_store_block_offset(s->store, bblock),
+                            TSR_BLOCK_SIZE, buf, 0);
+        if (ret >= 0) {
+            ret = bdrv_co_pwrite(bs->file, gblock << TSR_BLOCK_BITS,
+                                 TSR_BLOCK_SIZE, buf, 0);
+        }
+        if (ret >= 0) {
+            /* logged, and its block released, after the image is flushed */
+            bsst_disk_unmap(s->disk, gblock, 1);
+            tesseract_count(s, &s->defrag_blocks, 1);
+            ret = 1;
+        }
+        bsst_disk_unpin(s->disk, bblock);
+        qemu_vfree(buf);
+    }
+    tsr_req_end(s, &req);
+    return ret;
+}
+
+int coroutine_fn GRAPH_RDLOCK
+tesseract_co_defrag_bsst(BlockDriverState *bs, uint64_t gblock, uint64_t n,
+                         uint64_t *moved)
+{
+    BDRVTesseractState *s = bs->opaque;
+    uint32_t first, old;
+    BlockReq req;
+    uint8_t *buf;
+    uint64_t i;
+    int ret;
+
+    *moved = 0;
+    if (!s->writable) {
+        return -EROFS;
+    }
+    n = MIN(n, TESSERACT_DEFRAG_RUN_MAX);
+    tsr_req_begin(s, &req, gblock << TSR_BLOCK_BITS, n << TSR_BLOCK_BITS);
+    ret = bsst_store_alloc_contig(s->store, n, &first);
+    if (ret < 0) {
+        tsr_req_end(s, &req);
+        return ret;
+    }
+    buf = qemu_blockalign(bs, TSR_BLOCK_SIZE);
+    for (i = 0; i < n; i++) {
+        if (ret >= 0 && tsr_block_mapped(s, gblock + i, &old)) {
+            /* copy, switch the indirection, drop the old reference */
+            ret = bdrv_co_pread(s->bsst, bsst_store_block_offset(s->store, old),
+                                TSR_BLOCK_SIZE, buf, 0);
+            if (ret >= 0) {
+                ret = bdrv_co_pwrite(s->bsst,
+                                     bsst_store_block_offset(s->store,
+                                                             first + i),
+                                     TSR_BLOCK_SIZE, buf, 0);
+            }
+            bsst_disk_unpin(s->disk, old);
+            if (ret >= 0) {
+                ret = bsst_disk_co_remap(s->disk, gblock + i, old, first + i);
+                *moved += ret == 1;
+            }
+        }
+        bsst_store_unref(s->store, first + i);     /* our allocation */
+    }
+    qemu_vfree(buf);
+    tsr_req_end(s, &req);
+    tesseract_count(s, &s->defrag_moved, *moved);
+    return ret < 0 ? ret : 0;
+}
+
+bool tesseract_defrag_next(BlockDriverState *bs, uint64_t from,
+                           uint64_t *gblock, uint64_t *n, bool *contig)
+{
+    BDRVTesseractState *s = bs->opaque;
+    uint64_t g, run, g2, run2;
+    uint32_t b, b2;
+
+    if (!bsst_disk_next_run(s->disk, from, &g, &b, &run)) {
+        return false;
+    }
+    *gblock = g;
+    *n = run;
+    *contig = true;
+    while (*n < TESSERACT_DEFRAG_RUN_MAX &&
+           bsst_disk_next_run(s->disk, g + *n, &g2, &b2, &run2) &&
+           g2 == g + *n) {
+        *n += run2;
+        *contig = false;
+    }
+    *n = MIN(*n, TESSERACT_DEFRAG_RUN_MAX);
+    return true;
+}
+
+uint64_t tesseract_indirections(BlockDriverState *bs)
+{
+    BDRVTesseractState *s = bs->opaque;
+
+    return bsst_disk_count(s->disk);
+}
+
+static uint64_t tsr_guest_requests(BDRVTesseractState *s)
+{
+    uint64_t n;
+
+    qemu_mutex_lock(&s->stats_lock);
+    n = s->reads + s->writes + s->discards;
+    qemu_mutex_unlock(&s->stats_lock);
+    return n;
+}
+
+/*
+ * defrag=auto: copy a few indirected blocks back into the guest image,
+ * stopping as soon as the guest's own I/O picks up (the seed's future
+ * work: throttle defragmentation by disk load).
+ */
+static void coroutine_fn tsr_auto_co(void *opaque)
+{
+    BlockDriverState *bs = opaque;
+    BDRVTesseractState *s = bs->opaque;
+    uint64_t io0 = tsr_guest_requests(s), from = 0, g, n;
+    bool contig;
+    int i, ret = 0;
+
+    WITH_GRAPH_RDLOCK_GUARD() {
+        for (i = 0; i < TESSERACT_AUTO_STEP && !qatomic_read(&s->drained);
+             i++) {
+            if (tsr_guest_requests(s) - io0 > TESSERACT_AUTO_BUSY_IOS ||
+                !tesseract_defrag_next(bs, from, &g, &n, &contig)) {
+                break;
+            }
+            ret = tesseract_co_defrag_guest(bs, g);
+            if (ret < 0) {
+                break;
+            }
+            from = g + 1;
+        }
+        if (i) {
+            tesseract_co_flush(bs);
+        }
+    }
+    qatomic_set(&s->auto_running, false);
+    bdrv_dec_in_flight(bs);
+}
+
+static void tsr_auto_tick(void *opaque)
+{
+    BlockDriverState *bs = opaque;
+    BDRVTesseractState *s = bs->opaque;
+    uint64_t io = tsr_guest_requests(s);
+    bool idle = io - s->io_seen <= TESSERACT_AUTO_IDLE_IOS;
+
+    s->io_seen = io;
+    if (idle && !qatomic_read(&s->drained) && !qatomic_read(&s->auto_running)
+        && bsst_disk_count(s->disk)) {
+        qatomic_set(&s->auto_running, true);
+        bdrv_inc_in_flight(bs);
+        aio_co_enter(bdrv_get_aio_context(bs),
+                     qemu_coroutine_create(tsr_auto_co, bs));
+    }
+    timer_mod(s->auto_timer, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) +
+              TESSERACT_AUTO_PERIOD_MS);
+}
+
+static void tsr_auto_timer_start(BlockDriverState *bs, AioContext *ctx)
+{
+    BDRVTesseractState *s = bs->opaque;
+
+    if (s->defrag != TESSERACT_DEFRAG_POLICY_AUTO || !s->writable) {
+        return;
+    }
+    s->auto_timer = aio_timer_new(ctx, QEMU_CLOCK_REALTIME, SCALE_MS,
+                                  tsr_auto_tick, bs);
+    timer_mod(s->auto_timer, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) +
+              TESSERACT_AUTO_PERIOD_MS);
+}
+
+static void tsr_auto_timer_stop(BlockDriverState *bs)
+{
+    BDRVTesseractState *s = bs->opaque;
+
+    if (s->auto_timer) {
+        timer_free(s->auto_timer);
+        s->auto_timer = NULL;
+    }
+}
+
+static void tesseract_detach_aio_context(BlockDriverState *bs)
+{
+    tsr_auto_timer_stop(bs);
+}
+
+static void tesseract_attach_aio_context(BlockDriverState *bs,
+                                         AioContext *new_context)
+{
+    tsr_auto_timer_start(bs, new_context);
+}
+
+static void tesseract_drain_begin(BlockDriverState *bs)
+{
+    BDRVTesseractState *s = bs->opaque;
+
+    qatomic_set(&s->drained, true);
+}
+
+static void tesseract_drain_end(BlockDriverState *bs)
+{
+    BDRVTesseractState *s = bs->opaque;
+
+    qatomic_set(&s->drained, false);
+}
+
+int coroutine_fn GRAPH_RDLOCK tesseract_co_sync(BlockDriverState *bs)
+{
+    return tesseract_co_flush(bs);
+}
+
 /* After a write: FUA, or too many unmaps waiting for a flush. */
 static int coroutine_fn GRAPH_RDLOCK
 tsr_write_done(BlockDriverState *bs, BdrvRequestFlags flags,
@@ -659,6 +938,7 @@ tesseract_co_pwritev_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
     bool can_indirect = s->indirect && s->writable &&
                         bsst_store_has_page_source(s->store);
     unsigned indirect = 0;
+    BlockReq req;
     guint i;
     int ret;
 
@@ -674,6 +954,7 @@ tesseract_co_pwritev_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
         }
         return ret;
     }
+    tsr_req_begin(s, &req, offset, bytes);
     pieces = g_array_new(false, false, sizeof(TsrPiece));
     tsr_plan_write(offset, bytes, qiov->iov, qiov->niov, qiov_offset,
                    can_indirect ? tsr_page_lookup : NULL, s->store, pieces);
@@ -708,6 +989,7 @@ tesseract_co_pwritev_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
     ret = tsr_run_pieces(bs, pieces, qiov, flags, tsr_write_task_entry,
                          tsr_write_piece);
     t2 = get_clock();
+    tsr_req_end(s, &req);
     if (ret >= 0) {
         ret = tsr_write_done(bs, flags, indirect);
     }
@@ -725,11 +1007,15 @@ tesseract_co_pwrite_zeroes(BlockDriverState *bs, int64_t offset,
 {
     BDRVTesseractState *s = bs->opaque;
     int64_t t0 = get_clock(), t1, t2;
+    BlockReq req;
     int ret;
 
+
+    tsr_req_begin(s, &req, offset, bytes);
     t1 = get_clock();
     ret = tsr_write_image(bs, offset, bytes, NULL, 0, flags);
     t2 = get_clock();
+    tsr_req_end(s, &req);
     if (ret >= 0) {
         ret = tsr_write_done(bs, flags, 0);
     }
@@ -747,6 +1033,7 @@ tesseract_co_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes)
     uint64_t first = DIV_ROUND_UP(offset, TSR_BLOCK_SIZE);
     uint64_t last = (offset + bytes) >> TSR_BLOCK_BITS;
     uint32_t bblock;
+    BlockReq req;
     int ret;
 
     /*
@@ -768,6 +1055,7 @@ tesseract_co_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes)
     if (!bytes) {
         return 0;
     }
+    tsr_req_begin(s, &req, offset, bytes);
     ret = bdrv_co_pdiscard(bs->file, offset, bytes);
     if (ret >= 0) {
         if (first < last) {
@@ -775,6 +1063,7 @@ tesseract_co_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes)
         }
         tesseract_count(s, &s->discards, 1);
     }
+    tsr_req_end(s, &req);
     return ret;
 }
 
@@ -847,6 +1136,7 @@ TesseractDiskInfo *tesseract_query_disk(BlockDriverState *bs)
     info->defrag = s->defrag;
     info->indirections = bsst_disk_count(s->disk);
     info->deferred_unmaps = bsst_disk_deferred(s->disk);
+    info->fragments = bsst_disk_fragments(s->disk);
 
     qemu_mutex_lock(&s->stats_lock);
     info->reads = s->reads;
@@ -860,6 +1150,8 @@ TesseractDiskInfo *tesseract_query_disk(BlockDriverState *bs)
     info->swapins_cancelled = s->swapins_cancelled;
     info->merges = s->merges;
     info->bsst_bytes_read = s->bsst_read_bytes;
+    info->defrag_blocks = s->defrag_blocks;
+    info->defrag_moved = s->defrag_moved;
     info->write_prepare = latency_info(&s->hist[TSR_WRITE_PREPARE]);
     info->write_completion = latency_info(&s->hist[TSR_WRITE_COMPLETION]);
     info->read_prepare = latency_info(&s->hist[TSR_READ_PREPARE]);
@@ -898,6 +1190,11 @@ static BlockDriver bdrv_tesseract = {
     .bdrv_co_pdiscard           = tesseract_co_pdiscard,
     .bdrv_co_flush              = tesseract_co_flush,
     .bdrv_co_block_status       = tesseract_co_block_status,
+
+    .bdrv_attach_aio_context    = tesseract_attach_aio_context,
+    .bdrv_detach_aio_context    = tesseract_detach_aio_context,
+    .bdrv_drain_begin           = tesseract_drain_begin,
+    .bdrv_drain_end             = tesseract_drain_end,
 
     .bdrv_co_eject              = tesseract_co_eject,
     .bdrv_co_lock_medium        = tesseract_co_lock_medium,

@@ -19,11 +19,26 @@
 #   --append WORDS      more kernel command line ($GUEST_APPEND), e.g.
 #                       "diskcheck_mib=32 diskcheck_seed=7"
 #   --disk-size SIZE    guest disk (default 64M); --bsst-size SIZE (256M)
-#   --tesseract-opts O  appended to the tesseract -blockdev, e.g. indirect=off
+#   --tesseract-opts O  appended to the tesseract -blockdev(s), e.g. indirect=off
+#   --swap-disk SIZE    a second disk for the guest's own swap: a tesseract
+#                       node 'swapdisk' (disk-id=swap, same BSST bsst0, same
+#                       --tesseract-opts) on a virtio-blk device with
+#                       serial=swap; the guest runs mkswap + swapon on it
+#   --swapper OPTS      -object tesseract-swapper,id=swapper0,bsst=bsst0,OPTS
+#                       (e.g. "limit=160M,policy=random")
+#   --throttle OPTS     put each guest image and the BSST image behind its
+#                       own throttle node, each in a throttle group with
+#                       these limits (e.g. "x-iops-total=150,x-bps-total=..."):
+#                       a hard-disk model
+#   --wrap 'CMD ARGS'   run QEMU as 'CMD ARGS qemu-system-... ' (the wrapper
+#                       must exec QEMU so that its pid stays QEMU's), e.g.
+#                       to start it in a memory cgroup
 #   --timeout SECS      kill QEMU after SECS ($GUEST_TIMEOUT, default 120)
 #   --workdir DIR       keep images, console.log, qemu.log, stats.json,
 #                       cmdline there (default: a temporary dir, removed)
 #   --stats FILE        also write the query-tesseract result (JSON) to FILE
+#                       (the workdir also gets blockstats.json, the result
+#                       of query-blockstats)
 #   --quiet             do not echo the guest console
 #   --kernel-log        show the kernel's boot messages (no 'quiet')
 #   --shell             interactive: workload=shell on this terminal, no QMP
@@ -49,6 +64,10 @@ WORKLOAD=
 DISK_SIZE=64M
 BSST_SIZE=256M
 TOPTS=
+SWAP_DISK=
+SWAPPER=
+THROTTLE=
+WRAP=
 WORKDIR=
 STATS=
 QUIET=no
@@ -74,6 +93,10 @@ while [ $# -gt 0 ]; do
     --disk-size) DISK_SIZE=$2; shift ;;
     --bsst-size) BSST_SIZE=$2; shift ;;
     --tesseract-opts) TOPTS=$2; shift ;;
+    --swap-disk) SWAP_DISK=$2; shift ;;
+    --swapper) SWAPPER=$2; shift ;;
+    --throttle) THROTTLE=$2; shift ;;
+    --wrap) WRAP=$2; shift ;;
     --timeout) TIMEOUT=$2; shift ;;
     --workdir) WORKDIR=$2; shift ;;
     --stats) STATS=$2; shift ;;
@@ -111,6 +134,7 @@ if [ "$ACCEL" = tcg ]; then
 fi
 [ "$SHELL_MODE" = yes ] && WORKLOAD=shell
 [ -n "$WORKLOAD" ] && CMDLINE="$CMDLINE workload=$WORKLOAD"
+[ -n "$SWAP_DISK" ] && CMDLINE="$CMDLINE guest_swap=swap"
 read -ra words <<< "$APPEND"
 [ ${#words[@]} = 0 ] || CMDLINE="$CMDLINE ${words[*]}"
 
@@ -124,7 +148,7 @@ done
 if [ -n "$WORKDIR" ]; then
     mkdir -p "$WORKDIR"
     WD=$(cd "$WORKDIR" && pwd)
-    rm -f "$WD"/{console.log,qemu.log,stats.json,cmdline,cmdline.short}
+    rm -f "$WD"/{console.log,qemu.log,stats.json,blockstats.json,cmdline,cmdline.short}
 else
     WD=$(mktemp -d "${TMPDIR:-/tmp}/tesseract-guest.XXXXXX")
 fi
@@ -147,6 +171,20 @@ trap 'exit 130' INT TERM
 
 "$QEMU_IMG" create -q -f qcow2 "$WD/guest.qcow2" "$DISK_SIZE"
 "$QEMU_IMG" create -q -f qcow2 "$WD/bsst.qcow2" "$BSST_SIZE"
+[ -z "$SWAP_DISK" ] || "$QEMU_IMG" create -q -f qcow2 "$WD/swap.qcow2" "$SWAP_DISK"
+
+# An image node (qcow2 over a file), behind a throttle node with --throttle:
+# image_nodes NODE FILE appends -blockdev options to CORE
+TGROUPS=()
+image_nodes() {
+    local node=$1 file=$2 fmt=$1
+    [ -z "$THROTTLE" ] || fmt=$1-qcow2
+    CORE+=(-blockdev "driver=qcow2,node-name=$fmt,file.driver=file,file.filename=$file")
+    if [ -n "$THROTTLE" ]; then
+        TGROUPS+=(-object "throttle-group,id=tg-$node,$THROTTLE")
+        CORE+=(-blockdev "driver=throttle,node-name=$node,throttle-group=tg-$node,file=$fmt")
+    fi
+}
 
 # --- QEMU command line ----------------------------------------------------------
 # CORE is what matters (printed in short form); PLUMBING wires up console,
@@ -154,11 +192,22 @@ trap 'exit 130' INT TERM
 CORE=("$QEMU" -M "$MACHINE" -accel "$ACCEL" -m "$MEM" -smp "$SMP")
 [ -n "$CPU" ] && CORE+=(-cpu "$CPU")
 CORE+=(-kernel "$KIT/vmlinuz" -initrd "$KIT/initramfs.cpio.gz"
-       -append "$CMDLINE"
-       -blockdev "driver=qcow2,node-name=disk0-fmt,file.driver=file,file.filename=$WD/guest.qcow2"
-       -blockdev "driver=qcow2,node-name=bsst0,file.driver=file,file.filename=$WD/bsst.qcow2"
-       -blockdev "driver=tesseract,node-name=disk0,file=disk0-fmt,bsst=bsst0${TOPTS:+,$TOPTS}"
+       -append "$CMDLINE")
+image_nodes disk0-fmt "$WD/guest.qcow2"
+image_nodes bsst0 "$WD/bsst.qcow2"
+CORE+=(-blockdev "driver=tesseract,node-name=disk0,file=disk0-fmt,bsst=bsst0${TOPTS:+,$TOPTS}"
        -device "$BLKDEV,drive=disk0")
+if [ -n "$SWAP_DISK" ]; then
+    image_nodes swapdisk-fmt "$WD/swap.qcow2"
+    CORE+=(-blockdev "driver=tesseract,node-name=swapdisk,file=swapdisk-fmt,bsst=bsst0,disk-id=swap${TOPTS:+,$TOPTS}"
+           -device "$BLKDEV,drive=swapdisk,serial=swap")
+fi
+[ -z "$SWAPPER" ] || CORE+=(-object "tesseract-swapper,id=swapper0,bsst=bsst0,$SWAPPER")
+CORE=("${CORE[@]:0:1}" "${TGROUPS[@]}" "${CORE[@]:1}")
+if [ -n "$WRAP" ]; then
+    read -ra wrapwords <<< "$WRAP"
+    CORE=("${wrapwords[@]}" "${CORE[@]}")
+fi
 PLUMBING=(-nodefaults -no-user-config -display none -no-reboot "${FW[@]}")
 
 if [ "$SHELL_MODE" = yes ]; then
@@ -194,7 +243,12 @@ QPID=$!
 qmp_rc=0
 timeout -k 5 $((TIMEOUT + 30)) /usr/bin/python3 "$HERE/qmp.py" "$SOCK" --pid "$QPID" \
     --wait-shutdown "$TIMEOUT" --console "$WD/console.log" --out "$WD/stats.json" \
-    query-tesseract quit > "$WD/qmp.out" 2> "$WD/qmp.err" || qmp_rc=$?
+    query-tesseract query-blockstats quit > "$WD/qmp.out" 2> "$WD/qmp.err" || qmp_rc=$?
+if [ "$qmp_rc" = 0 ]; then
+    sed -n 2p "$WD/qmp.out" | /usr/bin/python3 -c \
+        'import json, sys; json.dump(json.load(sys.stdin)["return"], sys.stdout, indent=1)' \
+        > "$WD/blockstats.json" 2>/dev/null || true
+fi
 
 # QEMU should be gone after 'quit'; make sure of it.
 if [ "$qmp_rc" = 0 ]; then

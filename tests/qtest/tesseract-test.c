@@ -248,6 +248,16 @@ static void check_disk(TsrVM *vm, uint64_t sector, const uint8_t *expect,
 
     blk_read(vm, sector, gpa, len);
     memread(gpa, back, len);
+    if (memcmp(back, expect, len)) {
+        uint32_t i = 0;
+
+        while (back[i] == expect[i]) {
+            i++;
+        }
+        g_test_message("first difference at byte %u (page %u): got 0x%02x, "
+                       "expected 0x%02x", i, i / TSR_PAGE, back[i],
+                       expect[i]);
+    }
     g_assert_cmpmem(back, len, expect, len);
     guest_free(vm->alloc, gpa);
 }
@@ -742,6 +752,272 @@ static void test_swapper_race_stress(void)
     vm_stop(&vm);
 }
 
+/* ---- tesseract-defrag ---- */
+
+static void defrag_start(const char *mode, int64_t speed)
+{
+    if (speed) {
+        qtest_qmp_assert_success(global_qtest,
+            "{'execute': 'tesseract-defrag', 'arguments': {'job-id': 'd0', "
+            "'node-name': 'drive0', 'mode': %s, 'speed': %" PRId64 "}}",
+            mode, speed);
+    } else {
+        qtest_qmp_assert_success(global_qtest,
+            "{'execute': 'tesseract-defrag', 'arguments': {'job-id': 'd0', "
+            "'node-name': 'drive0', 'mode': %s}}", mode);
+    }
+}
+
+static void defrag_wait_completed(void)
+{
+    QDict *ev = qtest_qmp_eventwait_ref(global_qtest, "BLOCK_JOB_COMPLETED");
+    QDict *data = qdict_get_qdict(ev, "data");
+
+    g_assert_cmpstr(qdict_get_str(data, "type"), ==, "tesseract-defrag");
+    g_assert_cmpstr(qdict_get_str(data, "device"), ==, "d0");
+    g_assert_false(qdict_haskey(data, "error"));
+    qobject_unref(ev);
+}
+
+static int64_t store_stat(const char *key)
+{
+    QDict *resp = qmp("{'execute': 'query-tesseract', "
+                      " 'arguments': {'node-name': 'drive0'}}");
+    QList *stores = qdict_get_qlist(qdict_get_qdict(resp, "return"),
+                                    "stores");
+    int64_t v = qdict_get_int(qobject_to(QDict, qlist_peek(stores)), key);
+
+    qobject_unref(resp);
+    return v;
+}
+
+/* qemu-img compare of a qcow2 image alone against @expect at @sector. */
+static void compare_image_alone(const char *qcow2, uint64_t sector,
+                                const uint8_t *expect, uint32_t len)
+{
+    g_autofree char *ref = NULL, *cmd = NULL, *out = NULL;
+    int fd, status;
+
+    fd = g_file_open_tmp("tesseract-ref.XXXXXX", &ref, NULL);
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(ftruncate(fd, TSR_IMAGE_MB * 1024 * 1024), ==, 0);
+    g_assert_cmpint(pwrite(fd, expect, len, sector * 512), ==, len);
+    close(fd);
+    cmd = g_strdup_printf("%s compare -f raw -F qcow2 %s %s",
+                          getenv("QTEST_QEMU_IMG"), ref, qcow2);
+    g_assert_true(g_spawn_command_line_sync(cmd, &out, NULL, &status, NULL));
+    g_assert_nonnull(strstr(out, "Images are identical"));
+    unlink(ref);
+}
+
+/* Indirections for @np pages written at @sector; pages swapped in @order. */
+static void make_indirections(TsrVM *vm, uint64_t buf, uint8_t *data,
+                              unsigned np, uint64_t sector, unsigned seed,
+                              const unsigned *order)
+{
+    unsigned i;
+
+    fill_pattern(data, np * TSR_PAGE, seed);
+    memwrite(buf, data, np * TSR_PAGE);
+    for (i = 0; i < np; i++) {
+        swap_out(buf + (order ? order[i] : i) * TSR_PAGE, TSR_PAGE);
+    }
+    blk_write(vm, sector, buf, np * TSR_PAGE);
+    blk_flush(vm);
+}
+
+static void test_defrag_guest(void)
+{
+    const unsigned np = 32;
+    const uint32_t len = np * TSR_PAGE;
+    g_autofree uint8_t *data = g_malloc(len);
+    TsrImages img;
+    TsrVM vm;
+    uint64_t buf;
+
+    images_new(&img);
+    vm_start(&vm, &img, NULL);
+    buf = guest_alloc(vm.alloc, len);
+    make_indirections(&vm, buf, data, np, 2048, 21, NULL);
+    g_assert_cmpint(disk_stat("indirections"), ==, np);
+    /* each block: one reference from its page, one from its indirection */
+    g_assert_cmpint(store_stat("blocks-used"), ==, np);
+
+    defrag_start("guest", 0);
+    defrag_wait_completed();
+    g_assert_cmpint(disk_stat("indirections"), ==, 0);
+    g_assert_cmpint(disk_stat("defrag-blocks"), ==, np);
+    /* only the swapped-out pages' references remain */
+    g_assert_cmpint(store_stat("blocks-used"), ==, np);
+    check_disk(&vm, 2048, data, np);
+    vm_stop(&vm);
+
+    /* the guest image alone now holds the disk */
+    compare_image_alone(img.guest, 2048, data, len);
+}
+
+static void test_defrag_bsst(void)
+{
+    const unsigned np = 16;
+    const unsigned order[16] = { 9, 2, 14, 5, 0, 11, 7, 3, 15, 1, 12, 6, 10,
+                                 4, 13, 8 };
+    const uint32_t len = np * TSR_PAGE;
+    g_autofree uint8_t *data = g_malloc(len);
+    TsrImages img;
+    TsrVM vm;
+    uint64_t buf;
+
+    images_new(&img);
+    vm_start(&vm, &img, NULL);
+    buf = guest_alloc(vm.alloc, len);
+    make_indirections(&vm, buf, data, np, 4096, 22, order);
+    g_assert_cmpint(disk_stat("indirections"), ==, np);
+    g_assert_cmpint(disk_stat("fragments"), >, 8);
+
+    defrag_start("bsst", 0);
+    defrag_wait_completed();
+    g_assert_cmpint(disk_stat("indirections"), ==, np);
+    g_assert_cmpint(disk_stat("fragments"), ==, 1);
+    g_assert_cmpint(disk_stat("defrag-moved"), ==, np);
+    check_disk(&vm, 4096, data, np);
+    vm_stop(&vm);
+
+    vm_start(&vm, &img, NULL);       /* the layout survives a restart */
+    g_assert_cmpint(disk_stat("fragments"), ==, 1);
+    check_disk(&vm, 4096, data, np);
+    vm_stop(&vm);
+}
+
+/*
+ * Guest writes race with a paused job: the newest data wins everywhere,
+ * also after a SIGKILL in the middle of the job and a restart.
+ */
+static void test_defrag_race(void)
+{
+    const unsigned np = 64;
+    const uint32_t len = np * TSR_PAGE;
+    g_autofree uint8_t *data = g_malloc(len);
+    g_autofree uint8_t *newer = g_malloc(TSR_PAGE);
+    TsrImages img;
+    TsrVM vm;
+    uint64_t buf, pbuf;
+    unsigned i;
+
+    images_new(&img);
+    vm_start(&vm, &img, NULL);
+    buf = guest_alloc(vm.alloc, len);
+    pbuf = guest_alloc(vm.alloc, TSR_PAGE);
+    make_indirections(&vm, buf, data, np, 8192, 23, NULL);
+
+    defrag_start("guest", 8 * TSR_PAGE);     /* slow: 8 blocks a second */
+    qtest_qmp_assert_success(global_qtest,
+        "{'execute': 'job-pause', 'arguments': {'id': 'd0'}}");
+    /* full overwrites, a partial one, and a new indirection */
+    for (i = 0; i < np; i += 8) {
+        fill_pattern(newer, TSR_PAGE, 100 + i);
+        memwrite(pbuf, newer, TSR_PAGE);
+        blk_write(&vm, 8192 + i * 8, pbuf, TSR_PAGE);
+        memcpy(data + i * TSR_PAGE, newer, TSR_PAGE);
+    }
+    fill_pattern(newer, 512, 200);
+    memwrite(pbuf, newer, 512);
+    blk_write(&vm, 8192 + 3 * 8 + 1, pbuf, 512);
+    memcpy(data + 3 * TSR_PAGE + 512, newer, 512);
+    fill_pattern(newer, TSR_PAGE, 201);
+    memwrite(pbuf, newer, TSR_PAGE);
+    swap_out(pbuf, TSR_PAGE);
+    blk_write(&vm, 8192 + 5 * 8, pbuf, TSR_PAGE);
+    memcpy(data + 5 * TSR_PAGE, newer, TSR_PAGE);
+    check_disk(&vm, 8192, data, np);
+    blk_flush(&vm);     /* acknowledged and flushed: must survive a crash */
+
+    qtest_qmp_assert_success(global_qtest,
+        "{'execute': 'job-resume', 'arguments': {'id': 'd0'}}");
+    g_usleep(1500 * 1000);
+    g_assert_cmpint(disk_stat("defrag-blocks"), >, 0);
+    g_assert_cmpint(disk_stat("indirections"), >, 0);
+    vm_kill(&vm);                   /* in the middle of the job */
+
+    vm_start(&vm, &img, NULL);
+    check_disk(&vm, 8192, data, np);
+    defrag_start("guest", 0);
+    defrag_wait_completed();
+    g_assert_cmpint(disk_stat("indirections"), ==, 0);
+    check_disk(&vm, 8192, data, np);
+    vm_stop(&vm);
+    compare_image_alone(img.guest, 8192, data, len);
+}
+
+/* Pause, resume and cancel through QMP, with their events. */
+static void test_defrag_job_control(void)
+{
+    const unsigned np = 32;
+    g_autofree uint8_t *data = g_malloc(np * TSR_PAGE);
+    TsrImages img;
+    TsrVM vm;
+    QDict *resp, *job;
+    QList *jobs;
+    uint64_t buf;
+
+    images_new(&img);
+    vm_start(&vm, &img, NULL);
+    buf = guest_alloc(vm.alloc, np * TSR_PAGE);
+    make_indirections(&vm, buf, data, np, 100 * 8, 24, NULL);
+
+    resp = qmp("{'execute': 'tesseract-defrag', 'arguments': "
+               "{'node-name': 'guest0'}}");
+    g_assert_nonnull(strstr(qdict_get_str(qdict_get_qdict(resp, "error"),
+                                          "desc"), "not a tesseract node"));
+    qobject_unref(resp);
+
+    defrag_start("guest", 4 * TSR_PAGE);
+    qtest_qmp_assert_success(global_qtest,
+        "{'execute': 'job-pause', 'arguments': {'id': 'd0'}}");
+    qtest_qmp_eventwait(global_qtest, "JOB_STATUS_CHANGE");
+    resp = qmp("{'execute': 'query-block-jobs'}");
+    jobs = qdict_get_qlist(resp, "return");
+    g_assert_cmpint(qlist_size(jobs), ==, 1);
+    job = qobject_to(QDict, qlist_peek(jobs));
+    g_assert_cmpstr(qdict_get_str(job, "type"), ==, "tesseract-defrag");
+    g_assert_cmpint(qdict_get_int(job, "len"), ==, np);
+    qobject_unref(resp);
+
+    qtest_qmp_assert_success(global_qtest,
+        "{'execute': 'job-resume', 'arguments': {'id': 'd0'}}");
+    qtest_qmp_assert_success(global_qtest,
+        "{'execute': 'job-cancel', 'arguments': {'id': 'd0'}}");
+    qobject_unref(qtest_qmp_eventwait_ref(global_qtest,
+                                          "BLOCK_JOB_CANCELLED"));
+    /* cancelled part way: every block still reads back */
+    g_assert_cmpint(disk_stat("indirections"), >, 0);
+    check_disk(&vm, 100 * 8, data, np);
+    vm_stop(&vm);
+}
+
+/* defrag=auto: with the guest idle, the node defragments by itself. */
+static void test_defrag_auto(void)
+{
+    const unsigned np = 32;
+    g_autofree uint8_t *data = g_malloc(np * TSR_PAGE);
+    TsrImages img;
+    TsrVM vm;
+    uint64_t buf;
+    int i;
+
+    images_new(&img);
+    vm_start(&vm, &img, ",defrag=auto");
+    buf = guest_alloc(vm.alloc, np * TSR_PAGE);
+    make_indirections(&vm, buf, data, np, 300 * 8, 25, NULL);
+    for (i = 0; i < 300 && disk_stat("indirections") > 0; i++) {
+        g_usleep(10 * 1000);
+    }
+    g_assert_cmpint(disk_stat("indirections"), ==, 0);
+    g_assert_cmpint(disk_stat("defrag-blocks"), ==, np);
+    check_disk(&vm, 300 * 8, data, np);
+    vm_stop(&vm);
+    compare_image_alone(img.guest, 300 * 8, data, np * TSR_PAGE);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -761,5 +1037,10 @@ int main(int argc, char **argv)
     qtest_add_func("/tesseract/swapper/limit", test_swapper_limit);
     qtest_add_func("/tesseract/swapper/errors", test_swapper_errors);
     qtest_add_func("/tesseract/swapper/race-stress", test_swapper_race_stress);
+    qtest_add_func("/tesseract/defrag/guest", test_defrag_guest);
+    qtest_add_func("/tesseract/defrag/bsst", test_defrag_bsst);
+    qtest_add_func("/tesseract/defrag/race", test_defrag_race);
+    qtest_add_func("/tesseract/defrag/job-control", test_defrag_job_control);
+    qtest_add_func("/tesseract/defrag/auto", test_defrag_auto);
     return g_test_run();
 }

@@ -309,12 +309,42 @@ static void test_rebuild(void)
     bsst_alloc_free(a);
 }
 
+/* Contiguous runs: only truly free blocks, lowest run first. */
+static void test_contig(void)
+{
+    BsstAlloc *a = bsst_alloc_new(64);
+    uint32_t b, first, i;
+
+    for (i = 0; i < 10; i++) {
+        g_assert_cmpint(bsst_alloc_get(a, &b), ==, 0);
+    }
+    /* free 3 and 5 (pending, then released): holes of size 1 */
+    g_assert_cmpint(bsst_alloc_unref(a, 3), ==, 1);
+    g_assert_cmpint(bsst_alloc_unref(a, 5), ==, 1);
+    g_assert_cmpint(bsst_alloc_get_contig(a, 4, &first), ==, 0);
+    g_assert_cmpuint(first, ==, 10);        /* pending holes are not free */
+    bsst_alloc_release(a, 2, NULL, NULL);
+    g_assert_cmpint(bsst_alloc_get_contig(a, 2, &first), ==, 0);
+    g_assert_cmpuint(first, ==, 14);        /* holes of 1 are too small */
+    g_assert_cmpint(bsst_alloc_get_contig(a, 1, &first), ==, 0);
+    g_assert_cmpuint(first, ==, 3);
+    for (i = 10; i < 16; i++) {
+        g_assert_cmpuint(bsst_alloc_refcount(a, i), ==, 1);
+    }
+    g_assert_cmpint(bsst_alloc_get_contig(a, 49, &first), ==, -ENOSPC);
+    g_assert_cmpint(bsst_alloc_get_contig(a, 48, &first), ==, 0);
+    g_assert_cmpuint(first, ==, 16);
+    g_assert_cmpint(bsst_alloc_get_contig(a, 0, &first), ==, -ENOSPC);
+    bsst_alloc_free(a);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/tesseract/bsst-alloc/basic", test_basic);
     g_test_add_func("/tesseract/bsst-alloc/errors", test_errors);
     g_test_add_func("/tesseract/bsst-alloc/full", test_full);
+    g_test_add_func("/tesseract/bsst-alloc/contig", test_contig);
     g_test_add_func("/tesseract/bsst-alloc/next-fit", test_next_fit);
     g_test_add_func("/tesseract/bsst-alloc/release-fifo", test_release_fifo);
     g_test_add_func("/tesseract/bsst-alloc/random", test_random);
