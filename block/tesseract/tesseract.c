@@ -1111,7 +1111,7 @@ tesseract_co_lock_medium(BlockDriverState *bs, bool locked)
     bdrv_co_lock_medium(bs->file->bs, locked);
 }
 
-static TesseractLatency *latency_info(const TsrHistogram *h)
+TesseractLatency *tesseract_latency_info(const TsrHistogram *h)
 {
     TesseractLatency *l = g_new0(TesseractLatency, 1);
 
@@ -1152,10 +1152,10 @@ TesseractDiskInfo *tesseract_query_disk(BlockDriverState *bs)
     info->bsst_bytes_read = s->bsst_read_bytes;
     info->defrag_blocks = s->defrag_blocks;
     info->defrag_moved = s->defrag_moved;
-    info->write_prepare = latency_info(&s->hist[TSR_WRITE_PREPARE]);
-    info->write_completion = latency_info(&s->hist[TSR_WRITE_COMPLETION]);
-    info->read_prepare = latency_info(&s->hist[TSR_READ_PREPARE]);
-    info->read_completion = latency_info(&s->hist[TSR_READ_COMPLETION]);
+    info->write_prepare = tesseract_latency_info(&s->hist[TSR_WRITE_PREPARE]);
+    info->write_completion = tesseract_latency_info(&s->hist[TSR_WRITE_COMPLETION]);
+    info->read_prepare = tesseract_latency_info(&s->hist[TSR_READ_PREPARE]);
+    info->read_completion = tesseract_latency_info(&s->hist[TSR_READ_COMPLETION]);
     qemu_mutex_unlock(&s->stats_lock);
     return info;
 }

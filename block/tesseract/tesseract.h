@@ -13,6 +13,10 @@
 #include "block/block_int.h"
 #include "qapi/qapi-types-tesseract.h"
 #include "bsst-store.h"
+#include "tesseract-stats.h"
+
+/* A histogram as QAPI count/mean/p50/p99/max in microseconds. */
+TesseractLatency *tesseract_latency_info(const TsrHistogram *h);
 
 /* Is @bs a node of the tesseract driver? */
 bool tesseract_is_node(BlockDriverState *bs);

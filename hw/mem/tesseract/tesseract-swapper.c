@@ -54,7 +54,7 @@
 #include "system/runstate.h"
 #include "system/system.h"
 #include "block/tesseract/bsst-store.h"
-#include "block/tesseract/tesseract-stats.h"
+#include "block/tesseract/tesseract.h"
 #include "swap-policy.h"
 #include "tesseract-swapper.h"
 
@@ -946,18 +946,6 @@ type_init(tsw_register_types);
 
 /* ---- QMP ---- */
 
-static TesseractLatency *tsw_latency(const TsrHistogram *h)
-{
-    TesseractLatency *l = g_new0(TesseractLatency, 1);
-
-    l->count = h->count;
-    l->mean = tsr_hist_mean_ns(h) / 1000.0;
-    l->p50 = tsr_hist_quantile_ns(h, 0.50) / 1000.0;
-    l->p99 = tsr_hist_quantile_ns(h, 0.99) / 1000.0;
-    l->max = h->count ? h->max_ns / 1000.0 : 0;
-    return l;
-}
-
 TesseractSwapperInfoList *tesseract_swapper_query_all(void)
 {
     TesseractSwapperInfoList *head = NULL, **tail = &head;
@@ -986,8 +974,8 @@ TesseractSwapperInfoList *tesseract_swapper_query_all(void)
         i->zero_fills = sw->zero_fills;
         i->bsst_bytes_written = sw->bytes_written;
         i->bsst_bytes_read = sw->bytes_read;
-        i->fault_service = tsw_latency(&sw->fault_hist);
-        i->bsst_read = tsw_latency(&sw->bsst_read_hist);
+        i->fault_service = tesseract_latency_info(&sw->fault_hist);
+        i->bsst_read = tesseract_latency_info(&sw->bsst_read_hist);
         qemu_mutex_unlock(&sw->lock);
         QAPI_LIST_APPEND(tail, i);
     }
