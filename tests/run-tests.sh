@@ -10,7 +10,7 @@ set -uo pipefail
 
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 BUILD="$TOP/build"
-SUITES=${*:-unit qtest iotests guest}
+SUITES=${*:-foundation unit qtest iotests guest}
 LOG_DIR="$BUILD/tesseract-test-logs"
 mkdir -p "$LOG_DIR"
 
@@ -46,6 +46,42 @@ run_tap() {  # label log command...
     fi
     if [ "$n_bad" -gt 0 ] || [ "$rc" -ne 0 ]; then
         tail -20 "$log" | sed 's/^/    | /'
+    fi
+}
+
+# The foundation's promises: nothing to rebuild after a build, no QEMU
+# source in git, a missing bsst named in the error.
+suite_foundation() {
+    local n t0 t1 out
+
+    # make was just run by 'make check': a second one must have nothing to do
+    t0=$(date +%s%N)
+    out=$(make -C "$TOP" 2>&1)
+    t1=$(date +%s%N)
+    n=$(echo "$out" | grep -cE 'Compiling|Linking')
+    if [ "$n" -eq 0 ]; then
+        result ok "second make: no compile or link work"
+    else
+        result fail "second make: $n compile/link steps with nothing changed"
+    fi
+    if [ $(( (t1 - t0) / 1000000 )) -lt 30000 ]; then
+        result ok "second make returns in $(( (t1 - t0) / 1000000 )) ms (< 30 s)"
+    else
+        result fail "second make took $(( (t1 - t0) / 1000000 )) ms"
+    fi
+    if [ "$(git -C "$TOP" ls-files qemu | wc -l)" -eq 0 ] && \
+       [ "$(git -C "$TOP" ls-files | grep -vE '^(hw/mem/tesseract|block/tesseract|tests|bench|docs|patches|qapi/tesseract|\.ci|\.gitignore|configure|Makefile|README)' | wc -l)" -eq 0 ]; then
+        result ok "git holds only the project's own files (no QEMU source)"
+    else
+        result fail "git tracks files outside the project's directories"
+    fi
+    out=$("$BUILD/qemu-system-x86_64" -M none -display none \
+          -blockdev driver=file,node-name=f,filename=/dev/null \
+          -blockdev driver=tesseract,node-name=t,file=f 2>&1)
+    if [ $? -ne 0 ] && echo "$out" | grep -q "Parameter 'bsst' is missing"; then
+        result ok "missing bsst is refused naming the option"
+    else
+        result fail "missing bsst: unexpected result: $out"
     fi
 }
 
@@ -96,8 +132,8 @@ suite_guest() {
 
 for s in $SUITES; do
     case "$s" in
-    unit|qtest|iotests|guest) echo "== $s"; "suite_$s" ;;
-    *) echo "run-tests: unknown suite '$s' (unit, qtest, iotests, guest)" >&2; exit 2 ;;
+    foundation|unit|qtest|iotests|guest) echo "== $s"; "suite_$s" ;;
+    *) echo "run-tests: unknown suite '$s' (foundation, unit, qtest, iotests, guest)" >&2; exit 2 ;;
     esac
 done
 
