@@ -648,6 +648,22 @@ bool bsst_store_page_cancel_swapin(BsstStore *s, void *host)
            ops->cancel_swapin(s->page_opaque, host);
 }
 
+bool bsst_store_page_swapin_begin(BsstStore *s, void *host, uint32_t *bblock)
+{
+    const BsstPageSourceOps *ops = qatomic_read(&s->page_ops);
+
+    return ops && ops->swapin_begin &&
+           ops->swapin_begin(s->page_opaque, host, bblock);
+}
+
+void bsst_store_page_swapin_end(BsstStore *s, void *host, const void *data)
+{
+    const BsstPageSourceOps *ops = qatomic_read(&s->page_ops);
+
+    assert(ops && ops->swapin_end);
+    ops->swapin_end(s->page_opaque, host, data);
+}
+
 /* ---- Blocks ---- */
 
 int bsst_store_alloc_block(BsstStore *s, uint32_t *bblock)

@@ -48,6 +48,15 @@ typedef struct BsstPageSourceOps {
      * contents are dead) and return true.
      */
     bool (*cancel_swapin)(void *opaque, void *host);
+    /*
+     * The classic path is about to touch page @host: if it is swapped out
+     * (and not pinned), reserve its swap-in and return its BSST block; the
+     * caller reads the block in its own coroutine, so no thread blocks on
+     * a fault, and hands the data to swapin_end() (NULL: failed, the page
+     * stays swapped out).
+     */
+    bool (*swapin_begin)(void *opaque, void *host, uint32_t *bblock);
+    void (*swapin_end)(void *opaque, void *host, const void *data);
     /* The store is going away: forget it (its references go with it). */
     void (*detach)(void *opaque);
 } BsstPageSourceOps;
@@ -98,6 +107,8 @@ bool bsst_store_page_lookup_pin(BsstStore *s, const void *host,
                                 uint32_t *bblock);
 void bsst_store_page_unpin(BsstStore *s, const void *host);
 bool bsst_store_page_cancel_swapin(BsstStore *s, void *host);
+bool bsst_store_page_swapin_begin(BsstStore *s, void *host, uint32_t *bblock);
+void bsst_store_page_swapin_end(BsstStore *s, void *host, const void *data);
 
 /* Blocks for swapped-out pages: allocate (refcount 1), write, unref. */
 int bsst_store_alloc_block(BsstStore *s, uint32_t *bblock);

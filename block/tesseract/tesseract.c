@@ -87,7 +87,7 @@ typedef struct BDRVTesseractState {
     QemuMutex stats_lock;
     uint64_t reads, writes, discards, flushes;
     uint64_t bytes_read, bytes_written;
-    uint64_t indirect_pages, swapins_cancelled, merges;
+    uint64_t indirect_pages, swapins_cancelled, merges, classic_swapins;
     uint64_t bsst_read_bytes;
     TsrHistogram hist[TSR_PATH__MAX];
 } BDRVTesseractState;
@@ -384,6 +384,60 @@ static uint64_t tsr_cancel_swapins(BDRVTesseractState *s, QEMUIOVector *qiov,
     return n;
 }
 
+/*
+ * The classic path: the request's buffer will be touched by the I/O, so
+ * bring its swapped-out pages in first, reading their BSST blocks in this
+ * coroutine (the swap-in the seed's baseline pays in "write prepare").
+ * Whole pages are skipped when @skip_whole (a read overwrites them: their
+ * swap-in was cancelled instead).
+ */
+static uint64_t coroutine_fn GRAPH_RDLOCK
+tsr_swapin_buffer(BlockDriverState *bs, QEMUIOVector *qiov,
+                  size_t qiov_offset, uint64_t bytes, bool skip_whole)
+{
+    BDRVTesseractState *s = bs->opaque;
+    uint8_t *buf = NULL;
+    uint64_t n = 0;
+    size_t pos = 0;
+    int i;
+
+    for (i = 0; i < qiov->niov && pos < qiov_offset + bytes; i++) {
+        size_t lo = MAX(pos, qiov_offset);
+        size_t hi = MIN(pos + qiov->iov[i].iov_len, qiov_offset + bytes);
+        uintptr_t a, b, first, last;
+
+        pos += qiov->iov[i].iov_len;
+        if (lo >= hi) {
+            continue;
+        }
+        a = (uintptr_t)qiov->iov[i].iov_base + (lo - (pos - qiov->iov[i].iov_len));
+        b = a + (hi - lo);
+        first = QEMU_ALIGN_DOWN(a, TSR_BLOCK_SIZE);
+        last = ROUND_UP(b, TSR_BLOCK_SIZE);
+        for (; first < last; first += TSR_BLOCK_SIZE) {
+            uint32_t bblock;
+            int ret;
+
+            if (skip_whole && first >= a && first + TSR_BLOCK_SIZE <= b) {
+                continue;
+            }
+            if (!bsst_store_page_swapin_begin(s->store, (void *)first,
+                                              &bblock)) {
+                continue;
+            }
+            buf = buf ?: qemu_blockalign(bs, TSR_BLOCK_SIZE);
+            ret = bdrv_co_pread(s->bsst,
+                                bsst_store_block_offset(s->store, bblock),
+                                TSR_BLOCK_SIZE, buf, 0);
+            bsst_store_page_swapin_end(s->store, (void *)first,
+                                       ret < 0 ? NULL : buf);
+            n += ret >= 0;
+        }
+    }
+    qemu_vfree(buf);
+    return n;
+}
+
 static void tsr_unpin_pieces(BDRVTesseractState *s, GArray *pieces)
 {
     guint i;
@@ -417,6 +471,7 @@ tesseract_co_preadv_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
 
     if (bsst_store_has_page_source(s->store)) {
         cancelled = tsr_cancel_swapins(s, qiov, qiov_offset, bytes);
+        tsr_swapin_buffer(bs, qiov, qiov_offset, bytes, true);
     } else if (!bsst_disk_busy(s->disk)) {
         /* fast path: no indirection, the guest image holds everything */
         t1 = get_clock();
@@ -938,12 +993,13 @@ tesseract_co_pwritev_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
     bool can_indirect = s->indirect && s->writable &&
                         bsst_store_has_page_source(s->store);
     unsigned indirect = 0;
+    uint64_t swapins = 0;
     BlockReq req;
     guint i;
     int ret;
 
-    if (!can_indirect && !bsst_disk_busy(s->disk)) {
-        /* fast path: nothing to indirect, nothing to drop */
+    if (!bsst_store_has_page_source(s->store) && !bsst_disk_busy(s->disk)) {
+        /* fast path: no swapped pages, nothing to indirect or drop */
         t1 = get_clock();
         ret = bdrv_co_pwritev_part(bs->file, offset, bytes, qiov,
                                    qiov_offset, flags);
@@ -984,6 +1040,17 @@ tesseract_co_pwritev_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
             indirect++;
         }
     }
+    if (bsst_store_has_page_source(s->store)) {
+        /* what is written as data must be in RAM: swap it in first */
+        for (i = 0; i < pieces->len; i++) {
+            TsrPiece *p = &g_array_index(pieces, TsrPiece, i);
+
+            if (p->bblock == TSR_NO_BBLOCK) {
+                swapins += tsr_swapin_buffer(bs, qiov, p->qiov_offset,
+                                             p->bytes, false);
+            }
+        }
+    }
     t1 = get_clock();
 
     ret = tsr_run_pieces(bs, pieces, qiov, flags, tsr_write_task_entry,
@@ -995,6 +1062,7 @@ tesseract_co_pwritev_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
     }
     if (ret >= 0) {
         tesseract_count(s, &s->indirect_pages, indirect);
+        tesseract_count(s, &s->classic_swapins, swapins);
         tesseract_account(s, TSR_WRITE_PREPARE, t0, t1, t2,
                           &s->writes, &s->bytes_written, bytes);
     }
@@ -1149,6 +1217,7 @@ TesseractDiskInfo *tesseract_query_disk(BlockDriverState *bs)
     info->swapin_bytes_avoided = s->indirect_pages * TSR_BLOCK_SIZE;
     info->swapins_cancelled = s->swapins_cancelled;
     info->merges = s->merges;
+    info->classic_swapins = s->classic_swapins;
     info->bsst_bytes_read = s->bsst_read_bytes;
     info->defrag_blocks = s->defrag_blocks;
     info->defrag_moved = s->defrag_moved;

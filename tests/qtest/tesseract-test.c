@@ -655,6 +655,35 @@ static void test_swapper_limit(void)
     vm_stop(&vm);
 }
 
+/*
+ * The baseline (indirect=off): a write of swapped-out pages swaps them in
+ * first, in the driver's coroutine (no thread blocks on a fault), then
+ * writes them as data.
+ */
+static void test_swapper_classic_path(void)
+{
+    const unsigned np = 8;
+    const uint32_t len = np * TSR_PAGE;
+    g_autofree uint8_t *pattern = g_malloc(len);
+    TsrImages img;
+    TsrVM vm;
+    uint64_t buf;
+
+    images_new(&img);
+    vm_start_with(&vm, &img, ",indirect=off", SWAPPER);
+    buf = guest_alloc(vm.alloc, len);
+    fill_pattern(pattern, len, 15);
+    memwrite(buf, pattern, len);
+    swapper_swap_out(buf, len);
+    blk_write(&vm, 512, buf, len);
+    g_assert_cmpint(disk_stat("indirections"), ==, 0);
+    g_assert_cmpint(disk_stat("classic-swapins"), ==, np);
+    g_assert_cmpint(swapper_stat("swap-ins"), ==, np);
+    g_assert_cmpint(swapper_stat("swapped-pages"), ==, 0);
+    check_disk(&vm, 512, pattern, np);
+    vm_stop(&vm);
+}
+
 /* Bad input at object-add: clear errors. */
 static void test_swapper_errors(void)
 {
@@ -679,6 +708,19 @@ static void test_swapper_errors(void)
                "'limit': 1048576, 'memdev': 'shm'}}");
     g_assert_nonnull(strstr(qdict_get_str(qdict_get_qdict(resp, "error"),
                                           "desc"), "is shared (share=on)"));
+    qobject_unref(resp);
+
+    qtest_qmp_assert_success(global_qtest,
+        "{'execute': 'object-add', 'arguments': {'qom-type': "
+        "'throttle-group', 'id': 'tg0', 'x-iops-total': 100}}");
+    qtest_qmp_assert_success(global_qtest,
+        "{'execute': 'blockdev-add', 'arguments': {'driver': 'throttle', "
+        "'node-name': 'slow', 'throttle-group': 'tg0', 'file': 'bsst0'}}");
+    resp = qmp("{'execute': 'object-add', 'arguments': {'qom-type': "
+               "'tesseract-swapper', 'id': 'sw3', 'bsst': 'slow', "
+               "'limit': 1048576}}");
+    g_assert_nonnull(strstr(qdict_get_str(qdict_get_qdict(resp, "error"),
+                                          "desc"), "is throttled"));
     qobject_unref(resp);
 
     resp = qmp("{'execute': 'x-tesseract-swap-out', 'arguments': "
@@ -1035,6 +1077,8 @@ int main(int argc, char **argv)
                    test_swapper_write_indirection);
     qtest_add_func("/tesseract/swapper/cancel", test_swapper_cancel);
     qtest_add_func("/tesseract/swapper/limit", test_swapper_limit);
+    qtest_add_func("/tesseract/swapper/classic-path",
+                   test_swapper_classic_path);
     qtest_add_func("/tesseract/swapper/errors", test_swapper_errors);
     qtest_add_func("/tesseract/swapper/race-stress", test_swapper_race_stress);
     qtest_add_func("/tesseract/defrag/guest", test_defrag_guest);

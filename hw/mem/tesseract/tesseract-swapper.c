@@ -72,6 +72,7 @@ enum {
     PG_SWAPPING_OUT,    /* write-protected, being copied to the BSST */
     PG_SWAPPED,         /* in BSST block @bblock, RAM discarded */
     PG_SWAPPING_IN,     /* being placed back */
+    PG_DISCARDING,      /* copied and checked clean, RAM being discarded */
 };
 
 #define PG_DIRTIED        0x1   /* written during the swap-out */
@@ -268,10 +269,67 @@ static bool tsw_cancel_swapin(void *opaque, void *host)
     return true;
 }
 
+static bool tsw_swapin_begin(void *opaque, void *host, uint32_t *bblock)
+{
+    TesseractSwapper *sw = opaque;
+    uint64_t idx;
+    bool ret = false;
+
+    if (!tsw_page_index(sw, host, &idx)) {
+        return false;
+    }
+    qemu_mutex_lock(&sw->lock);
+    if (sw->pages[idx].state == PG_SWAPPED && !sw->pages[idx].pins) {
+        sw->pages[idx].state = PG_SWAPPING_IN;
+        *bblock = sw->pages[idx].bblock;
+        ret = true;
+    }
+    qemu_mutex_unlock(&sw->lock);
+    return ret;
+}
+
+static void tsw_swapin_end(void *opaque, void *host, const void *data)
+{
+    TesseractSwapper *sw = opaque;
+    uint64_t idx;
+    TswPage *pg;
+    uint32_t bblock;
+    int ret;
+
+    tsw_page_index(sw, host, &idx);
+    pg = &sw->pages[idx];
+    if (!data) {
+        qemu_mutex_lock(&sw->lock);
+        pg->state = PG_SWAPPED;     /* a fault will try again */
+        qemu_mutex_unlock(&sw->lock);
+        uffd_wakeup(sw->uffd, host, TSW_PAGE);
+        return;
+    }
+    /* wakes any thread that faulted on the page meanwhile */
+    ret = uffd_copy_page(sw->uffd, host, (void *)data, TSW_PAGE, false);
+    if (ret && ret != -EEXIST) {
+        error_report("tesseract-swapper: cannot place guest page %p: %s",
+                     host, strerror(-ret));
+        abort();
+    }
+    qemu_mutex_lock(&sw->lock);
+    bblock = pg->bblock;
+    pg->state = PG_RESIDENT;
+    sw->swapped--;
+    sw->swap_ins++;
+    sw->bytes_read += TSW_PAGE;
+    tsr_policy_set_resident(sw->policy, idx, true);
+    tsr_policy_note_swapin(sw->policy, idx);
+    qemu_mutex_unlock(&sw->lock);
+    bsst_store_unref(sw->store, bblock);
+}
+
 static const BsstPageSourceOps tsw_page_ops = {
     .lookup_pin = tsw_lookup_pin,
     .unpin = tsw_unpin,
     .cancel_swapin = tsw_cancel_swapin,
+    .swapin_begin = tsw_swapin_begin,
+    .swapin_end = tsw_swapin_end,
 };
 
 /* ---- Fault thread ---- */
@@ -286,6 +344,15 @@ static void tsw_handle_missing(TesseractSwapper *sw, uint8_t *addr,
     int ret, tries;
 
     qemu_mutex_lock(&sw->lock);
+    if (pg->state == PG_SWAPPING_IN || pg->state == PG_DISCARDING) {
+        /*
+         * Being placed by the I/O path (whose UFFDIO_COPY wakes us), or
+         * being discarded (the swap-out wakes us, and we come back here
+         * to swap it in).
+         */
+        qemu_mutex_unlock(&sw->lock);
+        return;
+    }
     if (pg->state != PG_SWAPPED) {
         /* never touched (or discarded by the guest): a zero page */
         qemu_mutex_unlock(&sw->lock);
@@ -350,6 +417,12 @@ static void tsw_handle_wp(TesseractSwapper *sw, uint8_t *addr)
     uint64_t idx = (addr - sw->host) / TSW_PAGE;
 
     qemu_mutex_lock(&sw->lock);
+    if (sw->pages[idx].state == PG_DISCARDING) {
+        /* too late to keep it: the swap-out wakes the writer when the page
+         * is gone, and its retry faults it back in */
+        qemu_mutex_unlock(&sw->lock);
+        return;
+    }
     if (sw->pages[idx].state == PG_SWAPPING_OUT) {
         sw->pages[idx].flags |= PG_DIRTIED;
     }
@@ -465,11 +538,15 @@ static int tsw_swap_out_page(TesseractSwapper *sw, uint64_t idx,
         return ret;
     }
     /*
-     * Still write-protected: a writer now blocks until the fault thread
-     * handles its fault, by which time the page is gone and swapped in.
+     * Clean and still write-protected: a writer from now on blocks (the
+     * fault thread leaves it waiting) until the page is gone; we wake it
+     * and its retry faults the page back in with its data.
      */
-    if (madvise(addr, TSW_PAGE, MADV_DONTNEED) < 0) {
-        ret = -errno;
+    pg->state = PG_DISCARDING;
+    qemu_mutex_unlock(&sw->lock);
+    ret = madvise(addr, TSW_PAGE, MADV_DONTNEED) < 0 ? -errno : 0;
+    qemu_mutex_lock(&sw->lock);
+    if (ret < 0) {
         pg->state = PG_RESIDENT;
         uffd_change_protection(sw->uffd, addr, TSW_PAGE, false, false);
         qemu_mutex_unlock(&sw->lock);
@@ -483,6 +560,7 @@ static int tsw_swap_out_page(TesseractSwapper *sw, uint64_t idx,
     sw->bytes_written += TSW_PAGE;
     tsr_policy_set_resident(sw->policy, idx, false);
     qemu_mutex_unlock(&sw->lock);
+    uffd_wakeup(sw->uffd, addr, TSW_PAGE);  /* writers that waited on it */
     return 1;
 }
 
@@ -621,6 +699,28 @@ static bool tsw_check_ram(TesseractSwapper *sw, RAMBlock *rb, Error **errp)
     return true;
 }
 
+/*
+ * Fault resolution reads the BSST from the swapper's IOThread while the
+ * faulting thread may be the one that runs the BSST node's AioContext.
+ * A throttle node waits for timers in that context: it could never fire.
+ */
+static BlockDriverState *tsw_find_throttle(BlockDriverState *bs)
+{
+    BdrvChild *child;
+
+    if (bs->drv && !strcmp(bs->drv->format_name, "throttle")) {
+        return bs;
+    }
+    QLIST_FOREACH(child, &bs->children, next) {
+        BlockDriverState *t = tsw_find_throttle(child->bs);
+
+        if (t) {
+            return t;
+        }
+    }
+    return NULL;
+}
+
 static bool tsw_attach(TesseractSwapper *sw, Error **errp)
 {
     g_autofree char *io_id = NULL;
@@ -639,6 +739,20 @@ static bool tsw_attach(TesseractSwapper *sw, Error **errp)
         error_setg(errp, "tesseract-swapper: no block node named '%s' "
                    "(bsst=)", sw->bsst);
         return false;
+    }
+    {
+        BlockDriverState *t;
+
+        bdrv_graph_rdlock_main_loop();
+        t = tsw_find_throttle(bs);
+        bdrv_graph_rdunlock_main_loop();
+        if (t) {
+            error_setg(errp, "tesseract-swapper: BSST node '%s' is throttled "
+                       "by node '%s'; page faults cannot wait for throttling "
+                       "timers (throttle the device under the image instead)",
+                       sw->bsst, bdrv_get_node_name(t));
+            return false;
+        }
     }
     if (uffd_query_features(&features) ||
         !(features & UFFD_FEATURE_PAGEFAULT_FLAG_WP)) {
