@@ -648,6 +648,32 @@ bool bsst_store_page_cancel_swapin(BsstStore *s, void *host)
            ops->cancel_swapin(s->page_opaque, host);
 }
 
+bool bsst_store_page_hold_range(BsstStore *s, const void *base, size_t len)
+{
+    const BsstPageSourceOps *ops = qatomic_read(&s->page_ops);
+    uintptr_t a = QEMU_ALIGN_DOWN((uintptr_t)base, BSST_BLOCK_SIZE);
+    uintptr_t e = ROUND_UP((uintptr_t)base + len, BSST_BLOCK_SIZE);
+
+    if (!ops || !ops->hold) {
+        return false;
+    }
+    for (; a < e; a += BSST_BLOCK_SIZE) {
+        ops->hold(s->page_opaque, (const void *)a);
+    }
+    return true;
+}
+
+void bsst_store_page_release_range(BsstStore *s, const void *base,
+                                   size_t len)
+{
+    uintptr_t a = QEMU_ALIGN_DOWN((uintptr_t)base, BSST_BLOCK_SIZE);
+    uintptr_t e = ROUND_UP((uintptr_t)base + len, BSST_BLOCK_SIZE);
+
+    for (; a < e; a += BSST_BLOCK_SIZE) {
+        bsst_store_page_unpin(s, (const void *)a);
+    }
+}
+
 bool bsst_store_page_swapin_begin(BsstStore *s, void *host, uint32_t *bblock)
 {
     const BsstPageSourceOps *ops = qatomic_read(&s->page_ops);
@@ -665,6 +691,35 @@ void bsst_store_page_swapin_end(BsstStore *s, void *host, const void *data)
 }
 
 /* ---- Blocks ---- */
+
+int coroutine_fn bsst_store_co_block_host(BsstStore *s, uint32_t bblock,
+                                          const char **filename,
+                                          int64_t *host_offset)
+{
+    BlockDriverState *file = NULL;
+    int64_t pnum = 0, map = 0;
+    int ret;
+
+    GRAPH_RDLOCK_GUARD();
+    if (!blk_bs(s->blk)) {
+        return -ENOMEDIUM;
+    }
+    ret = bdrv_co_block_status_above(blk_bs(s->blk), NULL,
+                                     bsst_store_block_offset(s, bblock),
+                                     BSST_BLOCK_SIZE, &pnum, &map, &file);
+    if (ret < 0) {
+        return ret;
+    }
+    if (!(ret & BDRV_BLOCK_OFFSET_VALID) || !(ret & BDRV_BLOCK_DATA) ||
+        pnum < BSST_BLOCK_SIZE || !file || !file->drv ||
+        (strcmp(file->drv->format_name, "file") &&
+         strcmp(file->drv->format_name, "host_device"))) {
+        return -ENOTSUP;
+    }
+    *filename = file->filename;
+    *host_offset = map;
+    return 0;
+}
 
 int bsst_store_alloc_block(BsstStore *s, uint32_t *bblock)
 {

@@ -49,6 +49,12 @@ typedef struct BsstPageSourceOps {
      */
     bool (*cancel_swapin)(void *opaque, void *host);
     /*
+     * In-flight device I/O uses page @host: do not swap it out until
+     * unpin() (the kernel's DMA into a pinned page ignores write
+     * protection).  Optional.
+     */
+    void (*hold)(void *opaque, const void *host);
+    /*
      * The classic path is about to touch page @host: if it is swapped out
      * (and not pinned), reserve its swap-in and return its BSST block; the
      * caller reads the block in its own coroutine, so no thread blocks on
@@ -107,6 +113,11 @@ bool bsst_store_page_lookup_pin(BsstStore *s, const void *host,
                                 uint32_t *bblock);
 void bsst_store_page_unpin(BsstStore *s, const void *host);
 bool bsst_store_page_cancel_swapin(BsstStore *s, void *host);
+/* Hold the pages of [@base, @base + @len) for in-flight I/O; false if no
+ * page source holds pages (then nothing needs releasing). */
+bool bsst_store_page_hold_range(BsstStore *s, const void *base, size_t len);
+void bsst_store_page_release_range(BsstStore *s, const void *base,
+                                   size_t len);
 bool bsst_store_page_swapin_begin(BsstStore *s, void *host, uint32_t *bblock);
 void bsst_store_page_swapin_end(BsstStore *s, void *host, const void *data);
 
@@ -119,6 +130,15 @@ int coroutine_mixed_fn bsst_store_read_block(BsstStore *s, uint32_t bblock,
 /* @n consecutive blocks, refcount 1 each (BSST defragmentation). */
 int bsst_store_alloc_contig(BsstStore *s, uint32_t n, uint32_t *first);
 int bsst_store_ref(BsstStore *s, uint32_t bblock);
+/*
+ * Where data block @bblock lies in a host file (its path and offset), if
+ * the BSST's format maps it one to one there (qcow2 or raw over a file or
+ * host device, block written).  Lets the swapper serve page faults with a
+ * plain pread(), independent of every AioContext.  -ENOTSUP otherwise.
+ */
+int coroutine_fn bsst_store_co_block_host(BsstStore *s, uint32_t bblock,
+                                          const char **filename,
+                                          int64_t *host_offset);
 void bsst_store_unref(BsstStore *s, uint32_t bblock);
 
 /*

@@ -438,6 +438,37 @@ tsr_swapin_buffer(BlockDriverState *bs, QEMUIOVector *qiov,
     return n;
 }
 
+/*
+ * Hold (or release) the guest pages a read's data lands in while it is in
+ * flight: the swapper must not swap out a page the kernel is writing into
+ * by DMA, which write protection does not see.
+ */
+static bool tsr_hold_buffer(BDRVTesseractState *s, QEMUIOVector *qiov,
+                            size_t qiov_offset, uint64_t bytes, bool hold)
+{
+    size_t pos = 0;
+    bool ret = false;
+    int i;
+
+    for (i = 0; i < qiov->niov && pos < qiov_offset + bytes; i++) {
+        size_t lo = MAX(pos, qiov_offset);
+        size_t hi = MIN(pos + qiov->iov[i].iov_len, qiov_offset + bytes);
+        const uint8_t *base = (const uint8_t *)qiov->iov[i].iov_base +
+                              (lo - pos);
+
+        pos += qiov->iov[i].iov_len;
+        if (lo >= hi) {
+            continue;
+        }
+        if (hold) {
+            ret |= bsst_store_page_hold_range(s->store, base, hi - lo);
+        } else {
+            bsst_store_page_release_range(s->store, base, hi - lo);
+        }
+    }
+    return ret;
+}
+
 static void tsr_unpin_pieces(BDRVTesseractState *s, GArray *pieces)
 {
     guint i;
@@ -466,12 +497,14 @@ tesseract_co_preadv_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
     g_autoptr(GArray) pieces = NULL;
     int64_t t0 = get_clock(), t1, t2;
     uint64_t cancelled = 0;
+    bool held = false;
     guint i;
     int ret;
 
     if (bsst_store_has_page_source(s->store)) {
         cancelled = tsr_cancel_swapins(s, qiov, qiov_offset, bytes);
         tsr_swapin_buffer(bs, qiov, qiov_offset, bytes, true);
+        held = tsr_hold_buffer(s, qiov, qiov_offset, bytes, true);
     } else if (!bsst_disk_busy(s->disk)) {
         /* fast path: no indirection, the guest image holds everything */
         t1 = get_clock();
@@ -510,6 +543,9 @@ tesseract_co_preadv_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
                          tsr_read_piece);
     t2 = get_clock();
     tsr_unpin_pieces(s, pieces);
+    if (held) {
+        tsr_hold_buffer(s, qiov, qiov_offset, bytes, false);
+    }
     if (ret >= 0) {
         uint64_t from_bsst = 0;
 

@@ -19,6 +19,7 @@
 #   --append WORDS      more kernel command line ($GUEST_APPEND), e.g.
 #                       "diskcheck_mib=32 diskcheck_seed=7"
 #   --disk-size SIZE    guest disk (default 64M); --bsst-size SIZE (256M)
+#   --bsst-format FMT   qcow2 (default) or raw: the BSST image's format
 #   --tesseract-opts O  appended to the tesseract -blockdev(s), e.g. indirect=off
 #   --swap-disk SIZE    a second disk for the guest's own swap: a tesseract
 #                       node 'swapdisk' (disk-id=swap, same BSST bsst0, same
@@ -26,10 +27,27 @@
 #                       serial=swap; the guest runs mkswap + swapon on it
 #   --swapper OPTS      -object tesseract-swapper,id=swapper0,bsst=bsst0,OPTS
 #                       (e.g. "limit=160M,policy=random")
+#   --hdd IOPS,BPS[,buffered]
+#                       a hard-disk model: every image (guest disks, BSST)
+#                       on its own loop device, opened with cache.direct=on
+#                       (with 'buffered': through the host page cache, so
+#                       only cache misses and writeback are limited),
+#                       and QEMU in a cgroup v1 blkio group that limits each
+#                       loop device to IOPS reads + IOPS writes per second
+#                       and BPS bytes/s each way (needs root and
+#                       /sys/fs/cgroup/blkio); the kernel does the waiting
+#   --hdd-extra-dev D   also throttle block device D (MAJ:MIN) in that group
+#                       (e.g. a host swap device)
 #   --throttle OPTS     put each guest image and the BSST image behind its
-#                       own throttle node, each in a throttle group with
-#                       these limits (e.g. "x-iops-total=150,x-bps-total=..."):
-#                       a hard-disk model
+#                       own QEMU throttle node, each in a throttle group with
+#                       these limits (e.g. "x-iops-total=150,x-bps-total=...").
+#                       Beware: with a tesseract-swapper this can deadlock
+#                       QEMU under TCG (throttled BSST reads wait for a timer
+#                       of the main loop, which waits for the BQL held by a
+#                       vCPU that waits for that read); prefer --hdd
+#   --bsst-bench N      after QEMU stops, time N 4 KiB reads of the BSST
+#                       image (qemu-img bench, queue depth 1, same cache mode
+#                       and cgroup as QEMU) into WORKDIR/bsst-bench.txt
 #   --wrap 'CMD ARGS'   run QEMU as 'CMD ARGS qemu-system-... ' (the wrapper
 #                       must exec QEMU so that its pid stays QEMU's), e.g.
 #                       to start it in a memory cgroup
@@ -38,8 +56,12 @@
 #                       cmdline there (default: a temporary dir, removed)
 #   --stats FILE        also write the query-tesseract result (JSON) to FILE
 #                       (the workdir also gets blockstats.json, the result
-#                       of query-blockstats)
+#                       of query-blockstats, and qemu-proc.txt, QEMU's
+#                       /proc/PID/status and /proc/PID/io after the guest
+#                       stopped)
 #   --quiet             do not echo the guest console
+#   (GUEST_GDB_ON_HANG=1: if QEMU ignores SIGTERM at the end, save every
+#   thread's stack to WORKDIR/hang-backtrace.txt before killing it)
 #   --kernel-log        show the kernel's boot messages (no 'quiet')
 #   --shell             interactive: workload=shell on this terminal, no QMP
 #
@@ -63,10 +85,14 @@ TIMEOUT=${GUEST_TIMEOUT:-120}
 WORKLOAD=
 DISK_SIZE=64M
 BSST_SIZE=256M
+BSST_FMT=qcow2
 TOPTS=
 SWAP_DISK=
 SWAPPER=
 THROTTLE=
+HDD=
+HDD_EXTRA=
+BSST_BENCH=
 WRAP=
 WORKDIR=
 STATS=
@@ -92,10 +118,14 @@ while [ $# -gt 0 ]; do
     --append) APPEND="$APPEND $2"; shift ;;
     --disk-size) DISK_SIZE=$2; shift ;;
     --bsst-size) BSST_SIZE=$2; shift ;;
+    --bsst-format) BSST_FMT=$2; shift ;;
     --tesseract-opts) TOPTS=$2; shift ;;
     --swap-disk) SWAP_DISK=$2; shift ;;
     --swapper) SWAPPER=$2; shift ;;
     --throttle) THROTTLE=$2; shift ;;
+    --hdd) HDD=$2; shift ;;
+    --hdd-extra-dev) HDD_EXTRA="$HDD_EXTRA $2"; shift ;;
+    --bsst-bench) BSST_BENCH=$2; shift ;;
     --wrap) WRAP=$2; shift ;;
     --timeout) TIMEOUT=$2; shift ;;
     --workdir) WORKDIR=$2; shift ;;
@@ -148,7 +178,7 @@ done
 if [ -n "$WORKDIR" ]; then
     mkdir -p "$WORKDIR"
     WD=$(cd "$WORKDIR" && pwd)
-    rm -f "$WD"/{console.log,qemu.log,stats.json,blockstats.json,cmdline,cmdline.short}
+    rm -f "$WD"/{console.log,qemu.log,stats.json,blockstats.json,qemu-proc.txt,bsst-bench.txt,cmdline,cmdline.short}
 else
     WD=$(mktemp -d "${TMPDIR:-/tmp}/tesseract-guest.XXXXXX")
 fi
@@ -157,29 +187,109 @@ SOCK=$WD/qmp.sock
 [ ${#SOCK} -lt 100 ] || SOCK=$(mktemp -u "${TMPDIR:-/tmp}/tesseract-qmp.XXXXXX")
 
 QPID=
+HUNG=no
+LOOPS=()
+BLKCG=
+# Stop QEMU: SIGTERM, and SIGKILL if it is still there after 5 s (a QEMU
+# whose main loop is stuck, e.g. deadlocked, ignores SIGTERM).
+stop_qemu() {
+    [ -n "$QPID" ] || return 0
+    if kill -0 "$QPID" 2>/dev/null; then
+        kill "$QPID" 2>/dev/null || true
+        for _ in $(seq 50); do
+            kill -0 "$QPID" 2>/dev/null || break
+            # a zombie counts as gone
+            [ "$(awk '{ print $3 }' "/proc/$QPID/stat" 2>/dev/null)" != Z ] || break
+            sleep 0.1
+        done
+        if kill -0 "$QPID" 2>/dev/null && \
+           [ "$(awk '{ print $3 }' "/proc/$QPID/stat" 2>/dev/null)" != Z ]; then
+            HUNG=yes
+            # keep the evidence: every thread's stack, when gdb is at hand
+            if [ -n "${GUEST_GDB_ON_HANG:-}" ] && command -v gdb > /dev/null; then
+                timeout 60 gdb -p "$QPID" -batch -ex 'thread apply all bt 30' \
+                    > "$WD/hang-backtrace.txt" 2>&1 || true
+            fi
+            kill -KILL "$QPID" 2>/dev/null || true
+        fi
+    fi
+    wait "$QPID" 2>/dev/null || true
+}
 # shellcheck disable=SC2317  # called from the trap
 cleanup() {
-    if [ -n "$QPID" ] && kill -0 "$QPID" 2>/dev/null; then
-        kill "$QPID" 2>/dev/null || true
-        wait "$QPID" 2>/dev/null || true
-    fi
+    stop_qemu
+    local l
+    for l in "${LOOPS[@]}"; do
+        losetup -d "$l" 2>/dev/null || true
+    done
+    [ -z "$BLKCG" ] || rmdir "$BLKCG" 2>/dev/null || true
     rm -f "$SOCK"
     [ -n "$WORKDIR" ] || rm -rf "$WD"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-"$QEMU_IMG" create -q -f qcow2 "$WD/guest.qcow2" "$DISK_SIZE"
-"$QEMU_IMG" create -q -f qcow2 "$WD/bsst.qcow2" "$BSST_SIZE"
-[ -z "$SWAP_DISK" ] || "$QEMU_IMG" create -q -f qcow2 "$WD/swap.qcow2" "$SWAP_DISK"
+# a loop device (--hdd) cannot grow: give qcow2 images their full length
+QCOW_OPTS=()
+[ -z "$HDD" ] || QCOW_OPTS=(-o preallocation=metadata)
+"$QEMU_IMG" create -q -f qcow2 "${QCOW_OPTS[@]}" "$WD/guest.qcow2" "$DISK_SIZE"
+case "$BSST_FMT" in qcow2|raw) ;; *) die "--bsst-format: qcow2 or raw" ;; esac
+if [ "$BSST_FMT" = qcow2 ]; then
+    "$QEMU_IMG" create -q -f qcow2 "${QCOW_OPTS[@]}" "$WD/bsst.qcow2" "$BSST_SIZE"
+else
+    "$QEMU_IMG" create -q -f raw "$WD/bsst.raw" "$BSST_SIZE"
+fi
+[ -z "$SWAP_DISK" ] || "$QEMU_IMG" create -q -f qcow2 "${QCOW_OPTS[@]}" "$WD/swap.qcow2" "$SWAP_DISK"
 
-# An image node (qcow2 over a file), behind a throttle node with --throttle:
-# image_nodes NODE FILE appends -blockdev options to CORE
+# --hdd: a blkio cgroup for QEMU and a loop device per image
+HDD_IOPS= HDD_BPS= HDD_CACHE=
+if [ -n "$HDD" ]; then
+    IFS=, read -r HDD_IOPS HDD_BPS HDD_CACHE <<< "$HDD"
+    [ -n "$HDD_IOPS" ] && [ -n "$HDD_BPS" ] || die "--hdd IOPS,BPS"
+    [ "$(id -u)" = 0 ] || die "--hdd needs root (loop devices, cgroups)"
+    [ -f /sys/fs/cgroup/blkio/blkio.throttle.read_iops_device ] || \
+        die "--hdd needs the cgroup v1 blkio controller at /sys/fs/cgroup/blkio"
+    BLKCG=/sys/fs/cgroup/blkio/tesseract-guest-$$
+    mkdir -p "$BLKCG"
+fi
+hdd_throttle_dev() {  # MAJ:MIN
+    local f
+    for f in read_iops_device write_iops_device; do
+        echo "$1 $HDD_IOPS" > "$BLKCG/blkio.throttle.$f"
+    done
+    for f in read_bps_device write_bps_device; do
+        echo "$1 $HDD_BPS" > "$BLKCG/blkio.throttle.$f"
+    done
+}
+if [ -n "$HDD" ]; then
+    for d in $HDD_EXTRA; do hdd_throttle_dev "$d"; done
+fi
+# the protocol options of an image FILE (sets PROTO)
+image_proto() {
+    if [ -n "$HDD" ]; then
+        local l
+        local dio=on direct=on
+        [ "$HDD_CACHE" != buffered ] || { dio=off; direct=off; }
+        l=$(losetup -f --show --direct-io=$dio "$1") || die "losetup $1 failed"
+        LOOPS+=("$l")
+        hdd_throttle_dev "$(lsblk -dno MAJ:MIN "$l" | tr -d ' ')"
+        PROTO="cache.direct=$direct,file.driver=host_device,file.filename=$l"
+    else
+        PROTO="file.driver=file,file.filename=$1"
+    fi
+}
+
+# An image node (qcow2 or raw over a file, or over a loop device with
+# --hdd), behind a throttle node with --throttle:
+# image_nodes NODE FILE [FORMAT] appends -blockdev options to CORE
 TGROUPS=()
-image_nodes() {
-    local node=$1 file=$2 fmt=$1
-    [ -z "$THROTTLE" ] || fmt=$1-qcow2
-    CORE+=(-blockdev "driver=qcow2,node-name=$fmt,file.driver=file,file.filename=$file")
+BSST_PROTO=
+image_nodes() {  # NODE FILE [FORMAT]
+    local node=$1 file=$2 fmt=$1 driver=${3:-qcow2}
+    [ -z "$THROTTLE" ] || fmt=$1-$driver
+    image_proto "$file"
+    [ "$node" != bsst0 ] || BSST_PROTO=$PROTO
+    CORE+=(-blockdev "driver=$driver,node-name=$fmt,$PROTO")
     if [ -n "$THROTTLE" ]; then
         TGROUPS+=(-object "throttle-group,id=tg-$node,$THROTTLE")
         CORE+=(-blockdev "driver=throttle,node-name=$node,throttle-group=tg-$node,file=$fmt")
@@ -194,7 +304,7 @@ CORE=("$QEMU" -M "$MACHINE" -accel "$ACCEL" -m "$MEM" -smp "$SMP")
 CORE+=(-kernel "$KIT/vmlinuz" -initrd "$KIT/initramfs.cpio.gz"
        -append "$CMDLINE")
 image_nodes disk0-fmt "$WD/guest.qcow2"
-image_nodes bsst0 "$WD/bsst.qcow2"
+image_nodes bsst0 "$WD/bsst.$BSST_FMT" "$BSST_FMT"
 CORE+=(-blockdev "driver=tesseract,node-name=disk0,file=disk0-fmt,bsst=bsst0${TOPTS:+,$TOPTS}"
        -device "$BLKDEV,drive=disk0")
 if [ -n "$SWAP_DISK" ]; then
@@ -204,6 +314,10 @@ if [ -n "$SWAP_DISK" ]; then
 fi
 [ -z "$SWAPPER" ] || CORE+=(-object "tesseract-swapper,id=swapper0,bsst=bsst0,$SWAPPER")
 CORE=("${CORE[@]:0:1}" "${TGROUPS[@]}" "${CORE[@]:1}")
+# QEMU starts in the blkio cgroup (the shell moves itself, then execs)
+CGWRAP=()
+[ -z "$BLKCG" ] || CGWRAP=(/bin/sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$BLKCG")
+CORE=("${CGWRAP[@]}" "${CORE[@]}")
 if [ -n "$WRAP" ]; then
     read -ra wrapwords <<< "$WRAP"
     CORE=("${wrapwords[@]}" "${CORE[@]}")
@@ -243,11 +357,15 @@ QPID=$!
 qmp_rc=0
 timeout -k 5 $((TIMEOUT + 30)) /usr/bin/python3 "$HERE/qmp.py" "$SOCK" --pid "$QPID" \
     --wait-shutdown "$TIMEOUT" --console "$WD/console.log" --out "$WD/stats.json" \
-    query-tesseract query-blockstats quit > "$WD/qmp.out" 2> "$WD/qmp.err" || qmp_rc=$?
+    query-tesseract query-blockstats > "$WD/qmp.out" 2> "$WD/qmp.err" || qmp_rc=$?
 if [ "$qmp_rc" = 0 ]; then
     sed -n 2p "$WD/qmp.out" | /usr/bin/python3 -c \
         'import json, sys; json.dump(json.load(sys.stdin)["return"], sys.stdout, indent=1)' \
         > "$WD/blockstats.json" 2>/dev/null || true
+    # the QEMU process's own figures (host RSS, bytes it read and wrote)
+    { cat "/proc/$QPID/status"; cat "/proc/$QPID/io"; } > "$WD/qemu-proc.txt" 2>/dev/null || true
+    timeout -k 5 30 /usr/bin/python3 "$HERE/qmp.py" "$SOCK" --pid "$QPID" quit \
+        >> "$WD/qmp.out" 2>> "$WD/qmp.err" || true
 fi
 
 # QEMU should be gone after 'quit'; make sure of it.
@@ -257,12 +375,26 @@ if [ "$qmp_rc" = 0 ]; then
         sleep 0.1
     done
 fi
-if kill -0 "$QPID" 2>/dev/null; then
-    kill "$QPID" 2>/dev/null || true
-fi
-wait "$QPID" 2>/dev/null || true
+stop_qemu
 QPID=
 ELAPSED=$(echo "$START $(date +%s.%N)" | awk '{ printf "%.1f", $2 - $1 }')
+
+# The BSST image's own 4 KiB read latency, the way QEMU reached it
+if [ -n "$BSST_BENCH" ] && [ "$HUNG" = no ]; then
+    bargs=(-c "$BSST_BENCH" -d 1 -s 4096 -S 4096)
+    if [ -n "$HDD" ]; then
+        [ "$HDD_CACHE" = buffered ] || bargs+=(-t none -i threads)
+        bfile=${BSST_PROTO##*file.filename=}
+    else
+        bfile=$WD/bsst.$BSST_FMT
+    fi
+    if "${CGWRAP[@]}" "$QEMU_IMG" bench -f "$BSST_FMT" "${bargs[@]}" "$bfile" \
+            > "$WD/bsst-bench.log" 2>&1; then
+        # "Run completed in 0.123 seconds."
+        awk -v n="$BSST_BENCH" '/^Run completed in/ { printf "bsst-read-4k-us %.2f (%d reads, qemu-img bench, queue depth 1)\n", $4 * 1e6 / n, n }' \
+            "$WD/bsst-bench.log" > "$WD/bsst-bench.txt"
+    fi
+fi
 
 RESULT=$(tr -d '\r' < "$WD/console.log" 2>/dev/null | grep -o 'GUEST-RESULT:.*' | tail -1 || true)
 [ -s "$WD/qemu.log" ] && [ "$QUIET" = no ] && sed 's/^/run-guest: qemu: /' "$WD/qemu.log" >&2
@@ -280,7 +412,10 @@ fail() {
 
 case "$qmp_rc" in
 0) ;;
-3|124|137) fail "timeout: no guest result within $TIMEOUT s" ;;
+3|124|137) if [ "$HUNG" = yes ]; then
+               fail "timeout: no guest result within $TIMEOUT s, and QEMU ignored SIGTERM (hung; killed)${GUEST_GDB_ON_HANG:+, stacks in $WD/hang-backtrace.txt}"
+           fi
+           fail "timeout: no guest result within $TIMEOUT s" ;;
 4) [ -n "$RESULT" ] || fail "QEMU exited before the guest printed a result"
    fail "QEMU exited (${RESULT})" ;;
 *) [ "$RESULT" = "GUEST-RESULT: ok" ] || fail "${RESULT:-no GUEST-RESULT line}"

@@ -21,7 +21,9 @@
 # Environment: SWAP_TEST_MIB (working set, default 320), SWAP_TEST_LIMIT
 # (swapper limit, default 160M), SWAP_TEST_PASSES (default 2, plus a final
 # verify-only pass), SWAP_TEST_POLICY (random or wp-age, default random),
-# SWAP_TEST_SEED (pattern seed, default 7), SWAP_TEST_KEEP=DIR (keep the run's files in DIR).
+# SWAP_TEST_BSST_FORMAT (raw or qcow2, default raw), SWAP_TEST_TIMEOUT (s,
+# default 240), SWAP_TEST_SEED (pattern seed, default 7),
+# SWAP_TEST_KEEP=DIR (keep the run's files in DIR).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -30,6 +32,12 @@ MIB=${SWAP_TEST_MIB:-320}
 LIMIT=${SWAP_TEST_LIMIT:-160M}
 PASSES=${SWAP_TEST_PASSES:-2}
 POLICY=${SWAP_TEST_POLICY:-random}
+# raw, not qcow2: with a qcow2 BSST, QEMU deadlocked in 2 of 4 runs of this
+# test (a vCPU holding the BQL faults on a swapped-out page; the swapper's
+# BSST read, issued in its IOThread, never completes, most likely because
+# it waits for qcow2's lock held by a main-loop request that cannot finish
+# without the BQL); SWAP_TEST_BSST_FORMAT=qcow2 reproduces it
+BSST_FORMAT=${SWAP_TEST_BSST_FORMAT:-raw}
 
 if [ -n "${SWAP_TEST_KEEP:-}" ]; then
     mkdir -p "$SWAP_TEST_KEEP"
@@ -54,10 +62,10 @@ not_ok() {
 "$HERE/build-kit.sh" > "$WD/err" 2>&1 || not_ok "cannot build the guest kit"
 
 T0=$(date +%s)
-"$HERE/run-guest.sh" --quiet --workdir "$WD/run" -m 256M --timeout 240 \
+"$HERE/run-guest.sh" --quiet --workdir "$WD/run" -m 256M --timeout "${SWAP_TEST_TIMEOUT:-240}" \
     --workload memverify \
     --append "memverify_mib=$MIB memverify_passes=$PASSES memverify_seed=${SWAP_TEST_SEED:-7}" \
-    --swap-disk 512M --bsst-size 2G \
+    --swap-disk 512M --bsst-size 2G --bsst-format "$BSST_FORMAT" \
     --swapper "limit=$LIMIT,policy=$POLICY" "$@" > /dev/null 2> "$WD/err" \
     || not_ok "$(grep -m1 -E 'FAIL|error' "$WD/err" | sed -E 's/^run-guest: (FAIL|error): //')"
 ELAPSED=$(( $(date +%s) - T0 ))

@@ -83,6 +83,7 @@ typedef struct TswPage {
     uint8_t state;
     uint8_t flags;
     uint16_t pins;
+    int64_t host_off;       /* offset of bblock in sw->direct_fd, or -1 */
 } TswPage;
 
 struct TesseractSwapper {
@@ -104,6 +105,9 @@ struct TesseractSwapper {
     IOThread *iothread;
     int uffd;
     int quit_fd;
+    /* the BSST's host file, read directly by the fault thread */
+    int direct_fd;
+    char *direct_path;
     bool quit;
     QemuThread fault_thread;
     QemuThread worker_thread;
@@ -135,6 +139,8 @@ typedef struct TswIO {
     bool write;
     bool commit;
     int ret;
+    const char *host_file;      /* write: where the block landed */
+    int64_t host_off;
     QemuSemaphore done;
 } TswIO;
 
@@ -146,6 +152,11 @@ static void coroutine_fn tsw_io_co(void *opaque)
         io->ret = bsst_store_co_commit(io->sw->store);
     } else if (io->write) {
         io->ret = bsst_store_write_block(io->sw->store, io->bblock, io->buf);
+        if (io->ret >= 0 &&
+            bsst_store_co_block_host(io->sw->store, io->bblock,
+                                     &io->host_file, &io->host_off) < 0) {
+            io->host_file = NULL;
+        }
     } else {
         io->ret = bsst_store_read_block(io->sw->store, io->bblock, io->buf);
     }
@@ -158,8 +169,8 @@ static void tsw_io_bh(void *opaque)
 }
 
 /* Run one BSST operation in the IOThread and wait for it (any thread). */
-static int tsw_io(TesseractSwapper *sw, uint32_t bblock, void *buf,
-                  bool write, bool commit)
+static int tsw_io_full(TesseractSwapper *sw, uint32_t bblock, void *buf,
+                       bool write, bool commit, int64_t *host_off)
 {
     TswIO io = {
         .sw = sw, .bblock = bblock, .buf = buf, .write = write,
@@ -171,7 +182,27 @@ static int tsw_io(TesseractSwapper *sw, uint32_t bblock, void *buf,
                             tsw_io_bh, &io);
     qemu_sem_wait(&io.done);
     qemu_sem_destroy(&io.done);
+    if (host_off) {
+        *host_off = -1;
+        if (io.ret >= 0 && io.host_file) {
+            /* the worker is the only writer of direct_fd/direct_path */
+            if (sw->direct_fd < 0 && !sw->direct_path) {
+                sw->direct_path = g_strdup(io.host_file);
+                qatomic_set(&sw->direct_fd,
+                            open(io.host_file, O_RDONLY | O_CLOEXEC));
+            }
+            if (sw->direct_fd >= 0 && !strcmp(sw->direct_path, io.host_file)) {
+                *host_off = io.host_off;
+            }
+        }
+    }
     return io.ret;
+}
+
+static int tsw_io(TesseractSwapper *sw, uint32_t bblock, void *buf,
+                  bool write, bool commit)
+{
+    return tsw_io_full(sw, bblock, buf, write, commit, NULL);
 }
 
 /* ---- Page source for the tesseract driver ---- */
@@ -228,6 +259,19 @@ static void tsw_unpin(void *opaque, const void *host)
     qemu_mutex_unlock(&sw->lock);
     if (unref != UINT32_MAX) {
         bsst_store_unref(sw->store, unref);
+    }
+}
+
+/* In-flight device I/O holds the page: no swap-out until unpin(). */
+static void tsw_hold(void *opaque, const void *host)
+{
+    TesseractSwapper *sw = opaque;
+    uint64_t idx;
+
+    if (tsw_page_index(sw, host, &idx)) {
+        qemu_mutex_lock(&sw->lock);
+        sw->pages[idx].pins++;
+        qemu_mutex_unlock(&sw->lock);
     }
 }
 
@@ -328,6 +372,7 @@ static const BsstPageSourceOps tsw_page_ops = {
     .lookup_pin = tsw_lookup_pin,
     .unpin = tsw_unpin,
     .cancel_swapin = tsw_cancel_swapin,
+    .hold = tsw_hold,
     .swapin_begin = tsw_swapin_begin,
     .swapin_end = tsw_swapin_end,
 };
@@ -341,7 +386,8 @@ static void tsw_handle_missing(TesseractSwapper *sw, uint8_t *addr,
     uint64_t idx = (addr - sw->host) / TSW_PAGE;
     TswPage *pg = &sw->pages[idx];
     uint32_t bblock, unref = UINT32_MAX;
-    int ret, tries;
+    int64_t host_off;
+    int ret, tries, fd;
 
     qemu_mutex_lock(&sw->lock);
     if (pg->state == PG_SWAPPING_IN || pg->state == PG_DISCARDING) {
@@ -368,9 +414,20 @@ static void tsw_handle_missing(TesseractSwapper *sw, uint8_t *addr,
     }
     pg->state = PG_SWAPPING_IN;
     bblock = pg->bblock;
+    host_off = pg->host_off;
     qemu_mutex_unlock(&sw->lock);
 
     t1 = get_clock();
+    /*
+     * A plain pread() of the host file needs no AioContext at all: the
+     * thread that faulted may be the one that runs the BSST's (a vCPU
+     * holding the BQL while a main-loop request holds qcow2's lock).
+     */
+    fd = qatomic_read(&sw->direct_fd);
+    if (host_off >= 0 && fd >= 0 &&
+        pread(fd, buf, TSW_PAGE, host_off) == TSW_PAGE) {
+        goto place;
+    }
     for (tries = 0; ; tries++) {
         ret = tsw_io(sw, bblock, buf, false, false);
         if (ret >= 0) {
@@ -384,6 +441,7 @@ static void tsw_handle_missing(TesseractSwapper *sw, uint8_t *addr,
         }
         g_usleep(1000);
     }
+place:
     t2 = get_clock();
     ret = uffd_copy_page(sw->uffd, addr, buf, TSW_PAGE, false);
     if (ret && ret != -EEXIST) {
@@ -492,6 +550,7 @@ static int tsw_swap_out_page(TesseractSwapper *sw, uint64_t idx,
 {
     uint8_t *addr = sw->host + idx * TSW_PAGE;
     TswPage *pg = &sw->pages[idx];
+    int64_t host_off = -1;
     uint32_t bblock;
     int ret;
 
@@ -517,14 +576,15 @@ static int tsw_swap_out_page(TesseractSwapper *sw, uint64_t idx,
         }
     }
     if (ret == 0) {
-        ret = tsw_io(sw, bblock, buf, true, false);
+        ret = tsw_io_full(sw, bblock, buf, true, false, &host_off);
         if (ret < 0) {
             bsst_store_unref(sw->store, bblock);
         }
     }
 
     qemu_mutex_lock(&sw->lock);
-    if (ret < 0 || (pg->flags & PG_DIRTIED)) {
+    /* written meanwhile, or held by in-flight device I/O (DMA ignores WP) */
+    if (ret < 0 || (pg->flags & PG_DIRTIED) || pg->pins) {
         pg->state = PG_RESIDENT;
         if (ret >= 0) {
             sw->swapouts_abandoned++;
@@ -555,6 +615,7 @@ static int tsw_swap_out_page(TesseractSwapper *sw, uint64_t idx,
     }
     pg->state = PG_SWAPPED;
     pg->bblock = bblock;
+    pg->host_off = host_off;
     sw->swapped++;
     sw->swap_outs++;
     sw->bytes_written += TSW_PAGE;
@@ -998,6 +1059,10 @@ static void tsw_finalize(Object *obj)
         g_free(sw->pages);
         qemu_sem_destroy(&sw->kick);
     }
+    if (sw->direct_fd >= 0) {
+        close(sw->direct_fd);
+    }
+    g_free(sw->direct_path);
     qemu_mutex_destroy(&sw->lock);
     g_free(sw->bsst);
 }
@@ -1008,6 +1073,7 @@ static void tsw_init(Object *obj)
 
     sw->uffd = -1;
     sw->quit_fd = -1;
+    sw->direct_fd = -1;
     qemu_mutex_init(&sw->lock);
 }
 

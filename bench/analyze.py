@@ -1,0 +1,442 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# Analyse the runs of bench/run.sh: RESULTS/runs/DISK-SCENARIO/ ->
+# RESULTS/summary.json, RESULTS/report.md, RESULTS/scores-DISK.png.
+#
+#   bench/analyze.py [--mode quick|full] RESULTS
+#
+# Metrics of one run (keys of summary.json's objects, named "DISK/SCENARIO"):
+#   throughput_ops        jbb transactions per second over the measured time
+#                         (sum of the 100 ms scores / measured seconds)
+#   total_pause_ms        time spent in pause intervals: 100 ms intervals
+#   max_pause_ms          whose score is below PAUSE_FRACTION (10%) of the
+#                         median score of the same disk model's nooc run
+#                         (the run's own median if there is no nooc run);
+#                         max = the longest run of consecutive such intervals
+#   zero_intervals        intervals with score 0 (the loop did not complete
+#                         one transaction)
+#   corrupt_pages         jbb's corrupt objects + memhog's corrupt pages
+#                         (None if a workload did not report)
+#   guest_pswpin/out      the guest's /proc/vmstat at the end (since boot)
+#   write_prepare_us_mean, write_completion_us_mean, read_prepare_us_mean,
+#   read_completion_us_mean (and _p50, _p99, _max): the swap disk's
+#                         tesseract node (the guest's paging I/O), from
+#                         query-tesseract
+#   swapins_avoided       swapper swap-ins avoided by indirection
+#   fault_service_us_p50/mean/p99, bsst_read_us_p50/mean: the swapper's
+#                         fault service time and its own BSST reads;
+#   bsst_raw_read_4k_us   qemu-img bench on the BSST image after the run
+#                         (4 KiB reads, queue depth 1, host page cache)
+#   bsst_bytes_written/read  swapper writes/reads + driver reads of the BSST
+#   swapdisk_bytes_written/read  the guest's paging I/O (guest-visible bytes)
+#   qemu_rchar/wchar      bytes QEMU read/wrote through syscalls (all its
+#                         files: ~ image I/O), qemu_hwm_kib its peak RSS
+#   host_pswpin/out       host /proc/vmstat delta over the run (the stock
+#                         scenario's host swapping)
+import argparse
+import json
+import os
+import re
+import statistics
+import sys
+
+PAUSE_FRACTION = 0.10
+INTERVAL_MS = 100
+SCENARIOS = ["nooc", "baseline", "tesseract", "tesseract-defrag", "stock"]
+LABELS = {
+    "nooc": "no overcommit (limit = guest RAM)",
+    "baseline": "baseline (swapper, indirect=off)",
+    "tesseract": "Tesseract (indirect=on, defrag=off)",
+    "tesseract-defrag": "Tesseract defrag=auto (defrag NOT implemented: same code path as defrag=off)",
+    "stock": "stock QEMU, memory cgroup + host swap",
+}
+
+
+def load_run(d):
+    r = {}
+    meta = json.load(open(os.path.join(d, "meta.json")))
+    r["meta"] = meta
+    if meta.get("skipped"):
+        return r
+    con = ""
+    p = os.path.join(d, "console.log")
+    if os.path.exists(p):
+        con = open(p, errors="replace").read().replace("\r", "")
+    r["scores"] = [(int(m.group(1)), int(m.group(2)))
+                   for m in re.finditer(r"^S (\d+) (\d+)$", con, re.M)]
+    m = re.search(r"^jbb: done: .* (\d+) corrupt objects$", con, re.M)
+    jbb_bad = int(m.group(1)) if m else None
+    m = re.search(r"^memhog: held .* (\d+) corrupt pages$", con, re.M)
+    hog_bad = int(m.group(1)) if m else None
+    r["jbb_corrupt"] = jbb_bad
+    r["memhog_corrupt"] = hog_bad
+    r["corrupt_pages"] = (None if jbb_bad is None or hog_bad is None
+                          else jbb_bad + hog_bad)
+    r["corrupt_lines"] = re.findall(r"^.*CORRUPT.*$", con, re.M)[:10]
+    m = re.search(r"^guest: vmstat pswpin (\d+) pswpout (\d+)", con, re.M)
+    r["guest_pswpin"], r["guest_pswpout"] = ((int(m.group(1)), int(m.group(2)))
+                                             if m else (None, None))
+    m = re.search(r"^GUEST-RESULT: (.*)$", con, re.M)
+    r["guest_result"] = m.group(1) if m else None
+    m = re.search(r"^jbb: heap .* built in ([\d.]+) s", con, re.M)
+    r["heap_build_s"] = float(m.group(1)) if m else None
+    p = os.path.join(d, "stats.json")
+    r["stats"] = json.load(open(p)) if os.path.exists(p) else None
+    proc = {}
+    p = os.path.join(d, "qemu-proc.txt")
+    if os.path.exists(p):
+        for line in open(p):
+            k, _, v = line.partition(":")
+            proc[k.strip()] = v.split()[0] if v.split() else ""
+    r["proc"] = proc
+    err = os.path.join(d, "run-guest.err")
+    r["error"] = (open(err).read().strip().splitlines() or [""])[0] \
+        if os.path.exists(err) and meta.get("rc") else ""
+    return r
+
+
+def lat(h, prefix, out):
+    for k in ("mean", "p50", "p99", "max"):
+        out["%s_us_%s" % (prefix, k)] = round(h[k], 2) if h else None
+    out["%s_count" % prefix] = h["count"] if h else None
+
+
+def metrics(r, ref_median):
+    meta = r["meta"]
+    m = {"disk": meta["disk"], "scenario": meta["scenario"],
+         "label": LABELS.get(meta["scenario"], meta["scenario"])}
+    if meta.get("skipped"):
+        m["skipped"] = meta["skipped"]
+        return m
+    scores = [s for _, s in r["scores"]]
+    m["ok"] = meta["rc"] == 0 and r["guest_result"] == "ok"
+    m["rc"] = meta["rc"]
+    m["error"] = r["error"]
+    m["wall_s"] = meta["wall_s"]
+    m["intervals"] = len(scores)
+    m["transactions"] = sum(scores)
+    m["throughput_ops"] = (round(sum(scores) / (len(scores) * INTERVAL_MS / 1000), 1)
+                           if scores else 0.0)
+    med = statistics.median(scores) if scores else 0
+    m["median_score"] = med
+    thr = PAUSE_FRACTION * (ref_median if ref_median else med)
+    m["pause_threshold"] = round(thr, 1)
+    pause = run = longest = 0
+    for s in scores:
+        if s < thr or s == 0:
+            pause += 1
+            run += 1
+            longest = max(longest, run)
+        else:
+            run = 0
+    m["total_pause_ms"] = pause * INTERVAL_MS
+    m["max_pause_ms"] = longest * INTERVAL_MS
+    m["zero_intervals"] = sum(1 for s in scores if s == 0)
+    m["corrupt_pages"] = r["corrupt_pages"]
+    m["jbb_corrupt_objects"] = r["jbb_corrupt"]
+    m["memhog_corrupt_pages"] = r["memhog_corrupt"]
+    m["guest_pswpin"] = r["guest_pswpin"]
+    m["guest_pswpout"] = r["guest_pswpout"]
+    m["heap_build_s"] = r["heap_build_s"]
+    st = r["stats"] or {}
+    dk = [d for d in st.get("disks", []) if d["node-name"] == "swapdisk"]
+    dk = dk[0] if dk else None
+    for k in ("write-prepare", "write-completion", "read-prepare",
+              "read-completion"):
+        lat(dk[k] if dk else None, k.replace("-", "_"), m)
+    m["indirections"] = dk["indirections"] if dk else None
+    m["indirect_pages"] = dk["indirect-pages"] if dk else None
+    m["disk_swapins_cancelled"] = dk["swapins-cancelled"] if dk else None
+    m["swapdisk_bytes_written"] = dk["bytes-written"] if dk else None
+    m["swapdisk_bytes_read"] = dk["bytes-read"] if dk else None
+    sw = st.get("swappers") or [None]
+    sw = sw[0]
+    m["swap_outs"] = sw["swap-outs"] if sw else 0
+    m["swap_ins"] = sw["swap-ins"] if sw else 0
+    m["swapins_avoided"] = sw["swapins-avoided"] if sw else 0
+    m["swapins_cancelled"] = sw["swapins-cancelled"] if sw else 0
+    m["swapouts_abandoned"] = sw["swapouts-abandoned"] if sw else 0
+    for k, h in (("fault_service", sw and sw["fault-service"]),
+                 ("bsst_read", sw and sw["bsst-read"])):
+        for q in ("p50", "mean", "p99", "max"):
+            m["%s_us_%s" % (k, q)] = round(h[q], 2) if h else None
+    m["bsst_raw_read_4k_us"] = meta.get("bsst_raw_read_4k_us")
+    bread = sum(d.get("bsst-bytes-read", 0) for d in st.get("disks", []))
+    m["bsst_bytes_written"] = sw["bsst-bytes-written"] if sw else 0
+    m["bsst_bytes_read"] = (sw["bsst-bytes-read"] if sw else 0) + bread
+    pr = r["proc"]
+    m["qemu_rchar"] = int(pr["rchar"]) if "rchar" in pr else None
+    m["qemu_wchar"] = int(pr["wchar"]) if "wchar" in pr else None
+    m["qemu_hwm_kib"] = int(pr["VmHWM"]) if "VmHWM" in pr else None
+    m["qemu_rss_kib"] = int(pr["VmRSS"]) if "VmRSS" in pr else None
+    m["host_pswpin"] = meta.get("host_pswpin")
+    m["host_pswpout"] = meta.get("host_pswpout")
+    m["stock_cgroup_limit_mib"] = (meta["stock_cgroup_limit"] >> 20
+                                   if meta.get("stock_cgroup_limit") else None)
+    m["limit_mib"] = meta.get("limit_mib")
+    return m
+
+
+def fmt(v, nd=1):
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return ("%%.%df" % nd) % v
+    return str(v)
+
+
+def mib(v):
+    return "–" if v is None else "%.0f" % (v / 1048576)
+
+
+def ratio(a, b, inverse=False):
+    """a / b (or b / a), as text"""
+    if a is None or b is None:
+        return "–"
+    num, den = (b, a) if inverse else (a, b)
+    if den == 0:
+        return "∞" if num else "–"
+    return "%.2fx" % (num / den)
+
+
+def change(new, old):
+    """new against old: '32.0x lower', '1.13x higher', 'same'"""
+    if new is None or old is None:
+        return "–"
+    if new == old:
+        return "same"
+    if new < old:
+        return "%.2fx lower" % (old / new) if new else "∞ lower (0)"
+    return "%.2fx higher" % (new / old) if old else "∞ higher (was 0)"
+
+
+def plot(results, out, disks):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    files = []
+    for disk in disks:
+        runs = [(sc, results.get("%s/%s" % (disk, sc))) for sc in SCENARIOS]
+        runs = [(sc, r) for sc, r in runs if r and r.get("scores")]
+        if not runs:
+            continue
+        fig, ax = plt.subplots(figsize=(11, 5.5))
+        for sc, r in runs:
+            xs = [t / 1000 for t, _ in r["scores"]]
+            ys = [s for _, s in r["scores"]]
+            ax.plot(xs, ys, label=LABELS[sc], linewidth=0.9)
+        ax.set_xlabel("time since the start of the measurement (s)")
+        ax.set_ylabel("score: jbb transactions per 100 ms interval")
+        ax.set_title("Instantaneous score, %s disk model (256 MiB guest, "
+                     "memhog + jbb)" % disk.upper())
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper right")
+        fig.tight_layout()
+        name = "scores-%s.png" % disk
+        fig.savefig(os.path.join(out, name), dpi=110)
+        plt.close(fig)
+        files.append(name)
+    return files
+
+
+def report(summary, out, mode, plots, env):
+    L = []
+    L.append("# Tesseract evaluation (%s mode)" % mode)
+    L.append("")
+    L.append("Machine: %s. Accelerator: %s. Guest: Debian cloud kernel, "
+             "256 MiB, 1 vCPU, microvm; its own swap on a 512 MiB virtio "
+             "disk behind a tesseract node sharing the BSST (%s image) with "
+             "the tesseract-swapper (policy %s). In the guest, memhog holds "
+             "%s MiB while jbb runs a verifying transaction loop over a %s "
+             "MiB heap for %s s, printing its score every 100 ms."
+             % (env["machine"], env["accel"], env["bsst_format"],
+                env["policy"], env["memhog_mib"], env["heap_mib"], env["secs"]))
+    L.append("")
+    L.append("Scenarios: " + "; ".join("`%s` = %s" % (k, v)
+                                       for k, v in LABELS.items()) + ".")
+    L.append("Swapper limit %s MiB in baseline/tesseract (stock: the same "
+             "budget as a cgroup memory limit plus QEMU's own overhead, "
+             "measured in the nooc run). ssd = plain image files in the "
+             "host page cache. hdd = %s (stock: its host swap loop device "
+             "limited alike)."
+             % (env["limit_mib"], env["throttle"]))
+    L.append("")
+    L.append("A *pause* is a 100 ms interval whose score is below %d%% of "
+             "the median score of the same disk model's nooc run; total "
+             "pause = their number x 100 ms, largest pause = the longest "
+             "run of consecutive pause intervals. Latencies are those of the "
+             "swap disk's tesseract node (the guest's paging I/O), in µs."
+             % (PAUSE_FRACTION * 100))
+    L.append("")
+    disks = sorted({v["disk"] for v in summary.values()},
+                   key=lambda d: ["ssd", "hdd"].index(d) if d in ("ssd", "hdd") else 9)
+    for disk in disks:
+        rows = [summary.get("%s/%s" % (disk, sc)) for sc in SCENARIOS]
+        rows = [r for r in rows if r]
+        L.append("## %s" % disk.upper())
+        L.append("")
+        L.append("| scenario | ok | throughput (tx/s) | total pause (ms) | "
+                 "largest pause (ms) | zero intervals | corrupt | guest pswpin / pswpout | "
+                 "swap-outs / swap-ins | swap-ins avoided | host pswpin / pswpout | wall (s) |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            if r.get("skipped"):
+                L.append("| %s | skipped: %s |||||||||||" % (r["scenario"], r["skipped"]))
+                continue
+            L.append("| %s | %s | %s | %s | %s | %s | %s | %s / %s | %s / %s | %s | %s / %s | %s |" % (
+                r["scenario"], "yes" if r["ok"] else "**NO** " + r.get("error", ""),
+                fmt(r["throughput_ops"]), r["total_pause_ms"], r["max_pause_ms"],
+                r["zero_intervals"], fmt(r["corrupt_pages"]),
+                fmt(r["guest_pswpin"]), fmt(r["guest_pswpout"]),
+                r["swap_outs"], r["swap_ins"], r["swapins_avoided"],
+                fmt(r["host_pswpin"]), fmt(r["host_pswpout"]), fmt(r["wall_s"])))
+        L.append("")
+        L.append("| scenario | write prepare mean / p99 | write completion mean / p99 | "
+                 "read prepare mean / p99 | read completion mean / p99 | "
+                 "fault service p50 / mean | swapper BSST read p50 / mean | BSST raw 4K read | "
+                 "BSST MiB written / read | swap disk MiB written / read | QEMU MiB read / written | QEMU peak RSS MiB |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            if r.get("skipped"):
+                continue
+            L.append("| %s | %s / %s | %s / %s | %s / %s | %s / %s | %s / %s | %s / %s | %s | %s / %s | %s / %s | %s / %s | %s |" % (
+                r["scenario"],
+                fmt(r["write_prepare_us_mean"], 2), fmt(r["write_prepare_us_p99"]),
+                fmt(r["write_completion_us_mean"], 2), fmt(r["write_completion_us_p99"]),
+                fmt(r["read_prepare_us_mean"], 2), fmt(r["read_prepare_us_p99"]),
+                fmt(r["read_completion_us_mean"], 2), fmt(r["read_completion_us_p99"]),
+                fmt(r["fault_service_us_p50"]), fmt(r["fault_service_us_mean"]),
+                fmt(r["bsst_read_us_p50"]), fmt(r["bsst_read_us_mean"]),
+                fmt(r["bsst_raw_read_4k_us"], 2),
+                mib(r["bsst_bytes_written"]), mib(r["bsst_bytes_read"]),
+                mib(r["swapdisk_bytes_written"]), mib(r["swapdisk_bytes_read"]),
+                mib(r["qemu_rchar"]), mib(r["qemu_wchar"]),
+                "–" if r["qemu_hwm_kib"] is None else "%.0f" % (r["qemu_hwm_kib"] / 1024)))
+        L.append("")
+        t = summary.get("%s/tesseract" % disk)
+        b = summary.get("%s/baseline" % disk)
+        if t and b and not t.get("skipped") and not b.get("skipped"):
+            L.append("Tesseract against the baseline (%s):" % disk.upper())
+            L.append("")
+            L.append("| metric | baseline | tesseract | tesseract vs baseline | better? |")
+            L.append("|---|---|---|---|---|")
+            for key, name, lower in (
+                    ("throughput_ops", "throughput (tx/s)", False),
+                    ("total_pause_ms", "total pause (ms)", True),
+                    ("max_pause_ms", "largest pause (ms)", True),
+                    ("write_prepare_us_mean", "write prepare mean (µs)", True),
+                    ("write_completion_us_mean", "write completion mean (µs)", True),
+                    ("read_prepare_us_mean", "read prepare mean (µs)", True),
+                    ("read_completion_us_mean", "read completion mean (µs)", True),
+                    ("swap_ins", "swapper swap-ins", True),
+                    ("swapins_avoided", "swap-ins avoided", False),
+                    ("bsst_bytes_read", "BSST bytes read", True)):
+                bv, tv = b.get(key), t.get(key)
+                rt = change(tv, bv)
+                if bv is None or tv is None or tv == bv:
+                    better = "same" if tv == bv and bv is not None else "–"
+                elif lower:
+                    better = "yes" if tv < bv else "no"
+                else:
+                    better = "yes" if tv > bv else "no"
+                L.append("| %s | %s | %s | %s | %s |" % (name, fmt(bv, 2), fmt(tv, 2), rt, better))
+            L.append("")
+            s = summary.get("%s/stock" % disk)
+            if s and not s.get("skipped"):
+                L.append("Tesseract against stock QEMU with host swap (%s): throughput "
+                         "%s, total pause %s vs %s ms, largest pause %s vs %s ms."
+                         % (disk.upper(), change(t["throughput_ops"], s["throughput_ops"]),
+                            t["total_pause_ms"], s["total_pause_ms"],
+                            t["max_pause_ms"], s["max_pause_ms"]))
+                L.append("")
+    for p in plots:
+        L.append("![%s](%s)" % (p, p))
+        L.append("")
+    bad = [k for k, v in summary.items() if not v.get("skipped")
+           and v.get("corrupt_lines")]
+    for k in bad:
+        L.append("Corruption reported in %s:" % k)
+        L.append("")
+        for line in summary[k]["corrupt_lines"]:
+            L.append("    " + line)
+        L.append("")
+    open(os.path.join(out, "report.md"), "w").write("\n".join(L) + "\n")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mode", default="full")
+    ap.add_argument("results")
+    a = ap.parse_args()
+    runs_dir = os.path.join(a.results, "runs")
+    raw = {}
+    for name in sorted(os.listdir(runs_dir)):
+        d = os.path.join(runs_dir, name)
+        if os.path.isdir(d) and os.path.exists(os.path.join(d, "meta.json")):
+            r = load_run(d)
+            raw["%s/%s" % (r["meta"]["disk"], r["meta"]["scenario"])] = r
+    summary = {}
+    for key, r in raw.items():
+        ref = raw.get("%s/nooc" % r["meta"]["disk"])
+        ref_med = (statistics.median([s for _, s in ref["scores"]])
+                   if ref and ref.get("scores") else None)
+        m = metrics(r, ref_med)
+        if r.get("corrupt_lines"):
+            m["corrupt_lines"] = r["corrupt_lines"]
+        summary[key] = m
+    metas = [r["meta"] for r in raw.values() if not r["meta"].get("skipped")]
+    m0 = metas[0] if metas else {}
+    cpu = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    env = {"machine": "%s, %d cores, %.0f GiB RAM" % (
+               cpu, os.cpu_count(),
+               os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30),
+           "accel": m0.get("accel", "?"), "bsst_format": m0.get("bsst_format", "?"),
+           "policy": (re.search(r"policy=([\w-]+)", m0.get("swapper") or "") or
+                      re.search("(.*)", "?")).group(1),
+           "memhog_mib": m0.get("memhog_mib"), "heap_mib": m0.get("heap_mib"),
+           "secs": m0.get("secs"),
+           "limit_mib": next((x["limit_mib"] for x in metas
+                              if x["scenario"] == "tesseract"), "?"),
+           "throttle": next((x["throttle"] for x in metas if x["throttle"]), "?")}
+    json.dump(summary, open(os.path.join(a.results, "summary.json"), "w"),
+              indent=1, sort_keys=True)
+    plots = plot(raw, a.results, sorted({r["meta"]["disk"] for r in raw.values()}))
+    report(summary, a.results, a.mode, plots, env)
+    # verdict: every run that was not skipped finished, 0 corrupt pages
+    fails = []
+    for k, v in sorted(summary.items()):
+        if v.get("skipped"):
+            continue
+        if v["corrupt_pages"] != 0:
+            fails.append("%s: corrupt_pages = %s" % (k, v["corrupt_pages"]))
+        elif not v["ok"]:
+            fails.append("%s: run failed (%s)" % (k, v["error"]))
+    for k, v in sorted(summary.items()):
+        if v.get("skipped"):
+            print("%-22s skipped: %s" % (k, v["skipped"]))
+        else:
+            print("%-22s %s throughput %8.1f tx/s, pause %6d ms (max %5d), "
+                  "corrupt %s, avoided %s, write-prepare mean %s µs"
+                  % (k, "ok  " if v["ok"] else "FAIL", v["throughput_ops"],
+                     v["total_pause_ms"], v["max_pause_ms"],
+                     v["corrupt_pages"], v["swapins_avoided"],
+                     fmt(v["write_prepare_us_mean"], 2)))
+    for f in fails:
+        print("FAIL " + f, file=sys.stderr)
+    return 1 if fails else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,304 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# 'make bench': the Tesseract paper's double-paging experiment on the guest
+# kit (tests/guest/), Tesseract against the baseline and against stock QEMU
+# with host swap.
+#
+#   bench/run.sh [--quick|--full] [options]
+#
+#   --quick            short runs (CI, part of 'make check'); asserts that no
+#                      scenario saw a corrupt page and exits 1 otherwise
+#   --full             longer runs for the report (default)
+#   --disks "ssd hdd"  disk models to run (default both)
+#   --scenarios "..."  subset of: nooc baseline tesseract tesseract-defrag
+#                      stock (default all; stock needs root, cgroup v1 memory
+#                      and a host swap device; skipped with a reason if not)
+#   --secs N           measured seconds of the score workload per run
+#   --accel NAME       tcg (default) or kvm, passed to run-guest.sh
+#   --out DIR          results directory (default bench/results/MODE-DATE;
+#                      bench/results/latest points at the newest)
+#   --keep-images      keep the disk images of every run
+#
+# Every run: a 256 MiB guest (1 vCPU, microvm) whose own swap is a 512 MiB
+# virtio disk behind a tesseract node (disk-id=swap) sharing the BSST with
+# the tesseract-swapper; in the guest, memhog holds 96 MiB (cold) while jbb
+# runs a verifying transaction loop over a 160 MiB heap and prints its
+# score every 100 ms.  The guest has ~200 MiB free, so it pages memhog's
+# cold pages (and some of jbb's) to its swap disk.  Scenarios:
+#   nooc              swapper limit = guest RAM (no host overcommit)
+#   baseline          swapper limit 192M, indirect=off
+#   tesseract         swapper limit 192M, indirect=on, defrag=off
+#   tesseract-defrag  as tesseract, defrag=auto (NOT IMPLEMENTED in the
+#                     driver yet: the option is accepted and does nothing)
+#   stock             no swapper; QEMU in a cgroup v1 memory cgroup whose
+#                     limit is 192M + QEMU's own overhead (measured in the
+#                     nooc run), with a host swap area on a loop device
+# Disk models: ssd (plain image files, in the host's page cache) and hdd
+# (every image, including the BSST, on its own loop device opened with
+# O_DIRECT, each limited to $HDD_IOPS IOPS and $HDD_BPS bytes/s each way by
+# a cgroup v1 blkio group: run-guest.sh --hdd; for stock, the host swap
+# loop device is limited alike).  QEMU's own throttle groups are not used:
+# on the BSST they can deadlock QEMU (see report.md).
+#
+# Outputs in the results directory: summary.json, report.md, scores-*.png,
+# and runs/DISK-SCENARIO/ (console log, query-tesseract, blockstats,
+# QEMU's /proc status, meta.json).  See bench/analyze.py for the metrics.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+TOP=$(cd "$HERE/.." && pwd)
+GUEST=$TOP/tests/guest
+
+MODE=full
+DISKS="ssd hdd"
+SCENARIOS="nooc baseline tesseract tesseract-defrag stock"
+SECS=
+ACCEL=tcg
+OUT=
+KEEP_IMAGES=no
+
+GUEST_MEM=256M
+GUEST_MEM_MIB=256
+LIMIT=192M
+LIMIT_MIB=192
+MEMHOG_MIB=96
+HEAP_MIB=160
+SWAP_DISK=512M
+BSST_SIZE=2G
+# The BSST is a raw image: with a qcow2 BSST, QEMU can deadlock (see
+# report.md's notes); override with BENCH_BSST_FORMAT=qcow2.
+BSST_FORMAT=${BENCH_BSST_FORMAT:-raw}
+POLICY=${BENCH_POLICY:-random}
+HDD_IOPS=${BENCH_HDD_IOPS:-200}
+HDD_BPS=${BENCH_HDD_BPS:-104857600}
+# direct (default: O_DIRECT, like cache=none) or buffered (host page cache)
+HDD_CACHE=${BENCH_HDD_CACHE:-direct}
+
+say() { printf 'bench: %s\n' "$*" >&2; }
+die() { printf 'bench: error: %s\n' "$*" >&2; exit 2; }
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --quick) MODE=quick ;;
+    --full) MODE=full ;;
+    --disks) DISKS=$2; shift ;;
+    --scenarios) SCENARIOS=$2; shift ;;
+    --secs) SECS=$2; shift ;;
+    --accel) ACCEL=$2; shift ;;
+    --out) OUT=$2; shift ;;
+    --keep-images) KEEP_IMAGES=yes ;;
+    -h|--help) sed -n '4,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
+    *) die "unknown option '$1' (see --help)" ;;
+    esac
+    shift
+done
+if [ -z "$SECS" ]; then
+    if [ "$MODE" = quick ]; then SECS=10; else SECS=60; fi
+fi
+TIMEOUT=$((SECS * 3 + 150))
+
+# --- Tools: the guest kit and matplotlib --------------------------------------
+PY=/usr/bin/python3
+[ -x "$TOP/build/qemu-system-x86_64" ] || die "no QEMU in build/ (run 'make')"
+"$GUEST/build-kit.sh" > /dev/null || die "cannot build the guest kit"
+if ! "$PY" -c 'import matplotlib' 2>/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+        say "installing python3-matplotlib (Debian package) for the plots"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-matplotlib \
+            > /dev/null 2>&1 || {
+            DEBIAN_FRONTEND=noninteractive apt-get update -q > /dev/null 2>&1 || true
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-matplotlib \
+                > /dev/null 2>&1 || say "cannot install python3-matplotlib: no plots"
+        }
+    else
+        say "python3-matplotlib is missing and cannot be installed: no plots"
+    fi
+fi
+
+# --- Results directory ------------------------------------------------------------
+if [ -z "$OUT" ]; then
+    OUT=$HERE/results/$MODE-$(date +%Y%m%d-%H%M%S)
+    mkdir -p "$OUT"
+    ln -sfn "$(basename "$OUT")" "$HERE/results/latest"
+else
+    mkdir -p "$OUT"
+fi
+OUT=$(cd "$OUT" && pwd)
+mkdir -p "$OUT/runs"
+say "mode $MODE, $SECS s per run, results in $OUT"
+
+# --- Host swap and cgroups for the stock scenario -----------------------------------
+CG_NAME=tesseract-bench-$$
+MEMCG=/sys/fs/cgroup/memory/$CG_NAME
+SWAPFILE=
+LOOPDEV=
+SWAPDEV_MM=
+# shellcheck disable=SC2317  # called from traps
+host_swap_off() {
+    if [ -n "$LOOPDEV" ]; then
+        swapoff "$LOOPDEV" 2>/dev/null || true
+        losetup -d "$LOOPDEV" 2>/dev/null || true
+        LOOPDEV=
+    fi
+    [ -z "$SWAPFILE" ] || rm -f "$SWAPFILE"
+    SWAPFILE=
+    rmdir "$MEMCG" 2>/dev/null || true
+}
+trap host_swap_off EXIT
+trap 'exit 130' INT TERM
+
+stock_unsupported() {  # prints a reason, or nothing if stock can run
+    [ "$(id -u)" = 0 ] || { echo "needs root (cgroups, swapon)"; return; }
+    [ -f /sys/fs/cgroup/memory/memory.limit_in_bytes ] || \
+        { echo "no cgroup v1 memory controller at /sys/fs/cgroup/memory"; return; }
+    command -v losetup > /dev/null && command -v mkswap > /dev/null && \
+        command -v swapon > /dev/null || { echo "no losetup/mkswap/swapon"; return; }
+    if [ "$(tail -n +2 /proc/swaps | wc -l)" != 0 ]; then
+        echo "the host already has swap enabled; not touching it"; return
+    fi
+}
+
+# host_swap_on DISK LIMIT: a 1 GiB swap area on a loop device over a file
+# (ssd: buffered, like the BSST file in the page cache; hdd: O_DIRECT, and
+# run-guest.sh throttles it with the images), and the memory cgroup.
+# Sets LOOPDEV, SWAPDEV_MM (MAJ:MIN).  Not in a subshell: host_swap_off
+# must see LOOPDEV.
+host_swap_on() {
+    local disk=$1 limit_bytes=$2 dio=off
+    [ "$disk" = hdd ] && dio=on
+    SWAPFILE=$OUT/runs/.host-swap.img
+    dd if=/dev/zero of="$SWAPFILE" bs=1M count=1024 status=none
+    LOOPDEV=$(losetup -f --show --direct-io=$dio "$SWAPFILE")
+    SWAPDEV_MM=$(lsblk -dno MAJ:MIN "$LOOPDEV" | tr -d ' ')
+    mkswap "$LOOPDEV" > /dev/null
+    swapon "$LOOPDEV"
+    mkdir -p "$MEMCG"
+    echo "$limit_bytes" > "$MEMCG/memory.limit_in_bytes"
+}
+
+vmstat_swap() { awk '/^pswp(in|out) / { printf "%s ", $2 }' /proc/vmstat; }
+
+# --- One run ------------------------------------------------------------------
+NOOC_RSS_KIB=
+
+run_one() {  # DISK SCENARIO
+    local disk=$1 sc=$2 wd=$OUT/runs/$1-$2 args=() topts= swapper= why
+    local t0 t1 rc=0 vm0 vm1 stock_limit= wrap=
+    rm -rf "$wd"
+    mkdir -p "$wd"
+    case "$sc" in
+    nooc)             swapper="limit=$GUEST_MEM,policy=$POLICY"; topts="indirect=on" ;;
+    baseline)         swapper="limit=$LIMIT,policy=$POLICY"; topts="indirect=off" ;;
+    tesseract)        swapper="limit=$LIMIT,policy=$POLICY"; topts="indirect=on,defrag=off" ;;
+    tesseract-defrag) swapper="limit=$LIMIT,policy=$POLICY"; topts="indirect=on,defrag=auto" ;;
+    stock)            topts="indirect=on" ;;
+    *) die "unknown scenario '$sc'" ;;
+    esac
+    if [ "$sc" = stock ]; then
+        why=$(stock_unsupported)
+        if [ -n "$why" ]; then
+            say "$disk/$sc: SKIPPED: $why"
+            printf '{"disk": "%s", "scenario": "%s", "skipped": "%s"}\n' \
+                "$disk" "$sc" "$why" > "$wd/meta.json"
+            return 0
+        fi
+        # the same guest-RAM budget as the swapper, plus what QEMU itself
+        # needs besides guest RAM (measured in the nooc run, else 96 MiB)
+        local overhead=$((96 * 1024))
+        if [ -n "$NOOC_RSS_KIB" ] && [ "$NOOC_RSS_KIB" -gt $((GUEST_MEM_MIB * 1024)) ]; then
+            overhead=$((NOOC_RSS_KIB - GUEST_MEM_MIB * 1024))
+        fi
+        stock_limit=$(( (LIMIT_MIB * 1024 + overhead) * 1024 ))
+        host_swap_on "$disk" "$stock_limit"
+        wrap="$HERE/cgroup-exec.sh $MEMCG"
+        [ "$disk" = hdd ] && args+=(--hdd-extra-dev "$SWAPDEV_MM")
+    fi
+    [ -z "$swapper" ] || args+=(--swapper "$swapper")
+    if [ "$disk" = hdd ]; then
+        args+=(--hdd "$HDD_IOPS,$HDD_BPS,$HDD_CACHE")
+        [ -z "$swapper" ] || args+=(--bsst-bench 200)
+    else
+        [ -z "$swapper" ] || args+=(--bsst-bench 20000)
+    fi
+    [ -z "$wrap" ] || args+=(--wrap "$wrap")
+
+    say "$disk/$sc: running (${SECS} s measured)"
+    vm0=$(vmstat_swap)
+    t0=$(date +%s.%N)
+    "$GUEST/run-guest.sh" --quiet --workdir "$wd" --accel "$ACCEL" \
+        -m "$GUEST_MEM" --timeout "$TIMEOUT" --workload jbb \
+        --append "workload_bg=memhog memhog_mib=$MEMHOG_MIB jbb_heap_mib=$HEAP_MIB jbb_secs=$SECS" \
+        --swap-disk "$SWAP_DISK" --bsst-size "$BSST_SIZE" --bsst-format "$BSST_FORMAT" \
+        --tesseract-opts "$topts" "${args[@]}" > /dev/null 2> "$wd/run-guest.err" || rc=$?
+    t1=$(date +%s.%N)
+    vm1=$(vmstat_swap)
+
+    local cg_max= cg_fail=
+    if [ "$sc" = stock ]; then
+        cg_max=$(cat "$MEMCG/memory.max_usage_in_bytes" 2>/dev/null || true)
+        cg_fail=$(cat "$MEMCG/memory.failcnt" 2>/dev/null || true)
+        host_swap_off
+    fi
+    # the BSST image's own 4 KiB read latency (run-guest.sh --bsst-bench:
+    # queue depth 1, QEMU's cache mode and cgroup), next to the fault time
+    local rawlat=
+    rawlat=$(awk '{ print $2 }' "$wd/bsst-bench.txt" 2>/dev/null || true)
+    if [ "$sc" = nooc ] && [ "$rc" = 0 ]; then
+        NOOC_RSS_KIB=$(awk '/^VmHWM:/ { print $2 }' "$wd/qemu-proc.txt" 2>/dev/null || true)
+    fi
+    [ "$KEEP_IMAGES" = yes ] || rm -f "$wd"/*.qcow2 "$wd"/*.raw
+    local limit_mib=
+    if [ "$sc" = nooc ]; then limit_mib=$GUEST_MEM_MIB
+    elif [ -n "$swapper" ]; then limit_mib=$LIMIT_MIB; fi
+    M_DISK=$disk M_SC=$sc M_RC=$rc M_T0=$t0 M_T1=$t1 M_VM0=$vm0 M_VM1=$vm1 \
+    M_LIMIT=$limit_mib M_SWAPPER=$swapper M_TOPTS=$topts M_RAWLAT=$rawlat \
+    M_THROTTLE=$( [ "$disk" = hdd ] && echo "blkio: $HDD_IOPS IOPS and $HDD_BPS B/s each way per image (loop devices, cache $HDD_CACHE)" || true ) \
+    M_STOCK_LIMIT=$stock_limit M_CG_MAX=$cg_max M_CG_FAIL=$cg_fail \
+    M_SECS=$SECS M_MEM=$GUEST_MEM_MIB M_HOG=$MEMHOG_MIB M_HEAP=$HEAP_MIB \
+    M_FMT=$BSST_FORMAT M_ACCEL=$ACCEL \
+    /usr/bin/python3 - "$wd/meta.json" <<'EOF'
+import json, os, sys
+e = os.environ
+num = lambda k: (float(e[k]) if "." in e[k] else int(e[k])) if e.get(k) else None
+vm0, vm1 = e["M_VM0"].split(), e["M_VM1"].split()
+ok = len(vm0) == 2 == len(vm1)
+json.dump({
+    "disk": e["M_DISK"], "scenario": e["M_SC"], "rc": int(e["M_RC"]),
+    "wall_s": round(float(e["M_T1"]) - float(e["M_T0"]), 1),
+    "secs": num("M_SECS"), "guest_mem_mib": num("M_MEM"),
+    "limit_mib": num("M_LIMIT"), "memhog_mib": num("M_HOG"),
+    "heap_mib": num("M_HEAP"), "swapper": e["M_SWAPPER"],
+    "tesseract_opts": e["M_TOPTS"], "throttle": e["M_THROTTLE"],
+    "bsst_format": e["M_FMT"], "accel": e["M_ACCEL"],
+    "stock_cgroup_limit": num("M_STOCK_LIMIT"),
+    "stock_cgroup_max_usage": num("M_CG_MAX"),
+    "stock_cgroup_failcnt": num("M_CG_FAIL"),
+    "host_pswpin": int(vm1[0]) - int(vm0[0]) if ok else None,
+    "host_pswpout": int(vm1[1]) - int(vm0[1]) if ok else None,
+    "bsst_raw_read_4k_us": num("M_RAWLAT"),
+}, open(sys.argv[1], "w"), indent=1)
+EOF
+    if [ "$rc" = 0 ]; then
+        say "$disk/$sc: done in $(echo "$t0 $t1" | awk '{ printf "%.0f", $2 - $1 }') s"
+    else
+        say "$disk/$sc: FAILED (exit $rc): $(grep -m1 -E 'FAIL|error' "$wd/run-guest.err" || true)"
+    fi
+}
+
+T0=$(date +%s)
+for disk in $DISKS; do
+    case "$disk" in ssd|hdd) ;; *) die "unknown disk model '$disk'" ;; esac
+    for sc in $SCENARIOS; do
+        run_one "$disk" "$sc"
+    done
+done
+say "all runs done in $(( $(date +%s) - T0 )) s; analysing"
+
+rc=0
+/usr/bin/python3 "$HERE/analyze.py" --mode "$MODE" "$OUT" || rc=$?
+say "results: $OUT (summary.json, report.md, plots)"
+if [ "$MODE" = quick ] && [ "$rc" != 0 ]; then
+    say "FAIL: see $OUT/report.md"
+fi
+exit "$rc"

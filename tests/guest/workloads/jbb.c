@@ -1,0 +1,238 @@
+/*
+ * jbb: an instantaneous-score workload modelled on the Tesseract paper's
+ * modified SPECjbb: a transaction loop over a heap of objects, emitting
+ * its score (transactions completed) for every 100 ms interval.
+ *
+ * Runs inside the test guest (statically linked, started by /init).
+ * The heap is meant to be larger than the guest's free memory (alone or
+ * together with a memhog), so the guest pages while the loop runs.  Each
+ * transaction picks a few objects (a hot set takes most picks, like a
+ * warehouse's working set; the rest fall anywhere in the heap), verifies
+ * each one against the version it last wrote there (header and payload),
+ * and rewrites some of them with a new version.  A verification failure
+ * is counted and described; the exit status is 1 if any object was
+ * corrupt.
+ *
+ * Output (console):
+ *   jbb: heap N MiB, ...                      once, after the heap is built
+ *   S <ms> <score>                            one per 100 ms interval; <ms>
+ *                                             is the interval's end since the
+ *                                             start of the measurement; an
+ *                                             interval in which the loop did
+ *                                             not run (the guest stalled) has
+ *                                             score 0
+ *   jbb: done: T transactions in S s, ...    summary, with corrupt objects
+ *
+ * Parameters from argv or the environment (argv wins):
+ *   --heap-mib N     jbb_heap_mib     heap size in MiB               (160)
+ *   --secs N         jbb_secs         measured duration in seconds   (30)
+ *   --obj N          jbb_obj          object size in bytes           (512)
+ *   --hot-pct N      jbb_hot_pct      hot set, % of the heap         (25)
+ *   --hot-prob N     jbb_hot_prob     % of picks in the hot set      (80)
+ *   --seed N         jbb_seed         pattern and choice seed        (1)
+ *   --interval-ms N  jbb_interval_ms  score interval                 (100)
+ *
+ * Copyright (c) 2026 The Tesseract for QEMU authors
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#define _GNU_SOURCE
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#define JBB_MAGIC     UINT64_C(0x314a424253534554)  /* "TESSBBJ1" */
+#define OBJS_PER_TX   4
+#define MAX_REPORTED  8
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + ts.tv_nsec;
+}
+
+static uint64_t rng_state;
+
+static uint64_t rnd(void)
+{
+    uint64_t z = (rng_state += UINT64_C(0x9e3779b97f4a7c15));
+
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+
+static uint64_t mix(uint64_t z)
+{
+    z = (z ^ (z >> 33)) * UINT64_C(0xff51afd7ed558ccd);
+    z = (z ^ (z >> 33)) * UINT64_C(0xc4ceb9fe1a85ec53);
+    return z ^ (z >> 33);
+}
+
+typedef struct Heap {
+    uint8_t *mem;
+    uint64_t nobj;
+    size_t obj;       /* bytes */
+    size_t words;     /* obj / 8 */
+    uint32_t *ver;    /* the version last written to each object */
+    uint64_t seed;
+} Heap;
+
+static void obj_fill(Heap *h, uint64_t i, uint32_t ver)
+{
+    uint64_t *w = (uint64_t *)(h->mem + i * h->obj);
+    uint64_t b = mix(h->seed ^ (i << 24) ^ ver);
+
+    w[0] = JBB_MAGIC;
+    w[1] = i;
+    w[2] = ver;
+    for (size_t k = 3; k < h->words; k++) {
+        w[k] = b + k * UINT64_C(0x100000001b3);
+    }
+}
+
+static uint64_t corrupt, reported;
+
+static bool obj_check(Heap *h, uint64_t i)
+{
+    const uint64_t *w = (const uint64_t *)(h->mem + i * h->obj);
+    uint32_t ver = h->ver[i];
+    uint64_t b = mix(h->seed ^ (i << 24) ^ ver);
+    size_t bad = 0;
+
+    if (w[0] != JBB_MAGIC || w[1] != i || w[2] != ver) {
+        bad++;
+    }
+    for (size_t k = 3; k < h->words; k++) {
+        bad += w[k] != b + k * UINT64_C(0x100000001b3);
+    }
+    if (!bad) {
+        return true;
+    }
+    corrupt++;
+    if (reported++ < MAX_REPORTED) {
+        printf("jbb: CORRUPT object %" PRIu64 " (page %" PRIu64 "), want "
+               "version %u: %zu bad words; header magic %s id %" PRIu64
+               " version %" PRIu64 "\n", i, i * h->obj / 4096, ver, bad,
+               w[0] == JBB_MAGIC ? "ok" : "bad", w[1], w[2]);
+    }
+    return false;
+}
+
+static uint64_t param(int argc, char **argv, const char *opt,
+                      const char *env, uint64_t def)
+{
+    const char *s = getenv(env);
+
+    for (int i = 1; i + 1 < argc; i++) {
+        if (!strcmp(argv[i], opt)) {
+            s = argv[i + 1];
+        }
+    }
+    if (!s || !*s) {
+        return def;
+    }
+    char *end;
+    uint64_t v = strtoull(s, &end, 0);
+    if (*end) {
+        fprintf(stderr, "jbb: bad value '%s' for %s\n", s, opt);
+        exit(2);
+    }
+    return v;
+}
+
+int main(int argc, char **argv)
+{
+    uint64_t heap_mib = param(argc, argv, "--heap-mib", "jbb_heap_mib", 160);
+    uint64_t secs = param(argc, argv, "--secs", "jbb_secs", 30);
+    uint64_t obj = param(argc, argv, "--obj", "jbb_obj", 512);
+    uint64_t hot_pct = param(argc, argv, "--hot-pct", "jbb_hot_pct", 25);
+    uint64_t hot_prob = param(argc, argv, "--hot-prob", "jbb_hot_prob", 80);
+    uint64_t seed = param(argc, argv, "--seed", "jbb_seed", 1);
+    uint64_t ival_ms = param(argc, argv, "--interval-ms", "jbb_interval_ms", 100);
+    Heap h = { .obj = obj, .words = obj / 8, .seed = seed };
+    uint64_t bytes = heap_mib << 20;
+
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (obj < 64 || obj % 64 || 4096 % obj || !bytes || !secs || !ival_ms ||
+        hot_pct < 1 || hot_pct > 100 || hot_prob > 100) {
+        fprintf(stderr, "jbb: bad parameters\n");
+        return 2;
+    }
+    h.nobj = bytes / obj;
+    h.mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    h.ver = calloc(h.nobj, sizeof(*h.ver));
+    if (h.mem == MAP_FAILED || !h.ver) {
+        fprintf(stderr, "jbb: cannot allocate %" PRIu64 " MiB\n", heap_mib);
+        return 2;
+    }
+    madvise(h.mem, bytes, MADV_NOHUGEPAGE);
+    rng_state = seed;
+
+    uint64_t t0 = now_ns();
+    for (uint64_t i = 0; i < h.nobj; i++) {
+        obj_fill(&h, i, 0);
+    }
+    uint64_t hot = h.nobj * hot_pct / 100;
+    uint64_t hot_base = rnd() % (h.nobj - hot + 1);
+    printf("jbb: heap %" PRIu64 " MiB (%" PRIu64 " objects of %" PRIu64
+           " bytes, hot set %" PRIu64 "%% taking %" PRIu64 "%% of picks) built "
+           "in %.1f s; measuring %" PRIu64 " s in %" PRIu64 " ms intervals\n",
+           heap_mib, h.nobj, obj, hot_pct, hot_prob, (now_ns() - t0) / 1e9,
+           secs, ival_ms);
+
+    const uint64_t ival = ival_ms * 1000000u;
+    uint64_t start = now_ns(), end = start + secs * 1000000000u;
+    uint64_t next = start + ival, k = 0;   /* interval k ends at next */
+    uint64_t score = 0, total = 0, checked = 0, written = 0;
+    uint64_t best = 0, zero = 0;
+
+    for (;;) {
+        /* one transaction */
+        for (int j = 0; j < OBJS_PER_TX; j++) {
+            uint64_t r = rnd();
+            uint64_t i = (r % 100 < hot_prob) ? hot_base + (r >> 8) % hot
+                                              : (r >> 8) % h.nobj;
+            obj_check(&h, i);
+            checked++;
+            if (j & 1) {             /* update half of the objects */
+                obj_fill(&h, i, ++h.ver[i]);
+                written++;
+            }
+        }
+        score++;
+        uint64_t t = now_ns();
+        if (t >= next) {
+            /* this interval, then empty ones the loop slept through */
+            while (t >= next && next <= end) {
+                k++;
+                printf("S %" PRIu64 " %" PRIu64 "\n", k * ival_ms, score);
+                total += score;
+                best = score > best ? score : best;
+                zero += !score;
+                score = 0;
+                next += ival;
+            }
+            if (next > end) {
+                break;
+            }
+        }
+    }
+    double el = (now_ns() - start) / 1e9;
+    printf("jbb: done: %" PRIu64 " transactions in %.1f s (%.0f/s), %" PRIu64
+           " intervals, best %" PRIu64 ", %" PRIu64 " empty; %" PRIu64
+           " objects verified, %" PRIu64 " rewritten, %" PRIu64
+           " corrupt objects\n", total, el, total / el, k, best, zero,
+           checked, written, corrupt);
+    return corrupt ? 1 : 0;
+}

@@ -1,0 +1,152 @@
+/*
+ * memhog: allocate and hold memory in the guest so that the guest itself
+ * pages (the Tesseract paper's memhog), then verify it.
+ *
+ * Runs inside the test guest (statically linked).  Writes a pattern to
+ * every 4 KiB page of N MiB, creates the file given by --ready (so /init
+ * knows the memory is held), then sleeps without touching the memory
+ * until SIGUSR1 or SIGTERM arrives (or --hold-secs pass), verifies every
+ * page and exits.  The held pages go cold: the host swapper swaps them
+ * out, and the guest swaps them out too when another workload needs the
+ * memory (double paging).
+ *
+ * Parameters from argv or the environment (argv wins):
+ *   --mib N        memhog_mib        memory to hold in MiB             (64)
+ *   --seed N       memhog_seed       pattern seed                      (1)
+ *   --ready PATH   memhog_ready      file created once memory is held  (none)
+ *   --hold-secs N  memhog_hold_secs  verify and exit after N s (0 = wait
+ *                                    for a signal only)                (0)
+ *
+ * Prints "memhog: held N MiB for S s, P pages verified, C corrupt pages";
+ * exit status 0 all pages good, 1 corrupt pages, 2 usage or memory error.
+ *
+ * Copyright (c) 2026 The Tesseract for QEMU authors
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PAGE   4096
+#define WORDS  (PAGE / sizeof(uint64_t))
+#define MH_MAGIC UINT64_C(0x31474f484d455354) /* "TSEMHOG1" */
+
+static volatile sig_atomic_t stop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop = 1;
+}
+
+static uint64_t mix(uint64_t z)
+{
+    z = (z ^ (z >> 33)) * UINT64_C(0xff51afd7ed558ccd);
+    z = (z ^ (z >> 33)) * UINT64_C(0xc4ceb9fe1a85ec53);
+    return z ^ (z >> 33);
+}
+
+static const char *sparam(int argc, char **argv, const char *opt,
+                          const char *env)
+{
+    const char *s = getenv(env);
+
+    for (int i = 1; i + 1 < argc; i++) {
+        if (!strcmp(argv[i], opt)) {
+            s = argv[i + 1];
+        }
+    }
+    return s && *s ? s : NULL;
+}
+
+static uint64_t param(int argc, char **argv, const char *opt,
+                      const char *env, uint64_t def)
+{
+    const char *s = sparam(argc, argv, opt, env);
+    char *end;
+
+    if (!s) {
+        return def;
+    }
+    uint64_t v = strtoull(s, &end, 0);
+    if (*end) {
+        fprintf(stderr, "memhog: bad value '%s' for %s\n", s, opt);
+        exit(2);
+    }
+    return v;
+}
+
+int main(int argc, char **argv)
+{
+    uint64_t mib = param(argc, argv, "--mib", "memhog_mib", 64);
+    uint64_t seed = param(argc, argv, "--seed", "memhog_seed", 1);
+    uint64_t hold = param(argc, argv, "--hold-secs", "memhog_hold_secs", 0);
+    const char *ready = sparam(argc, argv, "--ready", "memhog_ready");
+    uint64_t npages = mib * (1024 * 1024 / PAGE), bad = 0;
+    struct sigaction sa = { .sa_handler = on_signal };
+    struct timespec t0, t1;
+
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGALRM, &sa, NULL);
+    uint8_t *mem = mmap(NULL, npages * PAGE, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (!npages || mem == MAP_FAILED) {
+        fprintf(stderr, "memhog: cannot allocate %" PRIu64 " MiB\n", mib);
+        return 2;
+    }
+    madvise(mem, npages * PAGE, MADV_NOHUGEPAGE);
+    for (uint64_t pg = 0; pg < npages; pg++) {
+        uint64_t *w = (uint64_t *)(mem + pg * PAGE), b = mix(seed ^ (pg << 20));
+        w[0] = MH_MAGIC;
+        w[1] = pg;
+        for (size_t i = 2; i < WORDS; i++) {
+            w[i] = b + i;
+        }
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    printf("memhog: holding %" PRIu64 " MiB\n", mib);
+    if (ready) {
+        int fd = open(ready, O_CREAT | O_WRONLY, 0644);
+        if (fd >= 0) {
+            close(fd);
+        }
+    }
+    if (hold) {
+        alarm(hold);
+    }
+    while (!stop) {
+        pause();
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+
+    for (uint64_t pg = 0; pg < npages; pg++) {
+        const uint64_t *w = (const uint64_t *)(mem + pg * PAGE);
+        uint64_t b = mix(seed ^ (pg << 20));
+        size_t nbad = (w[0] != MH_MAGIC) + (w[1] != pg);
+
+        for (size_t i = 2; i < WORDS; i++) {
+            nbad += w[i] != b + i;
+        }
+        if (nbad && bad++ < 8) {
+            printf("memhog: CORRUPT page %" PRIu64 ": %zu bad words, header "
+                   "page %" PRIu64 "\n", pg, nbad, w[1]);
+        }
+    }
+    printf("memhog: held %" PRIu64 " MiB for %.1f s, %" PRIu64
+           " pages verified, %" PRIu64 " corrupt pages\n", mib,
+           (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9,
+           npages, bad);
+    return bad ? 1 : 0;
+}
