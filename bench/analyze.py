@@ -48,7 +48,7 @@ LABELS = {
     "nooc": "no overcommit (limit = guest RAM)",
     "baseline": "baseline (swapper, indirect=off)",
     "tesseract": "Tesseract (indirect=on, defrag=off)",
-    "tesseract-defrag": "Tesseract defrag=auto (defrag NOT implemented: same code path as defrag=off)",
+    "tesseract-defrag": "Tesseract with defrag=auto (background guest defragmentation while guest I/O is light)",
     "stock": "stock QEMU, memory cgroup + host swap",
 }
 
