@@ -1155,23 +1155,16 @@ BsstDisk *bsst_disk_open(BsstStore *s, const char *disk_id, Error **errp)
     return d;
 }
 
-static void release_deferred(gpointer key, gpointer value, gpointer opaque)
-{
-    BsstStore *s = opaque;
-
-    bsst_alloc_unref(s->alloc, GPOINTER_TO_UINT(value) - 1);
-}
-
 void bsst_disk_close(BsstDisk *d)
 {
     BsstStore *s = d->s;
 
     qemu_mutex_lock(&s->lock);
     /*
-     * Unmaps not flushed: their references stay until the store closes
-     * (the blocks are not reused, so a crash still finds their data).
+     * Unmaps never logged (the close-time flush failed): keep their block
+     * references for the life of the store, so those blocks are never
+     * reused while the durable metadata may still map them.
      */
-    g_hash_table_foreach(d->deferred, release_deferred, s);
     g_hash_table_destroy(d->deferred);
     s->disks[d->index].open = NULL;
     qemu_mutex_unlock(&s->lock);
