@@ -354,119 +354,130 @@ static bool tsr_map_next(void *opaque, uint64_t start, uint64_t end,
 }
 
 /*
- * The read overwrites these whole, aligned host pages: a swapped-out one
- * need not be read back from the BSST (the seed's stale and false swap
- * reads).
+ * Call @fn for each stretch of host memory that bytes [@qiov_offset,
+ * +@bytes) of @qiov occupy, in order.
  */
-static uint64_t tsr_cancel_swapins(BDRVTesseractState *s, QEMUIOVector *qiov,
-                                   size_t qiov_offset, uint64_t bytes)
+typedef void TsrStretchFunc(void *opaque, uint8_t *base, size_t len);
+
+static void tsr_foreach_stretch(QEMUIOVector *qiov, size_t qiov_offset,
+                                uint64_t bytes, TsrStretchFunc *fn,
+                                void *opaque)
 {
-    uint64_t n = 0;
-    int i;
     size_t pos = 0;
+    int i;
 
     for (i = 0; i < qiov->niov && pos < qiov_offset + bytes; i++) {
         size_t lo = MAX(pos, qiov_offset);
         size_t hi = MIN(pos + qiov->iov[i].iov_len, qiov_offset + bytes);
-        uintptr_t a, b;
 
         if (lo < hi) {
-            a = ROUND_UP((uintptr_t)qiov->iov[i].iov_base + (lo - pos),
-                         TSR_BLOCK_SIZE);
-            b = QEMU_ALIGN_DOWN((uintptr_t)qiov->iov[i].iov_base + (hi - pos),
-                                TSR_BLOCK_SIZE);
-            for (; a < b; a += TSR_BLOCK_SIZE) {
-                n += bsst_store_page_cancel_swapin(s->store, (void *)a);
-            }
+            fn(opaque, (uint8_t *)qiov->iov[i].iov_base + (lo - pos), hi - lo);
         }
         pos += qiov->iov[i].iov_len;
     }
-    return n;
+}
+
+typedef struct TsrPageWalk {
+    BlockDriverState *bs;
+    BDRVTesseractState *s;
+    uint64_t count;
+    bool flag;
+    uint8_t *buf;
+} TsrPageWalk;
+
+/*
+ * The read overwrites these whole, aligned host pages: a swapped-out one
+ * need not be read back from the BSST (the seed's stale and false swap
+ * reads).
+ */
+static void tsr_cancel_stretch(void *opaque, uint8_t *base, size_t len)
+{
+    TsrPageWalk *w = opaque;
+    uintptr_t a = ROUND_UP((uintptr_t)base, TSR_BLOCK_SIZE);
+    uintptr_t b = QEMU_ALIGN_DOWN((uintptr_t)base + len, TSR_BLOCK_SIZE);
+
+    for (; a < b; a += TSR_BLOCK_SIZE) {
+        w->count += bsst_store_page_cancel_swapin(w->s->store, (void *)a);
+    }
+}
+
+static uint64_t tsr_cancel_swapins(BDRVTesseractState *s, QEMUIOVector *qiov,
+                                   size_t qiov_offset, uint64_t bytes)
+{
+    TsrPageWalk w = { .s = s };
+
+    tsr_foreach_stretch(qiov, qiov_offset, bytes, tsr_cancel_stretch, &w);
+    return w.count;
 }
 
 /*
  * The classic path: the request's buffer will be touched by the I/O, so
  * bring its swapped-out pages in first, reading their BSST blocks in this
  * coroutine (the swap-in the seed's baseline pays in "write prepare").
- * Whole pages are skipped when @skip_whole (a read overwrites them: their
+ * Whole pages are skipped when w->flag (a read overwrites them: their
  * swap-in was cancelled instead).
  */
+static void coroutine_fn GRAPH_RDLOCK
+tsr_swapin_stretch(void *opaque, uint8_t *base, size_t len)
+{
+    TsrPageWalk *w = opaque;
+    BDRVTesseractState *s = w->s;
+    uintptr_t a = (uintptr_t)base, b = a + len;
+    uintptr_t p = QEMU_ALIGN_DOWN(a, TSR_BLOCK_SIZE);
+
+    for (; p < b; p += TSR_BLOCK_SIZE) {
+        uint32_t bblock;
+        int ret;
+
+        if (w->flag && p >= a && p + TSR_BLOCK_SIZE <= b) {
+            continue;
+        }
+        if (!bsst_store_page_swapin_begin(s->store, (void *)p, &bblock)) {
+            continue;
+        }
+        w->buf = w->buf ?: qemu_blockalign(w->bs, TSR_BLOCK_SIZE);
+        ret = bdrv_co_pread(s->bsst, bsst_store_block_offset(s->store, bblock),
+                            TSR_BLOCK_SIZE, w->buf, 0);
+        bsst_store_page_swapin_end(s->store, (void *)p,
+                                   ret < 0 ? NULL : w->buf);
+        w->count += ret >= 0;
+    }
+}
+
 static uint64_t coroutine_fn GRAPH_RDLOCK
 tsr_swapin_buffer(BlockDriverState *bs, QEMUIOVector *qiov,
                   size_t qiov_offset, uint64_t bytes, bool skip_whole)
 {
-    BDRVTesseractState *s = bs->opaque;
-    uint8_t *buf = NULL;
-    uint64_t n = 0;
-    size_t pos = 0;
-    int i;
+    TsrPageWalk w = { .bs = bs, .s = bs->opaque, .flag = skip_whole };
 
-    for (i = 0; i < qiov->niov && pos < qiov_offset + bytes; i++) {
-        size_t lo = MAX(pos, qiov_offset);
-        size_t hi = MIN(pos + qiov->iov[i].iov_len, qiov_offset + bytes);
-        uintptr_t a, b, first, last;
-
-        pos += qiov->iov[i].iov_len;
-        if (lo >= hi) {
-            continue;
-        }
-        a = (uintptr_t)qiov->iov[i].iov_base + (lo - (pos - qiov->iov[i].iov_len));
-        b = a + (hi - lo);
-        first = QEMU_ALIGN_DOWN(a, TSR_BLOCK_SIZE);
-        last = ROUND_UP(b, TSR_BLOCK_SIZE);
-        for (; first < last; first += TSR_BLOCK_SIZE) {
-            uint32_t bblock;
-            int ret;
-
-            if (skip_whole && first >= a && first + TSR_BLOCK_SIZE <= b) {
-                continue;
-            }
-            if (!bsst_store_page_swapin_begin(s->store, (void *)first,
-                                              &bblock)) {
-                continue;
-            }
-            buf = buf ?: qemu_blockalign(bs, TSR_BLOCK_SIZE);
-            ret = bdrv_co_pread(s->bsst,
-                                bsst_store_block_offset(s->store, bblock),
-                                TSR_BLOCK_SIZE, buf, 0);
-            bsst_store_page_swapin_end(s->store, (void *)first,
-                                       ret < 0 ? NULL : buf);
-            n += ret >= 0;
-        }
-    }
-    qemu_vfree(buf);
-    return n;
+    tsr_foreach_stretch(qiov, qiov_offset, bytes, tsr_swapin_stretch, &w);
+    qemu_vfree(w.buf);
+    return w.count;
 }
 
 /*
- * Hold (or release) the guest pages a read's data lands in while it is in
- * flight: the swapper must not swap out a page the kernel is writing into
- * by DMA, which write protection does not see.
+ * Hold (w->flag) or release the guest pages a read's data lands in while
+ * it is in flight: the swapper must not swap out a page the kernel is
+ * writing into by DMA, which write protection does not see.
  */
+static void tsr_hold_stretch(void *opaque, uint8_t *base, size_t len)
+{
+    TsrPageWalk *w = opaque;
+
+    if (w->flag) {
+        w->count += bsst_store_page_hold_range(w->s->store, base, len);
+    } else {
+        bsst_store_page_release_range(w->s->store, base, len);
+    }
+}
+
 static bool tsr_hold_buffer(BDRVTesseractState *s, QEMUIOVector *qiov,
                             size_t qiov_offset, uint64_t bytes, bool hold)
 {
-    size_t pos = 0;
-    bool ret = false;
-    int i;
+    TsrPageWalk w = { .s = s, .flag = hold };
 
-    for (i = 0; i < qiov->niov && pos < qiov_offset + bytes; i++) {
-        size_t lo = MAX(pos, qiov_offset);
-        size_t hi = MIN(pos + qiov->iov[i].iov_len, qiov_offset + bytes);
-        const uint8_t *base = (const uint8_t *)qiov->iov[i].iov_base +
-                              (lo - pos);
-
-        pos += qiov->iov[i].iov_len;
-        if (lo >= hi) {
-            continue;
-        }
-        if (hold) {
-            ret |= bsst_store_page_hold_range(s->store, base, hi - lo);
-        } else {
-            bsst_store_page_release_range(s->store, base, hi - lo);
-        }
-    }
-    return ret;
+    tsr_foreach_stretch(qiov, qiov_offset, bytes, tsr_hold_stretch, &w);
+    return w.count > 0;
 }
 
 static void tsr_unpin_pieces(BDRVTesseractState *s, GArray *pieces)
