@@ -87,6 +87,35 @@ int bsst_alloc_get(BsstAlloc *a, uint32_t *block)
     return 0;
 }
 
+int bsst_alloc_get_run(BsstAlloc *a, uint32_t max, uint32_t *first,
+                       uint32_t *count)
+{
+    unsigned long b, e, i;
+
+    if (max == 0) {
+        return -EINVAL;
+    }
+    if (bsst_alloc_free_count(a) == 0) {
+        return -ENOSPC;
+    }
+    b = find_next_zero_bit(a->busy, a->nb, a->cursor);
+    if (b >= a->nb) {
+        b = find_next_zero_bit(a->busy, a->nb, 0);
+    }
+    assert(b < a->nb);
+    e = find_next_bit(a->busy, MIN((unsigned long)a->nb, b + max), b);
+    for (i = b; i < e; i++) {
+        assert(a->refcnt[i] == 0);
+        set_bit(i, a->busy);
+        a->refcnt[i] = 1;
+    }
+    a->used += e - b;
+    a->cursor = e < a->nb ? e : 0;
+    *first = b;
+    *count = e - b;
+    return 0;
+}
+
 int bsst_alloc_get_contig(BsstAlloc *a, uint32_t n, uint32_t *first)
 {
     unsigned long b = 0, e;

@@ -66,6 +66,15 @@ int bsst_alloc_get(BsstAlloc *a, uint32_t *block);
 int bsst_alloc_get_contig(BsstAlloc *a, uint32_t n, uint32_t *first);
 
 /*
+ * Allocate the free run that next-fit reaches first (as bsst_alloc_get()),
+ * up to @max blocks long, each with refcount 1: *@first, *@count.  Lets a
+ * writer of many blocks issue one sequential write per run.  Returns 0,
+ * -EINVAL if @max is 0, or -ENOSPC when no block is free.
+ */
+int bsst_alloc_get_run(BsstAlloc *a, uint32_t max, uint32_t *first,
+                       uint32_t *count);
+
+/*
  * Add a reference to a used block.  Returns 0; -EINVAL if @block is out of
  * range; -ENOENT if it is free or pending (not allocated); -EOVERFLOW if
  * its refcount is already BSST_REFCOUNT_MAX (unchanged).

@@ -110,6 +110,17 @@ int coroutine_mixed_fn bsst_store_write_block(BsstStore *s, uint32_t bblock,
                       BSST_BLOCK_SIZE, buf, 0);
 }
 
+int coroutine_mixed_fn bsst_store_write_blocks(BsstStore *s, uint32_t first,
+                                               uint32_t count,
+                                               const void *buf)
+{
+    if (!s->writable || !s->formatted) {
+        return -EROFS;
+    }
+    return blk_pwrite(s->blk, bsst_store_block_offset(s, first),
+                      (int64_t)count * BSST_BLOCK_SIZE, buf, 0);
+}
+
 int coroutine_mixed_fn bsst_store_read_block(BsstStore *s, uint32_t bblock,
                                              void *buf)
 {
@@ -730,6 +741,20 @@ int bsst_store_alloc_block(BsstStore *s, uint32_t *bblock)
     }
     qemu_mutex_lock(&s->lock);
     ret = bsst_alloc_get(s->alloc, bblock);
+    qemu_mutex_unlock(&s->lock);
+    return ret;
+}
+
+int bsst_store_alloc_run(BsstStore *s, uint32_t max, uint32_t *first,
+                         uint32_t *count)
+{
+    int ret;
+
+    if (!s->writable || !s->formatted || s->failed) {
+        return -EROFS;
+    }
+    qemu_mutex_lock(&s->lock);
+    ret = bsst_alloc_get_run(s->alloc, max, first, count);
     qemu_mutex_unlock(&s->lock);
     return ret;
 }

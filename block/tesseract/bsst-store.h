@@ -125,6 +125,12 @@ void bsst_store_page_swapin_end(BsstStore *s, void *host, const void *data);
 int bsst_store_alloc_block(BsstStore *s, uint32_t *bblock);
 int coroutine_mixed_fn bsst_store_write_block(BsstStore *s, uint32_t bblock,
                                               const void *buf);
+/* @count consecutive blocks from @first, one request (swap-out batches). */
+int bsst_store_alloc_run(BsstStore *s, uint32_t max, uint32_t *first,
+                         uint32_t *count);
+int coroutine_mixed_fn bsst_store_write_blocks(BsstStore *s, uint32_t first,
+                                               uint32_t count,
+                                               const void *buf);
 int coroutine_mixed_fn bsst_store_read_block(BsstStore *s, uint32_t bblock,
                                              void *buf);
 /* @n consecutive blocks, refcount 1 each (BSST defragmentation). */

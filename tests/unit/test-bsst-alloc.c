@@ -338,6 +338,38 @@ static void test_contig(void)
     bsst_alloc_free(a);
 }
 
+/* Runs: next-fit from the cursor, cut at the next used block or @max. */
+static void test_run(void)
+{
+    BsstAlloc *a = bsst_alloc_new(32);
+    uint32_t first = 0, count = 0, b, i;
+
+    g_assert_cmpint(bsst_alloc_get_run(a, 0, &first, &count), ==, -EINVAL);
+    g_assert_cmpint(bsst_alloc_get_run(a, 8, &first, &count), ==, 0);
+    g_assert_cmpuint(first, ==, 0);
+    g_assert_cmpuint(count, ==, 8);
+    g_assert_cmpint(bsst_alloc_get(a, &b), ==, 0);
+    g_assert_cmpuint(b, ==, 8);             /* the cursor moved past the run */
+    /* free 2..4 and release them; the cursor stays at 9 */
+    for (i = 2; i < 5; i++) {
+        g_assert_cmpint(bsst_alloc_unref(a, i), ==, 1);
+    }
+    bsst_alloc_release(a, UINT32_MAX, NULL, NULL);
+    g_assert_cmpint(bsst_alloc_get_run(a, 100, &first, &count), ==, 0);
+    g_assert_cmpuint(first, ==, 9);
+    g_assert_cmpuint(count, ==, 23);        /* cut at the end of the store */
+    /* wrapped: the hole 2..4 is found, and cut by block 5 */
+    g_assert_cmpint(bsst_alloc_get_run(a, 100, &first, &count), ==, 0);
+    g_assert_cmpuint(first, ==, 2);
+    g_assert_cmpuint(count, ==, 3);
+    for (i = 0; i < 32; i++) {
+        g_assert_cmpuint(bsst_alloc_refcount(a, i), ==, 1);
+    }
+    assert_counts(a, 32, 0);
+    g_assert_cmpint(bsst_alloc_get_run(a, 1, &first, &count), ==, -ENOSPC);
+    bsst_alloc_free(a);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -345,6 +377,7 @@ int main(int argc, char **argv)
     g_test_add_func("/tesseract/bsst-alloc/errors", test_errors);
     g_test_add_func("/tesseract/bsst-alloc/full", test_full);
     g_test_add_func("/tesseract/bsst-alloc/contig", test_contig);
+    g_test_add_func("/tesseract/bsst-alloc/run", test_run);
     g_test_add_func("/tesseract/bsst-alloc/next-fit", test_next_fit);
     g_test_add_func("/tesseract/bsst-alloc/release-fifo", test_release_fifo);
     g_test_add_func("/tesseract/bsst-alloc/random", test_random);

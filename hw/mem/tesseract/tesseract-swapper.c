@@ -62,6 +62,8 @@
 #define TSW_VICTIM_CACHE 1024
 /* Swap-out works in batches down to limit - max(limit / 64, 1 MiB). */
 #define TSW_MIN_BATCH_PAGES 256
+/* Pages per BSST write when swapping out (128 KiB). */
+#define TSW_BATCH 32
 /* WP_AGE: ageing sweep period */
 #define TSW_SWEEP_NS (1 * NANOSECONDS_PER_SECOND)
 
@@ -135,27 +137,36 @@ static GSList *tsw_all;     /* BQL */
 typedef struct TswIO {
     TesseractSwapper *sw;
     uint32_t bblock;
+    uint32_t count;             /* write: blocks from @bblock */
     void *buf;
     bool write;
     bool commit;
     int ret;
-    const char *host_file;      /* write: where the block landed */
-    int64_t host_off;
+    const char *host_file;      /* write: where the blocks landed */
+    int64_t *host_offs;         /* write: @count offsets in host_file */
     QemuSemaphore done;
 } TswIO;
 
 static void coroutine_fn tsw_io_co(void *opaque)
 {
     TswIO *io = opaque;
+    uint32_t i;
 
     if (io->commit) {
         io->ret = bsst_store_co_commit(io->sw->store);
     } else if (io->write) {
-        io->ret = bsst_store_write_block(io->sw->store, io->bblock, io->buf);
-        if (io->ret >= 0 &&
-            bsst_store_co_block_host(io->sw->store, io->bblock,
-                                     &io->host_file, &io->host_off) < 0) {
-            io->host_file = NULL;
+        io->ret = bsst_store_write_blocks(io->sw->store, io->bblock,
+                                          io->count, io->buf);
+        for (i = 0; io->ret >= 0 && io->host_offs && i < io->count; i++) {
+            const char *file;
+
+            if (bsst_store_co_block_host(io->sw->store, io->bblock + i,
+                                         &file, &io->host_offs[i]) < 0 ||
+                (io->host_file && strcmp(io->host_file, file))) {
+                io->host_offs[i] = -1;
+            } else {
+                io->host_file = file;
+            }
         }
     } else {
         io->ret = bsst_store_read_block(io->sw->store, io->bblock, io->buf);
@@ -168,41 +179,60 @@ static void tsw_io_bh(void *opaque)
     qemu_coroutine_enter(qemu_coroutine_create(tsw_io_co, opaque));
 }
 
-/* Run one BSST operation in the IOThread and wait for it (any thread). */
-static int tsw_io_full(TesseractSwapper *sw, uint32_t bblock, void *buf,
-                       bool write, bool commit, int64_t *host_off)
+static void tsw_io_run(TesseractSwapper *sw, TswIO *io)
 {
-    TswIO io = {
-        .sw = sw, .bblock = bblock, .buf = buf, .write = write,
-        .commit = commit,
-    };
-
-    qemu_sem_init(&io.done, 0);
+    qemu_sem_init(&io->done, 0);
     aio_bh_schedule_oneshot(iothread_get_aio_context(sw->iothread),
-                            tsw_io_bh, &io);
-    qemu_sem_wait(&io.done);
-    qemu_sem_destroy(&io.done);
-    if (host_off) {
-        *host_off = -1;
-        if (io.ret >= 0 && io.host_file) {
-            /* the worker is the only writer of direct_fd/direct_path */
-            if (sw->direct_fd < 0 && !sw->direct_path) {
-                sw->direct_path = g_strdup(io.host_file);
-                qatomic_set(&sw->direct_fd,
-                            open(io.host_file, O_RDONLY | O_CLOEXEC));
-            }
-            if (sw->direct_fd >= 0 && !strcmp(sw->direct_path, io.host_file)) {
-                *host_off = io.host_off;
-            }
-        }
-    }
-    return io.ret;
+                            tsw_io_bh, io);
+    qemu_sem_wait(&io->done);
+    qemu_sem_destroy(&io->done);
 }
 
+/* Run one BSST read or commit in the IOThread and wait for it. */
 static int tsw_io(TesseractSwapper *sw, uint32_t bblock, void *buf,
                   bool write, bool commit)
 {
-    return tsw_io_full(sw, bblock, buf, write, commit, NULL);
+    TswIO io = {
+        .sw = sw, .bblock = bblock, .count = 1, .buf = buf, .write = write,
+        .commit = commit,
+    };
+
+    tsw_io_run(sw, &io);
+    return io.ret;
+}
+
+/*
+ * Write @count pages from @buf to BSST blocks @first.. in one request, and
+ * find where they landed in the BSST's host file (@host_offs[i], or -1)
+ * for the fault thread's direct reads.  Worker thread only.
+ */
+static int tsw_write_run(TesseractSwapper *sw, uint32_t first,
+                         uint32_t count, void *buf, int64_t *host_offs)
+{
+    TswIO io = {
+        .sw = sw, .bblock = first, .count = count, .buf = buf,
+        .write = true, .host_offs = host_offs,
+    };
+    uint32_t i;
+
+    tsw_io_run(sw, &io);
+    if (io.ret < 0 || !io.host_file) {
+        for (i = 0; i < count; i++) {
+            host_offs[i] = -1;
+        }
+        return io.ret;
+    }
+    /* the worker is the only writer of direct_fd/direct_path */
+    if (sw->direct_fd < 0 && !sw->direct_path) {
+        sw->direct_path = g_strdup(io.host_file);
+        qatomic_set(&sw->direct_fd, open(io.host_file, O_RDONLY | O_CLOEXEC));
+    }
+    if (sw->direct_fd < 0 || strcmp(sw->direct_path, io.host_file)) {
+        for (i = 0; i < count; i++) {
+            host_offs[i] = -1;
+        }
+    }
+    return io.ret;
 }
 
 /* ---- Page source for the tesseract driver ---- */
@@ -542,87 +572,132 @@ static void *tsw_fault_thread(void *opaque)
 /* ---- Swap-out ---- */
 
 /*
- * Swap out page @idx.  Returns 1 if swapped out, 0 if skipped (not
- * resident, pinned, written meanwhile), negative errno on BSST failure.
+ * Swap out the pages @idx[0..@n) (at most TSW_BATCH), copied through @buf
+ * (TSW_BATCH pages): each is write-protected and copied, the copies go to
+ * runs of consecutive BSST blocks in as few writes as the free space
+ * allows (one, usually: a disk seeks once per run), then each page still
+ * clean and unpinned is discarded.  Returns the number of pages swapped
+ * out (pages not resident, pinned or written meanwhile are skipped), or a
+ * negative errno on BSST failure.
  */
-static int tsw_swap_out_page(TesseractSwapper *sw, uint64_t idx,
-                             uint8_t *buf)
+static int tsw_swap_out_pages(TesseractSwapper *sw, const uint64_t *idx,
+                              int n, uint8_t *buf)
 {
-    uint8_t *addr = sw->host + idx * TSW_PAGE;
-    TswPage *pg = &sw->pages[idx];
-    int64_t host_off = -1;
-    uint32_t bblock;
-    int ret;
+    uint32_t bblock[TSW_BATCH];
+    int64_t host_off[TSW_BATCH];
+    int slot[TSW_BATCH];        /* index in @idx of each copied page */
+    int i, m = 0, done = 0, ret = 0;
+    uint32_t w = 0;
 
+    assert(n <= TSW_BATCH);
     qemu_mutex_lock(&sw->lock);
-    if (pg->state != PG_RESIDENT || pg->pins ||
-        !tsr_policy_is_resident(sw->policy, idx)) {
-        qemu_mutex_unlock(&sw->lock);
-        return 0;
+    for (i = 0; i < n; i++) {
+        TswPage *pg = &sw->pages[idx[i]];
+
+        if (pg->state != PG_RESIDENT || pg->pins ||
+            !tsr_policy_is_resident(sw->policy, idx[i])) {
+            continue;
+        }
+        pg->state = PG_SWAPPING_OUT;
+        pg->flags &= ~PG_DIRTIED;
+        slot[m++] = i;
     }
-    pg->state = PG_SWAPPING_OUT;
-    pg->flags &= ~PG_DIRTIED;
     qemu_mutex_unlock(&sw->lock);
 
-    /* From here on a write to the page faults to us (PG_DIRTIED) */
-    ret = uffd_change_protection(sw->uffd, addr, TSW_PAGE, true, false);
-    if (ret == 0) {
-        memcpy(buf, addr, TSW_PAGE);
-        ret = bsst_store_alloc_block(sw->store, &bblock);
+    /* From here on a write to a page faults to us (PG_DIRTIED) */
+    for (i = 0; i < m; i++) {
+        uint8_t *addr = sw->host + idx[slot[i]] * TSW_PAGE;
+
+        if (uffd_change_protection(sw->uffd, addr, TSW_PAGE, true, false)) {
+            /* unprotected, a write would go unseen: keep the page */
+            qemu_mutex_lock(&sw->lock);
+            sw->pages[idx[slot[i]]].flags |= PG_DIRTIED;
+            qemu_mutex_unlock(&sw->lock);
+        }
+        memcpy(buf + i * TSW_PAGE, addr, TSW_PAGE);
+    }
+
+    /* write the copies in runs of consecutive blocks */
+    while (w < (uint32_t)m) {
+        uint32_t first, count, k;
+
+        ret = bsst_store_alloc_run(sw->store, m - w, &first, &count);
         if (ret == -ENOSPC) {
             /* blocks freed by earlier swap-ins wait for a commit */
             tsw_io(sw, 0, NULL, false, true);
-            ret = bsst_store_alloc_block(sw->store, &bblock);
+            ret = bsst_store_alloc_run(sw->store, m - w, &first, &count);
         }
-    }
-    if (ret == 0) {
-        ret = tsw_io_full(sw, bblock, buf, true, false, &host_off);
         if (ret < 0) {
-            bsst_store_unref(sw->store, bblock);
+            break;
         }
+        ret = tsw_write_run(sw, first, count, buf + w * TSW_PAGE,
+                            host_off + w);
+        for (k = 0; k < count; k++) {
+            bblock[w + k] = first + k;
+            if (ret < 0) {
+                bsst_store_unref(sw->store, first + k);
+            }
+        }
+        if (ret < 0) {
+            break;
+        }
+        w += count;
     }
 
-    qemu_mutex_lock(&sw->lock);
-    /* written meanwhile, or held by in-flight device I/O (DMA ignores WP) */
-    if (ret < 0 || (pg->flags & PG_DIRTIED) || pg->pins) {
-        pg->state = PG_RESIDENT;
-        if (ret >= 0) {
-            sw->swapouts_abandoned++;
+    /* pages [0, w) are in the BSST; the rest go back to resident */
+    for (i = 0; i < m; i++) {
+        uint8_t *addr = sw->host + idx[slot[i]] * TSW_PAGE;
+        TswPage *pg = &sw->pages[idx[slot[i]]];
+        bool keep;
+
+        qemu_mutex_lock(&sw->lock);
+        /* written meanwhile, or held by in-flight device I/O (DMA ignores
+         * the write protection) */
+        keep = (uint32_t)i >= w || (pg->flags & PG_DIRTIED) || pg->pins;
+        if (keep) {
+            pg->state = PG_RESIDENT;
+            if ((uint32_t)i < w) {
+                sw->swapouts_abandoned++;
+            }
+            uffd_change_protection(sw->uffd, addr, TSW_PAGE, false, false);
+            qemu_mutex_unlock(&sw->lock);
+            if ((uint32_t)i < w) {
+                bsst_store_unref(sw->store, bblock[i]);
+            }
+            continue;
         }
-        uffd_change_protection(sw->uffd, addr, TSW_PAGE, false, false);
+        /*
+         * Clean and still write-protected: a writer from now on blocks
+         * (the fault thread leaves it waiting) until the page is gone; we
+         * wake it and its retry faults the page back in with its data.
+         */
+        pg->state = PG_DISCARDING;
         qemu_mutex_unlock(&sw->lock);
-        if (ret >= 0) {
-            bsst_store_unref(sw->store, bblock);
-            ret = 0;
+        if (madvise(addr, TSW_PAGE, MADV_DONTNEED) < 0) {
+            int err = -errno;
+
+            qemu_mutex_lock(&sw->lock);
+            pg->state = PG_RESIDENT;
+            uffd_change_protection(sw->uffd, addr, TSW_PAGE, false, false);
+            qemu_mutex_unlock(&sw->lock);
+            uffd_wakeup(sw->uffd, addr, TSW_PAGE);
+            bsst_store_unref(sw->store, bblock[i]);
+            ret = ret < 0 ? ret : err;
+            continue;
         }
-        return ret;
-    }
-    /*
-     * Clean and still write-protected: a writer from now on blocks (the
-     * fault thread leaves it waiting) until the page is gone; we wake it
-     * and its retry faults the page back in with its data.
-     */
-    pg->state = PG_DISCARDING;
-    qemu_mutex_unlock(&sw->lock);
-    ret = madvise(addr, TSW_PAGE, MADV_DONTNEED) < 0 ? -errno : 0;
-    qemu_mutex_lock(&sw->lock);
-    if (ret < 0) {
-        pg->state = PG_RESIDENT;
-        uffd_change_protection(sw->uffd, addr, TSW_PAGE, false, false);
+        qemu_mutex_lock(&sw->lock);
+        pg->state = PG_SWAPPED;
+        pg->bblock = bblock[i];
+        pg->host_off = host_off[i];
+        sw->swapped++;
+        sw->swap_outs++;
+        sw->bytes_written += TSW_PAGE;
+        tsr_policy_set_resident(sw->policy, idx[slot[i]], false);
         qemu_mutex_unlock(&sw->lock);
-        bsst_store_unref(sw->store, bblock);
-        return ret;
+        uffd_wakeup(sw->uffd, addr, TSW_PAGE);  /* writers that waited */
+        done++;
     }
-    pg->state = PG_SWAPPED;
-    pg->bblock = bblock;
-    pg->host_off = host_off;
-    sw->swapped++;
-    sw->swap_outs++;
-    sw->bytes_written += TSW_PAGE;
-    tsr_policy_set_resident(sw->policy, idx, false);
-    qemu_mutex_unlock(&sw->lock);
-    uffd_wakeup(sw->uffd, addr, TSW_PAGE);  /* writers that waited on it */
-    return 1;
+    return ret < 0 ? ret : done;
 }
 
 static uint64_t tsw_limit_pages(TesseractSwapper *sw)
@@ -650,7 +725,7 @@ static void tsw_maybe_sweep(TesseractSwapper *sw)
 static void *tsw_worker_thread(void *opaque)
 {
     TesseractSwapper *sw = opaque;
-    uint8_t *buf = qemu_memalign(TSW_PAGE, TSW_PAGE);
+    uint8_t *buf = qemu_memalign(TSW_PAGE, TSW_BATCH * TSW_PAGE);
 
     rcu_register_thread();
     while (!qatomic_read(&sw->quit)) {
@@ -666,22 +741,36 @@ static void *tsw_worker_thread(void *opaque)
         tsw_maybe_sweep(sw);
         low = limit - MIN(limit, MAX(limit / 64, TSW_MIN_BATCH_PAGES));
         while (!qatomic_read(&sw->quit)) {
-            uint64_t idx;
-            bool ok;
+            uint64_t idx[TSW_BATCH];
+            int n = 0, ret;
 
+            /* distinct victims, no more than needed to reach @low */
             qemu_mutex_lock(&sw->lock);
             resident = tsr_policy_resident(sw->policy);
-            ok = resident > low && tsr_policy_pick(sw->policy, &idx);
+            while (n < TSW_BATCH && resident > low + n &&
+                   tsr_policy_pick(sw->policy, &idx[n])) {
+                int j;
+
+                for (j = 0; j < n && idx[j] != idx[n]; j++) {
+                }
+                if (j < n) {
+                    break;      /* the pick came round again */
+                }
+                n++;
+            }
             qemu_mutex_unlock(&sw->lock);
-            if (!ok) {
+            if (!n) {
                 break;
             }
-            if (tsw_swap_out_page(sw, idx, buf) < 0) {
+            ret = tsw_swap_out_pages(sw, idx, n, buf);
+            if (ret < 0) {
                 g_usleep(10 * 1000);
                 break;
             }
-            if (++done % 1024 == 0) {
+            done += n;
+            if (done >= 1024) {
                 tsw_io(sw, 0, NULL, false, true);   /* release pending */
+                done = 0;
             }
         }
         tsw_io(sw, 0, NULL, false, true);
@@ -1211,7 +1300,7 @@ void qmp_x_tesseract_swap_out(const char *id, uint64_t addr, uint64_t size,
                        id);
             return;
         }
-        ret = tsw_swap_out_page(sw, idx, buf);
+        ret = tsw_swap_out_pages(sw, &idx, 1, buf);
         if (ret < 0) {
             error_setg_errno(errp, -ret, "x-tesseract-swap-out: cannot swap "
                              "out guest-physical address 0x%" PRIx64,
