@@ -27,7 +27,7 @@
 #   fault_service_us_p50/mean/p99, bsst_read_us_p50/mean: the swapper's
 #                         fault service time and its own BSST reads;
 #   bsst_raw_read_4k_us   qemu-img bench on the BSST image after the run
-#                         (4 KiB reads, queue depth 1, host page cache)
+#                         (4 KiB reads, queue depth 1, QEMU's cache mode)
 #   bsst_bytes_written/read  swapper writes/reads + driver reads of the BSST
 #   swapdisk_bytes_written/read  the guest's paging I/O (guest-visible bytes)
 #   qemu_rchar/wchar      bytes QEMU read/wrote through syscalls (all its
@@ -261,10 +261,11 @@ def report(summary, out, mode, plots, env):
                                        for k, v in LABELS.items()) + ".")
     L.append("Swapper limit %s MiB in baseline/tesseract (stock: the same "
              "budget as a cgroup memory limit plus QEMU's own overhead, "
-             "measured in the nooc run). ssd = plain image files in the "
-             "host page cache. hdd = %s (stock: its host swap loop device "
-             "limited alike)."
-             % (env["limit_mib"], env["throttle"]))
+             "measured in the nooc run). ssd = %s. hdd = %s (stock: its "
+             "host swap loop device limited alike). Extra guest kernel "
+             "command line: `%s`."
+             % (env["limit_mib"], env["ssd"], env["throttle"],
+                env["guest_append"]))
     L.append("")
     L.append("A *pause* is a 100 ms interval whose score is below %d%% of "
              "the median score of the same disk model's nooc run; total "
@@ -409,7 +410,11 @@ def main():
            "secs": m0.get("secs"),
            "limit_mib": next((x["limit_mib"] for x in metas
                               if x["scenario"] == "tesseract"), "?"),
-           "throttle": next((x["throttle"] for x in metas if x["throttle"]), "?")}
+           "throttle": next((x["throttle"] for x in metas if x["throttle"]), "?"),
+           "ssd": next((x["ssd_model"] for x in metas
+                        if x.get("ssd_model")), "?"),
+           "guest_append": m0.get("guest_append") or "none",
+           "guest_mem_mib": m0.get("guest_mem_mib")}
     json.dump(summary, open(os.path.join(a.results, "summary.json"), "w"),
               indent=1, sort_keys=True)
     plots = plot(raw, a.results, sorted({r["meta"]["disk"] for r in raw.values()}))

@@ -25,21 +25,28 @@
 # the tesseract-swapper; in the guest, memhog holds 96 MiB (cold) while jbb
 # runs a verifying transaction loop over a 160 MiB heap and prints its
 # score every 100 ms.  The guest has ~200 MiB free, so it pages memhog's
-# cold pages (and some of jbb's) to its swap disk.  Scenarios:
+# cold pages (and some of jbb's) to its swap disk.  The guest boots with
+# init_on_alloc=0 (BENCH_APPEND): Debian's kernels zero every page they
+# allocate, which would fault in a host-swapped page just before a swap-in
+# read overwrites it whole and hide the swapper's cancelled swap-ins.
+# Host overcommit is 10% as in the seed (the swapper's limit 230 of 256 MiB).
+# Scenarios:
 #   nooc              swapper limit = guest RAM (no host overcommit)
-#   baseline          swapper limit 192M, indirect=off
-#   tesseract         swapper limit 192M, indirect=on, defrag=off
-#   tesseract-defrag  as tesseract, defrag=auto (NOT IMPLEMENTED in the
-#                     driver yet: the option is accepted and does nothing)
+#   baseline          swapper limit 230M, indirect=off
+#   tesseract         swapper limit 230M, indirect=on, defrag=off
+#   tesseract-defrag  as tesseract, defrag=auto
 #   stock             no swapper; QEMU in a cgroup v1 memory cgroup whose
-#                     limit is 192M + QEMU's own overhead (measured in the
+#                     limit is 230M + QEMU's own overhead (measured in the
 #                     nooc run), with a host swap area on a loop device
-# Disk models: ssd (plain image files, in the host's page cache) and hdd
-# (every image, including the BSST, on its own loop device opened with
-# O_DIRECT, each limited to $HDD_IOPS IOPS and $HDD_BPS bytes/s each way by
-# a cgroup v1 blkio group: run-guest.sh --hdd; for stock, the host swap
-# loop device is limited alike).  QEMU's own throttle groups are not used:
-# on the BSST they can deadlock QEMU (see report.md).
+# Disk models: ssd (plain image files opened with cache.direct=on: O_DIRECT
+# to this machine's disk; BENCH_SSD_CACHE=writeback for the host page
+# cache) and hdd (every image, including the BSST, on its own loop device
+# opened with O_DIRECT, each limited to $HDD_IOPS IOPS and $HDD_BPS bytes/s
+# each way by a cgroup v1 blkio group: run-guest.sh --hdd; for stock, the
+# host swap loop device is limited alike).  QEMU's own throttle groups are
+# not used: on the BSST they can deadlock QEMU (see report.md).
+# BENCH_GUEST_MIB, BENCH_LIMIT_MIB, BENCH_MEMHOG_MIB, BENCH_HEAP_MIB override
+# the sizes, BENCH_POLICY the swapper's policy.
 #
 # Outputs in the results directory: summary.json, report.md, scores-*.png,
 # and runs/DISK-SCENARIO/ (console log, query-tesseract, blockstats,
@@ -58,12 +65,15 @@ ACCEL=tcg
 OUT=
 KEEP_IMAGES=no
 
-GUEST_MEM=256M
-GUEST_MEM_MIB=256
-LIMIT=192M
-LIMIT_MIB=192
-MEMHOG_MIB=96
-HEAP_MIB=160
+# sizes (MiB); BENCH_* in the environment override them for experiments
+GUEST_MEM_MIB=${BENCH_GUEST_MIB:-256}
+LIMIT_MIB=${BENCH_LIMIT_MIB:-230}
+MEMHOG_MIB=${BENCH_MEMHOG_MIB:-96}
+HEAP_MIB=${BENCH_HEAP_MIB:-160}
+GUEST_MEM=${GUEST_MEM_MIB}M
+LIMIT=${LIMIT_MIB}M
+# more guest kernel command line (BENCH_APPEND)
+GUEST_APPEND=${BENCH_APPEND-init_on_alloc=0}
 SWAP_DISK=512M
 BSST_SIZE=2G
 # The BSST is a raw image: with a qcow2 BSST, QEMU can deadlock (see
@@ -74,6 +84,9 @@ HDD_IOPS=${BENCH_HDD_IOPS:-200}
 HDD_BPS=${BENCH_HDD_BPS:-104857600}
 # direct (default: O_DIRECT, like cache=none) or buffered (host page cache)
 HDD_CACHE=${BENCH_HDD_CACHE:-direct}
+# ssd: direct (default: O_DIRECT to this machine's disk, cache=none) or
+# writeback (the host page cache)
+SSD_CACHE=${BENCH_SSD_CACHE:-direct}
 
 say() { printf 'bench: %s\n' "$*" >&2; }
 die() { printf 'bench: error: %s\n' "$*" >&2; exit 2; }
@@ -160,13 +173,13 @@ stock_unsupported() {  # prints a reason, or nothing if stock can run
 }
 
 # host_swap_on DISK LIMIT: a 1 GiB swap area on a loop device over a file
-# (ssd: buffered, like the BSST file in the page cache; hdd: O_DIRECT, and
+# (O_DIRECT like the images, or buffered with BENCH_SSD_CACHE=writeback;
 # run-guest.sh throttles it with the images), and the memory cgroup.
 # Sets LOOPDEV, SWAPDEV_MM (MAJ:MIN).  Not in a subshell: host_swap_off
 # must see LOOPDEV.
 host_swap_on() {
-    local disk=$1 limit_bytes=$2 dio=off
-    [ "$disk" = hdd ] && dio=on
+    local disk=$1 limit_bytes=$2 dio=on
+    [ "$disk" = hdd ] || [ "$SSD_CACHE" = direct ] || dio=off
     SWAPFILE=$OUT/runs/.host-swap.img
     dd if=/dev/zero of="$SWAPFILE" bs=1M count=1024 status=none
     LOOPDEV=$(losetup -f --show --direct-io=$dio "$SWAPFILE")
@@ -219,7 +232,8 @@ run_one() {  # DISK SCENARIO
         args+=(--hdd "$HDD_IOPS,$HDD_BPS,$HDD_CACHE")
         [ -z "$swapper" ] || args+=(--bsst-bench 200)
     else
-        [ -z "$swapper" ] || args+=(--bsst-bench 20000)
+        args+=(--cache "$SSD_CACHE")
+        [ -z "$swapper" ] || args+=(--bsst-bench 2000)
     fi
     [ -z "$wrap" ] || args+=(--wrap "$wrap")
 
@@ -228,7 +242,7 @@ run_one() {  # DISK SCENARIO
     t0=$(date +%s.%N)
     "$GUEST/run-guest.sh" --quiet --workdir "$wd" --accel "$ACCEL" \
         -m "$GUEST_MEM" --timeout "$TIMEOUT" --workload jbb \
-        --append "workload_bg=memhog memhog_mib=$MEMHOG_MIB jbb_heap_mib=$HEAP_MIB jbb_secs=$SECS" \
+        --append "$GUEST_APPEND workload_bg=memhog memhog_mib=$MEMHOG_MIB jbb_heap_mib=$HEAP_MIB jbb_secs=$SECS" \
         --swap-disk "$SWAP_DISK" --bsst-size "$BSST_SIZE" --bsst-format "$BSST_FORMAT" \
         --tesseract-opts "$topts" "${args[@]}" > /dev/null 2> "$wd/run-guest.err" || rc=$?
     t1=$(date +%s.%N)
@@ -256,7 +270,8 @@ run_one() {  # DISK SCENARIO
     M_THROTTLE=$( [ "$disk" = hdd ] && echo "blkio: $HDD_IOPS IOPS and $HDD_BPS B/s each way per image (loop devices, cache $HDD_CACHE)" || true ) \
     M_STOCK_LIMIT=$stock_limit M_CG_MAX=$cg_max M_CG_FAIL=$cg_fail \
     M_SECS=$SECS M_MEM=$GUEST_MEM_MIB M_HOG=$MEMHOG_MIB M_HEAP=$HEAP_MIB \
-    M_FMT=$BSST_FORMAT M_ACCEL=$ACCEL \
+    M_FMT=$BSST_FORMAT M_ACCEL=$ACCEL M_APPEND=$GUEST_APPEND \
+    M_SSD=$( [ "$disk" = ssd ] && { [ "$SSD_CACHE" = direct ] && echo "plain image files opened with cache.direct=on (O_DIRECT to this machine's disk, no host page cache)" || echo "plain image files in the host page cache"; } || true ) \
     /usr/bin/python3 - "$wd/meta.json" <<'EOF'
 import json, os, sys
 e = os.environ
@@ -271,6 +286,7 @@ json.dump({
     "heap_mib": num("M_HEAP"), "swapper": e["M_SWAPPER"],
     "tesseract_opts": e["M_TOPTS"], "throttle": e["M_THROTTLE"],
     "bsst_format": e["M_FMT"], "accel": e["M_ACCEL"],
+    "ssd_model": e["M_SSD"], "guest_append": e["M_APPEND"],
     "stock_cgroup_limit": num("M_STOCK_LIMIT"),
     "stock_cgroup_max_usage": num("M_CG_MAX"),
     "stock_cgroup_failcnt": num("M_CG_FAIL"),

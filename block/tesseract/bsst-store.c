@@ -705,7 +705,8 @@ void bsst_store_page_swapin_end(BsstStore *s, void *host, const void *data)
 
 int coroutine_fn bsst_store_co_block_host(BsstStore *s, uint32_t bblock,
                                           const char **filename,
-                                          int64_t *host_offset)
+                                          int64_t *host_offset,
+                                          bool *direct)
 {
     BlockDriverState *file = NULL;
     int64_t pnum = 0, map = 0;
@@ -729,6 +730,7 @@ int coroutine_fn bsst_store_co_block_host(BsstStore *s, uint32_t bblock,
     }
     *filename = file->filename;
     *host_offset = map;
+    *direct = !!(file->open_flags & BDRV_O_NOCACHE);
     return 0;
 }
 

@@ -139,12 +139,15 @@ int bsst_store_ref(BsstStore *s, uint32_t bblock);
 /*
  * Where data block @bblock lies in a host file (its path and offset), if
  * the BSST's format maps it one to one there (qcow2 or raw over a file or
- * host device, block written).  Lets the swapper serve page faults with a
- * plain pread(), independent of every AioContext.  -ENOTSUP otherwise.
+ * host device, block written), and whether QEMU opened that file with
+ * O_DIRECT (cache.direct=on: a reader must bypass the host page cache
+ * too).  Lets the swapper serve page faults with a plain pread(),
+ * independent of every AioContext.  -ENOTSUP otherwise.
  */
 int coroutine_fn bsst_store_co_block_host(BsstStore *s, uint32_t bblock,
                                           const char **filename,
-                                          int64_t *host_offset);
+                                          int64_t *host_offset,
+                                          bool *direct);
 void bsst_store_unref(BsstStore *s, uint32_t bblock);
 
 /*

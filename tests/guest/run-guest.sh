@@ -27,6 +27,9 @@
 #                       serial=swap; the guest runs mkswap + swapon on it
 #   --swapper OPTS      -object tesseract-swapper,id=swapper0,bsst=bsst0,OPTS
 #                       (e.g. "limit=160M,policy=random")
+#   --cache MODE        writeback (default: through the host page cache) or
+#                       direct (cache.direct=on: O_DIRECT to the host's disk,
+#                       like cache=none) for the plain image files
 #   --hdd IOPS,BPS[,buffered]
 #                       a hard-disk model: every image (guest disks, BSST)
 #                       on its own loop device, opened with cache.direct=on
@@ -93,6 +96,7 @@ THROTTLE=
 HDD=
 HDD_EXTRA=
 BSST_BENCH=
+CACHE=writeback
 WRAP=
 WORKDIR=
 STATS=
@@ -123,6 +127,7 @@ while [ $# -gt 0 ]; do
     --swap-disk) SWAP_DISK=$2; shift ;;
     --swapper) SWAPPER=$2; shift ;;
     --throttle) THROTTLE=$2; shift ;;
+    --cache) CACHE=$2; shift ;;
     --hdd) HDD=$2; shift ;;
     --hdd-extra-dev) HDD_EXTRA="$HDD_EXTRA $2"; shift ;;
     --bsst-bench) BSST_BENCH=$2; shift ;;
@@ -234,6 +239,7 @@ QCOW_OPTS=()
 [ -z "$HDD" ] || QCOW_OPTS=(-o preallocation=metadata)
 "$QEMU_IMG" create -q -f qcow2 "${QCOW_OPTS[@]}" "$WD/guest.qcow2" "$DISK_SIZE"
 case "$BSST_FMT" in qcow2|raw) ;; *) die "--bsst-format: qcow2 or raw" ;; esac
+case "$CACHE" in writeback|direct) ;; *) die "--cache: writeback or direct, not '$CACHE'" ;; esac
 if [ "$BSST_FMT" = qcow2 ]; then
     "$QEMU_IMG" create -q -f qcow2 "${QCOW_OPTS[@]}" "$WD/bsst.qcow2" "$BSST_SIZE"
 else
@@ -274,6 +280,8 @@ image_proto() {
         LOOPS+=("$l")
         hdd_throttle_dev "$(lsblk -dno MAJ:MIN "$l" | tr -d ' ')"
         PROTO="cache.direct=$direct,file.driver=host_device,file.filename=$l"
+    elif [ "$CACHE" = direct ]; then
+        PROTO="cache.direct=on,file.driver=file,file.filename=$1"
     else
         PROTO="file.driver=file,file.filename=$1"
     fi
@@ -386,6 +394,7 @@ if [ -n "$BSST_BENCH" ] && [ "$HUNG" = no ]; then
         [ "$HDD_CACHE" = buffered ] || bargs+=(-t none -i threads)
         bfile=${BSST_PROTO##*file.filename=}
     else
+        [ "$CACHE" != direct ] || bargs+=(-t none -i threads)
         bfile=$WD/bsst.$BSST_FMT
     fi
     if "${CGWRAP[@]}" "$QEMU_IMG" bench -f "$BSST_FMT" "${bargs[@]}" "$bfile" \

@@ -143,6 +143,7 @@ typedef struct TswIO {
     bool commit;
     int ret;
     const char *host_file;      /* write: where the blocks landed */
+    bool host_direct;           /* ... opened with O_DIRECT */
     int64_t *host_offs;         /* write: @count offsets in host_file */
     QemuSemaphore done;
 } TswIO;
@@ -159,13 +160,16 @@ static void coroutine_fn tsw_io_co(void *opaque)
                                           io->count, io->buf);
         for (i = 0; io->ret >= 0 && io->host_offs && i < io->count; i++) {
             const char *file;
+            bool direct;
 
             if (bsst_store_co_block_host(io->sw->store, io->bblock + i,
-                                         &file, &io->host_offs[i]) < 0 ||
+                                         &file, &io->host_offs[i],
+                                         &direct) < 0 ||
                 (io->host_file && strcmp(io->host_file, file))) {
                 io->host_offs[i] = -1;
             } else {
                 io->host_file = file;
+                io->host_direct = direct;
             }
         }
     } else {
@@ -224,8 +228,11 @@ static int tsw_write_run(TesseractSwapper *sw, uint32_t first,
     }
     /* the worker is the only writer of direct_fd/direct_path */
     if (sw->direct_fd < 0 && !sw->direct_path) {
+        /* bypass the host page cache if QEMU does (cache.direct=on) */
         sw->direct_path = g_strdup(io.host_file);
-        qatomic_set(&sw->direct_fd, open(io.host_file, O_RDONLY | O_CLOEXEC));
+        qatomic_set(&sw->direct_fd,
+                    open(io.host_file, O_RDONLY | O_CLOEXEC |
+                         (io.host_direct ? O_DIRECT : 0)));
     }
     if (sw->direct_fd < 0 || strcmp(sw->direct_path, io.host_file)) {
         for (i = 0; i < count; i++) {
