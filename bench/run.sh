@@ -173,7 +173,7 @@ stock_unsupported() {  # prints a reason, or nothing if stock can run
 }
 
 # host_swap_on DISK LIMIT: a 1 GiB swap area on a loop device over a file
-# (O_DIRECT like the images, or buffered with BENCH_SSD_CACHE=writeback;
+# (O_DIRECT, or buffered with BENCH_SSD_CACHE=writeback; on hdd
 # run-guest.sh throttles it with the images), and the memory cgroup.
 # Sets LOOPDEV, SWAPDEV_MM (MAJ:MIN).  Not in a subshell: host_swap_off
 # must see LOOPDEV.
