@@ -1235,6 +1235,13 @@ void bsst_disk_pin_locked(BsstDisk *d, uint32_t bblock)
     assert(ret == 0);
 }
 
+void bsst_disk_unpin_locked(BsstDisk *d, uint32_t bblock)
+{
+    int ret = bsst_alloc_unref(d->s->alloc, bblock);
+
+    assert(ret >= 0);
+}
+
 void bsst_disk_unpin(BsstDisk *d, uint32_t bblock)
 {
     bsst_store_unref(d->s, bblock);

@@ -183,6 +183,7 @@ BsstMap *bsst_disk_map_locked(BsstDisk *d);
 /* Under the lock: pin a mapped block while a read uses it. */
 void bsst_disk_pin_locked(BsstDisk *d, uint32_t bblock);
 void bsst_disk_unpin(BsstDisk *d, uint32_t bblock);
+void bsst_disk_unpin_locked(BsstDisk *d, uint32_t bblock);
 
 /*
  * Map @gblock to @bblock (adding a reference to @bblock) and log it.

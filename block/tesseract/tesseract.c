@@ -40,6 +40,8 @@
 #define TESSERACT_DISK_ID_MAX 63
 /* Unmaps waiting for a flush beyond which a write flushes by itself */
 #define TESSERACT_DEFERRED_MAX 4096
+/* Most blocks of guest data one write sends to the BSST (4 MiB) */
+#define TESSERACT_REDIRECT_MAX 1024
 /* Pieces of one request in flight at once */
 #define TESSERACT_MAX_TASKS 16
 /* defrag=auto: tick period, idle threshold, blocks per step, back-off */
@@ -88,7 +90,7 @@ typedef struct BDRVTesseractState {
     uint64_t reads, writes, discards, flushes;
     uint64_t bytes_read, bytes_written;
     uint64_t indirect_pages, swapins_cancelled, merges, classic_swapins;
-    uint64_t bsst_read_bytes;
+    uint64_t bsst_read_bytes, redirected_pages;
     TsrHistogram hist[TSR_PATH__MAX];
 } BDRVTesseractState;
 
@@ -480,7 +482,13 @@ static bool tsr_hold_buffer(BDRVTesseractState *s, QEMUIOVector *qiov,
     return w.count > 0;
 }
 
-static void tsr_unpin_pieces(BDRVTesseractState *s, GArray *pieces)
+/*
+ * Pin (@pin) or unpin every BSST block a read plan reads (store lock
+ * held): a block must not be freed and reused while a read of it is in
+ * flight.
+ */
+static void tsr_pin_pieces_locked(BDRVTesseractState *s, GArray *pieces,
+                                  bool pin)
 {
     guint i;
 
@@ -494,7 +502,13 @@ static void tsr_unpin_pieces(BDRVTesseractState *s, GArray *pieces)
         first = p->offset >> TSR_BLOCK_BITS;
         last = (p->offset + p->bytes - 1) >> TSR_BLOCK_BITS;
         for (g = first; g <= last; g++) {
-            bsst_disk_unpin(s->disk, p->bblock + (uint32_t)(g - first));
+            uint32_t b = p->bblock + (uint32_t)(g - first);
+
+            if (pin) {
+                bsst_disk_pin_locked(s->disk, b);
+            } else {
+                bsst_disk_unpin_locked(s->disk, b);
+            }
         }
     }
 }
@@ -529,31 +543,21 @@ tesseract_co_preadv_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
         return ret;
     }
 
-    /* Plan under the store lock, pinning the BSST blocks we will read */
+    /* Plan, and pin the BSST blocks we will read, under the store lock */
     pieces = g_array_new(false, false, sizeof(TsrPiece));
     bsst_disk_lock(s->disk);
     tsr_plan_read(offset, bytes, qiov_offset, tsr_map_next,
                   bsst_disk_map_locked(s->disk), pieces);
-    for (i = 0; i < pieces->len; i++) {
-        TsrPiece *p = &g_array_index(pieces, TsrPiece, i);
-        uint64_t g, first, last;
-
-        if (p->bblock == TSR_NO_BBLOCK) {
-            continue;
-        }
-        first = p->offset >> TSR_BLOCK_BITS;
-        last = (p->offset + p->bytes - 1) >> TSR_BLOCK_BITS;
-        for (g = first; g <= last; g++) {
-            bsst_disk_pin_locked(s->disk, p->bblock + (uint32_t)(g - first));
-        }
-    }
+    tsr_pin_pieces_locked(s, pieces, true);
     bsst_disk_unlock(s->disk);
 
     t1 = get_clock();
     ret = tsr_run_pieces(bs, pieces, qiov, flags, tsr_read_task_entry,
                          tsr_read_piece);
     t2 = get_clock();
-    tsr_unpin_pieces(s, pieces);
+    bsst_disk_lock(s->disk);
+    tsr_pin_pieces_locked(s, pieces, false);
+    bsst_disk_unlock(s->disk);
     if (held) {
         tsr_hold_buffer(s, qiov, qiov_offset, bytes, false);
     }
@@ -1013,14 +1017,106 @@ int coroutine_fn GRAPH_RDLOCK tesseract_co_sync(BlockDriverState *bs)
 }
 
 /* After a write: FUA, or too many unmaps waiting for a flush. */
+/*
+ * Indirections cut a write into guest-image pieces, one request each: on
+ * a disk, a seek each.  When there are several, write the whole-block
+ * data pieces instead to one run of new BSST blocks, in guest order, with
+ * one request, and indirect them too (defragmentation brings them home
+ * later).  The new blocks are referenced only once the data is written;
+ * a crash before the MAP records are durable leaves the old data and
+ * unreferenced blocks (free again after replay).  Pieces sent this way
+ * get a BSST block, so that the data pass skips them.  With no run of
+ * free blocks (BSST full), or on an error, the pieces stay with the
+ * guest image.  Returns the number of blocks redirected.
+ */
+static uint64_t coroutine_fn GRAPH_RDLOCK
+tsr_redirect_data(BlockDriverState *bs, GArray *pieces, QEMUIOVector *qiov)
+{
+    BDRVTesseractState *s = bs->opaque;
+    uint64_t want = 0, done = 0, mapped = 0, blocks, k;
+    QEMUIOVector qv;
+    uint32_t first, count;
+    guint i, ndata = 0;
+    int ret;
+
+    for (i = 0; i < pieces->len; i++) {
+        TsrPiece *p = &g_array_index(pieces, TsrPiece, i);
+
+        if (p->bblock == TSR_NO_BBLOCK) {
+            ndata++;
+            if (!((p->offset | p->bytes) & (TSR_BLOCK_SIZE - 1))) {
+                want += p->bytes >> TSR_BLOCK_BITS;
+            }
+        }
+    }
+    if (ndata < 2 || !want || want > TESSERACT_REDIRECT_MAX) {
+        return 0;
+    }
+    /* one run, or nothing: a scattered one would seek as much */
+    if (bsst_store_alloc_run(s->store, want, &first, &count) < 0) {
+        return 0;
+    }
+    if (count < want) {
+        for (k = 0; k < count; k++) {
+            bsst_store_unref(s->store, first + k);
+        }
+        return 0;
+    }
+    qemu_iovec_init(&qv, qiov->niov + 2);
+    for (i = 0; i < pieces->len; i++) {
+        TsrPiece *p = &g_array_index(pieces, TsrPiece, i);
+
+        if (p->bblock == TSR_NO_BBLOCK &&
+            !((p->offset | p->bytes) & (TSR_BLOCK_SIZE - 1))) {
+            qemu_iovec_concat(&qv, qiov, p->qiov_offset, p->bytes);
+        }
+    }
+    ret = bdrv_co_pwritev(s->bsst, bsst_store_block_offset(s->store, first),
+                          want << TSR_BLOCK_BITS, &qv, 0);
+    qemu_iovec_destroy(&qv);
+    if (ret < 0) {
+        for (k = 0; k < want; k++) {
+            bsst_store_unref(s->store, first + k);
+        }
+        return 0;
+    }
+
+    /* map each block; a block whose MAP fails goes to the image alone */
+    for (i = 0; i < pieces->len; i++) {
+        TsrPiece *p = &g_array_index(pieces, TsrPiece, i);
+        uint64_t g0 = p->offset >> TSR_BLOCK_BITS;
+        bool all = true;
+
+        if (p->bblock != TSR_NO_BBLOCK ||
+            ((p->offset | p->bytes) & (TSR_BLOCK_SIZE - 1))) {
+            continue;
+        }
+        blocks = p->bytes >> TSR_BLOCK_BITS;
+        for (k = 0; k < blocks; k++) {
+            if (bsst_disk_co_map(s->disk, g0 + k, first + done + k) < 0) {
+                all = false;
+            }
+        }
+        if (all) {
+            p->bblock = first + done;   /* written: the data pass skips it */
+            mapped += blocks;
+        }
+        for (k = 0; k < blocks; k++) {
+            bsst_store_unref(s->store, first + done + k);
+        }
+        done += blocks;
+    }
+    return mapped;
+}
+
 static int coroutine_fn GRAPH_RDLOCK
 tsr_write_done(BlockDriverState *bs, BdrvRequestFlags flags,
-               unsigned indirect)
+               unsigned indirect, uint64_t redirected)
 {
     BDRVTesseractState *s = bs->opaque;
 
     if ((flags & BDRV_REQ_FUA) &&
-        (indirect || bsst_disk_deferred(s->disk))) {
+        (indirect || redirected || bsst_disk_deferred(s->disk))) {
         return tesseract_co_flush(bs);
     }
     if (bsst_disk_deferred(s->disk) > TESSERACT_DEFERRED_MAX) {
@@ -1040,7 +1136,7 @@ tesseract_co_pwritev_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
     bool can_indirect = s->indirect && s->writable &&
                         bsst_store_has_page_source(s->store);
     unsigned indirect = 0;
-    uint64_t swapins = 0;
+    uint64_t swapins = 0, redirected = 0;
     BlockReq req;
     guint i;
     int ret;
@@ -1100,15 +1196,19 @@ tesseract_co_pwritev_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
     }
     t1 = get_clock();
 
+    if (indirect && can_indirect) {
+        redirected = tsr_redirect_data(bs, pieces, qiov);
+    }
     ret = tsr_run_pieces(bs, pieces, qiov, flags, tsr_write_task_entry,
                          tsr_write_piece);
     t2 = get_clock();
     tsr_req_end(s, &req);
     if (ret >= 0) {
-        ret = tsr_write_done(bs, flags, indirect);
+        ret = tsr_write_done(bs, flags, indirect, redirected);
     }
     if (ret >= 0) {
         tesseract_count(s, &s->indirect_pages, indirect);
+        tesseract_count(s, &s->redirected_pages, redirected);
         tesseract_count(s, &s->classic_swapins, swapins);
         tesseract_account(s, TSR_WRITE_PREPARE, t0, t1, t2,
                           &s->writes, &s->bytes_written, bytes);
@@ -1132,7 +1232,7 @@ tesseract_co_pwrite_zeroes(BlockDriverState *bs, int64_t offset,
     t2 = get_clock();
     tsr_req_end(s, &req);
     if (ret >= 0) {
-        ret = tsr_write_done(bs, flags, 0);
+        ret = tsr_write_done(bs, flags, 0, 0);
     }
     if (ret >= 0) {
         tesseract_account(s, TSR_WRITE_PREPARE, t0, t1, t2,
@@ -1261,6 +1361,7 @@ TesseractDiskInfo *tesseract_query_disk(BlockDriverState *bs)
     info->bytes_read = s->bytes_read;
     info->bytes_written = s->bytes_written;
     info->indirect_pages = s->indirect_pages;
+    info->redirected_pages = s->redirected_pages;
     info->swapin_bytes_avoided = s->indirect_pages * TSR_BLOCK_SIZE;
     info->swapins_cancelled = s->swapins_cancelled;
     info->merges = s->merges;

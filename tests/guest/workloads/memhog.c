@@ -8,7 +8,11 @@
  * until SIGUSR1 or SIGTERM arrives (or --hold-secs pass), verifies every
  * page and exits.  The held pages go cold: the host swapper swaps them
  * out, and the guest swaps them out too when another workload needs the
- * memory (double paging).
+ * memory (double paging).  With --touch-secs N, memhog instead sweeps its
+ * memory once every N seconds, a slice every 100 ms: each page is
+ * verified and rewritten with its next version, so the guest keeps
+ * swapping memhog's pages in and, dirty again, out (continuous guest
+ * paging of pages that have gone cold in between).
  *
  * Parameters from argv or the environment (argv wins):
  *   --mib N        memhog_mib        memory to hold in MiB             (64)
@@ -16,6 +20,8 @@
  *   --ready PATH   memhog_ready      file created once memory is held  (none)
  *   --hold-secs N  memhog_hold_secs  verify and exit after N s (0 = wait
  *                                    for a signal only)                (0)
+ *   --touch-secs N memhog_touch_secs sweep all memory every N s (0 = never,
+ *                                    hold it cold)                     (0)
  *
  * Prints "memhog: held N MiB for S s, P pages verified, C corrupt pages";
  * exit status 0 all pages good, 1 corrupt pages, 2 usage or memory error.
@@ -42,6 +48,8 @@
 #define MH_MAGIC UINT64_C(0x31474f484d455354) /* "TSEMHOG1" */
 
 static volatile sig_atomic_t stop;
+static uint64_t seed, bad;
+static uint32_t *ver;       /* version last written to each page */
 
 static void on_signal(int sig)
 {
@@ -86,34 +94,70 @@ static uint64_t param(int argc, char **argv, const char *opt,
     return v;
 }
 
+static uint64_t page_base(uint64_t pg)
+{
+    return mix(seed ^ (pg << 20) ^ ((uint64_t)ver[pg] << 44));
+}
+
+static void page_fill(uint8_t *mem, uint64_t pg)
+{
+    uint64_t *w = (uint64_t *)(mem + pg * PAGE), b = page_base(pg);
+
+    w[0] = MH_MAGIC;
+    w[1] = pg | (uint64_t)ver[pg] << 32;
+    for (size_t i = 2; i < WORDS; i++) {
+        w[i] = b + i;
+    }
+}
+
+static void page_check(const uint8_t *mem, uint64_t pg)
+{
+    const uint64_t *w = (const uint64_t *)(mem + pg * PAGE);
+    uint64_t b = page_base(pg);
+    size_t nbad = (w[0] != MH_MAGIC) + (w[1] != (pg | (uint64_t)ver[pg] << 32));
+
+    for (size_t i = 2; i < WORDS; i++) {
+        nbad += w[i] != b + i;
+    }
+    if (nbad && bad++ < 8) {
+        printf("memhog: CORRUPT page %" PRIu64 " (version %u): %zu bad words, "
+               "header page %" PRIu64 " version %" PRIu64 "\n", pg, ver[pg],
+               nbad, w[1] & 0xffffffff, w[1] >> 32);
+    }
+}
+
+static void sleep_ms(uint64_t ms)
+{
+    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000 };
+
+    nanosleep(&ts, NULL);
+}
+
 int main(int argc, char **argv)
 {
     uint64_t mib = param(argc, argv, "--mib", "memhog_mib", 64);
-    uint64_t seed = param(argc, argv, "--seed", "memhog_seed", 1);
     uint64_t hold = param(argc, argv, "--hold-secs", "memhog_hold_secs", 0);
+    uint64_t touch = param(argc, argv, "--touch-secs", "memhog_touch_secs", 0);
     const char *ready = sparam(argc, argv, "--ready", "memhog_ready");
-    uint64_t npages = mib * (1024 * 1024 / PAGE), bad = 0;
+    uint64_t npages = mib * (1024 * 1024 / PAGE), sweeps = 0, next = 0;
     struct sigaction sa = { .sa_handler = on_signal };
     struct timespec t0, t1;
 
+    seed = param(argc, argv, "--seed", "memhog_seed", 1);
     setvbuf(stdout, NULL, _IOLBF, 0);
     sigaction(SIGUSR1, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGALRM, &sa, NULL);
     uint8_t *mem = mmap(NULL, npages * PAGE, PROT_READ | PROT_WRITE,
                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (!npages || mem == MAP_FAILED) {
+    ver = calloc(npages ? npages : 1, sizeof(*ver));
+    if (!npages || mem == MAP_FAILED || !ver) {
         fprintf(stderr, "memhog: cannot allocate %" PRIu64 " MiB\n", mib);
         return 2;
     }
     madvise(mem, npages * PAGE, MADV_NOHUGEPAGE);
     for (uint64_t pg = 0; pg < npages; pg++) {
-        uint64_t *w = (uint64_t *)(mem + pg * PAGE), b = mix(seed ^ (pg << 20));
-        w[0] = MH_MAGIC;
-        w[1] = pg;
-        for (size_t i = 2; i < WORDS; i++) {
-            w[i] = b + i;
-        }
+        page_fill(mem, pg);
     }
     clock_gettime(CLOCK_MONOTONIC, &t0);
     printf("memhog: holding %" PRIu64 " MiB\n", mib);
@@ -127,26 +171,31 @@ int main(int argc, char **argv)
         alarm(hold);
     }
     while (!stop) {
-        pause();
+        if (!touch) {
+            pause();
+            continue;
+        }
+        /* one slice of the sweep per 100 ms */
+        uint64_t slice = (npages + touch * 10 - 1) / (touch * 10);
+        for (uint64_t k = 0; k < slice && !stop; k++) {
+            page_check(mem, next);
+            ver[next]++;
+            page_fill(mem, next);
+            if (++next == npages) {
+                next = 0;
+                sweeps++;
+            }
+        }
+        sleep_ms(100);
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
 
     for (uint64_t pg = 0; pg < npages; pg++) {
-        const uint64_t *w = (const uint64_t *)(mem + pg * PAGE);
-        uint64_t b = mix(seed ^ (pg << 20));
-        size_t nbad = (w[0] != MH_MAGIC) + (w[1] != pg);
-
-        for (size_t i = 2; i < WORDS; i++) {
-            nbad += w[i] != b + i;
-        }
-        if (nbad && bad++ < 8) {
-            printf("memhog: CORRUPT page %" PRIu64 ": %zu bad words, header "
-                   "page %" PRIu64 "\n", pg, nbad, w[1]);
-        }
+        page_check(mem, pg);
     }
-    printf("memhog: held %" PRIu64 " MiB for %.1f s, %" PRIu64
-           " pages verified, %" PRIu64 " corrupt pages\n", mib,
+    printf("memhog: held %" PRIu64 " MiB for %.1f s (%" PRIu64 " sweeps), %"
+           PRIu64 " pages verified, %" PRIu64 " corrupt pages\n", mib,
            (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9,
-           npages, bad);
+           sweeps, npages, bad);
     return bad ? 1 : 0;
 }
