@@ -178,6 +178,44 @@ def metrics(r, ref_median):
     return m
 
 
+# summed over rounds: a single corrupt page anywhere is a failure
+SUMMED = ("corrupt_pages", "jbb_corrupt_objects", "memhog_corrupt_pages")
+
+
+def aggregate(ms):
+    """One scenario's metrics over its rounds: the median of each number
+    (sums for corruption counts), each round's throughput and pauses
+    listed, ok only if every round was."""
+    if len(ms) == 1 or ms[0].get("skipped"):
+        out = dict(ms[0])
+        out["rounds"] = len(ms)
+        return out
+    out = {}
+    for k in ms[0]:
+        vals = [m.get(k) for m in ms]
+        if k in SUMMED:
+            out[k] = (None if any(v is None for v in vals) else sum(vals))
+        elif k == "ok":
+            out[k] = all(vals)
+        elif k in ("error", "rc"):
+            out[k] = next((v for v in vals if v), vals[0])
+        elif k == "corrupt_lines":
+            out[k] = [x for v in vals if v for x in v][:10]
+        elif all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                 for v in vals):
+            med = statistics.median(vals)
+            out[k] = round(med, 2) if isinstance(med, float) else med
+        else:
+            out[k] = vals[0]
+    for k in ("corrupt_lines",):
+        if any(m.get(k) for m in ms):
+            out[k] = [x for m in ms for x in (m.get(k) or [])][:10]
+    out["rounds"] = len(ms)
+    for k in ("throughput_ops", "total_pause_ms", "max_pause_ms"):
+        out[k + "_rounds"] = [m.get(k) for m in ms]
+    return out
+
+
 def fmt(v, nd=1):
     if v is None:
         return "–"
@@ -319,12 +357,33 @@ def report(summary, out, mode, plots, env):
                 mib(r["qemu_rchar"]), mib(r["qemu_wchar"]),
                 "–" if r["qemu_hwm_kib"] is None else "%.0f" % (r["qemu_hwm_kib"] / 1024)))
         L.append("")
-        t = summary.get("%s/tesseract" % disk)
         b = summary.get("%s/baseline" % disk)
-        if t and b and not t.get("skipped") and not b.get("skipped"):
-            L.append("Tesseract against the baseline (%s):" % disk.upper())
+        nr = max((r.get("rounds", 1) for r in rows), default=1)
+        if nr > 1:
+            L.append("Each number above is the median of %d rounds (the "
+                     "scenarios run in turn, round after round). Per round:"
+                     % nr)
             L.append("")
-            L.append("| metric | baseline | tesseract | tesseract vs baseline | better? |")
+            L.append("| scenario | throughput (tx/s) | total pause (ms) | "
+                     "largest pause (ms) |")
+            L.append("|---|---|---|---|")
+            for r in rows:
+                if r.get("skipped") or "throughput_ops_rounds" not in r:
+                    continue
+                L.append("| %s | %s | %s | %s |" % (
+                    r["scenario"],
+                    " / ".join(fmt(v, 0) for v in r["throughput_ops_rounds"]),
+                    " / ".join(fmt(v) for v in r["total_pause_ms_rounds"]),
+                    " / ".join(fmt(v) for v in r["max_pause_ms_rounds"])))
+            L.append("")
+        for tsc in ("tesseract", "tesseract-defrag"):
+            t = summary.get("%s/%s" % (disk, tsc))
+            if not (t and b and not t.get("skipped") and not b.get("skipped")):
+                continue
+            L.append("%s against the baseline (%s):" % (LABELS[tsc], disk.upper()))
+            L.append("")
+            L.append("| metric | baseline | %s | %s vs baseline | better? |"
+                     % (tsc, tsc))
             L.append("|---|---|---|---|---|")
             for key, name, lower in (
                     ("throughput_ops", "throughput (tx/s)", False),
@@ -347,6 +406,8 @@ def report(summary, out, mode, plots, env):
                     better = "yes" if tv > bv else "no"
                 L.append("| %s | %s | %s | %s | %s |" % (name, fmt(bv, 2), fmt(tv, 2), rt, better))
             L.append("")
+        t = summary.get("%s/tesseract" % disk)
+        if t and b and not t.get("skipped") and not b.get("skipped"):
             s = summary.get("%s/stock" % disk)
             if s and not s.get("skipped"):
                 L.append("Tesseract against stock QEMU with host swap (%s): throughput "
@@ -375,21 +436,26 @@ def main():
     ap.add_argument("results")
     a = ap.parse_args()
     runs_dir = os.path.join(a.results, "runs")
-    raw = {}
+    rounds = {}     # round -> {"disk/scenario": run}
     for name in sorted(os.listdir(runs_dir)):
         d = os.path.join(runs_dir, name)
         if os.path.isdir(d) and os.path.exists(os.path.join(d, "meta.json")):
             r = load_run(d)
-            raw["%s/%s" % (r["meta"]["disk"], r["meta"]["scenario"])] = r
-    summary = {}
-    for key, r in raw.items():
-        ref = raw.get("%s/nooc" % r["meta"]["disk"])
-        ref_med = (statistics.median([s for _, s in ref["scores"]])
-                   if ref and ref.get("scores") else None)
-        m = metrics(r, ref_med)
-        if r.get("corrupt_lines"):
-            m["corrupt_lines"] = r["corrupt_lines"]
-        summary[key] = m
+            key = "%s/%s" % (r["meta"]["disk"], r["meta"]["scenario"])
+            rounds.setdefault(r["meta"].get("round", 1), {})[key] = r
+    per_round = {}  # "disk/scenario" -> [metrics of each round]
+    for rn in sorted(rounds):
+        for key, r in rounds[rn].items():
+            # pauses against the nooc run of the same round and disk model
+            ref = rounds[rn].get("%s/nooc" % r["meta"]["disk"])
+            ref_med = (statistics.median([s for _, s in ref["scores"]])
+                       if ref and ref.get("scores") else None)
+            m = metrics(r, ref_med)
+            if r.get("corrupt_lines"):
+                m["corrupt_lines"] = r["corrupt_lines"]
+            per_round.setdefault(key, []).append(m)
+    summary = {key: aggregate(ms) for key, ms in per_round.items()}
+    raw = rounds[min(rounds)] if rounds else {}
     metas = [r["meta"] for r in raw.values() if not r["meta"].get("skipped")]
     m0 = metas[0] if metas else {}
     cpu = "unknown CPU"

@@ -15,6 +15,9 @@
 #                      stock (default all; stock needs root, cgroup v1 memory
 #                      and a host swap device; skipped with a reason if not)
 #   --secs N           measured seconds of the score workload per run
+#   --rounds N         run every scenario N times, in turn, and report the
+#                      medians (full mode default 3: single runs of this
+#                      workload vary by +-30% on their own)
 #   --accel NAME       tcg (default) or kvm, passed to run-guest.sh
 #   --out DIR          results directory (default bench/results/MODE-DATE;
 #                      bench/results/latest points at the newest)
@@ -61,6 +64,7 @@ MODE=full
 DISKS="ssd hdd"
 SCENARIOS="nooc baseline tesseract tesseract-defrag stock"
 SECS=
+ROUNDS=
 ACCEL=tcg
 OUT=
 KEEP_IMAGES=no
@@ -98,6 +102,7 @@ while [ $# -gt 0 ]; do
     --disks) DISKS=$2; shift ;;
     --scenarios) SCENARIOS=$2; shift ;;
     --secs) SECS=$2; shift ;;
+    --rounds) ROUNDS=$2; shift ;;
     --accel) ACCEL=$2; shift ;;
     --out) OUT=$2; shift ;;
     --keep-images) KEEP_IMAGES=yes ;;
@@ -107,8 +112,12 @@ while [ $# -gt 0 ]; do
     shift
 done
 if [ -z "$SECS" ]; then
-    if [ "$MODE" = quick ]; then SECS=10; else SECS=60; fi
+    if [ "$MODE" = quick ]; then SECS=10; else SECS=30; fi
 fi
+if [ -z "$ROUNDS" ]; then
+    if [ "$MODE" = quick ]; then ROUNDS=1; else ROUNDS=3; fi
+fi
+case "$ROUNDS" in ''|*[!0-9]*|0) die "--rounds: a positive number, not '$ROUNDS'" ;; esac
 TIMEOUT=$((SECS * 3 + 150))
 
 # --- Tools: the guest kit and matplotlib --------------------------------------
@@ -139,7 +148,7 @@ else
 fi
 OUT=$(cd "$OUT" && pwd)
 mkdir -p "$OUT/runs"
-say "mode $MODE, $SECS s per run, results in $OUT"
+say "mode $MODE, $ROUNDS round(s) of $SECS s per run, results in $OUT"
 
 # --- Host swap and cgroups for the stock scenario -----------------------------------
 CG_NAME=tesseract-bench-$$
@@ -195,8 +204,9 @@ vmstat_swap() { awk '/^pswp(in|out) / { printf "%s ", $2 }' /proc/vmstat; }
 # --- One run ------------------------------------------------------------------
 NOOC_RSS_KIB=
 
-run_one() {  # DISK SCENARIO
-    local disk=$1 sc=$2 wd=$OUT/runs/$1-$2 args=() topts= swapper= why
+run_one() {  # DISK SCENARIO ROUND
+    local disk=$1 sc=$2 rn=$3 wd=$OUT/runs/$1-$2 args=() topts= swapper= why
+    [ "$rn" = 1 ] || wd=$wd.r$rn
     local t0 t1 rc=0 vm0 vm1 stock_limit= wrap=
     rm -rf "$wd"
     mkdir -p "$wd"
@@ -212,8 +222,8 @@ run_one() {  # DISK SCENARIO
         why=$(stock_unsupported)
         if [ -n "$why" ]; then
             say "$disk/$sc: SKIPPED: $why"
-            printf '{"disk": "%s", "scenario": "%s", "skipped": "%s"}\n' \
-                "$disk" "$sc" "$why" > "$wd/meta.json"
+            printf '{"disk": "%s", "scenario": "%s", "round": %s, "skipped": "%s"}\n' \
+                "$disk" "$sc" "$rn" "$why" > "$wd/meta.json"
             return 0
         fi
         # the same guest-RAM budget as the swapper, plus what QEMU itself
@@ -237,7 +247,7 @@ run_one() {  # DISK SCENARIO
     fi
     [ -z "$wrap" ] || args+=(--wrap "$wrap")
 
-    say "$disk/$sc: running (${SECS} s measured)"
+    say "$disk/$sc (round $rn/$ROUNDS): running (${SECS} s measured)"
     vm0=$(vmstat_swap)
     t0=$(date +%s.%N)
     "$GUEST/run-guest.sh" --quiet --workdir "$wd" --accel "$ACCEL" \
@@ -265,7 +275,7 @@ run_one() {  # DISK SCENARIO
     local limit_mib=
     if [ "$sc" = nooc ]; then limit_mib=$GUEST_MEM_MIB
     elif [ -n "$swapper" ]; then limit_mib=$LIMIT_MIB; fi
-    M_DISK=$disk M_SC=$sc M_RC=$rc M_T0=$t0 M_T1=$t1 M_VM0=$vm0 M_VM1=$vm1 \
+    M_DISK=$disk M_SC=$sc M_ROUND=$rn M_RC=$rc M_T0=$t0 M_T1=$t1 M_VM0=$vm0 M_VM1=$vm1 \
     M_LIMIT=$limit_mib M_SWAPPER=$swapper M_TOPTS=$topts M_RAWLAT=$rawlat \
     M_THROTTLE=$( [ "$disk" = hdd ] && echo "blkio: $HDD_IOPS IOPS and $HDD_BPS B/s each way per image (loop devices, cache $HDD_CACHE)" || true ) \
     M_STOCK_LIMIT=$stock_limit M_CG_MAX=$cg_max M_CG_FAIL=$cg_fail \
@@ -279,7 +289,8 @@ num = lambda k: (float(e[k]) if "." in e[k] else int(e[k])) if e.get(k) else Non
 vm0, vm1 = e["M_VM0"].split(), e["M_VM1"].split()
 ok = len(vm0) == 2 == len(vm1)
 json.dump({
-    "disk": e["M_DISK"], "scenario": e["M_SC"], "rc": int(e["M_RC"]),
+    "disk": e["M_DISK"], "scenario": e["M_SC"], "round": int(e["M_ROUND"]),
+    "rc": int(e["M_RC"]),
     "wall_s": round(float(e["M_T1"]) - float(e["M_T0"]), 1),
     "secs": num("M_SECS"), "guest_mem_mib": num("M_MEM"),
     "limit_mib": num("M_LIMIT"), "memhog_mib": num("M_HOG"),
@@ -296,17 +307,21 @@ json.dump({
 }, open(sys.argv[1], "w"), indent=1)
 EOF
     if [ "$rc" = 0 ]; then
-        say "$disk/$sc: done in $(echo "$t0 $t1" | awk '{ printf "%.0f", $2 - $1 }') s"
+        say "$disk/$sc (round $rn): done in $(echo "$t0 $t1" | awk '{ printf "%.0f", $2 - $1 }') s"
     else
-        say "$disk/$sc: FAILED (exit $rc): $(grep -m1 -E 'FAIL|error' "$wd/run-guest.err" || true)"
+        say "$disk/$sc (round $rn): FAILED (exit $rc): $(grep -m1 -E 'FAIL|error' "$wd/run-guest.err" || true)"
     fi
 }
 
 T0=$(date +%s)
 for disk in $DISKS; do
     case "$disk" in ssd|hdd) ;; *) die "unknown disk model '$disk'" ;; esac
-    for sc in $SCENARIOS; do
-        run_one "$disk" "$sc"
+done
+for rn in $(seq 1 "$ROUNDS"); do
+    for disk in $DISKS; do
+        for sc in $SCENARIOS; do
+            run_one "$disk" "$sc" "$rn"
+        done
     done
 done
 say "all runs done in $(( $(date +%s) - T0 )) s; analysing"

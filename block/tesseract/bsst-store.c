@@ -55,6 +55,7 @@ struct BsstStore {
     bool writable;
     bool formatted;
     bool failed;            /* a metadata write failed: no new records */
+    uint64_t source_io;     /* page-source BSST I/Os (atomic) */
 
     /* Everything below is protected by @lock; nothing yields under it. */
     QemuMutex lock;
@@ -93,6 +94,16 @@ bsst_pwrite_blocks(BsstStore *s, uint64_t block, uint64_t n, const void *buf)
 {
     return blk_pwrite(s->blk, block * BSST_BLOCK_SIZE, n * BSST_BLOCK_SIZE,
                       buf, 0);
+}
+
+void bsst_store_note_source_io(BsstStore *s, uint64_t n)
+{
+    qatomic_add(&s->source_io, n);
+}
+
+uint64_t bsst_store_source_io(BsstStore *s)
+{
+    return qatomic_read(&s->source_io);
 }
 
 int64_t bsst_store_block_offset(BsstStore *s, uint32_t bblock)

@@ -101,6 +101,14 @@ bool bsst_store_is_open(BsstStore *s);
 void bsst_store_get_stats(BsstStore *s, BsstStoreStats *st);
 void bsst_store_foreach(void (*fn)(BsstStore *s, void *opaque), void *opaque);
 
+/*
+ * The page source counts its own BSST I/O (swap-ins, swap-out writes)
+ * here, so that background work (defrag=auto) can tell a busy BSST from
+ * an idle one even when the guest issues no disk requests.
+ */
+void bsst_store_note_source_io(BsstStore *s, uint64_t n);
+uint64_t bsst_store_source_io(BsstStore *s);
+
 /* Byte offset in the BSST node of data block @bblock. */
 int64_t bsst_store_block_offset(BsstStore *s, uint32_t bblock);
 

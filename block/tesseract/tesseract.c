@@ -900,6 +900,12 @@ uint64_t tesseract_indirections(BlockDriverState *bs)
     return bsst_disk_count(s->disk);
 }
 
+/*
+ * The load defrag=auto yields to: the guest's requests on this node and
+ * the page source's own BSST I/O (swap-ins and swap-outs: a guest
+ * stalled on page faults issues no disk requests, but its faults wait
+ * for the same BSST device as the defragmentation's reads).
+ */
 static uint64_t tsr_guest_requests(BDRVTesseractState *s)
 {
     uint64_t n;
@@ -907,7 +913,7 @@ static uint64_t tsr_guest_requests(BDRVTesseractState *s)
     qemu_mutex_lock(&s->stats_lock);
     n = s->reads + s->writes + s->discards;
     qemu_mutex_unlock(&s->stats_lock);
-    return n;
+    return n + bsst_store_source_io(s->store);
 }
 
 /*

@@ -480,6 +480,7 @@ static void tsw_handle_missing(TesseractSwapper *sw, uint8_t *addr,
     }
 place:
     t2 = get_clock();
+    bsst_store_note_source_io(sw->store, 1);
     ret = uffd_copy_page(sw->uffd, addr, buf, TSW_PAGE, false);
     if (ret && ret != -EEXIST) {
         error_report("tesseract-swapper: cannot place guest page %p: %s",
@@ -639,6 +640,7 @@ static int tsw_swap_out_pages(TesseractSwapper *sw, const uint64_t *idx,
         }
         ret = tsw_write_run(sw, first, count, buf + w * TSW_PAGE,
                             host_off + w);
+        bsst_store_note_source_io(sw->store, 1);
         for (k = 0; k < count; k++) {
             bblock[w + k] = first + k;
             if (ret < 0) {
