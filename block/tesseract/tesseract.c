@@ -906,7 +906,7 @@ uint64_t tesseract_indirections(BlockDriverState *bs)
  * stalled on page faults issues no disk requests, but its faults wait
  * for the same BSST device as the defragmentation's reads).
  */
-static uint64_t tsr_guest_requests(BDRVTesseractState *s)
+static uint64_t tsr_bsst_load(BDRVTesseractState *s)
 {
     uint64_t n;
 
@@ -925,14 +925,14 @@ static void coroutine_fn tsr_auto_co(void *opaque)
 {
     BlockDriverState *bs = opaque;
     BDRVTesseractState *s = bs->opaque;
-    uint64_t io0 = tsr_guest_requests(s), from = 0, g, n;
+    uint64_t io0 = tsr_bsst_load(s), from = 0, g, n;
     bool contig;
     int i, ret = 0;
 
     WITH_GRAPH_RDLOCK_GUARD() {
         for (i = 0; i < TESSERACT_AUTO_STEP && !qatomic_read(&s->drained);
              i++) {
-            if (tsr_guest_requests(s) - io0 > TESSERACT_AUTO_BUSY_IOS ||
+            if (tsr_bsst_load(s) - io0 > TESSERACT_AUTO_BUSY_IOS ||
                 !tesseract_defrag_next(bs, from, &g, &n, &contig)) {
                 break;
             }
@@ -954,7 +954,7 @@ static void tsr_auto_tick(void *opaque)
 {
     BlockDriverState *bs = opaque;
     BDRVTesseractState *s = bs->opaque;
-    uint64_t io = tsr_guest_requests(s);
+    uint64_t io = tsr_bsst_load(s);
     bool idle = io - s->io_seen <= TESSERACT_AUTO_IDLE_IOS;
 
     s->io_seen = io;

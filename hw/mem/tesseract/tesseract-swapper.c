@@ -220,21 +220,19 @@ static int tsw_write_run(TesseractSwapper *sw, uint32_t first,
     uint32_t i;
 
     tsw_io_run(sw, &io);
-    if (io.ret < 0 || !io.host_file) {
-        for (i = 0; i < count; i++) {
-            host_offs[i] = -1;
-        }
-        return io.ret;
-    }
-    /* the worker is the only writer of direct_fd/direct_path */
-    if (sw->direct_fd < 0 && !sw->direct_path) {
-        /* bypass the host page cache if QEMU does (cache.direct=on) */
+    if (io.ret >= 0 && io.host_file &&
+        sw->direct_fd < 0 && !sw->direct_path) {
+        /*
+         * The worker is the only writer of direct_fd/direct_path.  Bypass
+         * the host page cache if QEMU does (cache.direct=on).
+         */
         sw->direct_path = g_strdup(io.host_file);
         qatomic_set(&sw->direct_fd,
                     open(io.host_file, O_RDONLY | O_CLOEXEC |
                          (io.host_direct ? O_DIRECT : 0)));
     }
-    if (sw->direct_fd < 0 || strcmp(sw->direct_path, io.host_file)) {
+    if (io.ret < 0 || !io.host_file || sw->direct_fd < 0 ||
+        strcmp(sw->direct_path, io.host_file)) {
         for (i = 0; i < count; i++) {
             host_offs[i] = -1;
         }
