@@ -299,8 +299,7 @@ def report(summary, out, mode, plots, env):
                                        for k, v in LABELS.items()) + ".")
     L.append("Swapper limit %s MiB in baseline/tesseract (stock: the same "
              "budget as a cgroup memory limit plus QEMU's own overhead, "
-             "measured in the nooc run). ssd = %s. hdd = %s (stock: its "
-             "host swap loop device limited alike). Extra guest kernel "
+             "measured in the nooc run). ssd = %s. hdd = %s. Extra guest kernel "
              "command line: `%s`."
              % (env["limit_mib"], env["ssd"], env["throttle"],
                 env["guest_append"]))

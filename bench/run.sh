@@ -43,11 +43,15 @@
 #                     nooc run), with a host swap area on a loop device
 # Disk models: ssd (plain image files opened with cache.direct=on: O_DIRECT
 # to this machine's disk; BENCH_SSD_CACHE=writeback for the host page
-# cache) and hdd (every image, including the BSST, on its own loop device
-# opened with O_DIRECT, each limited to $HDD_IOPS IOPS and $HDD_BPS bytes/s
-# each way by a cgroup v1 blkio group: run-guest.sh --hdd; for stock, the
-# host swap loop device is limited alike).  QEMU's own throttle groups are
-# not used: on the BSST they can deadlock QEMU (see report.md).
+# cache) and hdd (one "spindle": every image, the BSST included, is a file
+# on one ext4 file system on one O_DIRECT loop device, opened with
+# cache.direct=on and limited to $HDD_IOPS IOPS and $HDD_BPS bytes/s each
+# way, all images together, by a cgroup v1 blkio group: run-guest.sh --hdd;
+# for stock, the host swap file is on the same spindle).  One budget for
+# all images is what one disk gives; BENCH_HDD_LAYOUT=per-image gives each
+# image its own loop device and budget instead (the stock scenario's host
+# swap then gets its own too).  QEMU's own throttle groups are not used: on
+# the BSST they can deadlock QEMU (see report.md).
 # BENCH_GUEST_MIB, BENCH_LIMIT_MIB, BENCH_MEMHOG_MIB, BENCH_HEAP_MIB override
 # the sizes, BENCH_POLICY the swapper's policy.
 #
@@ -79,7 +83,9 @@ LIMIT=${LIMIT_MIB}M
 # more guest kernel command line (BENCH_APPEND)
 GUEST_APPEND=${BENCH_APPEND-init_on_alloc=0}
 SWAP_DISK=512M
-BSST_SIZE=2G
+# 512 MiB: 5x what the busiest run uses; opening a new BSST reads it all
+# (the blank check), which on hdd costs BSST_SIZE / HDD_BPS seconds
+BSST_SIZE=512M
 # The BSST is a raw image: with a qcow2 BSST, QEMU can deadlock (see
 # report.md's notes); override with BENCH_BSST_FORMAT=qcow2.
 BSST_FORMAT=${BENCH_BSST_FORMAT:-raw}
@@ -92,6 +98,9 @@ HDD_IOPS=${BENCH_HDD_IOPS:-}
 HDD_BPS=${BENCH_HDD_BPS:-104857600}
 # direct (default: O_DIRECT, like cache=none) or buffered (host page cache)
 HDD_CACHE=${BENCH_HDD_CACHE:-direct}
+# shared (one budget for all images) or per-image
+HDD_LAYOUT=${BENCH_HDD_LAYOUT:-shared}
+case "$HDD_LAYOUT" in shared|per-image) ;; *) die "BENCH_HDD_LAYOUT: shared or per-image, not '$HDD_LAYOUT'" ;; esac
 # ssd: direct (default: O_DIRECT to this machine's disk, cache=none) or
 # writeback (the host page cache)
 SSD_CACHE=${BENCH_SSD_CACHE:-direct}
@@ -188,13 +197,17 @@ stock_unsupported() {  # prints a reason, or nothing if stock can run
     fi
 }
 
-# host_swap_on DISK LIMIT: a 1 GiB swap area on a loop device over a file
-# (O_DIRECT, or buffered with BENCH_SSD_CACHE=writeback; on hdd
-# run-guest.sh throttles it with the images), and the memory cgroup.
-# Sets LOOPDEV, SWAPDEV_MM (MAJ:MIN).  Not in a subshell: host_swap_off
-# must see LOOPDEV.
+# host_swap_on DISK LIMIT: the memory cgroup, and a 1 GiB swap area on a
+# loop device over a file (O_DIRECT, or buffered with
+# BENCH_SSD_CACHE=writeback; on a per-image hdd run-guest.sh throttles it
+# with the images); on the shared hdd, run-guest.sh --hdd-swap puts the
+# swap file on the spindle instead.  Sets LOOPDEV, SWAPDEV_MM (MAJ:MIN).
+# Not in a subshell: host_swap_off must see LOOPDEV.
 host_swap_on() {
     local disk=$1 limit_bytes=$2 dio=on
+    mkdir -p "$MEMCG"
+    echo "$limit_bytes" > "$MEMCG/memory.limit_in_bytes"
+    [ "$disk" != hdd ] || [ "$HDD_LAYOUT" != shared ] || return 0
     [ "$disk" = hdd ] || [ "$SSD_CACHE" = direct ] || dio=off
     SWAPFILE=$OUT/runs/.host-swap.img
     dd if=/dev/zero of="$SWAPFILE" bs=1M count=1024 status=none
@@ -202,8 +215,15 @@ host_swap_on() {
     SWAPDEV_MM=$(lsblk -dno MAJ:MIN "$LOOPDEV" | tr -d ' ')
     mkswap "$LOOPDEV" > /dev/null
     swapon "$LOOPDEV"
-    mkdir -p "$MEMCG"
-    echo "$limit_bytes" > "$MEMCG/memory.limit_in_bytes"
+}
+
+hdd_desc() {  # DISK: the disk model in words, for meta.json and report.md
+    [ "$1" = hdd ] || return 0
+    if [ "$HDD_LAYOUT" = shared ]; then
+        echo "blkio: $HDD_IOPS IOPS and $HDD_BPS B/s each way for all images together (one ext4 spindle on a loop device, cache $HDD_CACHE; stock's host swap file on it too)"
+    else
+        echo "blkio: $HDD_IOPS IOPS and $HDD_BPS B/s each way per image (loop devices, cache $HDD_CACHE; stock's host swap loop device limited alike)"
+    fi
 }
 
 vmstat_swap() { awk '/^pswp(in|out) / { printf "%s ", $2 }' /proc/vmstat; }
@@ -242,11 +262,15 @@ run_one() {  # DISK SCENARIO ROUND
         stock_limit=$(( (LIMIT_MIB * 1024 + overhead) * 1024 ))
         host_swap_on "$disk" "$stock_limit"
         wrap="$HERE/cgroup-exec.sh $MEMCG"
-        [ "$disk" = hdd ] && args+=(--hdd-extra-dev "$SWAPDEV_MM")
+        if [ "$disk" = hdd ] && [ "$HDD_LAYOUT" = shared ]; then
+            args+=(--hdd-swap 1G)
+        elif [ "$disk" = hdd ]; then
+            args+=(--hdd-extra-dev "$SWAPDEV_MM")
+        fi
     fi
     [ -z "$swapper" ] || args+=(--swapper "$swapper")
     if [ "$disk" = hdd ]; then
-        args+=(--hdd "$HDD_IOPS,$HDD_BPS,$HDD_CACHE")
+        args+=(--hdd "$HDD_IOPS,$HDD_BPS,$HDD_CACHE" --hdd-layout "$HDD_LAYOUT")
         [ -z "$swapper" ] || args+=(--bsst-bench 200)
     else
         args+=(--cache "$SSD_CACHE")
@@ -278,13 +302,13 @@ run_one() {  # DISK SCENARIO ROUND
     if [ "$sc" = nooc ] && [ "$rc" = 0 ]; then
         NOOC_RSS_KIB=$(awk '/^VmHWM:/ { print $2 }' "$wd/qemu-proc.txt" 2>/dev/null || true)
     fi
-    [ "$KEEP_IMAGES" = yes ] || rm -f "$wd"/*.qcow2 "$wd"/*.raw
+    [ "$KEEP_IMAGES" = yes ] || rm -f "$wd"/*.qcow2 "$wd"/*.raw "$wd"/spindle.img
     local limit_mib=
     if [ "$sc" = nooc ]; then limit_mib=$GUEST_MEM_MIB
     elif [ -n "$swapper" ]; then limit_mib=$LIMIT_MIB; fi
     M_DISK=$disk M_SC=$sc M_ROUND=$rn M_RC=$rc M_T0=$t0 M_T1=$t1 M_VM0=$vm0 M_VM1=$vm1 \
     M_LIMIT=$limit_mib M_SWAPPER=$swapper M_TOPTS=$topts M_RAWLAT=$rawlat \
-    M_THROTTLE=$( [ "$disk" = hdd ] && echo "blkio: $HDD_IOPS IOPS and $HDD_BPS B/s each way per image (loop devices, cache $HDD_CACHE)" || true ) \
+    M_THROTTLE=$(hdd_desc "$disk") \
     M_STOCK_LIMIT=$stock_limit M_CG_MAX=$cg_max M_CG_FAIL=$cg_fail \
     M_SECS=$SECS M_MEM=$GUEST_MEM_MIB M_HOG=$MEMHOG_MIB M_HEAP=$HEAP_MIB \
     M_FMT=$BSST_FORMAT M_ACCEL=$ACCEL M_APPEND=$GUEST_APPEND \

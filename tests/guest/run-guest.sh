@@ -31,14 +31,25 @@
 #                       direct (cache.direct=on: O_DIRECT to the host's disk,
 #                       like cache=none) for the plain image files
 #   --hdd IOPS,BPS[,buffered]
-#                       a hard-disk model: every image (guest disks, BSST)
-#                       on its own loop device, opened with cache.direct=on
+#                       a hard-disk model: one "spindle", a loop device
+#                       (O_DIRECT to a sparse file in the workdir) with an
+#                       ext4 file system that holds every image (guest
+#                       disks, BSST), which QEMU opens with cache.direct=on
 #                       (with 'buffered': through the host page cache, so
-#                       only cache misses and writeback are limited),
-#                       and QEMU in a cgroup v1 blkio group that limits each
-#                       loop device to IOPS reads + IOPS writes per second
-#                       and BPS bytes/s each way (needs root and
+#                       only cache misses and writeback are limited); QEMU
+#                       runs in a cgroup v1 blkio group that limits the
+#                       spindle to IOPS reads + IOPS writes per second and
+#                       BPS bytes/s each way, shared by all the images like
+#                       one disk's head (needs root, mkfs.ext4 and
 #                       /sys/fs/cgroup/blkio); the kernel does the waiting
+#   --hdd-layout L      shared (default: the spindle above) or per-image
+#                       (each image on its own loop device with its own
+#                       IOPS/BPS budget: traffic moved from one image to
+#                       another gets a free budget)
+#   --hdd-swap SIZE     with the shared layout: a host swap file of SIZE on
+#                       the spindle, enabled while QEMU runs (for QEMU in a
+#                       memory cgroup: the kernel's host swapping pays the
+#                       same disk)
 #   --hdd-extra-dev D   also throttle block device D (MAJ:MIN) in that group
 #                       (e.g. a host swap device)
 #   --throttle OPTS     put each guest image and the BSST image behind its
@@ -94,6 +105,8 @@ SWAP_DISK=
 SWAPPER=
 THROTTLE=
 HDD=
+HDD_LAYOUT=shared
+HDD_SWAP=
 HDD_EXTRA=
 BSST_BENCH=
 CACHE=writeback
@@ -129,6 +142,8 @@ while [ $# -gt 0 ]; do
     --throttle) THROTTLE=$2; shift ;;
     --cache) CACHE=$2; shift ;;
     --hdd) HDD=$2; shift ;;
+    --hdd-layout) HDD_LAYOUT=$2; shift ;;
+    --hdd-swap) HDD_SWAP=$2; shift ;;
     --hdd-extra-dev) HDD_EXTRA="$HDD_EXTRA $2"; shift ;;
     --bsst-bench) BSST_BENCH=$2; shift ;;
     --wrap) WRAP=$2; shift ;;
@@ -183,7 +198,7 @@ done
 if [ -n "$WORKDIR" ]; then
     mkdir -p "$WORKDIR"
     WD=$(cd "$WORKDIR" && pwd)
-    rm -f "$WD"/{console.log,qemu.log,stats.json,blockstats.json,qemu-proc.txt,bsst-bench.txt,cmdline,cmdline.short}
+    rm -f "$WD"/{console.log,qemu.log,stats.json,blockstats.json,qemu-proc.txt,bsst-bench.txt,blkio.txt,cmdline,cmdline.short}
 else
     WD=$(mktemp -d "${TMPDIR:-/tmp}/tesseract-guest.XXXXXX")
 fi
@@ -195,6 +210,8 @@ QPID=
 HUNG=no
 LOOPS=()
 BLKCG=
+SPINDLE_MNT=
+SPINDLE_SWAP=
 # Stop QEMU: SIGTERM, and SIGKILL if it is still there after 5 s (a QEMU
 # whose main loop is stuck, e.g. deadlocked, ignores SIGTERM).
 stop_qemu() {
@@ -224,6 +241,9 @@ stop_qemu() {
 cleanup() {
     stop_qemu
     local l
+    [ -z "$SPINDLE_SWAP" ] || swapoff "$SPINDLE_SWAP" 2>/dev/null || true
+    [ -z "$SPINDLE_MNT" ] || umount "$SPINDLE_MNT" 2>/dev/null || \
+        umount -l "$SPINDLE_MNT" 2>/dev/null || true
     for l in "${LOOPS[@]}"; do
         losetup -d "$l" 2>/dev/null || true
     done
@@ -234,21 +254,17 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# a loop device (--hdd) cannot grow: give qcow2 images their full length
-QCOW_OPTS=()
-[ -z "$HDD" ] || QCOW_OPTS=(-o preallocation=metadata)
-"$QEMU_IMG" create -q -f qcow2 "${QCOW_OPTS[@]}" "$WD/guest.qcow2" "$DISK_SIZE"
 case "$BSST_FMT" in qcow2|raw) ;; *) die "--bsst-format: qcow2 or raw" ;; esac
 case "$CACHE" in writeback|direct) ;; *) die "--cache: writeback or direct, not '$CACHE'" ;; esac
-if [ "$BSST_FMT" = qcow2 ]; then
-    "$QEMU_IMG" create -q -f qcow2 "${QCOW_OPTS[@]}" "$WD/bsst.qcow2" "$BSST_SIZE"
-else
-    "$QEMU_IMG" create -q -f raw "$WD/bsst.raw" "$BSST_SIZE"
+case "$HDD_LAYOUT" in shared|per-image) ;; *) die "--hdd-layout: shared or per-image, not '$HDD_LAYOUT'" ;; esac
+if [ -n "$HDD_SWAP" ] && { [ -z "$HDD" ] || [ "$HDD_LAYOUT" != shared ]; }; then
+    die "--hdd-swap needs --hdd with the shared layout"
 fi
-[ -z "$SWAP_DISK" ] || "$QEMU_IMG" create -q -f qcow2 "${QCOW_OPTS[@]}" "$WD/swap.qcow2" "$SWAP_DISK"
 
-# --hdd: a blkio cgroup for QEMU and a loop device per image
+# --hdd: a blkio cgroup for QEMU, and the spindle (shared layout) or a
+# loop device per image (per-image layout, in image_proto)
 HDD_IOPS= HDD_BPS= HDD_CACHE=
+IMGDIR=$WD
 if [ -n "$HDD" ]; then
     IFS=, read -r HDD_IOPS HDD_BPS HDD_CACHE <<< "$HDD"
     [ -n "$HDD_IOPS" ] && [ -n "$HDD_BPS" ] || die "--hdd IOPS,BPS"
@@ -267,12 +283,68 @@ hdd_throttle_dev() {  # MAJ:MIN
         echo "$1 $HDD_BPS" > "$BLKCG/blkio.throttle.$f"
     done
 }
+bytes() { numfmt --from=iec "$1" 2>/dev/null || die "not a size: '$1'"; }
 if [ -n "$HDD" ]; then
     for d in $HDD_EXTRA; do hdd_throttle_dev "$d"; done
 fi
+if [ -n "$HDD" ] && [ "$HDD_LAYOUT" = shared ]; then
+    command -v mkfs.ext4 > /dev/null || die "--hdd needs mkfs.ext4 (e2fsprogs)"
+    sp_dio=on
+    [ "$HDD_CACHE" != buffered ] || sp_dio=off
+    # room for every image at its full size (qcow2 metadata included), the
+    # host swap file, and ext4's own
+    sp_bytes=$(( ($(bytes "$DISK_SIZE") + $(bytes "$BSST_SIZE") + $(bytes "${SWAP_DISK:-0}") +
+                  $(bytes "${HDD_SWAP:-0}")) * 21 / 20 + 256 * 1048576 ))
+    rm -f "$WD/spindle.img"
+    truncate -s "$sp_bytes" "$WD/spindle.img"
+    sp_loop=$(losetup -f --show --direct-io=$sp_dio "$WD/spindle.img") || \
+        die "losetup of the spindle failed"
+    LOOPS+=("$sp_loop")
+    mkfs.ext4 -q -F -m 0 -E lazy_itable_init=1,lazy_journal_init=1 "$sp_loop" || \
+        die "mkfs.ext4 on the spindle failed"
+    mkdir -p "$WD/spindle"
+    mount -t ext4 -o noatime,lazytime "$sp_loop" "$WD/spindle" || die "cannot mount the spindle"
+    SPINDLE_MNT=$WD/spindle
+    IMGDIR=$SPINDLE_MNT
+    hdd_throttle_dev "$(lsblk -dno MAJ:MIN "$sp_loop" | tr -d ' ')"
+    if [ -n "$HDD_SWAP" ]; then
+        dd if=/dev/zero of="$IMGDIR/host-swap" bs=1M count=$(( $(bytes "$HDD_SWAP") / 1048576 )) \
+            status=none || die "cannot write the host swap file"
+        chmod 600 "$IMGDIR/host-swap"
+        mkswap "$IMGDIR/host-swap" > /dev/null || die "mkswap failed"
+        swapon "$IMGDIR/host-swap" || die "swapon of the host swap file failed"
+        SPINDLE_SWAP=$IMGDIR/host-swap
+    fi
+fi
+
+# A loop device (per-image --hdd) cannot grow: give qcow2 images their full
+# length.  On the spindle, every image is written in full beforehand: ext4
+# serialises O_DIRECT writes that allocate blocks (exclusive inode lock,
+# journal) and answers reads of holes without touching the disk, neither
+# of which a disk does.
+QCOW_OPTS=()
+RAW_OPTS=()
+if [ -n "$HDD" ] && [ "$HDD_LAYOUT" = shared ]; then
+    QCOW_OPTS=(-o preallocation=full)
+    RAW_OPTS=(-o preallocation=full)
+elif [ -n "$HDD" ]; then
+    QCOW_OPTS=(-o preallocation=metadata)
+fi
+"$QEMU_IMG" create -q -f qcow2 "${QCOW_OPTS[@]}" "$IMGDIR/guest.qcow2" "$DISK_SIZE"
+if [ "$BSST_FMT" = qcow2 ]; then
+    "$QEMU_IMG" create -q -f qcow2 "${QCOW_OPTS[@]}" "$IMGDIR/bsst.qcow2" "$BSST_SIZE"
+else
+    "$QEMU_IMG" create -q -f raw "${RAW_OPTS[@]}" "$IMGDIR/bsst.raw" "$BSST_SIZE"
+fi
+[ -z "$SWAP_DISK" ] || "$QEMU_IMG" create -q -f qcow2 "${QCOW_OPTS[@]}" "$IMGDIR/swap.qcow2" "$SWAP_DISK"
+
 # the protocol options of an image FILE (sets PROTO)
 image_proto() {
-    if [ -n "$HDD" ]; then
+    if [ -n "$HDD" ] && [ "$HDD_LAYOUT" = shared ]; then
+        local direct=on
+        [ "$HDD_CACHE" != buffered ] || direct=off
+        PROTO="cache.direct=$direct,file.driver=file,file.filename=$1"
+    elif [ -n "$HDD" ]; then
         local l
         local dio=on direct=on
         [ "$HDD_CACHE" != buffered ] || { dio=off; direct=off; }
@@ -311,12 +383,12 @@ CORE=("$QEMU" -M "$MACHINE" -accel "$ACCEL" -m "$MEM" -smp "$SMP")
 [ -n "$CPU" ] && CORE+=(-cpu "$CPU")
 CORE+=(-kernel "$KIT/vmlinuz" -initrd "$KIT/initramfs.cpio.gz"
        -append "$CMDLINE")
-image_nodes disk0-fmt "$WD/guest.qcow2"
-image_nodes bsst0 "$WD/bsst.$BSST_FMT" "$BSST_FMT"
+image_nodes disk0-fmt "$IMGDIR/guest.qcow2"
+image_nodes bsst0 "$IMGDIR/bsst.$BSST_FMT" "$BSST_FMT"
 CORE+=(-blockdev "driver=tesseract,node-name=disk0,file=disk0-fmt,bsst=bsst0${TOPTS:+,$TOPTS}"
        -device "$BLKDEV,drive=disk0")
 if [ -n "$SWAP_DISK" ]; then
-    image_nodes swapdisk-fmt "$WD/swap.qcow2"
+    image_nodes swapdisk-fmt "$IMGDIR/swap.qcow2"
     CORE+=(-blockdev "driver=tesseract,node-name=swapdisk,file=swapdisk-fmt,bsst=bsst0,disk-id=swap${TOPTS:+,$TOPTS}"
            -device "$BLKDEV,drive=swapdisk,serial=swap")
 fi
@@ -385,6 +457,12 @@ if [ "$qmp_rc" = 0 ]; then
 fi
 stop_qemu
 QPID=
+# what the disk model's devices served (requests and bytes per operation)
+if [ -n "$BLKCG" ]; then
+    for f in io_serviced io_service_bytes; do
+        sed "s/^/$f /" "$BLKCG/blkio.throttle.$f" 2>/dev/null
+    done > "$WD/blkio.txt" || true
+fi
 ELAPSED=$(echo "$START $(date +%s.%N)" | awk '{ printf "%.1f", $2 - $1 }')
 
 # The BSST image's own 4 KiB read latency, the way QEMU reached it
@@ -395,7 +473,7 @@ if [ -n "$BSST_BENCH" ] && [ "$HUNG" = no ]; then
         bfile=${BSST_PROTO##*file.filename=}
     else
         [ "$CACHE" != direct ] || bargs+=(-t none -i threads)
-        bfile=$WD/bsst.$BSST_FMT
+        bfile=$IMGDIR/bsst.$BSST_FMT
     fi
     if "${CGWRAP[@]}" "$QEMU_IMG" bench -f "$BSST_FMT" "${bargs[@]}" "$bfile" \
             > "$WD/bsst-bench.log" 2>&1; then
