@@ -299,10 +299,13 @@ def report(summary, out, mode, plots, env):
                                        for k, v in LABELS.items()) + ".")
     L.append("Swapper limit %s MiB in baseline/tesseract (stock: the same "
              "budget as a cgroup memory limit plus QEMU's own overhead, "
-             "measured in the nooc run). ssd = %s. hdd = %s. Extra guest kernel "
-             "command line: `%s`."
+             "measured in the nooc run). ssd = %s. hdd = %s.%s Extra guest "
+             "kernel command line: `%s`."
              % (env["limit_mib"], env["ssd"], env["throttle"],
-                env["guest_append"]))
+                " hybrid = the seed's \"BSST placed on an SSD\": the guest's "
+                "images on the hdd model, the BSST (stock: the host swap) as "
+                "in ssd." if any(v["disk"] == "hybrid" for v in summary.values())
+                else "", env["guest_append"]))
     L.append("")
     L.append("A *pause* is a 100 ms interval whose score is below %d%% of "
              "the median score of the same disk model's nooc run; total "
@@ -311,8 +314,9 @@ def report(summary, out, mode, plots, env):
              "swap disk's tesseract node (the guest's paging I/O), in µs."
              % (PAUSE_FRACTION * 100))
     L.append("")
+    order = ["ssd", "hdd", "hybrid"]
     disks = sorted({v["disk"] for v in summary.values()},
-                   key=lambda d: ["ssd", "hdd"].index(d) if d in ("ssd", "hdd") else 9)
+                   key=lambda d: order.index(d) if d in order else 9)
     for disk in disks:
         rows = [summary.get("%s/%s" % (disk, sc)) for sc in SCENARIOS]
         rows = [r for r in rows if r]
@@ -475,7 +479,8 @@ def main():
            "secs": m0.get("secs"),
            "limit_mib": next((x["limit_mib"] for x in metas
                               if x["scenario"] == "tesseract"), "?"),
-           "throttle": next((x["throttle"] for x in metas if x["throttle"]), "?"),
+           "throttle": next((x["throttle"] for x in metas
+                             if x["throttle"] and x["disk"] != "hybrid"), "?"),
            "ssd": next((x["ssd_model"] for x in metas
                         if x.get("ssd_model")), "?"),
            "guest_append": m0.get("guest_append") or "none",

@@ -10,7 +10,9 @@
 #   --quick            short runs (CI, part of 'make check'); asserts that no
 #                      scenario saw a corrupt page and exits 1 otherwise
 #   --full             longer runs for the report (default)
-#   --disks "ssd hdd"  disk models to run (default both)
+#   --disks "ssd hdd hybrid"
+#                      disk models to run (default: all three in full mode,
+#                      ssd and hdd in quick mode)
 #   --scenarios "..."  subset of: nooc baseline tesseract tesseract-defrag
 #                      stock (default all; stock needs root, cgroup v1 memory
 #                      and a host swap device; skipped with a reason if not)
@@ -43,11 +45,13 @@
 #                     nooc run), with a host swap area on a loop device
 # Disk models: ssd (plain image files opened with cache.direct=on: O_DIRECT
 # to this machine's disk; BENCH_SSD_CACHE=writeback for the host page
-# cache) and hdd (one "spindle": every image, the BSST included, is a file
+# cache), hdd (one "spindle": every image, the BSST included, is a file
 # on one ext4 file system on one O_DIRECT loop device, opened with
 # cache.direct=on and limited to $HDD_IOPS IOPS and $HDD_BPS bytes/s each
 # way, all images together, by a cgroup v1 blkio group: run-guest.sh --hdd;
-# for stock, the host swap file is on the same spindle).  One budget for
+# for stock, the host swap file is on the same spindle), and hybrid (the
+# seed's "BSST placed on an SSD": the guest's images on the hdd spindle, the
+# BSST a plain file as in ssd; stock's host swap as in ssd).  One budget for
 # all images is what one disk gives; BENCH_HDD_LAYOUT=per-image gives each
 # image its own loop device and budget instead (the stock scenario's host
 # swap then gets its own too).  QEMU's own throttle groups are not used: on
@@ -65,7 +69,7 @@ TOP=$(cd "$HERE/.." && pwd)
 GUEST=$TOP/tests/guest
 
 MODE=full
-DISKS="ssd hdd"
+DISKS=
 SCENARIOS="nooc baseline tesseract tesseract-defrag stock"
 SECS=
 ROUNDS=
@@ -89,6 +93,12 @@ BSST_SIZE=512M
 # The BSST is a raw image: with a qcow2 BSST, QEMU can deadlock (see
 # report.md's notes); override with BENCH_BSST_FORMAT=qcow2.
 BSST_FORMAT=${BENCH_BSST_FORMAT:-raw}
+# The BSST is written in full when created (qemu-img preallocation=full,
+# BENCH_BSST_PREALLOC overrides), as a hypervisor's swap space is: on a
+# file system (ext4 here), an O_DIRECT write that allocates blocks holds
+# the file's inode lock exclusively for the whole write, so every fault
+# read of the BSST waits for it.
+BSST_PREALLOC=${BENCH_BSST_PREALLOC:-full}
 POLICY=${BENCH_POLICY:-random}
 # hdd IOPS per image: 200 for the report; the quick mode (a smoke test of
 # every scenario for corruption, in 'make check') uses 1000 to stay within
@@ -126,6 +136,9 @@ while [ $# -gt 0 ]; do
 done
 if [ -z "$SECS" ]; then
     if [ "$MODE" = quick ]; then SECS=10; else SECS=30; fi
+fi
+if [ -z "$DISKS" ]; then
+    if [ "$MODE" = quick ]; then DISKS="ssd hdd"; else DISKS="ssd hdd hybrid"; fi
 fi
 if [ -z "$HDD_IOPS" ]; then
     if [ "$MODE" = quick ]; then HDD_IOPS=1000; else HDD_IOPS=200; fi
@@ -218,8 +231,10 @@ host_swap_on() {
 }
 
 hdd_desc() {  # DISK: the disk model in words, for meta.json and report.md
-    [ "$1" = hdd ] || return 0
-    if [ "$HDD_LAYOUT" = shared ]; then
+    [ "$1" = hdd ] || [ "$1" = hybrid ] || return 0
+    if [ "$1" = hybrid ]; then
+        echo "guest images as in hdd, the BSST (and stock's host swap) as in ssd"
+    elif [ "$HDD_LAYOUT" = shared ]; then
         echo "blkio: $HDD_IOPS IOPS and $HDD_BPS B/s each way for all images together (one ext4 spindle on a loop device, cache $HDD_CACHE; stock's host swap file on it too)"
     else
         echo "blkio: $HDD_IOPS IOPS and $HDD_BPS B/s each way per image (loop devices, cache $HDD_CACHE; stock's host swap loop device limited alike)"
@@ -272,6 +287,10 @@ run_one() {  # DISK SCENARIO ROUND
     if [ "$disk" = hdd ]; then
         args+=(--hdd "$HDD_IOPS,$HDD_BPS,$HDD_CACHE" --hdd-layout "$HDD_LAYOUT")
         [ -z "$swapper" ] || args+=(--bsst-bench 200)
+    elif [ "$disk" = hybrid ]; then
+        args+=(--hdd "$HDD_IOPS,$HDD_BPS,$HDD_CACHE" --hdd-layout "$HDD_LAYOUT"
+               --bsst-ssd --cache "$SSD_CACHE")
+        [ -z "$swapper" ] || args+=(--bsst-bench 2000)
     else
         args+=(--cache "$SSD_CACHE")
         [ -z "$swapper" ] || args+=(--bsst-bench 2000)
@@ -285,6 +304,7 @@ run_one() {  # DISK SCENARIO ROUND
         -m "$GUEST_MEM" --timeout "$TIMEOUT" --workload jbb \
         --append "$GUEST_APPEND workload_bg=memhog memhog_mib=$MEMHOG_MIB jbb_heap_mib=$HEAP_MIB jbb_secs=$SECS" \
         --swap-disk "$SWAP_DISK" --bsst-size "$BSST_SIZE" --bsst-format "$BSST_FORMAT" \
+        --bsst-preallocation "$BSST_PREALLOC" \
         --tesseract-opts "$topts" "${args[@]}" > /dev/null 2> "$wd/run-guest.err" || rc=$?
     t1=$(date +%s.%N)
     vm1=$(vmstat_swap)
@@ -346,7 +366,7 @@ EOF
 
 T0=$(date +%s)
 for disk in $DISKS; do
-    case "$disk" in ssd|hdd) ;; *) die "unknown disk model '$disk'" ;; esac
+    case "$disk" in ssd|hdd|hybrid) ;; *) die "unknown disk model '$disk' (ssd, hdd, hybrid)" ;; esac
 done
 for rn in $(seq 1 "$ROUNDS"); do
     for disk in $DISKS; do

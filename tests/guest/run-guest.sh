@@ -20,6 +20,10 @@
 #                       "diskcheck_mib=32 diskcheck_seed=7"
 #   --disk-size SIZE    guest disk (default 64M); --bsst-size SIZE (256M)
 #   --bsst-format FMT   qcow2 (default) or raw: the BSST image's format
+#   --bsst-preallocation MODE
+#                       qemu-img's preallocation for the BSST image (off,
+#                       metadata, falloc, full); on the hdd spindle it is
+#                       always full
 #   --tesseract-opts O  appended to the tesseract -blockdev(s), e.g. indirect=off
 #   --swap-disk SIZE    a second disk for the guest's own swap: a tesseract
 #                       node 'swapdisk' (disk-id=swap, same BSST bsst0, same
@@ -50,6 +54,9 @@
 #                       the spindle, enabled while QEMU runs (for QEMU in a
 #                       memory cgroup: the kernel's host swapping pays the
 #                       same disk)
+#   --bsst-ssd          with --hdd: the BSST stays off the hard-disk model, a
+#                       plain file (--cache) like the guest's in the ssd
+#                       runs (the seed's "BSST placed on an SSD")
 #   --hdd-extra-dev D   also throttle block device D (MAJ:MIN) in that group
 #                       (e.g. a host swap device)
 #   --throttle OPTS     put each guest image and the BSST image behind its
@@ -100,6 +107,7 @@ WORKLOAD=
 DISK_SIZE=64M
 BSST_SIZE=256M
 BSST_FMT=qcow2
+BSST_PREALLOC=
 TOPTS=
 SWAP_DISK=
 SWAPPER=
@@ -108,6 +116,7 @@ HDD=
 HDD_LAYOUT=shared
 HDD_SWAP=
 HDD_EXTRA=
+BSST_SSD=no
 BSST_BENCH=
 CACHE=writeback
 WRAP=
@@ -136,6 +145,7 @@ while [ $# -gt 0 ]; do
     --disk-size) DISK_SIZE=$2; shift ;;
     --bsst-size) BSST_SIZE=$2; shift ;;
     --bsst-format) BSST_FMT=$2; shift ;;
+    --bsst-preallocation) BSST_PREALLOC=$2; shift ;;
     --tesseract-opts) TOPTS=$2; shift ;;
     --swap-disk) SWAP_DISK=$2; shift ;;
     --swapper) SWAPPER=$2; shift ;;
@@ -144,6 +154,7 @@ while [ $# -gt 0 ]; do
     --hdd) HDD=$2; shift ;;
     --hdd-layout) HDD_LAYOUT=$2; shift ;;
     --hdd-swap) HDD_SWAP=$2; shift ;;
+    --bsst-ssd) BSST_SSD=yes ;;
     --hdd-extra-dev) HDD_EXTRA="$HDD_EXTRA $2"; shift ;;
     --bsst-bench) BSST_BENCH=$2; shift ;;
     --wrap) WRAP=$2; shift ;;
@@ -198,7 +209,7 @@ done
 if [ -n "$WORKDIR" ]; then
     mkdir -p "$WORKDIR"
     WD=$(cd "$WORKDIR" && pwd)
-    rm -f "$WD"/{console.log,qemu.log,stats.json,blockstats.json,qemu-proc.txt,bsst-bench.txt,blkio.txt,cmdline,cmdline.short}
+    rm -f "$WD"/{console.log,qemu.log,stats.json,blockstats.json,qemu-proc.txt,qemu-threads.txt,bsst-bench.txt,blkio.txt,cmdline,cmdline.short}
 else
     WD=$(mktemp -d "${TMPDIR:-/tmp}/tesseract-guest.XXXXXX")
 fi
@@ -257,6 +268,7 @@ trap 'exit 130' INT TERM
 case "$BSST_FMT" in qcow2|raw) ;; *) die "--bsst-format: qcow2 or raw" ;; esac
 case "$CACHE" in writeback|direct) ;; *) die "--cache: writeback or direct, not '$CACHE'" ;; esac
 case "$HDD_LAYOUT" in shared|per-image) ;; *) die "--hdd-layout: shared or per-image, not '$HDD_LAYOUT'" ;; esac
+[ "$BSST_SSD" = no ] || [ -n "$HDD" ] || die "--bsst-ssd needs --hdd"
 if [ -n "$HDD_SWAP" ] && { [ -z "$HDD" ] || [ "$HDD_LAYOUT" != shared ]; }; then
     die "--hdd-swap needs --hdd with the shared layout"
 fi
@@ -265,6 +277,7 @@ fi
 # loop device per image (per-image layout, in image_proto)
 HDD_IOPS= HDD_BPS= HDD_CACHE=
 IMGDIR=$WD
+BSST_DIR=$WD
 if [ -n "$HDD" ]; then
     IFS=, read -r HDD_IOPS HDD_BPS HDD_CACHE <<< "$HDD"
     [ -n "$HDD_IOPS" ] && [ -n "$HDD_BPS" ] || die "--hdd IOPS,BPS"
@@ -293,7 +306,9 @@ if [ -n "$HDD" ] && [ "$HDD_LAYOUT" = shared ]; then
     [ "$HDD_CACHE" != buffered ] || sp_dio=off
     # room for every image at its full size (qcow2 metadata included), the
     # host swap file, and ext4's own
-    sp_bytes=$(( ($(bytes "$DISK_SIZE") + $(bytes "$BSST_SIZE") + $(bytes "${SWAP_DISK:-0}") +
+    sp_bsst=$BSST_SIZE
+    [ "$BSST_SSD" = no ] || sp_bsst=0
+    sp_bytes=$(( ($(bytes "$DISK_SIZE") + $(bytes "$sp_bsst") + $(bytes "${SWAP_DISK:-0}") +
                   $(bytes "${HDD_SWAP:-0}")) * 21 / 20 + 256 * 1048576 ))
     rm -f "$WD/spindle.img"
     truncate -s "$sp_bytes" "$WD/spindle.img"
@@ -306,6 +321,7 @@ if [ -n "$HDD" ] && [ "$HDD_LAYOUT" = shared ]; then
     mount -t ext4 -o noatime,lazytime "$sp_loop" "$WD/spindle" || die "cannot mount the spindle"
     SPINDLE_MNT=$WD/spindle
     IMGDIR=$SPINDLE_MNT
+    [ "$BSST_SSD" = yes ] || BSST_DIR=$IMGDIR
     hdd_throttle_dev "$(lsblk -dno MAJ:MIN "$sp_loop" | tr -d ' ')"
     if [ -n "$HDD_SWAP" ]; then
         dd if=/dev/zero of="$IMGDIR/host-swap" bs=1M count=$(( $(bytes "$HDD_SWAP") / 1048576 )) \
@@ -331,16 +347,24 @@ elif [ -n "$HDD" ]; then
     QCOW_OPTS=(-o preallocation=metadata)
 fi
 "$QEMU_IMG" create -q -f qcow2 "${QCOW_OPTS[@]}" "$IMGDIR/guest.qcow2" "$DISK_SIZE"
-if [ "$BSST_FMT" = qcow2 ]; then
-    "$QEMU_IMG" create -q -f qcow2 "${QCOW_OPTS[@]}" "$IMGDIR/bsst.qcow2" "$BSST_SIZE"
-else
-    "$QEMU_IMG" create -q -f raw "${RAW_OPTS[@]}" "$IMGDIR/bsst.raw" "$BSST_SIZE"
-fi
+BSST_OPTS=("${RAW_OPTS[@]}")
+[ "$BSST_FMT" = raw ] || BSST_OPTS=("${QCOW_OPTS[@]}")
+[ "$BSST_SSD" = no ] || BSST_OPTS=()
+[ -z "$BSST_PREALLOC" ] || [ "$BSST_DIR" = "$IMGDIR" -a -n "$SPINDLE_MNT" ] || \
+    BSST_OPTS=(-o "preallocation=$BSST_PREALLOC")
+"$QEMU_IMG" create -q -f "$BSST_FMT" "${BSST_OPTS[@]}" "$BSST_DIR/bsst.$BSST_FMT" "$BSST_SIZE"
 [ -z "$SWAP_DISK" ] || "$QEMU_IMG" create -q -f qcow2 "${QCOW_OPTS[@]}" "$IMGDIR/swap.qcow2" "$SWAP_DISK"
 
-# the protocol options of an image FILE (sets PROTO)
+# the protocol options of an image FILE (sets PROTO); "plain" as the second
+# argument: a plain file even with --hdd
 image_proto() {
-    if [ -n "$HDD" ] && [ "$HDD_LAYOUT" = shared ]; then
+    if [ -z "$HDD" ] || [ "${2:-}" = plain ]; then
+        if [ "$CACHE" = direct ]; then
+            PROTO="cache.direct=on,file.driver=file,file.filename=$1"
+        else
+            PROTO="file.driver=file,file.filename=$1"
+        fi
+    elif [ "$HDD_LAYOUT" = shared ]; then
         local direct=on
         [ "$HDD_CACHE" != buffered ] || direct=off
         PROTO="cache.direct=$direct,file.driver=file,file.filename=$1"
@@ -352,10 +376,6 @@ image_proto() {
         LOOPS+=("$l")
         hdd_throttle_dev "$(lsblk -dno MAJ:MIN "$l" | tr -d ' ')"
         PROTO="cache.direct=$direct,file.driver=host_device,file.filename=$l"
-    elif [ "$CACHE" = direct ]; then
-        PROTO="cache.direct=on,file.driver=file,file.filename=$1"
-    else
-        PROTO="file.driver=file,file.filename=$1"
     fi
 }
 
@@ -367,7 +387,11 @@ BSST_PROTO=
 image_nodes() {  # NODE FILE [FORMAT]
     local node=$1 file=$2 fmt=$1 driver=${3:-qcow2}
     [ -z "$THROTTLE" ] || fmt=$1-$driver
-    image_proto "$file"
+    if [ "$node" = bsst0 ] && [ "$BSST_SSD" = yes ]; then
+        image_proto "$file" plain
+    else
+        image_proto "$file"
+    fi
     [ "$node" != bsst0 ] || BSST_PROTO=$PROTO
     CORE+=(-blockdev "driver=$driver,node-name=$fmt,$PROTO")
     if [ -n "$THROTTLE" ]; then
@@ -384,7 +408,7 @@ CORE=("$QEMU" -M "$MACHINE" -accel "$ACCEL" -m "$MEM" -smp "$SMP")
 CORE+=(-kernel "$KIT/vmlinuz" -initrd "$KIT/initramfs.cpio.gz"
        -append "$CMDLINE")
 image_nodes disk0-fmt "$IMGDIR/guest.qcow2"
-image_nodes bsst0 "$IMGDIR/bsst.$BSST_FMT" "$BSST_FMT"
+image_nodes bsst0 "$BSST_DIR/bsst.$BSST_FMT" "$BSST_FMT"
 CORE+=(-blockdev "driver=tesseract,node-name=disk0,file=disk0-fmt,bsst=bsst0${TOPTS:+,$TOPTS}"
        -device "$BLKDEV,drive=disk0")
 if [ -n "$SWAP_DISK" ]; then
@@ -444,6 +468,13 @@ if [ "$qmp_rc" = 0 ]; then
         > "$WD/blockstats.json" 2>/dev/null || true
     # the QEMU process's own figures (host RSS, bytes it read and wrote)
     { cat "/proc/$QPID/status"; cat "/proc/$QPID/io"; } > "$WD/qemu-proc.txt" 2>/dev/null || true
+    # CPU seconds per thread (name, user, system) and voluntary/involuntary
+    # context switches
+    for t in /proc/"$QPID"/task/*; do
+        awk -v tck="$(getconf CLK_TCK)" '{ sub(/^[^)]*\) /, ""); printf "%.2f %.2f", $12 / tck, $13 / tck }' "$t/stat" 2>/dev/null
+        printf ' %s %s %s\n' "$(awk '/^voluntary_ctxt/ { v = $2 } /^nonvoluntary_ctxt/ { n = $2 } END { print v, n }' "$t/status" 2>/dev/null)" \
+            "$(tr ' ' _ < "$t/comm" 2>/dev/null)"
+    done > "$WD/qemu-threads.txt" 2>/dev/null || true
     timeout -k 5 30 /usr/bin/python3 "$HERE/qmp.py" "$SOCK" --pid "$QPID" quit \
         >> "$WD/qmp.out" 2>> "$WD/qmp.err" || true
 fi
@@ -468,13 +499,8 @@ ELAPSED=$(echo "$START $(date +%s.%N)" | awk '{ printf "%.1f", $2 - $1 }')
 # The BSST image's own 4 KiB read latency, the way QEMU reached it
 if [ -n "$BSST_BENCH" ] && [ "$HUNG" = no ]; then
     bargs=(-c "$BSST_BENCH" -d 1 -s 4096 -S 4096)
-    if [ -n "$HDD" ]; then
-        [ "$HDD_CACHE" = buffered ] || bargs+=(-t none -i threads)
-        bfile=${BSST_PROTO##*file.filename=}
-    else
-        [ "$CACHE" != direct ] || bargs+=(-t none -i threads)
-        bfile=$IMGDIR/bsst.$BSST_FMT
-    fi
+    case "$BSST_PROTO" in cache.direct=on,*) bargs+=(-t none -i threads) ;; esac
+    bfile=${BSST_PROTO##*file.filename=}
     if "${CGWRAP[@]}" "$QEMU_IMG" bench -f "$BSST_FMT" "${bargs[@]}" "$bfile" \
             > "$WD/bsst-bench.log" 2>&1; then
         # "Run completed in 0.123 seconds."
