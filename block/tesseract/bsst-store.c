@@ -714,35 +714,54 @@ void bsst_store_page_swapin_end(BsstStore *s, void *host, const void *data)
 
 /* ---- Blocks ---- */
 
-int coroutine_fn bsst_store_co_block_host(BsstStore *s, uint32_t bblock,
-                                          const char **filename,
-                                          int64_t *host_offset,
-                                          bool *direct)
+int coroutine_fn bsst_store_co_blocks_host(BsstStore *s, uint32_t first,
+                                           uint32_t count,
+                                           const char **filename,
+                                           int64_t *host_offs, bool *direct)
 {
-    BlockDriverState *file = NULL;
-    int64_t pnum = 0, map = 0;
-    int ret;
+    const char *fname = NULL;
+    uint32_t i = 0, n, placed = 0;
 
     GRAPH_RDLOCK_GUARD();
     if (!blk_bs(s->blk)) {
         return -ENOMEDIUM;
     }
-    ret = bdrv_co_block_status_above(blk_bs(s->blk), NULL,
-                                     bsst_store_block_offset(s, bblock),
-                                     BSST_BLOCK_SIZE, &pnum, &map, &file);
-    if (ret < 0) {
-        return ret;
+    while (i < count) {
+        BlockDriverState *file = NULL;
+        int64_t pnum = 0, map = 0;
+        bool mapped;
+        int ret;
+
+        ret = bdrv_co_block_status_above(blk_bs(s->blk), NULL,
+                                         bsst_store_block_offset(s, first + i),
+                                         (int64_t)(count - i) * BSST_BLOCK_SIZE,
+                                         &pnum, &map, &file);
+        if (ret < 0) {
+            return ret;
+        }
+        n = pnum / BSST_BLOCK_SIZE;
+        if (n == 0) {
+            /* less than a block maps one way: not one to one */
+            host_offs[i++] = -1;
+            continue;
+        }
+        mapped = (ret & BDRV_BLOCK_OFFSET_VALID) && (ret & BDRV_BLOCK_DATA) &&
+                 file && file->drv &&
+                 (!strcmp(file->drv->format_name, "file") ||
+                  !strcmp(file->drv->format_name, "host_device")) &&
+                 (!fname || !strcmp(fname, file->filename));
+        if (mapped && !fname) {
+            fname = file->filename;
+            *direct = !!(file->open_flags & BDRV_O_NOCACHE);
+        }
+        for (; n > 0 && i < count; n--, i++) {
+            host_offs[i] = mapped ? map : -1;
+            map += BSST_BLOCK_SIZE;
+            placed += mapped;
+        }
     }
-    if (!(ret & BDRV_BLOCK_OFFSET_VALID) || !(ret & BDRV_BLOCK_DATA) ||
-        pnum < BSST_BLOCK_SIZE || !file || !file->drv ||
-        (strcmp(file->drv->format_name, "file") &&
-         strcmp(file->drv->format_name, "host_device"))) {
-        return -ENOTSUP;
-    }
-    *filename = file->filename;
-    *host_offset = map;
-    *direct = !!(file->open_flags & BDRV_O_NOCACHE);
-    return 0;
+    *filename = fname;
+    return placed;
 }
 
 int bsst_store_alloc_block(BsstStore *s, uint32_t *bblock)

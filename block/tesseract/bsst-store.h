@@ -145,17 +145,21 @@ int coroutine_mixed_fn bsst_store_read_block(BsstStore *s, uint32_t bblock,
 int bsst_store_alloc_contig(BsstStore *s, uint32_t n, uint32_t *first);
 int bsst_store_ref(BsstStore *s, uint32_t bblock);
 /*
- * Where data block @bblock lies in a host file (its path and offset), if
- * the BSST's format maps it one to one there (qcow2 or raw over a file or
- * host device, block written), and whether QEMU opened that file with
- * O_DIRECT (cache.direct=on: a reader must bypass the host page cache
- * too).  Lets the swapper serve page faults with a plain pread(),
- * independent of every AioContext.  -ENOTSUP otherwise.
+ * Where data blocks @first .. @first + @count - 1 lie in a host file (its
+ * path, and each block's offset in @host_offs), if the BSST's format maps
+ * them one to one there (qcow2 or raw over a file or host device, blocks
+ * written), and whether QEMU opened that file with O_DIRECT
+ * (cache.direct=on: a reader must bypass the host page cache too).  Lets
+ * the swapper serve page faults with a plain pread(), independent of
+ * every AioContext.  One block-status query covers as many blocks as the
+ * format maps contiguously.  A block that is not so mapped, or lies in
+ * another file than the first, gets -1; returns the number of blocks
+ * placed, or a negative errno if the query fails.
  */
-int coroutine_fn bsst_store_co_block_host(BsstStore *s, uint32_t bblock,
-                                          const char **filename,
-                                          int64_t *host_offset,
-                                          bool *direct);
+int coroutine_fn bsst_store_co_blocks_host(BsstStore *s, uint32_t first,
+                                           uint32_t count,
+                                           const char **filename,
+                                           int64_t *host_offs, bool *direct);
 void bsst_store_unref(BsstStore *s, uint32_t bblock);
 
 /*

@@ -128,3 +128,64 @@ unsigned tsr_plan_read(uint64_t offset, uint64_t bytes, size_t qiov_offset,
               TSR_NO_BBLOCK, true);
     return n;
 }
+
+uint64_t tsr_piece_target(const TsrPiece *p)
+{
+    if (p->bblock == TSR_NO_BBLOCK) {
+        return p->offset;
+    }
+    return ((uint64_t)p->bblock << TSR_BLOCK_BITS) +
+           (p->offset & (TSR_BLOCK_SIZE - 1));
+}
+
+static gint gather_cmp(gconstpointer a, gconstpointer b, gpointer opaque)
+{
+    const TsrPiece *pieces = opaque;
+    const TsrPiece *x = &pieces[*(const guint *)a];
+    const TsrPiece *y = &pieces[*(const guint *)b];
+    bool xb = x->bblock != TSR_NO_BBLOCK, yb = y->bblock != TSR_NO_BBLOCK;
+    uint64_t xt = tsr_piece_target(x), yt = tsr_piece_target(y);
+
+    if (xb != yb) {
+        return xb ? 1 : -1;
+    }
+    return xt < yt ? -1 : xt > yt;
+}
+
+guint tsr_gather(const TsrPiece *pieces, guint n, uint64_t max_gap,
+                 uint64_t max_bytes, GArray *order, GArray *groups)
+{
+    TsrGather *g = NULL;
+    guint i;
+
+    g_array_set_size(order, 0);
+    g_array_set_size(groups, 0);
+    for (i = 0; i < n; i++) {
+        g_array_append_val(order, i);
+    }
+    /*
+     * In target order; a piece that overlaps its group's end (two guest
+     * blocks sharing one BSST block) starts a group of its own.
+     */
+    g_array_sort_with_data(order, gather_cmp, (gpointer)pieces);
+
+    for (i = 0; i < n; i++) {
+        const TsrPiece *p = &pieces[g_array_index(order, guint, i)];
+        bool bsst = p->bblock != TSR_NO_BBLOCK;
+        uint64_t t = tsr_piece_target(p);
+
+        if (g && g->bsst == bsst && t >= g->start + g->bytes &&
+            t - (g->start + g->bytes) <= max_gap &&
+            t + p->bytes - g->start <= max_bytes) {
+            g->bytes = t + p->bytes - g->start;
+            g->count++;
+            continue;
+        }
+        g_array_append_val(groups, ((TsrGather) {
+            .bsst = bsst, .start = t, .bytes = p->bytes,
+            .first = i, .count = 1,
+        }));
+        g = &g_array_index(groups, TsrGather, groups->len - 1);
+    }
+    return groups->len;
+}

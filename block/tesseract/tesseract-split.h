@@ -75,6 +75,35 @@ unsigned tsr_plan_read(uint64_t offset, uint64_t bytes, size_t qiov_offset,
  * Find where byte @pos of the buffer @iov[@niov] lives: returns the
  * element index and stores the offset inside it, or -1 past the end.
  */
+/*
+ * Gathered reads: a read plan's pieces, grouped into one request per
+ * stretch of a target (the guest image, or the BSST's data area) where
+ * consecutive pieces, in target order, are at most @max_gap bytes apart.
+ * The request reads the gaps too, into scratch space, and throws them
+ * away: one request instead of several costs a seek less on a disk.
+ * Indirections scatter a guest range over both targets (image, BSST,
+ * image...): the image pieces around an indirection become one request
+ * again, and so do BSST pieces that a redirected write left side by side.
+ */
+typedef struct TsrGather {
+    bool bsst;              /* target: the BSST's data area, else the image */
+    uint64_t start;         /* target byte offset (BSST: from the data area) */
+    uint64_t bytes;         /* pieces and gaps */
+    guint first, count;     /* its pieces: @order[first .. first + count) */
+} TsrGather;
+
+/* A piece's byte offset in its target */
+uint64_t tsr_piece_target(const TsrPiece *p);
+
+/*
+ * Group @n pieces: sets @order (guint: indexes into @pieces, in target
+ * order within each group) and @groups (TsrGather), both emptied first.
+ * A group never holds more than @max_bytes (gaps included) unless a
+ * single piece does.  Returns the number of groups.
+ */
+guint tsr_gather(const TsrPiece *pieces, guint n, uint64_t max_gap,
+                 uint64_t max_bytes, GArray *order, GArray *groups);
+
 int tsr_iov_locate(const struct iovec *iov, int niov, size_t pos,
                    size_t *elem_off);
 

@@ -17,6 +17,7 @@
  */
 
 #include "qemu/osdep.h"
+#include "qemu/units.h"
 #include "block/aio_task.h"
 #include "block/block-io.h"
 #include "block/block_int.h"
@@ -44,6 +45,13 @@
 #define TESSERACT_REDIRECT_MAX 1024
 /* Pieces of one request in flight at once */
 #define TESSERACT_MAX_TASKS 16
+/*
+ * Gathered reads: neighbouring pieces of one target at most this far
+ * apart become one request (a seek costs more than reading 32 KiB on a
+ * disk, and little on an SSD), up to TESSERACT_GATHER_MAX bytes.
+ */
+#define TESSERACT_GATHER_GAP (32 * KiB)
+#define TESSERACT_GATHER_MAX (1 * MiB)
 /* defrag=auto: tick period, idle threshold, blocks per step, back-off */
 #define TESSERACT_AUTO_PERIOD_MS 100
 #define TESSERACT_AUTO_IDLE_IOS 8
@@ -91,6 +99,7 @@ typedef struct BDRVTesseractState {
     uint64_t bytes_read, bytes_written;
     uint64_t indirect_pages, swapins_cancelled, merges, classic_swapins;
     uint64_t bsst_read_bytes, redirected_pages;
+    uint64_t read_pieces, read_requests;
     TsrHistogram hist[TSR_PATH__MAX];
 } BDRVTesseractState;
 
@@ -290,29 +299,47 @@ typedef struct TsrTask {
     BdrvRequestFlags flags;
 } TsrTask;
 
-static int coroutine_fn GRAPH_RDLOCK tsr_read_piece(BlockDriverState *bs,
-                                                    const TsrPiece *p,
-                                                    QEMUIOVector *qiov,
-                                                    BdrvRequestFlags flags)
-{
-    BDRVTesseractState *s = bs->opaque;
-    int64_t boff;
+/* Task @i of @n (allocated with g_new: the pool frees it) */
+typedef AioTask *TsrNewTaskFunc(void *opaque, guint i);
 
-    if (p->bblock == TSR_NO_BBLOCK) {
-        return bdrv_co_preadv_part(bs->file, p->offset, p->bytes, qiov,
-                                   p->qiov_offset, flags);
+/* Run @n tasks, up to TESSERACT_MAX_TASKS at a time; the first error */
+static int coroutine_fn tsr_run_tasks(guint n, TsrNewTaskFunc *new_task,
+                                      void *opaque)
+{
+    AioTaskPool *pool = aio_task_pool_new(TESSERACT_MAX_TASKS);
+    guint i;
+    int ret;
+
+    for (i = 0; i < n && aio_task_pool_status(pool) == 0; i++) {
+        aio_task_pool_start_task(pool, new_task(opaque, i));
     }
-    boff = bsst_store_block_offset(s->store, p->bblock) +
-           (p->offset & (TSR_BLOCK_SIZE - 1));
-    return bdrv_co_preadv_part(s->bsst, boff, p->bytes, qiov,
-                               p->qiov_offset, 0);
+    aio_task_pool_wait_all(pool);
+    ret = aio_task_pool_status(pool);
+    aio_task_pool_free(pool);
+    return ret;
 }
 
-static int coroutine_fn GRAPH_RDLOCK tsr_read_task_entry(AioTask *task)
-{
-    TsrTask *t = container_of(task, TsrTask, task);
+typedef struct TsrPiecesRun {
+    BlockDriverState *bs;
+    GArray *pieces;
+    QEMUIOVector *qiov;
+    BdrvRequestFlags flags;
+    AioTaskFunc func;
+} TsrPiecesRun;
 
-    return tsr_read_piece(t->bs, &t->piece, t->qiov, t->flags);
+static AioTask *tsr_new_piece_task(void *opaque, guint i)
+{
+    TsrPiecesRun *r = opaque;
+    TsrTask *t = g_new(TsrTask, 1);
+
+    *t = (TsrTask) {
+        .task.func = r->func,
+        .bs = r->bs,
+        .piece = g_array_index(r->pieces, TsrPiece, i),
+        .qiov = r->qiov,
+        .flags = r->flags,
+    };
+    return &t->task;
 }
 
 static int coroutine_fn GRAPH_RDLOCK
@@ -321,33 +348,123 @@ tsr_run_pieces(BlockDriverState *bs, GArray *pieces, QEMUIOVector *qiov,
                int (*one)(BlockDriverState *, const TsrPiece *,
                           QEMUIOVector *, BdrvRequestFlags))
 {
-    AioTaskPool *pool;
-    guint i;
-    int ret;
+    TsrPiecesRun r = {
+        .bs = bs, .pieces = pieces, .qiov = qiov, .flags = flags,
+        .func = func,
+    };
 
     if (pieces->len == 1) {
         return one(bs, &g_array_index(pieces, TsrPiece, 0), qiov, flags);
     }
-    pool = aio_task_pool_new(TESSERACT_MAX_TASKS);
-    for (i = 0; i < pieces->len && aio_task_pool_status(pool) == 0; i++) {
-        TsrTask *t = g_new(TsrTask, 1);
-
-        *t = (TsrTask) {
-            .task.func = func,
-            .bs = bs,
-            .piece = g_array_index(pieces, TsrPiece, i),
-            .qiov = qiov,
-            .flags = flags,
-        };
-        aio_task_pool_start_task(pool, &t->task);
-    }
-    aio_task_pool_wait_all(pool);
-    ret = aio_task_pool_status(pool);
-    aio_task_pool_free(pool);
-    return ret;
+    return tsr_run_tasks(pieces->len, tsr_new_piece_task, &r);
 }
 
 /* ---- Read ---- */
+
+typedef struct TsrGatherTask {
+    AioTask task;
+    BlockDriverState *bs;
+    const TsrGather *group;
+    const TsrPiece *pieces;
+    const guint *order;
+    QEMUIOVector *qiov;
+    BdrvRequestFlags flags;
+} TsrGatherTask;
+
+/* One request for a group of pieces; its gaps land in a scratch buffer */
+static int coroutine_fn GRAPH_RDLOCK tsr_read_group(BlockDriverState *bs,
+                                                    const TsrGather *g,
+                                                    const TsrPiece *pieces,
+                                                    const guint *order,
+                                                    QEMUIOVector *qiov,
+                                                    BdrvRequestFlags flags)
+{
+    BDRVTesseractState *s = bs->opaque;
+    BdrvChild *child = g->bsst ? s->bsst : bs->file;
+    uint64_t end = g->start;
+    QEMUIOVector qv;
+    void *scratch = NULL;
+    guint k;
+    int ret;
+
+    qemu_iovec_init(&qv, qiov->niov + 2 * g->count);
+    for (k = 0; k < g->count; k++) {
+        const TsrPiece *p = &pieces[order[g->first + k]];
+        uint64_t t = tsr_piece_target(p);
+
+        if (t > end) {
+            scratch = scratch ?: qemu_blockalign(child->bs,
+                                                 TESSERACT_GATHER_GAP);
+            qemu_iovec_add(&qv, scratch, t - end);
+        }
+        qemu_iovec_concat(&qv, qiov, p->qiov_offset, p->bytes);
+        end = t + p->bytes;
+    }
+    ret = bdrv_co_preadv(child, g->bsst ?
+                         bsst_store_block_offset(s->store, 0) + g->start :
+                         g->start,
+                         g->bytes, &qv, g->bsst ? 0 : flags);
+    qemu_iovec_destroy(&qv);
+    qemu_vfree(scratch);
+    return ret;
+}
+
+static int coroutine_fn GRAPH_RDLOCK tsr_gather_task_entry(AioTask *task)
+{
+    TsrGatherTask *t = container_of(task, TsrGatherTask, task);
+
+    return tsr_read_group(t->bs, t->group, t->pieces, t->order, t->qiov,
+                          t->flags);
+}
+
+typedef struct TsrGatherRun {
+    BlockDriverState *bs;
+    GArray *groups, *order;
+    GArray *pieces;
+    QEMUIOVector *qiov;
+    BdrvRequestFlags flags;
+} TsrGatherRun;
+
+static AioTask *tsr_new_gather_task(void *opaque, guint i)
+{
+    TsrGatherRun *r = opaque;
+    TsrGatherTask *t = g_new(TsrGatherTask, 1);
+
+    *t = (TsrGatherTask) {
+        .task.func = tsr_gather_task_entry,
+        .bs = r->bs,
+        .group = &g_array_index(r->groups, TsrGather, i),
+        .pieces = (TsrPiece *)r->pieces->data,
+        .order = (guint *)r->order->data,
+        .qiov = r->qiov,
+        .flags = r->flags,
+    };
+    return &t->task;
+}
+
+/* Read the plan @pieces, neighbouring pieces of a target gathered */
+static int coroutine_fn GRAPH_RDLOCK
+tsr_read_pieces(BlockDriverState *bs, GArray *pieces, QEMUIOVector *qiov,
+                BdrvRequestFlags flags, uint64_t *nrequests)
+{
+    g_autoptr(GArray) order = g_array_new(false, false, sizeof(guint));
+    g_autoptr(GArray) groups = g_array_new(false, false, sizeof(TsrGather));
+    TsrGatherRun r = {
+        .bs = bs, .groups = groups, .order = order, .pieces = pieces,
+        .qiov = qiov, .flags = flags,
+    };
+    guint n;
+
+    n = tsr_gather((TsrPiece *)pieces->data, pieces->len,
+                   TESSERACT_GATHER_GAP, TESSERACT_GATHER_MAX, order, groups);
+    *nrequests = n;
+    if (n == 1) {
+        return tsr_read_group(bs, &g_array_index(groups, TsrGather, 0),
+                              (TsrPiece *)pieces->data,
+                              (guint *)order->data, qiov, flags);
+    }
+    return tsr_run_tasks(n, tsr_new_gather_task, &r);
+}
 
 static bool tsr_map_next(void *opaque, uint64_t start, uint64_t end,
                          uint64_t *gblock, uint32_t *bblock, uint64_t *run)
@@ -521,7 +638,7 @@ tesseract_co_preadv_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
     BDRVTesseractState *s = bs->opaque;
     g_autoptr(GArray) pieces = NULL;
     int64_t t0 = get_clock(), t1, t2;
-    uint64_t cancelled = 0;
+    uint64_t cancelled = 0, nrequests = 0;
     bool held = false;
     guint i;
     int ret;
@@ -537,6 +654,8 @@ tesseract_co_preadv_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
                                   flags);
         t2 = get_clock();
         if (ret >= 0) {
+            tesseract_count(s, &s->read_pieces, 1);
+            tesseract_count(s, &s->read_requests, 1);
             tesseract_account(s, TSR_READ_PREPARE, t0, t1, t2,
                               &s->reads, &s->bytes_read, bytes);
         }
@@ -552,8 +671,7 @@ tesseract_co_preadv_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
     bsst_disk_unlock(s->disk);
 
     t1 = get_clock();
-    ret = tsr_run_pieces(bs, pieces, qiov, flags, tsr_read_task_entry,
-                         tsr_read_piece);
+    ret = tsr_read_pieces(bs, pieces, qiov, flags, &nrequests);
     t2 = get_clock();
     bsst_disk_lock(s->disk);
     tsr_pin_pieces_locked(s, pieces, false);
@@ -571,6 +689,8 @@ tesseract_co_preadv_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
         }
         tesseract_count(s, &s->swapins_cancelled, cancelled);
         tesseract_count(s, &s->bsst_read_bytes, from_bsst);
+        tesseract_count(s, &s->read_pieces, pieces->len);
+        tesseract_count(s, &s->read_requests, nrequests);
         tesseract_account(s, TSR_READ_PREPARE, t0, t1, t2,
                           &s->reads, &s->bytes_read, bytes);
     }
@@ -1035,6 +1155,13 @@ int coroutine_fn GRAPH_RDLOCK tesseract_co_sync(BlockDriverState *bs)
  * free blocks (BSST full), or on an error, the pieces stay with the
  * guest image.  Returns the number of blocks redirected.
  */
+/* A data piece of whole blocks: what tsr_redirect_data() can send */
+static inline bool tsr_piece_redirectable(const TsrPiece *p)
+{
+    return p->bblock == TSR_NO_BBLOCK &&
+           !((p->offset | p->bytes) & (TSR_BLOCK_SIZE - 1));
+}
+
 static uint64_t coroutine_fn GRAPH_RDLOCK
 tsr_redirect_data(BlockDriverState *bs, GArray *pieces, QEMUIOVector *qiov)
 {
@@ -1050,9 +1177,9 @@ tsr_redirect_data(BlockDriverState *bs, GArray *pieces, QEMUIOVector *qiov)
 
         if (p->bblock == TSR_NO_BBLOCK) {
             ndata++;
-            if (!((p->offset | p->bytes) & (TSR_BLOCK_SIZE - 1))) {
-                want += p->bytes >> TSR_BLOCK_BITS;
-            }
+        }
+        if (tsr_piece_redirectable(p)) {
+            want += p->bytes >> TSR_BLOCK_BITS;
         }
     }
     if (ndata < 2 || !want || want > TESSERACT_REDIRECT_MAX) {
@@ -1072,8 +1199,7 @@ tsr_redirect_data(BlockDriverState *bs, GArray *pieces, QEMUIOVector *qiov)
     for (i = 0; i < pieces->len; i++) {
         TsrPiece *p = &g_array_index(pieces, TsrPiece, i);
 
-        if (p->bblock == TSR_NO_BBLOCK &&
-            !((p->offset | p->bytes) & (TSR_BLOCK_SIZE - 1))) {
+        if (tsr_piece_redirectable(p)) {
             qemu_iovec_concat(&qv, qiov, p->qiov_offset, p->bytes);
         }
     }
@@ -1093,8 +1219,7 @@ tsr_redirect_data(BlockDriverState *bs, GArray *pieces, QEMUIOVector *qiov)
         uint64_t g0 = p->offset >> TSR_BLOCK_BITS;
         bool all = true;
 
-        if (p->bblock != TSR_NO_BBLOCK ||
-            ((p->offset | p->bytes) & (TSR_BLOCK_SIZE - 1))) {
+        if (!tsr_piece_redirectable(p)) {
             continue;
         }
         blocks = p->bytes >> TSR_BLOCK_BITS;
@@ -1373,6 +1498,8 @@ TesseractDiskInfo *tesseract_query_disk(BlockDriverState *bs)
     info->merges = s->merges;
     info->classic_swapins = s->classic_swapins;
     info->bsst_bytes_read = s->bsst_read_bytes;
+    info->read_pieces = s->read_pieces;
+    info->read_requests = s->read_requests;
     info->defrag_blocks = s->defrag_blocks;
     info->defrag_moved = s->defrag_moved;
     info->write_prepare = tesseract_latency_info(&s->hist[TSR_WRITE_PREPARE]);

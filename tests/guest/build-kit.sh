@@ -176,7 +176,7 @@ done
 for src in "$HERE"/workloads/*.c; do
     [ -f "$src" ] || continue
     bin="$OUT/bin/$(basename "$src" .c)"
-    if [ ! -x "$bin" ] || [ "$src" -nt "$bin" ]; then
+    if [ ! -x "$bin" ] || [ "$src" -nt "$bin" ] || [ "$HERE/workloads/workload.h" -nt "$bin" ]; then
         say "compiling $(basename "$src") (static)"
         "$CC" -static -O2 -Wall -o "$bin" "$src" || die "cannot compile $src"
     fi

@@ -414,7 +414,22 @@ static void test_indirection_crash(void)
     g_assert_cmpint(disk_stat("indirections"), ==, 6);
     /* page 3 (merged) and page 4: unmaps logged at the next flush */
     g_assert_cmpint(disk_stat("deferred-unmaps"), ==, 2);
-    check_disk(&vm, sector, expect, np);
+    {
+        int64_t pieces = disk_stat("read-pieces");
+        int64_t requests = disk_stat("read-requests");
+
+        check_disk(&vm, sector, expect, np);
+        /*
+         * Six pieces (BSST, BSST, BSST, image, BSST, BSST): the redirected
+         * run (pages 0-1, 6-7) and the swapper's run (pages 2, 5) are
+         * read with one request each, gaps and all.
+         */
+        pieces = disk_stat("read-pieces") - pieces;
+        requests = disk_stat("read-requests") - requests;
+        g_assert_cmpint(pieces, >=, 5);
+        g_assert_cmpint(requests, >=, 2);
+        g_assert_cmpint(requests, <, pieces - 1);
+    }
 
     blk_flush(&vm);
     g_assert_cmpint(disk_stat("deferred-unmaps"), ==, 0);

@@ -251,10 +251,151 @@ static void test_read_random(void)
     g_rand_free(r);
 }
 
+/* The seed's read figure again: image pieces around indirections gather */
+static void test_gather_figure(void)
+{
+    g_autoptr(GArray) p = g_array_new(false, false, sizeof(TsrPiece));
+    g_autoptr(GArray) order = g_array_new(false, false, sizeof(guint));
+    g_autoptr(GArray) groups = g_array_new(false, false, sizeof(TsrGather));
+    TsrGather *g;
+
+    fake_map_reset();
+    fake_map[2] = 50;
+    fake_map[3] = 51;
+    fake_map[6] = 9;
+    tsr_plan_read(0, 8 * BS, 0, fake_next, NULL, p);
+    g_assert_cmpuint(p->len, ==, 5);
+
+    /* no gaps allowed: only touching pieces gather (none here) */
+    g_assert_cmpuint(tsr_gather((TsrPiece *)p->data, p->len, 0, 1 << 20,
+                                order, groups), ==, 5);
+
+    /* 2-block gaps: the image reads blocks 0-7 once, the BSST 9 and 50-51 */
+    g_assert_cmpuint(tsr_gather((TsrPiece *)p->data, p->len, 2 * BS,
+                                1 << 20, order, groups), ==, 3);
+    g = &g_array_index(groups, TsrGather, 0);
+    g_assert_false(g->bsst);
+    g_assert_cmpuint(g->start, ==, 0);
+    g_assert_cmpuint(g->bytes, ==, 8 * BS);
+    g_assert_cmpuint(g->count, ==, 3);
+    g = &g_array_index(groups, TsrGather, 1);
+    g_assert_true(g->bsst);
+    g_assert_cmpuint(g->start, ==, 9 * BS);
+    g_assert_cmpuint(g->count, ==, 1);
+    g = &g_array_index(groups, TsrGather, 2);
+    g_assert_cmpuint(g->start, ==, 50 * BS);
+    g_assert_cmpuint(g->bytes, ==, 2 * BS);
+
+    /* a 1-block gap limit splits the image at the 2-block hole */
+    g_assert_cmpuint(tsr_gather((TsrPiece *)p->data, p->len, BS, 1 << 20,
+                                order, groups), ==, 4);
+
+    /* the size limit splits too */
+    g_assert_cmpuint(tsr_gather((TsrPiece *)p->data, p->len, 2 * BS, 5 * BS,
+                                order, groups), ==, 4);
+
+    /* a redirected run split by an indirection: BSST 60-61, 9, 62-63 */
+    fake_map_reset();
+    fake_map[0] = 60;
+    fake_map[1] = 61;
+    fake_map[2] = 9;
+    fake_map[3] = 62;
+    fake_map[4] = 63;
+    g_array_set_size(p, 0);
+    tsr_plan_read(0, 5 * BS, 0, fake_next, NULL, p);
+    g_assert_cmpuint(tsr_gather((TsrPiece *)p->data, p->len, 0, 1 << 20,
+                                order, groups), ==, 2);
+    g = &g_array_index(groups, TsrGather, 1);
+    g_assert_cmpuint(g->start, ==, 60 * BS);
+    g_assert_cmpuint(g->bytes, ==, 4 * BS);
+    g_assert_cmpuint(g->count, ==, 2);
+}
+
+/*
+ * Random plans: reading each group in one go from a model of the two
+ * targets, and scattering its pieces, gives the bytes that reading piece
+ * by piece gives; groups respect the limits.
+ */
+static void test_gather_random(void)
+{
+    enum { NBLK = 64, NB = 96 };
+    g_autoptr(GArray) p = g_array_new(false, false, sizeof(TsrPiece));
+    g_autoptr(GArray) order = g_array_new(false, false, sizeof(guint));
+    g_autoptr(GArray) groups = g_array_new(false, false, sizeof(TsrGather));
+    g_autofree uint8_t *image = g_malloc(NBLK * BS);
+    g_autofree uint8_t *bsst = g_malloc(NB * BS);
+    g_autofree uint8_t *want = g_malloc(8 * BS);
+    g_autofree uint8_t *got = g_malloc(8 * BS);
+    GRand *r = g_rand_new_with_seed(7);
+    unsigned iter, i, k;
+
+    for (i = 0; i < NBLK * BS; i++) {
+        image[i] = g_rand_int(r);
+    }
+    for (i = 0; i < NB * BS; i++) {
+        bsst[i] = g_rand_int(r);
+    }
+    for (iter = 0; iter < 5000; iter++) {
+        uint64_t off, len, gap = g_rand_int_range(r, 0, 4) * BS / 2;
+        uint64_t maxb = g_rand_int_range(r, 1, 8) * BS;
+        guint n, pieces_seen = 0;
+
+        if (iter % 50 == 0) {
+            fake_map_reset();
+            for (i = 0; i < 30; i++) {
+                /* some blocks share a BSST block (fake_map allows it) */
+                fake_map[g_rand_int_range(r, 0, 60)] =
+                    g_rand_int_range(r, 0, NB);
+            }
+        }
+        off = g_rand_int_range(r, 0, 56 * BS);
+        len = g_rand_int_range(r, 1, 8 * BS);
+        g_array_set_size(p, 0);
+        tsr_plan_read(off, len, 0, fake_next, NULL, p);
+        for (i = 0; i < p->len; i++) {
+            TsrPiece *x = &g_array_index(p, TsrPiece, i);
+            const uint8_t *src = x->bblock == TSR_NO_BBLOCK ? image : bsst;
+
+            memcpy(want + x->qiov_offset, src + tsr_piece_target(x), x->bytes);
+        }
+        memset(got, 0, len);
+        n = tsr_gather((TsrPiece *)p->data, p->len, gap, maxb, order, groups);
+        g_assert_cmpuint(n, ==, groups->len);
+        g_assert_cmpuint(n, <=, p->len);
+        for (i = 0; i < n; i++) {
+            TsrGather *g = &g_array_index(groups, TsrGather, i);
+            const uint8_t *src = g->bsst ? bsst : image;
+            g_autofree uint8_t *one = g_memdup2(src + g->start, g->bytes);
+            uint64_t end = g->start;
+
+            g_assert_true(g->count == 1 || g->bytes <= maxb);
+            for (k = 0; k < g->count; k++) {
+                TsrPiece *x = &g_array_index(p, TsrPiece,
+                    g_array_index(order, guint, g->first + k));
+                uint64_t t = tsr_piece_target(x);
+
+                g_assert_cmpint(x->bblock != TSR_NO_BBLOCK, ==, g->bsst);
+                g_assert_cmpuint(t, >=, end);
+                g_assert_cmpuint(t - end, <=, k ? gap : 0);
+                /* the group's one read holds this piece at t - start */
+                memcpy(got + x->qiov_offset, one + (t - g->start), x->bytes);
+                end = t + x->bytes;
+                pieces_seen++;
+            }
+            g_assert_cmpuint(end, ==, g->start + g->bytes);
+        }
+        g_assert_cmpuint(pieces_seen, ==, p->len);
+        g_assert_cmpmem(got, len, want, len);
+    }
+    g_rand_free(r);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/tesseract/split/write-no-source", test_write_no_source);
+    g_test_add_func("/tesseract/split/gather-figure", test_gather_figure);
+    g_test_add_func("/tesseract/split/gather-random", test_gather_random);
     g_test_add_func("/tesseract/split/write-rewrites-sg-list",
                     test_write_rewrites_sg_list);
     g_test_add_func("/tesseract/split/write-unaligned-never-indirect",

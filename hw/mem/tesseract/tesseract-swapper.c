@@ -158,19 +158,14 @@ static void coroutine_fn tsw_io_co(void *opaque)
     } else if (io->write) {
         io->ret = bsst_store_write_blocks(io->sw->store, io->bblock,
                                           io->count, io->buf);
-        for (i = 0; io->ret >= 0 && io->host_offs && i < io->count; i++) {
-            const char *file;
-            bool direct;
-
-            if (bsst_store_co_block_host(io->sw->store, io->bblock + i,
-                                         &file, &io->host_offs[i],
-                                         &direct) < 0 ||
-                (io->host_file && strcmp(io->host_file, file))) {
+        if (io->ret >= 0 && io->host_offs &&
+            bsst_store_co_blocks_host(io->sw->store, io->bblock, io->count,
+                                      &io->host_file, io->host_offs,
+                                      &io->host_direct) < 0) {
+            for (i = 0; i < io->count; i++) {
                 io->host_offs[i] = -1;
-            } else {
-                io->host_file = file;
-                io->host_direct = direct;
             }
+            io->host_file = NULL;
         }
     } else {
         io->ret = bsst_store_read_block(io->sw->store, io->bblock, io->buf);

@@ -48,6 +48,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#define WL_NAME "jbb"
+#include "workload.h"
+
 #define JBB_MAGIC     UINT64_C(0x314a424253534554)  /* "TESSBBJ1" */
 #define OBJS_PER_TX   4
 #define MAX_REPORTED  8
@@ -71,13 +74,6 @@ static uint64_t rnd(void)
     return z ^ (z >> 31);
 }
 
-static uint64_t mix(uint64_t z)
-{
-    z = (z ^ (z >> 33)) * UINT64_C(0xff51afd7ed558ccd);
-    z = (z ^ (z >> 33)) * UINT64_C(0xc4ceb9fe1a85ec53);
-    return z ^ (z >> 33);
-}
-
 typedef struct Heap {
     uint8_t *mem;
     uint64_t nobj;
@@ -90,7 +86,7 @@ typedef struct Heap {
 static void obj_fill(Heap *h, uint64_t i, uint32_t ver)
 {
     uint64_t *w = (uint64_t *)(h->mem + i * h->obj);
-    uint64_t b = mix(h->seed ^ (i << 24) ^ ver);
+    uint64_t b = wl_mix(h->seed ^ (i << 24) ^ ver);
 
     w[0] = JBB_MAGIC;
     w[1] = i;
@@ -106,7 +102,7 @@ static bool obj_check(Heap *h, uint64_t i)
 {
     const uint64_t *w = (const uint64_t *)(h->mem + i * h->obj);
     uint32_t ver = h->ver[i];
-    uint64_t b = mix(h->seed ^ (i << 24) ^ ver);
+    uint64_t b = wl_mix(h->seed ^ (i << 24) ^ ver);
     size_t bad = 0;
 
     if (w[0] != JBB_MAGIC || w[1] != i || w[2] != ver) {
@@ -128,37 +124,15 @@ static bool obj_check(Heap *h, uint64_t i)
     return false;
 }
 
-static uint64_t param(int argc, char **argv, const char *opt,
-                      const char *env, uint64_t def)
-{
-    const char *s = getenv(env);
-
-    for (int i = 1; i + 1 < argc; i++) {
-        if (!strcmp(argv[i], opt)) {
-            s = argv[i + 1];
-        }
-    }
-    if (!s || !*s) {
-        return def;
-    }
-    char *end;
-    uint64_t v = strtoull(s, &end, 0);
-    if (*end) {
-        fprintf(stderr, "jbb: bad value '%s' for %s\n", s, opt);
-        exit(2);
-    }
-    return v;
-}
-
 int main(int argc, char **argv)
 {
-    uint64_t heap_mib = param(argc, argv, "--heap-mib", "jbb_heap_mib", 160);
-    uint64_t secs = param(argc, argv, "--secs", "jbb_secs", 30);
-    uint64_t obj = param(argc, argv, "--obj", "jbb_obj", 512);
-    uint64_t hot_pct = param(argc, argv, "--hot-pct", "jbb_hot_pct", 25);
-    uint64_t hot_prob = param(argc, argv, "--hot-prob", "jbb_hot_prob", 80);
-    uint64_t seed = param(argc, argv, "--seed", "jbb_seed", 1);
-    uint64_t ival_ms = param(argc, argv, "--interval-ms", "jbb_interval_ms", 100);
+    uint64_t heap_mib = wl_param(argc, argv, "--heap-mib", "jbb_heap_mib", 160);
+    uint64_t secs = wl_param(argc, argv, "--secs", "jbb_secs", 30);
+    uint64_t obj = wl_param(argc, argv, "--obj", "jbb_obj", 512);
+    uint64_t hot_pct = wl_param(argc, argv, "--hot-pct", "jbb_hot_pct", 25);
+    uint64_t hot_prob = wl_param(argc, argv, "--hot-prob", "jbb_hot_prob", 80);
+    uint64_t seed = wl_param(argc, argv, "--seed", "jbb_seed", 1);
+    uint64_t ival_ms = wl_param(argc, argv, "--interval-ms", "jbb_interval_ms", 100);
     Heap h = { .obj = obj, .words = obj / 8, .seed = seed };
     uint64_t bytes = heap_mib << 20;
 

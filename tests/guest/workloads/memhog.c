@@ -43,6 +43,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#define WL_NAME "memhog"
+#include "workload.h"
+
 #define PAGE   4096
 #define WORDS  (PAGE / sizeof(uint64_t))
 #define MH_MAGIC UINT64_C(0x31474f484d455354) /* "TSEMHOG1" */
@@ -57,46 +60,9 @@ static void on_signal(int sig)
     stop = 1;
 }
 
-static uint64_t mix(uint64_t z)
-{
-    z = (z ^ (z >> 33)) * UINT64_C(0xff51afd7ed558ccd);
-    z = (z ^ (z >> 33)) * UINT64_C(0xc4ceb9fe1a85ec53);
-    return z ^ (z >> 33);
-}
-
-static const char *sparam(int argc, char **argv, const char *opt,
-                          const char *env)
-{
-    const char *s = getenv(env);
-
-    for (int i = 1; i + 1 < argc; i++) {
-        if (!strcmp(argv[i], opt)) {
-            s = argv[i + 1];
-        }
-    }
-    return s && *s ? s : NULL;
-}
-
-static uint64_t param(int argc, char **argv, const char *opt,
-                      const char *env, uint64_t def)
-{
-    const char *s = sparam(argc, argv, opt, env);
-    char *end;
-
-    if (!s) {
-        return def;
-    }
-    uint64_t v = strtoull(s, &end, 0);
-    if (*end) {
-        fprintf(stderr, "memhog: bad value '%s' for %s\n", s, opt);
-        exit(2);
-    }
-    return v;
-}
-
 static uint64_t page_base(uint64_t pg)
 {
-    return mix(seed ^ (pg << 20) ^ ((uint64_t)ver[pg] << 44));
+    return wl_mix(seed ^ (pg << 20) ^ ((uint64_t)ver[pg] << 44));
 }
 
 static void page_fill(uint8_t *mem, uint64_t pg)
@@ -135,15 +101,15 @@ static void sleep_ms(uint64_t ms)
 
 int main(int argc, char **argv)
 {
-    uint64_t mib = param(argc, argv, "--mib", "memhog_mib", 64);
-    uint64_t hold = param(argc, argv, "--hold-secs", "memhog_hold_secs", 0);
-    uint64_t touch = param(argc, argv, "--touch-secs", "memhog_touch_secs", 0);
-    const char *ready = sparam(argc, argv, "--ready", "memhog_ready");
+    uint64_t mib = wl_param(argc, argv, "--mib", "memhog_mib", 64);
+    uint64_t hold = wl_param(argc, argv, "--hold-secs", "memhog_hold_secs", 0);
+    uint64_t touch = wl_param(argc, argv, "--touch-secs", "memhog_touch_secs", 0);
+    const char *ready = wl_sparam(argc, argv, "--ready", "memhog_ready");
     uint64_t npages = mib * (1024 * 1024 / PAGE), sweeps = 0, next = 0;
     struct sigaction sa = { .sa_handler = on_signal };
     struct timespec t0, t1;
 
-    seed = param(argc, argv, "--seed", "memhog_seed", 1);
+    seed = wl_param(argc, argv, "--seed", "memhog_seed", 1);
     setvbuf(stdout, NULL, _IOLBF, 0);
     sigaction(SIGUSR1, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);

@@ -42,6 +42,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#define WL_NAME "memverify"
+#include "workload.h"
+
 #define PAGE            4096
 #define WORDS           (PAGE / sizeof(uint64_t))
 #define MV_MAGIC        UINT64_C(0x3159524556454d54) /* "TMEVERY1" */
@@ -140,34 +143,12 @@ static void vmstat(uint64_t *pswpin, uint64_t *pswpout)
     fclose(f);
 }
 
-static uint64_t param(int argc, char **argv, const char *opt,
-                      const char *env, uint64_t def)
-{
-    const char *s = getenv(env);
-
-    for (int i = 1; i + 1 < argc; i++) {
-        if (!strcmp(argv[i], opt)) {
-            s = argv[i + 1];
-        }
-    }
-    if (!s || !*s) {
-        return def;
-    }
-    char *end;
-    uint64_t v = strtoull(s, &end, 0);
-    if (*end) {
-        fprintf(stderr, "memverify: bad value '%s' for %s\n", s, opt);
-        exit(2);
-    }
-    return v;
-}
-
 int main(int argc, char **argv)
 {
-    uint64_t mib = param(argc, argv, "--mib", "memverify_mib", 320);
-    int passes = param(argc, argv, "--passes", "memverify_passes", 3);
-    uint64_t rewrite = param(argc, argv, "--rewrite", "memverify_rewrite", 4);
-    uint64_t seed = param(argc, argv, "--seed", "memverify_seed", 1);
+    uint64_t mib = wl_param(argc, argv, "--mib", "memverify_mib", 320);
+    int passes = wl_param(argc, argv, "--passes", "memverify_passes", 3);
+    uint64_t rewrite = wl_param(argc, argv, "--rewrite", "memverify_rewrite", 4);
+    uint64_t seed = wl_param(argc, argv, "--seed", "memverify_seed", 1);
     uint64_t npages = mib * (1024 * 1024 / PAGE);
     uint64_t verified = 0, rewritten = 0, corrupt = 0;
     uint64_t in0, out0, in1, out1;
