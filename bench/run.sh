@@ -184,7 +184,7 @@ CG_NAME=tesseract-bench-$$
 MEMCG=/sys/fs/cgroup/memory/$CG_NAME
 SWAPFILE=
 LOOPDEV=
-SWAPDEV_MM=
+HOST_SWAP_ARGS=()
 # shellcheck disable=SC2317  # called from traps
 host_swap_off() {
     if [ -n "$LOOPDEV" ]; then
@@ -214,20 +214,27 @@ stock_unsupported() {  # prints a reason, or nothing if stock can run
 # loop device over a file (O_DIRECT, or buffered with
 # BENCH_SSD_CACHE=writeback; on a per-image hdd run-guest.sh throttles it
 # with the images); on the shared hdd, run-guest.sh --hdd-swap puts the
-# swap file on the spindle instead.  Sets LOOPDEV, SWAPDEV_MM (MAJ:MIN).
-# Not in a subshell: host_swap_off must see LOOPDEV.
+# swap file on the spindle instead.  Sets LOOPDEV, and HOST_SWAP_ARGS:
+# the run-guest.sh options that go with the layout.  Not in a subshell:
+# host_swap_off must see LOOPDEV.
 host_swap_on() {
     local disk=$1 limit_bytes=$2 dio=on
     mkdir -p "$MEMCG"
     echo "$limit_bytes" > "$MEMCG/memory.limit_in_bytes"
-    [ "$disk" != hdd ] || [ "$HDD_LAYOUT" != shared ] || return 0
+    HOST_SWAP_ARGS=()
+    if [ "$disk" = hdd ] && [ "$HDD_LAYOUT" = shared ]; then
+        HOST_SWAP_ARGS=(--hdd-swap 1G)
+        return 0
+    fi
     [ "$disk" = hdd ] || [ "$SSD_CACHE" = direct ] || dio=off
     SWAPFILE=$OUT/runs/.host-swap.img
     dd if=/dev/zero of="$SWAPFILE" bs=1M count=1024 status=none
     LOOPDEV=$(losetup -f --show --direct-io=$dio "$SWAPFILE")
-    SWAPDEV_MM=$(lsblk -dno MAJ:MIN "$LOOPDEV" | tr -d ' ')
     mkswap "$LOOPDEV" > /dev/null
     swapon "$LOOPDEV"
+    if [ "$disk" = hdd ]; then
+        HOST_SWAP_ARGS=(--hdd-extra-dev "$(lsblk -dno MAJ:MIN "$LOOPDEV" | tr -d ' ')")
+    fi
 }
 
 hdd_desc() {  # DISK: the disk model in words, for meta.json and report.md
@@ -277,11 +284,7 @@ run_one() {  # DISK SCENARIO ROUND
         stock_limit=$(( (LIMIT_MIB * 1024 + overhead) * 1024 ))
         host_swap_on "$disk" "$stock_limit"
         wrap="$HERE/cgroup-exec.sh $MEMCG"
-        if [ "$disk" = hdd ] && [ "$HDD_LAYOUT" = shared ]; then
-            args+=(--hdd-swap 1G)
-        elif [ "$disk" = hdd ]; then
-            args+=(--hdd-extra-dev "$SWAPDEV_MM")
-        fi
+        args+=("${HOST_SWAP_ARGS[@]}")
     fi
     [ -z "$swapper" ] || args+=(--swapper "$swapper")
     if [ "$disk" = hdd ]; then

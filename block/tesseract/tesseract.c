@@ -279,6 +279,26 @@ static void tesseract_account(BDRVTesseractState *s, TsrPath prep,
     qemu_mutex_unlock(&s->stats_lock);
 }
 
+/* A finished read: its latencies and counters under one lock hold */
+static void tesseract_account_read(BDRVTesseractState *s, int64_t t0,
+                                   int64_t t1, int64_t t2, int64_t len,
+                                   uint64_t npieces, uint64_t nrequests,
+                                   uint64_t from_bsst, uint64_t cancelled)
+{
+    int64_t t3 = get_clock();
+
+    qemu_mutex_lock(&s->stats_lock);
+    s->reads++;
+    s->bytes_read += len;
+    s->read_pieces += npieces;
+    s->read_requests += nrequests;
+    s->bsst_read_bytes += from_bsst;
+    s->swapins_cancelled += cancelled;
+    tsr_hist_add(&s->hist[TSR_READ_PREPARE], t1 - t0);
+    tsr_hist_add(&s->hist[TSR_READ_COMPLETION], t3 - t2);
+    qemu_mutex_unlock(&s->stats_lock);
+}
+
 static void tesseract_count(BDRVTesseractState *s, uint64_t *counter,
                             uint64_t n)
 {
@@ -654,10 +674,7 @@ tesseract_co_preadv_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
                                   flags);
         t2 = get_clock();
         if (ret >= 0) {
-            tesseract_count(s, &s->read_pieces, 1);
-            tesseract_count(s, &s->read_requests, 1);
-            tesseract_account(s, TSR_READ_PREPARE, t0, t1, t2,
-                              &s->reads, &s->bytes_read, bytes);
+            tesseract_account_read(s, t0, t1, t2, bytes, 1, 1, 0, 0);
         }
         return ret;
     }
@@ -687,12 +704,8 @@ tesseract_co_preadv_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
 
             from_bsst += p->bblock == TSR_NO_BBLOCK ? 0 : p->bytes;
         }
-        tesseract_count(s, &s->swapins_cancelled, cancelled);
-        tesseract_count(s, &s->bsst_read_bytes, from_bsst);
-        tesseract_count(s, &s->read_pieces, pieces->len);
-        tesseract_count(s, &s->read_requests, nrequests);
-        tesseract_account(s, TSR_READ_PREPARE, t0, t1, t2,
-                          &s->reads, &s->bytes_read, bytes);
+        tesseract_account_read(s, t0, t1, t2, bytes, pieces->len, nrequests,
+                               from_bsst, cancelled);
     }
     return ret;
 }
@@ -1142,7 +1155,13 @@ int coroutine_fn GRAPH_RDLOCK tesseract_co_sync(BlockDriverState *bs)
     return tesseract_co_flush(bs);
 }
 
-/* After a write: FUA, or too many unmaps waiting for a flush. */
+/* A data piece of whole blocks: what tsr_redirect_data() can send */
+static inline bool tsr_piece_redirectable(const TsrPiece *p)
+{
+    return p->bblock == TSR_NO_BBLOCK &&
+           !((p->offset | p->bytes) & (TSR_BLOCK_SIZE - 1));
+}
+
 /*
  * Indirections cut a write into guest-image pieces, one request each: on
  * a disk, a seek each.  When there are several, write the whole-block
@@ -1155,13 +1174,6 @@ int coroutine_fn GRAPH_RDLOCK tesseract_co_sync(BlockDriverState *bs)
  * free blocks (BSST full), or on an error, the pieces stay with the
  * guest image.  Returns the number of blocks redirected.
  */
-/* A data piece of whole blocks: what tsr_redirect_data() can send */
-static inline bool tsr_piece_redirectable(const TsrPiece *p)
-{
-    return p->bblock == TSR_NO_BBLOCK &&
-           !((p->offset | p->bytes) & (TSR_BLOCK_SIZE - 1));
-}
-
 static uint64_t coroutine_fn GRAPH_RDLOCK
 tsr_redirect_data(BlockDriverState *bs, GArray *pieces, QEMUIOVector *qiov)
 {
@@ -1240,6 +1252,7 @@ tsr_redirect_data(BlockDriverState *bs, GArray *pieces, QEMUIOVector *qiov)
     return mapped;
 }
 
+/* After a write: FUA, or too many unmaps waiting for a flush. */
 static int coroutine_fn GRAPH_RDLOCK
 tsr_write_done(BlockDriverState *bs, BdrvRequestFlags flags,
                unsigned indirect, uint64_t redirected)
