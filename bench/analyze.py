@@ -43,12 +43,14 @@ import sys
 
 PAUSE_FRACTION = 0.10
 INTERVAL_MS = 100
-SCENARIOS = ["nooc", "baseline", "tesseract", "tesseract-defrag", "stock"]
+SCENARIOS = ["nooc", "baseline", "tesseract", "tesseract-defrag",
+             "tesseract-lazy", "stock"]
 LABELS = {
     "nooc": "no overcommit (limit = guest RAM)",
     "baseline": "baseline (swapper, indirect=off)",
     "tesseract": "Tesseract (indirect=on, defrag=off)",
     "tesseract-defrag": "Tesseract with defrag=auto (background guest defragmentation while guest I/O is light)",
+    "tesseract-lazy": "Tesseract, background-swapin=off (indirected pages stay swapped out until touched)",
     "stock": "stock QEMU, memory cgroup + host swap",
 }
 
@@ -90,6 +92,12 @@ def load_run(d):
             k, _, v = line.partition(":")
             proc[k.strip()] = v.split()[0] if v.split() else ""
     r["proc"] = proc
+    host = {}
+    p = os.path.join(d, "host-cpu.txt")
+    if os.path.exists(p):
+        f = open(p).read().split()
+        host = {f[i]: float(f[i + 1]) for i in range(0, len(f) - 1, 2)}
+    r["host_cpu"] = host
     err = os.path.join(d, "run-guest.err")
     r["error"] = (open(err).read().strip().splitlines() or [""])[0] \
         if os.path.exists(err) and meta.get("rc") else ""
@@ -157,6 +165,8 @@ def metrics(r, ref_median):
     m["swapins_avoided"] = sw["swapins-avoided"] if sw else 0
     m["swapins_cancelled"] = sw["swapins-cancelled"] if sw else 0
     m["swapouts_abandoned"] = sw["swapouts-abandoned"] if sw else 0
+    m["deferred_swapins"] = sw.get("deferred-swapins", 0) if sw else 0
+    m["background_swapins"] = sw.get("background-swapins", 0) if sw else 0
     for k, h in (("fault_service", sw and sw["fault-service"]),
                  ("bsst_read", sw and sw["bsst-read"])):
         for q in ("p50", "mean", "p99", "max"):
@@ -170,6 +180,8 @@ def metrics(r, ref_median):
     m["qemu_wchar"] = int(pr["wchar"]) if "wchar" in pr else None
     m["qemu_hwm_kib"] = int(pr["VmHWM"]) if "VmHWM" in pr else None
     m["qemu_rss_kib"] = int(pr["VmRSS"]) if "VmRSS" in pr else None
+    m["host_steal_s"] = r["host_cpu"].get("steal")
+    m["host_busy_s"] = r["host_cpu"].get("busy")
     m["host_pswpin"] = meta.get("host_pswpin")
     m["host_pswpout"] = meta.get("host_pswpout")
     m["stock_cgroup_limit_mib"] = (meta["stock_cgroup_limit"] >> 20
@@ -361,6 +373,25 @@ def report(summary, out, mode, plots, env):
                 mib(r["qemu_rchar"]), mib(r["qemu_wchar"]),
                 "–" if r["qemu_hwm_kib"] is None else "%.0f" % (r["qemu_hwm_kib"] / 1024)))
         L.append("")
+        L.append("What became of the swap-ins that indirections avoided "
+                 "(*deferred*: the guest touched the page while it was still "
+                 "swapped out, a fault on the BSST; *background*: the swapper "
+                 "brought it back by itself first), and what else ran on the "
+                 "host meanwhile (CPU seconds over the run, both CPUs; "
+                 "*steal*: taken by the hypervisor under this machine):")
+        L.append("")
+        L.append("| scenario | swap-ins avoided | deferred swap-ins | "
+                 "background swap-ins | swap-ins cancelled | host busy (s) | host steal (s) |")
+        L.append("|---|---|---|---|---|---|---|")
+        for r in rows:
+            if r.get("skipped"):
+                continue
+            L.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+                r["scenario"], r["swapins_avoided"],
+                fmt(r.get("deferred_swapins")), fmt(r.get("background_swapins")),
+                fmt(r.get("swapins_cancelled")), fmt(r.get("host_busy_s"), 1),
+                fmt(r.get("host_steal_s"), 1)))
+        L.append("")
         b = summary.get("%s/baseline" % disk)
         nr = max((r.get("rounds", 1) for r in rows), default=1)
         if nr > 1:
@@ -380,7 +411,7 @@ def report(summary, out, mode, plots, env):
                     " / ".join(fmt(v) for v in r["total_pause_ms_rounds"]),
                     " / ".join(fmt(v) for v in r["max_pause_ms_rounds"])))
             L.append("")
-        for tsc in ("tesseract", "tesseract-defrag"):
+        for tsc in ("tesseract", "tesseract-defrag", "tesseract-lazy"):
             t = summary.get("%s/%s" % (disk, tsc))
             if not (t and b and not t.get("skipped") and not b.get("skipped")):
                 continue

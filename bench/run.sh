@@ -40,6 +40,9 @@
 #   baseline          swapper limit 230M, indirect=off
 #   tesseract         swapper limit 230M, indirect=on, defrag=off
 #   tesseract-defrag  as tesseract, defrag=auto
+#   tesseract-lazy    as tesseract, but the swapper leaves an indirected page
+#                     swapped out until the guest touches it again
+#                     (background-swapin=off; not run unless named)
 #   stock             no swapper; QEMU in a cgroup v1 memory cgroup whose
 #                     limit is 230M + QEMU's own overhead (measured in the
 #                     nooc run), with a host swap area on a loop device
@@ -264,6 +267,7 @@ run_one() {  # DISK SCENARIO ROUND
     baseline)         swapper="limit=$LIMIT,policy=$POLICY"; topts="indirect=off" ;;
     tesseract)        swapper="limit=$LIMIT,policy=$POLICY"; topts="indirect=on,defrag=off" ;;
     tesseract-defrag) swapper="limit=$LIMIT,policy=$POLICY"; topts="indirect=on,defrag=auto" ;;
+    tesseract-lazy)   swapper="limit=$LIMIT,policy=$POLICY,background-swapin=off"; topts="indirect=on,defrag=off" ;;
     stock)            topts="indirect=on" ;;
     *) die "unknown scenario '$sc'" ;;
     esac

@@ -209,7 +209,7 @@ done
 if [ -n "$WORKDIR" ]; then
     mkdir -p "$WORKDIR"
     WD=$(cd "$WORKDIR" && pwd)
-    rm -f "$WD"/{console.log,qemu.log,stats.json,blockstats.json,qemu-proc.txt,qemu-threads.txt,bsst-bench.txt,blkio.txt,cmdline,cmdline.short}
+    rm -f "$WD"/{console.log,qemu.log,stats.json,blockstats.json,qemu-proc.txt,qemu-threads.txt,host-cpu.txt,bsst-bench.txt,blkio.txt,cmdline,cmdline.short}
 else
     WD=$(mktemp -d "${TMPDIR:-/tmp}/tesseract-guest.XXXXXX")
 fi
@@ -403,7 +403,9 @@ image_nodes() {  # NODE FILE [FORMAT]
 # --- QEMU command line ----------------------------------------------------------
 # CORE is what matters (printed in short form); PLUMBING wires up console,
 # QMP and firmware.
-CORE=("$QEMU" -M "$MACHINE" -accel "$ACCEL" -m "$MEM" -smp "$SMP")
+# debug-threads: qemu-threads.txt names each thread (CPU 0/TCG, tsr-fault...)
+CORE=("$QEMU" -M "$MACHINE" -accel "$ACCEL" -m "$MEM" -smp "$SMP"
+      -name "guest,debug-threads=on")
 [ -n "$CPU" ] && CORE+=(-cpu "$CPU")
 CORE+=(-kernel "$KIT/vmlinuz" -initrd "$KIT/initramfs.cpio.gz"
        -append "$CMDLINE")
@@ -454,6 +456,7 @@ echo >> "$WD/cmdline.short"
 # --- Run ----------------------------------------------------------------------
 : > "$WD/console.log"
 START=$(date +%s.%N)
+CPU0=$(head -1 /proc/stat)
 "${ALL[@]}" < /dev/null 2> "$WD/qemu.log" &
 QPID=$!
 
@@ -495,6 +498,15 @@ if [ -n "$BLKCG" ]; then
     done > "$WD/blkio.txt" || true
 fi
 ELAPSED=$(echo "$START $(date +%s.%N)" | awk '{ printf "%.1f", $2 - $1 }')
+# What the host's CPUs did meanwhile (seconds, all CPUs): busy includes
+# QEMU; steal is time the hypervisor under this machine gave to others.
+# The machine is shared: a run with much steal ran slower for it.
+printf '%s\n%s\n' "$CPU0" "$(head -1 /proc/stat)" | awk -v tck="$(getconf CLK_TCK)" \
+    '{ for (i = 2; i <= 9; i++) v[NR, i] = $i }
+     END { d = 0; for (i = 2; i <= 9; i++) { x[i] = (v[2, i] - v[1, i]) / tck; d += x[i] }
+           printf "busy %.1f idle %.1f iowait %.1f steal %.1f total %.1f\n",
+                  x[2] + x[3] + x[4] + x[7] + x[8], x[5], x[6], x[9], d }' \
+    > "$WD/host-cpu.txt" 2>/dev/null || true
 
 # The BSST image's own 4 KiB read latency, the way QEMU reached it
 if [ -n "$BSST_BENCH" ] && [ "$HUNG" = no ]; then

@@ -535,6 +535,8 @@ static void test_indirect_off(void)
 
 #define SWAPPER " -object tesseract-swapper,id=swap0,bsst=bsst0,limit=1G"
 
+static int64_t store_stat(const char *key);
+
 static int64_t swapper_stat(const char *key)
 {
     QDict *resp = qmp("{'execute': 'query-tesseract'}");
@@ -558,10 +560,24 @@ static void swapper_swap_out(uint64_t gpa, uint64_t size)
         gpa, size);
 }
 
+/* A guest buffer of @len bytes holding @pattern (seed @seed), swapped out */
+static uint64_t swapped_buffer(TsrVM *vm, uint8_t *pattern, uint32_t len,
+                               int seed)
+{
+    uint64_t buf = guest_alloc(vm->alloc, len);
+
+    fill_pattern(pattern, len, seed);
+    memwrite(buf, pattern, len);
+    swapper_swap_out(buf, len);
+    g_assert_cmpint(swapper_stat("swapped-pages"), ==, len / TSR_PAGE);
+    return buf;
+}
+
 /*
  * The whole point: the device writes swapped-out pages to the disk.  They
  * become indirections with no swap-in; reading the blocks back gives the
- * exact bytes; the pages themselves come back exact when touched.
+ * exact bytes; the pages themselves come back exact when touched (with
+ * background-swapin=off, only then: a deferred swap-in).
  */
 static void test_swapper_write_indirection(void)
 {
@@ -574,12 +590,8 @@ static void test_swapper_write_indirection(void)
     uint64_t buf;
 
     images_new(&img);
-    vm_start_with(&vm, &img, NULL, SWAPPER);
-    buf = guest_alloc(vm.alloc, len);
-    fill_pattern(pattern, len, 11);
-    memwrite(buf, pattern, len);
-    swapper_swap_out(buf, len);
-    g_assert_cmpint(swapper_stat("swapped-pages"), ==, np);
+    vm_start_with(&vm, &img, NULL, SWAPPER ",background-swapin=off");
+    buf = swapped_buffer(&vm, pattern, len, 11);
     g_assert_cmpint(swapper_stat("swap-outs"), ==, np);
 
     blk_write(&vm, 1024, buf, len);
@@ -594,14 +606,77 @@ static void test_swapper_write_indirection(void)
     g_assert_cmpint(swapper_stat("swap-ins"), ==, 0);
 
     /* touch the swapped pages through the guest-physical address space */
+    g_assert_cmpint(swapper_stat("deferred-swapins"), ==, 0);
     memread(buf, back, len);
     g_assert_cmpmem(back, len, pattern, len);
     g_assert_cmpint(swapper_stat("swap-ins"), ==, np);
+    g_assert_cmpint(swapper_stat("deferred-swapins"), ==, np);
+    g_assert_cmpint(swapper_stat("background-swapins"), ==, 0);
     g_assert_cmpint(swapper_stat("swapped-pages"), ==, 0);
 
     /* and the disk still reads the same after the pages came back */
     blk_flush(&vm);
     check_disk(&vm, 1024, pattern, np);
+    vm_stop(&vm);
+}
+
+/*
+ * background-swapin (the default): the write still becomes an indirection
+ * with no swap-in on its path, and the swapper then brings the pages back
+ * by itself, so the guest's next touch does not fault on the BSST.  The
+ * blocks stay, referenced by the indirections.
+ */
+static void test_swapper_background_swapin(void)
+{
+    const unsigned np = 16;
+    const uint32_t len = np * TSR_PAGE;
+    g_autofree uint8_t *pattern = g_malloc(len);
+    g_autofree uint8_t *back = g_malloc(len);
+    TsrImages img;
+    TsrVM vm;
+    uint64_t buf;
+    int i;
+
+    images_new(&img);
+    vm_start_with(&vm, &img, NULL, SWAPPER);
+    buf = swapped_buffer(&vm, pattern, len, 16);
+
+    blk_write(&vm, 2048, buf, len);
+    g_assert_cmpint(disk_stat("indirect-pages"), ==, np);
+    g_assert_cmpint(disk_stat("classic-swapins"), ==, 0);
+    g_assert_cmpint(swapper_stat("swapins-avoided"), ==, np);
+    for (i = 0; i < 500 && swapper_stat("swapped-pages") > 0; i++) {
+        g_usleep(10 * 1000);
+    }
+    g_assert_cmpint(swapper_stat("swapped-pages"), ==, 0);
+    g_assert_cmpint(swapper_stat("background-swapins"), ==, np);
+    g_assert_cmpint(swapper_stat("swap-ins"), ==, np);
+
+    /* the pages are back exact, and touching them faults on nothing */
+    memread(buf, back, len);
+    g_assert_cmpmem(back, len, pattern, len);
+    g_assert_cmpint(swapper_stat("deferred-swapins"), ==, 0);
+    g_assert_cmpint(swapper_stat("swap-ins"), ==, np);
+
+    /* the disk reads its indirections; a new write replaces them */
+    check_disk(&vm, 2048, pattern, np);
+    g_assert_cmpint(store_stat("indirections"), ==, np);
+    fill_pattern(pattern, len, 17);
+    memwrite(buf, pattern, len);
+    blk_write(&vm, 2048, buf, len);
+    blk_flush(&vm);
+    check_disk(&vm, 2048, pattern, np);
+
+    /* off at run time: the next indirected pages stay swapped out */
+    qtest_qmp_assert_success(global_qtest,
+        "{'execute': 'qom-set', 'arguments': {'path': '/objects/swap0', "
+        "'property': 'background-swapin', 'value': false}}");
+    swapper_swap_out(buf, len);
+    blk_write(&vm, 4096, buf, len);
+    g_usleep(100 * 1000);
+    g_assert_cmpint(swapper_stat("swapped-pages"), ==, np);
+    g_assert_cmpint(swapper_stat("background-swapins"), ==, np);
+    check_disk(&vm, 4096, pattern, np);
     vm_stop(&vm);
 }
 
@@ -1095,6 +1170,8 @@ int main(int argc, char **argv)
     qtest_add_func("/tesseract/virtio-blk/indirect-off", test_indirect_off);
     qtest_add_func("/tesseract/swapper/write-indirection",
                    test_swapper_write_indirection);
+    qtest_add_func("/tesseract/swapper/background-swapin",
+                   test_swapper_background_swapin);
     qtest_add_func("/tesseract/swapper/cancel", test_swapper_cancel);
     qtest_add_func("/tesseract/swapper/limit", test_swapper_limit);
     qtest_add_func("/tesseract/swapper/classic-path",
