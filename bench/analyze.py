@@ -156,6 +156,10 @@ def metrics(r, ref_median):
     m["indirections"] = dk["indirections"] if dk else None
     m["indirect_pages"] = dk["indirect-pages"] if dk else None
     m["disk_swapins_cancelled"] = dk["swapins-cancelled"] if dk else None
+    m["redirected_pages"] = dk.get("redirected-pages") if dk else None
+    m["slot_fills"] = dk.get("slot-fills") if dk else None
+    m["read_pieces"] = dk.get("read-pieces") if dk else None
+    m["read_requests"] = dk.get("read-requests") if dk else None
     m["swapdisk_bytes_written"] = dk["bytes-written"] if dk else None
     m["swapdisk_bytes_read"] = dk["bytes-read"] if dk else None
     sw = st.get("swappers") or [None]
@@ -376,20 +380,25 @@ def report(summary, out, mode, plots, env):
         L.append("What became of the swap-ins that indirections avoided "
                  "(*deferred*: the guest touched the page while it was still "
                  "swapped out, a fault on the BSST; *background*: the swapper "
-                 "brought it back by itself first), and what else ran on the "
+                 "brought it back by itself first; *slot fills*: indirected "
+                 "blocks whose data was then copied into the slot their "
+                 "redirected run kept for them), and what else ran on the "
                  "host meanwhile (CPU seconds over the run, both CPUs; "
                  "*steal*: taken by the hypervisor under this machine):")
         L.append("")
         L.append("| scenario | swap-ins avoided | deferred swap-ins | "
-                 "background swap-ins | swap-ins cancelled | host busy (s) | host steal (s) |")
-        L.append("|---|---|---|---|---|---|---|")
+                 "background swap-ins | swap-ins cancelled | redirected pages | "
+                 "slot fills | guest reads: pieces / requests | host busy (s) | host steal (s) |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             if r.get("skipped"):
                 continue
-            L.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+            L.append("| %s | %s | %s | %s | %s | %s | %s | %s / %s | %s | %s |" % (
                 r["scenario"], r["swapins_avoided"],
                 fmt(r.get("deferred_swapins")), fmt(r.get("background_swapins")),
-                fmt(r.get("swapins_cancelled")), fmt(r.get("host_busy_s"), 1),
+                fmt(r.get("swapins_cancelled")), fmt(r.get("redirected_pages")),
+                fmt(r.get("slot_fills")), fmt(r.get("read_pieces")),
+                fmt(r.get("read_requests")), fmt(r.get("host_busy_s"), 1),
                 fmt(r.get("host_steal_s"), 1)))
         L.append("")
         b = summary.get("%s/baseline" % disk)

@@ -22,6 +22,7 @@
 #include "bsst-format.h"
 #include "bsst-map.h"
 #include "bsst-store.h"
+#include "bsst-fill.h"
 
 /* Chunk in which a BSST image is checked to be blank */
 #define BSST_BLANK_CHUNK (1 * MiB)
@@ -35,6 +36,9 @@ typedef struct BsstDiskSlot {
 struct BsstDisk {
     BsstStore *s;
     uint32_t index;
+    /* where a slot's awaited data goes (any thread; see bsst-fill.h) */
+    BsstFillFn *fill_fn;
+    void *fill_opaque;
     /* gblock -> bblock + 1 of indirections dropped but not yet logged */
     GHashTable *deferred;
     /* map entries + deferred unmaps, for lock-free fast paths */
@@ -69,6 +73,7 @@ struct BsstStore {
     GQueue sealed;          /* BsstLogBlock: full, not yet written */
     const BsstPageSourceOps *page_ops;
     void *page_opaque;
+    BsstFillTable *fills;   /* slots of redirected runs awaiting data */
     uint64_t log_records;
     uint64_t log_blocks_written;
     uint64_t commits;
@@ -423,6 +428,7 @@ static void bsst_store_free(BsstStore *s)
         g_free(lb->buf);
         g_free(lb);
     }
+    bsst_fill_free(s->fills);
     if (s->alloc) {
         bsst_alloc_free(s->alloc);
     }
@@ -537,6 +543,7 @@ BsstStore *bsst_store_get(BlockDriverState *bs, bool writable, Error **errp)
         }
     }
 
+    s->fills = bsst_fill_new(BSST_FILL_MAX);
     QLIST_INSERT_HEAD(&bsst_stores, s, next);
     return s;
 
@@ -659,6 +666,15 @@ void bsst_store_page_unpin(BsstStore *s, const void *host)
 
     if (ops) {
         ops->unpin(s->page_opaque, host);
+    }
+}
+
+void bsst_store_page_indirected(BsstStore *s, const void *host)
+{
+    const BsstPageSourceOps *ops = qatomic_read(&s->page_ops);
+
+    if (ops && ops->indirected) {
+        ops->indirected(s->page_opaque, host);
     }
 }
 
@@ -1212,11 +1228,24 @@ BsstDisk *bsst_disk_open(BsstStore *s, const char *disk_id, Error **errp)
     return d;
 }
 
+static void bsst_disk_fill_purge_locked(BsstDisk *d)
+{
+    g_autoptr(GArray) gone = g_array_new(false, false, sizeof(BsstFill));
+    guint i;
+
+    bsst_fill_purge(d->s->fills, d, gone);
+    for (i = 0; i < gone->len; i++) {
+        bsst_alloc_unref(d->s->alloc, g_array_index(gone, BsstFill, i).slot);
+    }
+}
+
 void bsst_disk_close(BsstDisk *d)
 {
     BsstStore *s = d->s;
 
     qemu_mutex_lock(&s->lock);
+    /* slots nobody will fill: their blocks are free again */
+    bsst_disk_fill_purge_locked(d);
     /*
      * Unmaps never logged (the close-time flush failed): keep their block
      * references for the life of the store, so those blocks are never
@@ -1226,6 +1255,70 @@ void bsst_disk_close(BsstDisk *d)
     s->disks[d->index].open = NULL;
     qemu_mutex_unlock(&s->lock);
     g_free(d);
+}
+
+/* ---- Slots of redirected runs (see bsst-fill.h) ---- */
+
+void bsst_disk_set_fill_handler(BsstDisk *d, BsstFillFn *fn, void *opaque)
+{
+    qemu_mutex_lock(&d->s->lock);
+    d->fill_fn = fn;
+    d->fill_opaque = opaque;
+    if (!fn) {
+        bsst_disk_fill_purge_locked(d);
+    }
+    qemu_mutex_unlock(&d->s->lock);
+}
+
+void bsst_disk_fill_add(BsstDisk *d, uint64_t gblock, uint32_t bblock,
+                        uint32_t slot)
+{
+    BsstStore *s = d->s;
+    BsstFill f = { .bblock = bblock, .slot = slot, .gblock = gblock,
+                   .owner = d };
+    BsstFill old;
+    bool evicted;
+
+    qemu_mutex_lock(&s->lock);
+    if (!d->fill_fn || !bsst_fill_add(s->fills, &f, &old, &evicted)) {
+        bsst_alloc_unref(s->alloc, slot);
+    } else if (evicted) {
+        bsst_alloc_unref(s->alloc, old.slot);
+    }
+    qemu_mutex_unlock(&s->lock);
+}
+
+bool bsst_store_block_data(BsstStore *s, uint32_t bblock, const void *data)
+{
+    BsstFill f;
+    bool found;
+
+    qemu_mutex_lock(&s->lock);
+    found = bsst_fill_take(s->fills, bblock, &f);
+    if (found) {
+        BsstDisk *d = f.owner;
+
+        /*
+         * Under the lock, so that the disk cannot close meanwhile (its
+         * entries would have been purged, and its handler cleared first).
+         * A handler that takes the slot owns its reference from here.
+         */
+        if (!d->fill_fn(d->fill_opaque, &f, data)) {
+            bsst_alloc_unref(s->alloc, f.slot);
+        }
+    }
+    qemu_mutex_unlock(&s->lock);
+    return found;
+}
+
+unsigned bsst_store_fills_waiting(BsstStore *s)
+{
+    unsigned n;
+
+    qemu_mutex_lock(&s->lock);
+    n = bsst_fill_count(s->fills);
+    qemu_mutex_unlock(&s->lock);
+    return n;
 }
 
 uint64_t bsst_disk_busy(BsstDisk *d)

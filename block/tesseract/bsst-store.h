@@ -43,6 +43,12 @@ typedef struct BsstPageSourceOps {
     bool (*lookup_pin)(void *opaque, const void *host, uint32_t *bblock);
     void (*unpin)(void *opaque, const void *host);
     /*
+     * The write that indirected page @host has set up everything that
+     * depends on its block (a slot waiting for its data included): the
+     * source may now swap the page in by itself.  Optional.
+     */
+    void (*indirected)(void *opaque, const void *host);
+    /*
      * A guest read is about to overwrite the whole page @host: if it is
      * swapped out, make it resident without reading the BSST (its old
      * contents are dead) and return true.
@@ -120,6 +126,7 @@ bool bsst_store_has_page_source(BsstStore *s);
 bool bsst_store_page_lookup_pin(BsstStore *s, const void *host,
                                 uint32_t *bblock);
 void bsst_store_page_unpin(BsstStore *s, const void *host);
+void bsst_store_page_indirected(BsstStore *s, const void *host);
 bool bsst_store_page_cancel_swapin(BsstStore *s, void *host);
 /* Hold the pages of [@base, @base + @len) for in-flight I/O; false if no
  * page source holds pages (then nothing needs releasing). */
@@ -196,6 +203,32 @@ BsstMap *bsst_disk_map_locked(BsstDisk *d);
 void bsst_disk_pin_locked(BsstDisk *d, uint32_t bblock);
 void bsst_disk_unpin(BsstDisk *d, uint32_t bblock);
 void bsst_disk_unpin_locked(BsstDisk *d, uint32_t bblock);
+
+/*
+ * Slots of redirected runs (see bsst-fill.h).  @d's handler gets a slot
+ * whose awaited data arrived, with that data (only valid during the
+ * call) and, if it returns true, the slot's block reference; it runs in
+ * any thread under the store's lock: it must not block nor call back
+ * into the store.  A NULL handler gives up every slot from then on.
+ */
+#define BSST_FILL_MAX 4096
+typedef struct BsstFill BsstFill;
+typedef bool BsstFillFn(void *opaque, const BsstFill *f, const void *data);
+void bsst_disk_set_fill_handler(BsstDisk *d, BsstFillFn *fn, void *opaque);
+/*
+ * @slot (a block the caller holds a reference to, reserved next to
+ * @gblock's neighbours) waits for the data of @bblock, to which @gblock
+ * is indirected.  The reference passes to the store: it is dropped if
+ * the slot is given up (table full, disk closed, no handler).
+ */
+void bsst_disk_fill_add(BsstDisk *d, uint64_t gblock, uint32_t bblock,
+                        uint32_t slot);
+/*
+ * The page source read block @bblock (swapping its page in): if a slot
+ * waits for that data, hand it to the slot's disk.  Any thread.
+ */
+bool bsst_store_block_data(BsstStore *s, uint32_t bblock, const void *data);
+unsigned bsst_store_fills_waiting(BsstStore *s);
 
 /*
  * Map @gblock to @bblock (adding a reference to @bblock) and log it.

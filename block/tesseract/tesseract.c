@@ -34,6 +34,7 @@
 #include "qemu/timer.h"
 #include "bsst-map.h"
 #include "bsst-store.h"
+#include "bsst-fill.h"
 #include "tesseract.h"
 #include "tesseract-split.h"
 #include "tesseract-stats.h"
@@ -98,7 +99,7 @@ typedef struct BDRVTesseractState {
     uint64_t reads, writes, discards, flushes;
     uint64_t bytes_read, bytes_written;
     uint64_t indirect_pages, swapins_cancelled, merges, classic_swapins;
-    uint64_t bsst_read_bytes, redirected_pages;
+    uint64_t bsst_read_bytes, redirected_pages, slot_fills;
     uint64_t read_pieces, read_requests;
     TsrHistogram hist[TSR_PATH__MAX];
 } BDRVTesseractState;
@@ -147,6 +148,8 @@ static BlockdevOptions *tesseract_parse_options(QDict *options, Error **errp)
     }
     return opts;
 }
+
+static BsstFillFn tsr_fill_handler;
 
 static int tesseract_open(BlockDriverState *bs, QDict *options, int flags,
                           Error **errp)
@@ -220,6 +223,9 @@ static int tesseract_open(BlockDriverState *bs, QDict *options, int flags,
     bs->supported_zero_flags = BDRV_REQ_WRITE_UNCHANGED |
         ((BDRV_REQ_FUA | BDRV_REQ_MAY_UNMAP | BDRV_REQ_NO_FALLBACK) &
          bs->file->bs->supported_zero_flags);
+    if (s->writable) {
+        bsst_disk_set_fill_handler(s->disk, tsr_fill_handler, bs);
+    }
     tsr_auto_timer_start(bs, bdrv_get_aio_context(bs));
     return 0;
 }
@@ -230,6 +236,7 @@ static void tesseract_close(BlockDriverState *bs)
 
     tsr_auto_timer_stop(bs);
     if (s->disk) {
+        bsst_disk_set_fill_handler(s->disk, NULL, NULL);
         bsst_disk_close(s->disk);
     }
     if (s->store) {
@@ -1162,12 +1169,97 @@ static inline bool tsr_piece_redirectable(const TsrPiece *p)
            !((p->offset | p->bytes) & (TSR_BLOCK_SIZE - 1));
 }
 
+/* An indirected block: tsr_redirect_data() reserves a slot for it */
+static inline bool tsr_piece_slot(const TsrPiece *p)
+{
+    return p->bblock != TSR_NO_BBLOCK && p->bytes == TSR_BLOCK_SIZE &&
+           !(p->offset & (TSR_BLOCK_SIZE - 1));
+}
+
+/* what a slot holds until its data comes (never read: unmapped) */
+static uint8_t tsr_zero_block[TSR_BLOCK_SIZE] QEMU_ALIGNED(TSR_BLOCK_SIZE);
+
+typedef struct TsrFillReq {
+    BlockDriverState *bs;
+    BsstFill fill;
+    uint8_t *buf;
+} TsrFillReq;
+
+/*
+ * Copy the awaited data into the slot and move the indirection there, if
+ * the guest block still points at the old block (a newer guest write wins:
+ * it serialises with this through the BlockReq list).  A crash before the
+ * MAP record is durable leaves the old indirection and a free slot.
+ */
+static void coroutine_fn tsr_fill_co(void *opaque)
+{
+    TsrFillReq *r = opaque;
+    BlockDriverState *bs = r->bs;
+    BDRVTesseractState *s = bs->opaque;
+    uint64_t g = r->fill.gblock;
+    BlockReq req;
+    uint32_t cur;
+    int ret;
+
+    WITH_GRAPH_RDLOCK_GUARD() {
+        tsr_req_begin(s, &req, g << TSR_BLOCK_BITS, TSR_BLOCK_SIZE);
+        if (tsr_block_mapped(s, g, &cur)) {
+            if (cur == r->fill.bblock) {
+                ret = bdrv_co_pwrite(s->bsst,
+                                     bsst_store_block_offset(s->store,
+                                                             r->fill.slot),
+                                     TSR_BLOCK_SIZE, r->buf, 0);
+                if (ret >= 0 &&
+                    bsst_disk_co_remap(s->disk, g, cur, r->fill.slot) == 1) {
+                    tesseract_count(s, &s->slot_fills, 1);
+                }
+            }
+            bsst_disk_unpin(s->disk, cur);
+        }
+        tsr_req_end(s, &req);
+    }
+    bsst_store_unref(s->store, r->fill.slot);     /* the reservation */
+    qemu_vfree(r->buf);
+    g_free(r);
+    bdrv_dec_in_flight(bs);
+}
+
+/*
+ * The swapper read the data a slot of ours waits for: fill it in the
+ * node's AioContext.  Runs in the swapper's threads, under the store lock.
+ */
+static bool tsr_fill_handler(void *opaque, const BsstFill *f,
+                             const void *data)
+{
+    BlockDriverState *bs = opaque;
+    BDRVTesseractState *s = bs->opaque;
+    TsrFillReq *r;
+
+    /* a drain that has begun waits for this, or this sees it and yields */
+    bdrv_inc_in_flight(bs);
+    smp_mb();
+    if (qatomic_read(&s->drained)) {
+        bdrv_dec_in_flight(bs);
+        return false;
+    }
+    r = g_new(TsrFillReq, 1);
+    r->bs = bs;
+    r->fill = *f;
+    r->buf = qemu_memalign(TSR_BLOCK_SIZE, TSR_BLOCK_SIZE);
+    memcpy(r->buf, data, TSR_BLOCK_SIZE);
+    aio_co_enter(bdrv_get_aio_context(bs),
+                 qemu_coroutine_create(tsr_fill_co, r));
+    return true;
+}
+
 /*
  * Indirections cut a write into guest-image pieces, one request each: on
  * a disk, a seek each.  When there are several, write the whole-block
  * data pieces instead to one run of new BSST blocks, in guest order, with
  * one request, and indirect them too (defragmentation brings them home
- * later).  The new blocks are referenced only once the data is written;
+ * later).  The run keeps a slot at the place of each indirected block,
+ * which the block's data fills when the swapper next reads it (see
+ * bsst-fill.h), so that a later read of the range is one request.  The new blocks are referenced only once the data is written;
  * a crash before the MAP records are durable leaves the old data and
  * unreferenced blocks (free again after replay).  Pieces sent this way
  * get a BSST block, so that the data pass skips them.  With no run of
@@ -1178,7 +1270,7 @@ static uint64_t coroutine_fn GRAPH_RDLOCK
 tsr_redirect_data(BlockDriverState *bs, GArray *pieces, QEMUIOVector *qiov)
 {
     BDRVTesseractState *s = bs->opaque;
-    uint64_t want = 0, done = 0, mapped = 0, blocks, k;
+    uint64_t want = 0, slots = 0, done = 0, mapped = 0, blocks, k;
     QEMUIOVector qv;
     uint32_t first, count;
     guint i, ndata = 0;
@@ -1192,11 +1284,14 @@ tsr_redirect_data(BlockDriverState *bs, GArray *pieces, QEMUIOVector *qiov)
         }
         if (tsr_piece_redirectable(p)) {
             want += p->bytes >> TSR_BLOCK_BITS;
+        } else if (tsr_piece_slot(p)) {
+            slots++;
         }
     }
-    if (ndata < 2 || !want || want > TESSERACT_REDIRECT_MAX) {
+    if (ndata < 2 || !want || want + slots > TESSERACT_REDIRECT_MAX) {
         return 0;
     }
+    want += slots;
     /* one run, or nothing: a scattered one would seek as much */
     if (bsst_store_alloc_run(s->store, want, &first, &count) < 0) {
         return 0;
@@ -1213,6 +1308,8 @@ tsr_redirect_data(BlockDriverState *bs, GArray *pieces, QEMUIOVector *qiov)
 
         if (tsr_piece_redirectable(p)) {
             qemu_iovec_concat(&qv, qiov, p->qiov_offset, p->bytes);
+        } else if (tsr_piece_slot(p)) {
+            qemu_iovec_add(&qv, tsr_zero_block, TSR_BLOCK_SIZE);
         }
     }
     ret = bdrv_co_pwritev(s->bsst, bsst_store_block_offset(s->store, first),
@@ -1231,6 +1328,12 @@ tsr_redirect_data(BlockDriverState *bs, GArray *pieces, QEMUIOVector *qiov)
         uint64_t g0 = p->offset >> TSR_BLOCK_BITS;
         bool all = true;
 
+        if (tsr_piece_slot(p)) {
+            /* the reservation waits for the indirected block's data */
+            bsst_disk_fill_add(s->disk, g0, p->bblock, first + done);
+            done++;
+            continue;
+        }
         if (!tsr_piece_redirectable(p)) {
             continue;
         }
@@ -1276,6 +1379,7 @@ tesseract_co_pwritev_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
 {
     BDRVTesseractState *s = bs->opaque;
     g_autoptr(GArray) pieces = NULL;
+    g_autoptr(GArray) hosts = NULL;     /* of the indirected pages */
     int64_t t0 = get_clock(), t1, t2;
     bool can_indirect = s->indirect && s->writable &&
                         bsst_store_has_page_source(s->store);
@@ -1325,6 +1429,10 @@ tesseract_co_pwritev_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
             p->bblock = TSR_NO_BBLOCK;
         } else {
             indirect++;
+            if (!hosts) {
+                hosts = g_array_new(false, false, sizeof(const void *));
+            }
+            g_array_append_val(hosts, host);
         }
     }
     if (bsst_store_has_page_source(s->store)) {
@@ -1342,6 +1450,11 @@ tesseract_co_pwritev_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
 
     if (indirect && can_indirect) {
         redirected = tsr_redirect_data(bs, pieces, qiov);
+    }
+    /* set up, slots included: the page source may swap them in now */
+    for (i = 0; hosts && i < hosts->len; i++) {
+        bsst_store_page_indirected(s->store,
+                                   g_array_index(hosts, const void *, i));
     }
     ret = tsr_run_pieces(bs, pieces, qiov, flags, tsr_write_task_entry,
                          tsr_write_piece);
@@ -1506,6 +1619,7 @@ TesseractDiskInfo *tesseract_query_disk(BlockDriverState *bs)
     info->bytes_written = s->bytes_written;
     info->indirect_pages = s->indirect_pages;
     info->redirected_pages = s->redirected_pages;
+    info->slot_fills = s->slot_fills;
     info->swapin_bytes_avoided = s->indirect_pages * TSR_BLOCK_SIZE;
     info->swapins_cancelled = s->swapins_cancelled;
     info->merges = s->merges;

@@ -680,6 +680,95 @@ static void test_swapper_background_swapin(void)
     vm_stop(&vm);
 }
 
+/* Read @np pages at @sector; the number of requests it took. */
+static int64_t read_requests(TsrVM *vm, uint64_t sector,
+                             const uint8_t *expect, unsigned np)
+{
+    int64_t n = disk_stat("read-requests");
+
+    check_disk(vm, sector, expect, np);
+    return disk_stat("read-requests") - n;
+}
+
+static void wait_slot_fills(int64_t n)
+{
+    int i;
+
+    for (i = 0; i < 500 && disk_stat("slot-fills") < n; i++) {
+        g_usleep(10 * 1000);
+    }
+    g_assert_cmpint(disk_stat("slot-fills"), ==, n);
+}
+
+/*
+ * A write of 8 pages whose page 3 is swapped out: 7 pages go to a new
+ * BSST run, page 3 is indirected to the swapper's block elsewhere, so a
+ * read of the 8 pages takes two requests.  The run keeps a slot for page
+ * 3; once the swapper reads that block back (a guest touch, or its own
+ * background swap-in), the data is copied into the slot: one request,
+ * same bytes, durable across a restart.
+ */
+static void test_swapper_slot_fill(void)
+{
+    const unsigned np = 8;
+    const uint32_t len = np * TSR_PAGE;
+    g_autofree uint8_t *pattern = g_malloc(len);
+    g_autofree uint8_t *back = g_malloc(len);
+    TsrImages img;
+    TsrVM vm;
+    uint64_t buf, far;
+
+    images_new(&img);
+    vm_start_with(&vm, &img, NULL, SWAPPER ",background-swapin=off");
+    buf = guest_alloc(vm.alloc, len);
+    far = guest_alloc(vm.alloc, 2 * len);
+    fill_pattern(pattern, len, 18);
+    memwrite(buf, pattern, len);
+    memwrite(far, pattern, len);
+    memwrite(far + len, pattern, len);
+    swapper_swap_out(buf + 3 * TSR_PAGE, TSR_PAGE);
+    /* 64 KiB of other swapped pages: the run lands beyond a read's gap */
+    swapper_swap_out(far, 2 * len);
+    blk_write(&vm, 8192, buf, len);
+    g_assert_cmpint(disk_stat("indirect-pages"), ==, 1);
+    g_assert_cmpint(disk_stat("redirected-pages"), ==, np - 1);
+    g_assert_cmpint(disk_stat("indirections"), ==, np);
+    g_assert_cmpint(disk_stat("slot-fills"), ==, 0);
+    g_assert_cmpint(disk_stat("fragments"), >, 1);
+    g_assert_cmpint(read_requests(&vm, 8192, pattern, np), ==, 2);
+
+    /* the guest touches page 3: the fault's read fills the slot */
+    memread(buf, back, len);
+    g_assert_cmpmem(back, len, pattern, len);
+    wait_slot_fills(1);
+    g_assert_cmpint(disk_stat("fragments"), ==, 1);
+    g_assert_cmpint(disk_stat("indirections"), ==, np);
+    g_assert_cmpint(read_requests(&vm, 8192, pattern, np), ==, 1);
+
+    /* background swap-in: filled with no guest touch at all */
+    qtest_qmp_assert_success(global_qtest,
+        "{'execute': 'qom-set', 'arguments': {'path': '/objects/swap0', "
+        "'property': 'background-swapin', 'value': true}}");
+    swapper_swap_out(buf + 5 * TSR_PAGE, TSR_PAGE);
+    memread(far, back, len);
+    memread(far + len, back, len);
+    swapper_swap_out(far, 2 * len);
+    blk_write(&vm, 16384, buf, len);
+    wait_slot_fills(2);
+    g_assert_cmpint(swapper_stat("deferred-swapins"), ==, 1);
+    g_assert_cmpint(swapper_stat("background-swapins"), ==, 1);
+    g_assert_cmpint(read_requests(&vm, 16384, pattern, np), ==, 1);
+
+    /* durable: after a restart both ranges read the same, one run each */
+    blk_flush(&vm);
+    vm_stop(&vm);
+    vm_start_with(&vm, &img, NULL, SWAPPER);
+    g_assert_cmpint(disk_stat("fragments"), ==, 2);
+    g_assert_cmpint(read_requests(&vm, 8192, pattern, np), ==, 1);
+    g_assert_cmpint(read_requests(&vm, 16384, pattern, np), ==, 1);
+    vm_stop(&vm);
+}
+
 /*
  * Stale and false swap reads: the device reads disk blocks into swapped-
  * out pages.  Their swap-in is cancelled (no BSST read) and they hold the
@@ -1172,6 +1261,7 @@ int main(int argc, char **argv)
                    test_swapper_write_indirection);
     qtest_add_func("/tesseract/swapper/background-swapin",
                    test_swapper_background_swapin);
+    qtest_add_func("/tesseract/swapper/slot-fill", test_swapper_slot_fill);
     qtest_add_func("/tesseract/swapper/cancel", test_swapper_cancel);
     qtest_add_func("/tesseract/swapper/limit", test_swapper_limit);
     qtest_add_func("/tesseract/swapper/classic-path",

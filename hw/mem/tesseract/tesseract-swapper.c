@@ -297,15 +297,28 @@ static bool tsw_lookup_pin(void *opaque, const void *host, uint32_t *bblock)
     if (sw->pages[idx].state == PG_SWAPPED) {
         sw->pages[idx].pins++;
         sw->pages[idx].flags |= PG_INDIRECTED;
-        if (sw->background_swapin) {
-            tsw_background_queue(sw, idx);
-        }
         *bblock = sw->pages[idx].bblock;
         sw->swapins_avoided++;
         ret = true;
     }
     qemu_mutex_unlock(&sw->lock);
     return ret;
+}
+
+static void tsw_indirected(void *opaque, const void *host)
+{
+    TesseractSwapper *sw = opaque;
+    uint64_t idx;
+
+    if (!tsw_page_index(sw, host, &idx)) {
+        return;
+    }
+    qemu_mutex_lock(&sw->lock);
+    if (sw->background_swapin && sw->pages[idx].state == PG_SWAPPED &&
+        (sw->pages[idx].flags & PG_INDIRECTED)) {
+        tsw_background_queue(sw, idx);
+    }
+    qemu_mutex_unlock(&sw->lock);
 }
 
 static void tsw_unpin(void *opaque, const void *host)
@@ -442,6 +455,7 @@ static void tsw_swapin_end(void *opaque, void *host, const void *data)
 static const BsstPageSourceOps tsw_page_ops = {
     .lookup_pin = tsw_lookup_pin,
     .unpin = tsw_unpin,
+    .indirected = tsw_indirected,
     .cancel_swapin = tsw_cancel_swapin,
     .hold = tsw_hold,
     .swapin_begin = tsw_swapin_begin,
@@ -502,6 +516,8 @@ static int64_t tsw_swap_in(TesseractSwapper *sw, uint64_t idx,
 place:
     t2 = get_clock();
     bsst_store_note_source_io(sw->store, 1);
+    /* a redirected run may keep a slot for this data */
+    bsst_store_block_data(sw->store, bblock, buf);
     ret = uffd_copy_page(sw->uffd, addr, buf, TSW_PAGE, false);
     if (ret && ret != -EEXIST) {
         error_report("tesseract-swapper: cannot place guest page %p: %s",
