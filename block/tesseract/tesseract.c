@@ -1259,7 +1259,8 @@ static bool tsr_fill_handler(void *opaque, const BsstFill *f,
  * one request, and indirect them too (defragmentation brings them home
  * later).  The run keeps a slot at the place of each indirected block,
  * which the block's data fills when the swapper next reads it (see
- * bsst-fill.h), so that a later read of the range is one request.  The new blocks are referenced only once the data is written;
+ * bsst-fill.h), so that a later read of the range is one request.  The
+ * new blocks are referenced only once the data is written;
  * a crash before the MAP records are durable leaves the old data and
  * unreferenced blocks (free again after replay).  Pieces sent this way
  * get a BSST block, so that the data pass skips them.  With no run of
