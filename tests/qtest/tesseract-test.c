@@ -770,6 +770,41 @@ static void test_swapper_slot_fill(void)
 }
 
 /*
+ * QEMU quits while slots wait and background swap-ins and fills are in
+ * flight (every other page of each write swapped out): a clean exit, and
+ * after a restart every range reads back what was written.
+ */
+static void test_swapper_slot_fill_quit(void)
+{
+    const unsigned np = 16, rounds = 4;
+    const uint32_t len = np * TSR_PAGE;
+    g_autofree uint8_t *pattern = g_malloc(len * rounds);
+    TsrImages img;
+    TsrVM vm;
+    unsigned r, i;
+
+    images_new(&img);
+    for (r = 0; r < rounds; r++) {
+        uint64_t buf;
+
+        vm_start_with(&vm, &img, NULL, SWAPPER);
+        buf = guest_alloc(vm.alloc, len);
+        fill_pattern(pattern + r * len, len, 30 + r);
+        memwrite(buf, pattern + r * len, len);
+        for (i = 1; i < np; i += 2) {
+            swapper_swap_out(buf + i * TSR_PAGE, TSR_PAGE);
+        }
+        blk_write(&vm, 32768 + r * np * 8, buf, len);
+        vm_stop(&vm);
+    }
+    vm_start_with(&vm, &img, NULL, SWAPPER);
+    for (r = 0; r < rounds; r++) {
+        check_disk(&vm, 32768 + r * np * 8, pattern + r * len, np);
+    }
+    vm_stop(&vm);
+}
+
+/*
  * Stale and false swap reads: the device reads disk blocks into swapped-
  * out pages.  Their swap-in is cancelled (no BSST read) and they hold the
  * disk's data.
@@ -1262,6 +1297,8 @@ int main(int argc, char **argv)
     qtest_add_func("/tesseract/swapper/background-swapin",
                    test_swapper_background_swapin);
     qtest_add_func("/tesseract/swapper/slot-fill", test_swapper_slot_fill);
+    qtest_add_func("/tesseract/swapper/slot-fill-quit",
+                   test_swapper_slot_fill_quit);
     qtest_add_func("/tesseract/swapper/cancel", test_swapper_cancel);
     qtest_add_func("/tesseract/swapper/limit", test_swapper_limit);
     qtest_add_func("/tesseract/swapper/classic-path",
