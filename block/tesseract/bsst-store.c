@@ -74,6 +74,7 @@ struct BsstStore {
     const BsstPageSourceOps *page_ops;
     void *page_opaque;
     BsstFillTable *fills;   /* slots of redirected runs awaiting data */
+    unsigned fills_waiting; /* bsst_fill_count(fills), read without lock */
     uint64_t log_records;
     uint64_t log_blocks_written;
     uint64_t commits;
@@ -1237,6 +1238,7 @@ static void bsst_disk_fill_purge_locked(BsstDisk *d)
     for (i = 0; i < gone->len; i++) {
         bsst_alloc_unref(d->s->alloc, g_array_index(gone, BsstFill, i).slot);
     }
+    qatomic_set(&d->s->fills_waiting, bsst_fill_count(d->s->fills));
 }
 
 void bsst_disk_close(BsstDisk *d)
@@ -1285,6 +1287,7 @@ void bsst_disk_fill_add(BsstDisk *d, uint64_t gblock, uint32_t bblock,
     } else if (evicted) {
         bsst_alloc_unref(s->alloc, old.slot);
     }
+    qatomic_set(&s->fills_waiting, bsst_fill_count(s->fills));
     qemu_mutex_unlock(&s->lock);
 }
 
@@ -1293,8 +1296,13 @@ bool bsst_store_block_data(BsstStore *s, uint32_t bblock, const void *data)
     BsstFill f;
     bool found;
 
+    /* every swap-in passes here: no lock while no slot waits */
+    if (!qatomic_read(&s->fills_waiting)) {
+        return false;
+    }
     qemu_mutex_lock(&s->lock);
     found = bsst_fill_take(s->fills, bblock, &f);
+    qatomic_set(&s->fills_waiting, bsst_fill_count(s->fills));
     if (found) {
         BsstDisk *d = f.owner;
 
@@ -1309,16 +1317,6 @@ bool bsst_store_block_data(BsstStore *s, uint32_t bblock, const void *data)
     }
     qemu_mutex_unlock(&s->lock);
     return found;
-}
-
-unsigned bsst_store_fills_waiting(BsstStore *s)
-{
-    unsigned n;
-
-    qemu_mutex_lock(&s->lock);
-    n = bsst_fill_count(s->fills);
-    qemu_mutex_unlock(&s->lock);
-    return n;
 }
 
 uint64_t bsst_disk_busy(BsstDisk *d)

@@ -228,7 +228,6 @@ void bsst_disk_fill_add(BsstDisk *d, uint64_t gblock, uint32_t bblock,
  * waits for that data, hand it to the slot's disk.  Any thread.
  */
 bool bsst_store_block_data(BsstStore *s, uint32_t bblock, const void *data);
-unsigned bsst_store_fills_waiting(BsstStore *s);
 
 /*
  * Map @gblock to @bblock (adding a reference to @bblock) and log it.
