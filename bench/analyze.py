@@ -113,6 +113,7 @@ def lat(h, prefix, out):
 def metrics(r, ref_median):
     meta = r["meta"]
     m = {"disk": meta["disk"], "scenario": meta["scenario"],
+         "round": meta.get("round", 1),
          "label": LABELS.get(meta["scenario"], meta["scenario"])}
     if meta.get("skipped"):
         m["skipped"] = meta["skipped"]
@@ -191,7 +192,48 @@ def metrics(r, ref_median):
     m["stock_cgroup_limit_mib"] = (meta["stock_cgroup_limit"] >> 20
                                    if meta.get("stock_cgroup_limit") else None)
     m["limit_mib"] = meta.get("limit_mib")
+    m["together_with"] = meta.get("together_with") or []
+    m["cpus"] = meta.get("cpus")
     return m
+
+
+PAIRED = (("throughput_ops", False), ("total_pause_ms", True),
+          ("max_pause_ms", True))
+
+
+def pair_with_baseline(per_round):
+    """For each scenario that ran at the same time as its disk model's
+    baseline (bench/run.sh --together), the round-by-round comparison:
+    {key: {"rounds": [{"round", metric: [baseline, scenario]}...],
+    "throughput_ratios": [scenario / baseline per round],
+    "wins": {metric: rounds in which the scenario was better}}}."""
+    out = {}
+    for key, ms in per_round.items():
+        disk, sc = key.split("/", 1)
+        base = {m["round"]: m for m in per_round.get(disk + "/baseline", [])}
+        rows = []
+        for m in ms:
+            b = base.get(m["round"])
+            if (sc == "baseline" or not b or m.get("skipped") or
+                    "baseline" not in m.get("together_with", [])):
+                continue
+            rows.append((b, m))
+        if not rows:
+            continue
+        p = {"rounds": [], "throughput_ratios": [], "wins": {}}
+        for b, m in rows:
+            p["rounds"].append(dict({"round": m["round"]},
+                                    **{k: [b[k], m[k]] for k, _ in PAIRED}))
+            if b["throughput_ops"]:
+                p["throughput_ratios"].append(
+                    round(m["throughput_ops"] / b["throughput_ops"], 3))
+        for k, lower in PAIRED:
+            p["wins"][k] = sum(1 for b, m in rows
+                               if (m[k] < b[k] if lower else m[k] > b[k]))
+        p["ties"] = {k: sum(1 for b, m in rows if m[k] == b[k])
+                     for k, _ in PAIRED}
+        out[key] = p
+    return out
 
 
 # summed over rounds: a single corrupt page anywhere is a failure
@@ -227,6 +269,7 @@ def aggregate(ms):
         if any(m.get(k) for m in ms):
             out[k] = [x for m in ms for x in (m.get(k) or [])][:10]
     out["rounds"] = len(ms)
+    out.pop("round", None)
     for k in ("throughput_ops", "total_pause_ms", "max_pause_ms"):
         out[k + "_rounds"] = [m.get(k) for m in ms]
     return out
@@ -297,6 +340,35 @@ def plot(results, out, disks):
         plt.close(fig)
         files.append(name)
     return files
+
+
+def paired_table(t, tsc):
+    """The rounds in which the baseline and TSC ran at the same time."""
+    n = t["paired_rounds"]
+    w, ties = t["paired_wins"], t["paired_ties"]
+    L = ["In each of these %d rounds the baseline and %s ran at the same "
+         "time, each on its own host CPU (`bench/run.sh --together`), so "
+         "both saw the same machine; the machine's speed drifts 2-3x "
+         "between runs minutes apart, so these same-time pairs are the "
+         "comparison to trust, more than the medians above:" % (n, tsc), "",
+         "| round | throughput baseline / %s (tx/s) | %s vs baseline | "
+         "total pause baseline / %s (ms) | largest pause baseline / %s (ms) |"
+         % (tsc, tsc, tsc, tsc),
+         "|---|---|---|---|---|"]
+    for p in t["paired"]:
+        (bt, tt), (bp, tp), (bm, tm) = (p["throughput_ops"], p["total_pause_ms"],
+                                        p["max_pause_ms"])
+        L.append("| %d | %s / %s | %s | %s / %s | %s / %s |" % (
+            p["round"], fmt(bt, 0), fmt(tt, 0), change(tt, bt), bp, tp, bm, tm))
+    L.append("")
+    L.append("%s ahead of the baseline in throughput in %d of %d rounds "
+             "(median ratio %.2fx), less total pause in %d (%d equal), a "
+             "shorter largest pause in %d (%d equal)." % (
+                 tsc, w["throughput_ops"], n, t["throughput_vs_baseline"] or 0,
+                 w["total_pause_ms"], ties["total_pause_ms"],
+                 w["max_pause_ms"], ties["max_pause_ms"]))
+    L.append("")
+    return L
 
 
 def report(summary, out, mode, plots, env):
@@ -450,6 +522,8 @@ def report(summary, out, mode, plots, env):
                     better = "yes" if tv > bv else "no"
                 L.append("| %s | %s | %s | %s | %s |" % (name, fmt(bv, 2), fmt(tv, 2), rt, better))
             L.append("")
+            if t.get("paired"):
+                L.extend(paired_table(t, tsc))
         t = summary.get("%s/tesseract" % disk)
         if t and b and not t.get("skipped") and not b.get("skipped"):
             s = summary.get("%s/stock" % disk)
@@ -501,6 +575,16 @@ def main():
             per_round.setdefault(key, []).append(m)
             per_run.setdefault(key, []).append(r)
     summary = {key: aggregate(ms) for key, ms in per_round.items()}
+    for key, p in pair_with_baseline(per_round).items():
+        s = summary[key]
+        s["paired_rounds"] = len(p["rounds"])
+        s["throughput_vs_baseline_rounds"] = p["throughput_ratios"]
+        s["throughput_vs_baseline"] = (
+            round(statistics.median(p["throughput_ratios"]), 3)
+            if p["throughput_ratios"] else None)
+        s["paired_wins"] = p["wins"]
+        s["paired_ties"] = p["ties"]
+        s["paired"] = p["rounds"]
     raw = rounds[min(rounds)] if rounds else {}
     metas = [r["meta"] for r in raw.values() if not r["meta"].get("skipped")]
     m0 = metas[0] if metas else {}

@@ -20,6 +20,18 @@
 #   --rounds N         run every scenario N times, in turn, and report the
 #                      medians (full mode default 3: single runs of this
 #                      workload vary by +-30% on their own)
+#   --together "..."   scenarios that run at the same time, side by side, in
+#                      each round and disk model (full mode default:
+#                      "baseline tesseract"; "none": every run alone).  The
+#                      machine is shared and its speed drifts 2-3x between
+#                      runs a minute apart (steal, other tenants): runs made
+#                      at the same time see the same machine, so their ratio
+#                      is the comparison to trust.  Not with stock (its
+#                      memory cgroup and host swap are per run).
+#   --pin yes|no       with --together, give each of those runs its own host
+#                      CPU (taskset; the assignment rotates every round so
+#                      no scenario keeps one CPU); default yes when the
+#                      machine has a CPU for each
 #   --accel NAME       tcg (default) or kvm, passed to run-guest.sh
 #   --out DIR          results directory (default bench/results/MODE-DATE;
 #                      bench/results/latest points at the newest)
@@ -77,6 +89,8 @@ SCENARIOS="nooc baseline tesseract tesseract-defrag stock"
 SECS=
 ROUNDS=
 ACCEL=tcg
+TOGETHER=
+PIN=
 OUT=
 KEEP_IMAGES=no
 
@@ -130,6 +144,8 @@ while [ $# -gt 0 ]; do
     --secs) SECS=$2; shift ;;
     --rounds) ROUNDS=$2; shift ;;
     --accel) ACCEL=$2; shift ;;
+    --together) TOGETHER=$2; shift ;;
+    --pin) PIN=$2; shift ;;
     --out) OUT=$2; shift ;;
     --keep-images) KEEP_IMAGES=yes ;;
     -h|--help) sed -n '4,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
@@ -150,6 +166,24 @@ if [ -z "$ROUNDS" ]; then
     if [ "$MODE" = quick ]; then ROUNDS=1; else ROUNDS=3; fi
 fi
 case "$ROUNDS" in ''|*[!0-9]*|0) die "--rounds: a positive number, not '$ROUNDS'" ;; esac
+if [ -z "$TOGETHER" ]; then
+    if [ "$MODE" = quick ]; then TOGETHER=none; else TOGETHER="baseline tesseract"; fi
+fi
+[ "$TOGETHER" != none ] || TOGETHER=
+# only the scenarios that run, in the order they run
+together_set=
+for sc in $TOGETHER; do
+    case " $SCENARIOS " in *" $sc "*) ;; *) continue ;; esac
+    [ "$sc" != stock ] || die "--together: stock cannot run beside others (its memory cgroup and host swap are per run)"
+    together_set="$together_set $sc"
+done
+TOGETHER=$(echo $together_set)
+[ "$(echo "$TOGETHER" | wc -w)" -ge 2 ] || TOGETHER=
+NCPU=$(nproc)
+if [ -z "$PIN" ]; then
+    if [ "$(echo "$TOGETHER" | wc -w)" -le "$NCPU" ]; then PIN=yes; else PIN=no; fi
+fi
+case "$PIN" in yes|no) ;; *) die "--pin: yes or no, not '$PIN'" ;; esac
 TIMEOUT=$((SECS * 3 + 150))
 
 # --- Tools: the guest kit and matplotlib --------------------------------------
@@ -256,8 +290,8 @@ vmstat_swap() { awk '/^pswp(in|out) / { printf "%s ", $2 }' /proc/vmstat; }
 # --- One run ------------------------------------------------------------------
 NOOC_RSS_KIB=
 
-run_one() {  # DISK SCENARIO ROUND
-    local disk=$1 sc=$2 rn=$3 wd=$OUT/runs/$1-$2 args=() topts= swapper= why
+run_one() {  # DISK SCENARIO ROUND [CPUS [TOGETHER-WITH]]
+    local disk=$1 sc=$2 rn=$3 cpus=${4:-} with=${5:-} wd=$OUT/runs/$1-$2 args=() topts= swapper= why
     [ "$rn" = 1 ] || wd=$wd.r$rn
     local t0 t1 rc=0 vm0 vm1 stock_limit= wrap=
     rm -rf "$wd"
@@ -303,8 +337,9 @@ run_one() {  # DISK SCENARIO ROUND
         [ -z "$swapper" ] || args+=(--bsst-bench 2000)
     fi
     [ -z "$wrap" ] || args+=(--wrap "$wrap")
+    [ -z "$cpus" ] || args+=(--cpus "$cpus")
 
-    say "$disk/$sc (round $rn/$ROUNDS): running (${SECS} s measured)"
+    say "$disk/$sc (round $rn/$ROUNDS): running (${SECS} s measured${with:+, at the same time as $with}${cpus:+, on CPU $cpus})"
     vm0=$(vmstat_swap)
     t0=$(date +%s.%N)
     "$GUEST/run-guest.sh" --quiet --workdir "$wd" --accel "$ACCEL" \
@@ -335,7 +370,7 @@ run_one() {  # DISK SCENARIO ROUND
     elif [ -n "$swapper" ]; then limit_mib=$LIMIT_MIB; fi
     M_DISK=$disk M_SC=$sc M_ROUND=$rn M_RC=$rc M_T0=$t0 M_T1=$t1 M_VM0=$vm0 M_VM1=$vm1 \
     M_LIMIT=$limit_mib M_SWAPPER=$swapper M_TOPTS=$topts M_RAWLAT=$rawlat \
-    M_THROTTLE=$(hdd_desc "$disk") \
+    M_THROTTLE=$(hdd_desc "$disk") M_CPUS=$cpus M_WITH=$with \
     M_STOCK_LIMIT=$stock_limit M_CG_MAX=$cg_max M_CG_FAIL=$cg_fail \
     M_SECS=$SECS M_MEM=$GUEST_MEM_MIB M_HOG=$MEMHOG_MIB M_HEAP=$HEAP_MIB \
     M_FMT=$BSST_FORMAT M_ACCEL=$ACCEL M_APPEND=$GUEST_APPEND \
@@ -362,6 +397,8 @@ json.dump({
     "host_pswpin": int(vm1[0]) - int(vm0[0]) if ok else None,
     "host_pswpout": int(vm1[1]) - int(vm0[1]) if ok else None,
     "bsst_raw_read_4k_us": num("M_RAWLAT"),
+    "together_with": e["M_WITH"].split(),
+    "cpus": e["M_CPUS"] or None,
 }, open(sys.argv[1], "w"), indent=1)
 EOF
     if [ "$rc" = 0 ]; then
@@ -375,10 +412,33 @@ T0=$(date +%s)
 for disk in $DISKS; do
     case "$disk" in ssd|hdd|hybrid) ;; *) die "unknown disk model '$disk' (ssd, hdd, hybrid)" ;; esac
 done
+# run_together DISK ROUND: the --together scenarios, all at once
+run_together() {
+    local disk=$1 rn=$2 i=0 n sc cpus pids=() others
+    n=$(echo "$TOGETHER" | wc -w)
+    for sc in $TOGETHER; do
+        cpus=
+        [ "$PIN" = no ] || cpus=$(( (i + rn - 1) % NCPU ))
+        others=$(echo " $TOGETHER " | sed "s/ $sc / /" | xargs)
+        run_one "$disk" "$sc" "$rn" "$cpus" "$others" &
+        pids+=($!)
+        i=$((i + 1))
+    done
+    for p in "${pids[@]}"; do wait "$p" || true; done
+    say "$disk: $n runs side by side (round $rn) done"
+}
+
+[ -z "$TOGETHER" ] || say "side by side in each round: $TOGETHER (pinned to CPUs: $PIN)"
 for rn in $(seq 1 "$ROUNDS"); do
     for disk in $DISKS; do
+        started=no
         for sc in $SCENARIOS; do
-            run_one "$disk" "$sc" "$rn"
+            case " $TOGETHER " in
+            *" $sc "*)
+                [ "$started" = yes ] || run_together "$disk" "$rn"
+                started=yes ;;
+            *) run_one "$disk" "$sc" "$rn" ;;
+            esac
         done
     done
 done

@@ -69,6 +69,8 @@
 #   --bsst-bench N      after QEMU stops, time N 4 KiB reads of the BSST
 #                       image (qemu-img bench, queue depth 1, same cache mode
 #                       and cgroup as QEMU) into WORKDIR/bsst-bench.txt
+#   --cpus LIST         run QEMU (all its threads) on these host CPUs only
+#                       (taskset -c LIST, e.g. 0 or 0-1)
 #   --wrap 'CMD ARGS'   run QEMU as 'CMD ARGS qemu-system-... ' (the wrapper
 #                       must exec QEMU so that its pid stays QEMU's), e.g.
 #                       to start it in a memory cgroup
@@ -120,6 +122,7 @@ BSST_SSD=no
 BSST_BENCH=
 CACHE=writeback
 WRAP=
+CPUS=
 WORKDIR=
 STATS=
 QUIET=no
@@ -158,6 +161,7 @@ while [ $# -gt 0 ]; do
     --hdd-extra-dev) HDD_EXTRA="$HDD_EXTRA $2"; shift ;;
     --bsst-bench) BSST_BENCH=$2; shift ;;
     --wrap) WRAP=$2; shift ;;
+    --cpus) CPUS=$2; shift ;;
     --timeout) TIMEOUT=$2; shift ;;
     --workdir) WORKDIR=$2; shift ;;
     --stats) STATS=$2; shift ;;
@@ -424,6 +428,11 @@ CORE=("${CORE[@]:0:1}" "${TGROUPS[@]}" "${CORE[@]:1}")
 CGWRAP=()
 [ -z "$BLKCG" ] || CGWRAP=(/bin/sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$BLKCG")
 CORE=("${CGWRAP[@]}" "${CORE[@]}")
+if [ -n "$CPUS" ]; then
+    command -v taskset > /dev/null || die "--cpus needs taskset (util-linux)"
+    taskset -c "$CPUS" true 2>/dev/null || die "--cpus: '$CPUS' is not a CPU list this machine can run on"
+    CORE=(taskset -c "$CPUS" "${CORE[@]}")
+fi
 if [ -n "$WRAP" ]; then
     read -ra wrapwords <<< "$WRAP"
     CORE=("${wrapwords[@]}" "${CORE[@]}")
