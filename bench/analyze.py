@@ -92,12 +92,20 @@ def load_run(d):
             k, _, v = line.partition(":")
             proc[k.strip()] = v.split()[0] if v.split() else ""
     r["proc"] = proc
-    host = {}
+    # "busy B idle I ..." for all CPUs, then "cpuN busy B ..." per CPU
+    host, percpu = {}, {}
     p = os.path.join(d, "host-cpu.txt")
     if os.path.exists(p):
-        f = open(p).read().split()
-        host = {f[i]: float(f[i + 1]) for i in range(0, len(f) - 1, 2)}
+        for line in open(p):
+            f = line.split()
+            cpu = f.pop(0) if len(f) % 2 else None
+            kv = {f[i]: float(f[i + 1]) for i in range(0, len(f) - 1, 2)}
+            if cpu:
+                percpu[cpu] = kv
+            else:
+                host = kv
     r["host_cpu"] = host
+    r["cpu_own"] = percpu.get("cpu%s" % meta.get("cpus")) if meta.get("cpus") else None
     err = os.path.join(d, "run-guest.err")
     r["error"] = (open(err).read().strip().splitlines() or [""])[0] \
         if os.path.exists(err) and meta.get("rc") else ""
@@ -187,6 +195,9 @@ def metrics(r, ref_median):
     m["qemu_rss_kib"] = int(pr["VmRSS"]) if "VmRSS" in pr else None
     m["host_steal_s"] = r["host_cpu"].get("steal")
     m["host_busy_s"] = r["host_cpu"].get("busy")
+    # with --together --pin: the one CPU this run had to itself
+    own = r.get("cpu_own") or {}
+    m["cpu_steal_s"] = own.get("steal")
     m["host_pswpin"] = meta.get("host_pswpin")
     m["host_pswpout"] = meta.get("host_pswpout")
     m["stock_cgroup_limit_mib"] = (meta["stock_cgroup_limit"] >> 20
@@ -223,7 +234,9 @@ def pair_with_baseline(per_round):
         p = {"rounds": [], "throughput_ratios": [], "wins": {}}
         for b, m in rows:
             p["rounds"].append(dict({"round": m["round"]},
-                                    **{k: [b[k], m[k]] for k, _ in PAIRED}))
+                                    **{k: [b.get(k), m.get(k)]
+                                       for k in [k for k, _ in PAIRED] +
+                                       ["cpu_steal_s", "cpus"]}))
             if b["throughput_ops"]:
                 p["throughput_ratios"].append(
                     round(m["throughput_ops"] / b["throughput_ops"], 3))
@@ -352,14 +365,18 @@ def paired_table(t, tsc):
          "between runs minutes apart, so these same-time pairs are the "
          "comparison to trust, more than the medians above:" % (n, tsc), "",
          "| round | throughput baseline / %s (tx/s) | %s vs baseline | "
-         "total pause baseline / %s (ms) | largest pause baseline / %s (ms) |"
-         % (tsc, tsc, tsc, tsc),
-         "|---|---|---|---|---|"]
+         "total pause baseline / %s (ms) | largest pause baseline / %s (ms) | "
+         "host CPU, its steal (s): baseline / %s |"
+         % (tsc, tsc, tsc, tsc, tsc),
+         "|---|---|---|---|---|---|"]
     for p in t["paired"]:
         (bt, tt), (bp, tp), (bm, tm) = (p["throughput_ops"], p["total_pause_ms"],
                                         p["max_pause_ms"])
-        L.append("| %d | %s / %s | %s | %s / %s | %s / %s |" % (
-            p["round"], fmt(bt, 0), fmt(tt, 0), change(tt, bt), bp, tp, bm, tm))
+        cpu = ["–" if c is None else "cpu%s, %s" % (c, fmt(s))
+               for c, s in zip(p["cpus"], p["cpu_steal_s"])]
+        L.append("| %d | %s / %s | %s | %s / %s | %s / %s | %s / %s |" % (
+            p["round"], fmt(bt, 0), fmt(tt, 0), change(tt, bt), bp, tp, bm, tm,
+            cpu[0], cpu[1]))
     L.append("")
     L.append("%s ahead of the baseline in throughput in %d of %d rounds "
              "(median ratio %.2fx), less total pause in %d (%d equal), a "

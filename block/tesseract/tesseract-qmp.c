@@ -121,10 +121,11 @@ void hmp_info_tesseract(Monitor *mon, const QDict *qdict)
                        i->swapped_pages, i->ram_pages, i->swap_outs,
                        i->swap_ins, i->swapins_cancelled, i->swapins_avoided);
         monitor_printf(mon, "  avoided swap-ins made later: %" PRId64
-                       " in the background (background-swapin=%s), %"
-                       PRId64 " on a guest touch\n", i->background_swapins,
+                       " in the background (background-swapin=%s, %"
+                       PRId64 " not queued: queue full), %" PRId64
+                       " on a guest touch\n", i->background_swapins,
                        i->background_swapin ? "on" : "off",
-                       i->deferred_swapins);
+                       i->background_dropped, i->deferred_swapins);
         hmp_print_latency(mon, "fault service", i->fault_service);
     }
     if (!info->disks && !info->stores && !info->swappers) {

@@ -465,7 +465,7 @@ echo >> "$WD/cmdline.short"
 # --- Run ----------------------------------------------------------------------
 : > "$WD/console.log"
 START=$(date +%s.%N)
-CPU0=$(head -1 /proc/stat)
+CPU0=$(grep '^cpu' /proc/stat)
 "${ALL[@]}" < /dev/null 2> "$WD/qemu.log" &
 QPID=$!
 
@@ -507,14 +507,19 @@ if [ -n "$BLKCG" ]; then
     done > "$WD/blkio.txt" || true
 fi
 ELAPSED=$(echo "$START $(date +%s.%N)" | awk '{ printf "%.1f", $2 - $1 }')
-# What the host's CPUs did meanwhile (seconds, all CPUs): busy includes
-# QEMU; steal is time the hypervisor under this machine gave to others.
-# The machine is shared: a run with much steal ran slower for it.
-printf '%s\n%s\n' "$CPU0" "$(head -1 /proc/stat)" | awk -v tck="$(getconf CLK_TCK)" \
-    '{ for (i = 2; i <= 9; i++) v[NR, i] = $i }
-     END { d = 0; for (i = 2; i <= 9; i++) { x[i] = (v[2, i] - v[1, i]) / tck; d += x[i] }
-           printf "busy %.1f idle %.1f iowait %.1f steal %.1f total %.1f\n",
-                  x[2] + x[3] + x[4] + x[7] + x[8], x[5], x[6], x[9], d }' \
+# What the host's CPUs did meanwhile (seconds; first line all CPUs, then
+# one line per CPU): busy includes QEMU; steal is time the hypervisor under
+# this machine gave to others.  The machine is shared: a run with much
+# steal ran slower for it (with --cpus, look at QEMU's own CPU's line).
+printf '%s\n%s\n' "$CPU0" "$(grep '^cpu' /proc/stat)" | awk -v tck="$(getconf CLK_TCK)" \
+    '{ if (!($1 in first)) { first[$1] = 1; order[n++] = $1
+                             for (i = 2; i <= 9; i++) v0[$1, i] = $i }
+       else for (i = 2; i <= 9; i++) v1[$1, i] = $i }
+     END { for (k = 0; k < n; k++) { c = order[k]; d = 0
+               for (i = 2; i <= 9; i++) { x[i] = (v1[c, i] - v0[c, i]) / tck; d += x[i] }
+               printf "%sbusy %.1f idle %.1f iowait %.1f steal %.1f total %.1f\n",
+                      c == "cpu" ? "" : c " ",
+                      x[2] + x[3] + x[4] + x[7] + x[8], x[5], x[6], x[9], d } }' \
     > "$WD/host-cpu.txt" 2>/dev/null || true
 
 # The BSST image's own 4 KiB read latency, the way QEMU reached it

@@ -552,6 +552,23 @@ static int64_t swapper_stat(const char *key)
     return v;
 }
 
+/*
+ * Poll @stat(@key) for up to 5 s until it has come down to @target
+ * (@down) or up to it (!@down); the last value read.
+ */
+static int64_t wait_stat(int64_t (*stat)(const char *), const char *key,
+                         bool down, int64_t target)
+{
+    int64_t v = stat(key);
+    int i;
+
+    for (i = 0; i < 500 && (down ? v > target : v < target); i++) {
+        g_usleep(10 * 1000);
+        v = stat(key);
+    }
+    return v;
+}
+
 static void swapper_swap_out(uint64_t gpa, uint64_t size)
 {
     qtest_qmp_assert_success(global_qtest,
@@ -635,7 +652,6 @@ static void test_swapper_background_swapin(void)
     TsrImages img;
     TsrVM vm;
     uint64_t buf;
-    int i;
 
     images_new(&img);
     vm_start_with(&vm, &img, NULL, SWAPPER);
@@ -645,11 +661,9 @@ static void test_swapper_background_swapin(void)
     g_assert_cmpint(disk_stat("indirect-pages"), ==, np);
     g_assert_cmpint(disk_stat("classic-swapins"), ==, 0);
     g_assert_cmpint(swapper_stat("swapins-avoided"), ==, np);
-    for (i = 0; i < 500 && swapper_stat("swapped-pages") > 0; i++) {
-        g_usleep(10 * 1000);
-    }
-    g_assert_cmpint(swapper_stat("swapped-pages"), ==, 0);
+    g_assert_cmpint(wait_stat(swapper_stat, "swapped-pages", true, 0), ==, 0);
     g_assert_cmpint(swapper_stat("background-swapins"), ==, np);
+    g_assert_cmpint(swapper_stat("background-dropped"), ==, 0);
     g_assert_cmpint(swapper_stat("swap-ins"), ==, np);
 
     /* the pages are back exact, and touching them faults on nothing */
@@ -692,12 +706,7 @@ static int64_t read_requests(TsrVM *vm, uint64_t sector,
 
 static void wait_slot_fills(int64_t n)
 {
-    int i;
-
-    for (i = 0; i < 500 && disk_stat("slot-fills") < n; i++) {
-        g_usleep(10 * 1000);
-    }
-    g_assert_cmpint(disk_stat("slot-fills"), ==, n);
+    g_assert_cmpint(wait_stat(disk_stat, "slot-fills", false, n), ==, n);
 }
 
 /*
@@ -850,7 +859,6 @@ static void test_swapper_limit(void)
     TsrImages img;
     TsrVM vm;
     uint64_t buf;
-    int i;
 
     images_new(&img);
     vm_start_with(&vm, &img, NULL, SWAPPER);
@@ -861,10 +869,8 @@ static void test_swapper_limit(void)
     qtest_qmp_assert_success(global_qtest,
         "{'execute': 'qom-set', 'arguments': {'path': '/objects/swap0', "
         "'property': 'limit', 'value': 1048576}}");
-    for (i = 0; i < 500 && swapper_stat("resident-pages") > 256; i++) {
-        g_usleep(10 * 1000);
-    }
-    g_assert_cmpint(swapper_stat("resident-pages"), <=, 256);
+    g_assert_cmpint(wait_stat(swapper_stat, "resident-pages", true, 256),
+                    <=, 256);
     g_assert_cmpint(swapper_stat("swap-outs"), >=, np - 256);
 
     /* reading everything back swaps in, and the swapper keeps working */
@@ -1263,16 +1269,12 @@ static void test_defrag_auto(void)
     TsrImages img;
     TsrVM vm;
     uint64_t buf;
-    int i;
 
     images_new(&img);
     vm_start(&vm, &img, ",defrag=auto");
     buf = guest_alloc(vm.alloc, np * TSR_PAGE);
     make_indirections(&vm, buf, data, np, 300 * 8, 25, NULL);
-    for (i = 0; i < 300 && disk_stat("indirections") > 0; i++) {
-        g_usleep(10 * 1000);
-    }
-    g_assert_cmpint(disk_stat("indirections"), ==, 0);
+    g_assert_cmpint(wait_stat(disk_stat, "indirections", true, 0), ==, 0);
     g_assert_cmpint(disk_stat("defrag-blocks"), ==, np);
     check_disk(&vm, 300 * 8, data, np);
     vm_stop(&vm);

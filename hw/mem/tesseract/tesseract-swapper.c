@@ -1407,6 +1407,7 @@ TesseractSwapperInfoList *tesseract_swapper_query_all(void)
         i->swapins_avoided = sw->swapins_avoided;
         i->deferred_swapins = sw->deferred_swapins;
         i->background_swapins = sw->background_swapins;
+        i->background_dropped = sw->background_dropped;
         i->background_swapin = sw->background_swapin;
         i->swapouts_abandoned = sw->swapouts_abandoned;
         i->zero_fills = sw->zero_fills;

@@ -1,0 +1,130 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# bench/analyze.py on made-up runs: the pause rule, the verdict on corrupt
+# pages, and the same-time pairs of the baseline and Tesseract
+# (bench/run.sh --together).  Prints TAP.
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ANALYZE = os.path.join(TOP, "bench", "analyze.py")
+
+results = []
+
+
+def check(name, cond, detail=""):
+    results.append((bool(cond), name, detail))
+
+
+def write_run(top, disk, sc, rn, scores, together=(), corrupt=0, cpu=None):
+    d = os.path.join(top, "runs", "%s-%s%s" % (disk, sc, "" if rn == 1 else ".r%d" % rn))
+    os.makedirs(d)
+    json.dump({"disk": disk, "scenario": sc, "round": rn, "rc": 0,
+               "wall_s": 40.0, "secs": len(scores) / 10, "accel": "tcg",
+               "swapper": "limit=230M,policy=random", "tesseract_opts": "",
+               "throttle": "", "together_with": list(together),
+               "cpus": cpu, "limit_mib": 230, "guest_mem_mib": 256,
+               "memhog_mib": 96, "heap_mib": 160, "bsst_format": "raw",
+               "ssd_model": "", "guest_append": "", "host_pswpin": None,
+               "host_pswpout": None, "bsst_raw_read_4k_us": None,
+               "stock_cgroup_limit": None},
+              open(os.path.join(d, "meta.json"), "w"))
+    with open(os.path.join(d, "console.log"), "w") as f:
+        for i, s in enumerate(scores):
+            f.write("S %d %d\n" % ((i + 1) * 100, s))
+        f.write("jbb: done: %d transactions, %d corrupt objects\n"
+                % (sum(scores), corrupt))
+        f.write("memhog: held 96 MiB, 0 corrupt pages\n")
+        f.write("GUEST-RESULT: ok\n")
+    with open(os.path.join(d, "host-cpu.txt"), "w") as f:
+        f.write("busy 50.0 idle 30.0 iowait 1.0 steal 9.0 total 90.0\n")
+        for c in range(2):
+            f.write("cpu%d busy 25.0 idle 15.0 iowait 0.5 steal %.1f total 45.0\n"
+                    % (c, 1.5 + 6 * c))
+
+
+def analyze(top):
+    p = subprocess.run([sys.executable, ANALYZE, "--mode", "full", top],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       universal_newlines=True)
+    try:
+        summary = json.load(open(os.path.join(top, "summary.json")))
+        rep = open(os.path.join(top, "report.md")).read()
+    except OSError:
+        sys.stderr.write(p.stderr)
+        raise
+    return p.returncode, summary, rep
+
+
+def main():
+    nooc = [1000] * 20                           # median 1000: pause < 100
+    # round 1: Tesseract ahead (no pause; the baseline pauses 3 intervals,
+    # 2 of them in a row); round 2: the baseline ahead in throughput, the
+    # same pauses (none)
+    b1 = [900] * 10 + [50, 50, 900, 0] + [900] * 6
+    t1 = [950] * 20
+    b2 = [1200] * 20
+    t2 = [1000] * 20
+    with tempfile.TemporaryDirectory() as top:
+        for rn, (b, t) in enumerate(((b1, t1), (b2, t2)), 1):
+            write_run(top, "ssd", "nooc", rn, nooc)
+            write_run(top, "ssd", "baseline", rn, b, together=["tesseract"],
+                      cpu=str(rn - 1))
+            write_run(top, "ssd", "tesseract", rn, t, together=["baseline"],
+                      cpu=str(2 - rn))
+            # hdd: run in turn, not side by side
+            write_run(top, "hdd", "baseline", rn, b)
+            write_run(top, "hdd", "tesseract", rn, t)
+        rc, s, rep = analyze(top)
+        check("clean runs: exit status 0", rc == 0, "rc %d" % rc)
+        sb = s["ssd/baseline"]
+        check("pauses: intervals below 10% of nooc's median, longest run",
+              sb["total_pause_ms_rounds"] == [300, 0] and
+              sb["max_pause_ms_rounds"] == [200, 0],
+              "%s %s" % (sb["total_pause_ms_rounds"], sb["max_pause_ms_rounds"]))
+        st = s["ssd/tesseract"]
+        check("pairs: per-round throughput ratio",
+              st.get("throughput_vs_baseline_rounds") ==
+              [round(950 * 20 / sum(b1), 3), round(1000 / 1200, 3)],
+              str(st.get("throughput_vs_baseline_rounds")))
+        check("pairs: rounds won and tied",
+              st.get("paired_wins") == {"throughput_ops": 1, "total_pause_ms": 1,
+                                        "max_pause_ms": 1} and
+              st.get("paired_ties") == {"throughput_ops": 0, "total_pause_ms": 1,
+                                        "max_pause_ms": 1},
+              "%s %s" % (st.get("paired_wins"), st.get("paired_ties")))
+        check("pairs: each side's own CPU and its steal",
+              [p["cpus"] for p in st["paired"]] == [["0", "1"], ["1", "0"]] and
+              [p["cpu_steal_s"] for p in st["paired"]] == [[1.5, 7.5], [7.5, 1.5]] and
+              sb["host_steal_s"] == 9.0,
+              str(st["paired"]))
+        check("pairs: the baseline itself is not paired",
+              "paired" not in sb)
+        check("runs made in turn are not reported as pairs",
+              "paired" not in s["hdd/tesseract"] and
+              rep.count("ran at the same time") == 1)
+        check("report: the pair table lists both rounds",
+              "| 1 | %d / %d |" % (sum(b1) / 2, 950 * 20 / 2) in rep and
+              "| 2 | 12000 / 10000 | 1.20x lower |" in rep)
+    with tempfile.TemporaryDirectory() as top:
+        write_run(top, "ssd", "nooc", 1, nooc)
+        write_run(top, "ssd", "tesseract", 1, t1, corrupt=2)
+        rc, s, _ = analyze(top)
+        check("a corrupt object fails the verdict",
+              rc == 1 and s["ssd/tesseract"]["corrupt_pages"] == 2,
+              "rc %d" % rc)
+
+    print("1..%d" % len(results))
+    for i, (ok, name, detail) in enumerate(results, 1):
+        print("%s %d - bench-analyze: %s%s" % ("ok" if ok else "not ok", i, name,
+                                              "" if ok else " (%s)" % detail))
+    return 0 if all(ok for ok, _, _ in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
