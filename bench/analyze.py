@@ -342,8 +342,11 @@ def plot(results, out, disks):
         ax.set_xlabel("time since the start of the measurement (s)")
         ax.set_ylabel("score: jbb transactions per 100 ms interval")
         ax.set_title("Instantaneous score, %s disk model (256 MiB guest, "
-                     "memhog + jbb; each scenario's median round)"
-                     % disk.upper())
+                     "memhog + jbb)\neach scenario's median round%s"
+                     % (disk.upper(), "; baseline and Tesseract: their "
+                        "median same-time pair" if any(
+                            r["meta"].get("together_with") for _, r in runs)
+                        else ""), fontsize=10)
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="upper right")
@@ -637,6 +640,17 @@ def main():
         idx = sorted(range(len(ms)),
                      key=lambda i: ms[i].get("throughput_ops") or -1)
         plotted[key] = per_run[key][idx[(len(idx) - 1) // 2]]
+    # a scenario that ran beside its baseline: both lines from the round
+    # whose throughput ratio is the median, so they saw the same machine
+    for key, s in summary.items():
+        ratios = s.get("throughput_vs_baseline_rounds")
+        if not ratios:
+            continue
+        mid = sorted(range(len(ratios)), key=lambda i: ratios[i])[(len(ratios) - 1) // 2]
+        rn = s["paired"][mid]["round"]
+        base = key.split("/")[0] + "/baseline"
+        for k in (key, base):
+            plotted[k] = next(r for r in per_run[k] if r["meta"].get("round", 1) == rn)
     plots = plot(plotted, a.results,
                  sorted({r["meta"]["disk"] for r in plotted.values()}))
     report(summary, a.results, a.mode, plots, env)

@@ -17,9 +17,10 @@
 #                      stock (default all; stock needs root, cgroup v1 memory
 #                      and a host swap device; skipped with a reason if not)
 #   --secs N           measured seconds of the score workload per run
-#   --rounds N         run every scenario N times, in turn, and report the
-#                      medians (full mode default 3: single runs of this
-#                      workload vary by +-30% on their own)
+#   --rounds N         run every scenario N times and report the medians,
+#                      each round, and the --together pairs (full mode
+#                      default 3: single runs vary by +-30% on their own,
+#                      and the machine's speed drifts besides)
 #   --together "..."   scenarios that run at the same time, side by side, in
 #                      each round and disk model (full mode default:
 #                      "baseline tesseract"; "none": every run alone).  The
