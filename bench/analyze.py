@@ -497,8 +497,10 @@ def report(summary, out, mode, plots, env):
         nr = max((r.get("rounds", 1) for r in rows), default=1)
         if nr > 1:
             L.append("Each number above is the median of %d rounds (the "
-                     "scenarios run in turn, round after round). Per round:"
-                     % nr)
+                     "scenarios run in turn, round after round%s). Per round:"
+                     % (nr, "; the baseline and %s side by side" % ", ".join(
+                         r["scenario"] for r in rows if r.get("paired"))
+                        if any(r.get("paired") for r in rows) else ""))
             L.append("")
             L.append("| scenario | throughput (tx/s) | total pause (ms) | "
                      "largest pause (ms) |")
