@@ -214,10 +214,13 @@ PAIRED = (("throughput_ops", False), ("total_pause_ms", True),
 
 def pair_with_baseline(per_round):
     """For each scenario that ran at the same time as its disk model's
-    baseline (bench/run.sh --together), the round-by-round comparison:
-    {key: {"rounds": [{"round", metric: [baseline, scenario]}...],
-    "throughput_ratios": [scenario / baseline per round],
-    "wins": {metric: rounds in which the scenario was better}}}."""
+    baseline (bench/run.sh --together), the summary keys of the
+    round-by-round comparison: "paired" ([{"round", "throughput_ratio",
+    metric: [baseline, scenario]}...]), "paired_rounds",
+    "throughput_vs_baseline_rounds" (the ratios, None where the baseline
+    did nothing), "throughput_vs_baseline" (their median), "paired_wins"
+    and "paired_ties" ({metric: rounds the scenario did better / the
+    same})."""
     out = {}
     for key, ms in per_round.items():
         disk, sc = key.split("/", 1)
@@ -231,21 +234,27 @@ def pair_with_baseline(per_round):
             rows.append((b, m))
         if not rows:
             continue
-        p = {"rounds": [], "throughput_ratios": [], "wins": {}}
+        paired = []
         for b, m in rows:
-            p["rounds"].append(dict({"round": m["round"]},
-                                    **{k: [b.get(k), m.get(k)]
-                                       for k in [k for k, _ in PAIRED] +
-                                       ["cpu_steal_s", "cpus"]}))
-            if b["throughput_ops"]:
-                p["throughput_ratios"].append(
-                    round(m["throughput_ops"] / b["throughput_ops"], 3))
-        for k, lower in PAIRED:
-            p["wins"][k] = sum(1 for b, m in rows
-                               if (m[k] < b[k] if lower else m[k] > b[k]))
-        p["ties"] = {k: sum(1 for b, m in rows if m[k] == b[k])
-                     for k, _ in PAIRED}
-        out[key] = p
+            e = {k: [b.get(k), m.get(k)]
+                 for k in [k for k, _ in PAIRED] + ["cpu_steal_s", "cpus"]}
+            e["round"] = m["round"]
+            e["throughput_ratio"] = (round(m["throughput_ops"] / b["throughput_ops"], 3)
+                                     if b["throughput_ops"] else None)
+            paired.append(e)
+        ratios = [e["throughput_ratio"] for e in paired]
+        known = [x for x in ratios if x is not None]
+        out[key] = {
+            "paired": paired, "paired_rounds": len(paired),
+            "throughput_vs_baseline_rounds": ratios,
+            "throughput_vs_baseline": (round(statistics.median(known), 3)
+                                       if known else None),
+            "paired_wins": {k: sum(1 for b, m in rows
+                                   if (m[k] < b[k] if lower else m[k] > b[k]))
+                            for k, lower in PAIRED},
+            "paired_ties": {k: sum(1 for b, m in rows if m[k] == b[k])
+                            for k, _ in PAIRED},
+        }
     return out
 
 
@@ -597,16 +606,8 @@ def main():
             per_round.setdefault(key, []).append(m)
             per_run.setdefault(key, []).append(r)
     summary = {key: aggregate(ms) for key, ms in per_round.items()}
-    for key, p in pair_with_baseline(per_round).items():
-        s = summary[key]
-        s["paired_rounds"] = len(p["rounds"])
-        s["throughput_vs_baseline_rounds"] = p["throughput_ratios"]
-        s["throughput_vs_baseline"] = (
-            round(statistics.median(p["throughput_ratios"]), 3)
-            if p["throughput_ratios"] else None)
-        s["paired_wins"] = p["wins"]
-        s["paired_ties"] = p["ties"]
-        s["paired"] = p["rounds"]
+    for key, fields in pair_with_baseline(per_round).items():
+        summary[key].update(fields)
     raw = rounds[min(rounds)] if rounds else {}
     metas = [r["meta"] for r in raw.values() if not r["meta"].get("skipped")]
     m0 = metas[0] if metas else {}
@@ -645,11 +646,11 @@ def main():
     # a scenario that ran beside its baseline: both lines from the round
     # whose throughput ratio is the median, so they saw the same machine
     for key, s in summary.items():
-        ratios = s.get("throughput_vs_baseline_rounds")
-        if not ratios:
+        pairs = [e for e in s.get("paired", []) if e["throughput_ratio"] is not None]
+        if not pairs:
             continue
-        mid = sorted(range(len(ratios)), key=lambda i: ratios[i])[(len(ratios) - 1) // 2]
-        rn = s["paired"][mid]["round"]
+        pairs.sort(key=lambda e: e["throughput_ratio"])
+        rn = pairs[(len(pairs) - 1) // 2]["round"]
         base = key.split("/")[0] + "/baseline"
         for k in (key, base):
             plotted[k] = next(r for r in per_run[k] if r["meta"].get("round", 1) == rn)

@@ -1229,6 +1229,12 @@ BsstDisk *bsst_disk_open(BsstStore *s, const char *disk_id, Error **errp)
     return d;
 }
 
+/* After any change to the fill table: its lock-free mirror of the count */
+static void bsst_fills_changed_locked(BsstStore *s)
+{
+    qatomic_set(&s->fills_waiting, bsst_fill_count(s->fills));
+}
+
 static void bsst_disk_fill_purge_locked(BsstDisk *d)
 {
     g_autoptr(GArray) gone = g_array_new(false, false, sizeof(BsstFill));
@@ -1238,7 +1244,7 @@ static void bsst_disk_fill_purge_locked(BsstDisk *d)
     for (i = 0; i < gone->len; i++) {
         bsst_alloc_unref(d->s->alloc, g_array_index(gone, BsstFill, i).slot);
     }
-    qatomic_set(&d->s->fills_waiting, bsst_fill_count(d->s->fills));
+    bsst_fills_changed_locked(d->s);
 }
 
 void bsst_disk_close(BsstDisk *d)
@@ -1287,7 +1293,7 @@ void bsst_disk_fill_add(BsstDisk *d, uint64_t gblock, uint32_t bblock,
     } else if (evicted) {
         bsst_alloc_unref(s->alloc, old.slot);
     }
-    qatomic_set(&s->fills_waiting, bsst_fill_count(s->fills));
+    bsst_fills_changed_locked(s);
     qemu_mutex_unlock(&s->lock);
 }
 
@@ -1302,7 +1308,7 @@ bool bsst_store_block_data(BsstStore *s, uint32_t bblock, const void *data)
     }
     qemu_mutex_lock(&s->lock);
     found = bsst_fill_take(s->fills, bblock, &f);
-    qatomic_set(&s->fills_waiting, bsst_fill_count(s->fills));
+    bsst_fills_changed_locked(s);
     if (found) {
         BsstDisk *d = f.owner;
 
