@@ -126,6 +126,10 @@ void hmp_info_tesseract(Monitor *mon, const QDict *qdict)
                        " on a guest touch\n", i->background_swapins,
                        i->background_swapin ? "on" : "off",
                        i->background_dropped, i->deferred_swapins);
+        if (i->policy == TESSERACT_SWAP_POLICY_ACCESS) {
+            monitor_printf(mon, "  access scans: %" PRId64 "\n",
+                           i->access_scans);
+        }
         hmp_print_latency(mon, "fault service", i->fault_service);
     }
     if (!info->disks && !info->stores && !info->swappers) {

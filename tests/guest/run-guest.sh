@@ -411,6 +411,12 @@ image_nodes() {  # NODE FILE [FORMAT]
 CORE=("$QEMU" -M "$MACHINE" -accel "$ACCEL" -m "$MEM" -smp "$SMP"
       -name "guest,debug-threads=on")
 [ -n "$CPU" ] && CORE+=(-cpu "$CPU")
+# policy=access scans which pages the guest maps back: RAM in a shared memfd
+case ",$SWAPPER," in
+*,policy=access,*)
+    CORE+=(-object "memory-backend-memfd,id=ram0,size=$MEM,share=on"
+           -machine memory-backend=ram0) ;;
+esac
 CORE+=(-kernel "$KIT/vmlinuz" -initrd "$KIT/initramfs.cpio.gz"
        -append "$CMDLINE")
 image_nodes disk0-fmt "$IMGDIR/guest.qcow2"

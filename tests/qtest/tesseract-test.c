@@ -948,6 +948,30 @@ static void test_swapper_errors(void)
                                           "desc"), "is throttled"));
     qobject_unref(resp);
 
+    /* policy=access: anonymous RAM cannot be scanned, shared or not */
+    resp = qmp("{'execute': 'object-add', 'arguments': {'qom-type': "
+               "'tesseract-swapper', 'id': 'sw4', 'bsst': 'bsst0', "
+               "'limit': 1048576, 'policy': 'access'}}");
+    g_assert_nonnull(strstr(qdict_get_str(qdict_get_qdict(resp, "error"),
+                                          "desc"),
+                            "policy=access needs the guest RAM in a shared "
+                            "memfd"));
+    qobject_unref(resp);
+    /* ... while shared RAM (a memfd in QEMU 10) can */
+    qtest_qmp_assert_success(global_qtest,
+        "{'execute': 'object-add', 'arguments': {'qom-type': "
+        "'tesseract-swapper', 'id': 'sw5', 'bsst': 'bsst0', "
+        "'limit': 1048576, 'policy': 'access', 'memdev': 'shm'}}");
+    qtest_qmp_assert_success(global_qtest,
+        "{'execute': 'object-del', 'arguments': {'id': 'sw5'}}");
+    resp = qmp("{'execute': 'object-add', 'arguments': {'qom-type': "
+               "'tesseract-swapper', 'id': 'sw6', 'bsst': 'bsst0', "
+               "'limit': 1048576, 'scan-interval': 5}}");
+    g_assert_nonnull(strstr(qdict_get_str(qdict_get_qdict(resp, "error"),
+                                          "desc"),
+                            "scan-interval must be 10 to 600000"));
+    qobject_unref(resp);
+
     resp = qmp("{'execute': 'x-tesseract-swap-out', 'arguments': "
                "{'id': 'nope', 'addr': 0, 'size': 4096}}");
     g_assert_nonnull(strstr(qdict_get_str(qdict_get_qdict(resp, "error"),
@@ -960,8 +984,9 @@ static void test_swapper_errors(void)
  * The swap-out race: writes keep landing on pages while the swapper swaps
  * them out and the guest-physical reads swap them in.  Every value read
  * back is the last one written.  TESSERACT_STRESS_SECONDS (default 30).
+ * @extra: the swapper (limit 2M) and any memory backend it needs.
  */
-static void test_swapper_race_stress(void)
+static void race_stress(const char *extra)
 {
     const unsigned np = 2048;      /* 8 MiB working set over a 2 MiB limit */
     const char *env = getenv("TESSERACT_STRESS_SECONDS");
@@ -975,8 +1000,7 @@ static void test_swapper_race_stress(void)
     uint64_t buf, n = 0, checks = 0, i;
 
     images_new(&img);
-    vm_start_with(&vm, &img, NULL,
-                  " -object tesseract-swapper,id=swap0,bsst=bsst0,limit=2M");
+    vm_start_with(&vm, &img, NULL, extra);
     buf = guest_alloc(vm.alloc, np * TSR_PAGE);
     memset(back, 0, TSR_PAGE);
     for (i = 0; i < np; i++) {
@@ -1016,6 +1040,94 @@ static void test_swapper_race_stress(void)
     g_assert_cmpint(swapper_stat("swap-outs"), >, 0);
     g_assert_cmpint(swapper_stat("swap-ins"), >, 0);
     g_rand_free(r);
+    vm_stop(&vm);
+}
+
+static void test_swapper_race_stress(void)
+{
+    race_stress(" -object tesseract-swapper,id=swap0,bsst=bsst0,limit=2M");
+}
+
+#define MEMFD_RAM " -object memory-backend-memfd,id=mem0,size=128M,share=on" \
+                  " -machine memory-backend=mem0"
+
+/*
+ * The same race with RAM in a shared memfd and policy=access scanning
+ * every 10 ms: the scans unmap every page again and again, swap-outs
+ * punch holes in the memfd.
+ */
+static void test_swapper_race_stress_access(void)
+{
+    race_stress(MEMFD_RAM " -object tesseract-swapper,id=swap0,bsst=bsst0,"
+                "limit=2M,policy=access,scan-interval=10");
+}
+
+/* Touch one word of each of the @np pages at @gpa (a guest-physical read) */
+static void touch_pages(uint64_t gpa, unsigned np)
+{
+    for (unsigned i = 0; i < np; i++) {
+        qtest_readq(global_qtest, gpa + (uint64_t)i * TSR_PAGE);
+    }
+}
+
+/*
+ * policy=access: pages the guest keeps reading stay resident when the
+ * limit drops; the swapper takes the ones nobody touched.  (The random
+ * policy would take about a third of the hot pages here.)
+ */
+static void test_swapper_access_policy(void)
+{
+    const unsigned np = 1024;
+    const uint32_t len = np * TSR_PAGE;
+    g_autofree uint8_t *pattern = g_malloc(len);
+    g_autofree uint8_t *back = g_malloc(len);
+    TsrImages img;
+    TsrVM vm;
+    uint64_t cold, hot, resident;
+    int64_t scans;
+    int i;
+
+    images_new(&img);
+    vm_start_with(&vm, &img, NULL, MEMFD_RAM
+                  " -object tesseract-swapper,id=swap0,bsst=bsst0,limit=1G,"
+                  "policy=access,scan-interval=200");
+    /* hot below cold: a clock hand blind to ages would take hot first */
+    hot = guest_alloc(vm.alloc, len);
+    cold = guest_alloc(vm.alloc, len);
+    fill_pattern(pattern, len, 21);
+    memwrite(cold, pattern, len);
+    memwrite(hot, pattern, len);
+    /* four scans with the hot pages read in each interval */
+    for (i = 0; i < 4; i++) {
+        int64_t end = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
+
+        scans = swapper_stat("access-scans");
+        while (swapper_stat("access-scans") == scans &&
+               g_get_monotonic_time() < end) {
+            touch_pages(hot, np);
+            g_usleep(20 * 1000);
+        }
+        g_assert_cmpint(swapper_stat("access-scans"), >, scans);
+    }
+    touch_pages(hot, np);
+    g_assert_cmpint(swapper_stat("swap-outs"), ==, 0);
+    resident = swapper_stat("resident-pages");
+    g_assert_cmpint(resident, >, 2 * np);
+    /* room for all but 512 pages: the swapper takes 768 or so, all cold */
+    qtest_qmp_assert_success(global_qtest,
+        "{'execute': 'qom-set', 'arguments': {'path': '/objects/swap0', "
+        "'property': 'limit', 'value': %" PRIu64 "}}",
+        (resident - 512) * TSR_PAGE);
+    g_assert_cmpint(wait_stat(swapper_stat, "resident-pages", true,
+                              resident - 512), <=, resident - 512);
+    g_assert_cmpint(swapper_stat("swap-outs"), >=, 512);
+    memread(hot, back, len);
+    g_assert_cmpmem(back, len, pattern, len);
+    g_assert_cmpint(swapper_stat("swap-ins"), ==, 0);
+    /* the cold pages come back intact */
+    memread(cold, back, len);
+    g_assert_cmpmem(back, len, pattern, len);
+    g_assert_cmpint(swapper_stat("swap-ins"), >, 0);
     vm_stop(&vm);
 }
 
@@ -1307,6 +1419,10 @@ int main(int argc, char **argv)
                    test_swapper_classic_path);
     qtest_add_func("/tesseract/swapper/errors", test_swapper_errors);
     qtest_add_func("/tesseract/swapper/race-stress", test_swapper_race_stress);
+    qtest_add_func("/tesseract/swapper/race-stress-access",
+                   test_swapper_race_stress_access);
+    qtest_add_func("/tesseract/swapper/access-policy",
+                   test_swapper_access_policy);
     qtest_add_func("/tesseract/defrag/guest", test_defrag_guest);
     qtest_add_func("/tesseract/defrag/bsst", test_defrag_bsst);
     qtest_add_func("/tesseract/defrag/race", test_defrag_race);

@@ -7,6 +7,7 @@
  */
 
 #include "qemu/osdep.h"
+#include "qemu/bitmap.h"
 #include "swap-policy.h"
 
 static void test_resident_count(void)
@@ -106,6 +107,106 @@ static void test_wp_age(void)
     tsr_policy_free(p);
 }
 
+/* One access scan in which the pages with @hot(page) were touched. */
+static void scan_with(TsrPolicy *p, uint64_t n, bool (*hot)(uint64_t))
+{
+    g_autofree unsigned long *acc = bitmap_new(n);
+    uint64_t i;
+
+    for (i = 0; i < n; i++) {
+        if (hot(i)) {
+            set_bit(i, acc);
+        }
+    }
+    tsr_policy_scan(p, acc);
+}
+
+static bool hot_7_of_8(uint64_t page)
+{
+    return page % 8 != 0;
+}
+
+static bool hot_none(uint64_t page)
+{
+    return false;
+}
+
+static bool hot_below_3584(uint64_t page)
+{
+    return page < 3584;
+}
+
+/*
+ * ACCESS ages the pages the scans find untouched, picks only those while
+ * there are any, and a page that comes back starts young.
+ */
+static void test_access_age(void)
+{
+    const uint64_t n = 4096;
+    TsrPolicy *p = tsr_policy_new(TSR_POLICY_ACCESS, n, 0, 5);
+    uint64_t i, page;
+
+    for (i = 0; i < n; i++) {
+        tsr_policy_set_resident(p, i, true);
+    }
+    for (i = 0; i < 3; i++) {
+        scan_with(p, n, hot_7_of_8);
+    }
+    g_assert_cmpuint(tsr_policy_age(p, 8), ==, 3);
+    g_assert_cmpuint(tsr_policy_age(p, 9), ==, 0);
+    /* the 512 cold pages go first, each once (swapped out when picked) */
+    for (i = 0; i < n / 8; i++) {
+        g_assert_true(tsr_policy_pick(p, &page));
+        g_assert_cmpuint(page % 8, ==, 0);
+        g_assert_true(tsr_policy_is_resident(p, page));
+        tsr_policy_set_resident(p, page, false);
+    }
+    /* then the hot ones, when nothing else is left */
+    g_assert_true(tsr_policy_pick(p, &page));
+    g_assert_cmpuint(page % 8, !=, 0);
+    /* swapped back in: young again */
+    tsr_policy_set_resident(p, 8, true);
+    g_assert_cmpuint(tsr_policy_age(p, 8), ==, 0);
+    /* ages saturate */
+    for (i = 0; i < TSR_POLICY_MAX_AGE + 10; i++) {
+        scan_with(p, n, hot_none);
+    }
+    g_assert_cmpuint(tsr_policy_age(p, 9), ==, TSR_POLICY_MAX_AGE);
+    tsr_policy_free(p);
+}
+
+/* Older pages before younger ones; the victim cache still protects. */
+static void test_access_oldest_first(void)
+{
+    const uint64_t n = 4096;
+    TsrPolicy *p = tsr_policy_new(TSR_POLICY_ACCESS, n, 64, 6);
+    uint64_t i, page;
+
+    for (i = 0; i < n; i++) {
+        tsr_policy_set_resident(p, i, true);
+    }
+    /* pages >= 3584 untouched for 5 scans, the rest for the last 2 */
+    for (i = 0; i < 3; i++) {
+        scan_with(p, n, hot_below_3584);
+    }
+    for (i = 0; i < 2; i++) {
+        scan_with(p, n, hot_none);
+    }
+    g_assert_cmpuint(tsr_policy_age(p, 4000), ==, 5);
+    g_assert_cmpuint(tsr_policy_age(p, 100), ==, 2);
+    /* the 64 oldest pages were just swapped in: in the victim cache */
+    for (i = 3584; i < 3648; i++) {
+        tsr_policy_note_swapin(p, i);
+    }
+    /* 448 old pages not in the cache: at least 448 - 64 picks take them */
+    for (i = 0; i < 384; i++) {
+        g_assert_true(tsr_policy_pick(p, &page));
+        g_assert_cmpuint(page, >=, 3648);
+        tsr_policy_set_resident(p, page, false);
+    }
+    tsr_policy_free(p);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -115,5 +216,8 @@ int main(int argc, char **argv)
                     test_random_spread);
     g_test_add_func("/tesseract/swap-policy/victim-cache", test_victim_cache);
     g_test_add_func("/tesseract/swap-policy/wp-age", test_wp_age);
+    g_test_add_func("/tesseract/swap-policy/access-age", test_access_age);
+    g_test_add_func("/tesseract/swap-policy/access-oldest-first",
+                    test_access_oldest_first);
     return g_test_run();
 }

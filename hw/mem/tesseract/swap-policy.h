@@ -13,7 +13,11 @@
  * that a page the guest just needed is not thrown out again at once.
  * TSR_POLICY_WP_AGE also prefers pages not written since the last ageing
  * sweep; the swapper write-protects pages at each sweep and reports the
- * write faults (tsr_policy_note_write()).
+ * write faults (tsr_policy_note_write()).  TSR_POLICY_ACCESS keeps each
+ * resident page's idle age: the number of access scans in a row that
+ * found it untouched (reads and writes alike; the swapper learns them by
+ * unmapping shared guest RAM and seeing which pages the guest mapped
+ * back, tsr_policy_scan()), and picks the oldest first, CLOCK-like.
  */
 
 #ifndef HW_MEM_TESSERACT_SWAP_POLICY_H
@@ -22,7 +26,11 @@
 typedef enum TsrPolicyKind {
     TSR_POLICY_RANDOM,
     TSR_POLICY_WP_AGE,
+    TSR_POLICY_ACCESS,
 } TsrPolicyKind;
+
+/* ACCESS: idle ages saturate here */
+#define TSR_POLICY_MAX_AGE 255
 
 typedef struct TsrPolicy TsrPolicy;
 
@@ -45,10 +53,19 @@ bool tsr_policy_written(const TsrPolicy *p, uint64_t page);
 void tsr_policy_sweep(TsrPolicy *p);
 
 /*
+ * ACCESS: one access scan.  @accessed has a bit per page (npages bits),
+ * set for the pages the guest touched since the previous scan: their age
+ * becomes 0, every other resident page ages by one.
+ */
+void tsr_policy_scan(TsrPolicy *p, const unsigned long *accessed);
+unsigned tsr_policy_age(const TsrPolicy *p, uint64_t page);
+
+/*
  * Pick a resident page to swap out, scanning from a random page.  Returns
  * false when nothing is resident.  WP_AGE takes a page written since the
- * sweep only when no unwritten one is resident; pages in the victim cache
- * are taken only when nothing else is.
+ * sweep only when no unwritten one is resident; ACCESS takes the oldest
+ * resident page, moving a clock hand round the pages; pages in the victim
+ * cache are taken only when nothing else is.
  */
 bool tsr_policy_pick(TsrPolicy *p, uint64_t *page);
 

@@ -16,6 +16,14 @@
  * abandoned; a write that arrives after the check blocks on the write
  * protection until the page is gone and then faults it back in.
  *
+ * policy=access learns which pages the guest touches, reads and writes
+ * alike, for RAM in a shared memfd: every scan-interval the worker reads
+ * which pages are mapped (/proc/self/pagemap) and unmaps all of them
+ * (MADV_DONTNEED keeps a shared page's contents in its memfd); a page the
+ * guest touches is mapped back by an ordinary minor fault, no userfault,
+ * and the next scan sees it.  Swapping such RAM out punches holes in the
+ * memfd instead of MADV_DONTNEED.
+ *
  * Fault resolution never takes the BQL and never waits on the faulting
  * thread's AioContext: BSST reads run in the swapper's own IOThread.
  *
@@ -28,7 +36,10 @@
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
 #include "block/block_int.h"
 #include "exec/address-spaces.h"
 #include "exec/cpu-common.h"
@@ -68,6 +79,12 @@
 #define TSW_BG_QUEUE 4096
 /* WP_AGE: ageing sweep period */
 #define TSW_SWEEP_NS (1 * NANOSECONDS_PER_SECOND)
+/* ACCESS: default and bounds of scan-interval (ms) */
+#define TSW_SCAN_MS_DEFAULT 1000
+#define TSW_SCAN_MS_MIN 10
+#define TSW_SCAN_MS_MAX 600000
+/* ACCESS: pages per pagemap read and unmapping */
+#define TSW_SCAN_CHUNK 4096
 
 OBJECT_DECLARE_SIMPLE_TYPE(TesseractSwapper, TESSERACT_SWAPPER)
 
@@ -101,6 +118,7 @@ struct TesseractSwapper {
     HostMemoryBackend *memdev;
     int policy_kind;
     bool background_swapin;
+    uint32_t scan_ms;
 
     /* set up when attached to the RAM */
     bool attached;
@@ -108,6 +126,13 @@ struct TesseractSwapper {
     RAMBlock *rb;
     uint8_t *host;
     uint64_t npages;
+    /* RAM in a shared memfd: swap-out punches holes at @fd_offset on */
+    int ram_fd;
+    uint64_t fd_offset;
+    /* ACCESS: /proc/self/pagemap, the next scan, scans made */
+    int pagemap_fd;
+    int64_t next_scan_ns;
+    uint64_t access_scans;
     BsstStore *store;
     IOThread *iothread;
     int uffd;
@@ -248,6 +273,39 @@ static int tsw_write_run(TesseractSwapper *sw, uint32_t first,
 
 /* ---- Page source for the tesseract driver ---- */
 
+/*
+ * Place @data (NULL: zeros) in the missing page at @host and wake the
+ * threads that faulted on it.  -EEXIST: something placed it already.
+ * The kernel answers -EAGAIN when the page table under @host changed
+ * meanwhile (an access scan's MADV_DONTNEED frees empty page tables on
+ * Linux >= 6.14): try again.
+ */
+static int tsw_place(TesseractSwapper *sw, void *host, const void *data)
+{
+    int ret;
+
+    for (;;) {
+        if (data) {
+            struct uffdio_copy c = {
+                .dst = (uintptr_t)host, .src = (uintptr_t)data,
+                .len = TSW_PAGE,
+            };
+
+            ret = ioctl(sw->uffd, UFFDIO_COPY, &c) ? -errno : 0;
+        } else {
+            struct uffdio_zeropage z = {
+                .range = { .start = (uintptr_t)host, .len = TSW_PAGE },
+            };
+
+            ret = ioctl(sw->uffd, UFFDIO_ZEROPAGE, &z) ? -errno : 0;
+        }
+        if (ret != -EAGAIN) {
+            return ret;
+        }
+        sched_yield();
+    }
+}
+
 static bool tsw_page_index(TesseractSwapper *sw, const void *host,
                            uint64_t *idx)
 {
@@ -379,7 +437,7 @@ static bool tsw_cancel_swapin(void *opaque, void *host)
     qemu_mutex_unlock(&sw->lock);
 
     /* the read overwrites it whole: a zero page, no BSST read */
-    ret = uffd_zero_page(sw->uffd, host, TSW_PAGE, false);
+    ret = tsw_place(sw, host, NULL);
 
     qemu_mutex_lock(&sw->lock);
     bblock = pg->bblock;
@@ -434,7 +492,7 @@ static void tsw_swapin_end(void *opaque, void *host, const void *data)
         return;
     }
     /* wakes any thread that faulted on the page meanwhile */
-    ret = uffd_copy_page(sw->uffd, host, (void *)data, TSW_PAGE, false);
+    ret = tsw_place(sw, host, data);
     if (ret && ret != -EEXIST) {
         error_report("tesseract-swapper: cannot place guest page %p: %s",
                      host, strerror(-ret));
@@ -518,7 +576,7 @@ place:
     bsst_store_note_source_io(sw->store, 1);
     /* a redirected run may keep a slot for this data */
     bsst_store_block_data(sw->store, bblock, buf);
-    ret = uffd_copy_page(sw->uffd, addr, buf, TSW_PAGE, false);
+    ret = tsw_place(sw, addr, buf);
     if (ret && ret != -EEXIST) {
         error_report("tesseract-swapper: cannot place guest page %p: %s",
                      addr, strerror(-ret));
@@ -567,9 +625,13 @@ static void tsw_handle_missing(TesseractSwapper *sw, uint8_t *addr,
     if (pg->state != PG_SWAPPED) {
         /* never touched (or discarded by the guest): a zero page */
         qemu_mutex_unlock(&sw->lock);
-        ret = uffd_zero_page(sw->uffd, addr, TSW_PAGE, false);
+        ret = tsw_place(sw, addr, NULL);
         if (ret == -EEXIST) {
             uffd_wakeup(sw->uffd, addr, TSW_PAGE);
+        } else if (ret < 0) {
+            error_report("tesseract-swapper: cannot place a zero page at %p: "
+                         "%s", addr, strerror(-ret));
+            abort();
         }
         qemu_mutex_lock(&sw->lock);
         tsr_policy_set_resident(sw->policy, idx, true);
@@ -707,6 +769,24 @@ static void *tsw_fault_thread(void *opaque)
 /* ---- Swap-out ---- */
 
 /*
+ * Drop the RAM of page @idx: unmapped, its contents gone, so that the next
+ * touch faults MISSING.  Anonymous RAM: MADV_DONTNEED; a shared memfd
+ * keeps the page in the file, so punch a hole there.
+ */
+static int tsw_discard(TesseractSwapper *sw, uint64_t idx)
+{
+    int ret;
+
+    if (sw->ram_fd >= 0) {
+        ret = fallocate(sw->ram_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                        sw->fd_offset + idx * TSW_PAGE, TSW_PAGE);
+    } else {
+        ret = madvise(sw->host + idx * TSW_PAGE, TSW_PAGE, MADV_DONTNEED);
+    }
+    return ret < 0 ? -errno : 0;
+}
+
+/*
  * Swap out the pages @idx[0..@n) (at most TSW_BATCH), copied through @buf
  * (TSW_BATCH pages): each is write-protected and copied, the copies go to
  * runs of consecutive BSST blocks in as few writes as the free space
@@ -809,8 +889,9 @@ static int tsw_swap_out_pages(TesseractSwapper *sw, const uint64_t *idx,
          */
         pg->state = PG_DISCARDING;
         qemu_mutex_unlock(&sw->lock);
-        if (madvise(addr, TSW_PAGE, MADV_DONTNEED) < 0) {
-            int err = -errno;
+        int err = tsw_discard(sw, idx[slot[i]]);
+
+        if (err < 0) {
 
             qemu_mutex_lock(&sw->lock);
             pg->state = PG_RESIDENT;
@@ -858,6 +939,45 @@ static void tsw_maybe_sweep(TesseractSwapper *sw)
                            true);
 }
 
+/*
+ * ACCESS: one scan.  Which pages are mapped tells which the guest touched
+ * since the last scan unmapped them; unmap them again for the next one.
+ * Chunk by chunk, so that a touch between the read and the unmapping is
+ * rarely missed (a miss only ages a page one scan too many).
+ */
+static void tsw_maybe_scan(TesseractSwapper *sw)
+{
+    int64_t now = get_clock();
+    g_autofree unsigned long *accessed = NULL;
+    g_autofree uint64_t *pm = NULL;
+    uint64_t first, i;
+
+    if (sw->pagemap_fd < 0 || now < sw->next_scan_ns) {
+        return;
+    }
+    accessed = bitmap_new(sw->npages);
+    pm = g_new(uint64_t, TSW_SCAN_CHUNK);
+    for (first = 0; first < sw->npages; first += TSW_SCAN_CHUNK) {
+        uint64_t n = MIN(TSW_SCAN_CHUNK, sw->npages - first);
+        uint8_t *addr = sw->host + first * TSW_PAGE;
+        off_t off = (uintptr_t)addr / TSW_PAGE * sizeof(uint64_t);
+        ssize_t got = pread(sw->pagemap_fd, pm, n * sizeof(uint64_t), off);
+
+        for (i = 0; got > 0 && i < (uint64_t)got / sizeof(uint64_t); i++) {
+            if (pm[i] & (1ULL << 63)) {     /* PM_PRESENT */
+                set_bit(first + i, accessed);
+            }
+        }
+        madvise(addr, n * TSW_PAGE, MADV_DONTNEED);
+    }
+    qemu_mutex_lock(&sw->lock);
+    tsr_policy_scan(sw->policy, accessed);
+    sw->access_scans++;
+    sw->next_scan_ns = get_clock() +
+                       (int64_t)qatomic_read(&sw->scan_ms) * SCALE_MS;
+    qemu_mutex_unlock(&sw->lock);
+}
+
 static void *tsw_worker_thread(void *opaque)
 {
     TesseractSwapper *sw = opaque;
@@ -867,6 +987,9 @@ static void *tsw_worker_thread(void *opaque)
     while (!qatomic_read(&sw->quit)) {
         uint64_t limit = tsw_limit_pages(sw), resident, low, done = 0;
 
+        if (qatomic_read(&sw->running)) {
+            tsw_maybe_scan(sw);
+        }
         qemu_mutex_lock(&sw->lock);
         resident = tsr_policy_resident(sw->policy);
         qemu_mutex_unlock(&sw->lock);
@@ -951,20 +1074,39 @@ static RAMBlock *tsw_ram_block(TesseractSwapper *sw, Error **errp)
     return mr->ram_block;
 }
 
+/* A shared memfd (or other tmpfs file): what policy=access needs */
+static bool tsw_ram_is_shared_memfd(RAMBlock *rb)
+{
+    struct statfs fs;
+    int fd = qemu_ram_get_fd(rb);
+
+    return fd >= 0 && qemu_ram_is_shared(rb) && fstatfs(fd, &fs) == 0 &&
+           fs.f_type == TMPFS_MAGIC;
+}
+
 static bool tsw_check_ram(TesseractSwapper *sw, RAMBlock *rb, Error **errp)
 {
     const char *id = qemu_ram_get_idstr(rb);
 
-    if (qemu_ram_is_shared(rb)) {
+    if (sw->policy_kind == TESSERACT_SWAP_POLICY_ACCESS) {
+        if (!tsw_ram_is_shared_memfd(rb)) {
+            error_setg(errp, "tesseract-swapper: policy=access needs the "
+                       "guest RAM in a shared memfd (memory-backend-memfd or "
+                       "memory-backend-ram with share=on); RAM '%s' is not",
+                       id);
+            return false;
+        }
+    } else if (qemu_ram_is_shared(rb)) {
         error_setg(errp, "tesseract-swapper: RAM '%s' is shared (share=on): "
                    "other mappings would see discarded pages; use share=off",
                    id);
         return false;
     }
-    if (qemu_ram_get_fd(rb) >= 0) {
+    if (qemu_ram_get_fd(rb) >= 0 &&
+        sw->policy_kind != TESSERACT_SWAP_POLICY_ACCESS) {
         error_setg(errp, "tesseract-swapper: RAM '%s' is file-backed; only "
-                   "anonymous RAM (memory-backend-ram or -m) can be swapped",
-                   id);
+                   "anonymous RAM (memory-backend-ram or -m) can be swapped "
+                   "(or a shared memfd with policy=access)", id);
         return false;
     }
     if (qemu_ram_pagesize(rb) != TSW_PAGE) {
@@ -1011,7 +1153,7 @@ static bool tsw_attach(TesseractSwapper *sw, Error **errp)
 {
     g_autofree char *io_id = NULL;
     BlockDriverState *bs;
-    uint64_t features = 0, ioctls = 0, i;
+    uint64_t features = 0, want, ioctls = 0, i;
     g_autofree unsigned char *vec = NULL;
     RAMBlock *rb;
     int ret;
@@ -1047,6 +1189,15 @@ static bool tsw_attach(TesseractSwapper *sw, Error **errp)
                    "/dev/userfaultfd or vm.unprivileged_userfaultfd=1)");
         return false;
     }
+    want = UFFD_FEATURE_PAGEFAULT_FLAG_WP;
+    if (qemu_ram_get_fd(rb) >= 0) {
+        want |= UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
+        if (!(features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM)) {
+            error_setg(errp, "tesseract-swapper: this host's userfaultfd "
+                       "cannot write-protect shared memory (Linux >= 6.0)");
+            return false;
+        }
+    }
     if (ram_block_discard_require(true)) {
         error_setg(errp, "tesseract-swapper: discarding guest RAM is "
                    "disabled (e.g. by VFIO)");
@@ -1059,7 +1210,7 @@ static bool tsw_attach(TesseractSwapper *sw, Error **errp)
     if (bsst_store_set_page_source(sw->store, &tsw_page_ops, sw, errp) < 0) {
         goto fail_store;
     }
-    sw->uffd = uffd_create_fd(UFFD_FEATURE_PAGEFAULT_FLAG_WP, true);
+    sw->uffd = uffd_create_fd(want, true);
     if (sw->uffd < 0) {
         error_setg(errp, "tesseract-swapper: cannot open userfaultfd");
         goto fail_source;
@@ -1067,6 +1218,8 @@ static bool tsw_attach(TesseractSwapper *sw, Error **errp)
     sw->rb = rb;
     sw->host = qemu_ram_get_host_addr(rb);
     sw->npages = qemu_ram_get_used_length(rb) / TSW_PAGE;
+    sw->ram_fd = qemu_ram_get_fd(rb);
+    sw->fd_offset = rb->fd_offset;
     /* 4 KiB granularity: no transparent huge pages under the swapper */
     madvise(sw->host, sw->npages * TSW_PAGE, MADV_NOHUGEPAGE);
     ret = uffd_register_memory(sw->uffd, sw->host, sw->npages * TSW_PAGE,
@@ -1079,9 +1232,18 @@ static bool tsw_attach(TesseractSwapper *sw, Error **errp)
     }
 
     sw->pages = g_new0(TswPage, sw->npages);
-    sw->policy = tsr_policy_new(sw->policy_kind == TESSERACT_SWAP_POLICY_WP_AGE
-                                ? TSR_POLICY_WP_AGE : TSR_POLICY_RANDOM,
-                                sw->npages, TSW_VICTIM_CACHE, 0x7e55e7ac);
+    sw->policy = tsr_policy_new(
+        sw->policy_kind == TESSERACT_SWAP_POLICY_WP_AGE ? TSR_POLICY_WP_AGE :
+        sw->policy_kind == TESSERACT_SWAP_POLICY_ACCESS ? TSR_POLICY_ACCESS :
+        TSR_POLICY_RANDOM, sw->npages, TSW_VICTIM_CACHE, 0x7e55e7ac);
+    if (sw->policy_kind == TESSERACT_SWAP_POLICY_ACCESS) {
+        sw->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+        if (sw->pagemap_fd < 0) {
+            error_setg_errno(errp, errno, "tesseract-swapper: policy=access "
+                             "cannot open /proc/self/pagemap");
+            goto fail_register;
+        }
+    }
     vec = g_malloc(sw->npages);
     if (mincore(sw->host, sw->npages * TSW_PAGE, vec) == 0) {
         for (i = 0; i < sw->npages; i++) {
@@ -1125,6 +1287,10 @@ fail_iothread:
     iothread_destroy(sw->iothread);
     sw->iothread = NULL;
 fail_register:
+    if (sw->pagemap_fd >= 0) {
+        close(sw->pagemap_fd);
+        sw->pagemap_fd = -1;
+    }
     tsr_policy_free(sw->policy);
     sw->policy = NULL;
     g_free(sw->pages);
@@ -1245,6 +1411,32 @@ static void tsw_set_policy(Object *obj, int value, Error **errp)
     sw->policy_kind = value;
 }
 
+static void tsw_get_scan_interval(Object *obj, Visitor *v, const char *name,
+                                  void *opaque, Error **errp)
+{
+    uint32_t value = qatomic_read(&TESSERACT_SWAPPER(obj)->scan_ms);
+
+    visit_type_uint32(v, name, &value, errp);
+}
+
+static void tsw_set_scan_interval(Object *obj, Visitor *v, const char *name,
+                                  void *opaque, Error **errp)
+{
+    TesseractSwapper *sw = TESSERACT_SWAPPER(obj);
+    uint32_t value;
+
+    if (!visit_type_uint32(v, name, &value, errp)) {
+        return;
+    }
+    if (value < TSW_SCAN_MS_MIN || value > TSW_SCAN_MS_MAX) {
+        error_setg(errp, "tesseract-swapper: scan-interval must be %d to %d "
+                   "milliseconds, not %" PRIu32, TSW_SCAN_MS_MIN,
+                   TSW_SCAN_MS_MAX, value);
+        return;
+    }
+    qatomic_set(&sw->scan_ms, value);
+}
+
 static bool tsw_get_background_swapin(Object *obj, Error **errp)
 {
     return TESSERACT_SWAPPER(obj)->background_swapin;
@@ -1301,6 +1493,9 @@ static void tsw_finalize(Object *obj)
         iothread_destroy(sw->iothread);
         ram_block_discard_require(false);
         tsr_policy_free(sw->policy);
+        if (sw->pagemap_fd >= 0) {
+            close(sw->pagemap_fd);
+        }
         g_free(sw->pages);
         g_free(sw->bg_q);
         qemu_sem_destroy(&sw->kick);
@@ -1321,6 +1516,9 @@ static void tsw_init(Object *obj)
     sw->uffd = -1;
     sw->quit_fd = -1;
     sw->direct_fd = -1;
+    sw->ram_fd = -1;
+    sw->pagemap_fd = -1;
+    sw->scan_ms = TSW_SCAN_MS_DEFAULT;
     sw->background_swapin = true;
     qemu_mutex_init(&sw->lock);
 }
@@ -1349,7 +1547,14 @@ static void tsw_class_init(ObjectClass *oc, void *data)
                                    &TesseractSwapPolicy_lookup,
                                    tsw_get_policy, tsw_set_policy);
     object_class_property_set_description(oc, "policy",
-        "cold-page choice: random (with a victim cache) or wp-age");
+        "cold-page choice: random (with a victim cache), wp-age, or access "
+        "(guest RAM in a shared memfd)");
+    object_class_property_add(oc, "scan-interval", "uint32",
+                              tsw_get_scan_interval, tsw_set_scan_interval,
+                              NULL, NULL);
+    object_class_property_set_description(oc, "scan-interval",
+        "policy=access: milliseconds between access scans (settable at run "
+        "time)");
     object_class_property_add_bool(oc, "background-swapin",
                                    tsw_get_background_swapin,
                                    tsw_set_background_swapin);
@@ -1411,6 +1616,7 @@ TesseractSwapperInfoList *tesseract_swapper_query_all(void)
         i->background_swapin = sw->background_swapin;
         i->swapouts_abandoned = sw->swapouts_abandoned;
         i->zero_fills = sw->zero_fills;
+        i->access_scans = sw->access_scans;
         i->bsst_bytes_written = sw->bytes_written;
         i->bsst_bytes_read = sw->bytes_read;
         i->fault_service = tesseract_latency_info(&sw->fault_hist);
