@@ -55,6 +55,13 @@ LABELS = {
 }
 
 
+def label(sc):
+    """SCENARIO@POLICY (bench/run.sh): the scenario with that policy"""
+    base, _, pol = sc.partition("@")
+    name = LABELS.get(base, base)
+    return "%s, policy=%s" % (name, pol) if pol else name
+
+
 def load_run(d):
     r = {}
     meta = json.load(open(os.path.join(d, "meta.json")))
@@ -122,7 +129,7 @@ def metrics(r, ref_median):
     meta = r["meta"]
     m = {"disk": meta["disk"], "scenario": meta["scenario"],
          "round": meta.get("round", 1),
-         "label": LABELS.get(meta["scenario"], meta["scenario"])}
+         "label": label(meta["scenario"])}
     if meta.get("skipped"):
         m["skipped"] = meta["skipped"]
         return m
@@ -347,7 +354,7 @@ def plot(results, out, disks):
         for sc, r in runs:
             xs = [t / 1000 for t, _ in r["scores"]]
             ys = [s for _, s in r["scores"]]
-            ax.plot(xs, ys, label=LABELS[sc], linewidth=0.9)
+            ax.plot(xs, ys, label=label(sc), linewidth=0.9)
         ax.set_xlabel("time since the start of the measurement (s)")
         ax.set_ylabel("score: jbb transactions per 100 ms interval")
         ax.set_title("Instantaneous score, %s disk model (256 MiB guest, "
@@ -523,11 +530,12 @@ def report(summary, out, mode, plots, env):
                     " / ".join(fmt(v) for v in r["total_pause_ms_rounds"]),
                     " / ".join(fmt(v) for v in r["max_pause_ms_rounds"])))
             L.append("")
-        for tsc in ("tesseract", "tesseract-defrag", "tesseract-lazy"):
+        for tsc in [x for x in SCENARIOS if x.partition("@")[0] in
+                    ("tesseract", "tesseract-defrag", "tesseract-lazy")]:
             t = summary.get("%s/%s" % (disk, tsc))
             if not (t and b and not t.get("skipped") and not b.get("skipped")):
                 continue
-            L.append("%s against the baseline (%s):" % (LABELS[tsc], disk.upper()))
+            L.append("%s against the baseline (%s):" % (label(tsc), disk.upper()))
             L.append("")
             L.append("| metric | baseline | %s | %s vs baseline | better? |"
                      % (tsc, tsc))
@@ -606,6 +614,14 @@ def main():
             per_round.setdefault(key, []).append(m)
             per_run.setdefault(key, []).append(r)
     summary = {key: aggregate(ms) for key, ms in per_round.items()}
+    # SCENARIO@POLICY runs go after their scenario in the tables and plots
+    for key in sorted(per_round):
+        sc = key.split("/", 1)[1]
+        if sc not in SCENARIOS and sc.partition("@")[0] in SCENARIOS:
+            base = sc.partition("@")[0]
+            at = max(i for i, x in enumerate(SCENARIOS)
+                     if x.partition("@")[0] == base)
+            SCENARIOS.insert(at + 1, sc)
     for key, fields in pair_with_baseline(per_round).items():
         summary[key].update(fields)
     raw = rounds[min(rounds)] if rounds else {}

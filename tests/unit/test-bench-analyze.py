@@ -112,6 +112,20 @@ def main():
               "| 1 | %d / %d |" % (sum(b1) / 2, 950 * 20 / 2) in rep and
               "| 2 | 12000 / 10000 | 1.20x lower |" in rep)
     with tempfile.TemporaryDirectory() as top:
+        # SCENARIO@POLICY: its own object, labelled, after its scenario
+        write_run(top, "ssd", "nooc", 1, nooc)
+        write_run(top, "ssd", "baseline", 1, b1)
+        write_run(top, "ssd", "tesseract", 1, t1)
+        write_run(top, "ssd", "tesseract@access", 1, t2)
+        rc, s, rep = analyze(top)
+        rows = [l.split("|")[1].strip() for l in rep.splitlines()
+                if l.startswith("| ") and "tesseract" in l.split("|")[1]]
+        check("SCENARIO@POLICY: own object, labelled, after its scenario",
+              rc == 0 and s["ssd/tesseract@access"]["throughput_ops"] == 10000 and
+              "Tesseract (indirect=on, defrag=off), policy=access against the "
+              "baseline" in rep and rows[:2] == ["tesseract", "tesseract@access"],
+              "rc %d rows %s" % (rc, rows[:4]))
+    with tempfile.TemporaryDirectory() as top:
         write_run(top, "ssd", "nooc", 1, nooc)
         write_run(top, "ssd", "tesseract", 1, t1, corrupt=2)
         rc, s, _ = analyze(top)
