@@ -865,6 +865,7 @@ static int tsw_swap_out_pages(TesseractSwapper *sw, const uint64_t *idx,
         uint8_t *addr = sw->host + idx[slot[i]] * TSW_PAGE;
         TswPage *pg = &sw->pages[idx[slot[i]]];
         bool keep;
+        int err;
 
         qemu_mutex_lock(&sw->lock);
         /* written meanwhile, or held by in-flight device I/O (DMA ignores
@@ -889,10 +890,8 @@ static int tsw_swap_out_pages(TesseractSwapper *sw, const uint64_t *idx,
          */
         pg->state = PG_DISCARDING;
         qemu_mutex_unlock(&sw->lock);
-        int err = tsw_discard(sw, idx[slot[i]]);
-
+        err = tsw_discard(sw, idx[slot[i]]);
         if (err < 0) {
-
             qemu_mutex_lock(&sw->lock);
             pg->state = PG_RESIDENT;
             uffd_change_protection(sw->uffd, addr, TSW_PAGE, false, false);
@@ -943,7 +942,8 @@ static void tsw_maybe_sweep(TesseractSwapper *sw)
  * ACCESS: one scan.  Which pages are mapped tells which the guest touched
  * since the last scan unmapped them; unmap them again for the next one.
  * Chunk by chunk, so that a touch between the read and the unmapping is
- * rarely missed (a miss only ages a page one scan too many).
+ * rarely missed (a miss only ages a page one scan too many).  If pagemap
+ * cannot be read, no page ages: the scan is skipped.
  */
 static void tsw_maybe_scan(TesseractSwapper *sw)
 {
@@ -951,6 +951,7 @@ static void tsw_maybe_scan(TesseractSwapper *sw)
     g_autofree unsigned long *accessed = NULL;
     g_autofree uint64_t *pm = NULL;
     uint64_t first, i;
+    bool ok = true;
 
     if (sw->pagemap_fd < 0 || now < sw->next_scan_ns) {
         return;
@@ -963,7 +964,15 @@ static void tsw_maybe_scan(TesseractSwapper *sw)
         off_t off = (uintptr_t)addr / TSW_PAGE * sizeof(uint64_t);
         ssize_t got = pread(sw->pagemap_fd, pm, n * sizeof(uint64_t), off);
 
-        for (i = 0; got > 0 && i < (uint64_t)got / sizeof(uint64_t); i++) {
+        if (got != (ssize_t)(n * sizeof(uint64_t))) {
+            warn_report_once("tesseract-swapper: cannot read "
+                             "/proc/self/pagemap (%s): access scans skipped, "
+                             "pages do not age",
+                             got < 0 ? strerror(errno) : "short read");
+            ok = false;
+            break;
+        }
+        for (i = 0; i < n; i++) {
             if (pm[i] & (1ULL << 63)) {     /* PM_PRESENT */
                 set_bit(first + i, accessed);
             }
@@ -971,8 +980,10 @@ static void tsw_maybe_scan(TesseractSwapper *sw)
         madvise(addr, n * TSW_PAGE, MADV_DONTNEED);
     }
     qemu_mutex_lock(&sw->lock);
-    tsr_policy_scan(sw->policy, accessed);
-    sw->access_scans++;
+    if (ok) {
+        tsr_policy_scan(sw->policy, accessed);
+        sw->access_scans++;
+    }
     sw->next_scan_ns = get_clock() +
                        (int64_t)qatomic_read(&sw->scan_ms) * SCALE_MS;
     qemu_mutex_unlock(&sw->lock);
