@@ -126,11 +126,13 @@ struct TesseractSwapper {
     RAMBlock *rb;
     uint8_t *host;
     uint64_t npages;
-    /* RAM in a shared memfd: swap-out punches holes at @fd_offset on */
-    int ram_fd;
-    uint64_t fd_offset;
-    /* ACCESS: /proc/self/pagemap, the next scan, scans made */
+    /*
+     * ACCESS: /proc/self/pagemap, a scan's buffers (one chunk of pagemap
+     * entries, one bit per page), the next scan, scans made
+     */
     int pagemap_fd;
+    uint64_t *scan_pm;
+    unsigned long *scan_accessed;
     int64_t next_scan_ns;
     uint64_t access_scans;
     BsstStore *store;
@@ -770,20 +772,15 @@ static void *tsw_fault_thread(void *opaque)
 
 /*
  * Drop the RAM of page @idx: unmapped, its contents gone, so that the next
- * touch faults MISSING.  Anonymous RAM: MADV_DONTNEED; a shared memfd
- * keeps the page in the file, so punch a hole there.
+ * touch faults MISSING.  QEMU's ram_block_discard_range() knows how for
+ * each kind of RAM (MADV_DONTNEED for anonymous RAM; a shared memfd keeps
+ * the page in the file, so it punches a hole there) and reports failures.
  */
 static int tsw_discard(TesseractSwapper *sw, uint64_t idx)
 {
-    int ret;
+    int ret = ram_block_discard_range(sw->rb, idx * TSW_PAGE, TSW_PAGE);
 
-    if (sw->ram_fd >= 0) {
-        ret = fallocate(sw->ram_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                        sw->fd_offset + idx * TSW_PAGE, TSW_PAGE);
-    } else {
-        ret = madvise(sw->host + idx * TSW_PAGE, TSW_PAGE, MADV_DONTNEED);
-    }
-    return ret < 0 ? -errno : 0;
+    return ret < 0 ? ret : 0;
 }
 
 /*
@@ -948,16 +945,15 @@ static void tsw_maybe_sweep(TesseractSwapper *sw)
 static void tsw_maybe_scan(TesseractSwapper *sw)
 {
     int64_t now = get_clock();
-    g_autofree unsigned long *accessed = NULL;
-    g_autofree uint64_t *pm = NULL;
+    unsigned long *accessed = sw->scan_accessed;
+    uint64_t *pm = sw->scan_pm;
     uint64_t first, i;
     bool ok = true;
 
     if (sw->pagemap_fd < 0 || now < sw->next_scan_ns) {
         return;
     }
-    accessed = bitmap_new(sw->npages);
-    pm = g_new(uint64_t, TSW_SCAN_CHUNK);
+    bitmap_zero(accessed, sw->npages);
     for (first = 0; first < sw->npages; first += TSW_SCAN_CHUNK) {
         uint64_t n = MIN(TSW_SCAN_CHUNK, sw->npages - first);
         uint8_t *addr = sw->host + first * TSW_PAGE;
@@ -1229,8 +1225,6 @@ static bool tsw_attach(TesseractSwapper *sw, Error **errp)
     sw->rb = rb;
     sw->host = qemu_ram_get_host_addr(rb);
     sw->npages = qemu_ram_get_used_length(rb) / TSW_PAGE;
-    sw->ram_fd = qemu_ram_get_fd(rb);
-    sw->fd_offset = rb->fd_offset;
     /* 4 KiB granularity: no transparent huge pages under the swapper */
     madvise(sw->host, sw->npages * TSW_PAGE, MADV_NOHUGEPAGE);
     ret = uffd_register_memory(sw->uffd, sw->host, sw->npages * TSW_PAGE,
@@ -1254,6 +1248,8 @@ static bool tsw_attach(TesseractSwapper *sw, Error **errp)
                              "cannot open /proc/self/pagemap");
             goto fail_register;
         }
+        sw->scan_pm = g_new(uint64_t, TSW_SCAN_CHUNK);
+        sw->scan_accessed = bitmap_new(sw->npages);
     }
     vec = g_malloc(sw->npages);
     if (mincore(sw->host, sw->npages * TSW_PAGE, vec) == 0) {
@@ -1302,6 +1298,10 @@ fail_register:
         close(sw->pagemap_fd);
         sw->pagemap_fd = -1;
     }
+    g_free(sw->scan_pm);
+    sw->scan_pm = NULL;
+    g_free(sw->scan_accessed);
+    sw->scan_accessed = NULL;
     tsr_policy_free(sw->policy);
     sw->policy = NULL;
     g_free(sw->pages);
@@ -1507,6 +1507,8 @@ static void tsw_finalize(Object *obj)
         if (sw->pagemap_fd >= 0) {
             close(sw->pagemap_fd);
         }
+        g_free(sw->scan_pm);
+        g_free(sw->scan_accessed);
         g_free(sw->pages);
         g_free(sw->bg_q);
         qemu_sem_destroy(&sw->kick);
@@ -1527,7 +1529,6 @@ static void tsw_init(Object *obj)
     sw->uffd = -1;
     sw->quit_fd = -1;
     sw->direct_fd = -1;
-    sw->ram_fd = -1;
     sw->pagemap_fd = -1;
     sw->scan_ms = TSW_SCAN_MS_DEFAULT;
     sw->background_swapin = true;
