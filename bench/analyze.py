@@ -19,6 +19,10 @@
 #   corrupt_pages         jbb's corrupt objects + memhog's corrupt pages
 #                         (None if a workload did not report)
 #   guest_pswpin/out      the guest's /proc/vmstat at the end (since boot)
+#   guest_cpu_*_s, guest_vm_*  where the guest's CPU time went (user, system,
+#                         idle, iowait, ...) and its reclaim counters
+#                         (pgmajfault, allocstall_*, pgscan_*, swap_ra, ...),
+#                         differences over the workload (heap build included)
 #   write_prepare_us_mean, write_completion_us_mean, read_prepare_us_mean,
 #   read_completion_us_mean (and _p50, _p99, _max): the swap disk's
 #                         tesseract node (the guest's paging I/O), from
@@ -55,6 +59,33 @@ LABELS = {
 }
 
 
+GUEST_CPU = ("user", "nice", "system", "idle", "iowait", "irq", "softirq")
+USER_HZ = 100
+
+
+def guest_acct(con):
+    """the guest's "acct start"/"acct end" lines (tests/guest/init) ->
+    {"cpu_user_s": .., "cpu_iowait_s": .., "vm_pgmajfault": .., ...}:
+    the difference over the workload; {} if the guest did not print them"""
+    lines = {}
+    for m in re.finditer(r"^guest: acct (start|end) cpu ((?:\d+ ?){7})(.*)$",
+                         con, re.M):
+        vals = dict(zip(GUEST_CPU, (int(x) for x in m.group(2).split())))
+        it = iter(m.group(3).split())
+        vals.update(("vm_" + k, int(v)) for k, v in zip(it, it))
+        lines[m.group(1)] = vals
+    if "start" not in lines or "end" not in lines:
+        return {}
+    a, b = lines["start"], lines["end"]
+    out = {}
+    for k in b:
+        if k in a:
+            d = b[k] - a[k]
+            out[("cpu_%s_s" % k) if k in GUEST_CPU else k] = (
+                round(d / USER_HZ, 2) if k in GUEST_CPU else d)
+    return out
+
+
 def label(sc):
     """SCENARIO@POLICY (bench/run.sh): the scenario with that policy"""
     base, _, pol = sc.partition("@")
@@ -86,6 +117,7 @@ def load_run(d):
     m = re.search(r"^guest: vmstat pswpin (\d+) pswpout (\d+)", con, re.M)
     r["guest_pswpin"], r["guest_pswpout"] = ((int(m.group(1)), int(m.group(2)))
                                              if m else (None, None))
+    r["guest_acct"] = guest_acct(con)
     m = re.search(r"^GUEST-RESULT: (.*)$", con, re.M)
     r["guest_result"] = m.group(1) if m else None
     m = re.search(r"^jbb: heap .* built in ([\d.]+) s", con, re.M)
@@ -163,6 +195,8 @@ def metrics(r, ref_median):
     m["guest_pswpin"] = r["guest_pswpin"]
     m["guest_pswpout"] = r["guest_pswpout"]
     m["heap_build_s"] = r["heap_build_s"]
+    for k, v in sorted(r["guest_acct"].items()):
+        m["guest_" + k] = v
     st = r["stats"] or {}
     dk = [d for d in st.get("disks", []) if d["node-name"] == "swapdisk"]
     dk = dk[0] if dk else None

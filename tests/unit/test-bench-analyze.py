@@ -40,6 +40,12 @@ def write_run(top, disk, sc, rn, scores, together=(), corrupt=0, cpu=None):
         f.write("jbb: done: %d transactions, %d corrupt objects\n"
                 % (sum(scores), corrupt))
         f.write("memhog: held 96 MiB, 0 corrupt pages\n")
+        if sc == "nooc":
+            # the guest's accounting around the workload (tests/guest/init)
+            f.write("guest: acct start cpu 10 0 20 5 1 0 0 pgfault 7 "
+                    "pgmajfault 3 allocstall_movable 0 \n")
+            f.write("guest: acct end cpu 110 0 520 25 301 0 2 pgfault 9 "
+                    "pgmajfault 1003 allocstall_movable 40 \n")
         f.write("GUEST-RESULT: ok\n")
     with open(os.path.join(d, "host-cpu.txt"), "w") as f:
         f.write("busy 50.0 idle 30.0 iowait 1.0 steal 9.0 total 90.0\n")
@@ -103,6 +109,15 @@ def main():
               [p["cpu_steal_s"] for p in st["paired"]] == [[1.5, 7.5], [7.5, 1.5]] and
               sb["host_steal_s"] == 9.0,
               str(st["paired"]))
+        sn = s["ssd/nooc"]
+        check("guest accounting: CPU seconds and counters over the workload",
+              sn.get("guest_cpu_user_s") == 1.0 and
+              sn.get("guest_cpu_system_s") == 5.0 and
+              sn.get("guest_cpu_iowait_s") == 3.0 and
+              sn.get("guest_vm_pgmajfault") == 1000 and
+              sn.get("guest_vm_allocstall_movable") == 40 and
+              "guest_cpu_user_s" not in sb,
+              str({k: v for k, v in sn.items() if k.startswith("guest_")}))
         check("pairs: the baseline itself is not paired",
               "paired" not in sb)
         check("runs made in turn are not reported as pairs",
