@@ -221,6 +221,7 @@ def metrics(r, ref_median):
     m["swapouts_abandoned"] = sw["swapouts-abandoned"] if sw else 0
     m["deferred_swapins"] = sw.get("deferred-swapins", 0) if sw else 0
     m["background_swapins"] = sw.get("background-swapins", 0) if sw else 0
+    m["background_reads"] = sw.get("background-reads", 0) if sw else 0
     for k, h in (("fault_service", sw and sw["fault-service"]),
                  ("bsst_read", sw and sw["bsst-read"])):
         for q in ("p50", "mean", "p99", "max"):

@@ -122,10 +122,12 @@ void hmp_info_tesseract(Monitor *mon, const QDict *qdict)
                        i->swap_ins, i->swapins_cancelled, i->swapins_avoided);
         monitor_printf(mon, "  avoided swap-ins made later: %" PRId64
                        " in the background (background-swapin=%s, %"
-                       PRId64 " not queued: queue full), %" PRId64
-                       " on a guest touch\n", i->background_swapins,
+                       PRId64 " BSST reads, %" PRId64 " not queued: queue "
+                       "full), %" PRId64 " on a guest touch\n",
+                       i->background_swapins,
                        i->background_swapin ? "on" : "off",
-                       i->background_dropped, i->deferred_swapins);
+                       i->background_reads, i->background_dropped,
+                       i->deferred_swapins);
         if (i->policy == TESSERACT_SWAP_POLICY_ACCESS) {
             monitor_printf(mon, "  access scans: %" PRId64 "\n",
                            i->access_scans);

@@ -161,6 +161,7 @@ struct TesseractSwapper {
     uint64_t swap_outs, swap_ins, swapins_cancelled, swapins_avoided;
     uint64_t swapouts_abandoned, zero_fills, bytes_written, bytes_read;
     uint64_t deferred_swapins, background_swapins, background_dropped;
+    uint64_t background_reads;
     /* indirected pages to swap in, ring of TSW_BG_QUEUE */
     uint32_t *bg_q;
     uint64_t bg_head, bg_tail;
@@ -526,16 +527,17 @@ static const BsstPageSourceOps tsw_page_ops = {
 
 /*
  * Bring the swapped page @idx back: the caller moved it to PG_SWAPPING_IN
- * and took its @bblock and @host_off.  Reads the block into @buf and
- * places it, which wakes every thread that faulted on it meanwhile.  A
- * fault must not fail (the guest would see wrong data): it retries and
- * then stops QEMU.  A background swap-in gives up instead: the page is
- * swapped out again, and any thread waiting on it faults anew.  Returns
- * the BSST read's duration in ns, or -1 if it gave up.
+ * and took its @bblock and @host_off.  Reads the block into @buf (unless
+ * @have_data: the caller read it there already) and places it, which
+ * wakes every thread that faulted on it meanwhile.  A fault must not fail
+ * (the guest would see wrong data): it retries and then stops QEMU.  A
+ * background swap-in gives up instead: the page is swapped out again, and
+ * any thread waiting on it faults anew.  Returns the BSST read's duration
+ * in ns, or -1 if it gave up.
  */
 static int64_t tsw_swap_in(TesseractSwapper *sw, uint64_t idx,
                            uint32_t bblock, int64_t host_off, uint8_t *buf,
-                           bool fault)
+                           bool fault, bool have_data)
 {
     uint8_t *addr = sw->host + idx * TSW_PAGE;
     TswPage *pg = &sw->pages[idx];
@@ -549,8 +551,8 @@ static int64_t tsw_swap_in(TesseractSwapper *sw, uint64_t idx,
      * holding the BQL while a main-loop request holds qcow2's lock).
      */
     fd = qatomic_read(&sw->direct_fd);
-    if (host_off >= 0 && fd >= 0 &&
-        pread(fd, buf, TSW_PAGE, host_off) == TSW_PAGE) {
+    if (have_data || (host_off >= 0 && fd >= 0 &&
+                      pread(fd, buf, TSW_PAGE, host_off) == TSW_PAGE)) {
         goto place;
     }
     for (tries = 0; ; tries++) {
@@ -650,49 +652,105 @@ static void tsw_handle_missing(TesseractSwapper *sw, uint8_t *addr,
     }
     qemu_mutex_unlock(&sw->lock);
 
-    read_ns = tsw_swap_in(sw, idx, bblock, host_off, buf, true);
+    read_ns = tsw_swap_in(sw, idx, bblock, host_off, buf, true, false);
     qemu_mutex_lock(&sw->lock);
     tsr_hist_add(&sw->fault_hist, get_clock() - t0);
     tsr_hist_add(&sw->bsst_read_hist, read_ns);
     qemu_mutex_unlock(&sw->lock);
 }
 
+/*
+ * Take the queue's next page for a background swap-in if it is still
+ * swapped out and indirected (and, with @after >= 0, if its block lies at
+ * @after in the BSST's host file: the next of a run).  Under sw->lock.
+ * Returns false, leaving the queue as it is, if it does not qualify.
+ */
+static bool tsw_background_take(TesseractSwapper *sw, int64_t after,
+                                uint64_t *idx, uint32_t *bblock,
+                                int64_t *host_off)
+{
+    uint64_t i;
+    TswPage *pg;
+
+    if (sw->bg_head == sw->bg_tail) {
+        return false;
+    }
+    i = sw->bg_q[sw->bg_head % TSW_BG_QUEUE];
+    pg = &sw->pages[i];
+    if (after >= 0 &&
+        (pg->state != PG_SWAPPED || !(pg->flags & PG_INDIRECTED) ||
+         pg->host_off != after)) {
+        return false;
+    }
+    sw->bg_head++;
+    if (pg->state != PG_SWAPPED || !(pg->flags & PG_INDIRECTED)) {
+        *idx = UINT64_MAX;      /* touched or written meanwhile: skip */
+        return true;
+    }
+    pg->state = PG_SWAPPING_IN;
+    pg->flags &= ~PG_INDIRECTED;
+    *idx = i;
+    *bblock = pg->bblock;
+    *host_off = pg->host_off;
+    return true;
+}
+
+/*
+ * The guest writes its pages out in runs of consecutive disk blocks, and
+ * the swapper had written them to the BSST in runs too: the pages an
+ * indirection queues one after the other often lie one after the other
+ * in the BSST.  Such a run (up to TSW_BATCH pages) is read in one request
+ * (on a disk, one seek instead of one per page), then placed page by page.
+ */
 static void *tsw_background_thread(void *opaque)
 {
     TesseractSwapper *sw = opaque;
-    uint8_t *buf = qemu_memalign(TSW_PAGE, TSW_PAGE);
+    uint8_t *buf = qemu_memalign(TSW_PAGE, TSW_BATCH * TSW_PAGE);
 
     rcu_register_thread();
     while (true) {
-        uint32_t bblock = 0;
-        int64_t host_off = -1;
-        uint64_t idx;
-        bool go = false;
+        uint32_t bblock[TSW_BATCH];
+        int64_t host_off[TSW_BATCH];
+        uint64_t idx[TSW_BATCH];
+        bool have_data = false;
+        int i, n = 0, done = 0, fd;
 
         qemu_sem_wait(&sw->bg_kick);
         if (qatomic_read(&sw->quit)) {
             break;
         }
         qemu_mutex_lock(&sw->lock);
-        if (sw->bg_head == sw->bg_tail) {
+        if (!tsw_background_take(sw, -1, &idx[0], &bblock[0], &host_off[0]) ||
+            idx[0] == UINT64_MAX) {
             qemu_mutex_unlock(&sw->lock);
             continue;
         }
-        idx = sw->bg_q[sw->bg_head++ % TSW_BG_QUEUE];
-        if (sw->pages[idx].state == PG_SWAPPED &&
-            (sw->pages[idx].flags & PG_INDIRECTED)) {
-            sw->pages[idx].state = PG_SWAPPING_IN;
-            sw->pages[idx].flags &= ~PG_INDIRECTED;
-            bblock = sw->pages[idx].bblock;
-            host_off = sw->pages[idx].host_off;
-            go = true;
+        n = 1;
+        fd = qatomic_read(&sw->direct_fd);
+        while (fd >= 0 && host_off[0] >= 0 && n < TSW_BATCH &&
+               tsw_background_take(sw, host_off[0] + n * TSW_PAGE, &idx[n],
+                                   &bblock[n], &host_off[n])) {
+            n++;
         }
         qemu_mutex_unlock(&sw->lock);
-        if (go && tsw_swap_in(sw, idx, bblock, host_off, buf, false) >= 0) {
-            qemu_mutex_lock(&sw->lock);
-            sw->background_swapins++;
-            qemu_mutex_unlock(&sw->lock);
+        /*
+         * One read for the run; if it fails, each page tries on its own
+         * (a direct read again, then through the IOThread).
+         */
+        if (n > 1 &&
+            pread(fd, buf, n * TSW_PAGE, host_off[0]) == n * TSW_PAGE) {
+            have_data = true;
         }
+        for (i = 0; i < n; i++) {
+            if (tsw_swap_in(sw, idx[i], bblock[i], host_off[i],
+                            buf + i * TSW_PAGE, false, have_data) >= 0) {
+                done++;
+            }
+        }
+        qemu_mutex_lock(&sw->lock);
+        sw->background_swapins += done;
+        sw->background_reads += have_data ? 1 : n;
+        qemu_mutex_unlock(&sw->lock);
     }
     rcu_unregister_thread();
     qemu_vfree(buf);
@@ -1624,6 +1682,7 @@ TesseractSwapperInfoList *tesseract_swapper_query_all(void)
         i->swapins_avoided = sw->swapins_avoided;
         i->deferred_swapins = sw->deferred_swapins;
         i->background_swapins = sw->background_swapins;
+        i->background_reads = sw->background_reads;
         i->background_dropped = sw->background_dropped;
         i->background_swapin = sw->background_swapin;
         i->swapouts_abandoned = sw->swapouts_abandoned;
