@@ -27,17 +27,17 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-NAME="guest swap under the tesseract-swapper: double paging becomes indirections"
 MIB=${SWAP_TEST_MIB:-320}
 LIMIT=${SWAP_TEST_LIMIT:-160M}
 PASSES=${SWAP_TEST_PASSES:-2}
 POLICY=${SWAP_TEST_POLICY:-random}
-# raw, not qcow2: with a qcow2 BSST, QEMU deadlocked in 2 of 4 runs of this
-# test (a vCPU holding the BQL faults on a swapped-out page; the swapper's
-# BSST read, issued in its IOThread, never completes, most likely because
-# it waits for qcow2's lock held by a main-loop request that cannot finish
-# without the BQL); SWAP_TEST_BSST_FORMAT=qcow2 reproduces it
+# raw here; swap-qcow2-test.sh runs this test with a qcow2 BSST.  (Before
+# the swapper read faulted pages with a plain pread() of the BSST's host
+# file, a qcow2 BSST deadlocked QEMU in 2 of 4 runs: a vCPU holding the
+# BQL faulted, and the fault's read through the IOThread waited for
+# qcow2's lock, held by a main-loop request that needed the BQL.)
 BSST_FORMAT=${SWAP_TEST_BSST_FORMAT:-raw}
+NAME="guest swap under the tesseract-swapper ($BSST_FORMAT BSST): double paging becomes indirections"
 
 if [ -n "${SWAP_TEST_KEEP:-}" ]; then
     mkdir -p "$SWAP_TEST_KEEP"
