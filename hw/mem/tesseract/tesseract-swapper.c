@@ -279,34 +279,15 @@ static int tsw_write_run(TesseractSwapper *sw, uint32_t first,
 /*
  * Place @data (NULL: zeros) in the missing page at @host and wake the
  * threads that faulted on it.  -EEXIST: something placed it already.
- * The kernel answers -EAGAIN when the page table under @host changed
- * meanwhile (an access scan's MADV_DONTNEED frees empty page tables on
- * Linux >= 6.14): try again.
+ * (An EAGAIN, when an access scan's MADV_DONTNEED freed the page table
+ * meanwhile, is retried in util/userfaultfd.c: patches/0003.)
  */
 static int tsw_place(TesseractSwapper *sw, void *host, const void *data)
 {
-    int ret;
-
-    for (;;) {
-        if (data) {
-            struct uffdio_copy c = {
-                .dst = (uintptr_t)host, .src = (uintptr_t)data,
-                .len = TSW_PAGE,
-            };
-
-            ret = ioctl(sw->uffd, UFFDIO_COPY, &c) ? -errno : 0;
-        } else {
-            struct uffdio_zeropage z = {
-                .range = { .start = (uintptr_t)host, .len = TSW_PAGE },
-            };
-
-            ret = ioctl(sw->uffd, UFFDIO_ZEROPAGE, &z) ? -errno : 0;
-        }
-        if (ret != -EAGAIN) {
-            return ret;
-        }
-        sched_yield();
+    if (data) {
+        return uffd_copy_page(sw->uffd, host, (void *)data, TSW_PAGE, false);
     }
+    return uffd_zero_page(sw->uffd, host, TSW_PAGE, false);
 }
 
 static bool tsw_page_index(TesseractSwapper *sw, const void *host,
@@ -660,36 +641,46 @@ static void tsw_handle_missing(TesseractSwapper *sw, uint8_t *addr,
 }
 
 /*
- * Take the queue's next page for a background swap-in if it is still
- * swapped out and indirected (and, with @after >= 0, if its block lies at
- * @after in the BSST's host file: the next of a run).  Under sw->lock.
- * Returns false, leaving the queue as it is, if it does not qualify.
+ * Drop the queue's head entries whose page was touched or written again
+ * since it was queued: it is no longer both swapped out and indirected,
+ * so there is nothing to swap in for it.  Under sw->lock.
+ */
+static void tsw_background_drop_stale(TesseractSwapper *sw)
+{
+    while (sw->bg_head != sw->bg_tail) {
+        TswPage *pg = &sw->pages[sw->bg_q[sw->bg_head % TSW_BG_QUEUE]];
+
+        if (pg->state == PG_SWAPPED && (pg->flags & PG_INDIRECTED)) {
+            return;
+        }
+        sw->bg_head++;
+    }
+}
+
+/*
+ * Take the queue's head page for a background swap-in, marking it
+ * PG_SWAPPING_IN.  With @after >= 0, only if its block lies at @after in
+ * the BSST's host file: the next page of a run.  Under sw->lock, after
+ * tsw_background_drop_stale().  Returns false, leaving the queue as it
+ * is, if the queue is empty or its head does not continue the run.
  */
 static bool tsw_background_take(TesseractSwapper *sw, int64_t after,
                                 uint64_t *idx, uint32_t *bblock,
                                 int64_t *host_off)
 {
-    uint64_t i;
     TswPage *pg;
 
     if (sw->bg_head == sw->bg_tail) {
         return false;
     }
-    i = sw->bg_q[sw->bg_head % TSW_BG_QUEUE];
-    pg = &sw->pages[i];
-    if (after >= 0 &&
-        (pg->state != PG_SWAPPED || !(pg->flags & PG_INDIRECTED) ||
-         pg->host_off != after)) {
+    *idx = sw->bg_q[sw->bg_head % TSW_BG_QUEUE];
+    pg = &sw->pages[*idx];
+    if (after >= 0 && pg->host_off != after) {
         return false;
     }
     sw->bg_head++;
-    if (pg->state != PG_SWAPPED || !(pg->flags & PG_INDIRECTED)) {
-        *idx = UINT64_MAX;      /* touched or written meanwhile: skip */
-        return true;
-    }
     pg->state = PG_SWAPPING_IN;
     pg->flags &= ~PG_INDIRECTED;
-    *idx = i;
     *bblock = pg->bblock;
     *host_off = pg->host_off;
     return true;
@@ -720,16 +711,20 @@ static void *tsw_background_thread(void *opaque)
             break;
         }
         qemu_mutex_lock(&sw->lock);
-        if (!tsw_background_take(sw, -1, &idx[0], &bblock[0], &host_off[0]) ||
-            idx[0] == UINT64_MAX) {
+        tsw_background_drop_stale(sw);
+        if (!tsw_background_take(sw, -1, &idx[0], &bblock[0], &host_off[0])) {
+            /* a run or a stale drop took this wakeup's entry already */
             qemu_mutex_unlock(&sw->lock);
             continue;
         }
         n = 1;
         fd = qatomic_read(&sw->direct_fd);
-        while (fd >= 0 && host_off[0] >= 0 && n < TSW_BATCH &&
-               tsw_background_take(sw, host_off[0] + n * TSW_PAGE, &idx[n],
-                                   &bblock[n], &host_off[n])) {
+        while (fd >= 0 && host_off[0] >= 0 && n < TSW_BATCH) {
+            tsw_background_drop_stale(sw);
+            if (!tsw_background_take(sw, host_off[0] + n * TSW_PAGE, &idx[n],
+                                     &bblock[n], &host_off[n])) {
+                break;
+            }
             n++;
         }
         qemu_mutex_unlock(&sw->lock);
