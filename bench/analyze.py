@@ -40,6 +40,7 @@
 #                         scenario's host swapping)
 import argparse
 import json
+import math
 import os
 import re
 import statistics
@@ -79,11 +80,27 @@ def guest_acct(con):
     a, b = lines["start"], lines["end"]
     out = {}
     for k in b:
-        if k in a:
-            d = b[k] - a[k]
-            out[("cpu_%s_s" % k) if k in GUEST_CPU else k] = (
-                round(d / USER_HZ, 2) if k in GUEST_CPU else d)
+        if k not in a:
+            continue
+        if k in GUEST_CPU:
+            out["cpu_%s_s" % k] = round((b[k] - a[k]) / USER_HZ, 2)
+        else:
+            out[k] = b[k] - a[k]
     return out
+
+
+def scenario_order(keys):
+    """SCENARIOS, with each SCENARIO@POLICY found in KEYS ("disk/scenario")
+    placed after its scenario (and its other policies): the order of the
+    tables and the plots' legends"""
+    order = list(SCENARIOS)
+    for sc in sorted({k.split("/", 1)[1] for k in keys}):
+        base = sc.partition("@")[0]
+        if sc not in order and base in SCENARIOS:
+            at = max(i for i, x in enumerate(order)
+                     if x.partition("@")[0] == base)
+            order.insert(at + 1, sc)
+    return order
 
 
 def label(sc):
@@ -260,9 +277,13 @@ def pair_with_baseline(per_round):
     round-by-round comparison: "paired" ([{"round", "throughput_ratio",
     metric: [baseline, scenario]}...]), "paired_rounds",
     "throughput_vs_baseline_rounds" (the ratios, None where the baseline
-    did nothing), "throughput_vs_baseline" (their median), "paired_wins"
-    and "paired_ties" ({metric: rounds the scenario did better / the
-    same})."""
+    did nothing), "throughput_vs_baseline" (their median),
+    "throughput_vs_baseline_geomean" (their geometric mean),
+    "paired_cpu_balanced" (each side ran on each host CPU equally often,
+    so that a per-CPU speed factor cancels in the geometric mean),
+    "paired_total_pause_ms_sum" and "paired_max_pause_ms_max" ([baseline,
+    scenario] over the rounds), "paired_wins" and "paired_ties" ({metric:
+    rounds the scenario did better / the same})."""
     out = {}
     for key, ms in per_round.items():
         disk, sc = key.split("/", 1)
@@ -286,11 +307,26 @@ def pair_with_baseline(per_round):
             paired.append(e)
         ratios = [e["throughput_ratio"] for e in paired]
         known = [x for x in ratios if x is not None]
+        geo = (round(math.exp(statistics.mean(math.log(x) for x in known)), 3)
+               if known and all(x > 0 for x in known) else None)
+        bcpus = [e["cpus"][0] for e in paired]
+        per_cpu = [bcpus.count(c) for c in set(bcpus)]
         out[key] = {
             "paired": paired, "paired_rounds": len(paired),
             "throughput_vs_baseline_rounds": ratios,
             "throughput_vs_baseline": (round(statistics.median(known), 3)
                                        if known else None),
+            "throughput_vs_baseline_geomean": geo,
+            "paired_cpu_balanced": (None not in bcpus and len(per_cpu) > 1 and
+                                    min(per_cpu) == max(per_cpu) and
+                                    all(e["cpus"][0] != e["cpus"][1]
+                                        for e in paired)),
+            "paired_total_pause_ms_sum": [
+                sum(b["total_pause_ms"] for b, _ in rows),
+                sum(m["total_pause_ms"] for _, m in rows)],
+            "paired_max_pause_ms_max": [
+                max(b["max_pause_ms"] for b, _ in rows),
+                max(m["max_pause_ms"] for _, m in rows)],
             "paired_wins": {k: sum(1 for b, m in rows
                                    if (m[k] < b[k] if lower else m[k] > b[k]))
                             for k, lower in PAIRED},
@@ -372,7 +408,7 @@ def change(new, old):
     return "%.2fx higher" % (new / old) if old else "∞ higher (was 0)"
 
 
-def plot(results, out, disks):
+def plot(results, out, disks, order):
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -381,7 +417,7 @@ def plot(results, out, disks):
         return []
     files = []
     for disk in disks:
-        runs = [(sc, results.get("%s/%s" % (disk, sc))) for sc in SCENARIOS]
+        runs = [(sc, results.get("%s/%s" % (disk, sc))) for sc in order]
         runs = [(sc, r) for sc, r in runs if r and r.get("scores")]
         if not runs:
             continue
@@ -432,6 +468,9 @@ def paired_table(t, tsc):
             p["round"], fmt(bt, 0), fmt(tt, 0), change(tt, bt), bp, tp, bm, tm,
             cpu[0], cpu[1]))
     L.append("")
+    geo = t.get("throughput_vs_baseline_geomean")
+    (bs, ts), (bx, tx) = (t["paired_total_pause_ms_sum"],
+                          t["paired_max_pause_ms_max"])
     L.append("%s ahead of the baseline in throughput in %d of %d rounds "
              "(median ratio %.2fx), less total pause in %d (%d equal), a "
              "shorter largest pause in %d (%d equal)." % (
@@ -439,10 +478,20 @@ def paired_table(t, tsc):
                  w["total_pause_ms"], ties["total_pause_ms"],
                  w["max_pause_ms"], ties["max_pause_ms"]))
     L.append("")
+    L.append("Over the %d rounds: throughput ratio %s (geometric mean%s); "
+             "total pause %s ms (baseline) against %s ms (%s), largest "
+             "pause %s ms against %s ms." % (
+                 n, "–" if geo is None else "%.2fx" % geo,
+                 ", each side on each host CPU equally often, so that a "
+                 "CPU's own speed cancels" if t.get("paired_cpu_balanced")
+                 else "; the sides did not use each CPU equally often, so "
+                 "a CPU's own speed may weigh in",
+                 fmt(bs), fmt(ts), tsc, fmt(bx), fmt(tx)))
+    L.append("")
     return L
 
 
-def report(summary, out, mode, plots, env):
+def report(summary, out, mode, plots, env, order):
     L = []
     L.append("# Tesseract evaluation (%s mode)" % mode)
     L.append("")
@@ -474,11 +523,11 @@ def report(summary, out, mode, plots, env):
              "swap disk's tesseract node (the guest's paging I/O), in µs."
              % (PAUSE_FRACTION * 100))
     L.append("")
-    order = ["ssd", "hdd", "hybrid"]
+    models = ["ssd", "hdd", "hybrid"]
     disks = sorted({v["disk"] for v in summary.values()},
-                   key=lambda d: order.index(d) if d in order else 9)
+                   key=lambda d: models.index(d) if d in models else 9)
     for disk in disks:
-        rows = [summary.get("%s/%s" % (disk, sc)) for sc in SCENARIOS]
+        rows = [summary.get("%s/%s" % (disk, sc)) for sc in order]
         rows = [r for r in rows if r]
         L.append("## %s" % disk.upper())
         L.append("")
@@ -565,7 +614,7 @@ def report(summary, out, mode, plots, env):
                     " / ".join(fmt(v) for v in r["total_pause_ms_rounds"]),
                     " / ".join(fmt(v) for v in r["max_pause_ms_rounds"])))
             L.append("")
-        for tsc in [x for x in SCENARIOS if x.partition("@")[0] in
+        for tsc in [x for x in order if x.partition("@")[0] in
                     ("tesseract", "tesseract-defrag", "tesseract-lazy")]:
             t = summary.get("%s/%s" % (disk, tsc))
             if not (t and b and not t.get("skipped") and not b.get("skipped")):
@@ -649,14 +698,7 @@ def main():
             per_round.setdefault(key, []).append(m)
             per_run.setdefault(key, []).append(r)
     summary = {key: aggregate(ms) for key, ms in per_round.items()}
-    # SCENARIO@POLICY runs go after their scenario in the tables and plots
-    for key in sorted(per_round):
-        sc = key.split("/", 1)[1]
-        if sc not in SCENARIOS and sc.partition("@")[0] in SCENARIOS:
-            base = sc.partition("@")[0]
-            at = max(i for i, x in enumerate(SCENARIOS)
-                     if x.partition("@")[0] == base)
-            SCENARIOS.insert(at + 1, sc)
+    order = scenario_order(per_round)
     for key, fields in pair_with_baseline(per_round).items():
         summary[key].update(fields)
     raw = rounds[min(rounds)] if rounds else {}
@@ -706,8 +748,8 @@ def main():
         for k in (key, base):
             plotted[k] = next(r for r in per_run[k] if r["meta"].get("round", 1) == rn)
     plots = plot(plotted, a.results,
-                 sorted({r["meta"]["disk"] for r in plotted.values()}))
-    report(summary, a.results, a.mode, plots, env)
+                 sorted({r["meta"]["disk"] for r in plotted.values()}), order)
+    report(summary, a.results, a.mode, plots, env, order)
     # verdict: every run that was not skipped finished, 0 corrupt pages
     fails = []
     for k, v in sorted(summary.items()):

@@ -6,6 +6,7 @@
 # (bench/run.sh --together).  Prints TAP.
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -104,6 +105,18 @@ def main():
               st.get("paired_ties") == {"throughput_ops": 0, "total_pause_ms": 1,
                                         "max_pause_ms": 1},
               "%s %s" % (st.get("paired_wins"), st.get("paired_ties")))
+        r1, r2 = 950 * 20 / sum(b1), 1000 / 1200
+        check("pairs: geometric mean, CPU balance, pauses over the rounds",
+              st.get("throughput_vs_baseline_geomean") ==
+              round(math.sqrt(round(r1, 3) * round(r2, 3)), 3) and
+              st.get("paired_cpu_balanced") is True and
+              st.get("paired_total_pause_ms_sum") == [300, 0] and
+              st.get("paired_max_pause_ms_max") == [200, 0] and
+              "(geometric mean, each side on each host CPU equally often" in rep,
+              "%s %s %s %s" % (st.get("throughput_vs_baseline_geomean"),
+                               st.get("paired_cpu_balanced"),
+                               st.get("paired_total_pause_ms_sum"),
+                               st.get("paired_max_pause_ms_max")))
         check("pairs: each side's own CPU and its steal",
               [p["cpus"] for p in st["paired"]] == [["0", "1"], ["1", "0"]] and
               [p["cpu_steal_s"] for p in st["paired"]] == [[1.5, 7.5], [7.5, 1.5]] and
