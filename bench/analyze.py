@@ -310,14 +310,18 @@ def pair_with_baseline(per_round):
         geo = (round(math.exp(statistics.mean(math.log(x) for x in known)), 3)
                if known and all(x > 0 for x in known) else None)
         bcpus = [e["cpus"][0] for e in paired]
-        per_cpu = [bcpus.count(c) for c in set(bcpus)]
+        scpus = [e["cpus"][1] for e in paired]
+        per_cpu = ([bcpus.count(c) for c in set(bcpus)] +
+                   [scpus.count(c) for c in set(scpus)])
         out[key] = {
             "paired": paired, "paired_rounds": len(paired),
             "throughput_vs_baseline_rounds": ratios,
             "throughput_vs_baseline": (round(statistics.median(known), 3)
                                        if known else None),
             "throughput_vs_baseline_geomean": geo,
-            "paired_cpu_balanced": (None not in bcpus and len(per_cpu) > 1 and
+            "paired_cpu_balanced": (None not in bcpus + scpus and
+                                    set(bcpus) == set(scpus) and
+                                    len(set(bcpus)) > 1 and
                                     min(per_cpu) == max(per_cpu) and
                                     all(e["cpus"][0] != e["cpus"][1]
                                         for e in paired)),

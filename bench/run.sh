@@ -139,6 +139,9 @@ case "$HDD_LAYOUT" in shared|per-image) ;; *) die "BENCH_HDD_LAYOUT: shared or p
 # ssd: direct (default: O_DIRECT to this machine's disk, cache=none) or
 # writeback (the host page cache)
 SSD_CACHE=${BENCH_SSD_CACHE:-direct}
+# query-tesseract every SERIES seconds during each run, into the run's
+# series.jsonl (the swapper's counters over time; BENCH_SERIES= for none)
+SERIES=${BENCH_SERIES-0.5}
 
 say() { printf 'bench: %s\n' "$*" >&2; }
 die() { printf 'bench: error: %s\n' "$*" >&2; exit 2; }
@@ -373,6 +376,7 @@ run_one() {  # DISK SCENARIO ROUND [CPUS [TOGETHER-WITH]]
     fi
     [ -z "$wrap" ] || args+=(--wrap "$wrap")
     [ -z "$cpus" ] || args+=(--cpus "$cpus")
+    [ -z "$SERIES" ] || args+=(--series "$SERIES")
 
     say "$disk/$sc (round $rn/$ROUNDS): running (${SECS} s measured${with:+, at the same time as $with}${cpus:+, on CPU $cpus})"
     vm0=$(vmstat_swap)
@@ -453,7 +457,9 @@ run_together() {
     n=$(echo "$TOGETHER" | wc -w)
     for sc in $TOGETHER; do
         cpus=
-        [ "$PIN" = no ] || cpus=$(( (i + rn - 1) % NCPU ))
+        # over the first n CPUs, so that in n rounds each side has each
+        # of the same n CPUs once, whatever nproc is
+        [ "$PIN" = no ] || cpus=$(( (i + rn - 1) % n ))
         others=$(echo " $TOGETHER " | sed "s/ $sc / /" | xargs)
         run_one "$disk" "$sc" "$rn" "$cpus" "$others" &
         pids+=($!)

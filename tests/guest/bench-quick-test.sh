@@ -27,4 +27,44 @@ else
     echo "not ok - $NAME (exit $rc after $((T1 - T0)) s; see $OUT/report.md)"
 fi
 grep -vE '^bench: .*: running' "$OUT.log" | sed 's/^/# /'
+
+# every run with a swapper has its counters sampled while the workload
+# measured (run.sh --series: qmp.py --series into series.jsonl)
+NAME2="bench quick: the swapper's counters were sampled during each run"
+why=$(/usr/bin/python3 - "$OUT/runs" <<'PY'
+import json, os, sys
+top = sys.argv[1]
+bad = []
+runs = sorted(os.listdir(top)) if os.path.isdir(top) else []
+for run in runs:
+    if "-stock" in run:
+        continue                        # stock QEMU: no swapper
+    n = 0
+    try:
+        with open(os.path.join(top, run, "series.jsonl")) as f:
+            for line in f:
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                ret = rec.get("return")
+                if (rec.get("score_ms") is not None and isinstance(ret, dict)
+                        and ret.get("swappers")):
+                    n += 1
+    except OSError as e:
+        bad.append("%s: %s" % (run, e.strerror))
+        continue
+    if n < 2:
+        bad.append("%s: %d samples during the measurement" % (run, n))
+if not runs:
+    bad.append("no runs in " + top)
+print("; ".join(bad))
+PY
+)
+if [ -z "$why" ]; then
+    echo "ok - $NAME2"
+else
+    echo "not ok - $NAME2 ($why)"
+    rc=1
+fi
 exit "$rc"

@@ -4,7 +4,8 @@
 # Minimal QMP client for the guest kit (standard library only).
 #
 #   qmp.py SOCKET [--pid PID] [--wait-shutdown SECS] [--console FILE]
-#          [--out FILE] [COMMAND[=JSON-ARGS]]...
+#          [--out FILE] [--series FILE [--series-every SECS]]
+#          [COMMAND[=JSON-ARGS]]...
 #
 # Connects to QEMU's QMP unix socket (retrying while QEMU starts; --pid
 # gives up at once when that process has exited),
@@ -13,7 +14,13 @@
 # JSON line per result ({"return": ...} or {"error": ...}).  --out writes
 # the result of the first COMMAND to FILE.  With --console, the wait also
 # ends 10 s after the guest printed "GUEST-RESULT:" even if it never
-# powered off.  A trailing "quit" command is allowed: its closing of the
+# powered off.  With --series (and --wait-shutdown), the first COMMAND
+# also runs every SECS seconds (default 0.5) while waiting, and FILE gets
+# one JSON line per run: {"t": seconds since the wait began, "score_ms":
+# the time of the latest "S <ms> <score>" line in the --console file (the
+# guest workload's measurement clock; null before the first), "return":
+# the command's result}.  A time series of the counters, to line up with
+# the workload's scores.  A trailing "quit" command is allowed: its closing of the
 # connection is not an error.
 #
 # Exit status: 0 ok, 1 QMP error or a command failed, 3 wait timed out,
@@ -104,7 +111,51 @@ def console_has_result(path):
         return False
 
 
-def wait_shutdown(qmp, secs, console):
+class Series:
+    """Run one command every @every seconds and append the result to @path."""
+
+    def __init__(self, path, every, cmd, console):
+        self.f = open(path, "w")
+        self.every = every
+        self.cmd = cmd
+        self.console = console
+        self.start = time.monotonic()
+        self.next = self.start
+        self.pos = 0
+        self.score_ms = None
+
+    def last_score_ms(self):
+        """Advance through the console file; keep the latest score time."""
+        if not self.console:
+            return None
+        try:
+            with open(self.console, "rb") as f:
+                f.seek(self.pos)
+                data = f.read()
+        except OSError:
+            return self.score_ms
+        end = data.rfind(b"\n") + 1
+        self.pos += end
+        for line in data[:end].splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == b"S" and parts[1].isdigit():
+                self.score_ms = int(parts[1])
+        return self.score_ms
+
+    def poll(self, qmp):
+        now = time.monotonic()
+        if now < self.next:
+            return
+        self.next = max(self.next + self.every, now)
+        resp = qmp.execute(*self.cmd)
+        rec = {"t": round(now - self.start, 3),
+               "score_ms": self.last_score_ms(),
+               "return": resp.get("return", resp.get("error"))}
+        self.f.write(json.dumps(rec, separators=(",", ":")) + "\n")
+        self.f.flush()
+
+
+def wait_shutdown(qmp, secs, console, series=None):
     """Wait for the guest to power off; True if it did or printed a result."""
     deadline = time.monotonic() + secs
     result_seen_at = None
@@ -123,7 +174,10 @@ def wait_shutdown(qmp, secs, console):
             return True
         if now > deadline:
             return False
-        ev = qmp.recv(timeout=0.2)
+        if series is not None:
+            series.poll(qmp)
+        ev = qmp.recv(timeout=0.2 if series is None else
+                      min(0.2, max(0.0, series.next - time.monotonic())))
         if ev is not None and "event" in ev:
             qmp.events.append(ev)
 
@@ -131,7 +185,8 @@ def wait_shutdown(qmp, secs, console):
 def main(argv):
     if len(argv) < 2 or argv[1] in ("-h", "--help"):
         print("usage: qmp.py SOCKET [--pid PID] [--wait-shutdown SECS] "
-              "[--console FILE] [--out FILE] [COMMAND[=JSON-ARGS]]...",
+              "[--console FILE] [--out FILE] [--series FILE "
+              "[--series-every SECS]] [COMMAND[=JSON-ARGS]]...",
               file=sys.stderr)
         return 1
     path = argv[1]
@@ -139,6 +194,8 @@ def main(argv):
     console = None
     out = None
     pid = None
+    series_path = None
+    series_every = 0.5
     cmds = []
     i = 2
     while i < len(argv):
@@ -155,14 +212,30 @@ def main(argv):
         elif a == "--out":
             out = argv[i + 1]
             i += 2
+        elif a == "--series":
+            series_path = argv[i + 1]
+            i += 2
+        elif a == "--series-every":
+            series_every = float(argv[i + 1])
+            if series_every <= 0:
+                print("qmp.py: --series-every must be positive",
+                      file=sys.stderr)
+                return 1
+            i += 2
         else:
             name, _, args = a.partition("=")
             cmds.append((name, json.loads(args) if args else None))
             i += 1
 
     try:
+        if series_path and (wait is None or not cmds):
+            print("qmp.py: --series needs --wait-shutdown and a COMMAND",
+                  file=sys.stderr)
+            return 1
         qmp = QMP(path, pid=pid)
-        if wait is not None and not wait_shutdown(qmp, wait, console):
+        series = (Series(series_path, series_every, cmds[0], console)
+                  if series_path else None)
+        if wait is not None and not wait_shutdown(qmp, wait, console, series):
             print("qmp.py: guest did not finish within %g s" % wait,
                   file=sys.stderr)
             return 3

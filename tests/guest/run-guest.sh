@@ -82,6 +82,10 @@
 #                       of query-blockstats, and qemu-proc.txt, QEMU's
 #                       /proc/PID/status and /proc/PID/io after the guest
 #                       stopped)
+#   --series SECS       while the guest runs, ask query-tesseract every SECS
+#                       seconds and append each answer, with the workload's
+#                       latest score time, to WORKDIR/series.jsonl (one JSON
+#                       line per answer; see qmp.py --series)
 #   --quiet             do not echo the guest console
 #   (GUEST_GDB_ON_HANG=1: if QEMU ignores SIGTERM at the end, save every
 #   thread's stack to WORKDIR/hang-backtrace.txt before killing it)
@@ -125,6 +129,7 @@ WRAP=
 CPUS=
 WORKDIR=
 STATS=
+SERIES=
 QUIET=no
 KLOG=no
 SHELL_MODE=no
@@ -165,6 +170,7 @@ while [ $# -gt 0 ]; do
     --timeout) TIMEOUT=$2; shift ;;
     --workdir) WORKDIR=$2; shift ;;
     --stats) STATS=$2; shift ;;
+    --series) SERIES=$2; shift ;;
     --quiet) QUIET=yes ;;
     --kernel-log) KLOG=yes ;;
     --shell) SHELL_MODE=yes ;;
@@ -477,9 +483,11 @@ QPID=$!
 
 # Wait for the guest to power off, then ask for the statistics and quit.
 qmp_rc=0
+SERIES_ARGS=()
+[ -n "$SERIES" ] && SERIES_ARGS=(--series "$WD/series.jsonl" --series-every "$SERIES")
 timeout -k 5 $((TIMEOUT + 30)) /usr/bin/python3 "$HERE/qmp.py" "$SOCK" --pid "$QPID" \
     --wait-shutdown "$TIMEOUT" --console "$WD/console.log" --out "$WD/stats.json" \
-    query-tesseract query-blockstats > "$WD/qmp.out" 2> "$WD/qmp.err" || qmp_rc=$?
+    "${SERIES_ARGS[@]}" query-tesseract query-blockstats > "$WD/qmp.out" 2> "$WD/qmp.err" || qmp_rc=$?
 if [ "$qmp_rc" = 0 ]; then
     sed -n 2p "$WD/qmp.out" | /usr/bin/python3 -c \
         'import json, sys; json.dump(json.load(sys.stdin)["return"], sys.stdout, indent=1)' \

@@ -154,6 +154,21 @@ def main():
               "baseline" in rep and rows[:2] == ["tesseract", "tesseract@access"],
               "rc %d rows %s" % (rc, rows[:4]))
     with tempfile.TemporaryDirectory() as top:
+        # on a 4-CPU host, each side alternating over its own two CPUs:
+        # each side's CPUs are used equally often, but not the same CPUs
+        for rn in (1, 2):
+            write_run(top, "ssd", "nooc", rn, nooc)
+            write_run(top, "ssd", "baseline", rn, b1, together=["tesseract"],
+                      cpu=str(rn - 1))
+            write_run(top, "ssd", "tesseract", rn, t1, together=["baseline"],
+                      cpu=str(rn + 1))
+        rc, s, rep = analyze(top)
+        check("pairs on different CPU sets are not balanced",
+              rc == 0 and s["ssd/tesseract"].get("paired_cpu_balanced") is False
+              and "did not use each CPU equally often" in rep,
+              "rc %d balanced %s" % (rc, s["ssd/tesseract"].get(
+                  "paired_cpu_balanced")))
+    with tempfile.TemporaryDirectory() as top:
         write_run(top, "ssd", "nooc", 1, nooc)
         write_run(top, "ssd", "tesseract", 1, t1, corrupt=2)
         rc, s, _ = analyze(top)

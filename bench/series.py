@@ -1,0 +1,206 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# Line up the swapper's counters over time with the workload's scores.
+#
+#   bench/series.py [--step SECS] [--until SECS] RUN_DIR [RUN_DIR...]
+#
+# RUN_DIR is one run of bench/run.sh (bench/results/*/runs/DISK-SCENARIO*),
+# which holds console.log (the workload's "S <ms> <score>" lines) and
+# series.jsonl (query-tesseract every 0.5 s, from run-guest.sh --series).
+# For each run, prints one row per STEP seconds of the workload's
+# measurement clock: the transactions in that step, and the swapper's
+# swap-outs, fault swap-ins, background swap-ins, zero fills, and the
+# mean fault service time in that step, with the indirections, classic
+# (write-path) swap-ins, reads and writes of its tesseract disks and their
+# mean completion times.  Several runs are
+# printed side by side, so a pair run at the same time can be compared
+# second by second.
+
+import argparse
+import json
+import os
+import re
+import sys
+
+SCORE = re.compile(r"^S (\d+) (\d+)$")
+# tests/guest/init guest_acct_us=N: "guest: acct tick cpu USER NICE SYSTEM
+# IDLE IOWAIT IRQ SOFTIRQ COUNTER VALUE ..."
+TICK = re.compile(r"^guest: acct tick cpu ((?:\d+ ?){7})(.*)$")
+GUEST_COLS = ("g_usr", "g_sys", "g_wait", "g_maj", "g_scan")
+
+SW_KEYS = (("swap-outs", "out"), ("swap-ins", "fault"),
+           ("background-swapins", "bg"), ("zero-fills", "zero"))
+DISK_KEYS = (("indirections", "ind"), ("classic-swapins", "cls"),
+             ("reads", "rd"), ("writes", "wr"))
+# latencies whose per-step mean is shown: (owner, QMP key, column)
+LAT_KEYS = (("swappers", "fault-service", "fs_us"),
+            ("disks", "read-completion", "rc_us"),
+            ("disks", "write-completion", "wc_us"))
+
+
+def guest_tick(m):
+    """One "acct tick" line -> the guest's cumulative counters."""
+    cpu = [int(v) for v in m.group(1).split()]
+    kv = m.group(2).split()
+    vm = {kv[i]: int(kv[i + 1]) for i in range(0, len(kv) - 1, 2)}
+    return {"g_usr": cpu[0] + cpu[1], "g_sys": cpu[2] + cpu[5] + cpu[6],
+            "g_wait": cpu[3] + cpu[4], "g_maj": vm.get("pgmajfault", 0),
+            "g_scan": vm.get("pgscan_kswapd", 0) + vm.get("pgscan_direct", 0)}
+
+
+def load(run):
+    scores = []
+    ticks = []      # (score_ms of the last score line before it, counters)
+    with open(os.path.join(run, "console.log"), errors="replace") as f:
+        for line in f:
+            m = SCORE.match(line.strip())
+            if m:
+                scores.append((int(m.group(1)), int(m.group(2))))
+                continue
+            m = TICK.match(line.strip())
+            if m:
+                ticks.append({"score_ms": scores[-1][0] if scores else -1,
+                              "g": guest_tick(m)})
+    samples = []
+    path = os.path.join(run, "series.jsonl")
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue            # a line cut short when QEMU stopped
+                if not isinstance(rec.get("return"), dict):
+                    continue
+                if rec.get("score_ms") is None:
+                    rec["score_ms"] = -1    # before the measurement began
+                samples.append(rec)
+    return scores, samples, ticks
+
+
+def counters(ret):
+    """Flatten one query-tesseract answer into {key: value}."""
+    c = {}
+    for sw in ret.get("swappers", []):
+        for k, short in SW_KEYS:
+            c[short] = c.get(short, 0) + sw.get(k, 0)
+    for d in ret.get("disks", []):
+        for k, short in DISK_KEYS:
+            c[short] = c.get(short, 0) + d.get(k, 0)
+    for owner, k, col in LAT_KEYS:
+        for o in ret.get(owner, []):
+            h = o.get(k) or {}
+            c[col + "_n"] = c.get(col + "_n", 0) + h.get("count", 0)
+            c[col + "_sum"] = (c.get(col + "_sum", 0.0) +
+                               h.get("count", 0) * h.get("mean", 0.0))
+    return c
+
+
+def at(samples, ms):
+    """Counters of the last sample taken at or before workload time @ms."""
+    best = None
+    for rec in samples:
+        if rec["score_ms"] <= ms:
+            best = rec
+        else:
+            break
+    return counters(best["return"]) if best else {}
+
+
+def tick_at(ticks, ms):
+    best = None
+    for t in ticks:
+        if t["score_ms"] <= ms:
+            best = t
+        else:
+            break
+    return best["g"] if best else {}
+
+
+def rows(run, step_ms, until_ms):
+    scores, samples, ticks = load(run)
+    out = []
+    t = 0
+    while t < until_ms and (not scores or t < scores[-1][0]):
+        tx = sum(s for ms, s in scores if t < ms <= t + step_ms)
+        a, b = at(samples, t), at(samples, t + step_ms)
+        row = {"t": t / 1000, "tx": tx}
+        for short in [s for _, s in SW_KEYS] + [s for _, s in DISK_KEYS]:
+            row[short] = b.get(short, 0) - a.get(short, 0) if a and b else None
+        for _, _, col in LAT_KEYS:
+            n = b.get(col + "_n", 0) - a.get(col + "_n", 0) if a and b else 0
+            row[col] = ((b[col + "_sum"] - a[col + "_sum"]) / n
+                        if n > 0 else None)
+        ga, gb = tick_at(ticks, t), tick_at(ticks, t + step_ms)
+        for col in GUEST_COLS:
+            row[col] = gb[col] - ga[col] if ga and gb else None
+        out.append(row)
+        t += step_ms
+    return out, bool(samples), bool(ticks)
+
+
+COLS = ("tx", "out", "fault", "bg", "zero", "fs_us", "ind", "cls", "rd",
+        "rc_us", "wr", "wc_us")
+
+
+def fmt(v):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return "%.0f" % v
+    return str(v)
+
+
+def main():
+    ap = argparse.ArgumentParser(
+        description="Line up the swapper's counters over time with the "
+        "workload's scores.")
+    ap.add_argument("--step", type=float, default=1.0)
+    ap.add_argument("--until", type=float, default=1e9)
+    ap.add_argument("runs", nargs="+")
+    a = ap.parse_args()
+    if a.step <= 0:
+        ap.error("--step must be positive")
+    tables = []
+    any_guest = False
+    for run in a.runs:
+        if not os.path.exists(os.path.join(run, "console.log")):
+            print("series.py: %s: no console.log (not a run directory)" % run,
+                  file=sys.stderr)
+            return 2
+        r, has, guest = rows(run, int(a.step * 1000), int(a.until * 1000))
+        if guest:
+            any_guest = True
+        if not has:
+            print("series.py: %s: no series.jsonl samples (run without "
+                  "--series?)" % run, file=sys.stderr)
+        tables.append((os.path.basename(run.rstrip("/")), r))
+    print("per %g s of the workload's clock: tx = transactions; out, fault, "
+          "bg, zero = swapper swap-outs, fault swap-ins, background swap-ins, "
+          "zero fills; fs_us = mean fault service (us); ind, cls, rd, wr = the "
+          "disks' indirections, classic swap-ins, reads, writes; rc_us, wc_us "
+          "= their mean read and write completion (us)" % a.step)
+    cols = COLS + (GUEST_COLS if any_guest else ())
+    if any_guest:
+        print("g_usr, g_sys, g_wait = the guest's CPU ticks (1/100 s) in user, "
+              "kernel (with irq), idle or I/O wait; g_maj, g_scan = its major "
+              "faults and pages scanned by reclaim (from guest_acct_us ticks)")
+    print("%6s" % "t" + "".join(" | %-*s" % (7 * len(cols), name[:7 * len(cols)])
+                                for name, _ in tables))
+    print("%6s" % "" + "".join(" | " + "".join("%7s" % c for c in cols)
+                               for _ in tables))
+    n = max(len(r) for _, r in tables)
+    for i in range(n):
+        line = "%6s" % ("%.1f" % (i * a.step))
+        for _, r in tables:
+            if i < len(r):
+                line += " | " + "".join("%7s" % fmt(r[i][c]) for c in cols)
+            else:
+                line += " | " + " " * (7 * len(cols))
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# bench/series.py on a made-up run: the swapper's counters (series.jsonl,
+# from qmp.py --series) and the guest's acct ticks are lined up with the
+# workload's clock and differenced per step; and qmp.py's Series takes the
+# latest score time from a console file that grows between polls.
+# Prints TAP.
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SERIES = os.path.join(TOP, "bench", "series.py")
+sys.path.insert(0, os.path.join(TOP, "tests", "guest"))
+import qmp  # noqa: E402
+
+results = []
+
+
+def check(name, cond, detail=""):
+    results.append((bool(cond), name, detail))
+
+
+def answer(outs, faults, fs_count, fs_mean, ind):
+    return {"stores": [], "swappers": [{
+        "swap-outs": outs, "swap-ins": faults, "background-swapins": 0,
+        "zero-fills": 0,
+        "fault-service": {"count": fs_count, "mean": fs_mean, "p50": 0,
+                          "p99": 0, "max": 0}}],
+        "disks": [{"indirections": ind, "classic-swapins": 0, "reads": 0,
+                   "writes": 0, "read-completion": None,
+                   "write-completion": None}]}
+
+
+def tick(usr, sys_, idle, maj):
+    return ("guest: acct tick cpu %d 0 %d %d 0 0 0 pgmajfault %d "
+            "pgscan_kswapd 5 pgscan_direct 0\n" % (usr, sys_, idle, maj))
+
+
+with tempfile.TemporaryDirectory() as top:
+    run = os.path.join(top, "ssd-tesseract")
+    os.makedirs(run)
+    with open(os.path.join(run, "console.log"), "w") as f:
+        f.write("jbb: heap 1 MiB\n")
+        f.write(tick(0, 0, 0, 0))
+        for ms in range(100, 2100, 100):
+            # 10 tx per interval in the first second, 30 in the second
+            f.write("S %d %d\n" % (ms, 10 if ms <= 1000 else 30))
+            if ms == 1000:
+                f.write(tick(40, 50, 10, 7))
+            if ms == 2000:
+                f.write(tick(140, 50, 10, 9))
+    with open(os.path.join(run, "series.jsonl"), "w") as f:
+        # before the measurement (score_ms null), at 1 s and at 2 s; a line
+        # cut short at the end must be skipped
+        for sm, a in ((None, answer(100, 50, 50, 40.0, 0)),
+                      (1000, answer(300, 150, 150, 60.0, 20)),
+                      (2000, answer(310, 160, 160, 60.0, 20))):
+            f.write(json.dumps({"t": 0, "score_ms": sm, "return": a}) + "\n")
+        f.write('{"t": 3, "score_ms": 2100, "ret')
+    p = subprocess.run([sys.executable, SERIES, "--step", "1", run],
+                       capture_output=True, text=True)
+    check("series.py exits 0", p.returncode == 0, p.stderr)
+    rows = [ln.split("|")[1].split() for ln in p.stdout.splitlines()
+            if ln.split("|")[0].strip() in ("0.0", "1.0")]
+    check("two rows, one per second", len(rows) == 2, p.stdout)
+    if len(rows) == 2:
+        head = [ln for ln in p.stdout.splitlines() if "tx" in ln and "|" in ln][0]
+        cols = head.split("|")[1].split()
+        r0 = dict(zip(cols, rows[0]))
+        r1 = dict(zip(cols, rows[1]))
+        check("transactions per step", r0["tx"] == "100" and r1["tx"] == "300",
+              str((r0, r1)))
+        check("swap-outs and faults differenced from the pre-measurement "
+              "sample", r0["out"] == "200" and r0["fault"] == "100" and
+              r1["out"] == "10" and r1["fault"] == "10", str((r0, r1)))
+        # (150 * 60 - 50 * 40) / 100 = 70 us for the first second's faults
+        check("mean fault service of the step's faults only",
+              r0["fs_us"] == "70" and r1["fs_us"] == "60", str((r0, r1)))
+        check("indirections per step", r0["ind"] == "20" and r1["ind"] == "0",
+              str((r0, r1)))
+        check("guest ticks: user, kernel, idle and major faults per step",
+              r0.get("g_usr") == "40" and r0.get("g_sys") == "50" and
+              r0.get("g_wait") == "10" and r0.get("g_maj") == "7" and
+              r1.get("g_usr") == "100" and r1.get("g_sys") == "0" and
+              r1.get("g_maj") == "2", str((r0, r1)))
+
+    p = subprocess.run([sys.executable, SERIES, top], capture_output=True,
+                       text=True)
+    check("a directory that is not a run is an error naming it",
+          p.returncode == 2 and "no console.log" in p.stderr and top in p.stderr,
+          p.stderr)
+
+    # qmp.py's Series: the latest score time, read incrementally; a line
+    # still being written is not taken
+    con = os.path.join(top, "console.log")
+    with open(con, "w") as f:
+        f.write("boot\nS 100 5\nS 200 7\nS 3")
+    s = qmp.Series(os.path.join(top, "s.jsonl"), 0.5, ("query-status", None),
+                   con)
+    first = s.last_score_ms()
+    with open(con, "a") as f:
+        f.write("00 9\nguest: acct tick cpu 1 2 3 4 5 6 7\n")
+    second = s.last_score_ms()
+    check("Series reads the latest complete score line",
+          first == 200 and second == 300, "%r %r" % (first, second))
+    check("Series keeps its place when the console does not grow",
+          s.last_score_ms() == 300)
+
+print("1..%d" % len(results))
+for i, (ok, name, detail) in enumerate(results, 1):
+    print("%s %d - %s" % ("ok" if ok else "not ok", i, name))
+    if not ok and detail:
+        for line in detail.splitlines():
+            print("#   " + line)
+sys.exit(0 if all(ok for ok, _, _ in results) else 1)
