@@ -271,6 +271,19 @@ PAIRED = (("throughput_ops", False), ("total_pause_ms", True),
           ("max_pause_ms", True))
 
 
+def cpu_balanced(paired):
+    """Each side of the pairs ran on each of the same host CPUs equally
+    often, and never on the other side's CPU, so that a per-CPU speed
+    factor cancels in the geometric mean of the ratios."""
+    bcpus = [e["cpus"][0] for e in paired]
+    scpus = [e["cpus"][1] for e in paired]
+    if None in bcpus + scpus or set(bcpus) != set(scpus) or len(set(bcpus)) < 2:
+        return False
+    counts = [cpus.count(c) for cpus in (bcpus, scpus) for c in set(cpus)]
+    return (min(counts) == max(counts) and
+            all(b != s for b, s in zip(bcpus, scpus)))
+
+
 def pair_with_baseline(per_round):
     """For each scenario that ran at the same time as its disk model's
     baseline (bench/run.sh --together), the summary keys of the
@@ -279,8 +292,7 @@ def pair_with_baseline(per_round):
     "throughput_vs_baseline_rounds" (the ratios, None where the baseline
     did nothing), "throughput_vs_baseline" (their median),
     "throughput_vs_baseline_geomean" (their geometric mean),
-    "paired_cpu_balanced" (each side ran on each host CPU equally often,
-    so that a per-CPU speed factor cancels in the geometric mean),
+    "paired_cpu_balanced" (cpu_balanced()),
     "paired_total_pause_ms_sum" and "paired_max_pause_ms_max" ([baseline,
     scenario] over the rounds), "paired_wins" and "paired_ties" ({metric:
     rounds the scenario did better / the same})."""
@@ -288,53 +300,44 @@ def pair_with_baseline(per_round):
     for key, ms in per_round.items():
         disk, sc = key.split("/", 1)
         base = {m["round"]: m for m in per_round.get(disk + "/baseline", [])}
-        rows = []
+        paired = []
         for m in ms:
             b = base.get(m["round"])
             if (sc == "baseline" or not b or m.get("skipped") or
                     "baseline" not in m.get("together_with", [])):
                 continue
-            rows.append((b, m))
-        if not rows:
-            continue
-        paired = []
-        for b, m in rows:
             e = {k: [b.get(k), m.get(k)]
                  for k in [k for k, _ in PAIRED] + ["cpu_steal_s", "cpus"]}
             e["round"] = m["round"]
             e["throughput_ratio"] = (round(m["throughput_ops"] / b["throughput_ops"], 3)
                                      if b["throughput_ops"] else None)
             paired.append(e)
+        if not paired:
+            continue
         ratios = [e["throughput_ratio"] for e in paired]
         known = [x for x in ratios if x is not None]
         geo = (round(math.exp(statistics.mean(math.log(x) for x in known)), 3)
                if known and all(x > 0 for x in known) else None)
-        bcpus = [e["cpus"][0] for e in paired]
-        scpus = [e["cpus"][1] for e in paired]
-        per_cpu = ([bcpus.count(c) for c in set(bcpus)] +
-                   [scpus.count(c) for c in set(scpus)])
+
+        def side(k, i):         # metric k of the baseline (0) or scenario (1)
+            return [e[k][i] for e in paired]
+
         out[key] = {
             "paired": paired, "paired_rounds": len(paired),
             "throughput_vs_baseline_rounds": ratios,
             "throughput_vs_baseline": (round(statistics.median(known), 3)
                                        if known else None),
             "throughput_vs_baseline_geomean": geo,
-            "paired_cpu_balanced": (None not in bcpus + scpus and
-                                    set(bcpus) == set(scpus) and
-                                    len(set(bcpus)) > 1 and
-                                    min(per_cpu) == max(per_cpu) and
-                                    all(e["cpus"][0] != e["cpus"][1]
-                                        for e in paired)),
-            "paired_total_pause_ms_sum": [
-                sum(b["total_pause_ms"] for b, _ in rows),
-                sum(m["total_pause_ms"] for _, m in rows)],
-            "paired_max_pause_ms_max": [
-                max(b["max_pause_ms"] for b, _ in rows),
-                max(m["max_pause_ms"] for _, m in rows)],
-            "paired_wins": {k: sum(1 for b, m in rows
-                                   if (m[k] < b[k] if lower else m[k] > b[k]))
+            "paired_cpu_balanced": cpu_balanced(paired),
+            "paired_total_pause_ms_sum": [sum(side("total_pause_ms", i))
+                                          for i in (0, 1)],
+            "paired_max_pause_ms_max": [max(side("max_pause_ms", i))
+                                        for i in (0, 1)],
+            "paired_wins": {k: sum(1 for e in paired
+                                   if (e[k][1] < e[k][0] if lower
+                                       else e[k][1] > e[k][0]))
                             for k, lower in PAIRED},
-            "paired_ties": {k: sum(1 for b, m in rows if m[k] == b[k])
+            "paired_ties": {k: sum(1 for e in paired if e[k][1] == e[k][0])
                             for k, _ in PAIRED},
         }
     return out
