@@ -43,6 +43,7 @@ struct BsstMap {
     void *root;                     /* a leaf when height == 1 */
     unsigned height;
     uint64_t count;
+    uint64_t runs;                  /* maximal runs, see bsst_map_runs() */
     size_t nleaves;
     size_t ninner;
 };
@@ -228,6 +229,7 @@ void bsst_map_clear(BsstMap *map)
     map->root = leaf_new(map);
     map->height = 1;
     map->count = 0;
+    map->runs = 0;
 }
 
 void bsst_map_free(BsstMap *map)
@@ -242,6 +244,11 @@ void bsst_map_free(BsstMap *map)
 uint64_t bsst_map_count(const BsstMap *map)
 {
     return map->count;
+}
+
+uint64_t bsst_map_runs(const BsstMap *map)
+{
+    return map->runs;
 }
 
 size_t bsst_map_mem_bytes(const BsstMap *map)
@@ -377,6 +384,40 @@ static void insert_up(BsstMap *map, BsstMapPath *path, int level,
     }
 }
 
+/*
+ * How many of the neighbours of an entry (@gblock -> @bblock) at index @i
+ * of @leaf continue its run: the entry before it if that maps gblock - 1
+ * to bblock - 1, the entry after it if that maps gblock + 1 to bblock + 1
+ * (a run does not wrap round either number space, as in
+ * bsst_map_find_next()).  With @present, the entry itself is at @i; else
+ * @i is where it would be inserted.  The predecessor of a leaf's first
+ * entry is in another leaf: found by a descent.
+ */
+static unsigned run_neighbours(const BsstMap *map, const BsstMapLeaf *leaf,
+                               unsigned i, bool present, uint64_t gblock,
+                               uint32_t bblock)
+{
+    unsigned n = 0, succ = present ? i + 1 : i;
+    uint32_t b;
+
+    if (gblock > 0 && bblock > 0) {
+        if (i > 0) {
+            n += leaf->key[i - 1] == gblock - 1 &&
+                 leaf->val[i - 1] == bblock - 1;
+        } else {
+            n += bsst_map_lookup(map, gblock - 1, &b) && b == bblock - 1;
+        }
+    }
+    if (succ == leaf->n) {
+        leaf = leaf->next;
+        succ = 0;
+    }
+    if (leaf && succ < leaf->n && bblock < UINT32_MAX) {
+        n += leaf->key[succ] == gblock + 1 && leaf->val[succ] == bblock + 1;
+    }
+    return n;
+}
+
 bool bsst_map_insert(BsstMap *map, uint64_t gblock, uint32_t bblock,
                      uint32_t *old_bblock)
 {
@@ -392,10 +433,16 @@ bool bsst_map_insert(BsstMap *map, uint64_t gblock, uint32_t bblock,
         if (old_bblock) {
             *old_bblock = leaf->val[i];
         }
+        /* the old entry's run contribution out, the new one's in */
+        map->runs += run_neighbours(map, leaf, i, true, gblock, leaf->val[i]);
+        map->runs -= run_neighbours(map, leaf, i, true, gblock, bblock);
         leaf->val[i] = bblock;
         return true;
     }
     map->count++;
+    /* a new entry starts a run, unless it extends or joins its neighbours' */
+    map->runs += 1;
+    map->runs -= run_neighbours(map, leaf, i, false, gblock, bblock);
     if (leaf->n < LEAF_CAP) {
         leaf_insert_at(leaf, i, gblock, bblock);
         return false;
@@ -563,6 +610,9 @@ bool bsst_map_remove(BsstMap *map, uint64_t gblock, uint32_t *old_bblock)
     if (old_bblock) {
         *old_bblock = leaf->val[i];
     }
+    /* the reverse of an insertion: 1 - neighbours, may split a run in two */
+    map->runs += run_neighbours(map, leaf, i, true, gblock, leaf->val[i]);
+    map->runs -= 1;
     leaf_remove_at(leaf, i);
     map->count--;
     rebalance_leaf(map, path, leaf);
@@ -706,6 +756,18 @@ const char *bsst_map_check(const BsstMap *map)
     }
     if (st.count != map->count) {
         return "entry count mismatch";
+    }
+    {
+        uint64_t from = 0, g, run, runs = 0;
+        uint32_t b;
+
+        while (bsst_map_find_next(map, from, UINT64_MAX, &g, &b, &run)) {
+            runs++;
+            from = g + run;
+        }
+        if (runs != map->runs) {
+            return "run count mismatch";
+        }
     }
     if (st.nleaves != map->nleaves || st.ninner != map->ninner) {
         return "node count mismatch";

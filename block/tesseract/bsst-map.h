@@ -47,6 +47,13 @@ void bsst_map_clear(BsstMap *map);
 /* Number of entries. */
 uint64_t bsst_map_count(const BsstMap *map);
 
+/*
+ * Number of maximal runs: the runs bsst_map_find_next() returns when it
+ * walks the whole map (consecutive guest blocks mapped to consecutive BSST
+ * blocks).  Kept up to date by every change, so O(1).
+ */
+uint64_t bsst_map_runs(const BsstMap *map);
+
 /* Bytes allocated by the map: its nodes and its own header. */
 size_t bsst_map_mem_bytes(const BsstMap *map);
 
@@ -90,8 +97,8 @@ int bsst_map_foreach(const BsstMap *map, uint64_t start, uint64_t end,
 
 /*
  * Check the tree's invariants (ordering, fill, separators, count, leaf
- * chain).  Returns NULL when sound, else a static description of the
- * first violation.  For tests.
+ * chain, run count).  Returns NULL when sound, else a static description
+ * of the first violation.  For tests.
  */
 const char *bsst_map_check(const BsstMap *map);
 

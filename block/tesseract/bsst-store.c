@@ -1471,15 +1471,10 @@ void bsst_disk_unmap(BsstDisk *d, uint64_t gblock, uint64_t count)
 
 uint64_t bsst_disk_fragments(BsstDisk *d)
 {
-    BsstMap *map = d->s->disks[d->index].map;
-    uint64_t from = 0, g, run, n = 0;
-    uint32_t b;
+    uint64_t n;
 
     qemu_mutex_lock(&d->s->lock);
-    while (bsst_map_find_next(map, from, UINT64_MAX, &g, &b, &run)) {
-        n++;
-        from = g + run;
-    }
+    n = bsst_map_runs(d->s->disks[d->index].map);
     qemu_mutex_unlock(&d->s->lock);
     return n;
 }

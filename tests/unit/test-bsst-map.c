@@ -111,11 +111,42 @@ static void test_runs(void)
     g_assert_cmpuint(g, ==, 6002);
     g_assert_cmpuint(run, ==, 1);
 
+    /* 5000..5999, 6000, 6002 */
+    g_assert_cmpuint(bsst_map_runs(map), ==, 3);
+
     /* a BSST block number never wraps inside a run */
     bsst_map_insert(map, 100, UINT32_MAX, NULL);
     bsst_map_insert(map, 101, 0, NULL);
     g_assert_true(bsst_map_find_next(map, 100, UINT64_MAX, &g, &b, &run));
     g_assert_cmpuint(run, ==, 1);
+    g_assert_cmpuint(bsst_map_runs(map), ==, 5);
+    assert_map_sound(map);
+
+    /* removing from the middle splits a run; putting it back joins it */
+    g_assert_true(bsst_map_remove(map, 5500, NULL));
+    g_assert_cmpuint(bsst_map_runs(map), ==, 6);
+    bsst_map_insert(map, 5500, 70500, NULL);
+    g_assert_cmpuint(bsst_map_runs(map), ==, 5);
+    /* remapping one block of a run elsewhere splits it in three */
+    bsst_map_insert(map, 5200, 9, NULL);
+    g_assert_cmpuint(bsst_map_runs(map), ==, 7);
+    bsst_map_insert(map, 5200, 70200, NULL);
+    g_assert_cmpuint(bsst_map_runs(map), ==, 5);
+    /* an entry that joins two runs: 6000 -> 1 goes, 6001 fills the gap */
+    g_assert_true(bsst_map_remove(map, 6000, NULL));
+    bsst_map_insert(map, 6000, 71000, NULL);        /* extends 5000..5999 */
+    g_assert_cmpuint(bsst_map_runs(map), ==, 4);
+    bsst_map_insert(map, 6001, 71001, NULL);        /* 6002 -> 70002 differs */
+    g_assert_cmpuint(bsst_map_runs(map), ==, 4);
+    bsst_map_insert(map, 6002, 71002, NULL);        /* now one run */
+    g_assert_cmpuint(bsst_map_runs(map), ==, 3);
+    /* the first and the last entry of a leaf: removal across leaves */
+    g_assert_cmpuint(bsst_map_remove_range(map, 5100, 5900, NULL, NULL),
+                     ==, 800);
+    g_assert_cmpuint(bsst_map_runs(map), ==, 4);
+    assert_map_sound(map);
+    bsst_map_clear(map);
+    g_assert_cmpuint(bsst_map_runs(map), ==, 0);
     bsst_map_free(map);
 }
 
