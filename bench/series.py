@@ -10,7 +10,8 @@
 # series.jsonl (query-tesseract every 0.5 s, from run-guest.sh --series).
 # For each run, prints one row per STEP seconds of the workload's
 # measurement clock: the transactions in that step, and the swapper's
-# swap-outs, fault swap-ins, background swap-ins, zero fills, and the
+# swap-outs, swap-ins (all, then those on a fault and in the background),
+# zero fills, and the
 # mean fault service time in that step, with the indirections, classic
 # (write-path) swap-ins, reads and writes of its tesseract disks and their
 # mean completion times.  Several runs are
@@ -29,7 +30,7 @@ SCORE = re.compile(r"^S (\d+) (\d+)$")
 TICK = re.compile(r"^guest: acct tick cpu ((?:\d+ ?){7})(.*)$")
 GUEST_COLS = ("g_usr", "g_sys", "g_wait", "g_maj", "g_scan")
 
-SW_KEYS = (("swap-outs", "out"), ("swap-ins", "fault"),
+SW_KEYS = (("swap-outs", "out"), ("swap-ins", "in"),
            ("background-swapins", "bg"), ("zero-fills", "zero"))
 DISK_KEYS = (("indirections", "ind"), ("classic-swapins", "cls"),
              ("reads", "rd"), ("writes", "wr"))
@@ -133,6 +134,8 @@ def rows(run, step_ms, until_ms):
             row[col] = ((b[col + "_sum"] - a[col + "_sum"]) / n
                         if n > 0 else None)
         ga, gb = tick_at(ticks, t), tick_at(ticks, t + step_ms)
+        row["fault"] = (b.get("fs_us_n", 0) - a.get("fs_us_n", 0)
+                        if a and b else None)
         for col in GUEST_COLS:
             row[col] = gb[col] - ga[col] if ga and gb else None
         out.append(row)
@@ -140,7 +143,7 @@ def rows(run, step_ms, until_ms):
     return out, bool(samples), bool(ticks)
 
 
-COLS = ("tx", "out", "fault", "bg", "zero", "fs_us", "ind", "cls", "rd",
+COLS = ("tx", "out", "in", "fault", "bg", "zero", "fs_us", "ind", "cls", "rd",
         "rc_us", "wr", "wc_us")
 
 
@@ -176,8 +179,9 @@ def main():
             print("series.py: %s: no series.jsonl samples (run without "
                   "--series?)" % run, file=sys.stderr)
         tables.append((os.path.basename(run.rstrip("/")), r))
-    print("per %g s of the workload's clock: tx = transactions; out, fault, "
-          "bg, zero = swapper swap-outs, fault swap-ins, background swap-ins, "
+    print("per %g s of the workload's clock: tx = transactions; out, in = "
+          "swapper swap-outs and swap-ins (all: faults, background, I/O path); "
+          "fault, bg, zero = swap-ins on a vCPU's fault, background swap-ins, "
           "zero fills; fs_us = mean fault service (us); ind, cls, rd, wr = the "
           "disks' indirections, classic swap-ins, reads, writes; rc_us, wc_us "
           "= their mean read and write completion (us)" % a.step)

@@ -25,9 +25,9 @@ def check(name, cond, detail=""):
     results.append((bool(cond), name, detail))
 
 
-def answer(outs, faults, fs_count, fs_mean, ind):
+def answer(outs, swapins, fs_count, fs_mean, ind, bg):
     return {"stores": [], "swappers": [{
-        "swap-outs": outs, "swap-ins": faults, "background-swapins": 0,
+        "swap-outs": outs, "swap-ins": swapins, "background-swapins": bg,
         "zero-fills": 0,
         "fault-service": {"count": fs_count, "mean": fs_mean, "p50": 0,
                           "p99": 0, "max": 0}}],
@@ -57,9 +57,9 @@ with tempfile.TemporaryDirectory() as top:
     with open(os.path.join(run, "series.jsonl"), "w") as f:
         # before the measurement (score_ms null), at 1 s and at 2 s; a line
         # cut short at the end must be skipped
-        for sm, a in ((None, answer(100, 50, 50, 40.0, 0)),
-                      (1000, answer(300, 150, 150, 60.0, 20)),
-                      (2000, answer(310, 160, 160, 60.0, 20))):
+        for sm, a in ((None, answer(100, 60, 50, 40.0, 0, 10)),
+                      (1000, answer(300, 180, 150, 60.0, 20, 30)),
+                      (2000, answer(310, 190, 160, 60.0, 20, 30))):
             f.write(json.dumps({"t": 0, "score_ms": sm, "return": a}) + "\n")
         f.write('{"t": 3, "score_ms": 2100, "ret')
     p = subprocess.run([sys.executable, SERIES, "--step", "1", run],
@@ -75,9 +75,12 @@ with tempfile.TemporaryDirectory() as top:
         r1 = dict(zip(cols, rows[1]))
         check("transactions per step", r0["tx"] == "100" and r1["tx"] == "300",
               str((r0, r1)))
-        check("swap-outs and faults differenced from the pre-measurement "
-              "sample", r0["out"] == "200" and r0["fault"] == "100" and
-              r1["out"] == "10" and r1["fault"] == "10", str((r0, r1)))
+        check("swap-outs, swap-ins and faults differenced from the "
+              "pre-measurement sample",
+              r0["out"] == "200" and r0["in"] == "120" and
+              r0["fault"] == "100" and r0["bg"] == "20" and
+              r1["out"] == "10" and r1["in"] == "10" and
+              r1["fault"] == "10" and r1["bg"] == "0", str((r0, r1)))
         # (150 * 60 - 50 * 40) / 100 = 70 us for the first second's faults
         check("mean fault service of the step's faults only",
               r0["fs_us"] == "70" and r1["fs_us"] == "60", str((r0, r1)))
