@@ -202,6 +202,13 @@ if [ "$ACCEL" = tcg ]; then
     # microvm under TCG sometimes hangs calibrating the TSC: tell the kernel
     khz=$(awk -F: '/^cpu MHz/ { printf "%d", $2 * 1000; exit }' /proc/cpuinfo)
     [ -n "$khz" ] && CMDLINE="$CMDLINE tsc_early_khz=$khz"
+    # TCG's TSC follows the host's clock, but the kernel's clocksource
+    # watchdog checks it against jiffies, which lose ticks while the vCPU
+    # waits for a host fault: after a few long stalls it marks the TSC
+    # unstable and keeps time by counting ticks, and from then on the
+    # guest's clock (and a workload's scores and pauses) runs several
+    # times slower than real time whenever the guest stalls.
+    CMDLINE="$CMDLINE tsc=reliable"
 fi
 [ "$SHELL_MODE" = yes ] && WORKLOAD=shell
 [ -n "$WORKLOAD" ] && CMDLINE="$CMDLINE workload=$WORKLOAD"
