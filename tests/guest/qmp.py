@@ -19,9 +19,9 @@
 # one JSON line per run: {"t": seconds since the wait began, "score_ms":
 # the time of the latest "S <ms> <score>" line in the --console file (the
 # guest workload's measurement clock; null before the first), "return":
-# the command's result}.  A time series of the counters, to line up with
-# the workload's scores.  A trailing "quit" command is allowed: its closing of the
-# connection is not an error.
+# the command's result (or "error": its error)}.  A time series of the
+# counters, to line up with the workload's scores.  A trailing "quit"
+# command is allowed: its closing of the connection is not an error.
 #
 # Exit status: 0 ok, 1 QMP error or a command failed, 3 wait timed out,
 # 4 QEMU went away.
@@ -149,8 +149,11 @@ class Series:
         self.next = max(self.next + self.every, now)
         resp = qmp.execute(*self.cmd)
         rec = {"t": round(now - self.start, 3),
-               "score_ms": self.last_score_ms(),
-               "return": resp.get("return", resp.get("error"))}
+               "score_ms": self.last_score_ms()}
+        if "return" in resp:
+            rec["return"] = resp["return"]
+        else:
+            rec["error"] = resp.get("error")
         self.f.write(json.dumps(rec, separators=(",", ":")) + "\n")
         self.f.flush()
 

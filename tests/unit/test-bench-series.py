@@ -114,6 +114,29 @@ with tempfile.TemporaryDirectory() as top:
     check("Series keeps its place when the console does not grow",
           s.last_score_ms() == 300)
 
+    # poll: one line per due poll, the answer under "return", a failed
+    # command's error under "error"
+    class FakeQMP:
+        def __init__(self):
+            self.answers = [{"error": {"class": "GenericError",
+                                       "desc": "no"}},
+                            {"return": {"swappers": []}}]
+
+        def execute(self, name, args=None):
+            return self.answers.pop(0)
+
+    fq = FakeQMP()
+    s.poll(fq)
+    s.poll(fq)                  # not due yet: no second command
+    s.next = 0
+    s.poll(fq)
+    s.f.close()
+    recs = [json.loads(ln) for ln in open(os.path.join(top, "s.jsonl"))]
+    check("Series.poll: error and return kept apart, polls only when due",
+          len(recs) == 2 and recs[0].get("error", {}).get("desc") == "no"
+          and "return" not in recs[0] and recs[1]["return"] == {"swappers": []}
+          and recs[1]["score_ms"] == 300 and not fq.answers, str(recs))
+
 print("1..%d" % len(results))
 for i, (ok, name, detail) in enumerate(results, 1):
     print("%s %d - %s" % ("ok" if ok else "not ok", i, name))
