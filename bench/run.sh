@@ -82,7 +82,9 @@
 # swap then gets its own too).  QEMU's own throttle groups are not used: on
 # the BSST they can deadlock QEMU (see report.md).
 # BENCH_GUEST_MIB, BENCH_LIMIT_MIB, BENCH_MEMHOG_MIB, BENCH_HEAP_MIB override
-# the sizes, BENCH_POLICY the swapper's policy.
+# the sizes, BENCH_POLICY the swapper's policy; BENCH_SERIES how often (s,
+# default 0.5; empty: never) each run's series.jsonl samples the counters
+# (bench/series.py reads it).
 #
 # Outputs in the results directory: summary.json, report.md, scores-*.png,
 # and runs/DISK-SCENARIO/ (console log, query-tesseract, blockstats,
