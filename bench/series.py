@@ -98,25 +98,15 @@ def counters(ret):
     return c
 
 
-def at(samples, ms):
-    """Counters of the last sample taken at or before workload time @ms."""
+def last_at(seq, ms):
+    """The last record of @seq (in workload-time order) whose score_ms is
+    at or before workload time @ms, or None."""
     best = None
-    for rec in samples:
-        if rec["score_ms"] <= ms:
-            best = rec
-        else:
+    for rec in seq:
+        if rec["score_ms"] > ms:
             break
-    return counters(best["return"]) if best else {}
-
-
-def tick_at(ticks, ms):
-    best = None
-    for t in ticks:
-        if t["score_ms"] <= ms:
-            best = t
-        else:
-            break
-    return best["g"] if best else {}
+        best = rec
+    return best
 
 
 def rows(run, step_ms, until_ms):
@@ -125,7 +115,8 @@ def rows(run, step_ms, until_ms):
     t = 0
     while t < until_ms and (not scores or t < scores[-1][0]):
         tx = sum(s for ms, s in scores if t < ms <= t + step_ms)
-        a, b = at(samples, t), at(samples, t + step_ms)
+        a, b = [counters(r["return"]) if r else {}
+                for r in (last_at(samples, t), last_at(samples, t + step_ms))]
         row = {"t": t / 1000, "tx": tx}
         for short in [s for _, s in SW_KEYS] + [s for _, s in DISK_KEYS]:
             row[short] = b.get(short, 0) - a.get(short, 0) if a and b else None
@@ -133,7 +124,8 @@ def rows(run, step_ms, until_ms):
             n = b.get(col + "_n", 0) - a.get(col + "_n", 0) if a and b else 0
             row[col] = ((b[col + "_sum"] - a[col + "_sum"]) / n
                         if n > 0 else None)
-        ga, gb = tick_at(ticks, t), tick_at(ticks, t + step_ms)
+        ga, gb = [r["g"] if r else {}
+                  for r in (last_at(ticks, t), last_at(ticks, t + step_ms))]
         row["fault"] = (b.get("fs_us_n", 0) - a.get("fs_us_n", 0)
                         if a and b else None)
         for col in GUEST_COLS:

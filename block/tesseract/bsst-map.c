@@ -739,6 +739,19 @@ static const char *check_node(const BsstMap *map, const void *node,
     }
 }
 
+/* The maximal runs, counted by walking the map (bsst_map_runs() keeps it) */
+static uint64_t count_runs(const BsstMap *map)
+{
+    uint64_t from = 0, g, run, runs = 0;
+    uint32_t b;
+
+    while (bsst_map_find_next(map, from, UINT64_MAX, &g, &b, &run)) {
+        runs++;
+        from = g + run;
+    }
+    return runs;
+}
+
 const char *bsst_map_check(const BsstMap *map)
 {
     CheckState st = { 0 };
@@ -757,17 +770,8 @@ const char *bsst_map_check(const BsstMap *map)
     if (st.count != map->count) {
         return "entry count mismatch";
     }
-    {
-        uint64_t from = 0, g, run, runs = 0;
-        uint32_t b;
-
-        while (bsst_map_find_next(map, from, UINT64_MAX, &g, &b, &run)) {
-            runs++;
-            from = g + run;
-        }
-        if (runs != map->runs) {
-            return "run count mismatch";
-        }
+    if (count_runs(map) != map->runs) {
+        return "run count mismatch";
     }
     if (st.nleaves != map->nleaves || st.ninner != map->ninner) {
         return "node count mismatch";
