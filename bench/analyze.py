@@ -104,10 +104,13 @@ def scenario_order(keys):
 
 
 def label(sc):
-    """SCENARIO@POLICY (bench/run.sh): the scenario with that policy"""
-    base, _, pol = sc.partition("@")
+    """SCENARIO@POLICY, SCENARIO@PROP=VALUE,... (bench/run.sh): the
+    scenario with that policy or those swapper properties"""
+    base, _, opts = sc.partition("@")
     name = LABELS.get(base, base)
-    return "%s, policy=%s" % (name, pol) if pol else name
+    words = ["policy=%s" % w if "=" not in w else w
+             for w in opts.split(",") if w]
+    return ", ".join([name] + words)
 
 
 def load_run(d):
@@ -239,6 +242,8 @@ def metrics(r, ref_median):
     m["deferred_swapins"] = sw.get("deferred-swapins", 0) if sw else 0
     m["background_swapins"] = sw.get("background-swapins", 0) if sw else 0
     m["background_reads"] = sw.get("background-reads", 0) if sw else 0
+    m["background_waits"] = sw.get("background-waits", 0) if sw else 0
+    m["background_dropped"] = sw.get("background-dropped", 0) if sw else 0
     for k, h in (("fault_service", sw and sw["fault-service"]),
                  ("bsst_read", sw and sw["bsst-read"])):
         for q in ("p50", "mean", "p99", "max"):

@@ -17,7 +17,10 @@
 #                      stock (default all; stock needs root, cgroup v1 memory
 #                      and a host swap device; skipped with a reason if not);
 #                      SCENARIO@POLICY runs a swapper scenario with another
-#                      policy than BENCH_POLICY (e.g. tesseract@access)
+#                      policy than BENCH_POLICY (e.g. tesseract@access);
+#                      SCENARIO@PROP=VALUE[,...] with other swapper
+#                      properties (e.g. tesseract@background-idle=0), and
+#                      both: tesseract@access,background-idle=0
 #   --secs N           measured seconds of the score workload per run
 #   --rounds N         run every scenario N times and report the medians,
 #                      each round, and the --together pairs (full mode
@@ -330,9 +333,19 @@ run_one() {  # DISK SCENARIO ROUND [CPUS [TOGETHER-WITH]]
     local disk=$1 sc=$2 rn=$3 cpus=${4:-} with=${5:-} wd=$OUT/runs/$1-$2 args=() topts= swapper= why
     [ "$rn" = 1 ] || wd=$wd.r$rn
     local t0 t1 rc=0 vm0 vm1 stock_limit= wrap=
-    # SCENARIO@POLICY: that scenario with another swapper policy
-    local base=${sc%%@*} pol=$POLICY
-    [ "$base" = "$sc" ] || pol=${sc#*@}
+    # SCENARIO@POLICY and SCENARIO@PROP=VALUE,...: that scenario with
+    # another swapper policy or more swapper properties
+    local base=${sc%%@*} pol=$POLICY extra= w
+    if [ "$base" != "$sc" ]; then
+        local IFS=,
+        for w in ${sc#*@}; do
+            case "$w" in
+            *=*) extra="$extra,$w" ;;
+            ?*) pol=$w ;;
+            esac
+        done
+        unset IFS
+    fi
     rm -rf "$wd"
     mkdir -p "$wd"
     case "$base" in
@@ -345,6 +358,7 @@ run_one() {  # DISK SCENARIO ROUND [CPUS [TOGETHER-WITH]]
                       topts="indirect=on" ;;
     *) die "unknown scenario '$sc'" ;;
     esac
+    swapper=$swapper$extra
     if [ "$sc" = stock ]; then
         why=$(stock_unsupported)
         if [ -n "$why" ]; then

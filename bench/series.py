@@ -11,6 +11,7 @@
 # For each run, prints one row per STEP seconds of the workload's
 # measurement clock: the transactions in that step, and the swapper's
 # swap-outs, swap-ins (all, then those on a fault and in the background),
+# background swap-ins dropped (queue full),
 # zero fills, and the
 # mean fault service time in that step, with the indirections, classic
 # (write-path) swap-ins, reads and writes of its tesseract disks and their
@@ -31,7 +32,8 @@ TICK = re.compile(r"^guest: acct tick cpu ((?:\d+ ?){7})(.*)$")
 GUEST_COLS = ("g_usr", "g_sys", "g_wait", "g_maj", "g_scan")
 
 SW_KEYS = (("swap-outs", "out"), ("swap-ins", "in"),
-           ("background-swapins", "bg"), ("zero-fills", "zero"))
+           ("background-swapins", "bg"), ("background-dropped", "drop"),
+           ("zero-fills", "zero"))
 DISK_KEYS = (("indirections", "ind"), ("classic-swapins", "cls"),
              ("reads", "rd"), ("writes", "wr"))
 # latencies whose per-step mean is shown: (owner, QMP key, column)

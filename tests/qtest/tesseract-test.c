@@ -701,6 +701,68 @@ static void test_swapper_background_swapin(void)
     vm_stop(&vm);
 }
 
+/*
+ * background-idle: a background swap-in starts only once no fault has been
+ * in service for that long (a vCPU waits for its fault; nothing waits for
+ * a background swap-in).  Pages indirected right after a fault stay
+ * swapped out for background-idle, then come back by themselves.
+ */
+static void test_swapper_background_idle(void)
+{
+    const unsigned np = 16;
+    const uint32_t len = np * TSR_PAGE;
+    g_autofree uint8_t *pattern = g_malloc(len);
+    g_autofree uint8_t *other = g_malloc(TSR_PAGE);
+    g_autofree uint8_t *back = g_malloc(len);
+    TsrImages img;
+    TsrVM vm;
+    uint64_t buf, page;
+    QDict *resp;
+
+    images_new(&img);
+    vm_start_with(&vm, &img, NULL, SWAPPER ",background-idle=3000000");
+    g_assert_cmpint(swapper_stat("background-idle"), ==, 3000000);
+    page = swapped_buffer(&vm, other, TSR_PAGE, 5);
+    fill_pattern(pattern, len, 16);
+    buf = guest_alloc(vm.alloc, len);
+    memwrite(buf, pattern, len);
+    swapper_swap_out(buf, len);
+    g_assert_cmpint(swapper_stat("swapped-pages"), ==, np + 1);
+
+    /* a fault, then the indirections: their swap-ins wait */
+    memread(page, back, TSR_PAGE);
+    g_assert_cmpmem(back, TSR_PAGE, other, TSR_PAGE);
+    blk_write(&vm, 2048, buf, len);
+    g_assert_cmpint(swapper_stat("swapins-avoided"), ==, np);
+    g_usleep(300 * 1000);
+    g_assert_cmpint(swapper_stat("swapped-pages"), ==, np);
+    g_assert_cmpint(swapper_stat("background-swapins"), ==, 0);
+
+    /* ... then come back, once, after the quiet time */
+    g_assert_cmpint(wait_stat(swapper_stat, "swapped-pages", true, 0), ==, 0);
+    g_assert_cmpint(swapper_stat("background-swapins"), ==, np);
+    g_assert_cmpint(swapper_stat("background-waits"), >=, 1);
+    g_assert_cmpint(swapper_stat("deferred-swapins"), ==, 0);
+    memread(buf, back, len);
+    g_assert_cmpmem(back, len, pattern, len);
+    check_disk(&vm, 2048, pattern, np);
+
+    /* 0: at once; and a bad value names the property and its range */
+    qtest_qmp_assert_success(global_qtest,
+        "{'execute': 'qom-set', 'arguments': {'path': '/objects/swap0', "
+        "'property': 'background-idle', 'value': 0}}");
+    g_assert_cmpint(swapper_stat("background-idle"), ==, 0);
+    resp = qmp("{'execute': 'qom-set', 'arguments': {'path': "
+               "'/objects/swap0', 'property': 'background-idle', "
+               "'value': 20000000}}");
+    g_assert_nonnull(strstr(qdict_get_str(qdict_get_qdict(resp, "error"),
+                                          "desc"),
+                            "background-idle must be 0 to 10000000 "
+                            "microseconds, not 20000000"));
+    qobject_unref(resp);
+    vm_stop(&vm);
+}
+
 /* Read @np pages at @sector; the number of requests it took. */
 static int64_t read_requests(TsrVM *vm, uint64_t sector,
                              const uint8_t *expect, unsigned np)
@@ -1417,6 +1479,8 @@ int main(int argc, char **argv)
                    test_swapper_write_indirection);
     qtest_add_func("/tesseract/swapper/background-swapin",
                    test_swapper_background_swapin);
+    qtest_add_func("/tesseract/swapper/background-idle",
+                   test_swapper_background_idle);
     qtest_add_func("/tesseract/swapper/slot-fill", test_swapper_slot_fill);
     qtest_add_func("/tesseract/swapper/slot-fill-quit",
                    test_swapper_slot_fill_quit);

@@ -149,14 +149,20 @@ def main():
         write_run(top, "ssd", "baseline", 1, b1)
         write_run(top, "ssd", "tesseract", 1, t1)
         write_run(top, "ssd", "tesseract@access", 1, t2)
+        write_run(top, "ssd", "tesseract@access,background-idle=0", 1, t1)
         rc, s, rep = analyze(top)
         rows = [l.split("|")[1].strip() for l in rep.splitlines()
                 if l.startswith("| ") and "tesseract" in l.split("|")[1]]
         check("SCENARIO@POLICY: own object, labelled, after its scenario",
               rc == 0 and s["ssd/tesseract@access"]["throughput_ops"] == 10000 and
               "Tesseract (indirect=on, defrag=off), policy=access against the "
-              "baseline" in rep and rows[:2] == ["tesseract", "tesseract@access"],
+              "baseline" in rep and rows[:3] == [
+                  "tesseract", "tesseract@access",
+                  "tesseract@access,background-idle=0"],
               "rc %d rows %s" % (rc, rows[:4]))
+        check("SCENARIO@POLICY,PROP=VALUE: labelled with both",
+              "Tesseract (indirect=on, defrag=off), policy=access, "
+              "background-idle=0 against the baseline" in rep)
     with tempfile.TemporaryDirectory() as top:
         # on a 4-CPU host, each side alternating over its own two CPUs:
         # each side's CPUs are used equally often, but not the same CPUs

@@ -77,6 +77,9 @@
 #define TSW_BATCH 32
 /* indirected pages waiting for their background swap-in, at most */
 #define TSW_BG_QUEUE 4096
+/* background-idle: default and maximum (microseconds) */
+#define TSW_BG_IDLE_US_DEFAULT 2000
+#define TSW_BG_IDLE_US_MAX 10000000
 /* WP_AGE: ageing sweep period */
 #define TSW_SWEEP_NS (1 * NANOSECONDS_PER_SECOND)
 /* ACCESS: default and bounds of scan-interval (ms) */
@@ -118,6 +121,7 @@ struct TesseractSwapper {
     HostMemoryBackend *memdev;
     int policy_kind;
     bool background_swapin;
+    uint32_t bg_idle_us;
     uint32_t scan_ms;
 
     /* set up when attached to the RAM */
@@ -161,7 +165,14 @@ struct TesseractSwapper {
     uint64_t swap_outs, swap_ins, swapins_cancelled, swapins_avoided;
     uint64_t swapouts_abandoned, zero_fills, bytes_written, bytes_read;
     uint64_t deferred_swapins, background_swapins, background_dropped;
-    uint64_t background_reads;
+    uint64_t background_reads, background_waits;
+    /*
+     * Faults being served from the BSST, when the last one ended; the
+     * background swap-in waits on faults_idle (see tsw_background_yield)
+     */
+    uint32_t faults_busy;
+    int64_t fault_end_ns;
+    QemuCond faults_idle;
     /* indirected pages to swap in, ring of TSW_BG_QUEUE */
     uint32_t *bg_q;
     uint64_t bg_head, bg_tail;
@@ -631,13 +642,54 @@ static void tsw_handle_missing(TesseractSwapper *sw, uint8_t *addr,
         pg->flags &= ~PG_INDIRECTED;
         sw->deferred_swapins++;
     }
+    sw->faults_busy++;
     qemu_mutex_unlock(&sw->lock);
 
     read_ns = tsw_swap_in(sw, idx, bblock, host_off, buf, true, false);
     qemu_mutex_lock(&sw->lock);
-    tsr_hist_add(&sw->fault_hist, get_clock() - t0);
+    sw->fault_end_ns = get_clock();
+    if (!--sw->faults_busy) {
+        qemu_cond_broadcast(&sw->faults_idle);
+    }
+    tsr_hist_add(&sw->fault_hist, sw->fault_end_ns - t0);
     tsr_hist_add(&sw->bsst_read_hist, read_ns);
     qemu_mutex_unlock(&sw->lock);
+}
+
+/*
+ * A vCPU waits for its fault; nothing waits for a background swap-in.  On
+ * a disk that serves one request at a time, a background read ahead of a
+ * fault's read doubles that fault's service, so the background swap-in
+ * starts only once no fault has been in service for background-idle
+ * microseconds (a fault's vCPU runs on between faults; a busy guest
+ * faults again within that).  What waits too long overflows the queue and
+ * is swapped in when the guest touches it.  Under sw->lock; returns false
+ * if the swapper is quitting.
+ */
+static bool tsw_background_yield(TesseractSwapper *sw)
+{
+    bool waited = false;
+
+    while (!qatomic_read(&sw->quit)) {
+        int64_t idle_ns = (int64_t)qatomic_read(&sw->bg_idle_us) * SCALE_US;
+        int64_t left;
+
+        if (sw->faults_busy) {
+            qemu_cond_wait(&sw->faults_idle, &sw->lock);
+            waited = true;
+            continue;
+        }
+        left = sw->fault_end_ns + idle_ns - get_clock();
+        if (left <= 0) {
+            sw->background_waits += waited;
+            return true;
+        }
+        waited = true;
+        qemu_mutex_unlock(&sw->lock);
+        g_usleep(MAX(left / SCALE_US, 1));
+        qemu_mutex_lock(&sw->lock);
+    }
+    return false;
 }
 
 /*
@@ -711,6 +763,10 @@ static void *tsw_background_thread(void *opaque)
             break;
         }
         qemu_mutex_lock(&sw->lock);
+        if (!tsw_background_yield(sw)) {
+            qemu_mutex_unlock(&sw->lock);
+            break;
+        }
         tsw_background_drop_stale(sw);
         if (!tsw_background_take(sw, -1, &idx[0], &bblock[0], &host_off[0])) {
             /* a run or a stale drop took this wakeup's entry already */
@@ -1515,6 +1571,32 @@ static void tsw_set_background_swapin(Object *obj, bool value, Error **errp)
     qemu_mutex_unlock(&sw->lock);
 }
 
+static void tsw_get_background_idle(Object *obj, Visitor *v,
+                                    const char *name, void *opaque,
+                                    Error **errp)
+{
+    uint32_t value = qatomic_read(&TESSERACT_SWAPPER(obj)->bg_idle_us);
+
+    visit_type_uint32(v, name, &value, errp);
+}
+
+static void tsw_set_background_idle(Object *obj, Visitor *v,
+                                    const char *name, void *opaque,
+                                    Error **errp)
+{
+    uint32_t value;
+
+    if (!visit_type_uint32(v, name, &value, errp)) {
+        return;
+    }
+    if (value > TSW_BG_IDLE_US_MAX) {
+        error_setg(errp, "tesseract-swapper: background-idle must be 0 to %d "
+                   "microseconds, not %" PRIu32, TSW_BG_IDLE_US_MAX, value);
+        return;
+    }
+    qatomic_set(&TESSERACT_SWAPPER(obj)->bg_idle_us, value);
+}
+
 static void tsw_finalize(Object *obj)
 {
     TesseractSwapper *sw = TESSERACT_SWAPPER(obj);
@@ -1530,6 +1612,9 @@ static void tsw_finalize(Object *obj)
         qatomic_set(&sw->quit, true);
         qemu_sem_post(&sw->kick);
         qemu_thread_join(&sw->worker_thread);
+        qemu_mutex_lock(&sw->lock);
+        qemu_cond_broadcast(&sw->faults_idle);
+        qemu_mutex_unlock(&sw->lock);
         qemu_sem_post(&sw->bg_kick);
         qemu_thread_join(&sw->background_thread);
         /*
@@ -1571,6 +1656,7 @@ static void tsw_finalize(Object *obj)
         close(sw->direct_fd);
     }
     g_free(sw->direct_path);
+    qemu_cond_destroy(&sw->faults_idle);
     qemu_mutex_destroy(&sw->lock);
     g_free(sw->bsst);
 }
@@ -1585,7 +1671,9 @@ static void tsw_init(Object *obj)
     sw->pagemap_fd = -1;
     sw->scan_ms = TSW_SCAN_MS_DEFAULT;
     sw->background_swapin = true;
+    sw->bg_idle_us = TSW_BG_IDLE_US_DEFAULT;
     qemu_mutex_init(&sw->lock);
+    qemu_cond_init(&sw->faults_idle);
 }
 
 static void tsw_class_init(ObjectClass *oc, void *data)
@@ -1627,6 +1715,12 @@ static void tsw_class_init(ObjectClass *oc, void *data)
         "swap a page in right after a guest write turned its swap-in into "
         "an indirection, without waiting for the guest to touch it again "
         "(settable at run time)");
+    object_class_property_add(oc, "background-idle", "uint32",
+                              tsw_get_background_idle,
+                              tsw_set_background_idle, NULL, NULL);
+    object_class_property_set_description(oc, "background-idle",
+        "microseconds without a fault in service before a background "
+        "swap-in starts (0: at once; settable at run time)");
 }
 
 static const TypeInfo tsw_info = {
@@ -1680,6 +1774,8 @@ TesseractSwapperInfoList *tesseract_swapper_query_all(void)
         i->background_reads = sw->background_reads;
         i->background_dropped = sw->background_dropped;
         i->background_swapin = sw->background_swapin;
+        i->background_idle = qatomic_read(&sw->bg_idle_us);
+        i->background_waits = sw->background_waits;
         i->swapouts_abandoned = sw->swapouts_abandoned;
         i->zero_fills = sw->zero_fills;
         i->access_scans = sw->access_scans;
