@@ -506,7 +506,9 @@ def paired_table(t, tsc):
     return L
 
 
-def report(summary, out, mode, plots, env, order):
+def report_header(summary, mode, env):
+    """report.md's opening: the machine, the setup, the scenarios and the
+    pause rule"""
     L = []
     L.append("# Tesseract evaluation (%s mode)" % mode)
     L.append("")
@@ -538,140 +540,179 @@ def report(summary, out, mode, plots, env, order):
              "swap disk's tesseract node (the guest's paging I/O), in µs."
              % (PAUSE_FRACTION * 100))
     L.append("")
+    return L
+
+
+def run_tables(rows):
+    """One disk model's three tables: results, I/O latencies and bytes,
+    and what became of the avoided swap-ins"""
+    L = []
+    rows = [r for r in rows if not r.get("skipped")]
+    L.append("| scenario | write prepare mean / p99 | write completion mean / p99 | "
+             "read prepare mean / p99 | read completion mean / p99 | "
+             "fault service p50 / mean | swapper BSST read p50 / mean | BSST raw 4K read | "
+             "BSST MiB written / read | swap disk MiB written / read | QEMU MiB read / written | QEMU peak RSS MiB |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        L.append("| %s | %s / %s | %s / %s | %s / %s | %s / %s | %s / %s | %s / %s | %s | %s / %s | %s / %s | %s / %s | %s |" % (
+            r["scenario"],
+            fmt(r["write_prepare_us_mean"], 2), fmt(r["write_prepare_us_p99"]),
+            fmt(r["write_completion_us_mean"], 2), fmt(r["write_completion_us_p99"]),
+            fmt(r["read_prepare_us_mean"], 2), fmt(r["read_prepare_us_p99"]),
+            fmt(r["read_completion_us_mean"], 2), fmt(r["read_completion_us_p99"]),
+            fmt(r["fault_service_us_p50"]), fmt(r["fault_service_us_mean"]),
+            fmt(r["bsst_read_us_p50"]), fmt(r["bsst_read_us_mean"]),
+            fmt(r["bsst_raw_read_4k_us"], 2),
+            mib(r["bsst_bytes_written"]), mib(r["bsst_bytes_read"]),
+            mib(r["swapdisk_bytes_written"]), mib(r["swapdisk_bytes_read"]),
+            mib(r["qemu_rchar"]), mib(r["qemu_wchar"]),
+            "–" if r["qemu_hwm_kib"] is None else "%.0f" % (r["qemu_hwm_kib"] / 1024)))
+    L.append("")
+    L.append("What became of the swap-ins that indirections avoided "
+             "(*deferred*: the guest touched the page while it was still "
+             "swapped out, a fault on the BSST; *background*: the swapper "
+             "brought it back by itself first, *waited* of those reads "
+             "after waiting for faults first, *dropped* left to a guest "
+             "touch because the queue was full; *slot fills*: indirected "
+             "blocks whose data was then copied into the slot their "
+             "redirected run kept for them), and what else ran on the "
+             "host meanwhile (CPU seconds over the run, both CPUs; "
+             "*steal*: taken by the hypervisor under this machine):")
+    L.append("")
+    L.append("| scenario | swap-ins avoided | deferred swap-ins | "
+             "background swap-ins / reads / waited / dropped | "
+             "swap-ins cancelled | redirected pages | "
+             "slot fills | guest reads: pieces / requests | host busy (s) | host steal (s) |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        L.append("| %s | %s | %s | %s / %s / %s / %s | %s | %s | %s | %s / %s | %s | %s |" % (
+            r["scenario"], r["swapins_avoided"],
+            fmt(r.get("deferred_swapins")), fmt(r.get("background_swapins")),
+            fmt(r.get("background_reads")), fmt(r.get("background_waits")),
+            fmt(r.get("background_dropped")),
+            fmt(r.get("swapins_cancelled")), fmt(r.get("redirected_pages")),
+            fmt(r.get("slot_fills")), fmt(r.get("read_pieces")),
+            fmt(r.get("read_requests")), fmt(r.get("host_busy_s"), 1),
+            fmt(r.get("host_steal_s"), 1)))
+    L.append("")
+    return L
+
+
+def rounds_table(rows):
+    """Each scenario's throughput and pauses round by round (if there was
+    more than one round)"""
+    L = []
+    nr = max((r.get("rounds", 1) for r in rows), default=1)
+    if nr <= 1:
+        return L
+    L.append("Each number above is the median of %d rounds (the "
+             "scenarios run in turn, round after round%s). Per round:"
+             % (nr, "; the baseline and %s side by side" % ", ".join(
+                 r["scenario"] for r in rows if r.get("paired"))
+                if any(r.get("paired") for r in rows) else ""))
+    L.append("")
+    L.append("| scenario | throughput (tx/s) | total pause (ms) | "
+             "largest pause (ms) |")
+    L.append("|---|---|---|---|")
+    for r in rows:
+        if r.get("skipped") or "throughput_ops_rounds" not in r:
+            continue
+        L.append("| %s | %s | %s | %s |" % (
+            r["scenario"],
+            " / ".join(fmt(v, 0) for v in r["throughput_ops_rounds"]),
+            " / ".join(fmt(v) for v in r["total_pause_ms_rounds"]),
+            " / ".join(fmt(v) for v in r["max_pause_ms_rounds"])))
+    L.append("")
+    return L
+
+
+VERSUS_BASELINE = (
+    ("throughput_ops", "throughput (tx/s)", False),
+    ("total_pause_ms", "total pause (ms)", True),
+    ("max_pause_ms", "largest pause (ms)", True),
+    ("write_prepare_us_mean", "write prepare mean (µs)", True),
+    ("write_completion_us_mean", "write completion mean (µs)", True),
+    ("read_prepare_us_mean", "read prepare mean (µs)", True),
+    ("read_completion_us_mean", "read completion mean (µs)", True),
+    ("swap_ins", "swapper swap-ins", True),
+    ("swapins_avoided", "swap-ins avoided", False),
+    ("bsst_bytes_read", "BSST bytes read", True))
+
+
+def versus_baseline(t, b, tsc, disk):
+    """A Tesseract scenario @tsc (summary object @t) against the baseline
+    (@b) on @disk: each metric, the ratio, and whether it is better"""
+    L = []
+    L.append("%s against the baseline (%s):" % (label(tsc), disk.upper()))
+    L.append("")
+    L.append("| metric | baseline | %s | %s vs baseline | better? |"
+             % (tsc, tsc))
+    L.append("|---|---|---|---|---|")
+    for key, name, lower in VERSUS_BASELINE:
+        bv, tv = b.get(key), t.get(key)
+        rt = change(tv, bv)
+        if bv is None or tv is None or tv == bv:
+            better = "same" if tv == bv and bv is not None else "–"
+        elif lower:
+            better = "yes" if tv < bv else "no"
+        else:
+            better = "yes" if tv > bv else "no"
+        L.append("| %s | %s | %s | %s | %s |" % (name, fmt(bv, 2), fmt(tv, 2), rt, better))
+    L.append("")
+    if t.get("paired"):
+        L.extend(paired_table(t, tsc))
+    return L
+
+
+def disk_section(summary, disk, order):
+    """report.md's section for one disk model"""
+    rows = [summary.get("%s/%s" % (disk, sc)) for sc in order]
+    rows = [r for r in rows if r]
+    L = ["## %s" % disk.upper(), ""]
+    L.append("| scenario | ok | throughput (tx/s) | total pause (ms) | "
+             "largest pause (ms) | zero intervals | corrupt | guest pswpin / pswpout | "
+             "swap-outs / swap-ins | swap-ins avoided | host pswpin / pswpout | wall (s) |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if r.get("skipped"):
+            L.append("| %s | skipped: %s |||||||||||" % (r["scenario"], r["skipped"]))
+            continue
+        L.append("| %s | %s | %s | %s | %s | %s | %s | %s / %s | %s / %s | %s | %s / %s | %s |" % (
+            r["scenario"], "yes" if r["ok"] else "**NO** " + r.get("error", ""),
+            fmt(r["throughput_ops"]), r["total_pause_ms"], r["max_pause_ms"],
+            r["zero_intervals"], fmt(r["corrupt_pages"]),
+            fmt(r["guest_pswpin"]), fmt(r["guest_pswpout"]),
+            r["swap_outs"], r["swap_ins"], r["swapins_avoided"],
+            fmt(r["host_pswpin"]), fmt(r["host_pswpout"]), fmt(r["wall_s"])))
+    L.append("")
+    L.extend(run_tables(rows))
+    L.extend(rounds_table(rows))
+    b = summary.get("%s/baseline" % disk)
+    usable = lambda x: x and not x.get("skipped")
+    for tsc in [x for x in order if x.partition("@")[0] in
+                ("tesseract", "tesseract-defrag", "tesseract-lazy")]:
+        t = summary.get("%s/%s" % (disk, tsc))
+        if usable(t) and usable(b):
+            L.extend(versus_baseline(t, b, tsc, disk))
+    t = summary.get("%s/tesseract" % disk)
+    s = summary.get("%s/stock" % disk)
+    if usable(t) and usable(b) and usable(s):
+        L.append("Tesseract against stock QEMU with host swap (%s): throughput "
+                 "%s, total pause %s vs %s ms, largest pause %s vs %s ms."
+                 % (disk.upper(), change(t["throughput_ops"], s["throughput_ops"]),
+                    t["total_pause_ms"], s["total_pause_ms"],
+                    t["max_pause_ms"], s["max_pause_ms"]))
+        L.append("")
+    return L
+
+
+def report(summary, out, mode, plots, env, order):
+    L = report_header(summary, mode, env)
     models = ["ssd", "hdd", "hybrid"]
     disks = sorted({v["disk"] for v in summary.values()},
                    key=lambda d: models.index(d) if d in models else 9)
     for disk in disks:
-        rows = [summary.get("%s/%s" % (disk, sc)) for sc in order]
-        rows = [r for r in rows if r]
-        L.append("## %s" % disk.upper())
-        L.append("")
-        L.append("| scenario | ok | throughput (tx/s) | total pause (ms) | "
-                 "largest pause (ms) | zero intervals | corrupt | guest pswpin / pswpout | "
-                 "swap-outs / swap-ins | swap-ins avoided | host pswpin / pswpout | wall (s) |")
-        L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
-        for r in rows:
-            if r.get("skipped"):
-                L.append("| %s | skipped: %s |||||||||||" % (r["scenario"], r["skipped"]))
-                continue
-            L.append("| %s | %s | %s | %s | %s | %s | %s | %s / %s | %s / %s | %s | %s / %s | %s |" % (
-                r["scenario"], "yes" if r["ok"] else "**NO** " + r.get("error", ""),
-                fmt(r["throughput_ops"]), r["total_pause_ms"], r["max_pause_ms"],
-                r["zero_intervals"], fmt(r["corrupt_pages"]),
-                fmt(r["guest_pswpin"]), fmt(r["guest_pswpout"]),
-                r["swap_outs"], r["swap_ins"], r["swapins_avoided"],
-                fmt(r["host_pswpin"]), fmt(r["host_pswpout"]), fmt(r["wall_s"])))
-        L.append("")
-        L.append("| scenario | write prepare mean / p99 | write completion mean / p99 | "
-                 "read prepare mean / p99 | read completion mean / p99 | "
-                 "fault service p50 / mean | swapper BSST read p50 / mean | BSST raw 4K read | "
-                 "BSST MiB written / read | swap disk MiB written / read | QEMU MiB read / written | QEMU peak RSS MiB |")
-        L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
-        for r in rows:
-            if r.get("skipped"):
-                continue
-            L.append("| %s | %s / %s | %s / %s | %s / %s | %s / %s | %s / %s | %s / %s | %s | %s / %s | %s / %s | %s / %s | %s |" % (
-                r["scenario"],
-                fmt(r["write_prepare_us_mean"], 2), fmt(r["write_prepare_us_p99"]),
-                fmt(r["write_completion_us_mean"], 2), fmt(r["write_completion_us_p99"]),
-                fmt(r["read_prepare_us_mean"], 2), fmt(r["read_prepare_us_p99"]),
-                fmt(r["read_completion_us_mean"], 2), fmt(r["read_completion_us_p99"]),
-                fmt(r["fault_service_us_p50"]), fmt(r["fault_service_us_mean"]),
-                fmt(r["bsst_read_us_p50"]), fmt(r["bsst_read_us_mean"]),
-                fmt(r["bsst_raw_read_4k_us"], 2),
-                mib(r["bsst_bytes_written"]), mib(r["bsst_bytes_read"]),
-                mib(r["swapdisk_bytes_written"]), mib(r["swapdisk_bytes_read"]),
-                mib(r["qemu_rchar"]), mib(r["qemu_wchar"]),
-                "–" if r["qemu_hwm_kib"] is None else "%.0f" % (r["qemu_hwm_kib"] / 1024)))
-        L.append("")
-        L.append("What became of the swap-ins that indirections avoided "
-                 "(*deferred*: the guest touched the page while it was still "
-                 "swapped out, a fault on the BSST; *background*: the swapper "
-                 "brought it back by itself first; *slot fills*: indirected "
-                 "blocks whose data was then copied into the slot their "
-                 "redirected run kept for them), and what else ran on the "
-                 "host meanwhile (CPU seconds over the run, both CPUs; "
-                 "*steal*: taken by the hypervisor under this machine):")
-        L.append("")
-        L.append("| scenario | swap-ins avoided | deferred swap-ins | "
-                 "background swap-ins | swap-ins cancelled | redirected pages | "
-                 "slot fills | guest reads: pieces / requests | host busy (s) | host steal (s) |")
-        L.append("|---|---|---|---|---|---|---|---|---|---|")
-        for r in rows:
-            if r.get("skipped"):
-                continue
-            L.append("| %s | %s | %s | %s | %s | %s | %s | %s / %s | %s | %s |" % (
-                r["scenario"], r["swapins_avoided"],
-                fmt(r.get("deferred_swapins")), fmt(r.get("background_swapins")),
-                fmt(r.get("swapins_cancelled")), fmt(r.get("redirected_pages")),
-                fmt(r.get("slot_fills")), fmt(r.get("read_pieces")),
-                fmt(r.get("read_requests")), fmt(r.get("host_busy_s"), 1),
-                fmt(r.get("host_steal_s"), 1)))
-        L.append("")
-        b = summary.get("%s/baseline" % disk)
-        nr = max((r.get("rounds", 1) for r in rows), default=1)
-        if nr > 1:
-            L.append("Each number above is the median of %d rounds (the "
-                     "scenarios run in turn, round after round%s). Per round:"
-                     % (nr, "; the baseline and %s side by side" % ", ".join(
-                         r["scenario"] for r in rows if r.get("paired"))
-                        if any(r.get("paired") for r in rows) else ""))
-            L.append("")
-            L.append("| scenario | throughput (tx/s) | total pause (ms) | "
-                     "largest pause (ms) |")
-            L.append("|---|---|---|---|")
-            for r in rows:
-                if r.get("skipped") or "throughput_ops_rounds" not in r:
-                    continue
-                L.append("| %s | %s | %s | %s |" % (
-                    r["scenario"],
-                    " / ".join(fmt(v, 0) for v in r["throughput_ops_rounds"]),
-                    " / ".join(fmt(v) for v in r["total_pause_ms_rounds"]),
-                    " / ".join(fmt(v) for v in r["max_pause_ms_rounds"])))
-            L.append("")
-        for tsc in [x for x in order if x.partition("@")[0] in
-                    ("tesseract", "tesseract-defrag", "tesseract-lazy")]:
-            t = summary.get("%s/%s" % (disk, tsc))
-            if not (t and b and not t.get("skipped") and not b.get("skipped")):
-                continue
-            L.append("%s against the baseline (%s):" % (label(tsc), disk.upper()))
-            L.append("")
-            L.append("| metric | baseline | %s | %s vs baseline | better? |"
-                     % (tsc, tsc))
-            L.append("|---|---|---|---|---|")
-            for key, name, lower in (
-                    ("throughput_ops", "throughput (tx/s)", False),
-                    ("total_pause_ms", "total pause (ms)", True),
-                    ("max_pause_ms", "largest pause (ms)", True),
-                    ("write_prepare_us_mean", "write prepare mean (µs)", True),
-                    ("write_completion_us_mean", "write completion mean (µs)", True),
-                    ("read_prepare_us_mean", "read prepare mean (µs)", True),
-                    ("read_completion_us_mean", "read completion mean (µs)", True),
-                    ("swap_ins", "swapper swap-ins", True),
-                    ("swapins_avoided", "swap-ins avoided", False),
-                    ("bsst_bytes_read", "BSST bytes read", True)):
-                bv, tv = b.get(key), t.get(key)
-                rt = change(tv, bv)
-                if bv is None or tv is None or tv == bv:
-                    better = "same" if tv == bv and bv is not None else "–"
-                elif lower:
-                    better = "yes" if tv < bv else "no"
-                else:
-                    better = "yes" if tv > bv else "no"
-                L.append("| %s | %s | %s | %s | %s |" % (name, fmt(bv, 2), fmt(tv, 2), rt, better))
-            L.append("")
-            if t.get("paired"):
-                L.extend(paired_table(t, tsc))
-        t = summary.get("%s/tesseract" % disk)
-        if t and b and not t.get("skipped") and not b.get("skipped"):
-            s = summary.get("%s/stock" % disk)
-            if s and not s.get("skipped"):
-                L.append("Tesseract against stock QEMU with host swap (%s): throughput "
-                         "%s, total pause %s vs %s ms, largest pause %s vs %s ms."
-                         % (disk.upper(), change(t["throughput_ops"], s["throughput_ops"]),
-                            t["total_pause_ms"], s["total_pause_ms"],
-                            t["max_pause_ms"], s["max_pause_ms"]))
-                L.append("")
+        L.extend(disk_section(summary, disk, order))
     for p in plots:
         L.append("![%s](%s)" % (p, p))
         L.append("")

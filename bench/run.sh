@@ -90,7 +90,7 @@
 # (bench/series.py reads it).
 #
 # Outputs in the results directory: summary.json, report.md, scores-*.png,
-# and runs/DISK-SCENARIO/ (console log, query-tesseract, blockstats,
+# and runs/DISK-SCENARIO/ ('=' and ',' as '_'; console log, query-tesseract, blockstats,
 # QEMU's /proc status, meta.json).  See bench/analyze.py for the metrics.
 set -euo pipefail
 
@@ -330,7 +330,9 @@ vmstat_swap() { awk '/^pswp(in|out) / { printf "%s ", $2 }' /proc/vmstat; }
 NOOC_RSS_KIB=
 
 run_one() {  # DISK SCENARIO ROUND [CPUS [TOGETHER-WITH]]
-    local disk=$1 sc=$2 rn=$3 cpus=${4:-} with=${5:-} wd=$OUT/runs/$1-$2 args=() topts= swapper= why
+    # the directory: '=' and ',' (SCENARIO@PROP=VALUE,...) would break
+    # QEMU's option syntax in the paths run-guest.sh passes it
+    local disk=$1 sc=$2 rn=$3 cpus=${4:-} with=${5:-} wd=$OUT/runs/$1-${2//[=,]/_} args=() topts= swapper= why
     [ "$rn" = 1 ] || wd=$wd.r$rn
     local t0 t1 rc=0 vm0 vm1 stock_limit= wrap=
     # SCENARIO@POLICY and SCENARIO@PROP=VALUE,...: that scenario with

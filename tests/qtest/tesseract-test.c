@@ -747,7 +747,7 @@ static void test_swapper_background_idle(void)
     g_assert_cmpmem(back, len, pattern, len);
     check_disk(&vm, 2048, pattern, np);
 
-    /* 0: at once; and a bad value names the property and its range */
+    /* 0: as soon as no fault is in service; a bad value is named */
     qtest_qmp_assert_success(global_qtest,
         "{'execute': 'qom-set', 'arguments': {'path': '/objects/swap0', "
         "'property': 'background-idle', 'value': 0}}");

@@ -1720,7 +1720,7 @@ static void tsw_class_init(ObjectClass *oc, void *data)
                               tsw_set_background_idle, NULL, NULL);
     object_class_property_set_description(oc, "background-idle",
         "microseconds without a fault in service before a background "
-        "swap-in starts (0: at once; settable at run time)");
+        "swap-in starts (0: as soon as none is; settable at run time)");
 }
 
 static const TypeInfo tsw_info = {
