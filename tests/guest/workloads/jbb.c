@@ -31,6 +31,8 @@
  *   --hot-prob N     jbb_hot_prob     % of picks in the hot set      (80)
  *   --seed N         jbb_seed         pattern and choice seed        (1)
  *   --interval-ms N  jbb_interval_ms  score interval                 (100)
+ *   --measuring P    jbb_measuring    create file P when the measurement
+ *                                     starts (memhog --start-file)   (none)
  *
  * Copyright (c) 2026 The Tesseract for QEMU authors
  *
@@ -133,6 +135,7 @@ int main(int argc, char **argv)
     uint64_t hot_prob = wl_param(argc, argv, "--hot-prob", "jbb_hot_prob", 80);
     uint64_t seed = wl_param(argc, argv, "--seed", "jbb_seed", 1);
     uint64_t ival_ms = wl_param(argc, argv, "--interval-ms", "jbb_interval_ms", 100);
+    const char *measuring = wl_sparam(argc, argv, "--measuring", "jbb_measuring");
     Heap h = { .obj = obj, .words = obj / 8, .seed = seed };
     uint64_t bytes = heap_mib << 20;
 
@@ -164,6 +167,13 @@ int main(int argc, char **argv)
            "in %.1f s; measuring %" PRIu64 " s in %" PRIu64 " ms intervals\n",
            heap_mib, h.nobj, obj, hot_pct, hot_prob, (now_ns() - t0) / 1e9,
            secs, ival_ms);
+    if (measuring) {
+        FILE *f = fopen(measuring, "w");
+
+        if (f) {
+            fclose(f);
+        }
+    }
 
     const uint64_t ival = ival_ms * 1000000u;
     uint64_t start = now_ns(), end = start + secs * 1000000000u;

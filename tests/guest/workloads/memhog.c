@@ -12,7 +12,11 @@
  * memory once every N seconds, a slice every 100 ms: each page is
  * verified and rewritten with its next version, so the guest keeps
  * swapping memhog's pages in and, dirty again, out (continuous guest
- * paging of pages that have gone cold in between).
+ * paging of pages that have gone cold in between).  With --start-file,
+ * memhog creates --ready at once and inflates (allocates and writes its
+ * memory) only once that file exists, plus --start-secs: the Tesseract
+ * paper's memhog inflated while SPECjbb was being measured, so the
+ * guest's paging (and the double paging) fell into the measurement.
  *
  * Parameters from argv or the environment (argv wins):
  *   --mib N        memhog_mib        memory to hold in MiB             (64)
@@ -22,9 +26,14 @@
  *                                    for a signal only)                (0)
  *   --touch-secs N memhog_touch_secs sweep all memory every N s (0 = never,
  *                                    hold it cold)                     (0)
+ *   --start-file P memhog_start_file inflate once file P exists (jbb's
+ *                                    --measuring file)                 (none)
+ *   --start-secs N memhog_start_secs ... and N s later                 (0)
  *
- * Prints "memhog: held N MiB for S s, P pages verified, C corrupt pages";
- * exit status 0 all pages good, 1 corrupt pages, 2 usage or memory error.
+ * Prints "memhog: held N MiB for S s, P pages verified, C corrupt pages"
+ * (with --start-file, first "memhog: inflated N MiB in S s"); exit status
+ * 0 all pages good, 1 corrupt pages, 2 usage or memory error, 3 stopped
+ * before the start file appeared.
  *
  * Copyright (c) 2026 The Tesseract for QEMU authors
  *
@@ -35,6 +44,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,15 +109,46 @@ static void sleep_ms(uint64_t ms)
     nanosleep(&ts, NULL);
 }
 
+static double secs_since(const struct timespec *t0)
+{
+    struct timespec t1;
+
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (t1.tv_sec - t0->tv_sec) + (t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static void create_file(const char *path)
+{
+    int fd = open(path, O_CREAT | O_WRONLY, 0644);
+
+    if (fd >= 0) {
+        close(fd);
+    }
+}
+
+/* --start-file: wait for @path, then @secs more; false if stopped first */
+static bool wait_start(const char *path, uint64_t secs)
+{
+    while (!stop && access(path, F_OK)) {
+        sleep_ms(100);
+    }
+    for (uint64_t ms = 0; !stop && ms < secs * 1000; ms += 100) {
+        sleep_ms(100);
+    }
+    return !stop;
+}
+
 int main(int argc, char **argv)
 {
     uint64_t mib = wl_param(argc, argv, "--mib", "memhog_mib", 64);
     uint64_t hold = wl_param(argc, argv, "--hold-secs", "memhog_hold_secs", 0);
     uint64_t touch = wl_param(argc, argv, "--touch-secs", "memhog_touch_secs", 0);
     const char *ready = wl_sparam(argc, argv, "--ready", "memhog_ready");
+    const char *start = wl_sparam(argc, argv, "--start-file", "memhog_start_file");
+    uint64_t start_secs = wl_param(argc, argv, "--start-secs", "memhog_start_secs", 0);
     uint64_t npages = mib * (1024 * 1024 / PAGE), sweeps = 0, next = 0;
     struct sigaction sa = { .sa_handler = on_signal };
-    struct timespec t0, t1;
+    struct timespec t0;
 
     seed = wl_param(argc, argv, "--seed", "memhog_seed", 1);
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -122,16 +163,27 @@ int main(int argc, char **argv)
         return 2;
     }
     madvise(mem, npages * PAGE, MADV_NOHUGEPAGE);
+    if (start) {
+        if (ready) {
+            create_file(ready);
+        }
+        if (!wait_start(start, start_secs)) {
+            printf("memhog: stopped before %s appeared\n", start);
+            return 3;
+        }
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     for (uint64_t pg = 0; pg < npages; pg++) {
         page_fill(mem, pg);
     }
+    if (start) {
+        printf("memhog: inflated %" PRIu64 " MiB in %.1f s\n", mib,
+               secs_since(&t0));
+    }
     clock_gettime(CLOCK_MONOTONIC, &t0);
     printf("memhog: holding %" PRIu64 " MiB\n", mib);
-    if (ready) {
-        int fd = open(ready, O_CREAT | O_WRONLY, 0644);
-        if (fd >= 0) {
-            close(fd);
-        }
+    if (ready && !start) {
+        create_file(ready);
     }
     if (hold) {
         alarm(hold);
@@ -154,14 +206,13 @@ int main(int argc, char **argv)
         }
         sleep_ms(100);
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double held = secs_since(&t0);
 
     for (uint64_t pg = 0; pg < npages; pg++) {
         page_check(mem, pg);
     }
     printf("memhog: held %" PRIu64 " MiB for %.1f s (%" PRIu64 " sweeps), %"
            PRIu64 " pages verified, %" PRIu64 " corrupt pages\n", mib,
-           (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9,
-           sweeps, npages, bad);
+           held, sweeps, npages, bad);
     return bad ? 1 : 0;
 }
