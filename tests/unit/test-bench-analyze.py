@@ -22,7 +22,8 @@ def check(name, cond, detail=""):
     results.append((bool(cond), name, detail))
 
 
-def write_run(top, disk, sc, rn, scores, together=(), corrupt=0, cpu=None):
+def write_run(top, disk, sc, rn, scores, together=(), corrupt=0, cpu=None,
+              hog_start=None):
     d = os.path.join(top, "runs", "%s-%s%s" % (disk, sc, "" if rn == 1 else ".r%d" % rn))
     os.makedirs(d)
     json.dump({"disk": disk, "scenario": sc, "round": rn, "rc": 0,
@@ -31,6 +32,7 @@ def write_run(top, disk, sc, rn, scores, together=(), corrupt=0, cpu=None):
                "throttle": "", "together_with": list(together),
                "cpus": cpu, "limit_mib": 230, "guest_mem_mib": 256,
                "memhog_mib": 96, "heap_mib": 160, "bsst_format": "raw",
+               "memhog_start_s": hog_start,
                "ssd_model": "", "guest_append": "", "host_pswpin": None,
                "host_pswpout": None, "bsst_raw_read_4k_us": None,
                "stock_cgroup_limit": None},
@@ -43,6 +45,8 @@ def write_run(top, disk, sc, rn, scores, together=(), corrupt=0, cpu=None):
             f.write("S %d %d\n" % ((i + 1) * 100, s))
         f.write("jbb: done: %d transactions, %d corrupt objects\n"
                 % (sum(scores), corrupt))
+        if hog_start is not None:
+            f.write("memhog: inflated 96 MiB in 6.5 s\n")
         f.write("memhog: held 96 MiB, 0 corrupt pages\n")
         if sc == "nooc":
             # the guest's accounting around the workload (tests/guest/init)
@@ -163,6 +167,22 @@ def main():
         check("SCENARIO@POLICY,PROP=VALUE: labelled with both",
               "Tesseract (indirect=on, defrag=off), policy=access, "
               "background-idle=0 against the baseline" in rep)
+    with tempfile.TemporaryDirectory() as top:
+        # memhog inflating during the measurement: said in the report, and
+        # its inflation time kept
+        write_run(top, "hdd", "nooc", 1, nooc, hog_start=2)
+        write_run(top, "hdd", "baseline", 1, b1, hog_start=2)
+        rc, s, rep = analyze(top)
+        check("memhog inflating in the measurement: reported, time kept",
+              rc == 0 and "memhog inflates by 96 MiB 2 s into the "
+              "measurement" in rep and "memhog holds" not in rep and
+              s["hdd/baseline"]["memhog_inflate_s"] == 6.5, rep[:600])
+    with tempfile.TemporaryDirectory() as top:
+        write_run(top, "hdd", "nooc", 1, nooc)
+        rc, s, rep = analyze(top)
+        check("memhog allocated before jbb: reported as held",
+              "memhog holds 96 MiB (allocated before jbb starts" in rep and
+              s["hdd/nooc"]["memhog_inflate_s"] is None)
     with tempfile.TemporaryDirectory() as top:
         # on a 4-CPU host, each side alternating over its own two CPUs:
         # each side's CPUs are used equally often, but not the same CPUs
