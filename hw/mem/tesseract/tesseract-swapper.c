@@ -685,9 +685,9 @@ static bool tsw_background_yield(TesseractSwapper *sw)
             return true;
         }
         waited = true;
-        qemu_mutex_unlock(&sw->lock);
-        g_usleep(MAX(left / SCALE_US, 1));
-        qemu_mutex_lock(&sw->lock);
+        /* a fault's end or the swapper's quit broadcasts too */
+        qemu_cond_timedwait(&sw->faults_idle, &sw->lock,
+                            MAX(left / SCALE_MS, 1));
     }
     return false;
 }
