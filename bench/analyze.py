@@ -442,8 +442,18 @@ def plot(results, out, disks, order):
             xs = [t / 1000 for t, _ in r["scores"]]
             ys = [s for _, s in r["scores"]]
             ax.plot(xs, ys, label=label(sc), linewidth=0.9)
+        start = next((r["meta"].get("memhog_start_s") for _, r in runs
+                      if r["meta"].get("memhog_start_s") is not None), None)
+        if start is not None:
+            ax.axvline(start, color="grey", linestyle="--", linewidth=0.8)
+            ax.annotate(" memhog inflates", (start, 1), xycoords=(
+                "data", "axes fraction"), va="top", fontsize=8, color="grey")
         ax.set_xlabel("time since the start of the measurement (s)")
-        ax.set_ylabel("score: jbb transactions per 100 ms interval")
+        # log above 10: the scores span ~1 to ~20000 per interval, and the
+        # slow phases are what the scenarios differ in
+        ax.set_yscale("symlog", linthresh=10)
+        ax.set_ylabel("score: jbb transactions per 100 ms interval\n"
+                      "(log scale above 10)")
         ax.set_title("Instantaneous score, %s disk model (256 MiB guest, "
                      "memhog + jbb)\neach scenario's median round%s"
                      % (disk.upper(), "; baseline and Tesseract: their "

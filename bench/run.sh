@@ -358,17 +358,14 @@ run_one() {  # DISK SCENARIO ROUND [CPUS [TOGETHER-WITH]]
     local t0 t1 rc=0 vm0 vm1 stock_limit= wrap=
     # SCENARIO@POLICY and SCENARIO@PROP=VALUE,...: that scenario with
     # another swapper policy or more swapper properties
-    local base=${sc%%@*} pol=$POLICY extra= w
-    if [ "$base" != "$sc" ]; then
-        local IFS=,
-        for w in ${sc#*@}; do
-            case "$w" in
-            *=*) extra="$extra,$w" ;;
-            ?*) pol=$w ;;
-            esac
-        done
-        unset IFS
-    fi
+    local base=${sc%%@*} pol=$POLICY extra= w words=()
+    [ "$base" = "$sc" ] || IFS=, read -ra words <<< "${sc#*@}"
+    for w in "${words[@]}"; do
+        case "$w" in
+        *=*) extra="$extra,$w" ;;
+        ?*) pol=$w ;;
+        esac
+    done
     rm -rf "$wd"
     mkdir -p "$wd"
     case "$base" in
