@@ -424,6 +424,16 @@ def change(new, old):
     return "%.2fx higher" % (new / old) if old else "∞ higher (was 0)"
 
 
+def memhog_start(meta):
+    """When memhog inflated, in seconds into the measurement (meta.json's
+    memhog_start_s, or memhog_start_secs given through BENCH_APPEND);
+    None if it was allocated before jbb started"""
+    if meta.get("memhog_start_s") is not None:
+        return meta["memhog_start_s"]
+    m = re.search(r"\bmemhog_start_secs=(\d+)", meta.get("guest_append") or "")
+    return int(m.group(1)) if m else None
+
+
 def plot(results, out, disks, order):
     try:
         import matplotlib
@@ -442,8 +452,8 @@ def plot(results, out, disks, order):
             xs = [t / 1000 for t, _ in r["scores"]]
             ys = [s for _, s in r["scores"]]
             ax.plot(xs, ys, label=label(sc), linewidth=0.9)
-        start = next((r["meta"].get("memhog_start_s") for _, r in runs
-                      if r["meta"].get("memhog_start_s") is not None), None)
+        start = next((memhog_start(r["meta"]) for _, r in runs
+                      if memhog_start(r["meta"]) is not None), None)
         if start is not None:
             ax.axvline(start, color="grey", linestyle="--", linewidth=0.8)
             ax.annotate(" memhog inflates", (start, 1), xycoords=(
@@ -795,9 +805,7 @@ def main():
            "policy": (re.search(r"policy=([\w-]+)", m0.get("swapper") or "") or
                       re.search("(.*)", "?")).group(1),
            "memhog_mib": m0.get("memhog_mib"), "heap_mib": m0.get("heap_mib"),
-           "memhog_start_s": m0.get("memhog_start_s", (re.search(
-               r"memhog_start_secs=(\d+)", m0.get("guest_append") or "") or
-               re.search("()", "")).group(1) or None),
+           "memhog_start_s": memhog_start(m0),
            "secs": m0.get("secs"),
            "limit_mib": next((x["limit_mib"] for x in metas
                               if x["scenario"] == "tesseract"), "?"),

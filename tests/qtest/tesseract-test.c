@@ -314,6 +314,19 @@ static void test_rw_pattern(void)
 }
 
 /* Errors name the problem: unknown node, node of another driver. */
+/* @resp is an error whose description contains @expect; frees @resp */
+static void expect_error(QDict *resp, const char *expect)
+{
+    const char *desc;
+
+    g_assert(qdict_haskey(resp, "error"));
+    desc = qdict_get_str(qdict_get_qdict(resp, "error"), "desc");
+    if (!strstr(desc, expect)) {
+        g_error("error '%s' does not say '%s'", desc, expect);
+    }
+    qobject_unref(resp);
+}
+
 static void test_query_errors(void)
 {
     TsrImages img;
@@ -325,25 +338,15 @@ static void test_query_errors(void)
     vm_start(&vm, &img, NULL);
     resp = qmp("{'execute': 'query-tesseract', "
                " 'arguments': {'node-name': 'no-such-node'}}");
-    g_assert(qdict_haskey(resp, "error"));
-    g_assert_nonnull(strstr(qdict_get_str(qdict_get_qdict(resp, "error"),
-                                          "desc"), "no-such-node"));
-    qobject_unref(resp);
+    expect_error(resp, "no-such-node");
 
     resp = qmp("{'execute': 'query-tesseract', "
                " 'arguments': {'node-name': 'guest0'}}");
-    g_assert(qdict_haskey(resp, "error"));
-    g_assert_nonnull(strstr(qdict_get_str(qdict_get_qdict(resp, "error"),
-                                          "desc"),
-                            "not a tesseract node"));
-    qobject_unref(resp);
+    expect_error(resp, "not a tesseract node");
 
     resp = qmp("{'execute': 'x-tesseract-test-swap-out', 'arguments': "
                "{'bsst': 'bsst0', 'addr': 4097, 'size': 4096}}");
-    g_assert(qdict_haskey(resp, "error"));
-    g_assert_nonnull(strstr(qdict_get_str(qdict_get_qdict(resp, "error"),
-                                          "desc"), "multiples of 4 KiB"));
-    qobject_unref(resp);
+    expect_error(resp, "multiples of 4 KiB");
 
     hmp = qtest_hmp(global_qtest, "info tesseract");
     g_assert_nonnull(strstr(hmp, "store bsst0 (read-write"));
@@ -755,11 +758,8 @@ static void test_swapper_background_idle(void)
     resp = qmp("{'execute': 'qom-set', 'arguments': {'path': "
                "'/objects/swap0', 'property': 'background-idle', "
                "'value': 20000000}}");
-    g_assert_nonnull(strstr(qdict_get_str(qdict_get_qdict(resp, "error"),
-                                          "desc"),
-                            "background-idle must be 0 to 10000000 "
-                            "microseconds, not 20000000"));
-    qobject_unref(resp);
+    expect_error(resp, "background-idle must be 0 to 10000000 "
+                 "microseconds, not 20000000");
     vm_stop(&vm);
 }
 
@@ -990,9 +990,7 @@ static void test_swapper_errors(void)
     resp = qmp("{'execute': 'object-add', 'arguments': {'qom-type': "
                "'tesseract-swapper', 'id': 'sw1', 'bsst': 'nope', "
                "'limit': 1048576}}");
-    g_assert_nonnull(strstr(qdict_get_str(qdict_get_qdict(resp, "error"),
-                                          "desc"), "no block node named 'nope'"));
-    qobject_unref(resp);
+    expect_error(resp, "no block node named 'nope'");
 
     qtest_qmp_assert_success(global_qtest,
         "{'execute': 'object-add', 'arguments': {'qom-type': "
@@ -1000,9 +998,7 @@ static void test_swapper_errors(void)
     resp = qmp("{'execute': 'object-add', 'arguments': {'qom-type': "
                "'tesseract-swapper', 'id': 'sw2', 'bsst': 'bsst0', "
                "'limit': 1048576, 'memdev': 'shm'}}");
-    g_assert_nonnull(strstr(qdict_get_str(qdict_get_qdict(resp, "error"),
-                                          "desc"), "is shared (share=on)"));
-    qobject_unref(resp);
+    expect_error(resp, "is shared (share=on)");
 
     qtest_qmp_assert_success(global_qtest,
         "{'execute': 'object-add', 'arguments': {'qom-type': "
@@ -1013,19 +1009,14 @@ static void test_swapper_errors(void)
     resp = qmp("{'execute': 'object-add', 'arguments': {'qom-type': "
                "'tesseract-swapper', 'id': 'sw3', 'bsst': 'slow', "
                "'limit': 1048576}}");
-    g_assert_nonnull(strstr(qdict_get_str(qdict_get_qdict(resp, "error"),
-                                          "desc"), "is throttled"));
-    qobject_unref(resp);
+    expect_error(resp, "is throttled");
 
     /* policy=access: anonymous RAM cannot be scanned, shared or not */
     resp = qmp("{'execute': 'object-add', 'arguments': {'qom-type': "
                "'tesseract-swapper', 'id': 'sw4', 'bsst': 'bsst0', "
                "'limit': 1048576, 'policy': 'access'}}");
-    g_assert_nonnull(strstr(qdict_get_str(qdict_get_qdict(resp, "error"),
-                                          "desc"),
-                            "policy=access needs the guest RAM in a shared "
-                            "memfd"));
-    qobject_unref(resp);
+    expect_error(resp, "policy=access needs the guest RAM in a shared "
+                 "memfd");
     /* ... while shared RAM (a memfd in QEMU 10) can */
     qtest_qmp_assert_success(global_qtest,
         "{'execute': 'object-add', 'arguments': {'qom-type': "
@@ -1036,16 +1027,11 @@ static void test_swapper_errors(void)
     resp = qmp("{'execute': 'object-add', 'arguments': {'qom-type': "
                "'tesseract-swapper', 'id': 'sw6', 'bsst': 'bsst0', "
                "'limit': 1048576, 'scan-interval': 5}}");
-    g_assert_nonnull(strstr(qdict_get_str(qdict_get_qdict(resp, "error"),
-                                          "desc"),
-                            "scan-interval must be 10 to 600000"));
-    qobject_unref(resp);
+    expect_error(resp, "scan-interval must be 10 to 600000");
 
     resp = qmp("{'execute': 'x-tesseract-swap-out', 'arguments': "
                "{'id': 'nope', 'addr': 0, 'size': 4096}}");
-    g_assert_nonnull(strstr(qdict_get_str(qdict_get_qdict(resp, "error"),
-                                          "desc"), "no tesseract-swapper"));
-    qobject_unref(resp);
+    expect_error(resp, "no tesseract-swapper");
     vm_stop(&vm);
 }
 
@@ -1414,9 +1400,7 @@ static void test_defrag_job_control(void)
 
     resp = qmp("{'execute': 'tesseract-defrag', 'arguments': "
                "{'node-name': 'guest0'}}");
-    g_assert_nonnull(strstr(qdict_get_str(qdict_get_qdict(resp, "error"),
-                                          "desc"), "not a tesseract node"));
-    qobject_unref(resp);
+    expect_error(resp, "not a tesseract node");
 
     defrag_start("guest", 4 * TSR_PAGE);
     qtest_qmp_assert_success(global_qtest,
