@@ -1446,6 +1446,142 @@ static void test_defrag_auto(void)
     compare_image_alone(img.guest, 300 * 8, data, np * TSR_PAGE);
 }
 
+/* ---- QEMU's block jobs through a tesseract node ---- */
+
+static void blockdev_add_qcow2(const char *node, const char *path)
+{
+    qtest_qmp_assert_success(global_qtest,
+        "{'execute': 'blockdev-add', 'arguments': {'driver': 'qcow2', "
+        "'node-name': %s, 'file': {'driver': 'file', 'filename': %s}}}",
+        node, path);
+}
+
+/* @event for job @id, with no error in it */
+static void job_event_wait(const char *event, const char *id)
+{
+    QDict *ev = qtest_qmp_eventwait_ref(global_qtest, event);
+    QDict *data = qdict_get_qdict(ev, "data");
+
+    g_assert_cmpstr(qdict_get_str(data, "device"), ==, id);
+    if (qdict_haskey(data, "error")) {
+        g_error("%s of job %s: %s", event, id,
+                qdict_get_str(data, "error"));
+    }
+    qobject_unref(ev);
+}
+
+/*
+ * Write @np pages of pattern @seed at @sector: swapped out (indirections)
+ * or not (data to the guest image), and keep @model (the disk from
+ * @model_sector on) up to date.
+ */
+static void model_write(TsrVM *vm, uint8_t *model, uint64_t model_sector,
+                        uint64_t sector, unsigned np, unsigned seed,
+                        bool swapped)
+{
+    uint32_t len = np * TSR_PAGE;
+    uint8_t *dst = model + (sector - model_sector) * 512;
+    uint64_t buf = guest_alloc(vm->alloc, len);
+
+    fill_pattern(dst, len, seed);
+    memwrite(buf, dst, len);
+    if (swapped) {
+        swap_out(buf, len);
+    }
+    blk_write(vm, sector, buf, len);
+    blk_flush(vm);
+    guest_free(vm->alloc, buf);
+}
+
+/*
+ * blockdev-mirror from a tesseract node copies the merged view: plain
+ * blocks from the guest image, indirected ones from the BSST (at a 4 KiB
+ * granularity each block's status decides whether it is read), and the
+ * guest's writes during the job (new indirections, an indirection
+ * overwritten with data) too.  After job-complete the device reads the
+ * target, and the target alone holds the disk.
+ */
+static void test_block_mirror(void)
+{
+    const uint32_t model_len = 3 * 1024 * 1024;
+    g_autofree uint8_t *model = g_malloc0(model_len);
+    char *target;  /* freed with the test (make_image) */
+    TsrImages img;
+    TsrVM vm;
+
+    images_new(&img);
+    target = make_image("qcow2");
+    vm_start(&vm, &img, NULL);
+    model_write(&vm, model, 0, 0, 8, 40, false);
+    model_write(&vm, model, 0, 2048, 16, 41, true);
+    g_assert_cmpint(disk_stat("indirections"), ==, 16);
+
+    blockdev_add_qcow2("tgt0", target);
+    qtest_qmp_assert_success(global_qtest,
+        "{'execute': 'blockdev-mirror', 'arguments': {'job-id': 'm0', "
+        "'device': 'drive0', 'target': 'tgt0', 'sync': 'full', "
+        "'granularity': 4096}}");
+    job_event_wait("BLOCK_JOB_READY", "m0");
+
+    /* while the job mirrors: new indirections, and data over old ones */
+    model_write(&vm, model, 0, 4096, 8, 42, true);
+    model_write(&vm, model, 0, 2048 + 8, 4, 43, false);
+    g_assert_cmpint(disk_stat("indirections"), ==, 16 + 8 - 4);
+
+    qtest_qmp_assert_success(global_qtest,
+        "{'execute': 'job-complete', 'arguments': {'id': 'm0'}}");
+    job_event_wait("BLOCK_JOB_COMPLETED", "m0");
+    /* the device now reads the target */
+    check_disk(&vm, 0, model, model_len / TSR_PAGE);
+    vm_stop(&vm);
+    compare_image_alone(target, 0, model, model_len);
+}
+
+/*
+ * blockdev-backup from a tesseract node is a point-in-time copy of the
+ * merged view: guest writes made while the job runs (an indirection
+ * overwritten with data, data overwritten by an indirection) reach the
+ * disk, and the backup keeps what was there when the job started.
+ */
+static void test_block_backup(void)
+{
+    /* far into the disk: the rate-limited job has not copied it yet */
+    const uint64_t at = 48 * 1024 * 2;
+    const unsigned np = 32;
+    const uint32_t len = np * TSR_PAGE;
+    g_autofree uint8_t *before = g_malloc(len);
+    g_autofree uint8_t *after = NULL;
+    char *target;  /* freed with the test (make_image) */
+    TsrImages img;
+    TsrVM vm;
+
+    images_new(&img);
+    target = make_image("qcow2");
+    vm_start(&vm, &img, NULL);
+    model_write(&vm, before, at, at, 16, 50, false);
+    model_write(&vm, before, at, at + 16 * 8, 16, 51, true);
+    g_assert_cmpint(disk_stat("indirections"), ==, 16);
+    after = g_memdup2(before, len);
+
+    blockdev_add_qcow2("tgt1", target);
+    qtest_qmp_assert_success(global_qtest,
+        "{'execute': 'blockdev-backup', 'arguments': {'job-id': 'b0', "
+        "'device': 'drive0', 'target': 'tgt1', 'sync': 'full', "
+        "'speed': 1048576}}");
+    /* data over 8 indirections, indirections over 8 data blocks */
+    model_write(&vm, after, at, at + 20 * 8, 8, 52, false);
+    model_write(&vm, after, at, at + 4 * 8, 8, 53, true);
+    g_assert_cmpint(disk_stat("indirections"), ==, 16 - 8 + 8);
+    qtest_qmp_assert_success(global_qtest,
+        "{'execute': 'block-job-set-speed', 'arguments': "
+        "{'device': 'b0', 'speed': 0}}");
+    job_event_wait("BLOCK_JOB_COMPLETED", "b0");
+
+    check_disk(&vm, at, after, np);
+    vm_stop(&vm);
+    compare_image_alone(target, at, before, len);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1483,5 +1619,7 @@ int main(int argc, char **argv)
     qtest_add_func("/tesseract/defrag/race", test_defrag_race);
     qtest_add_func("/tesseract/defrag/job-control", test_defrag_job_control);
     qtest_add_func("/tesseract/defrag/auto", test_defrag_auto);
+    qtest_add_func("/tesseract/block/mirror", test_block_mirror);
+    qtest_add_func("/tesseract/block/backup", test_block_backup);
     return g_test_run();
 }
