@@ -316,7 +316,8 @@ def pair_with_baseline(per_round):
                 continue
             e = {k: [b.get(k), m.get(k)]
                  for k in [k for k, _ in PAIRED] + ["cpu_steal_s", "cpus",
-                                                    "heap_build_s"]}
+                                                    "heap_build_s",
+                                                    "memhog_inflate_s"]}
             e["round"] = m["round"]
             e["throughput_ratio"] = (round(m["throughput_ops"] / b["throughput_ops"], 3)
                                      if b["throughput_ops"] else None)
@@ -493,18 +494,23 @@ def paired_table(t, tsc):
          "| round | throughput baseline / %s (tx/s) | %s vs baseline | "
          "total pause baseline / %s (ms) | largest pause baseline / %s (ms) | "
          "heap build baseline / %s (s) | "
+         "memhog's inflation baseline / %s (s) | "
          "host CPU, its steal (s): baseline / %s |"
-         % (tsc, tsc, tsc, tsc, tsc, tsc),
-         "|---|---|---|---|---|---|---|"]
+         % (tsc, tsc, tsc, tsc, tsc, tsc, tsc),
+         "|---|---|---|---|---|---|---|---|"]
     for p in t["paired"]:
         (bt, tt), (bp, tp), (bm, tm) = (p["throughput_ops"], p["total_pause_ms"],
                                         p["max_pause_ms"])
         cpu = ["–" if c is None else "cpu%s, %s" % (c, fmt(s))
                for c, s in zip(p["cpus"], p["cpu_steal_s"])]
         hb = p.get("heap_build_s") or [None, None]
-        L.append("| %d | %s / %s | %s | %s / %s | %s / %s | %s / %s | %s / %s |"
+        # None when memhog allocated before jbb (no inflation to time)
+        hi = p.get("memhog_inflate_s") or [None, None]
+        L.append("| %d | %s / %s | %s | %s / %s | %s / %s | %s / %s | "
+                 "%s / %s | %s / %s |"
                  % (p["round"], fmt(bt, 0), fmt(tt, 0), change(tt, bt), bp, tp,
-                    bm, tm, fmt(hb[0]), fmt(hb[1]), cpu[0], cpu[1]))
+                    bm, tm, fmt(hb[0]), fmt(hb[1]), fmt(hi[0]), fmt(hi[1]),
+                    cpu[0], cpu[1]))
     L.append("")
     geo = t.get("throughput_vs_baseline_geomean")
     (bs, ts), (bx, tx) = (t["paired_total_pause_ms_sum"],

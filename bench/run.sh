@@ -86,8 +86,9 @@
 # BSST a plain file as in ssd; stock's host swap as in ssd).  One budget for
 # all images is what one disk gives; BENCH_HDD_LAYOUT=per-image gives each
 # image its own loop device and budget instead (the stock scenario's host
-# swap then gets its own too).  QEMU's own throttle groups are not used: on
-# the BSST they can deadlock QEMU (see report.md).
+# swap then gets its own too).  QEMU's own throttle groups are not used:
+# the swapper reads the BSST's blocks from its host file with pread(), past
+# any throttle node, so only a limit below QEMU (the cgroup) covers them.
 # BENCH_GUEST_MIB, BENCH_LIMIT_MIB, BENCH_MEMHOG_MIB, BENCH_HEAP_MIB override
 # the sizes, BENCH_MEMHOG_START when memhog inflates (seconds into the
 # measurement, or 'before' jbb starts), BENCH_POLICY the swapper's policy; BENCH_SERIES how often (s,
@@ -126,8 +127,10 @@ SWAP_DISK=512M
 # 512 MiB: 5x what the busiest run uses; opening a new BSST reads it all
 # (the blank check), which on hdd costs BSST_SIZE / HDD_BPS seconds
 BSST_SIZE=512M
-# The BSST is a raw image: with a qcow2 BSST, QEMU can deadlock (see
-# report.md's notes); override with BENCH_BSST_FORMAT=qcow2.
+# The BSST is a raw image, a flat swap space as the seed's was;
+# BENCH_BSST_FORMAT=qcow2 gives a qcow2 one (make check's swap-qcow2-test
+# swaps to one; it deadlocked QEMU before the swapper's reads went to the
+# host file directly, see tests/guest/swap-test.sh).
 BSST_FORMAT=${BENCH_BSST_FORMAT:-raw}
 # The BSST is written in full when created (qemu-img preallocation=full,
 # BENCH_BSST_PREALLOC overrides), as a hypervisor's swap space is: on a

@@ -178,6 +178,22 @@ def main():
               "measurement" in rep and "memhog holds" not in rep and
               s["hdd/baseline"]["memhog_inflate_s"] == 6.5, rep[:600])
     with tempfile.TemporaryDirectory() as top:
+        # ... and the pair table gives each side's inflation time
+        write_run(top, "hdd", "nooc", 1, nooc, hog_start=2)
+        write_run(top, "hdd", "baseline", 1, b1, together=["tesseract"],
+                  cpu="0", hog_start=2)
+        write_run(top, "hdd", "tesseract", 1, t1, together=["baseline"],
+                  cpu="1", hog_start=2)
+        rc, s, rep = analyze(top)
+        rows = [l for l in rep.splitlines()
+                if "memhog's inflation baseline / tesseract" in l]
+        pair = [l for l in rep.splitlines() if l.startswith("| 1 | ")]
+        check("pair table: memhog's inflation time of each side",
+              rc == 0 and len(rows) == 1 and len(pair) == 1 and
+              pair[0].split("|")[7].strip() == "6.5 / 6.5" and
+              s["hdd/tesseract"]["paired"][0]["memhog_inflate_s"] == [6.5, 6.5],
+              "rows %s pair %s" % (rows, pair))
+    with tempfile.TemporaryDirectory() as top:
         write_run(top, "hdd", "nooc", 1, nooc)
         rc, s, rep = analyze(top)
         check("memhog allocated before jbb: reported as held",
