@@ -128,6 +128,12 @@ void hmp_info_tesseract(Monitor *mon, const QDict *qdict)
                        i->background_swapin ? "on" : "off",
                        i->background_reads, i->background_dropped,
                        i->deferred_swapins);
+        if (i->discarded_pages) {
+            monitor_printf(mon, "  given back by the guest (balloon): %"
+                           PRId64 " pages, %" PRId64 " of them swapped "
+                           "out\n", i->discarded_pages,
+                           i->discarded_swapped_pages);
+        }
         if (i->policy == TESSERACT_SWAP_POLICY_ACCESS) {
             monitor_printf(mon, "  access scans: %" PRId64 "\n",
                            i->access_scans);

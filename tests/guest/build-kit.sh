@@ -27,7 +27,7 @@ META=${GUEST_KERNEL_PKG:-linux-image-cloud-amd64}
 CC=${CC:-gcc}
 # insmod order; only those shipped as modules are packed (see init)
 MODULES="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev
-         virtio_pci virtio_mmio virtio_blk"
+         virtio_pci virtio_mmio virtio_blk virtio_balloon"
 
 say() { printf 'build-kit: %s\n' "$*"; }
 die() { printf 'build-kit: error: %s\n' "$*" >&2; exit 1; }

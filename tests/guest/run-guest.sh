@@ -31,6 +31,9 @@
 #                       serial=swap; the guest runs mkswap + swapon on it
 #   --swapper OPTS      -object tesseract-swapper,id=swapper0,bsst=bsst0,OPTS
 #                       (e.g. "limit=160M,policy=random")
+#   --balloon           a virtio-balloon with free page reporting: the guest
+#                       gives the host its free memory back (in 2 MiB
+#                       blocks, 2 s after they became free)
 #   --cache MODE        writeback (default: through the host page cache) or
 #                       direct (cache.direct=on: O_DIRECT to the host's disk,
 #                       like cache=none) for the plain image files
@@ -117,6 +120,7 @@ BSST_PREALLOC=
 TOPTS=
 SWAP_DISK=
 SWAPPER=
+BALLOON=no
 THROTTLE=
 HDD=
 HDD_LAYOUT=shared
@@ -157,6 +161,7 @@ while [ $# -gt 0 ]; do
     --tesseract-opts) TOPTS=$2; shift ;;
     --swap-disk) SWAP_DISK=$2; shift ;;
     --swapper) SWAPPER=$2; shift ;;
+    --balloon) BALLOON=yes ;;
     --throttle) THROTTLE=$2; shift ;;
     --cache) CACHE=$2; shift ;;
     --hdd) HDD=$2; shift ;;
@@ -190,8 +195,8 @@ if [ ! -f "$KIT/vmlinuz" ] || [ ! -f "$KIT/initramfs.cpio.gz" ]; then
 fi
 
 case "$MACHINE" in
-microvm) BLKDEV=virtio-blk-device ;;
-pc|q35|pc-*) BLKDEV=virtio-blk-pci ;;
+microvm) BLKDEV=virtio-blk-device BALLOONDEV=virtio-balloon-device ;;
+pc|q35|pc-*) BLKDEV=virtio-blk-pci BALLOONDEV=virtio-balloon-pci ;;
 *) die "unsupported machine '$MACHINE' (microvm or pc)" ;;
 esac
 
@@ -442,6 +447,7 @@ if [ -n "$SWAP_DISK" ]; then
            -device "$BLKDEV,drive=swapdisk,serial=swap")
 fi
 [ -z "$SWAPPER" ] || CORE+=(-object "tesseract-swapper,id=swapper0,bsst=bsst0,$SWAPPER")
+[ "$BALLOON" = no ] || CORE+=(-device "$BALLOONDEV,id=balloon0,free-page-reporting=on")
 CORE=("${CORE[@]:0:1}" "${TGROUPS[@]}" "${CORE[@]:1}")
 # QEMU starts in the blkio cgroup (the shell moves itself, then execs)
 CGWRAP=()

@@ -39,35 +39,16 @@ POLICY=${SWAP_TEST_POLICY:-random}
 BSST_FORMAT=${SWAP_TEST_BSST_FORMAT:-raw}
 NAME="guest swap under the tesseract-swapper ($BSST_FORMAT BSST): double paging becomes indirections"
 
-if [ -n "${SWAP_TEST_KEEP:-}" ]; then
-    mkdir -p "$SWAP_TEST_KEEP"
-    WD=$(cd "$SWAP_TEST_KEEP" && pwd)
-else
-    WD=$(mktemp -d "${TMPDIR:-/tmp}/tesseract-swap-test.XXXXXX")
-    trap 'rm -rf "$WD"' EXIT
-fi
-
-not_ok() {
-    echo "not ok - $NAME: $1"
-    [ -s "$WD/err" ] && sed 's/^/# /' "$WD/err"
-    [ -s "$WD/figures" ] && sed 's/^/# /' "$WD/figures"
-    if [ -s "$WD/run/console.log" ]; then
-        echo "# last lines of the guest console:"
-        tr -d '\r' < "$WD/run/console.log" | tail -12 | sed 's/^/#   /'
-    fi
-    exit 1
-}
-
-# build the kit first so that its output does not count as a failure
-"$HERE/build-kit.sh" > "$WD/err" 2>&1 || not_ok "cannot build the guest kit"
+# shellcheck source=tests/guest/test-lib.sh
+. "$HERE/test-lib.sh"
+gt_workdir "${SWAP_TEST_KEEP:-}"
+gt_kit
 
 T0=$(date +%s)
-"$HERE/run-guest.sh" --quiet --workdir "$WD/run" -m 256M --timeout "${SWAP_TEST_TIMEOUT:-240}" \
-    --workload memverify \
+gt_run -m 256M --timeout "${SWAP_TEST_TIMEOUT:-240}" --workload memverify \
     --append "memverify_mib=$MIB memverify_passes=$PASSES memverify_seed=${SWAP_TEST_SEED:-7}" \
     --swap-disk 512M --bsst-size 2G --bsst-format "$BSST_FORMAT" \
-    --swapper "limit=$LIMIT,policy=$POLICY" "$@" > /dev/null 2> "$WD/err" \
-    || not_ok "$(grep -m1 -E 'FAIL|error' "$WD/err" | sed -E 's/^run-guest: (FAIL|error): //')"
+    --swapper "limit=$LIMIT,policy=$POLICY" "$@"
 ELAPSED=$(( $(date +%s) - T0 ))
 
 # memverify's own verdict
@@ -131,5 +112,4 @@ if errs:
     sys.exit("; ".join(errs))
 EOF
 
-echo "ok - $NAME"
-sed 's/^/# /' "$WD/figures"
+gt_ok

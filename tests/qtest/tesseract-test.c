@@ -19,6 +19,7 @@
 #include "qemu/bswap.h"
 #include "qobject/qdict.h"
 #include "qobject/qlist.h"
+#include "standard-headers/linux/virtio_balloon.h"
 #include "standard-headers/linux/virtio_blk.h"
 #include "standard-headers/linux/virtio_pci.h"
 #include "libqos/libqos-pc.h"
@@ -1186,6 +1187,118 @@ static void test_swapper_access_policy(void)
     vm_stop(&vm);
 }
 
+/* ---- virtio-balloon: the guest gives pages back ---- */
+
+typedef struct TsrBalloon {
+    QVirtioPCIDevice *dev;
+    QVirtQueue *rvq;            /* free page reporting */
+} TsrBalloon;
+
+static void balloon_start(TsrVM *vm, TsrBalloon *b)
+{
+    QPCIAddress addr = { .devfn = QPCI_DEVFN(5, 0) };
+    uint64_t features;
+
+    b->dev = virtio_pci_new(vm->qs->pcibus, &addr);
+    g_assert_nonnull(b->dev);
+    qvirtio_pci_device_enable(b->dev);
+    qvirtio_start_device(&b->dev->vdev);
+    features = qvirtio_get_features(&b->dev->vdev);
+    g_assert_true(features & (1ull << VIRTIO_BALLOON_F_REPORTING));
+    qvirtio_set_features(&b->dev->vdev, features &
+                         ((1ull << VIRTIO_BALLOON_F_REPORTING) |
+                          (1ull << VIRTIO_F_VERSION_1)));
+    /* inflate, deflate, stats, then reporting (no free page hinting) */
+    b->rvq = qvirtqueue_setup(&b->dev->vdev, vm->alloc, 3);
+    qvirtio_set_driver_ok(&b->dev->vdev);
+}
+
+static void balloon_stop(TsrVM *vm, TsrBalloon *b)
+{
+    qvirtqueue_cleanup(b->dev->vdev.bus, b->rvq, vm->alloc);
+    qvirtio_pci_device_disable(b->dev);
+    g_free(b->dev);
+}
+
+/* What a guest's free page reporting does: these pages are free. */
+static void balloon_report(TsrBalloon *b, uint64_t gpa, uint32_t len)
+{
+    QTestState *qts = global_qtest;
+    uint32_t head = qvirtqueue_add(qts, b->rvq, gpa, len, true, false);
+
+    qvirtqueue_kick(qts, &b->dev->vdev, b->rvq, head);
+    qvirtio_wait_used_elem(qts, &b->dev->vdev, b->rvq, head, NULL,
+                           TSR_TIMEOUT_US);
+}
+
+/*
+ * Pages the guest gives back (virtio-balloon free page reporting) are
+ * dead: a swapped-out one's BSST copy is dropped unread (the block stays
+ * while a disk indirection still uses it), a resident one stops counting
+ * against the limit, and either reads as zeros when the guest takes it
+ * again.
+ */
+static void test_swapper_balloon(void)
+{
+    const unsigned np = 16;
+    const uint32_t len = np * TSR_PAGE;
+    g_autofree uint8_t *pattern = g_malloc(len);
+    g_autofree uint8_t *back = g_malloc(len);
+    g_autofree uint8_t *zero = g_malloc0(len);
+    TsrImages img;
+    TsrBalloon bal;
+    TsrVM vm;
+    uint64_t buf, blocks, swap_ins, resident;
+
+    images_new(&img);
+    vm_start_with(&vm, &img, NULL, SWAPPER ",background-swapin=off"
+                  " -device virtio-balloon-pci,id=bal0,"
+                  "free-page-reporting=on,addr=05.0");
+    balloon_start(&vm, &bal);
+
+    /* swapped out, written to the disk (indirections), then given back */
+    buf = swapped_buffer(&vm, pattern, len, 60);
+    blk_write(&vm, 2048, buf, len);
+    g_assert_cmpint(disk_stat("indirect-pages"), ==, np);
+    blocks = store_stat("blocks-used");
+    swap_ins = swapper_stat("swap-ins");
+    balloon_report(&bal, buf, len);
+    g_assert_cmpint(swapper_stat("swapped-pages"), ==, 0);
+    g_assert_cmpint(swapper_stat("discarded-swapped-pages"), ==, np);
+    g_assert_cmpint(swapper_stat("discarded-pages"), ==, np);
+    /* the indirections keep the blocks, and the disk its data */
+    g_assert_cmpint(store_stat("blocks-used"), ==, blocks);
+    check_disk(&vm, 2048, pattern, np);
+    /* the guest takes the pages again: zeros, no BSST read */
+    memread(buf, back, len);
+    g_assert_cmpmem(back, len, zero, len);
+    g_assert_cmpint(swapper_stat("swap-ins"), ==, swap_ins);
+
+    /* swapped out and given back: the blocks are free again */
+    buf = swapped_buffer(&vm, pattern, len, 61);
+    blocks = store_stat("blocks-used");
+    balloon_report(&bal, buf, len);
+    g_assert_cmpint(swapper_stat("swapped-pages"), ==, 0);
+    g_assert_cmpint(swapper_stat("discarded-swapped-pages"), ==, 2 * np);
+    g_assert_cmpint(wait_stat(store_stat, "blocks-used", true, blocks - np),
+                    ==, blocks - np);
+
+    /* resident and given back: no longer counted against the limit */
+    buf = guest_alloc(vm.alloc, len);
+    memwrite(buf, pattern, len);
+    resident = swapper_stat("resident-pages");
+    balloon_report(&bal, buf, len);
+    g_assert_cmpint(swapper_stat("resident-pages"), ==, resident - np);
+    g_assert_cmpint(swapper_stat("discarded-pages"), ==, 3 * np);
+    memread(buf, back, len);
+    g_assert_cmpmem(back, len, zero, len);
+    g_assert_cmpint(swapper_stat("resident-pages"), ==, resident);
+    g_assert_cmpint(swapper_stat("swap-ins"), ==, swap_ins);
+
+    balloon_stop(&vm, &bal);
+    vm_stop(&vm);
+}
+
 /* ---- tesseract-defrag ---- */
 
 static void defrag_start(const char *mode, int64_t speed)
@@ -1612,6 +1725,7 @@ int main(int argc, char **argv)
     qtest_add_func("/tesseract/swapper/race-stress", test_swapper_race_stress);
     qtest_add_func("/tesseract/swapper/race-stress-access",
                    test_swapper_race_stress_access);
+    qtest_add_func("/tesseract/swapper/balloon", test_swapper_balloon);
     qtest_add_func("/tesseract/swapper/access-policy",
                    test_swapper_access_policy);
     qtest_add_func("/tesseract/defrag/guest", test_defrag_guest);

@@ -166,6 +166,7 @@ struct TesseractSwapper {
     uint64_t swapouts_abandoned, zero_fills, bytes_written, bytes_read;
     uint64_t deferred_swapins, background_swapins, background_dropped;
     uint64_t background_reads, background_waits;
+    uint64_t discarded_pages, discarded_swapped;
     /*
      * Faults being served from the BSST, when the last one ended; the
      * background swap-in waits on faults_idle (see tsw_background_yield)
@@ -877,6 +878,56 @@ static void *tsw_fault_thread(void *opaque)
     return NULL;
 }
 
+/* ---- Guest RAM given back (virtio-balloon) ---- */
+
+/*
+ * Someone else discarded guest RAM (virtio-balloon: free page reporting
+ * or inflation): the guest gave those pages back and their contents are
+ * dead.  A resident page no longer counts against the limit.  A
+ * swapped-out page's BSST copy is dropped, so that it is never read back
+ * (neither by a fault nor by the background swap-in): the next touch finds
+ * a zero page, as after any discard.  Pages in the middle of a swap-out or
+ * swap-in (the swapper's own discards among them) or held by device I/O
+ * are left as they are; their copy is merely not needed.  Called by
+ * ram_block_discard_range() in the discarding thread, never under
+ * sw->lock (the swapper discards without it).
+ */
+static void tsw_ram_discarded(void *opaque, RAMBlock *rb, uint64_t start,
+                              size_t length)
+{
+    TesseractSwapper *sw = opaque;
+    uint64_t first = start / TSW_PAGE;
+    uint64_t end = MIN((start + length) / TSW_PAGE, sw->npages);
+    g_autoptr(GArray) unref = g_array_new(false, false, sizeof(uint32_t));
+    uint64_t i;
+
+    qemu_mutex_lock(&sw->lock);
+    for (i = first; i < end; i++) {
+        TswPage *pg = &sw->pages[i];
+
+        if (pg->pins) {
+            continue;
+        }
+        if (pg->state == PG_RESIDENT &&
+            tsr_policy_is_resident(sw->policy, i)) {
+            tsr_policy_set_resident(sw->policy, i, false);
+            sw->discarded_pages++;
+        } else if (pg->state == PG_SWAPPED) {
+            g_array_append_val(unref, pg->bblock);
+            pg->state = PG_RESIDENT;    /* not resident: never touched */
+            pg->flags &= ~PG_INDIRECTED;
+            pg->host_off = -1;
+            sw->swapped--;
+            sw->discarded_pages++;
+            sw->discarded_swapped++;
+        }
+    }
+    qemu_mutex_unlock(&sw->lock);
+    for (i = 0; i < unref->len; i++) {
+        bsst_store_unref(sw->store, g_array_index(unref, uint32_t, i));
+    }
+}
+
 /* ---- Swap-out ---- */
 
 /*
@@ -1396,6 +1447,7 @@ static bool tsw_attach(TesseractSwapper *sw, Error **errp)
                        sw, QEMU_THREAD_JOINABLE);
     qemu_thread_create(&sw->background_thread, "tsr-swapin",
                        tsw_background_thread, sw, QEMU_THREAD_JOINABLE);
+    ram_block_set_discard_notify(sw->rb, tsw_ram_discarded, sw);
     sw->attached = true;
     return true;
 
@@ -1609,6 +1661,7 @@ static void tsw_finalize(Object *obj)
         uint64_t one = 1;
 
         qemu_del_vm_change_state_handler(sw->vmstate);
+        ram_block_set_discard_notify(sw->rb, NULL, NULL);
         qatomic_set(&sw->quit, true);
         qemu_sem_post(&sw->kick);
         qemu_thread_join(&sw->worker_thread);
@@ -1778,6 +1831,8 @@ TesseractSwapperInfoList *tesseract_swapper_query_all(void)
         i->background_waits = sw->background_waits;
         i->swapouts_abandoned = sw->swapouts_abandoned;
         i->zero_fills = sw->zero_fills;
+        i->discarded_pages = sw->discarded_pages;
+        i->discarded_swapped_pages = sw->discarded_swapped;
         i->access_scans = sw->access_scans;
         i->bsst_bytes_written = sw->bytes_written;
         i->bsst_bytes_read = sw->bytes_read;
