@@ -1661,10 +1661,11 @@ static void tsw_finalize(Object *obj)
         uint64_t one = 1;
 
         qemu_del_vm_change_state_handler(sw->vmstate);
-        ram_block_set_discard_notify(sw->rb, NULL, NULL);
         qatomic_set(&sw->quit, true);
         qemu_sem_post(&sw->kick);
         qemu_thread_join(&sw->worker_thread);
+        /* the worker was the one discarder outside the BQL */
+        ram_block_set_discard_notify(sw->rb, NULL, NULL);
         qemu_mutex_lock(&sw->lock);
         qemu_cond_broadcast(&sw->faults_idle);
         qemu_mutex_unlock(&sw->lock);
