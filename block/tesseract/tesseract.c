@@ -23,6 +23,7 @@
 #include "block/block_int.h"
 #include "block/qdict.h"
 #include "block/reqlist.h"
+#include "migration/blocker.h"
 #include "qapi/error.h"
 #include "qapi/qapi-visit-block-core.h"
 #include "qobject/qdict.h"
@@ -102,6 +103,7 @@ typedef struct BDRVTesseractState {
     uint64_t bsst_read_bytes, redirected_pages, slot_fills;
     uint64_t read_pieces, read_requests;
     TsrHistogram hist[TSR_PATH__MAX];
+    Error *migration_blocker;
 } BDRVTesseractState;
 
 static BlockDriver bdrv_tesseract;
@@ -215,6 +217,22 @@ static int tesseract_open(BlockDriverState *bs, QDict *options, int flags,
         return -EINVAL;
     }
 
+    /*
+     * The store keeps its log tail and maps in memory and cannot hand
+     * them over (no inactivate / invalidate_cache): a destination would
+     * open the BSST before the source's last records are in it.
+     */
+    error_setg(&s->migration_blocker, "The tesseract node '%s' keeps its "
+               "indirection map in memory; migration is not supported",
+               bdrv_get_device_or_node_name(bs));
+    if (migrate_add_blocker(&s->migration_blocker, errp) < 0) {
+        bsst_disk_close(s->disk);
+        s->disk = NULL;
+        bsst_store_put(s->store);
+        s->store = NULL;
+        return -EINVAL;
+    }
+
     GRAPH_RDLOCK_GUARD_MAINLOOP();
 
     bs->total_sectors = bs->file->bs->total_sectors;
@@ -235,6 +253,7 @@ static void tesseract_close(BlockDriverState *bs)
     BDRVTesseractState *s = bs->opaque;
 
     tsr_auto_timer_stop(bs);
+    migrate_del_blocker(&s->migration_blocker);
     if (s->disk) {
         bsst_disk_set_fill_handler(s->disk, NULL, NULL);
         bsst_disk_close(s->disk);

@@ -513,6 +513,24 @@ static void test_cancel_swapin(void)
     vm_stop(&vm);
 }
 
+/*
+ * Migration is refused with a reason that names the node: the store
+ * cannot hand its in-memory map over to a destination.
+ */
+static void test_migration_blocked(void)
+{
+    TsrImages img;
+    TsrVM vm;
+
+    images_new(&img);
+    vm_start(&vm, &img, NULL);
+    expect_error(qmp("{'execute': 'migrate', 'arguments': "
+                     "{'uri': 'exec:cat > /dev/null'}}"),
+                 "The tesseract node 'drive0' keeps its indirection map in "
+                 "memory; migration is not supported");
+    vm_stop(&vm);
+}
+
 /* indirect=off: the baseline takes the classic path for swapped pages. */
 static void test_indirect_off(void)
 {
@@ -1708,6 +1726,8 @@ int main(int argc, char **argv)
                    test_indirection_crash);
     qtest_add_func("/tesseract/virtio-blk/cancel-swapin", test_cancel_swapin);
     qtest_add_func("/tesseract/virtio-blk/indirect-off", test_indirect_off);
+    qtest_add_func("/tesseract/qmp/migration-blocked",
+                   test_migration_blocked);
     qtest_add_func("/tesseract/swapper/write-indirection",
                    test_swapper_write_indirection);
     qtest_add_func("/tesseract/swapper/background-swapin",
