@@ -66,9 +66,7 @@ if sw["discarded-swapped-pages"] <= 0:
 if sw["resident-pages"] > limit - 8192:
     errs.append("resident-pages %d not below the limit %d by 8192" % (
         sw["resident-pages"], limit))
-if errs:
-    sys.stdout.flush()
-    sys.exit("; ".join(errs))
+sys.exit("; ".join(errs) or None)
 EOF
 
 gt_ok

@@ -107,9 +107,7 @@ if sw["swap-ins"] <= 0:
     errs.append("swapper swap-ins = 0")
 if dk["indirections"] <= 0 and dk["indirect-pages"] <= 0:
     errs.append("no indirections on the swap disk")
-if errs:
-    sys.stdout.flush()
-    sys.exit("; ".join(errs))
+sys.exit("; ".join(errs) or None)
 EOF
 
 gt_ok
