@@ -231,6 +231,7 @@ def metrics(r, ref_median):
     m["disk_swapins_cancelled"] = dk["swapins-cancelled"] if dk else None
     m["redirected_pages"] = dk.get("redirected-pages") if dk else None
     m["slot_fills"] = dk.get("slot-fills") if dk else None
+    m["slot_fill_writes"] = dk.get("slot-fill-writes") if dk else None
     m["read_pieces"] = dk.get("read-pieces") if dk else None
     m["read_requests"] = dk.get("read-requests") if dk else None
     m["swapdisk_bytes_written"] = dk["bytes-written"] if dk else None
@@ -611,23 +612,26 @@ def run_tables(rows):
              "after waiting for faults first, *dropped* left to a guest "
              "touch because the queue was full; *slot fills*: indirected "
              "blocks whose data was then copied into the slot their "
-             "redirected run kept for them), and what else ran on the "
+             "redirected run kept for them, and the writes that took), "
+             "and what else ran on the "
              "host meanwhile (CPU seconds over the run, both CPUs; "
              "*steal*: taken by the hypervisor under this machine):")
     L.append("")
     L.append("| scenario | swap-ins avoided | deferred swap-ins | "
              "background swap-ins / reads / waited / dropped | "
              "swap-ins cancelled | redirected pages | "
-             "slot fills | guest reads: pieces / requests | host busy (s) | host steal (s) |")
+             "slot fills / their writes | guest reads: pieces / requests | "
+             "host busy (s) | host steal (s) |")
     L.append("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        L.append("| %s | %s | %s | %s / %s / %s / %s | %s | %s | %s | %s / %s | %s | %s |" % (
+        L.append("| %s | %s | %s | %s / %s / %s / %s | %s | %s | %s / %s | %s / %s | %s | %s |" % (
             r["scenario"], r["swapins_avoided"],
             fmt(r.get("deferred_swapins")), fmt(r.get("background_swapins")),
             fmt(r.get("background_reads")), fmt(r.get("background_waits")),
             fmt(r.get("background_dropped")),
             fmt(r.get("swapins_cancelled")), fmt(r.get("redirected_pages")),
-            fmt(r.get("slot_fills")), fmt(r.get("read_pieces")),
+            fmt(r.get("slot_fills")), fmt(r.get("slot_fill_writes")),
+            fmt(r.get("read_pieces")),
             fmt(r.get("read_requests")), fmt(r.get("host_busy_s"), 1),
             fmt(r.get("host_steal_s"), 1)))
     L.append("")

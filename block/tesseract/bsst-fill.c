@@ -124,3 +124,26 @@ void bsst_fill_purge(BsstFillTable *t, void *owner, GArray *out)
     }
     bsst_fill_trim(t);
 }
+
+int bsst_fill_cmp_slot(const void *a, const void *b)
+{
+    const BsstFill *fa = *(BsstFill *const *)a;
+    const BsstFill *fb = *(BsstFill *const *)b;
+
+    return fa->slot < fb->slot ? -1 : fa->slot > fb->slot;
+}
+
+unsigned bsst_fill_run(BsstFill *const *f, unsigned n, unsigned max)
+{
+    unsigned k;
+
+    assert(max);
+    for (k = 1; k < n && k < max; k++) {
+        if (f[k]->owner != f[0]->owner ||
+            f[k]->slot != f[0]->slot + k ||
+            f[k]->gblock != f[0]->gblock + k) {
+            break;
+        }
+    }
+    return MIN(k, n);
+}

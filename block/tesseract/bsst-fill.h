@@ -49,4 +49,16 @@ bool bsst_fill_take(BsstFillTable *t, uint32_t bblock, BsstFill *f);
 /* Remove every entry of @owner, appending them to @out (BsstFill). */
 void bsst_fill_purge(BsstFillTable *t, void *owner, GArray *out);
 
+/*
+ * Fills whose data came together (a run the swapper read in one request)
+ * often wait in neighbouring slots of one redirected run, for neighbouring
+ * guest blocks: such fills are written with one request.
+ * bsst_fill_cmp_slot() orders an array of BsstFill pointers by slot (for
+ * qsort or g_ptr_array_sort); bsst_fill_run() says how many of @f[0..@n),
+ * so sorted, continue @f[0]: slots and guest blocks both one after the
+ * other, one owner; at most @max (>= 1).
+ */
+int bsst_fill_cmp_slot(const void *a, const void *b);
+unsigned bsst_fill_run(BsstFill *const *f, unsigned n, unsigned max);
+
 #endif

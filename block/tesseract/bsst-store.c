@@ -670,12 +670,13 @@ void bsst_store_page_unpin(BsstStore *s, const void *host)
     }
 }
 
-void bsst_store_page_indirected(BsstStore *s, const void *host)
+void bsst_store_pages_indirected(BsstStore *s, const void *const *hosts,
+                                 unsigned n)
 {
     const BsstPageSourceOps *ops = qatomic_read(&s->page_ops);
 
-    if (ops && ops->indirected) {
-        ops->indirected(s->page_opaque, host);
+    if (ops && ops->indirected && n) {
+        ops->indirected(s->page_opaque, hosts, n);
     }
 }
 

@@ -43,11 +43,12 @@ typedef struct BsstPageSourceOps {
     bool (*lookup_pin)(void *opaque, const void *host, uint32_t *bblock);
     void (*unpin)(void *opaque, const void *host);
     /*
-     * The write that indirected page @host has set up everything that
-     * depends on its block (a slot waiting for its data included): the
-     * source may now swap the page in by itself.  Optional.
+     * The write that indirected pages @hosts[0..@n) has set up everything
+     * that depends on their blocks (slots waiting for their data
+     * included): the source may now swap them in by itself, together
+     * (their blocks are often neighbours).  Optional.
      */
-    void (*indirected)(void *opaque, const void *host);
+    void (*indirected)(void *opaque, const void *const *hosts, unsigned n);
     /*
      * A guest read is about to overwrite the whole page @host: if it is
      * swapped out, make it resident without reading the BSST (its old
@@ -126,7 +127,8 @@ bool bsst_store_has_page_source(BsstStore *s);
 bool bsst_store_page_lookup_pin(BsstStore *s, const void *host,
                                 uint32_t *bblock);
 void bsst_store_page_unpin(BsstStore *s, const void *host);
-void bsst_store_page_indirected(BsstStore *s, const void *host);
+void bsst_store_pages_indirected(BsstStore *s, const void *const *hosts,
+                                 unsigned n);
 bool bsst_store_page_cancel_swapin(BsstStore *s, void *host);
 /* Hold the pages of [@base, @base + @len) for in-flight I/O; false if no
  * page source holds pages (then nothing needs releasing). */

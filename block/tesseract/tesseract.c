@@ -92,6 +92,13 @@ typedef struct BDRVTesseractState {
     QEMUTimer *auto_timer;
     bool auto_running;
     bool drained;
+    /*
+     * Slot fills waiting for tsr_fill_co (TsrFillReq *), handed over by
+     * the swapper's threads; fill_running while a tsr_fill_co runs
+     */
+    QemuMutex fill_lock;
+    GPtrArray *fill_q;
+    bool fill_running;
     uint64_t io_seen;       /* guest requests at the last timer tick */
     uint64_t defrag_blocks, defrag_moved;
 
@@ -100,7 +107,7 @@ typedef struct BDRVTesseractState {
     uint64_t reads, writes, discards, flushes;
     uint64_t bytes_read, bytes_written;
     uint64_t indirect_pages, swapins_cancelled, merges, classic_swapins;
-    uint64_t bsst_read_bytes, redirected_pages, slot_fills;
+    uint64_t bsst_read_bytes, redirected_pages, slot_fills, slot_fill_writes;
     uint64_t read_pieces, read_requests;
     TsrHistogram hist[TSR_PATH__MAX];
     Error *migration_blocker;
@@ -202,6 +209,8 @@ static int tesseract_open(BlockDriverState *bs, QDict *options, int flags,
     qemu_co_mutex_init(&s->req_lock);
     QLIST_INIT(&s->reqs);
     qemu_mutex_init(&s->stats_lock);
+    qemu_mutex_init(&s->fill_lock);
+    s->fill_q = g_ptr_array_new();
     for (i = 0; i < TSR_PATH__MAX; i++) {
         tsr_hist_init(&s->hist[i]);
     }
@@ -262,6 +271,10 @@ static void tesseract_close(BlockDriverState *bs)
         bsst_store_put(s->store);
     }
     g_free(s->disk_id);
+    /* fills hold the node in flight: none is left once it closes */
+    assert(!s->fill_q->len && !s->fill_running);
+    g_ptr_array_free(s->fill_q, true);
+    qemu_mutex_destroy(&s->fill_lock);
     qemu_mutex_destroy(&s->stats_lock);
 }
 
@@ -1198,54 +1211,119 @@ static inline bool tsr_piece_slot(const TsrPiece *p)
 /* what a slot holds until its data comes (never read: unmapped) */
 static uint8_t tsr_zero_block[TSR_BLOCK_SIZE] QEMU_ALIGNED(TSR_BLOCK_SIZE);
 
+/* TSR_FILL_RUN_MAX slots at most in one write */
+#define TSR_FILL_RUN_MAX 64
+
 typedef struct TsrFillReq {
-    BlockDriverState *bs;
-    BsstFill fill;
+    BsstFill fill;              /* first: a TsrFillReq * is a BsstFill * */
     uint8_t *buf;
 } TsrFillReq;
 
 /*
- * Copy the awaited data into the slot and move the indirection there, if
- * the guest block still points at the old block (a newer guest write wins:
- * it serialises with this through the BlockReq list).  A crash before the
- * MAP record is durable leaves the old indirection and a free slot.
+ * Copy the awaited data of @n fills for neighbouring slots and guest
+ * blocks (bsst_fill_run()) into their slots with one write, and move each
+ * indirection there if its guest block still points at the old block (a
+ * newer guest write wins: it serialises with this through the BlockReq
+ * list).  A stale fill's slot is written too, so that the write stays
+ * one request; nothing maps it, and its reservation is dropped like the
+ * others'.  A crash before the MAP records are durable leaves the old
+ * indirections and free slots.
  */
-static void coroutine_fn tsr_fill_co(void *opaque)
+static void coroutine_fn GRAPH_RDLOCK
+tsr_fill_run(BlockDriverState *bs, TsrFillReq **r, unsigned n)
 {
-    TsrFillReq *r = opaque;
-    BlockDriverState *bs = r->bs;
     BDRVTesseractState *s = bs->opaque;
-    uint64_t g = r->fill.gblock;
+    uint64_t g0 = r[0]->fill.gblock;
+    uint32_t cur[TSR_FILL_RUN_MAX];
+    bool mapped[TSR_FILL_RUN_MAX], live = false;
+    QEMUIOVector qiov;
     BlockReq req;
-    uint32_t cur;
+    unsigned k;
     int ret;
 
-    WITH_GRAPH_RDLOCK_GUARD() {
-        tsr_req_begin(s, &req, g << TSR_BLOCK_BITS, TSR_BLOCK_SIZE);
-        if (tsr_block_mapped(s, g, &cur)) {
-            if (cur == r->fill.bblock) {
-                ret = bdrv_co_pwrite(s->bsst,
-                                     bsst_store_block_offset(s->store,
-                                                             r->fill.slot),
-                                     TSR_BLOCK_SIZE, r->buf, 0);
-                if (ret >= 0 &&
-                    bsst_disk_co_remap(s->disk, g, cur, r->fill.slot) == 1) {
-                    tesseract_count(s, &s->slot_fills, 1);
-                }
-            }
-            bsst_disk_unpin(s->disk, cur);
-        }
-        tsr_req_end(s, &req);
+    assert(n && n <= TSR_FILL_RUN_MAX);
+    tsr_req_begin(s, &req, g0 << TSR_BLOCK_BITS, n << TSR_BLOCK_BITS);
+    for (k = 0; k < n; k++) {
+        mapped[k] = tsr_block_mapped(s, g0 + k, &cur[k]);
+        live |= mapped[k] && cur[k] == r[k]->fill.bblock;
     }
-    bsst_store_unref(s->store, r->fill.slot);     /* the reservation */
-    qemu_vfree(r->buf);
-    g_free(r);
-    bdrv_dec_in_flight(bs);
+    if (live) {
+        qemu_iovec_init(&qiov, n);
+        for (k = 0; k < n; k++) {
+            qemu_iovec_add(&qiov, r[k]->buf, TSR_BLOCK_SIZE);
+        }
+        ret = bdrv_co_pwritev(s->bsst,
+                              bsst_store_block_offset(s->store,
+                                                      r[0]->fill.slot),
+                              n << TSR_BLOCK_BITS, &qiov, 0);
+        qemu_iovec_destroy(&qiov);
+        for (k = 0; ret >= 0 && k < n; k++) {
+            if (mapped[k] && cur[k] == r[k]->fill.bblock &&
+                bsst_disk_co_remap(s->disk, g0 + k, cur[k],
+                                   r[k]->fill.slot) == 1) {
+                tesseract_count(s, &s->slot_fills, 1);
+            }
+        }
+        tesseract_count(s, &s->slot_fill_writes, 1);
+    }
+    for (k = 0; k < n; k++) {
+        if (mapped[k]) {
+            bsst_disk_unpin(s->disk, cur[k]);
+        }
+    }
+    tsr_req_end(s, &req);
+    for (k = 0; k < n; k++) {
+        bsst_store_unref(s->store, r[k]->fill.slot);   /* the reservation */
+        qemu_vfree(r[k]->buf);
+        g_free(r[k]);
+        bdrv_dec_in_flight(bs);
+    }
 }
 
 /*
- * The swapper read the data a slot of ours waits for: fill it in the
- * node's AioContext.  Runs in the swapper's threads, under the store lock.
+ * Write the queued fills, run by run, until the queue is empty.  A run
+ * the swapper read in one request arrives as a burst of fills, one per
+ * page as the swapper places them: wait TSR_FILL_GATHER_NS for the rest
+ * of the burst first (nothing waits for a fill).
+ */
+#define TSR_FILL_GATHER_NS SCALE_MS
+
+static void coroutine_fn tsr_fill_co(void *opaque)
+{
+    BlockDriverState *bs = opaque;
+    BDRVTesseractState *s = bs->opaque;
+
+    while (true) {
+        GPtrArray *q;
+        unsigned i, n;
+
+        qemu_co_sleep_ns(QEMU_CLOCK_REALTIME, TSR_FILL_GATHER_NS);
+        qemu_mutex_lock(&s->fill_lock);
+        q = s->fill_q;
+        if (!q->len) {
+            s->fill_running = false;
+            qemu_mutex_unlock(&s->fill_lock);
+            return;
+        }
+        s->fill_q = g_ptr_array_new();
+        qemu_mutex_unlock(&s->fill_lock);
+
+        g_ptr_array_sort(q, bsst_fill_cmp_slot);
+        for (i = 0; i < q->len; i += n) {
+            n = bsst_fill_run((BsstFill *const *)&q->pdata[i], q->len - i,
+                              TSR_FILL_RUN_MAX);
+            WITH_GRAPH_RDLOCK_GUARD() {
+                tsr_fill_run(bs, (TsrFillReq **)&q->pdata[i], n);
+            }
+        }
+        g_ptr_array_free(q, true);
+    }
+}
+
+/*
+ * The swapper read the data a slot of ours waits for: queue it for
+ * tsr_fill_co() in the node's AioContext.  Runs in the swapper's threads,
+ * under the store lock.
  */
 static bool tsr_fill_handler(void *opaque, const BsstFill *f,
                              const void *data)
@@ -1253,6 +1331,7 @@ static bool tsr_fill_handler(void *opaque, const BsstFill *f,
     BlockDriverState *bs = opaque;
     BDRVTesseractState *s = bs->opaque;
     TsrFillReq *r;
+    bool start;
 
     /* a drain that has begun waits for this, or this sees it and yields */
     bdrv_inc_in_flight(bs);
@@ -1262,12 +1341,18 @@ static bool tsr_fill_handler(void *opaque, const BsstFill *f,
         return false;
     }
     r = g_new(TsrFillReq, 1);
-    r->bs = bs;
     r->fill = *f;
     r->buf = qemu_memalign(TSR_BLOCK_SIZE, TSR_BLOCK_SIZE);
     memcpy(r->buf, data, TSR_BLOCK_SIZE);
-    aio_co_enter(bdrv_get_aio_context(bs),
-                 qemu_coroutine_create(tsr_fill_co, r));
+    qemu_mutex_lock(&s->fill_lock);
+    g_ptr_array_add(s->fill_q, r);
+    start = !s->fill_running;
+    s->fill_running = true;
+    qemu_mutex_unlock(&s->fill_lock);
+    if (start) {
+        aio_co_enter(bdrv_get_aio_context(bs),
+                     qemu_coroutine_create(tsr_fill_co, bs));
+    }
     return true;
 }
 
@@ -1472,9 +1557,10 @@ tesseract_co_pwritev_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
         redirected = tsr_redirect_data(bs, pieces, qiov);
     }
     /* set up, slots included: the page source may swap them in now */
-    for (i = 0; hosts && i < hosts->len; i++) {
-        bsst_store_page_indirected(s->store,
-                                   g_array_index(hosts, const void *, i));
+    if (hosts) {
+        bsst_store_pages_indirected(s->store,
+                                    (const void *const *)hosts->data,
+                                    hosts->len);
     }
     ret = tsr_run_pieces(bs, pieces, qiov, flags, tsr_write_task_entry,
                          tsr_write_piece);
@@ -1640,6 +1726,7 @@ TesseractDiskInfo *tesseract_query_disk(BlockDriverState *bs)
     info->indirect_pages = s->indirect_pages;
     info->redirected_pages = s->redirected_pages;
     info->slot_fills = s->slot_fills;
+    info->slot_fill_writes = s->slot_fill_writes;
     info->swapin_bytes_avoided = s->indirect_pages * TSR_BLOCK_SIZE;
     info->swapins_cancelled = s->swapins_cancelled;
     info->merges = s->merges;
@@ -1650,9 +1737,11 @@ TesseractDiskInfo *tesseract_query_disk(BlockDriverState *bs)
     info->defrag_blocks = s->defrag_blocks;
     info->defrag_moved = s->defrag_moved;
     info->write_prepare = tesseract_latency_info(&s->hist[TSR_WRITE_PREPARE]);
-    info->write_completion = tesseract_latency_info(&s->hist[TSR_WRITE_COMPLETION]);
+    info->write_completion =
+        tesseract_latency_info(&s->hist[TSR_WRITE_COMPLETION]);
     info->read_prepare = tesseract_latency_info(&s->hist[TSR_READ_PREPARE]);
-    info->read_completion = tesseract_latency_info(&s->hist[TSR_READ_COMPLETION]);
+    info->read_completion =
+        tesseract_latency_info(&s->hist[TSR_READ_COMPLETION]);
     qemu_mutex_unlock(&s->stats_lock);
     return info;
 }

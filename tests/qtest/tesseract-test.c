@@ -174,6 +174,24 @@ static void vm_start_with(TsrVM *vm, const TsrImages *img, const char *opts,
     vm->vq = blk_start(&vm->dev->vdev, vm->alloc);
 }
 
+/*
+ * New images and a VM (vm_start_with()), and a guest buffer of @len bytes
+ * holding pattern @seed (also in @pattern).
+ */
+static uint64_t vm_start_pattern(TsrVM *vm, TsrImages *img, const char *opts,
+                                 const char *extra, uint8_t *pattern,
+                                 uint32_t len, unsigned seed)
+{
+    uint64_t buf;
+
+    images_new(img);
+    vm_start_with(vm, img, opts, extra);
+    buf = guest_alloc(vm->alloc, len);
+    fill_pattern(pattern, len, seed);
+    memwrite(buf, pattern, len);
+    return buf;
+}
+
 static void vm_start(TsrVM *vm, const TsrImages *img, const char *opts)
 {
     vm_start_with(vm, img, opts, NULL);
@@ -867,6 +885,36 @@ static void test_swapper_slot_fill(void)
 }
 
 /*
+ * Neighbouring slots filled together: six swapped-out pages in the middle
+ * of a write (one redirected run, six neighbouring slots), swapped out
+ * together (one BSST run), come back in one background read; their six
+ * fills are written with one request (two at most, if the burst of fills
+ * was split).
+ */
+static void test_swapper_slot_fill_run(void)
+{
+    const unsigned np = 8;
+    const uint32_t len = np * TSR_PAGE;
+    g_autofree uint8_t *pattern = g_malloc(len);
+    TsrImages img;
+    TsrVM vm;
+    uint64_t buf;
+
+    buf = vm_start_pattern(&vm, &img, NULL, SWAPPER, pattern, len, 19);
+    swapper_swap_out(buf + TSR_PAGE, 6 * TSR_PAGE);
+    blk_write(&vm, 8192, buf, len);
+    g_assert_cmpint(disk_stat("indirect-pages"), ==, 6);
+    g_assert_cmpint(disk_stat("redirected-pages"), ==, 2);
+    wait_slot_fills(6);
+    g_assert_cmpint(swapper_stat("background-reads"), ==, 1);
+    g_assert_cmpint(disk_stat("slot-fill-writes"), >=, 1);
+    g_assert_cmpint(disk_stat("slot-fill-writes"), <=, 2);
+    g_assert_cmpint(read_requests(&vm, 8192, pattern, np), ==, 1);
+    check_disk(&vm, 8192, pattern, np);
+    vm_stop(&vm);
+}
+
+/*
  * QEMU quits while slots wait and background swap-ins and fills are in
  * flight (every other page of each write swapped out): a clean exit, and
  * after a restart every range reads back what was written.
@@ -948,11 +996,7 @@ static void test_swapper_limit(void)
     TsrVM vm;
     uint64_t buf;
 
-    images_new(&img);
-    vm_start_with(&vm, &img, NULL, SWAPPER);
-    buf = guest_alloc(vm.alloc, len);
-    fill_pattern(pattern, len, 14);
-    memwrite(buf, pattern, len);
+    buf = vm_start_pattern(&vm, &img, NULL, SWAPPER, pattern, len, 14);
 
     qtest_qmp_assert_success(global_qtest,
         "{'execute': 'qom-set', 'arguments': {'path': '/objects/swap0', "
@@ -982,11 +1026,8 @@ static void test_swapper_classic_path(void)
     TsrVM vm;
     uint64_t buf;
 
-    images_new(&img);
-    vm_start_with(&vm, &img, ",indirect=off", SWAPPER);
-    buf = guest_alloc(vm.alloc, len);
-    fill_pattern(pattern, len, 15);
-    memwrite(buf, pattern, len);
+    buf = vm_start_pattern(&vm, &img, ",indirect=off", SWAPPER, pattern, len,
+                           15);
     swapper_swap_out(buf, len);
     blk_write(&vm, 512, buf, len);
     g_assert_cmpint(disk_stat("indirections"), ==, 0);
@@ -1735,6 +1776,8 @@ int main(int argc, char **argv)
     qtest_add_func("/tesseract/swapper/background-idle",
                    test_swapper_background_idle);
     qtest_add_func("/tesseract/swapper/slot-fill", test_swapper_slot_fill);
+    qtest_add_func("/tesseract/swapper/slot-fill-run",
+                   test_swapper_slot_fill_run);
     qtest_add_func("/tesseract/swapper/slot-fill-quit",
                    test_swapper_slot_fill_quit);
     qtest_add_func("/tesseract/swapper/cancel", test_swapper_cancel);

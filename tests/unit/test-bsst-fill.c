@@ -180,6 +180,49 @@ static void test_random(void)
     bsst_fill_free(t);
 }
 
+/*
+ * Fills that arrive together, sorted by slot, split into runs of
+ * neighbouring slots for neighbouring guest blocks of one owner.
+ */
+static void test_run(void)
+{
+    int a, b;
+    /* slot, gblock, owner */
+    BsstFill f[] = {
+        { .slot = 50, .gblock = 7, .owner = &a },
+        { .slot = 10, .gblock = 100, .owner = &a },
+        { .slot = 12, .gblock = 102, .owner = &a },
+        { .slot = 11, .gblock = 101, .owner = &a },
+        { .slot = 13, .gblock = 200, .owner = &a },     /* guest gap */
+        { .slot = 14, .gblock = 201, .owner = &b },     /* other disk */
+        { .slot = 51, .gblock = 8, .owner = &a },
+        { .slot = 53, .gblock = 10, .owner = &a },      /* slot gap */
+    };
+    BsstFill *p[G_N_ELEMENTS(f)];
+    unsigned i, n = G_N_ELEMENTS(f), runs[8], nruns = 0;
+
+    for (i = 0; i < n; i++) {
+        p[i] = &f[i];
+    }
+    qsort(p, n, sizeof(p[0]), bsst_fill_cmp_slot);
+    for (i = 1; i < n; i++) {
+        g_assert_cmpuint(p[i - 1]->slot, <, p[i]->slot);
+    }
+    for (i = 0; i < n; i += runs[nruns++]) {
+        runs[nruns] = bsst_fill_run(&p[i], n - i, 64);
+    }
+    /* 10-12 | 13 | 14 | 50-51 | 53 */
+    g_assert_cmpuint(nruns, ==, 5);
+    g_assert_cmpuint(runs[0], ==, 3);
+    g_assert_cmpuint(runs[1], ==, 1);
+    g_assert_cmpuint(runs[2], ==, 1);
+    g_assert_cmpuint(runs[3], ==, 2);
+    g_assert_cmpuint(runs[4], ==, 1);
+    /* capped */
+    g_assert_cmpuint(bsst_fill_run(&p[0], n, 2), ==, 2);
+    g_assert_cmpuint(bsst_fill_run(&p[0], 1, 64), ==, 1);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -187,5 +230,6 @@ int main(int argc, char **argv)
     g_test_add_func("/tesseract/fill/evict", test_evict);
     g_test_add_func("/tesseract/fill/purge", test_purge);
     g_test_add_func("/tesseract/fill/random", test_random);
+    g_test_add_func("/tesseract/fill/run", test_run);
     return g_test_run();
 }

@@ -329,10 +329,9 @@ static bool tsw_page_index(TesseractSwapper *sw, const void *host,
  */
 static void tsw_background_queue(TesseractSwapper *sw, uint64_t idx)
 {
-    /* under sw->lock */
+    /* under sw->lock; the caller kicks the thread */
     if (sw->bg_tail - sw->bg_head < TSW_BG_QUEUE) {
         sw->bg_q[sw->bg_tail++ % TSW_BG_QUEUE] = idx;
-        qemu_sem_post(&sw->bg_kick);
     } else {
         sw->background_dropped++;
     }
@@ -359,20 +358,32 @@ static bool tsw_lookup_pin(void *opaque, const void *host, uint32_t *bblock)
     return ret;
 }
 
-static void tsw_indirected(void *opaque, const void *host)
+/*
+ * A write's indirected pages are queued together and the thread woken
+ * once, so that it finds them all: pages the swapper swapped out together
+ * lie one after the other in the BSST, and it reads such a run at once.
+ */
+static void tsw_indirected(void *opaque, const void *const *hosts,
+                           unsigned n)
 {
     TesseractSwapper *sw = opaque;
-    uint64_t idx;
+    uint64_t queued, idx;
+    unsigned i;
 
-    if (!tsw_page_index(sw, host, &idx)) {
-        return;
-    }
     qemu_mutex_lock(&sw->lock);
-    if (sw->background_swapin && sw->pages[idx].state == PG_SWAPPED &&
-        (sw->pages[idx].flags & PG_INDIRECTED)) {
-        tsw_background_queue(sw, idx);
+    queued = sw->bg_tail;
+    for (i = 0; i < n; i++) {
+        if (tsw_page_index(sw, hosts[i], &idx) && sw->background_swapin &&
+            sw->pages[idx].state == PG_SWAPPED &&
+            (sw->pages[idx].flags & PG_INDIRECTED)) {
+            tsw_background_queue(sw, idx);
+        }
     }
+    queued = sw->bg_tail - queued;
     qemu_mutex_unlock(&sw->lock);
+    if (queued) {
+        qemu_sem_post(&sw->bg_kick);
+    }
 }
 
 static void tsw_unpin(void *opaque, const void *host)
@@ -745,64 +756,70 @@ static bool tsw_background_take(TesseractSwapper *sw, int64_t after,
  * indirection queues one after the other often lie one after the other
  * in the BSST.  Such a run (up to TSW_BATCH pages) is read in one request
  * (on a disk, one seek instead of one per page), then placed page by page.
+ * tsw_background_run() swaps in the run at the queue's head; false once
+ * the queue is empty or the swapper quits.
  */
+static bool tsw_background_run(TesseractSwapper *sw, uint8_t *buf)
+{
+    uint32_t bblock[TSW_BATCH];
+    int64_t host_off[TSW_BATCH];
+    uint64_t idx[TSW_BATCH];
+    bool have_data = false;
+    int i, n, done = 0, fd;
+
+    qemu_mutex_lock(&sw->lock);
+    if (!tsw_background_yield(sw)) {
+        qemu_mutex_unlock(&sw->lock);
+        return false;
+    }
+    tsw_background_drop_stale(sw);
+    if (!tsw_background_take(sw, -1, &idx[0], &bblock[0], &host_off[0])) {
+        qemu_mutex_unlock(&sw->lock);
+        return false;
+    }
+    n = 1;
+    fd = qatomic_read(&sw->direct_fd);
+    while (fd >= 0 && host_off[0] >= 0 && n < TSW_BATCH) {
+        tsw_background_drop_stale(sw);
+        if (!tsw_background_take(sw, host_off[0] + n * TSW_PAGE, &idx[n],
+                                 &bblock[n], &host_off[n])) {
+            break;
+        }
+        n++;
+    }
+    qemu_mutex_unlock(&sw->lock);
+    /*
+     * One read for the run; if it fails, each page tries on its own (a
+     * direct read again, then through the IOThread).
+     */
+    if (n > 1 &&
+        pread(fd, buf, n * TSW_PAGE, host_off[0]) == n * TSW_PAGE) {
+        have_data = true;
+    }
+    for (i = 0; i < n; i++) {
+        if (tsw_swap_in(sw, idx[i], bblock[i], host_off[i],
+                        buf + i * TSW_PAGE, false, have_data) >= 0) {
+            done++;
+        }
+    }
+    qemu_mutex_lock(&sw->lock);
+    sw->background_swapins += done;
+    sw->background_reads += have_data ? 1 : n;
+    qemu_mutex_unlock(&sw->lock);
+    return true;
+}
+
+/* Woken once per indirecting write: swap in what it queued, run by run. */
 static void *tsw_background_thread(void *opaque)
 {
     TesseractSwapper *sw = opaque;
     uint8_t *buf = qemu_memalign(TSW_PAGE, TSW_BATCH * TSW_PAGE);
 
     rcu_register_thread();
-    while (true) {
-        uint32_t bblock[TSW_BATCH];
-        int64_t host_off[TSW_BATCH];
-        uint64_t idx[TSW_BATCH];
-        bool have_data = false;
-        int i, n = 0, done = 0, fd;
-
+    while (!qatomic_read(&sw->quit)) {
         qemu_sem_wait(&sw->bg_kick);
-        if (qatomic_read(&sw->quit)) {
-            break;
+        while (tsw_background_run(sw, buf)) {
         }
-        qemu_mutex_lock(&sw->lock);
-        if (!tsw_background_yield(sw)) {
-            qemu_mutex_unlock(&sw->lock);
-            break;
-        }
-        tsw_background_drop_stale(sw);
-        if (!tsw_background_take(sw, -1, &idx[0], &bblock[0], &host_off[0])) {
-            /* a run or a stale drop took this wakeup's entry already */
-            qemu_mutex_unlock(&sw->lock);
-            continue;
-        }
-        n = 1;
-        fd = qatomic_read(&sw->direct_fd);
-        while (fd >= 0 && host_off[0] >= 0 && n < TSW_BATCH) {
-            tsw_background_drop_stale(sw);
-            if (!tsw_background_take(sw, host_off[0] + n * TSW_PAGE, &idx[n],
-                                     &bblock[n], &host_off[n])) {
-                break;
-            }
-            n++;
-        }
-        qemu_mutex_unlock(&sw->lock);
-        /*
-         * One read for the run; if it fails, each page tries on its own
-         * (a direct read again, then through the IOThread).
-         */
-        if (n > 1 &&
-            pread(fd, buf, n * TSW_PAGE, host_off[0]) == n * TSW_PAGE) {
-            have_data = true;
-        }
-        for (i = 0; i < n; i++) {
-            if (tsw_swap_in(sw, idx[i], bblock[i], host_off[i],
-                            buf + i * TSW_PAGE, false, have_data) >= 0) {
-                done++;
-            }
-        }
-        qemu_mutex_lock(&sw->lock);
-        sw->background_swapins += done;
-        sw->background_reads += have_data ? 1 : n;
-        qemu_mutex_unlock(&sw->lock);
     }
     rcu_unregister_thread();
     qemu_vfree(buf);
