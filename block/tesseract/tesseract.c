@@ -209,8 +209,6 @@ static int tesseract_open(BlockDriverState *bs, QDict *options, int flags,
     qemu_co_mutex_init(&s->req_lock);
     QLIST_INIT(&s->reqs);
     qemu_mutex_init(&s->stats_lock);
-    qemu_mutex_init(&s->fill_lock);
-    s->fill_q = g_ptr_array_new();
     for (i = 0; i < TSR_PATH__MAX; i++) {
         tsr_hist_init(&s->hist[i]);
     }
@@ -241,6 +239,9 @@ static int tesseract_open(BlockDriverState *bs, QDict *options, int flags,
         s->store = NULL;
         return -EINVAL;
     }
+
+    qemu_mutex_init(&s->fill_lock);
+    s->fill_q = g_ptr_array_new();
 
     GRAPH_RDLOCK_GUARD_MAINLOOP();
 
