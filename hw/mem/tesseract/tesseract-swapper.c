@@ -898,16 +898,23 @@ static void *tsw_fault_thread(void *opaque)
 /* ---- Guest RAM given back (virtio-balloon) ---- */
 
 /*
+ * Set by tsw_discard() around its own ram_block_discard_range(), so that
+ * the notifier returns at once for the swapper's discards (one per page
+ * swapped out) without taking sw->lock.
+ */
+static __thread bool tsw_discarding_own;
+
+/*
  * Someone else discarded guest RAM (virtio-balloon: free page reporting
  * or inflation): the guest gave those pages back and their contents are
  * dead.  A resident page no longer counts against the limit.  A
  * swapped-out page's BSST copy is dropped, so that it is never read back
  * (neither by a fault nor by the background swap-in): the next touch finds
  * a zero page, as after any discard.  Pages in the middle of a swap-out or
- * swap-in (the swapper's own discards among them) or held by device I/O
- * are left as they are; their copy is merely not needed.  Called by
- * ram_block_discard_range() in the discarding thread, never under
- * sw->lock (the swapper discards without it).
+ * swap-in or held by device I/O are left as they are; their copy is
+ * merely not needed.  Called by ram_block_discard_range() in the
+ * discarding thread, never under sw->lock; for the swapper's own discards
+ * (tsw_discard()) it returns at once.
  */
 static void tsw_ram_discarded(void *opaque, RAMBlock *rb, uint64_t start,
                               size_t length)
@@ -915,9 +922,12 @@ static void tsw_ram_discarded(void *opaque, RAMBlock *rb, uint64_t start,
     TesseractSwapper *sw = opaque;
     uint64_t first = start / TSW_PAGE;
     uint64_t end = MIN((start + length) / TSW_PAGE, sw->npages);
-    g_autoptr(GArray) unref = g_array_new(false, false, sizeof(uint32_t));
+    g_autoptr(GArray) unref = NULL;
     uint64_t i;
 
+    if (tsw_discarding_own) {
+        return;     /* tsw_discard(): the swapper knows */
+    }
     qemu_mutex_lock(&sw->lock);
     for (i = first; i < end; i++) {
         TswPage *pg = &sw->pages[i];
@@ -930,6 +940,9 @@ static void tsw_ram_discarded(void *opaque, RAMBlock *rb, uint64_t start,
             tsr_policy_set_resident(sw->policy, i, false);
             sw->discarded_pages++;
         } else if (pg->state == PG_SWAPPED) {
+            if (!unref) {
+                unref = g_array_new(false, false, sizeof(uint32_t));
+            }
             g_array_append_val(unref, pg->bblock);
             pg->state = PG_RESIDENT;    /* not resident: never touched */
             pg->flags &= ~PG_INDIRECTED;
@@ -940,7 +953,7 @@ static void tsw_ram_discarded(void *opaque, RAMBlock *rb, uint64_t start,
         }
     }
     qemu_mutex_unlock(&sw->lock);
-    for (i = 0; i < unref->len; i++) {
+    for (i = 0; unref && i < unref->len; i++) {
         bsst_store_unref(sw->store, g_array_index(unref, uint32_t, i));
     }
 }
@@ -955,8 +968,11 @@ static void tsw_ram_discarded(void *opaque, RAMBlock *rb, uint64_t start,
  */
 static int tsw_discard(TesseractSwapper *sw, uint64_t idx)
 {
-    int ret = ram_block_discard_range(sw->rb, idx * TSW_PAGE, TSW_PAGE);
+    int ret;
 
+    tsw_discarding_own = true;
+    ret = ram_block_discard_range(sw->rb, idx * TSW_PAGE, TSW_PAGE);
+    tsw_discarding_own = false;
     return ret < 0 ? ret : 0;
 }
 
