@@ -239,6 +239,7 @@ def metrics(r, ref_median):
     sw = st.get("swappers") or [None]
     sw = sw[0]
     m["swap_outs"] = sw["swap-outs"] if sw else 0
+    m["zero_swapouts"] = sw.get("zero-swapouts", 0) if sw else 0
     m["swap_ins"] = sw["swap-ins"] if sw else 0
     m["swapins_avoided"] = sw["swapins-avoided"] if sw else 0
     m["swapins_cancelled"] = sw["swapins-cancelled"] if sw else 0
@@ -711,18 +712,19 @@ def disk_section(summary, disk, order):
     L = ["## %s" % disk.upper(), ""]
     L.append("| scenario | ok | throughput (tx/s) | total pause (ms) | "
              "largest pause (ms) | zero intervals | corrupt | guest pswpin / pswpout | "
-             "swap-outs / swap-ins | swap-ins avoided | host pswpin / pswpout | wall (s) |")
+             "swap-outs (of zeroes) / swap-ins | swap-ins avoided | host pswpin / pswpout | wall (s) |")
     L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if r.get("skipped"):
             L.append("| %s | skipped: %s |||||||||||" % (r["scenario"], r["skipped"]))
             continue
-        L.append("| %s | %s | %s | %s | %s | %s | %s | %s / %s | %s / %s | %s | %s / %s | %s |" % (
+        L.append("| %s | %s | %s | %s | %s | %s | %s | %s / %s | %s (%s) / %s | %s | %s / %s | %s |" % (
             r["scenario"], "yes" if r["ok"] else "**NO** " + r.get("error", ""),
             fmt(r["throughput_ops"]), r["total_pause_ms"], r["max_pause_ms"],
             r["zero_intervals"], fmt(r["corrupt_pages"]),
             fmt(r["guest_pswpin"]), fmt(r["guest_pswpout"]),
-            r["swap_outs"], r["swap_ins"], r["swapins_avoided"],
+            r["swap_outs"], fmt(r.get("zero_swapouts")), r["swap_ins"],
+            r["swapins_avoided"],
             fmt(r["host_pswpin"]), fmt(r["host_pswpout"]), fmt(r["wall_s"])))
     L.append("")
     L.extend(run_tables(rows))

@@ -116,9 +116,10 @@ void hmp_info_tesseract(Monitor *mon, const QDict *qdict)
                        i->attached ? "" : ", not attached yet");
         monitor_printf(mon, "  pages: %" PRId64 " resident, %" PRId64
                        " swapped of %" PRId64 "; swap-outs %" PRId64
-                       ", swap-ins %" PRId64 ", cancelled %" PRId64
-                       ", avoided %" PRId64 "\n", i->resident_pages,
-                       i->swapped_pages, i->ram_pages, i->swap_outs,
+                       " (%" PRId64 " of zeroes, not written), swap-ins %"
+                       PRId64 ", cancelled %" PRId64 ", avoided %" PRId64
+                       "\n", i->resident_pages, i->swapped_pages,
+                       i->ram_pages, i->swap_outs, i->zero_swapouts,
                        i->swap_ins, i->swapins_cancelled, i->swapins_avoided);
         monitor_printf(mon, "  avoided swap-ins made later: %" PRId64
                        " in the background (background-swapin=%s, %"

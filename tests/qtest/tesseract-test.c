@@ -985,6 +985,57 @@ static void test_swapper_cancel(void)
     vm_stop(&vm);
 }
 
+/*
+ * Pages that hold only zeroes are swapped out with no BSST block and no
+ * write, and come back as zero pages with no read; the others beside them
+ * in the same batch are written as usual.  A device write of them then
+ * indirects the others and writes the zeroes as data.
+ */
+static void test_swapper_zero_pages(void)
+{
+    const unsigned np = 16;
+    const uint32_t len = np * TSR_PAGE;
+    g_autofree uint8_t *data = g_malloc(len);
+    g_autofree uint8_t *back = g_malloc(len);
+    int64_t fills;
+    TsrImages img;
+    TsrVM vm;
+    uint64_t buf;
+    unsigned i;
+
+    images_new(&img);
+    vm_start_with(&vm, &img, NULL, SWAPPER ",background-swapin=off");
+    buf = guest_alloc(vm.alloc, len);
+    fill_pattern(data, len, 21);
+    for (i = 1; i < np; i += 2) {
+        memset(data + i * TSR_PAGE, 0, TSR_PAGE);
+    }
+    memwrite(buf, data, len);       /* every page touched, so resident */
+
+    swapper_swap_out(buf, len);
+    g_assert_cmpint(swapper_stat("swap-outs"), ==, np);
+    g_assert_cmpint(swapper_stat("zero-swapouts"), ==, np / 2);
+    g_assert_cmpint(swapper_stat("swapped-pages"), ==, np / 2);
+    g_assert_cmpint(swapper_stat("bsst-bytes-written"), ==, len / 2);
+
+    fills = swapper_stat("zero-fills");
+    memread(buf, back, len);
+    g_assert_cmpmem(back, len, data, len);
+    g_assert_cmpint(swapper_stat("swap-ins"), ==, np / 2);
+    g_assert_cmpint(swapper_stat("bsst-bytes-read"), ==, len / 2);
+    g_assert_cmpint(swapper_stat("zero-fills") - fills, ==, np / 2);
+
+    /* swapped out again, then written to the disk by the device */
+    swapper_swap_out(buf, len);
+    g_assert_cmpint(swapper_stat("zero-swapouts"), ==, np);
+    blk_write(&vm, 2048, buf, len);
+    g_assert_cmpint(disk_stat("indirect-pages"), ==, np / 2);
+    check_disk(&vm, 2048, data, np);
+    memread(buf, back, len);
+    g_assert_cmpmem(back, len, data, len);
+    vm_stop(&vm);
+}
+
 /* qom-set limit: the swapper swaps out in the background, data intact. */
 static void test_swapper_limit(void)
 {
@@ -1781,6 +1832,7 @@ int main(int argc, char **argv)
     qtest_add_func("/tesseract/swapper/slot-fill-quit",
                    test_swapper_slot_fill_quit);
     qtest_add_func("/tesseract/swapper/cancel", test_swapper_cancel);
+    qtest_add_func("/tesseract/swapper/zero-pages", test_swapper_zero_pages);
     qtest_add_func("/tesseract/swapper/limit", test_swapper_limit);
     qtest_add_func("/tesseract/swapper/classic-path",
                    test_swapper_classic_path);
