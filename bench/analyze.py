@@ -218,6 +218,13 @@ def metrics(r, ref_median):
     m["guest_pswpout"] = r["guest_pswpout"]
     m["heap_build_s"] = r["heap_build_s"]
     m["memhog_inflate_s"] = r["memhog_inflate_s"]
+    # where memhog's inflation ended on the measurement's clock (None:
+    # allocated before jbb, or no end seen)
+    start = memhog_start(r["meta"])
+    m["memhog_inflate_end_s"] = (None if start is None or
+                                 r["memhog_inflate_s"] is None else
+                                 round(start + r["memhog_inflate_s"], 1))
+    m["secs"] = r["meta"].get("secs")
     for k, v in sorted(r["guest_acct"].items()):
         m["guest_" + k] = v
     st = r["stats"] or {}
@@ -319,7 +326,9 @@ def pair_with_baseline(per_round):
             e = {k: [b.get(k), m.get(k)]
                  for k in [k for k, _ in PAIRED] + ["cpu_steal_s", "cpus",
                                                     "heap_build_s",
-                                                    "memhog_inflate_s"]}
+                                                    "memhog_inflate_s",
+                                                    "memhog_inflate_end_s",
+                                                    "secs"]}
             e["round"] = m["round"]
             e["throughput_ratio"] = (round(m["throughput_ops"] / b["throughput_ops"], 3)
                                      if b["throughput_ops"] else None)
@@ -484,6 +493,24 @@ def plot(results, out, disks, order):
     return files
 
 
+def outlasted_window(paired, tsc):
+    """The rounds of @paired in which memhog's inflation ended after the
+    measured window on one side and within it on the other, as text
+    ("round 1 (the baseline's ended at 52.0 s of 30)"), or ""."""
+    out = []
+    for p in paired:
+        ends, secs = p.get("memhog_inflate_end_s"), p.get("secs")
+        if not ends or not secs or None in ends or None in secs:
+            continue
+        late = [e > w for e, w in zip(ends, secs)]
+        if late[0] != late[1]:
+            i = 0 if late[0] else 1
+            out.append("round %d (%s's ended at %s s of %s)" % (
+                p["round"], "the baseline" if i == 0 else tsc,
+                fmt(ends[i]), fmt(secs[i])))
+    return ", ".join(out)
+
+
 def paired_table(t, tsc):
     """The rounds in which the baseline and TSC ran at the same time."""
     n = t["paired_rounds"]
@@ -514,6 +541,15 @@ def paired_table(t, tsc):
                     bm, tm, fmt(hb[0]), fmt(hb[1]), fmt(hi[0]), fmt(hi[1]),
                     cpu[0], cpu[1]))
     L.append("")
+    late = outlasted_window(t["paired"], tsc)
+    if late:
+        L.append("In %s memhog's inflation outlasted the measured window on "
+                 "one side only: that side's guest paged less inside the "
+                 "window and left the rest of its paging after it, so the "
+                 "two sides' scores cover different parts of the same work, "
+                 "and the throughput ratio of such a round says more about "
+                 "when the paging fell than about its cost." % late)
+        L.append("")
     geo = t.get("throughput_vs_baseline_geomean")
     (bs, ts), (bx, tx) = (t["paired_total_pause_ms_sum"],
                           t["paired_max_pause_ms_max"])

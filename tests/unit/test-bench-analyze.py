@@ -23,7 +23,7 @@ def check(name, cond, detail=""):
 
 
 def write_run(top, disk, sc, rn, scores, together=(), corrupt=0, cpu=None,
-              hog_start=None):
+              hog_start=None, hog_secs=6.5):
     d = os.path.join(top, "runs", "%s-%s%s" % (disk, sc, "" if rn == 1 else ".r%d" % rn))
     os.makedirs(d)
     json.dump({"disk": disk, "scenario": sc, "round": rn, "rc": 0,
@@ -46,7 +46,7 @@ def write_run(top, disk, sc, rn, scores, together=(), corrupt=0, cpu=None,
         f.write("jbb: done: %d transactions, %d corrupt objects\n"
                 % (sum(scores), corrupt))
         if hog_start is not None:
-            f.write("memhog: inflated 96 MiB in 6.5 s\n")
+            f.write("memhog: inflated 96 MiB in %.1f s\n" % hog_secs)
         f.write("memhog: held 96 MiB, 0 corrupt pages\n")
         if sc == "nooc":
             # the guest's accounting around the workload (tests/guest/init)
@@ -194,6 +194,25 @@ def main():
               pair[0].split("|")[7].strip() == "6.5 / 6.5" and
               s["hdd/tesseract"]["paired"][0]["memhog_inflate_s"] == [6.5, 6.5],
               "rows %s pair %s" % (rows, pair))
+        check("pairs: no window note when both inflations outlast it",
+              "outlasted the measured window" not in rep, rep)
+    with tempfile.TemporaryDirectory() as top:
+        # memhog inflating from 0 s, in a 2 s window: the baseline's ends
+        # at 6.5 s, after it, Tesseract's at 1.5 s, within it
+        write_run(top, "hdd", "nooc", 1, nooc, hog_start=0)
+        write_run(top, "hdd", "baseline", 1, b1, together=["tesseract"],
+                  cpu="0", hog_start=0)
+        write_run(top, "hdd", "tesseract", 1, t1, together=["baseline"],
+                  cpu="1", hog_start=0, hog_secs=1.5)
+        rc, s, rep = analyze(top)
+        p = s["hdd/tesseract"]["paired"][0]
+        check("pairs: a round whose inflation outlasted the window on one "
+              "side is named",
+              rc == 0 and p["memhog_inflate_end_s"] == [6.5, 1.5] and
+              p["secs"] == [2.0, 2.0] and
+              "In round 1 (the baseline's ended at 6.5 s of 2.0) memhog's "
+              "inflation outlasted the measured window on one side only"
+              in rep, "%s\n%s" % (p, rep))
     with tempfile.TemporaryDirectory() as top:
         write_run(top, "hdd", "nooc", 1, nooc)
         rc, s, rep = analyze(top)
