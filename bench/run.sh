@@ -22,6 +22,14 @@
 #                      properties (e.g. tesseract@background-idle=0), and
 #                      both: tesseract@access,background-idle=0
 #   --secs N           measured seconds of the score workload per run
+#                      (default 30; quick mode 10)
+#   --hdd-secs N       the same on the hdd model (default: --secs if given,
+#                      else 60 in full mode).  On the spindle the
+#                      baseline's memhog took 33-73 s to inflate
+#                      (Tesseract's 27-31 s): a 30 s window cut the
+#                      baseline's paging off and left it after the
+#                      measurement, so the two sides' scores covered
+#                      different parts of the same work (session 12)
 #   --rounds N         run every scenario N times and report the medians,
 #                      each round, and the --together pairs (full mode
 #                      default 2: single runs vary by +-30% on their own,
@@ -108,6 +116,7 @@ MODE=full
 DISKS=
 SCENARIOS="nooc baseline tesseract tesseract-defrag stock"
 SECS=
+HDD_SECS=
 ROUNDS=
 ACCEL=tcg
 TOGETHER=
@@ -166,6 +175,7 @@ while [ $# -gt 0 ]; do
     --disks) DISKS=$2; shift ;;
     --scenarios) SCENARIOS=$2; shift ;;
     --secs) SECS=$2; shift ;;
+    --hdd-secs) HDD_SECS=$2; shift ;;
     --rounds) ROUNDS=$2; shift ;;
     --accel) ACCEL=$2; shift ;;
     --together) TOGETHER=$2; shift ;;
@@ -177,9 +187,16 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
+if [ -z "$HDD_SECS" ]; then
+    if [ -n "$SECS" ] || [ "$MODE" = quick ]; then HDD_SECS=$SECS; else HDD_SECS=60; fi
+fi
 if [ -z "$SECS" ]; then
     if [ "$MODE" = quick ]; then SECS=10; else SECS=30; fi
 fi
+[ -n "$HDD_SECS" ] || HDD_SECS=$SECS
+for v in "$SECS" "$HDD_SECS"; do
+    case "$v" in ''|*[!0-9]*|0) die "--secs/--hdd-secs: a positive number of seconds, not '$v'" ;; esac
+done
 if [ -z "$DISKS" ]; then
     if [ "$MODE" = quick ]; then DISKS="ssd hdd"; else DISKS="ssd hdd hybrid"; fi
 fi
@@ -247,7 +264,9 @@ fi
 case "$PIN" in yes|no) ;; *) die "--pin: yes or no, not '$PIN'" ;; esac
 # at 30% overcommit on the hdd model a baseline or stock run needs over
 # 200 s (memhog's final check faults its 96 MiB back in at 200 IOPS)
-if [ "$MODE" = quick ]; then TIMEOUT=$((SECS * 3 + 150)); else TIMEOUT=$((SECS * 6 + 300)); fi
+run_timeout() {  # SECS: run-guest.sh's limit for a run measuring SECS
+    if [ "$MODE" = quick ]; then echo $(($1 * 3 + 150)); else echo $(($1 * 6 + 300)); fi
+}
 
 # --- Tools: the guest kit and matplotlib --------------------------------------
 PY=/usr/bin/python3
@@ -277,7 +296,7 @@ else
 fi
 OUT=$(cd "$OUT" && pwd)
 mkdir -p "$OUT/runs"
-say "mode $MODE, $ROUNDS round(s) of $SECS s per run, results in $OUT"
+say "mode $MODE, $ROUNDS round(s) of $SECS s per run (hdd: $HDD_SECS s), results in $OUT"
 
 # --- Host swap and cgroups for the stock scenario -----------------------------------
 CG_NAME=tesseract-bench-$$
@@ -358,7 +377,8 @@ run_one() {  # DISK SCENARIO ROUND [CPUS [TOGETHER-WITH]]
     # QEMU's option syntax in the paths run-guest.sh passes it
     local disk=$1 sc=$2 rn=$3 cpus=${4:-} with=${5:-} wd=$OUT/runs/$1-${2//[=,]/_} args=() topts= swapper= why
     [ "$rn" = 1 ] || wd=$wd.r$rn
-    local t0 t1 rc=0 vm0 vm1 stock_limit= wrap=
+    local t0 t1 rc=0 vm0 vm1 stock_limit= wrap= secs=$SECS
+    [ "$disk" != hdd ] || secs=$HDD_SECS
     # SCENARIO@POLICY and SCENARIO@PROP=VALUE,...: that scenario with
     # another swapper policy or more swapper properties
     local base=${sc%%@*} pol=$POLICY extra= w words=()
@@ -417,12 +437,12 @@ run_one() {  # DISK SCENARIO ROUND [CPUS [TOGETHER-WITH]]
     [ -z "$cpus" ] || args+=(--cpus "$cpus")
     [ -z "$SERIES" ] || args+=(--series "$SERIES")
 
-    say "$disk/$sc (round $rn/$ROUNDS): running (${SECS} s measured${with:+, at the same time as $with}${cpus:+, on CPU $cpus})"
+    say "$disk/$sc (round $rn/$ROUNDS): running (${secs} s measured${with:+, at the same time as $with}${cpus:+, on CPU $cpus})"
     vm0=$(vmstat_swap)
     t0=$(date +%s.%N)
     "$GUEST/run-guest.sh" --quiet --workdir "$wd" --accel "$ACCEL" \
-        -m "$GUEST_MEM" --timeout "$TIMEOUT" --workload jbb \
-        --append "$GUEST_APPEND workload_bg=memhog memhog_mib=$MEMHOG_MIB jbb_heap_mib=$HEAP_MIB jbb_secs=$SECS$HOG_START_APPEND" \
+        -m "$GUEST_MEM" --timeout "$(run_timeout "$secs")" --workload jbb \
+        --append "$GUEST_APPEND workload_bg=memhog memhog_mib=$MEMHOG_MIB jbb_heap_mib=$HEAP_MIB jbb_secs=$secs$HOG_START_APPEND" \
         --swap-disk "$SWAP_DISK" --bsst-size "$BSST_SIZE" --bsst-format "$BSST_FORMAT" \
         --bsst-preallocation "$BSST_PREALLOC" \
         --tesseract-opts "$topts" "${args[@]}" > /dev/null 2> "$wd/run-guest.err" || rc=$?
@@ -450,7 +470,7 @@ run_one() {  # DISK SCENARIO ROUND [CPUS [TOGETHER-WITH]]
     M_LIMIT=$limit_mib M_SWAPPER=$swapper M_TOPTS=$topts M_RAWLAT=$rawlat \
     M_THROTTLE=$(hdd_desc "$disk") M_CPUS=$cpus M_WITH=$with \
     M_STOCK_LIMIT=$stock_limit M_CG_MAX=$cg_max M_CG_FAIL=$cg_fail \
-    M_SECS=$SECS M_MEM=$GUEST_MEM_MIB M_HOG=$MEMHOG_MIB M_HEAP=$HEAP_MIB M_HOG_START=$MEMHOG_START \
+    M_SECS=$secs M_MEM=$GUEST_MEM_MIB M_HOG=$MEMHOG_MIB M_HEAP=$HEAP_MIB M_HOG_START=$MEMHOG_START \
     M_FMT=$BSST_FORMAT M_ACCEL=$ACCEL M_APPEND=$GUEST_APPEND \
     M_SSD=$( [ "$disk" = ssd ] && { [ "$SSD_CACHE" = direct ] && echo "plain image files opened with cache.direct=on (O_DIRECT to this machine's disk, no host page cache)" || echo "plain image files in the host page cache"; } || true ) \
     /usr/bin/python3 - "$wd/meta.json" <<'EOF'

@@ -197,6 +197,13 @@ def main():
         check("pairs: no window note when both inflations outlast it",
               "outlasted the measured window" not in rep, rep)
     with tempfile.TemporaryDirectory() as top:
+        # a disk model measured longer (--hdd-secs): the header says so
+        write_run(top, "ssd", "nooc", 1, nooc)
+        write_run(top, "hdd", "nooc", 1, nooc + nooc)
+        rc, s, rep = analyze(top)
+        check("report: a disk model's longer window is named",
+              rc == 0 and "heap for 2.0 s (hdd: 4.0 s)," in rep, rep[:600])
+    with tempfile.TemporaryDirectory() as top:
         # memhog inflating from 0 s, in a 2 s window: the baseline's ends
         # at 6.5 s, after it, Tesseract's at 1.5 s, within it
         write_run(top, "hdd", "nooc", 1, nooc, hog_start=0)
