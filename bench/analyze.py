@@ -191,6 +191,14 @@ def metrics(r, ref_median):
     m["ok"] = meta["rc"] == 0 and r["guest_result"] == "ok"
     m["rc"] = meta["rc"]
     m["error"] = r["error"]
+    # stock: the memory cgroup's OOM killer killed QEMU.  The VM is gone,
+    # so the rest of the window did no work: zero scores, all pause.
+    m["oom_killed"] = 1 if meta.get("stock_oom_kills") else 0
+    if m["oom_killed"]:
+        n = int(round((meta.get("secs") or 0) * 1000 / INTERVAL_MS))
+        m["error"] = ("QEMU killed by the host's OOM killer (memory cgroup) "
+                      "after %d of %d intervals" % (len(scores), n))
+        scores = scores + [0] * max(0, n - len(scores))
     m["wall_s"] = meta["wall_s"]
     m["intervals"] = len(scores)
     m["transactions"] = sum(scores)
@@ -365,7 +373,8 @@ def pair_with_baseline(per_round):
 
 
 # summed over rounds: a single corrupt page anywhere is a failure
-SUMMED = ("corrupt_pages", "jbb_corrupt_objects", "memhog_corrupt_pages")
+SUMMED = ("corrupt_pages", "jbb_corrupt_objects", "memhog_corrupt_pages",
+          "oom_killed")
 
 
 def aggregate(ms):
@@ -901,25 +910,36 @@ def main():
     plots = plot(plotted, a.results,
                  sorted({r["meta"]["disk"] for r in plotted.values()}), order)
     report(summary, a.results, a.mode, plots, env, order)
-    # verdict: every run that was not skipped finished, 0 corrupt pages
-    fails = []
-    for k, v in sorted(summary.items()):
-        if v.get("skipped"):
-            continue
-        if v["corrupt_pages"] != 0:
-            fails.append("%s: corrupt_pages = %s" % (k, v["corrupt_pages"]))
-        elif not v["ok"]:
-            fails.append("%s: run failed (%s)" % (k, v["error"]))
+    # verdict: every run that was not skipped finished, 0 corrupt pages;
+    # a stock run the host's OOM killer killed is a result, not a failure
+    fails, notes = [], []
+    for k, ms in sorted(per_round.items()):
+        for m in ms:
+            what = "%s%s" % (k, "" if len(ms) == 1 else
+                             " (round %d)" % m.get("round", 1))
+            if m.get("skipped"):
+                continue
+            if m.get("oom_killed"):
+                notes.append("%s: %s" % (what, m["error"]))
+            elif m["corrupt_pages"] != 0:
+                fails.append("%s: corrupt_pages = %s"
+                             % (what, m["corrupt_pages"]))
+            elif not m["ok"]:
+                fails.append("%s: run failed (%s)" % (what, m["error"]))
     for k, v in sorted(summary.items()):
         if v.get("skipped"):
             print("%-22s skipped: %s" % (k, v["skipped"]))
         else:
             print("%-22s %s throughput %8.1f tx/s, pause %6d ms (max %5d), "
                   "corrupt %s, avoided %s, write-prepare mean %s µs"
-                  % (k, "ok  " if v["ok"] else "FAIL", v["throughput_ops"],
+                  % (k, "ok  " if v["ok"] else
+                     "OOM " if v.get("oom_killed") else "FAIL",
+                     v["throughput_ops"],
                      v["total_pause_ms"], v["max_pause_ms"],
                      v["corrupt_pages"], v["swapins_avoided"],
                      fmt(v["write_prepare_us_mean"], 2)))
+    for n in notes:
+        print("NOTE " + n)
     for f in fails:
         print("FAIL " + f, file=sys.stderr)
     return 1 if fails else 0

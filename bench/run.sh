@@ -449,10 +449,14 @@ run_one() {  # DISK SCENARIO ROUND [CPUS [TOGETHER-WITH]]
     t1=$(date +%s.%N)
     vm1=$(vmstat_swap)
 
-    local cg_max= cg_fail=
+    local cg_max= cg_fail= cg_oom=
     if [ "$sc" = stock ]; then
         cg_max=$(cat "$MEMCG/memory.max_usage_in_bytes" 2>/dev/null || true)
         cg_fail=$(cat "$MEMCG/memory.failcnt" 2>/dev/null || true)
+        # the kernel's OOM killer in the memory cgroup (killed QEMU in 2
+        # of 6 stock runs of one full run in session 12): a result of
+        # host swapping, not of the harness
+        cg_oom=$(awk '$1 == "oom_kill" { print $2 }' "$MEMCG/memory.oom_control" 2>/dev/null || true)
         host_swap_off
     fi
     # the BSST image's own 4 KiB read latency (run-guest.sh --bsst-bench:
@@ -469,7 +473,7 @@ run_one() {  # DISK SCENARIO ROUND [CPUS [TOGETHER-WITH]]
     M_DISK=$disk M_SC=$sc M_ROUND=$rn M_RC=$rc M_T0=$t0 M_T1=$t1 M_VM0=$vm0 M_VM1=$vm1 \
     M_LIMIT=$limit_mib M_SWAPPER=$swapper M_TOPTS=$topts M_RAWLAT=$rawlat \
     M_THROTTLE=$(hdd_desc "$disk") M_CPUS=$cpus M_WITH=$with \
-    M_STOCK_LIMIT=$stock_limit M_CG_MAX=$cg_max M_CG_FAIL=$cg_fail \
+    M_STOCK_LIMIT=$stock_limit M_CG_MAX=$cg_max M_CG_FAIL=$cg_fail M_CG_OOM=$cg_oom \
     M_SECS=$secs M_MEM=$GUEST_MEM_MIB M_HOG=$MEMHOG_MIB M_HEAP=$HEAP_MIB M_HOG_START=$MEMHOG_START \
     M_FMT=$BSST_FORMAT M_ACCEL=$ACCEL M_APPEND=$GUEST_APPEND \
     M_SSD=$( [ "$disk" = ssd ] && { [ "$SSD_CACHE" = direct ] && echo "plain image files opened with cache.direct=on (O_DIRECT to this machine's disk, no host page cache)" || echo "plain image files in the host page cache"; } || true ) \
@@ -493,6 +497,7 @@ json.dump({
     "stock_cgroup_limit": num("M_STOCK_LIMIT"),
     "stock_cgroup_max_usage": num("M_CG_MAX"),
     "stock_cgroup_failcnt": num("M_CG_FAIL"),
+    "stock_oom_kills": num("M_CG_OOM"),
     "host_pswpin": int(vm1[0]) - int(vm0[0]) if ok else None,
     "host_pswpout": int(vm1[1]) - int(vm0[1]) if ok else None,
     "bsst_raw_read_4k_us": num("M_RAWLAT"),

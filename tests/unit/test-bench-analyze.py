@@ -23,11 +23,13 @@ def check(name, cond, detail=""):
 
 
 def write_run(top, disk, sc, rn, scores, together=(), corrupt=0, cpu=None,
-              hog_start=None, hog_secs=6.5):
+              hog_start=None, hog_secs=6.5, secs=None, oom=None):
     d = os.path.join(top, "runs", "%s-%s%s" % (disk, sc, "" if rn == 1 else ".r%d" % rn))
     os.makedirs(d)
-    json.dump({"disk": disk, "scenario": sc, "round": rn, "rc": 0,
-               "wall_s": 40.0, "secs": len(scores) / 10, "accel": "tcg",
+    json.dump({"disk": disk, "scenario": sc, "round": rn,
+               "rc": 1 if oom else 0, "stock_oom_kills": oom,
+               "wall_s": 40.0, "secs": secs or len(scores) / 10,
+               "accel": "tcg",
                "swapper": "limit=230M,policy=random", "tesseract_opts": "",
                "throttle": "", "together_with": list(together),
                "cpus": cpu, "limit_mib": 230, "guest_mem_mib": 256,
@@ -54,7 +56,8 @@ def write_run(top, disk, sc, rn, scores, together=(), corrupt=0, cpu=None,
                     "pgmajfault 3 allocstall_movable 0 \n")
             f.write("guest: acct end cpu 110 0 520 25 301 0 2 pgfault 9 "
                     "pgmajfault 1003 allocstall_movable 40 \n")
-        f.write("GUEST-RESULT: ok\n")
+        if not oom:
+            f.write("GUEST-RESULT: ok\n")
     with open(os.path.join(d, "host-cpu.txt"), "w") as f:
         f.write("busy 50.0 idle 30.0 iowait 1.0 steal 9.0 total 90.0\n")
         for c in range(2):
@@ -196,6 +199,31 @@ def main():
               "rows %s pair %s" % (rows, pair))
         check("pairs: no window note when both inflations outlast it",
               "outlasted the measured window" not in rep, rep)
+    with tempfile.TemporaryDirectory() as top:
+        # stock killed by the memory cgroup's OOM killer after 5 of 20
+        # intervals: a result (zero scores for the rest), not a failure
+        write_run(top, "ssd", "nooc", 1, nooc)
+        write_run(top, "ssd", "stock", 1, [1000] * 5, secs=2.0, oom=1)
+        rc, s, rep = analyze(top)
+        st = s["ssd/stock"]
+        check("stock killed by the host's OOM killer: reported, not failed",
+              rc == 0 and st["oom_killed"] == 1 and
+              st["throughput_ops"] == 2500.0 and
+              st["total_pause_ms"] == 1500 and
+              "after 5 of 20 intervals" in st["error"] and
+              "killed by the host's OOM killer" in rep,
+              "rc %d %s" % (rc, st))
+    with tempfile.TemporaryDirectory() as top:
+        # ... but a stock run that died otherwise still fails
+        write_run(top, "ssd", "nooc", 1, nooc)
+        write_run(top, "ssd", "stock", 1, [1000] * 5, secs=2.0, oom=0)
+        p_ = os.path.join(top, "runs", "ssd-stock", "meta.json")
+        meta = json.load(open(p_))
+        meta["rc"] = 1
+        json.dump(meta, open(p_, "w"))
+        rc, s, rep = analyze(top)
+        check("a stock run that died without an OOM kill fails", rc == 1,
+              "rc %d" % rc)
     with tempfile.TemporaryDirectory() as top:
         # a disk model measured longer (--hdd-secs): the header says so
         write_run(top, "ssd", "nooc", 1, nooc)
