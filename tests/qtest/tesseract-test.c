@@ -15,6 +15,7 @@
 
 #include "qemu/osdep.h"
 #include <signal.h>
+#include <sys/prctl.h>
 #include "libqtest-single.h"
 #include "qemu/bswap.h"
 #include "qobject/qdict.h"
@@ -1146,6 +1147,106 @@ static void test_swapper_errors(void)
     vm_stop(&vm);
 }
 
+#define MEMFD_RAM " -object memory-backend-memfd,id=mem0,size=128M,share=on" \
+                  " -machine memory-backend=mem0"
+
+/*
+ * A vhost-user backend maps guest RAM in its own process, where a page
+ * the swapper discarded reads as zeroes: the two refuse each other,
+ * whichever comes second, and each lets go when it goes.  The backend is
+ * qemu-storage-daemon's vhost-user-blk export.
+ */
+/* The storage daemon goes with the test, even when an assertion fails */
+static void qsd_child_setup(gpointer data)
+{
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+}
+
+static void qsd_kill(void *opaque)
+{
+    kill(*(GPid *)opaque, SIGTERM);
+}
+
+static void test_swapper_vhost_user(void)
+{
+    const char *qsd = getenv("QTEST_QEMU_STORAGE_DAEMON_BINARY");
+    g_autofree char *dir = NULL, *sock = NULL, *img_path = NULL;
+    g_autofree char *cmd = NULL;
+    gchar **argv = NULL;
+    GPid pid;
+    TsrImages img;
+    TsrVM vm;
+    QDict *resp;
+    int i;
+
+    if (!qsd || !qtest_has_device("vhost-user-blk-pci")) {
+        g_test_skip("no vhost-user-blk-pci or qemu-storage-daemon");
+        return;
+    }
+    dir = g_dir_make_tmp("tesseract-vu.XXXXXX", NULL);
+    g_assert_nonnull(dir);
+    sock = g_build_filename(dir, "vu.sock", NULL);
+    img_path = g_build_filename(dir, "vu.img", NULL);
+    g_assert_true(g_file_set_contents(img_path, "", 0, NULL));
+    g_assert_cmpint(truncate(img_path, 1024 * 1024), ==, 0);
+    cmd = g_strdup_printf("%s --blockdev driver=file,node-name=vu0,"
+                          "filename=%s --export type=vhost-user-blk,id=e0,"
+                          "node-name=vu0,addr.type=unix,addr.path=%s",
+                          qsd, img_path, sock);
+    g_assert_true(g_shell_parse_argv(cmd, NULL, &argv, NULL));
+    g_assert_true(g_spawn_async(NULL, argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD |
+                                G_SPAWN_STDOUT_TO_DEV_NULL, qsd_child_setup,
+                                NULL, &pid, NULL));
+    g_strfreev(argv);
+    qtest_add_abrt_handler(qsd_kill, &pid);
+    for (i = 0; i < 1000 && !g_file_test(sock, G_FILE_TEST_EXISTS); i++) {
+        g_usleep(10 * 1000);
+    }
+    g_assert_true(g_file_test(sock, G_FILE_TEST_EXISTS));
+
+    images_new(&img);
+    vm_start_with(&vm, &img, NULL, MEMFD_RAM
+                  " -object tesseract-swapper,id=swap0,bsst=bsst0,limit=1G,"
+                  "policy=access");
+    qtest_qmp_assert_success(global_qtest,
+        "{'execute': 'chardev-add', 'arguments': {'id': 'vu', 'backend': "
+        "{'type': 'socket', 'data': {'server': false, 'addr': "
+        "{'type': 'unix', 'data': {'path': %s}}}}}}", sock);
+
+    /* the swapper first: the device is refused */
+    resp = qmp("{'execute': 'device_add', 'arguments': {'driver': "
+               "'vhost-user-blk-pci', 'id': 'vub0', 'chardev': 'vu'}}");
+    expect_error(resp, "guest RAM is swapped by a tesseract-swapper");
+
+    /* ... and took nothing with it: a swapper can come and go */
+    qtest_qmp_assert_success(global_qtest,
+        "{'execute': 'object-del', 'arguments': {'id': 'swap0'}}");
+    qtest_qmp_assert_success(global_qtest,
+        "{'execute': 'object-add', 'arguments': {'qom-type': "
+        "'tesseract-swapper', 'id': 'swap1', 'bsst': 'bsst0', "
+        "'limit': 1073741824, 'policy': 'access'}}");
+    qtest_qmp_assert_success(global_qtest,
+        "{'execute': 'object-del', 'arguments': {'id': 'swap1'}}");
+
+    /* no swapper: the device comes up; then the swapper is refused */
+    qtest_qmp_assert_success(global_qtest,
+        "{'execute': 'device_add', 'arguments': {'driver': "
+        "'vhost-user-blk-pci', 'id': 'vub0', 'chardev': 'vu'}}");
+    resp = qmp("{'execute': 'object-add', 'arguments': {'qom-type': "
+               "'tesseract-swapper', 'id': 'swap2', 'bsst': 'bsst0', "
+               "'limit': 1073741824, 'policy': 'access'}}");
+    expect_error(resp, "guest RAM is mapped by a vhost-user backend");
+    vm_stop(&vm);
+
+    qtest_remove_abrt_handler(&pid);
+    kill(pid, SIGTERM);
+    g_assert_cmpint(waitpid(pid, NULL, 0), ==, pid);
+    g_spawn_close_pid(pid);
+    unlink(sock);
+    unlink(img_path);
+    rmdir(dir);
+}
+
 /*
  * The swap-out race: writes keep landing on pages while the swapper swaps
  * them out and the guest-physical reads swap them in.  Every value read
@@ -1213,9 +1314,6 @@ static void test_swapper_race_stress(void)
 {
     race_stress(" -object tesseract-swapper,id=swap0,bsst=bsst0,limit=2M");
 }
-
-#define MEMFD_RAM " -object memory-backend-memfd,id=mem0,size=128M,share=on" \
-                  " -machine memory-backend=mem0"
 
 /*
  * The same race with RAM in a shared memfd and policy=access scanning
@@ -1837,6 +1935,7 @@ int main(int argc, char **argv)
     qtest_add_func("/tesseract/swapper/classic-path",
                    test_swapper_classic_path);
     qtest_add_func("/tesseract/swapper/errors", test_swapper_errors);
+    qtest_add_func("/tesseract/swapper/vhost-user", test_swapper_vhost_user);
     qtest_add_func("/tesseract/swapper/race-stress", test_swapper_race_stress);
     qtest_add_func("/tesseract/swapper/race-stress-access",
                    test_swapper_race_stress_access);

@@ -1429,9 +1429,15 @@ static bool tsw_attach(TesseractSwapper *sw, Error **errp)
                    "disabled (e.g. by VFIO)");
         return false;
     }
+    if (ram_block_swap_require(true)) {
+        error_setg(errp, "tesseract-swapper: guest RAM is mapped by a "
+                   "vhost-user backend process, which would read "
+                   "swapped-out pages as zeroes");
+        goto fail_discard;
+    }
     sw->store = bsst_store_get(bs, true, errp);
     if (!sw->store) {
-        goto fail_discard;
+        goto fail_swap;
     }
     if (bsst_store_set_page_source(sw->store, &tsw_page_ops, sw, errp) < 0) {
         goto fail_store;
@@ -1535,6 +1541,8 @@ fail_source:
 fail_store:
     bsst_store_put(sw->store);
     sw->store = NULL;
+fail_swap:
+    ram_block_swap_require(false);
 fail_discard:
     ram_block_discard_require(false);
     return false;
@@ -1753,6 +1761,7 @@ static void tsw_finalize(Object *obj)
         bsst_store_clear_page_source(sw->store, sw);
         bsst_store_put(sw->store);
         iothread_destroy(sw->iothread);
+        ram_block_swap_require(false);
         ram_block_discard_require(false);
         tsr_policy_free(sw->policy);
         if (sw->pagemap_fd >= 0) {
