@@ -129,6 +129,14 @@ void hmp_info_tesseract(Monitor *mon, const QDict *qdict)
                        i->background_swapin ? "on" : "off",
                        i->background_reads, i->background_dropped,
                        i->deferred_swapins);
+        if (i->swapout_error) {
+            monitor_printf(mon, "  CANNOT SWAP OUT: %s (%" PRId64 " failed "
+                           "batches)\n", i->swapout_error,
+                           i->swapout_failures);
+        } else if (i->swapout_failures) {
+            monitor_printf(mon, "  swap-out failures earlier: %" PRId64
+                           " batches\n", i->swapout_failures);
+        }
         if (i->discarded_pages) {
             monitor_printf(mon, "  given back by the guest (balloon): %"
                            PRId64 " pages, %" PRId64 " of them swapped "

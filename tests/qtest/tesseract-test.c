@@ -1064,6 +1064,116 @@ static void test_swapper_limit(void)
     vm_stop(&vm);
 }
 
+/* The swapper's swapout-error, or NULL (freed by the caller) */
+static char *swapper_error(void)
+{
+    QDict *resp = qmp("{'execute': 'query-tesseract'}");
+    QList *list = qdict_get_qlist(qdict_get_qdict(resp, "return"),
+                                  "swappers");
+    QDict *sw = qobject_to(QDict, qlist_peek(list));
+    char *v = g_strdup(qdict_get_try_str(sw, "swapout-error"));
+
+    qobject_unref(resp);
+    return v;
+}
+
+static void set_limit(uint64_t bytes)
+{
+    qtest_qmp_assert_success(global_qtest,
+        "{'execute': 'qom-set', 'arguments': {'path': '/objects/swap0', "
+        "'property': 'limit', 'value': %" PRIu64 "}}", bytes);
+}
+
+/*
+ * A BSST too small for what the limit asks to swap out: the swapper says
+ * so once (event, query-tesseract, info tesseract), loses no page, and
+ * swaps out again once there is room.
+ */
+static void test_swapper_bsst_full(void)
+{
+    const unsigned np = 1024;                   /* 4 MiB */
+    const uint32_t len = np * TSR_PAGE;
+    g_autofree uint8_t *pattern = g_malloc(len);
+    g_autofree uint8_t *back = g_malloc(len);
+    g_autofree char *err = NULL, *info = NULL;
+    int64_t total, resident, outs, failures;
+    TsrImages img;
+    TsrVM vm;
+    QDict *ev, *data;
+    uint64_t buf;
+    int fd, i;
+
+    img.guest = make_image("qcow2");
+    fd = g_file_open_tmp("tesseract-qtest.XXXXXX", &img.bsst, NULL);
+    g_assert_cmpint(fd, >=, 0);
+    close(fd);
+    g_assert_true(mkimg(img.bsst, "qcow2", 3));
+    g_test_queue_destroy(unlink_and_free, img.bsst);
+    vm_start_with(&vm, &img, NULL, SWAPPER);
+    buf = guest_alloc(vm.alloc, len);
+    fill_pattern(pattern, len, 33);
+    memwrite(buf, pattern, len);
+    total = store_stat("blocks-total");
+    /* fewer than the pages, more than a swap-out's minimum (256 pages) */
+    g_assert_cmpint(total, <, np - 256);
+    g_assert_cmpint(total, >, 256 + 64);
+
+    /* 1 MiB resident: more than the BSST holds must go */
+    set_limit(1024 * 1024);
+    g_assert_cmpint(wait_stat(swapper_stat, "swapout-failures", false, 1),
+                    >, 0);
+    ev = qtest_qmp_event_ref(global_qtest, "TESSERACT_SWAPOUT_FAILED");
+    g_assert_nonnull(ev);
+    data = qdict_get_qdict(ev, "data");
+    g_assert_cmpstr(qdict_get_str(data, "id"), ==, "swap0");
+    g_assert_cmpstr(qdict_get_str(data, "bsst"), ==, "bsst0");
+    g_assert_cmpstr(qdict_get_str(data, "reason"), ==,
+                    "BSST 'bsst0' is full");
+    g_assert_cmpint(qdict_get_int(data, "limit"), ==, 1024 * 1024);
+    g_assert_cmpint(qdict_get_int(data, "resident-pages"), >, 256);
+    qobject_unref(ev);
+    err = swapper_error();
+    g_assert_cmpstr(err, ==, "BSST 'bsst0' is full");
+    g_assert_cmpint(swapper_stat("swapout-failures"), >, 0);
+    g_assert_cmpint(swapper_stat("swapped-pages"), <=, total);
+    g_assert_cmpint(swapper_stat("resident-pages"), >, 256);
+    info = qtest_hmp(global_qtest, "info tesseract");
+    g_assert_nonnull(strstr(info, "CANNOT SWAP OUT: BSST 'bsst0' is full"));
+
+    /* once per streak: the swapper keeps trying, silently */
+    failures = swapper_stat("swapout-failures");
+    g_assert_cmpint(wait_stat(swapper_stat, "swapout-failures", false,
+                              failures + 3), >=, failures + 3);
+    g_assert_false(qtest_qmp_event_ref(global_qtest,
+                                       "TESSERACT_SWAPOUT_FAILED"));
+
+    /* no page lost */
+    set_limit(1ULL << 30);
+    memread(buf, back, len);
+    g_assert_cmpmem(back, len, pattern, len);
+
+    /*
+     * Room again: a limit the BSST can hold ends the streak (the swapper
+     * goes 256 pages below the limit)
+     */
+    resident = swapper_stat("resident-pages");
+    outs = swapper_stat("swap-outs");
+    set_limit((resident - (total - 256) / 2) * TSR_PAGE);
+    for (i = 0; i < 500; i++) {
+        g_free(err);
+        err = swapper_error();
+        if (!err) {
+            break;
+        }
+        g_usleep(10 * 1000);
+    }
+    g_assert_null(err);
+    g_assert_cmpint(swapper_stat("swap-outs"), >, outs);
+    memread(buf, back, len);
+    g_assert_cmpmem(back, len, pattern, len);
+    vm_stop(&vm);
+}
+
 /*
  * The baseline (indirect=off): a write of swapped-out pages swaps them in
  * first, in the driver's coroutine (no thread blocks on a fault), then
@@ -1932,6 +2042,7 @@ int main(int argc, char **argv)
     qtest_add_func("/tesseract/swapper/cancel", test_swapper_cancel);
     qtest_add_func("/tesseract/swapper/zero-pages", test_swapper_zero_pages);
     qtest_add_func("/tesseract/swapper/limit", test_swapper_limit);
+    qtest_add_func("/tesseract/swapper/bsst-full", test_swapper_bsst_full);
     qtest_add_func("/tesseract/swapper/classic-path",
                    test_swapper_classic_path);
     qtest_add_func("/tesseract/swapper/errors", test_swapper_errors);

@@ -50,6 +50,7 @@
 #include "migration/blocker.h"
 #include "qapi/error.h"
 #include "qapi/qapi-commands-tesseract.h"
+#include "qapi/qapi-events-tesseract.h"
 #include "qapi/qapi-visit-qom.h"
 #include "qapi/visitor.h"
 #include "qemu/cutils.h"
@@ -165,6 +166,8 @@ struct TesseractSwapper {
     uint64_t swapped;
     uint64_t swap_outs, swap_ins, swapins_cancelled, swapins_avoided;
     uint64_t swapouts_abandoned, zero_fills, zero_swapouts;
+    uint64_t swapout_failures;
+    char *swapout_error;    /* why swapping out fails now, or NULL */
     uint64_t bytes_written, bytes_read;
     uint64_t deferred_swapins, background_swapins, background_dropped;
     uint64_t background_reads, background_waits;
@@ -1204,6 +1207,63 @@ static void tsw_maybe_scan(TesseractSwapper *sw)
     qemu_mutex_unlock(&sw->lock);
 }
 
+/*
+ * Swapping out failed with @err (the BSST is full, or a write failed):
+ * the pages stay resident, above the limit, and the worker retries.
+ * Say so once per failure streak: on stderr and as an event.
+ */
+static void tsw_swapout_failed(TesseractSwapper *sw, int err)
+{
+    const char *id = object_get_canonical_path_component(OBJECT(sw));
+    g_autofree char *reason = NULL;
+    uint64_t resident;
+    bool first;
+
+    if (err == -ENOSPC) {
+        reason = g_strdup_printf("BSST '%s' is full", sw->bsst);
+    } else {
+        reason = g_strdup_printf("writing to BSST '%s' failed: %s", sw->bsst,
+                                 strerror(-err));
+    }
+    qemu_mutex_lock(&sw->lock);
+    sw->swapout_failures++;
+    first = !sw->swapout_error;
+    if (first) {
+        sw->swapout_error = g_strdup(reason);
+    }
+    resident = tsr_policy_resident(sw->policy);
+    qemu_mutex_unlock(&sw->lock);
+    if (first) {
+        error_report("tesseract-swapper '%s': cannot swap out: %s; guest RAM "
+                     "stays above the limit (%" PRIu64 " of %" PRIu64
+                     " MiB resident) until it can", id, reason,
+                     resident * TSW_PAGE >> 20, tsw_limit_pages(sw) *
+                     TSW_PAGE >> 20);
+        qapi_event_send_tesseract_swapout_failed(id, sw->bsst, reason,
+                                                 resident,
+                                                 qatomic_read(&sw->limit));
+    }
+}
+
+/* A swap-out succeeded: end a failure streak */
+static void tsw_swapout_ok(TesseractSwapper *sw)
+{
+    char *was;
+
+    if (!qatomic_read(&sw->swapout_error)) {
+        return;
+    }
+    qemu_mutex_lock(&sw->lock);
+    was = sw->swapout_error;
+    sw->swapout_error = NULL;
+    qemu_mutex_unlock(&sw->lock);
+    if (was) {
+        info_report("tesseract-swapper '%s': swapping out again",
+                    object_get_canonical_path_component(OBJECT(sw)));
+        g_free(was);
+    }
+}
+
 static void *tsw_worker_thread(void *opaque)
 {
     TesseractSwapper *sw = opaque;
@@ -1249,8 +1309,12 @@ static void *tsw_worker_thread(void *opaque)
             }
             ret = tsw_swap_out_pages(sw, idx, n, buf);
             if (ret < 0) {
+                tsw_swapout_failed(sw, ret);
                 g_usleep(10 * 1000);
                 break;
+            }
+            if (ret > 0) {
+                tsw_swapout_ok(sw);
             }
             done += n;
             if (done >= 1024) {
@@ -1771,6 +1835,7 @@ static void tsw_finalize(Object *obj)
         g_free(sw->scan_accessed);
         g_free(sw->pages);
         g_free(sw->bg_q);
+        g_free(sw->swapout_error);
         qemu_sem_destroy(&sw->kick);
         qemu_sem_destroy(&sw->bg_kick);
     }
@@ -1899,6 +1964,8 @@ TesseractSwapperInfoList *tesseract_swapper_query_all(void)
         i->background_idle = qatomic_read(&sw->bg_idle_us);
         i->background_waits = sw->background_waits;
         i->swapouts_abandoned = sw->swapouts_abandoned;
+        i->swapout_failures = sw->swapout_failures;
+        i->swapout_error = g_strdup(sw->swapout_error);
         i->zero_fills = sw->zero_fills;
         i->zero_swapouts = sw->zero_swapouts;
         i->discarded_pages = sw->discarded_pages;
