@@ -578,18 +578,27 @@ static void test_indirect_off(void)
 
 static int64_t store_stat(const char *key);
 
-static int64_t swapper_stat(const char *key)
+/* query-tesseract's one swapper (a new reference) */
+static QDict *swapper_query(void)
 {
     QDict *resp = qmp("{'execute': 'query-tesseract'}");
     QList *list = qdict_get_qlist(qdict_get_qdict(resp, "return"),
                                   "swappers");
     QDict *sw;
-    int64_t v;
 
     g_assert_cmpint(qlist_size(list), ==, 1);
     sw = qobject_to(QDict, qlist_peek(list));
-    v = qdict_get_int(sw, key);
+    qobject_ref(sw);
     qobject_unref(resp);
+    return sw;
+}
+
+static int64_t swapper_stat(const char *key)
+{
+    QDict *sw = swapper_query();
+    int64_t v = qdict_get_int(sw, key);
+
+    qobject_unref(sw);
     return v;
 }
 
@@ -1067,13 +1076,10 @@ static void test_swapper_limit(void)
 /* The swapper's swapout-error, or NULL (freed by the caller) */
 static char *swapper_error(void)
 {
-    QDict *resp = qmp("{'execute': 'query-tesseract'}");
-    QList *list = qdict_get_qlist(qdict_get_qdict(resp, "return"),
-                                  "swappers");
-    QDict *sw = qobject_to(QDict, qlist_peek(list));
+    QDict *sw = swapper_query();
     char *v = g_strdup(qdict_get_try_str(sw, "swapout-error"));
 
-    qobject_unref(resp);
+    qobject_unref(sw);
     return v;
 }
 

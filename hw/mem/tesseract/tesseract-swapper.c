@@ -167,7 +167,7 @@ struct TesseractSwapper {
     uint64_t swap_outs, swap_ins, swapins_cancelled, swapins_avoided;
     uint64_t swapouts_abandoned, zero_fills, zero_swapouts;
     uint64_t swapout_failures;
-    char *swapout_error;    /* why swapping out fails now, or NULL */
+    int swapout_err;        /* why swapping out fails now (-errno), or 0 */
     uint64_t bytes_written, bytes_read;
     uint64_t deferred_swapins, background_swapins, background_dropped;
     uint64_t background_reads, background_waits;
@@ -1207,10 +1207,21 @@ static void tsw_maybe_scan(TesseractSwapper *sw)
     qemu_mutex_unlock(&sw->lock);
 }
 
+/* The reason in TESSERACT_SWAPOUT_FAILED and swapout-error, for @err */
+static char *tsw_swapout_reason(TesseractSwapper *sw, int err)
+{
+    if (err == -ENOSPC) {
+        return g_strdup_printf("BSST '%s' is full", sw->bsst);
+    }
+    return g_strdup_printf("writing to BSST '%s' failed: %s", sw->bsst,
+                           strerror(-err));
+}
+
 /*
  * Swapping out failed with @err (the BSST is full, or a write failed):
  * the pages stay resident, above the limit, and the worker retries.
- * Say so once per failure streak: on stderr and as an event.
+ * Say so once per failure streak: on stderr and as an event.  Worker
+ * thread only (the only writer of swapout_err).
  */
 static void tsw_swapout_failed(TesseractSwapper *sw, int err)
 {
@@ -1219,49 +1230,38 @@ static void tsw_swapout_failed(TesseractSwapper *sw, int err)
     uint64_t resident;
     bool first;
 
-    if (err == -ENOSPC) {
-        reason = g_strdup_printf("BSST '%s' is full", sw->bsst);
-    } else {
-        reason = g_strdup_printf("writing to BSST '%s' failed: %s", sw->bsst,
-                                 strerror(-err));
-    }
     qemu_mutex_lock(&sw->lock);
     sw->swapout_failures++;
-    first = !sw->swapout_error;
+    first = !sw->swapout_err;
     if (first) {
-        sw->swapout_error = g_strdup(reason);
+        sw->swapout_err = err;
     }
     resident = tsr_policy_resident(sw->policy);
     qemu_mutex_unlock(&sw->lock);
-    if (first) {
-        error_report("tesseract-swapper '%s': cannot swap out: %s; guest RAM "
-                     "stays above the limit (%" PRIu64 " of %" PRIu64
-                     " MiB resident) until it can", id, reason,
-                     resident * TSW_PAGE >> 20, tsw_limit_pages(sw) *
-                     TSW_PAGE >> 20);
-        qapi_event_send_tesseract_swapout_failed(id, sw->bsst, reason,
-                                                 resident,
-                                                 qatomic_read(&sw->limit));
+    if (!first) {
+        return;
     }
+    reason = tsw_swapout_reason(sw, err);
+    error_report("tesseract-swapper '%s': cannot swap out: %s; guest RAM "
+                 "stays above the limit (%" PRIu64 " of %" PRIu64
+                 " MiB resident) until it can", id, reason,
+                 resident * TSW_PAGE >> 20, tsw_limit_pages(sw) *
+                 TSW_PAGE >> 20);
+    qapi_event_send_tesseract_swapout_failed(id, sw->bsst, reason, resident,
+                                             qatomic_read(&sw->limit));
 }
 
-/* A swap-out succeeded: end a failure streak */
+/* A swap-out succeeded: end a failure streak (worker thread only) */
 static void tsw_swapout_ok(TesseractSwapper *sw)
 {
-    char *was;
-
-    if (!qatomic_read(&sw->swapout_error)) {
+    if (!sw->swapout_err) {
         return;
     }
     qemu_mutex_lock(&sw->lock);
-    was = sw->swapout_error;
-    sw->swapout_error = NULL;
+    sw->swapout_err = 0;
     qemu_mutex_unlock(&sw->lock);
-    if (was) {
-        info_report("tesseract-swapper '%s': swapping out again",
-                    object_get_canonical_path_component(OBJECT(sw)));
-        g_free(was);
-    }
+    info_report("tesseract-swapper '%s': swapping out again",
+                object_get_canonical_path_component(OBJECT(sw)));
 }
 
 static void *tsw_worker_thread(void *opaque)
@@ -1835,7 +1835,6 @@ static void tsw_finalize(Object *obj)
         g_free(sw->scan_accessed);
         g_free(sw->pages);
         g_free(sw->bg_q);
-        g_free(sw->swapout_error);
         qemu_sem_destroy(&sw->kick);
         qemu_sem_destroy(&sw->bg_kick);
     }
@@ -1965,7 +1964,9 @@ TesseractSwapperInfoList *tesseract_swapper_query_all(void)
         i->background_waits = sw->background_waits;
         i->swapouts_abandoned = sw->swapouts_abandoned;
         i->swapout_failures = sw->swapout_failures;
-        i->swapout_error = g_strdup(sw->swapout_error);
+        if (sw->swapout_err) {
+            i->swapout_error = tsw_swapout_reason(sw, sw->swapout_err);
+        }
         i->zero_fills = sw->zero_fills;
         i->zero_swapouts = sw->zero_swapouts;
         i->discarded_pages = sw->discarded_pages;
