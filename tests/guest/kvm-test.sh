@@ -33,25 +33,9 @@ QEMU_IMG=${QEMU_IMG:-$TOP/build/qemu-img}
 . "$HERE/test-lib.sh"
 gt_workdir "${KVM_TEST_KEEP:-}"
 
-skip() {
-    echo "ok - $NAME # SKIP $1"
-    exit 0
-}
+gt_kvm
+gt_boot_sector "$HERE/kvm-boot.S"
 
-[ -c /dev/kvm ] && [ -r /dev/kvm ] && [ -w /dev/kvm ] || \
-    skip "no usable /dev/kvm"
-if ! printf '%s\n' '{"execute":"qmp_capabilities"}' '{"execute":"quit"}' | \
-        timeout 30 "$QEMU" -accel kvm -machine none -nodefaults \
-        -display none -qmp stdio > "$WD/kvm-probe.out" 2>&1; then
-    skip "QEMU cannot use KVM here: $(grep -m1 -v '^{' "$WD/kvm-probe.out" || true)"
-fi
-
-as --32 -o "$WD/boot.o" "$HERE/kvm-boot.S" 2> "$WD/err" || \
-    not_ok "cannot assemble kvm-boot.S (binutils)"
-ld -m elf_i386 -Ttext 0x7c00 --oformat binary -o "$WD/boot.bin" \
-    "$WD/boot.o" 2> "$WD/err" || not_ok "cannot link kvm-boot.S"
-truncate -s 1M "$WD/disk.img"
-dd if="$WD/boot.bin" of="$WD/disk.img" conv=notrunc status=none
 # run_case LABEL 'QEMU RAM OPTIONS' 'SWAPPER OPTIONS': one boot, its
 # figures appended to $WD/figures
 run_case() {

@@ -10,6 +10,11 @@
 #   gt_run ARGS...       run-guest.sh --quiet --workdir $WD/run ARGS;
 #                        not_ok with run-guest's first error if it fails
 #   gt_ok                the TAP success line, then $WD/figures as '# '
+#   gt_skip REASON       the TAP skip line; exit 0
+#   gt_kvm               gt_skip unless /dev/kvm is there and $QEMU can
+#                        use it
+#   gt_boot_sector SRC   assemble SRC (GNU as, 16-bit entry) into the
+#                        boot sector of a 1 MiB raw disk, $WD/disk.img
 
 gt_workdir() {
     if [ -n "$1" ]; then
@@ -45,4 +50,28 @@ gt_run() {
 gt_ok() {
     echo "ok - $NAME"
     [ ! -s "$WD/figures" ] || sed 's/^/# /' "$WD/figures"
+}
+
+gt_skip() {
+    echo "ok - $NAME # SKIP $1"
+    exit 0
+}
+
+gt_kvm() {
+    [ -c /dev/kvm ] && [ -r /dev/kvm ] && [ -w /dev/kvm ] || \
+        gt_skip "no usable /dev/kvm"
+    if ! printf '%s\n' '{"execute":"qmp_capabilities"}' '{"execute":"quit"}' | \
+            timeout 30 "$QEMU" -accel kvm -machine none -nodefaults \
+            -display none -qmp stdio > "$WD/kvm-probe.out" 2>&1; then
+        gt_skip "QEMU cannot use KVM here: $(grep -m1 -v '^{' "$WD/kvm-probe.out" || true)"
+    fi
+}
+
+gt_boot_sector() {
+    as --32 -o "$WD/boot.o" "$1" 2> "$WD/err" || \
+        not_ok "cannot assemble $(basename "$1") (binutils)"
+    ld -m elf_i386 -Ttext 0x7c00 --oformat binary -o "$WD/boot.bin" \
+        "$WD/boot.o" 2> "$WD/err" || not_ok "cannot link $(basename "$1")"
+    truncate -s 1M "$WD/disk.img"
+    dd if="$WD/boot.bin" of="$WD/disk.img" conv=notrunc status=none
 }
