@@ -18,6 +18,7 @@
 #include <sys/prctl.h>
 #include "libqtest-single.h"
 #include "qemu/bswap.h"
+#include "qemu/cutils.h"
 #include "qobject/qdict.h"
 #include "qobject/qlist.h"
 #include "standard-headers/linux/virtio_balloon.h"
@@ -1046,6 +1047,57 @@ static void test_swapper_zero_pages(void)
     vm_stop(&vm);
 }
 
+/*
+ * A page swapped out as zeroes and touched again was needed back, like a
+ * swapped-in one: it joins the victim cache, and the random policy takes
+ * other pages first when the limit drops.  (Without, it takes nearly all
+ * of them here.)
+ */
+static void test_swapper_zero_victim(void)
+{
+    const unsigned nz = 64, nd = 1536;
+    g_autofree uint8_t *data = g_malloc(nd * TSR_PAGE);
+    g_autofree uint8_t *back = g_malloc0(nz * TSR_PAGE);
+    int64_t fills, resident;
+    uint64_t zero, buf, limit;
+    TsrImages img;
+    TsrVM vm;
+
+    images_new(&img);
+    vm_start_with(&vm, &img, NULL, SWAPPER ",background-swapin=off");
+    /* below the others: a clock hand blind to the victim cache finds it */
+    zero = guest_alloc(vm.alloc, nz * TSR_PAGE);
+    memwrite(zero, back, nz * TSR_PAGE);
+    buf = guest_alloc(vm.alloc, nd * TSR_PAGE);
+    fill_pattern(data, nd * TSR_PAGE, 23);
+    memwrite(buf, data, nd * TSR_PAGE);
+
+    swapper_swap_out(zero, nz * TSR_PAGE);
+    g_assert_cmpint(swapper_stat("zero-swapouts"), ==, nz);
+    fills = swapper_stat("zero-fills");
+    memread(zero, back, nz * TSR_PAGE);
+    g_assert_cmpint(swapper_stat("zero-fills") - fills, ==, nz);
+
+    /* room for 512 pages besides them: most others go, none of the 64 */
+    resident = swapper_stat("resident-pages");
+    g_assert_cmpint(resident, >, nd + nz);
+    limit = nz + 512;
+    qtest_qmp_assert_success(global_qtest,
+        "{'execute': 'qom-set', 'arguments': {'path': '/objects/swap0', "
+        "'property': 'limit', 'value': %" PRIu64 "}}", limit * TSR_PAGE);
+    g_assert_cmpint(wait_stat(swapper_stat, "resident-pages", true, limit),
+                    <=, limit);
+    g_assert_cmpint(swapper_stat("swap-outs"), >=, nz + resident - limit);
+    fills = swapper_stat("zero-fills");
+    memread(zero, back, nz * TSR_PAGE);
+    g_assert_cmpint(swapper_stat("zero-fills") - fills, ==, 0);
+    g_assert_true(buffer_is_zero(back, nz * TSR_PAGE));
+    back = g_realloc(back, nd * TSR_PAGE);
+    memread(buf, back, nd * TSR_PAGE);
+    g_assert_cmpmem(back, nd * TSR_PAGE, data, nd * TSR_PAGE);
+    vm_stop(&vm);
+}
+
 /* qom-set limit: the swapper swaps out in the background, data intact. */
 static void test_swapper_limit(void)
 {
@@ -2047,6 +2099,7 @@ int main(int argc, char **argv)
                    test_swapper_slot_fill_quit);
     qtest_add_func("/tesseract/swapper/cancel", test_swapper_cancel);
     qtest_add_func("/tesseract/swapper/zero-pages", test_swapper_zero_pages);
+    qtest_add_func("/tesseract/swapper/zero-victim", test_swapper_zero_victim);
     qtest_add_func("/tesseract/swapper/limit", test_swapper_limit);
     qtest_add_func("/tesseract/swapper/bsst-full", test_swapper_bsst_full);
     qtest_add_func("/tesseract/swapper/classic-path",

@@ -105,6 +105,8 @@ enum {
 #define PG_UNREF_ON_UNPIN 0x2   /* swapped in while pinned */
 #define PG_INDIRECTED     0x4   /* a guest write indirected it: its swap-in
                                  * was avoided, not (yet) saved */
+#define PG_ZEROED         0x8   /* swapped out as all zeroes (PG_RESIDENT,
+                                 * not resident in the policy) */
 
 typedef struct TswPage {
     uint32_t bblock;
@@ -636,7 +638,10 @@ static void tsw_handle_missing(TesseractSwapper *sw, uint8_t *addr,
         return;
     }
     if (pg->state != PG_SWAPPED) {
-        /* never touched (or discarded by the guest): a zero page */
+        /*
+         * Never touched, discarded by the guest, or swapped out as zeroes:
+         * a zero page
+         */
         qemu_mutex_unlock(&sw->lock);
         ret = tsw_place(sw, addr, NULL);
         if (ret == -EEXIST) {
@@ -648,6 +653,11 @@ static void tsw_handle_missing(TesseractSwapper *sw, uint8_t *addr,
         }
         qemu_mutex_lock(&sw->lock);
         tsr_policy_set_resident(sw->policy, idx, true);
+        if (pg->flags & PG_ZEROED) {
+            /* a swap-in with nothing to read: the guest needed it back */
+            pg->flags &= ~PG_ZEROED;
+            tsr_policy_note_swapin(sw->policy, idx);
+        }
         sw->zero_fills++;
         qemu_mutex_unlock(&sw->lock);
         return;
@@ -944,6 +954,8 @@ static void tsw_ram_discarded(void *opaque, RAMBlock *rb, uint64_t start,
             tsr_policy_is_resident(sw->policy, i)) {
             tsr_policy_set_resident(sw->policy, i, false);
             sw->discarded_pages++;
+        } else if (pg->state == PG_RESIDENT) {
+            pg->flags &= ~PG_ZEROED;    /* given back: never touched */
         } else if (pg->state == PG_SWAPPED) {
             if (!unref) {
                 unref = g_array_new(false, false, sizeof(uint32_t));
@@ -1117,6 +1129,7 @@ static int tsw_swap_out_pages(TesseractSwapper *sw, const uint64_t *idx,
         if (b < 0) {
             /* not resident, no block: a touch places a zero page */
             pg->state = PG_RESIDENT;
+            pg->flags |= PG_ZEROED;
             pg->host_off = -1;
             sw->zero_swapouts++;
         } else {
@@ -1230,6 +1243,13 @@ static void tsw_swapout_failed(TesseractSwapper *sw, int err)
     uint64_t resident;
     bool first;
 
+    if (err == -ENOMEDIUM) {
+        /*
+         * bdrv_close_all() took the BSST from under the store: QEMU is
+         * quitting, and a batch was under way when the VM stopped
+         */
+        return;
+    }
     qemu_mutex_lock(&sw->lock);
     sw->swapout_failures++;
     first = !sw->swapout_err;
@@ -1285,7 +1305,8 @@ static void *tsw_worker_thread(void *opaque)
         }
         tsw_maybe_sweep(sw);
         low = limit - MIN(limit, MAX(limit / 64, TSW_MIN_BATCH_PAGES));
-        while (!qatomic_read(&sw->quit)) {
+        /* a VM stopping (QEMU quitting closes the BSST next) ends it too */
+        while (!qatomic_read(&sw->quit) && qatomic_read(&sw->running)) {
             uint64_t idx[TSW_BATCH];
             int n = 0, ret;
 
