@@ -9,6 +9,11 @@
 # Metrics of one run (keys of summary.json's objects, named "DISK/SCENARIO"):
 #   throughput_ops        jbb transactions per second over the measured time
 #                         (sum of the 100 ms scores / measured seconds)
+#   throughput_before_memhog_ops, throughput_from_memhog_ops  the same
+#                         before memhog starts inflating and from then on
+#                         (the guest's paging and the double paging); None
+#                         when memhog allocated before jbb, or (before)
+#                         when it started at 0 s
 #   total_pause_ms        time spent in pause intervals: 100 ms intervals
 #   max_pause_ms          whose score is below PAUSE_FRACTION (10%) of the
 #                         median score of the same disk model's nooc run
@@ -204,6 +209,18 @@ def metrics(r, ref_median):
     m["transactions"] = sum(scores)
     m["throughput_ops"] = (round(sum(scores) / (len(scores) * INTERVAL_MS / 1000), 1)
                            if scores else 0.0)
+    hog = memhog_start(meta)
+    m["throughput_before_memhog_ops"] = m["throughput_from_memhog_ops"] = None
+    if hog is not None and scores:
+        # interval i covers (i * 100 ms, (i + 1) * 100 ms]
+        cut = min(len(scores), int(round(hog * 1000 / INTERVAL_MS)))
+        before, after = scores[:cut], scores[cut:]
+        if before:
+            m["throughput_before_memhog_ops"] = round(
+                sum(before) / (len(before) * INTERVAL_MS / 1000), 1)
+        if after:
+            m["throughput_from_memhog_ops"] = round(
+                sum(after) / (len(after) * INTERVAL_MS / 1000), 1)
     med = statistics.median(scores) if scores else 0
     m["median_score"] = med
     thr = PAUSE_FRACTION * (ref_median if ref_median else med)
@@ -309,6 +326,11 @@ def cpu_balanced(paired):
             all(b != s for b, s in zip(bcpus, scpus)))
 
 
+def geomean(xs):
+    return (round(math.exp(statistics.mean(math.log(x) for x in xs)), 3)
+            if xs and all(x > 0 for x in xs) else None)
+
+
 def pair_with_baseline(per_round):
     """For each scenario that ran at the same time as its disk model's
     baseline (bench/run.sh --together), the summary keys of the
@@ -333,6 +355,8 @@ def pair_with_baseline(per_round):
                 continue
             e = {k: [b.get(k), m.get(k)]
                  for k in [k for k, _ in PAIRED] + ["cpu_steal_s", "cpus",
+                                                    "throughput_before_memhog_ops",
+                                                    "throughput_from_memhog_ops",
                                                     "heap_build_s",
                                                     "memhog_inflate_s",
                                                     "memhog_inflate_end_s",
@@ -345,8 +369,12 @@ def pair_with_baseline(per_round):
             continue
         ratios = [e["throughput_ratio"] for e in paired]
         known = [x for x in ratios if x is not None]
-        geo = (round(math.exp(statistics.mean(math.log(x) for x in known)), 3)
-               if known and all(x > 0 for x in known) else None)
+        geo = geomean(known)
+        phases = {}
+        for k in ("throughput_before_memhog_ops", "throughput_from_memhog_ops"):
+            r = [e[k][1] / e[k][0] for e in paired if e[k][0] and e[k][1]]
+            phases[k.replace("_ops", "_vs_baseline_geomean")] = (
+                geomean(r) if len(r) == len(paired) else None)
 
         def side(k, i):         # metric k of the baseline (0) or scenario (1)
             return [e[k][i] for e in paired]
@@ -357,6 +385,7 @@ def pair_with_baseline(per_round):
             "throughput_vs_baseline": (round(statistics.median(known), 3)
                                        if known else None),
             "throughput_vs_baseline_geomean": geo,
+            **phases,
             "paired_cpu_balanced": cpu_balanced(paired),
             "paired_total_pause_ms_sum": [sum(side("total_pause_ms", i))
                                           for i in (0, 1)],
@@ -579,6 +608,22 @@ def paired_table(t, tsc):
                  "a CPU's own speed may weigh in",
                  fmt(bs), fmt(ts), tsc, fmt(bx), fmt(tx)))
     L.append("")
+    gb = t.get("throughput_before_memhog_vs_baseline_geomean")
+    gf = t.get("throughput_from_memhog_vs_baseline_geomean")
+    if gb is not None and gf is not None:
+        bb = [p["throughput_before_memhog_ops"][0] for p in t["paired"]]
+        bf = [p["throughput_from_memhog_ops"][0] for p in t["paired"]]
+        L.append("Split at memhog's start: before it (jbb alone, the host "
+                 "swapping but no guest paging, so no double paging) the "
+                 "throughput ratio is %.2fx; from it on (the guest's paging "
+                 "and the double paging) %.2fx (geometric means).  The "
+                 "baseline ran %.0f tx/s before memhog and %.0f after "
+                 "(means over the rounds), so the seconds before weigh "
+                 "%.0fx as much as as many after in the whole-window ratio."
+                 % (gb, gf, statistics.mean(bb), statistics.mean(bf),
+                    statistics.mean(bb) / statistics.mean(bf)
+                    if statistics.mean(bf) else 0))
+        L.append("")
     return L
 
 

@@ -200,6 +200,27 @@ def main():
         check("pairs: no window note when both inflations outlast it",
               "outlasted the measured window" not in rep, rep)
     with tempfile.TemporaryDirectory() as top:
+        # throughput split at memhog's start (2 s): before, after, ratios
+        write_run(top, "ssd", "nooc", 1, [1000] * 40, hog_start=2)
+        write_run(top, "ssd", "baseline", 1, [1000] * 20 + [100] * 20,
+                  together=["tesseract"], cpu="0", hog_start=2)
+        write_run(top, "ssd", "tesseract", 1, [900] * 20 + [150] * 20,
+                  together=["baseline"], cpu="1", hog_start=2)
+        rc, s, rep = analyze(top)
+        sb, st = s["ssd/baseline"], s["ssd/tesseract"]
+        check("throughput before and from memhog's start, and their ratios",
+              rc == 0 and sb["throughput_before_memhog_ops"] == 10000 and
+              sb["throughput_from_memhog_ops"] == 1000 and
+              st["throughput_before_memhog_ops"] == 9000 and
+              st["throughput_from_memhog_ops"] == 1500 and
+              st["throughput_before_memhog_vs_baseline_geomean"] == 0.9 and
+              st["throughput_from_memhog_vs_baseline_geomean"] == 1.5 and
+              "ratio is 0.90x; from it on (the guest's paging and the "
+              "double paging) 1.50x" in rep and
+              "weigh 10x as much" in rep,
+              "%s %s" % ({k: v for k, v in st.items() if "memhog" in k},
+                         [l for l in rep.splitlines() if "Split" in l]))
+    with tempfile.TemporaryDirectory() as top:
         # stock killed by the memory cgroup's OOM killer after 5 of 20
         # intervals: a result (zero scores for the rest), not a failure
         write_run(top, "ssd", "nooc", 1, nooc)
