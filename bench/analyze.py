@@ -660,10 +660,15 @@ def report_header(summary, mode, env):
                 "holds %s MiB (allocated before jbb starts, so the guest "
                 "pages it out while jbb builds its heap)" % env["memhog_mib"]
                 if env.get("memhog_start_s") is None else
-                "inflates by %s MiB %s s into the measurement, as the "
-                "seed's memhog did (the guest's paging, and the double "
-                "paging, fall into the measured scores)"
-                % (env["memhog_mib"], env["memhog_start_s"])))
+                "inflates by %s MiB %s, as the seed's memhog did (the "
+                "guest's paging, and the double paging, fall into the "
+                "measured scores)"
+                % (env["memhog_mib"],
+                   "as the measurement starts, right after jbb built its "
+                   "heap under the swapper's limit (the seed's two phases: "
+                   "the hypervisor swaps first, then the guest pages)"
+                   if env["memhog_start_s"] == 0 else
+                   "%s s into the measurement" % env["memhog_start_s"])))
     L.append("")
     L.append("Scenarios: " + "; ".join("`%s` = %s" % (k, v)
                                        for k, v in LABELS.items()) + ".")
