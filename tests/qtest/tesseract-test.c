@@ -1322,7 +1322,8 @@ static void test_swapper_errors(void)
  * A vhost-user backend maps guest RAM in its own process, where a page
  * the swapper discarded reads as zeroes: the two refuse each other,
  * whichever comes second, and each lets go when it goes.  The backend is
- * qemu-storage-daemon's vhost-user-blk export.
+ * qemu-storage-daemon's vhost-user-blk export.  A vhost-user netdev is
+ * refused when it is created (no backend needed).
  */
 /* The storage daemon goes with the test, even when an assertion fails */
 static void qsd_child_setup(gpointer data)
@@ -1339,7 +1340,7 @@ static void test_swapper_vhost_user(void)
 {
     const char *qsd = getenv("QTEST_QEMU_STORAGE_DAEMON_BINARY");
     g_autofree char *dir = NULL, *sock = NULL, *img_path = NULL;
-    g_autofree char *cmd = NULL;
+    g_autofree char *cmd = NULL, *net_sock = NULL;
     gchar **argv = NULL;
     GPid pid;
     TsrImages img;
@@ -1354,6 +1355,7 @@ static void test_swapper_vhost_user(void)
     dir = g_dir_make_tmp("tesseract-vu.XXXXXX", NULL);
     g_assert_nonnull(dir);
     sock = g_build_filename(dir, "vu.sock", NULL);
+    net_sock = g_build_filename(dir, "vn.sock", NULL);
     img_path = g_build_filename(dir, "vu.img", NULL);
     g_assert_true(g_file_set_contents(img_path, "", 0, NULL));
     g_assert_cmpint(truncate(img_path, 1024 * 1024), ==, 0);
@@ -1386,6 +1388,18 @@ static void test_swapper_vhost_user(void)
                "'vhost-user-blk-pci', 'id': 'vub0', 'chardev': 'vu'}}");
     expect_error(resp, "guest RAM is swapped by a tesseract-swapper");
 
+    /*
+     * ... and so is a vhost-user netdev, at once: refused at connection,
+     * its init would wait for backend after backend (the monitor with it)
+     */
+    qtest_qmp_assert_success(global_qtest,
+        "{'execute': 'chardev-add', 'arguments': {'id': 'vn', 'backend': "
+        "{'type': 'socket', 'data': {'server': true, 'wait': false, "
+        "'addr': {'type': 'unix', 'data': {'path': %s}}}}}}", net_sock);
+    resp = qmp("{'execute': 'netdev_add', 'arguments': {'type': "
+               "'vhost-user', 'id': 'vn0', 'chardev': 'vn'}}");
+    expect_error(resp, "guest RAM is swapped by a tesseract-swapper");
+
     /* ... and took nothing with it: a swapper can come and go */
     qtest_qmp_assert_success(global_qtest,
         "{'execute': 'object-del', 'arguments': {'id': 'swap0'}}");
@@ -1411,6 +1425,7 @@ static void test_swapper_vhost_user(void)
     g_assert_cmpint(waitpid(pid, NULL, 0), ==, pid);
     g_spawn_close_pid(pid);
     unlink(sock);
+    unlink(net_sock);
     unlink(img_path);
     rmdir(dir);
 }
