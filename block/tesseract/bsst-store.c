@@ -59,6 +59,7 @@ struct BsstStore {
     bool writable;
     bool formatted;
     bool failed;            /* a metadata write failed: no new records */
+    bool drained;           /* @blk is quiesced (main loop) */
     uint64_t source_io;     /* page-source BSST I/Os (atomic) */
 
     /* Everything below is protected by @lock; nothing yields under it. */
@@ -442,6 +443,47 @@ static void bsst_store_free(BsstStore *s)
     g_free(s);
 }
 
+/*
+ * Drains of the BSST node reach the page source, whose threads write and
+ * read the BSST on their own: @blk does not queue requests (a fault must
+ * never wait for a drain to end), so a drain must hear of them instead.
+ */
+static void bsst_blk_drained_begin(void *opaque)
+{
+    BsstStore *s = opaque;
+    const BsstPageSourceOps *ops = s->page_ops;
+
+    s->drained = true;
+    if (ops && ops->drained_begin) {
+        ops->drained_begin(s->page_opaque);
+    }
+}
+
+static bool bsst_blk_drained_poll(void *opaque)
+{
+    BsstStore *s = opaque;
+    const BsstPageSourceOps *ops = s->page_ops;
+
+    return ops && ops->drained_poll && ops->drained_poll(s->page_opaque);
+}
+
+static void bsst_blk_drained_end(void *opaque)
+{
+    BsstStore *s = opaque;
+    const BsstPageSourceOps *ops = s->page_ops;
+
+    s->drained = false;
+    if (ops && ops->drained_end) {
+        ops->drained_end(s->page_opaque);
+    }
+}
+
+static const BlockDevOps bsst_blk_dev_ops = {
+    .drained_begin = bsst_blk_drained_begin,
+    .drained_poll = bsst_blk_drained_poll,
+    .drained_end = bsst_blk_drained_end,
+};
+
 BsstStore *bsst_store_find(BlockDriverState *bs)
 {
     BsstStore *s;
@@ -492,6 +534,7 @@ BsstStore *bsst_store_get(BlockDriverState *bs, bool writable, Error **errp)
                      BLK_PERM_ALL & ~BLK_PERM_RESIZE);
     blk_set_allow_aio_context_change(s->blk, true);
     blk_set_disable_request_queuing(s->blk, true);
+    blk_set_dev_ops(s->blk, &bsst_blk_dev_ops, s);
     ret = blk_insert_bs(s->blk, bs, errp);
     if (ret < 0) {
         goto fail;
@@ -625,6 +668,7 @@ void bsst_store_get_stats(BsstStore *s, BsstStoreStats *st)
 int bsst_store_set_page_source(BsstStore *s, const BsstPageSourceOps *ops,
                                void *opaque, Error **errp)
 {
+    GLOBAL_STATE_CODE();
     qemu_mutex_lock(&s->lock);
     if (s->page_ops) {
         qemu_mutex_unlock(&s->lock);
@@ -635,17 +679,27 @@ int bsst_store_set_page_source(BsstStore *s, const BsstPageSourceOps *ops,
     s->page_ops = ops;
     s->page_opaque = opaque;
     qemu_mutex_unlock(&s->lock);
+    if (s->drained && ops->drained_begin) {
+        ops->drained_begin(opaque);
+    }
     return 0;
 }
 
 void bsst_store_clear_page_source(BsstStore *s, void *opaque)
 {
+    const BsstPageSourceOps *ops = NULL;
+
+    GLOBAL_STATE_CODE();
     qemu_mutex_lock(&s->lock);
     if (s->page_opaque == opaque) {
+        ops = s->page_ops;
         s->page_ops = NULL;
         s->page_opaque = NULL;
     }
     qemu_mutex_unlock(&s->lock);
+    if (ops && s->drained && ops->drained_end) {
+        ops->drained_end(opaque);
+    }
 }
 
 bool bsst_store_has_page_source(BsstStore *s)

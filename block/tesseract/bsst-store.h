@@ -72,6 +72,15 @@ typedef struct BsstPageSourceOps {
     void (*swapin_end)(void *opaque, void *host, const void *data);
     /* The store is going away: forget it (its references go with it). */
     void (*detach)(void *opaque);
+    /*
+     * The BSST node is drained (main loop): start no BSST I/O of your own
+     * until drained_end(); drained_poll() says whether some is still in
+     * flight (a drain polls until it is not).  They pair up, also across
+     * set and clear of the page source.  Optional.
+     */
+    void (*drained_begin)(void *opaque);
+    bool (*drained_poll)(void *opaque);
+    void (*drained_end)(void *opaque);
 } BsstPageSourceOps;
 
 typedef struct BsstStoreStats {

@@ -1304,6 +1304,7 @@ static void coroutine_fn tsr_fill_co(void *opaque)
         if (!q->len) {
             s->fill_running = false;
             qemu_mutex_unlock(&s->fill_lock);
+            bdrv_dec_in_flight(bs);     /* taken when it was started */
             return;
         }
         s->fill_q = g_ptr_array_new();
@@ -1351,6 +1352,12 @@ static bool tsr_fill_handler(void *opaque, const BsstFill *f,
     s->fill_running = true;
     qemu_mutex_unlock(&s->fill_lock);
     if (start) {
+        /*
+         * The coroutine holds the node in flight too, until it has seen
+         * the queue empty: a drain that has waited for the last fill must
+         * not close the node under its sleep
+         */
+        bdrv_inc_in_flight(bs);
         aio_co_enter(bdrv_get_aio_context(bs),
                      qemu_coroutine_create(tsr_fill_co, bs));
     }

@@ -181,6 +181,14 @@ struct TesseractSwapper {
     uint32_t faults_busy;
     int64_t fault_end_ns;
     QemuCond faults_idle;
+    /*
+     * The BSST node is drained: the worker and the background thread
+     * start no BSST I/O until io_resume; io_busy counts what is under way
+     * (faults' included), which the drain waits for (tsw_io_enter())
+     */
+    bool drained;
+    QemuCond io_resume;
+    uint32_t io_busy;       /* atomic; changed under the lock but by faults */
     /* indirected pages to swap in, ring of TSW_BG_QUEUE */
     uint32_t *bg_q;
     uint64_t bg_head, bg_tail;
@@ -189,6 +197,65 @@ struct TesseractSwapper {
 };
 
 static GSList *tsw_all;     /* BQL */
+
+/* ---- Drains of the BSST node ---- */
+
+/*
+ * A drain of the BSST node (every 'stop', QEMU's exit, graph changes)
+ * polls until nothing is in flight on it, and bdrv_drain_all_begin() then
+ * asserts that.  The store's BlockBackend does not queue requests (a fault
+ * must not wait for a drain to end: the drain may be waiting for a device
+ * request that faulted), so the swapper's own threads hold off instead.
+ * Around its BSST I/O the worker and the background thread call
+ * tsw_io_enter(sw, true), which waits while the node is drained; a fault
+ * calls it with false.  The drain polls io_busy down to zero like its own
+ * requests.  (The main loop, x-tesseract-swap-out, is the one that drains.)
+ */
+static void tsw_io_enter(TesseractSwapper *sw, bool wait)
+{
+    if (!wait) {
+        qatomic_inc(&sw->io_busy);
+        return;
+    }
+    qemu_mutex_lock(&sw->lock);
+    while (sw->drained && !qatomic_read(&sw->quit)) {
+        qemu_cond_wait(&sw->io_resume, &sw->lock);
+    }
+    qatomic_inc(&sw->io_busy);
+    qemu_mutex_unlock(&sw->lock);
+}
+
+static void tsw_io_leave(TesseractSwapper *sw)
+{
+    qatomic_dec(&sw->io_busy);
+    aio_wait_kick();
+}
+
+static void tsw_drained_begin(void *opaque)
+{
+    TesseractSwapper *sw = opaque;
+
+    qemu_mutex_lock(&sw->lock);
+    sw->drained = true;
+    qemu_mutex_unlock(&sw->lock);
+}
+
+static bool tsw_drained_poll(void *opaque)
+{
+    TesseractSwapper *sw = opaque;
+
+    return qatomic_read(&sw->io_busy) > 0;
+}
+
+static void tsw_drained_end(void *opaque)
+{
+    TesseractSwapper *sw = opaque;
+
+    qemu_mutex_lock(&sw->lock);
+    sw->drained = false;
+    qemu_cond_broadcast(&sw->io_resume);
+    qemu_mutex_unlock(&sw->lock);
+}
 
 /* ---- I/O on the swapper's IOThread ---- */
 
@@ -532,6 +599,9 @@ static const BsstPageSourceOps tsw_page_ops = {
     .hold = tsw_hold,
     .swapin_begin = tsw_swapin_begin,
     .swapin_end = tsw_swapin_end,
+    .drained_begin = tsw_drained_begin,
+    .drained_poll = tsw_drained_poll,
+    .drained_end = tsw_drained_end,
 };
 
 /* ---- Fault thread ---- */
@@ -672,7 +742,9 @@ static void tsw_handle_missing(TesseractSwapper *sw, uint8_t *addr,
     sw->faults_busy++;
     qemu_mutex_unlock(&sw->lock);
 
+    tsw_io_enter(sw, false);
     read_ns = tsw_swap_in(sw, idx, bblock, host_off, buf, true, false);
+    tsw_io_leave(sw);
     qemu_mutex_lock(&sw->lock);
     sw->fault_end_ns = get_clock();
     if (!--sw->faults_busy) {
@@ -832,9 +904,14 @@ static void *tsw_background_thread(void *opaque)
 
     rcu_register_thread();
     while (!qatomic_read(&sw->quit)) {
+        bool more;
+
         qemu_sem_wait(&sw->bg_kick);
-        while (tsw_background_run(sw, buf)) {
-        }
+        do {
+            tsw_io_enter(sw, true);
+            more = tsw_background_run(sw, buf);
+            tsw_io_leave(sw);
+        } while (more);
     }
     rcu_unregister_thread();
     qemu_vfree(buf);
@@ -1310,6 +1387,7 @@ static void *tsw_worker_thread(void *opaque)
             uint64_t idx[TSW_BATCH];
             int n = 0, ret;
 
+            tsw_io_enter(sw, true);
             /* distinct victims, no more than needed to reach @low */
             qemu_mutex_lock(&sw->lock);
             resident = tsr_policy_resident(sw->policy);
@@ -1326,9 +1404,16 @@ static void *tsw_worker_thread(void *opaque)
             }
             qemu_mutex_unlock(&sw->lock);
             if (!n) {
+                tsw_io_leave(sw);
                 break;
             }
             ret = tsw_swap_out_pages(sw, idx, n, buf);
+            done += n;
+            if (ret >= 0 && done >= 1024) {
+                tsw_io(sw, 0, NULL, false, true);   /* release pending */
+                done = 0;
+            }
+            tsw_io_leave(sw);
             if (ret < 0) {
                 tsw_swapout_failed(sw, ret);
                 g_usleep(10 * 1000);
@@ -1337,13 +1422,10 @@ static void *tsw_worker_thread(void *opaque)
             if (ret > 0) {
                 tsw_swapout_ok(sw);
             }
-            done += n;
-            if (done >= 1024) {
-                tsw_io(sw, 0, NULL, false, true);   /* release pending */
-                done = 0;
-            }
         }
+        tsw_io_enter(sw, true);
         tsw_io(sw, 0, NULL, false, true);
+        tsw_io_leave(sw);
     }
     rcu_unregister_thread();
     qemu_vfree(buf);
@@ -1815,6 +1897,9 @@ static void tsw_finalize(Object *obj)
         qemu_del_vm_change_state_handler(sw->vmstate);
         qatomic_set(&sw->quit, true);
         qemu_sem_post(&sw->kick);
+        qemu_mutex_lock(&sw->lock);
+        qemu_cond_broadcast(&sw->io_resume);    /* a drain may never end */
+        qemu_mutex_unlock(&sw->lock);
         qemu_thread_join(&sw->worker_thread);
         /* the worker was the one discarder outside the BQL */
         ram_block_set_discard_notify(sw->rb, NULL, NULL);
@@ -1864,6 +1949,7 @@ static void tsw_finalize(Object *obj)
     }
     g_free(sw->direct_path);
     qemu_cond_destroy(&sw->faults_idle);
+    qemu_cond_destroy(&sw->io_resume);
     qemu_mutex_destroy(&sw->lock);
     g_free(sw->bsst);
 }
@@ -1881,6 +1967,7 @@ static void tsw_init(Object *obj)
     sw->bg_idle_us = TSW_BG_IDLE_US_DEFAULT;
     qemu_mutex_init(&sw->lock);
     qemu_cond_init(&sw->faults_idle);
+    qemu_cond_init(&sw->io_resume);
 }
 
 static void tsw_class_init(ObjectClass *oc, void *data)
