@@ -32,11 +32,13 @@
 #                      different parts of the same work (session 12)
 #   --rounds N         run every scenario N times and report the medians,
 #                      each round, and the --together pairs (full mode
-#                      default 2: single runs vary by +-30% on their own,
-#                      and the machine's speed drifts besides; keep it a
-#                      multiple of the host CPUs the pairs rotate over, so
-#                      the report's geometric mean of the pairs' ratios
-#                      gives each side each CPU equally often)
+#                      default 4: single runs vary by +-30% on their own,
+#                      and the machine's speed drifts besides; with 2, the
+#                      ssd model's pauses came out either way from one run
+#                      to the next (session 15); keep it a multiple of the
+#                      host CPUs the pairs rotate over, so the report's
+#                      geometric mean of the pairs' ratios gives each side
+#                      each CPU equally often)
 #   --together "..."   scenarios that run at the same time, side by side, in
 #                      each round and disk model (full mode default:
 #                      "baseline tesseract"; "none": every run alone).  The
@@ -246,7 +248,7 @@ else
     HEAP_MIB=${BENCH_HEAP_MIB:-180}
 fi
 if [ -z "$ROUNDS" ]; then
-    if [ "$MODE" = quick ]; then ROUNDS=1; else ROUNDS=2; fi
+    if [ "$MODE" = quick ]; then ROUNDS=1; else ROUNDS=4; fi
 fi
 case "$ROUNDS" in ''|*[!0-9]*|0) die "--rounds: a positive number, not '$ROUNDS'" ;; esac
 if [ -z "$TOGETHER" ]; then
