@@ -1435,6 +1435,48 @@ static void test_swapper_vhost_user(void)
     rmdir(dir);
 }
 
+/* ---- Stress tests: guest RAM of @np pages with a shadow, 8 words a page */
+
+/* The stress tests' deadline: TESSERACT_STRESS_SECONDS (default 30) */
+static int64_t stress_end(double share)
+{
+    const char *env = getenv("TESSERACT_STRESS_SECONDS");
+    double secs = (env ? g_ascii_strtod(env, NULL) : 30) * share;
+
+    return g_get_monotonic_time() + (int64_t)(secs * G_USEC_PER_SEC);
+}
+
+/* @np zeroed guest pages (their shadow is all zeroes too) */
+static uint64_t stress_ram_new(TsrVM *vm, unsigned np)
+{
+    g_autofree uint8_t *zero = g_malloc0(TSR_PAGE);
+    uint64_t buf = guest_alloc(vm->alloc, np * TSR_PAGE);
+    unsigned i;
+
+    for (i = 0; i < np; i++) {
+        memwrite(buf + i * TSR_PAGE, zero, TSR_PAGE);
+    }
+    return buf;
+}
+
+/* Word @slot of page @page (512 bytes apart: different cache lines) */
+static uint64_t stress_word(uint64_t buf, uint64_t page, uint64_t slot)
+{
+    return buf + page * TSR_PAGE + slot * 512;
+}
+
+static void stress_check_ram(uint64_t buf, const uint64_t *shadow,
+                             unsigned np)
+{
+    uint64_t i;
+
+    for (i = 0; i < np * 8; i++) {
+        g_assert_cmphex(qtest_readq(global_qtest,
+                                    stress_word(buf, i / 8, i % 8)),
+                        ==, shadow[i]);
+    }
+}
+
 /*
  * The swap-out race: writes keep landing on pages while the swapper swaps
  * them out and the guest-physical reads swap them in.  Every value read
@@ -1444,48 +1486,36 @@ static void test_swapper_vhost_user(void)
 static void race_stress(const char *extra)
 {
     const unsigned np = 2048;      /* 8 MiB working set over a 2 MiB limit */
-    const char *env = getenv("TESSERACT_STRESS_SECONDS");
-    double secs = env ? g_ascii_strtod(env, NULL) : 30;
     g_autofree uint64_t *shadow = g_new0(uint64_t, np * 8);
-    g_autofree uint8_t *back = g_malloc(TSR_PAGE);
     GRand *r = g_rand_new_with_seed(77);
     int64_t end;
     TsrImages img;
     TsrVM vm;
-    uint64_t buf, n = 0, checks = 0, i;
+    uint64_t buf, n = 0, checks = 0;
 
     images_new(&img);
     vm_start_with(&vm, &img, NULL, extra);
-    buf = guest_alloc(vm.alloc, np * TSR_PAGE);
-    memset(back, 0, TSR_PAGE);
-    for (i = 0; i < np; i++) {
-        memwrite(buf + i * TSR_PAGE, back, TSR_PAGE);
-    }
-    end = g_get_monotonic_time() + (int64_t)(secs * G_USEC_PER_SEC);
+    buf = stress_ram_new(&vm, np);
+    end = stress_end(1);
     while (g_get_monotonic_time() < end) {
         uint64_t page = g_rand_int_range(r, 0, np);
         uint64_t slot = g_rand_int_range(r, 0, 8);
         uint64_t v = ++n;
 
-        /* 8 words spread over the page: different cache lines */
-        qtest_writeq(global_qtest, buf + page * TSR_PAGE + slot * 512, v);
+        qtest_writeq(global_qtest, stress_word(buf, page, slot), v);
         shadow[page * 8 + slot] = v;
         if (n % 16 == 0) {
             uint64_t p = g_rand_int_range(r, 0, np), s;
 
             for (s = 0; s < 8; s++) {
                 g_assert_cmphex(qtest_readq(global_qtest,
-                                            buf + p * TSR_PAGE + s * 512),
+                                            stress_word(buf, p, s)),
                                 ==, shadow[p * 8 + s]);
             }
             checks++;
         }
     }
-    for (i = 0; i < np * 8; i++) {
-        g_assert_cmphex(qtest_readq(global_qtest,
-                                    buf + (i / 8) * TSR_PAGE + (i % 8) * 512),
-                        ==, shadow[i]);
-    }
+    stress_check_ram(buf, shadow, np);
     g_test_message("%" PRIu64 " writes, %" PRIu64 " page checks, %" PRId64
                    " swap-outs, %" PRId64 " swap-ins, %" PRId64
                    " swap-outs abandoned (written while in flight)",
@@ -1513,8 +1543,6 @@ static void race_stress(const char *extra)
 static void test_swapper_stop_cont(void)
 {
     const unsigned np = 2048, run = 16, sectors = 1024;
-    const char *env = getenv("TESSERACT_STRESS_SECONDS");
-    double secs = (env ? g_ascii_strtod(env, NULL) : 30) / 2;
     g_autofree uint64_t *shadow = g_new0(uint64_t, np * 8);
     g_autofree uint64_t *disk = g_new0(uint64_t, sectors / 8 * 8);
     g_autofree uint8_t *page = g_malloc(TSR_PAGE);
@@ -1528,12 +1556,8 @@ static void test_swapper_stop_cont(void)
     images_new(&img);
     vm_start_with(&vm, &img, NULL,
                   " -object tesseract-swapper,id=swap0,bsst=bsst0,limit=2M");
-    buf = guest_alloc(vm.alloc, np * TSR_PAGE);
-    memset(page, 0, TSR_PAGE);
-    for (i = 0; i < np; i++) {
-        memwrite(buf + i * TSR_PAGE, page, TSR_PAGE);
-    }
-    end = g_get_monotonic_time() + (int64_t)(secs * G_USEC_PER_SEC);
+    buf = stress_ram_new(&vm, np);
+    end = stress_end(0.5);
     while (g_get_monotonic_time() < end) {
         uint64_t first = g_rand_int_range(r, 0, np - run);
         uint64_t blk = g_rand_int_range(r, 0, sectors / 8 - run);
@@ -1542,7 +1566,7 @@ static void test_swapper_stop_cont(void)
             uint64_t p = g_rand_int_range(r, 0, np);
             uint64_t slot = g_rand_int_range(r, 0, 8);
 
-            qtest_writeq(global_qtest, buf + p * TSR_PAGE + slot * 512, ++n);
+            qtest_writeq(global_qtest, stress_word(buf, p, slot), ++n);
             shadow[p * 8 + slot] = n;
         }
         /* 16 pages, most of them swapped out: indirections */
@@ -1553,11 +1577,7 @@ static void test_swapper_stop_cont(void)
         qtest_qmp_assert_success(global_qtest, "{'execute': 'cont'}");
         stops++;
     }
-    for (i = 0; i < np * 8; i++) {
-        g_assert_cmphex(qtest_readq(global_qtest,
-                                    buf + (i / 8) * TSR_PAGE + (i % 8) * 512),
-                        ==, shadow[i]);
-    }
+    stress_check_ram(buf, shadow, np);
     gpa = guest_alloc(vm.alloc, TSR_PAGE);
     for (i = 0; i < sectors / 8; i++) {
         blk_read(&vm, i * 8, gpa, TSR_PAGE);
