@@ -13,7 +13,8 @@
 # swap-outs, swap-ins (all, then those on a fault and in the background),
 # background swap-ins dropped (queue full),
 # zero fills, and the
-# mean fault service time in that step, with the indirections, classic
+# mean fault service time in that step, QEMU's host CPU time by thread
+# group (when series.jsonl has it), with the indirections, classic
 # (write-path) swap-ins, reads and writes of its tesseract disks and their
 # mean completion times.  Several runs are
 # printed side by side, so a pair run at the same time can be compared
@@ -100,6 +101,31 @@ def counters(ret):
     return c
 
 
+# QEMU's host CPU per step (series.jsonl "cpu_ticks", from qmp.py): the
+# vCPU threads, the swapper's own threads, the block layer's I/O worker
+# threads, and the rest (the main loop, RCU, monitor)
+HOST_COLS = ("h_vcpu", "h_swp", "h_io", "h_main")
+
+
+def host_group(name):
+    if name.startswith("CPU "):
+        return "h_vcpu"
+    if name.startswith("tsr-") or name.startswith("IO_swapper"):
+        return "h_swp"
+    if name == "worker":
+        return "h_io"
+    return "h_main"
+
+
+def host_cpu(rec):
+    """One series record's cpu_ticks -> {HOST_COLS column: ticks}."""
+    c = {}
+    for name, ticks in (rec.get("cpu_ticks") or {}).items():
+        g = host_group(name)
+        c[g] = c.get(g, 0) + ticks
+    return c
+
+
 def last_at(seq, ms):
     """The last record of @seq (in workload-time order) whose score_ms is
     at or before workload time @ms, or None."""
@@ -132,9 +158,16 @@ def rows(run, step_ms, until_ms):
                         if a and b else None)
         for col in GUEST_COLS:
             row[col] = gb[col] - ga[col] if ga and gb else None
+        ra, rb = last_at(samples, t), last_at(samples, t + step_ms)
+        ha, hb = [host_cpu(r) if r else {} for r in (ra, rb)]
+        for col in HOST_COLS:
+            # ticks (1/100 s) -> ms
+            row[col] = ((hb.get(col, 0) - ha.get(col, 0)) * 10
+                        if ha and hb else None)
         out.append(row)
         t += step_ms
-    return out, bool(samples), bool(ticks)
+    return out, bool(samples), bool(ticks), any(
+        "cpu_ticks" in r for r in samples)
 
 
 COLS = ("tx", "out", "in", "fault", "bg", "zero", "fs_us", "ind", "cls", "rd",
@@ -160,15 +193,18 @@ def main():
     if a.step <= 0:
         ap.error("--step must be positive")
     tables = []
-    any_guest = False
+    any_guest = any_host = False
     for run in a.runs:
         if not os.path.exists(os.path.join(run, "console.log")):
             print("series.py: %s: no console.log (not a run directory)" % run,
                   file=sys.stderr)
             return 2
-        r, has, guest = rows(run, int(a.step * 1000), int(a.until * 1000))
+        r, has, guest, host = rows(run, int(a.step * 1000),
+                                   int(a.until * 1000))
         if guest:
             any_guest = True
+        if host:
+            any_host = True
         if not has:
             print("series.py: %s: no series.jsonl samples (run without "
                   "--series?)" % run, file=sys.stderr)
@@ -179,7 +215,12 @@ def main():
           "zero fills; fs_us = mean fault service (us); ind, cls, rd, wr = the "
           "disks' indirections, classic swap-ins, reads, writes; rc_us, wc_us "
           "= their mean read and write completion (us)" % a.step)
-    cols = COLS + (GUEST_COLS if any_guest else ())
+    cols = COLS + (GUEST_COLS if any_guest else ()) + (
+        HOST_COLS if any_host else ())
+    if any_host:
+        print("h_vcpu, h_swp, h_io, h_main = QEMU's host CPU time (ms, user + "
+              "system) in its vCPU threads, the swapper's threads (tsr-*, "
+              "its IOThread), the block layer's I/O workers, and the rest")
     if any_guest:
         print("g_usr, g_sys, g_wait = the guest's CPU ticks (1/100 s) in user, "
               "kernel (with irq), idle or I/O wait; g_maj, g_scan = its major "

@@ -19,8 +19,10 @@
 # one JSON line per run: {"t": seconds since the wait began, "score_ms":
 # the time of the latest "S <ms> <score>" line in the --console file (the
 # guest workload's measurement clock; null before the first), "return":
-# the command's result (or "error": its error)}.  A time series of the
-# counters, to line up with the workload's scores.  A trailing "quit"
+# the command's result (or "error": its error), "cpu_ticks": QEMU's CPU
+# time so far per thread name, user + system, in clock ticks (the threads
+# of one name summed; QEMU's pid from the socket's peer credentials)}.
+# A time series of the counters, to line up with the workload's scores.  A trailing "quit"
 # command is allowed: its closing of the connection is not an error.
 #
 # Exit status: 0 ok, 1 QMP error or a command failed, 3 wait timed out,
@@ -30,6 +32,7 @@ import json
 import os
 import select
 import socket
+import struct
 import sys
 import time
 
@@ -55,8 +58,21 @@ class QMP:
                 time.sleep(0.05)
         self.buf = b""
         self.events = []
+        self._peer = None
         self.recv(timeout=connect_timeout)          # greeting
         self.execute("qmp_capabilities")
+
+    def peer_pid(self):
+        """The pid of the process at the other end (QEMU), or None."""
+        if self._peer is None:
+            try:
+                cred = self.sock.getsockopt(socket.SOL_SOCKET,
+                                            socket.SO_PEERCRED,
+                                            struct.calcsize("3i"))
+                self._peer = struct.unpack("3i", cred)[0]
+            except OSError:
+                self._peer = 0
+        return self._peer or None
 
     def recv(self, timeout=None):
         """Return the next message, or None if @timeout expired."""
@@ -111,6 +127,29 @@ def console_has_result(path):
         return False
 
 
+def thread_ticks(pid):
+    """{thread name: user + system clock ticks} of process @pid's threads
+    (threads of one name summed), or None if it cannot be read."""
+    if not pid:
+        return None
+    out = {}
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return None
+    for tid in tids:
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                stat = f.read()
+        except OSError:
+            continue                    # the thread exited meanwhile
+        # "tid (comm) state ppid ...": comm may hold spaces and parentheses
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        rest = stat[stat.rindex(")") + 2:].split()
+        out[name] = out.get(name, 0) + int(rest[11]) + int(rest[12])
+    return out
+
+
 class Series:
     """Run one command every @every seconds and append the result to @path."""
 
@@ -154,6 +193,9 @@ class Series:
             rec["return"] = resp["return"]
         else:
             rec["error"] = resp.get("error")
+        ticks = thread_ticks(qmp.peer_pid())
+        if ticks:
+            rec["cpu_ticks"] = ticks
         self.f.write(json.dumps(rec, separators=(",", ":")) + "\n")
         self.f.flush()
 

@@ -57,10 +57,20 @@ with tempfile.TemporaryDirectory() as top:
     with open(os.path.join(run, "series.jsonl"), "w") as f:
         # before the measurement (score_ms null), at 1 s and at 2 s; a line
         # cut short at the end must be skipped
-        for sm, a in ((None, answer(100, 60, 50, 40.0, 0, 10)),
-                      (1000, answer(300, 180, 150, 60.0, 20, 30)),
-                      (2000, answer(310, 190, 160, 60.0, 20, 30))):
-            f.write(json.dumps({"t": 0, "score_ms": sm, "return": a}) + "\n")
+        # QEMU's CPU ticks per thread name: two workers, summed by qmp.py
+        for sm, a, ct in ((None, answer(100, 60, 50, 40.0, 0, 10),
+                           {"CPU 0/TCG": 10, "tsr-fault": 1, "worker": 0,
+                            "qemu-system-x86": 5}),
+                          (1000, answer(300, 180, 150, 60.0, 20, 30),
+                           {"CPU 0/TCG": 80, "tsr-fault": 6, "tsr-swapin": 3,
+                            "IO_swapper0-io": 1, "worker": 4,
+                            "qemu-system-x86": 7}),
+                          (2000, answer(310, 190, 160, 60.0, 20, 30),
+                           {"CPU 0/TCG": 170, "tsr-fault": 6, "tsr-swapin": 3,
+                            "IO_swapper0-io": 1, "worker": 4,
+                            "qemu-system-x86": 17})):
+            f.write(json.dumps({"t": 0, "score_ms": sm, "return": a,
+                                "cpu_ticks": ct}) + "\n")
         f.write('{"t": 3, "score_ms": 2100, "ret')
     p = subprocess.run([sys.executable, SERIES, "--step", "1", run],
                        capture_output=True, text=True)
@@ -91,6 +101,13 @@ with tempfile.TemporaryDirectory() as top:
               r0.get("g_wait") == "10" and r0.get("g_maj") == "7" and
               r1.get("g_usr") == "100" and r1.get("g_sys") == "0" and
               r1.get("g_maj") == "2", str((r0, r1)))
+        # ticks are 10 ms: vCPU 70 ticks, swapper 5 + 3 + 1 (a thread new
+        # since the last sample counts from 0), workers 4, the rest 2
+        check("QEMU's host CPU per thread group, in ms per step",
+              r0.get("h_vcpu") == "700" and r0.get("h_swp") == "90" and
+              r0.get("h_io") == "40" and r0.get("h_main") == "20" and
+              r1.get("h_vcpu") == "900" and r1.get("h_swp") == "0" and
+              r1.get("h_main") == "100", str((r0, r1)))
 
     p = subprocess.run([sys.executable, SERIES, top], capture_output=True,
                        text=True)
@@ -125,6 +142,9 @@ with tempfile.TemporaryDirectory() as top:
         def execute(self, name, args=None):
             return self.answers.pop(0)
 
+        def peer_pid(self):
+            return os.getpid()
+
     fq = FakeQMP()
     s.poll(fq)
     s.poll(fq)                  # not due yet: no second command
@@ -136,6 +156,14 @@ with tempfile.TemporaryDirectory() as top:
           len(recs) == 2 and recs[0].get("error", {}).get("desc") == "no"
           and "return" not in recs[0] and recs[1]["return"] == {"swappers": []}
           and recs[1]["score_ms"] == 300 and not fq.answers, str(recs))
+    me = qmp.thread_ticks(os.getpid())
+    check("Series.poll: the peer's CPU ticks per thread name",
+          all(isinstance(r.get("cpu_ticks"), dict) and
+              set(r["cpu_ticks"]) <= set(me) and
+              all(isinstance(v, int) and v >= 0
+                  for v in r["cpu_ticks"].values()) for r in recs) and
+          open("/proc/self/comm").read().strip() in me and
+          qmp.thread_ticks(None) is None, str(recs))
 
 print("1..%d" % len(results))
 for i, (ok, name, detail) in enumerate(results, 1):
