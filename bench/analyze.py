@@ -265,6 +265,10 @@ def metrics(r, ref_median):
     m["slot_fills"] = dk.get("slot-fills") if dk else None
     m["slot_fill_writes"] = dk.get("slot-fill-writes") if dk else None
     m["read_pieces"] = dk.get("read-pieces") if dk else None
+    # defrag=auto's work: blocks copied back into the guest image, and
+    # indirections moved within the BSST
+    m["defrag_blocks"] = dk.get("defrag-blocks") if dk else None
+    m["defrag_moved"] = dk.get("defrag-moved") if dk else None
     m["read_requests"] = dk.get("read-requests") if dk else None
     m["swapdisk_bytes_written"] = dk["bytes-written"] if dk else None
     m["swapdisk_bytes_read"] = dk["bytes-read"] if dk else None
@@ -306,6 +310,11 @@ def metrics(r, ref_median):
     m["limit_mib"] = meta.get("limit_mib")
     m["together_with"] = meta.get("together_with") or []
     m["cpus"] = meta.get("cpus")
+    # with --together: "pinned" (one host CPU each), "shares" (a CPU
+    # cgroup each, equal weights, all CPUs) or "free"
+    m["cpu_placement"] = meta.get("cpu_placement") or (
+        ("pinned" if m["cpus"] is not None else "free")
+        if m["together_with"] else None)
     return m
 
 
@@ -355,6 +364,7 @@ def pair_with_baseline(per_round):
                 continue
             e = {k: [b.get(k), m.get(k)]
                  for k in [k for k, _ in PAIRED] + ["cpu_steal_s", "cpus",
+                                                    "cpu_placement",
                                                     "throughput_before_memhog_ops",
                                                     "throughput_from_memhog_ops",
                                                     "heap_build_s",
@@ -553,11 +563,20 @@ def paired_table(t, tsc):
     """The rounds in which the baseline and TSC ran at the same time."""
     n = t["paired_rounds"]
     w, ties = t["paired_wins"], t["paired_ties"]
+    placement = {p["cpu_placement"][1] for p in t["paired"]}
+    where = {"pinned": "each on its own host CPU (`bench/run.sh --together "
+                       "--pin yes`)",
+             "shares": "each in a CPU cgroup of its own with equal weight, "
+                       "on all host CPUs (`bench/run.sh --together --pin "
+                       "shares`, libvirt's default placement)",
+             "free": "on all host CPUs, placed by the scheduler "
+                     "(`bench/run.sh --together --pin no`)"}
     L = ["In each of these %d rounds the baseline and %s ran at the same "
-         "time, each on its own host CPU (`bench/run.sh --together`), so "
-         "both saw the same machine; the machine's speed drifts 2-3x "
-         "between runs minutes apart, so these same-time pairs are the "
-         "comparison to trust, more than the medians above:" % (n, tsc), "",
+         "time, %s, so both saw the same machine; the machine's speed "
+         "drifts 2-3x between runs minutes apart, so these same-time pairs "
+         "are the comparison to trust, more than the medians above:"
+         % (n, tsc, where.get(placement.pop(), "side by side")
+            if len(placement) == 1 else "side by side"), "",
          "| round | throughput baseline / %s (tx/s) | %s vs baseline | "
          "total pause baseline / %s (ms) | largest pause baseline / %s (ms) | "
          "heap build baseline / %s (s) | "
@@ -604,6 +623,8 @@ def paired_table(t, tsc):
                  n, "–" if geo is None else "%.2fx" % geo,
                  ", each side on each host CPU equally often, so that a "
                  "CPU's own speed cancels" if t.get("paired_cpu_balanced")
+                 else "; both sides ran on all host CPUs" if all(
+                     c is None for p in t["paired"] for c in p["cpus"])
                  else "; the sides did not use each CPU equally often, so "
                  "a CPU's own speed may weigh in",
                  fmt(bs), fmt(ts), tsc, fmt(bx), fmt(tx)))
@@ -811,6 +832,23 @@ def versus_baseline(t, b, tsc, disk):
             better = "yes" if tv > bv else "no"
         L.append("| %s | %s | %s | %s | %s |" % (name, fmt(bv, 2), fmt(tv, 2), rt, better))
     L.append("")
+    if tsc.partition("@")[0] == "tesseract-defrag":
+        L.append("defrag=auto copied %s indirected blocks back into the "
+                 "guest image and moved %s within the BSST (medians per run; "
+                 "it works only while the guest's and the swapper's I/O is "
+                 "light, so with none it is Tesseract with defrag=off)."
+                 % (fmt(t.get("defrag_blocks")), fmt(t.get("defrag_moved"))))
+        L.append("")
+    if (not t.get("paired") and b.get("together_with") and
+            not t.get("together_with")):
+        L.append("**Not like for like:** %s ran alone, with every host "
+                 "CPU, while the baseline ran side by side with %s (%s); "
+                 "run them side by side (`bench/run.sh --together \"baseline "
+                 "%s\"`) to compare them." % (
+                     tsc, ", ".join(b["together_with"]),
+                     "each on one host CPU" if b.get("cpu_placement") ==
+                     "pinned" else "sharing the host CPUs", tsc))
+        L.append("")
     if t.get("paired"):
         L.extend(paired_table(t, tsc))
     return L

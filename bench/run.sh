@@ -47,10 +47,20 @@
 #                      at the same time see the same machine, so their ratio
 #                      is the comparison to trust.  Not with stock (its
 #                      memory cgroup and host swap are per run).
-#   --pin yes|no       with --together, give each of those runs its own host
-#                      CPU (taskset; the assignment rotates every round so
-#                      no scenario keeps one CPU); default yes when the
-#                      machine has a CPU for each
+#   --pin yes|no|shares
+#                      with --together: yes gives each of those runs its own
+#                      host CPU (taskset; the assignment rotates every round
+#                      so no scenario keeps one CPU; all of a QEMU's threads
+#                      share its one CPU); shares puts each run in a CPU
+#                      cgroup of its own with equal weight (cgroup v1
+#                      cpu.shares or v2 cpu.weight), on all CPUs: the
+#                      placement libvirt gives each VM by default (one
+#                      machine.slice scope per VM), where a VM's I/O
+#                      threads may run on any CPU but no VM gets more than
+#                      its share while both are busy; no lets the
+#                      scheduler place every thread freely (a QEMU with
+#                      more runnable threads gets more CPU).  Default yes
+#                      when the machine has a CPU for each
 #   --accel NAME       tcg (default) or kvm, passed to run-guest.sh
 #   --out DIR          results directory (default bench/results/MODE-DATE;
 #                      bench/results/latest points at the newest)
@@ -268,7 +278,7 @@ NCPU=$(nproc)
 if [ -z "$PIN" ]; then
     if [ "$(echo "$TOGETHER" | wc -w)" -le "$NCPU" ]; then PIN=yes; else PIN=no; fi
 fi
-case "$PIN" in yes|no) ;; *) die "--pin: yes or no, not '$PIN'" ;; esac
+case "$PIN" in yes|no|shares) ;; *) die "--pin: yes, no or shares, not '$PIN'" ;; esac
 # at 30% overcommit on the hdd model a baseline or stock run needs over
 # 200 s (memhog's final check faults its 96 MiB back in at 200 IOPS)
 run_timeout() {  # SECS: run-guest.sh's limit for a run measuring SECS
@@ -322,7 +332,37 @@ host_swap_off() {
     SWAPFILE=
     rmdir "$MEMCG" 2>/dev/null || true
 }
-trap host_swap_off EXIT
+
+# --pin shares: one CPU cgroup per side-by-side run, equal weights, in
+# CPU_GROUPS (cgroup v1's cpu controller, else v2's).  Not in a subshell:
+# cleanup must see CPU_GROUPS.
+CPU_GROUPS=()
+cpu_groups_on() {  # N
+    local i d v1=/sys/fs/cgroup/cpu v2=/sys/fs/cgroup
+    [ "$(id -u)" = 0 ] || die "--pin shares: needs root (CPU cgroups)"
+    for i in $(seq 0 $(($1 - 1))); do
+        if [ -f $v1/cpu.shares ]; then
+            d=$v1/$CG_NAME-vm$i
+            mkdir -p "$d" && CPU_GROUPS+=("$d") && echo 1024 > "$d/cpu.shares" ||
+                die "--pin shares: cannot make the CPU cgroup $d"
+        elif grep -qw cpu $v2/cgroup.controllers 2>/dev/null; then
+            grep -qw cpu $v2/cgroup.subtree_control ||
+                echo +cpu > $v2/cgroup.subtree_control ||
+                die "--pin shares: cannot enable the cpu controller in $v2"
+            d=$v2/$CG_NAME-vm$i
+            mkdir -p "$d" && CPU_GROUPS+=("$d") && echo 100 > "$d/cpu.weight" ||
+                die "--pin shares: cannot make the CPU cgroup $d"
+        else
+            die "--pin shares: no cgroup cpu controller (neither $v1 nor $v2)"
+        fi
+    done
+}
+cleanup() {
+    local d
+    host_swap_off
+    for d in "${CPU_GROUPS[@]}"; do rmdir "$d" 2>/dev/null || true; done
+}
+trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 stock_unsupported() {  # prints a reason, or nothing if stock can run
@@ -379,10 +419,10 @@ vmstat_swap() { awk '/^pswp(in|out) / { printf "%s ", $2 }' /proc/vmstat; }
 # --- One run ------------------------------------------------------------------
 NOOC_RSS_KIB=
 
-run_one() {  # DISK SCENARIO ROUND [CPUS [TOGETHER-WITH]]
+run_one() {  # DISK SCENARIO ROUND [CPUS [TOGETHER-WITH [CPU-CGROUP]]]
     # the directory: '=' and ',' (SCENARIO@PROP=VALUE,...) would break
     # QEMU's option syntax in the paths run-guest.sh passes it
-    local disk=$1 sc=$2 rn=$3 cpus=${4:-} with=${5:-} wd=$OUT/runs/$1-${2//[=,]/_} args=() topts= swapper= why
+    local disk=$1 sc=$2 rn=$3 cpus=${4:-} with=${5:-} cpucg=${6:-} wd=$OUT/runs/$1-${2//[=,]/_} args=() topts= swapper= why
     [ "$rn" = 1 ] || wd=$wd.r$rn
     local t0 t1 rc=0 vm0 vm1 stock_limit= wrap= secs=$SECS
     [ "$disk" != hdd ] || secs=$HDD_SECS
@@ -440,6 +480,7 @@ run_one() {  # DISK SCENARIO ROUND [CPUS [TOGETHER-WITH]]
         args+=(--cache "$SSD_CACHE")
         [ -z "$swapper" ] || args+=(--bsst-bench 2000)
     fi
+    [ -z "$cpucg" ] || wrap="$HERE/cgroup-exec.sh $cpucg"
     [ -z "$wrap" ] || args+=(--wrap "$wrap")
     [ -z "$cpus" ] || args+=(--cpus "$cpus")
     [ -z "$SERIES" ] || args+=(--series "$SERIES")
@@ -480,6 +521,7 @@ run_one() {  # DISK SCENARIO ROUND [CPUS [TOGETHER-WITH]]
     M_DISK=$disk M_SC=$sc M_ROUND=$rn M_RC=$rc M_T0=$t0 M_T1=$t1 M_VM0=$vm0 M_VM1=$vm1 \
     M_LIMIT=$limit_mib M_SWAPPER=$swapper M_TOPTS=$topts M_RAWLAT=$rawlat \
     M_THROTTLE=$(hdd_desc "$disk") M_CPUS=$cpus M_WITH=$with \
+    M_PLACEMENT=$( [ -z "$with" ] || case "$PIN" in yes) echo pinned ;; shares) echo shares ;; *) echo free ;; esac ) \
     M_STOCK_LIMIT=$stock_limit M_CG_MAX=$cg_max M_CG_FAIL=$cg_fail M_CG_OOM=$cg_oom \
     M_SECS=$secs M_MEM=$GUEST_MEM_MIB M_HOG=$MEMHOG_MIB M_HEAP=$HEAP_MIB M_HOG_START=$MEMHOG_START \
     M_FMT=$BSST_FORMAT M_ACCEL=$ACCEL M_APPEND=$GUEST_APPEND \
@@ -510,6 +552,7 @@ json.dump({
     "bsst_raw_read_4k_us": num("M_RAWLAT"),
     "together_with": e["M_WITH"].split(),
     "cpus": e["M_CPUS"] or None,
+    "cpu_placement": e["M_PLACEMENT"] or None,
 }, open(sys.argv[1], "w"), indent=1)
 EOF
     if [ "$rc" = 0 ]; then
@@ -525,15 +568,16 @@ for disk in $DISKS; do
 done
 # run_together DISK ROUND: the --together scenarios, all at once
 run_together() {
-    local disk=$1 rn=$2 i=0 n sc cpus pids=() others
+    local disk=$1 rn=$2 i=0 n sc cpus cg pids=() others
     n=$(echo "$TOGETHER" | wc -w)
     for sc in $TOGETHER; do
-        cpus=
+        cpus= cg=
         # over the first n CPUs, so that in n rounds each side has each
         # of the same n CPUs once, whatever nproc is
-        [ "$PIN" = no ] || cpus=$(( (i + rn - 1) % n ))
+        [ "$PIN" != yes ] || cpus=$(( (i + rn - 1) % n ))
+        [ "$PIN" != shares ] || cg=${CPU_GROUPS[$i]}
         others=$(echo " $TOGETHER " | sed "s/ $sc / /" | xargs)
-        run_one "$disk" "$sc" "$rn" "$cpus" "$others" &
+        run_one "$disk" "$sc" "$rn" "$cpus" "$others" "$cg" &
         pids+=($!)
         i=$((i + 1))
     done
@@ -541,7 +585,8 @@ run_together() {
     say "$disk: $n runs side by side (round $rn) done"
 }
 
-[ -z "$TOGETHER" ] || say "side by side in each round: $TOGETHER (pinned to CPUs: $PIN)"
+[ "$PIN" != shares ] || [ -z "$TOGETHER" ] || cpu_groups_on "$(echo "$TOGETHER" | wc -w)"
+[ -z "$TOGETHER" ] || say "side by side in each round: $TOGETHER (CPU placement: $(case "$PIN" in yes) echo "one CPU each" ;; shares) echo "a CPU cgroup each, equal weights" ;; *) echo "free" ;; esac))"
 for rn in $(seq 1 "$ROUNDS"); do
     for disk in $DISKS; do
         started=no

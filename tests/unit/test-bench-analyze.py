@@ -23,7 +23,8 @@ def check(name, cond, detail=""):
 
 
 def write_run(top, disk, sc, rn, scores, together=(), corrupt=0, cpu=None,
-              hog_start=None, hog_secs=6.5, secs=None, oom=None):
+              hog_start=None, hog_secs=6.5, secs=None, oom=None,
+              placement=None):
     d = os.path.join(top, "runs", "%s-%s%s" % (disk, sc, "" if rn == 1 else ".r%d" % rn))
     os.makedirs(d)
     json.dump({"disk": disk, "scenario": sc, "round": rn,
@@ -32,7 +33,7 @@ def write_run(top, disk, sc, rn, scores, together=(), corrupt=0, cpu=None,
                "accel": "tcg",
                "swapper": "limit=230M,policy=random", "tesseract_opts": "",
                "throttle": "", "together_with": list(together),
-               "cpus": cpu, "limit_mib": 230, "guest_mem_mib": 256,
+               "cpus": cpu, "cpu_placement": placement, "limit_mib": 230, "guest_mem_mib": 256,
                "memhog_mib": 96, "heap_mib": 160, "bsst_format": "raw",
                "memhog_start_s": hog_start,
                "ssd_model": "", "guest_append": "", "host_pswpin": None,
@@ -122,7 +123,9 @@ def main():
               st.get("paired_cpu_balanced") is True and
               st.get("paired_total_pause_ms_sum") == [300, 0] and
               st.get("paired_max_pause_ms_max") == [200, 0] and
-              "(geometric mean, each side on each host CPU equally often" in rep,
+              "(geometric mean, each side on each host CPU equally often" in rep
+              and "each on its own host CPU (`bench/run.sh --together --pin "
+              "yes`)" in rep,
               "%s %s %s %s" % (st.get("throughput_vs_baseline_geomean"),
                                st.get("paired_cpu_balanced"),
                                st.get("paired_total_pause_ms_sum"),
@@ -290,6 +293,32 @@ def main():
               and "did not use each CPU equally often" in rep,
               "rc %d balanced %s" % (rc, s["ssd/tesseract"].get(
                   "paired_cpu_balanced")))
+    with tempfile.TemporaryDirectory() as top:
+        # --pin shares: no CPU of their own, a CPU cgroup each
+        for rn in (1, 2):
+            write_run(top, "ssd", "nooc", rn, nooc)
+            write_run(top, "ssd", "baseline", rn, b1, together=["tesseract"],
+                      placement="shares")
+            write_run(top, "ssd", "tesseract", rn, t1, together=["baseline"],
+                      placement="shares")
+            # alone, with every CPU: not comparable with the pair's baseline
+            write_run(top, "ssd", "tesseract-defrag", rn, t1)
+        rc, s, rep = analyze(top)
+        check("a scenario run alone against a paired baseline is flagged",
+              "**Not like for like:** tesseract-defrag ran alone, with every "
+              "host CPU, while the baseline ran side by side with tesseract "
+              "(sharing the host CPUs)" in rep and
+              "**Not like for like:** tesseract ran" not in rep and
+              "defrag=auto copied" in rep, rep)
+        p = s["ssd/tesseract"]["paired"]
+        check("pairs in CPU cgroups: placement kept and named",
+              rc == 0 and [e["cpu_placement"] for e in p] ==
+              [["shares", "shares"]] * 2 and
+              s["ssd/baseline"]["cpu_placement"] == "shares" and
+              "each in a CPU cgroup of its own with equal weight" in rep and
+              "both sides ran on all host CPUs" in rep and
+              "did not use each CPU equally often" not in rep,
+              "rc %d %s" % (rc, p))
     with tempfile.TemporaryDirectory() as top:
         write_run(top, "ssd", "nooc", 1, nooc)
         write_run(top, "ssd", "tesseract", 1, t1, corrupt=2)
