@@ -335,6 +335,18 @@ def cpu_balanced(paired):
             all(b != s for b, s in zip(bcpus, scpus)))
 
 
+def sign_test(wins, losses):
+    """Two-sided sign test: the chance of a split at least this uneven
+    between @wins and @losses (ties left out) if either side were as
+    likely to do better in each pair."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    k = min(wins, losses)
+    p = 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    return round(min(1.0, p), 3)
+
+
 def geomean(xs):
     return (round(math.exp(statistics.mean(math.log(x) for x in xs)), 3)
             if xs and all(x > 0 for x in xs) else None)
@@ -407,6 +419,12 @@ def pair_with_baseline(per_round):
                             for k, lower in PAIRED},
             "paired_ties": {k: sum(1 for e in paired if e[k][1] == e[k][0])
                             for k, _ in PAIRED},
+            "paired_sign_p": {k: sign_test(
+                sum(1 for e in paired if (e[k][1] < e[k][0] if lower
+                                          else e[k][1] > e[k][0])),
+                sum(1 for e in paired if (e[k][1] > e[k][0] if lower
+                                          else e[k][1] < e[k][0])))
+                for k, lower in PAIRED},
         }
     return out
 
@@ -610,12 +628,18 @@ def paired_table(t, tsc):
     geo = t.get("throughput_vs_baseline_geomean")
     (bs, ts), (bx, tx) = (t["paired_total_pause_ms_sum"],
                           t["paired_max_pause_ms_max"])
+    sp = t.get("paired_sign_p") or {}
     L.append("%s ahead of the baseline in throughput in %d of %d rounds "
              "(median ratio %.2fx), less total pause in %d (%d equal), a "
-             "shorter largest pause in %d (%d equal)." % (
+             "shorter largest pause in %d (%d equal). Sign test (the chance "
+             "of a split at least this uneven if each side were as likely to "
+             "do better in a round): throughput p = %s, total pause p = %s, "
+             "largest pause p = %s." % (
                  tsc, w["throughput_ops"], n, t["throughput_vs_baseline"] or 0,
                  w["total_pause_ms"], ties["total_pause_ms"],
-                 w["max_pause_ms"], ties["max_pause_ms"]))
+                 w["max_pause_ms"], ties["max_pause_ms"],
+                 sp.get("throughput_ops", "–"), sp.get("total_pause_ms", "–"),
+                 sp.get("max_pause_ms", "–")))
     L.append("")
     L.append("Over the %d rounds: throughput ratio %s (geometric mean%s); "
              "total pause %s ms (baseline) against %s ms (%s), largest "
@@ -837,7 +861,7 @@ def versus_baseline(t, b, tsc, disk):
                  "guest image and moved %s within the BSST (medians per run; "
                  "it works only while the guest's and the swapper's I/O is "
                  "light, so with none it is Tesseract with defrag=off)."
-                 % (fmt(t.get("defrag_blocks")), fmt(t.get("defrag_moved"))))
+                 % (fmt(t.get("defrag_blocks"), 0), fmt(t.get("defrag_moved"), 0)))
         L.append("")
     if (not t.get("paired") and b.get("together_with") and
             not t.get("together_with")):

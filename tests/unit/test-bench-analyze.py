@@ -116,6 +116,14 @@ def main():
               st.get("paired_ties") == {"throughput_ops": 0, "total_pause_ms": 1,
                                         "max_pause_ms": 1},
               "%s %s" % (st.get("paired_wins"), st.get("paired_ties")))
+        # round 1: Tesseract ahead in all three; round 2: behind in
+        # throughput, tied in the pauses (ties left out)
+        check("pairs: sign test per metric",
+              st.get("paired_sign_p") == {"throughput_ops": 1.0,
+                                          "total_pause_ms": 1.0,
+                                          "max_pause_ms": 1.0} and
+              "throughput p = 1.0, total pause p = 1.0, largest pause "
+              "p = 1.0." in rep, str(st.get("paired_sign_p")))
         r1, r2 = 950 * 20 / sum(b1), 1000 / 1200
         check("pairs: geometric mean, CPU balance, pauses over the rounds",
               st.get("throughput_vs_baseline_geomean") ==
@@ -326,6 +334,17 @@ def main():
         check("a corrupt object fails the verdict",
               rc == 1 and s["ssd/tesseract"]["corrupt_pages"] == 2,
               "rc %d" % rc)
+
+    # the sign test itself: 2 * P(X <= min) for X ~ Bin(n, 1/2)
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("analyze", ANALYZE)
+    an = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(an)
+    check("sign test: two-sided binomial, ties left out by the caller",
+          an.sign_test(4, 0) == 0.125 and an.sign_test(0, 4) == 0.125 and
+          an.sign_test(19, 7) == 0.029 and an.sign_test(13, 11) == 0.839 and
+          an.sign_test(3, 3) == 1.0 and an.sign_test(0, 0) == 1.0,
+          str([an.sign_test(4, 0), an.sign_test(19, 7)]))
 
     print("1..%d" % len(results))
     for i, (ok, name, detail) in enumerate(results, 1):
