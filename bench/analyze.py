@@ -419,13 +419,12 @@ def pair_with_baseline(per_round):
                             for k, lower in PAIRED},
             "paired_ties": {k: sum(1 for e in paired if e[k][1] == e[k][0])
                             for k, _ in PAIRED},
-            "paired_sign_p": {k: sign_test(
-                sum(1 for e in paired if (e[k][1] < e[k][0] if lower
-                                          else e[k][1] > e[k][0])),
-                sum(1 for e in paired if (e[k][1] > e[k][0] if lower
-                                          else e[k][1] < e[k][0])))
-                for k, lower in PAIRED},
         }
+        o = out[key]
+        o["paired_sign_p"] = {
+            k: sign_test(o["paired_wins"][k], len(paired) -
+                         o["paired_wins"][k] - o["paired_ties"][k])
+            for k, _ in PAIRED}
     return out
 
 

@@ -278,7 +278,12 @@ NCPU=$(nproc)
 if [ -z "$PIN" ]; then
     if [ "$(echo "$TOGETHER" | wc -w)" -le "$NCPU" ]; then PIN=yes; else PIN=no; fi
 fi
-case "$PIN" in yes|no|shares) ;; *) die "--pin: yes, no or shares, not '$PIN'" ;; esac
+case "$PIN" in
+yes) PLACEMENT=pinned ;;
+shares) PLACEMENT=shares ;;
+no) PLACEMENT=free ;;
+*) die "--pin: yes, no or shares, not '$PIN'" ;;
+esac
 # at 30% overcommit on the hdd model a baseline or stock run needs over
 # 200 s (memhog's final check faults its 96 MiB back in at 200 IOPS)
 run_timeout() {  # SECS: run-guest.sh's limit for a run measuring SECS
@@ -521,7 +526,7 @@ run_one() {  # DISK SCENARIO ROUND [CPUS [TOGETHER-WITH [CPU-CGROUP]]]
     M_DISK=$disk M_SC=$sc M_ROUND=$rn M_RC=$rc M_T0=$t0 M_T1=$t1 M_VM0=$vm0 M_VM1=$vm1 \
     M_LIMIT=$limit_mib M_SWAPPER=$swapper M_TOPTS=$topts M_RAWLAT=$rawlat \
     M_THROTTLE=$(hdd_desc "$disk") M_CPUS=$cpus M_WITH=$with \
-    M_PLACEMENT=$( [ -z "$with" ] || case "$PIN" in yes) echo pinned ;; shares) echo shares ;; *) echo free ;; esac ) \
+    M_PLACEMENT=${with:+$PLACEMENT} \
     M_STOCK_LIMIT=$stock_limit M_CG_MAX=$cg_max M_CG_FAIL=$cg_fail M_CG_OOM=$cg_oom \
     M_SECS=$secs M_MEM=$GUEST_MEM_MIB M_HOG=$MEMHOG_MIB M_HEAP=$HEAP_MIB M_HOG_START=$MEMHOG_START \
     M_FMT=$BSST_FORMAT M_ACCEL=$ACCEL M_APPEND=$GUEST_APPEND \
@@ -586,7 +591,7 @@ run_together() {
 }
 
 [ "$PIN" != shares ] || [ -z "$TOGETHER" ] || cpu_groups_on "$(echo "$TOGETHER" | wc -w)"
-[ -z "$TOGETHER" ] || say "side by side in each round: $TOGETHER (CPU placement: $(case "$PIN" in yes) echo "one CPU each" ;; shares) echo "a CPU cgroup each, equal weights" ;; *) echo "free" ;; esac))"
+[ -z "$TOGETHER" ] || say "side by side in each round: $TOGETHER (CPU placement: $PLACEMENT)"
 for rn in $(seq 1 "$ROUNDS"); do
     for disk in $DISKS; do
         started=no

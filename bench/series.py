@@ -143,8 +143,8 @@ def rows(run, step_ms, until_ms):
     t = 0
     while t < until_ms and (not scores or t < scores[-1][0]):
         tx = sum(s for ms, s in scores if t < ms <= t + step_ms)
-        a, b = [counters(r["return"]) if r else {}
-                for r in (last_at(samples, t), last_at(samples, t + step_ms))]
+        ra, rb = last_at(samples, t), last_at(samples, t + step_ms)
+        a, b = [counters(r["return"]) if r else {} for r in (ra, rb)]
         row = {"t": t / 1000, "tx": tx}
         for short in [s for _, s in SW_KEYS] + [s for _, s in DISK_KEYS]:
             row[short] = b.get(short, 0) - a.get(short, 0) if a and b else None
@@ -158,7 +158,6 @@ def rows(run, step_ms, until_ms):
                         if a and b else None)
         for col in GUEST_COLS:
             row[col] = gb[col] - ga[col] if ga and gb else None
-        ra, rb = last_at(samples, t), last_at(samples, t + step_ms)
         ha, hb = [host_cpu(r) if r else {} for r in (ra, rb)]
         for col in HOST_COLS:
             # ticks (1/100 s) -> ms
