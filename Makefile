@@ -9,7 +9,8 @@ UNIT_TESTS := $(patsubst tests/unit/%.c,tests/unit/tesseract/%,\
                 $(wildcard tests/unit/test-*.c))
 TEST_BINS  := $(UNIT_TESTS) tests/qtest/tesseract-test
 
-.PHONY: configure-now all check check-unit check-qtest check-iotests check-guest demo \
+.PHONY: configure-now all check check-unit check-qtest check-iotests check-guest \
+        check-crash check-fuzz check-long demo \
         bench bench-io clean distclean help
 
 all: $(BUILD)/.tesseract-configured
@@ -27,9 +28,15 @@ check: all
 	$(NINJA) -C $(BUILD) $(TEST_BINS)
 	tests/run-tests.sh
 
-check-unit check-qtest check-iotests check-guest: all
+check-unit check-qtest check-iotests check-guest check-crash check-fuzz: all
 	$(NINJA) -C $(BUILD) $(TEST_BINS)
 	tests/run-tests.sh $(patsubst check-%,%,$@)
+
+# Long campaigns (power-loss states, kill torture, fuzzing, soaks): tens
+# of minutes each; run by developers, not by CI.
+check-long: all
+	$(NINJA) -C $(BUILD) $(TEST_BINS)
+	TESSERACT_LONG=1 tests/run-tests.sh long
 
 demo: all
 	tests/guest/demo.sh
@@ -50,6 +57,7 @@ distclean:
 help:
 	@echo "make            configure if needed, then build QEMU with tesseract"
 	@echo "make check      build and run the project's tests"
+	@echo "make check-long the long campaigns (fuzzing, crash states, soaks)"
 	@echo "make demo       boot a small guest through a tesseract node"
 	@echo "make bench-io   qemu-img bench: tesseract node vs plain qcow2"
 	@echo "make distclean  remove build/ and qemu/ (the download cache stays)"

@@ -5,12 +5,18 @@
 # line "N passed, N failed[, N skipped]".  Exit status is non-zero when
 # anything failed.
 #
-#   tests/run-tests.sh [unit|qtest|iotests|guest ...]   (default: all)
+#   tests/run-tests.sh [SUITE ...]
+#
+# Suites: foundation unit qtest iotests guest (the default set, with the
+# script suites below), and script suites: every executable
+# tests/SUITE/*-test.sh prints TAP.  'crash' and 'fuzz' run in 'make
+# check'; 'long' holds the campaigns of 'make check-long' (tens of
+# minutes each), which CI does not run.
 set -uo pipefail
 
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 BUILD="$TOP/build"
-SUITES=${*:-foundation unit qtest iotests guest}
+SUITES=${*:-foundation unit qtest iotests guest crash fuzz}
 LOG_DIR="$BUILD/tesseract-test-logs"
 mkdir -p "$LOG_DIR"
 
@@ -135,10 +141,22 @@ suite_guest() {
     done
 }
 
+# A script suite: tests/SUITE/*-test.sh, each printing TAP
+suite_scripts() {  # suite
+    local t name log
+    for t in "$TOP/tests/$1"/*-test.sh; do
+        [ -x "$t" ] || continue
+        name=$(basename "$t" .sh)
+        log="$LOG_DIR/$1-$name.log"
+        run_tap "$1 $name" "$log" "$t"
+    done
+}
+
 for s in $SUITES; do
     case "$s" in
     foundation|unit|qtest|iotests|guest) echo "== $s"; "suite_$s" ;;
-    *) echo "run-tests: unknown suite '$s' (foundation, unit, qtest, iotests, guest)" >&2; exit 2 ;;
+    crash|fuzz|long) echo "== $s"; suite_scripts "$s" ;;
+    *) echo "run-tests: unknown suite '$s' (foundation, unit, qtest, iotests, guest, crash, fuzz, long)" >&2; exit 2 ;;
     esac
 done
 
