@@ -15,7 +15,7 @@ struct BsstAlloc {
     uint32_t nb;
     uint32_t used;          /* blocks with refcount > 0 */
     uint32_t cursor;        /* next-fit: where the next search starts */
-    uint16_t *refcnt;
+    uint32_t *refcnt;
     unsigned long *busy;    /* set: used or pending */
     GArray *pending;        /* uint32_t, oldest first */
 };
@@ -25,7 +25,7 @@ BsstAlloc *bsst_alloc_new(uint32_t nb_blocks)
     BsstAlloc *a = g_new0(BsstAlloc, 1);
 
     a->nb = nb_blocks;
-    a->refcnt = g_new0(uint16_t, MAX(nb_blocks, 1));
+    a->refcnt = g_new0(uint32_t, MAX(nb_blocks, 1));
     a->busy = bitmap_new(MAX(nb_blocks, 1));
     a->pending = g_array_new(false, false, sizeof(uint32_t));
     return a;
@@ -153,7 +153,22 @@ int bsst_alloc_ref(BsstAlloc *a, uint32_t block)
     if (a->refcnt[block] == 0) {
         return -ENOENT;
     }
-    if (a->refcnt[block] == BSST_REFCOUNT_MAX) {
+    if (a->refcnt[block] >= BSST_REFCOUNT_MAX) {
+        return -EOVERFLOW;
+    }
+    a->refcnt[block]++;
+    return 0;
+}
+
+int bsst_alloc_pin(BsstAlloc *a, uint32_t block)
+{
+    if (block >= a->nb) {
+        return -EINVAL;
+    }
+    if (a->refcnt[block] == 0) {
+        return -ENOENT;
+    }
+    if (a->refcnt[block] == UINT32_MAX) {
         return -EOVERFLOW;
     }
     a->refcnt[block]++;
@@ -192,6 +207,30 @@ uint32_t bsst_alloc_release(BsstAlloc *a, uint32_t max,
     }
     g_array_remove_range(a->pending, 0, n);
     return n;
+}
+
+uint32_t bsst_alloc_pending_at(const BsstAlloc *a, uint32_t i)
+{
+    return g_array_index(a->pending, uint32_t, i);
+}
+
+bool bsst_alloc_is_free(const BsstAlloc *a, uint32_t block)
+{
+    return block < a->nb && !test_bit(block, a->busy);
+}
+
+int bsst_alloc_free_now(BsstAlloc *a, uint32_t block)
+{
+    if (block >= a->nb) {
+        return -EINVAL;
+    }
+    if (a->refcnt[block] != 1) {
+        return -EBUSY;
+    }
+    a->refcnt[block] = 0;
+    a->used--;
+    clear_bit(block, a->busy);
+    return 0;
 }
 
 void bsst_alloc_reset(BsstAlloc *a)

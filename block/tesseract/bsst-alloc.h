@@ -82,7 +82,16 @@ int bsst_alloc_get_run(BsstAlloc *a, uint32_t max, uint32_t *first,
 int bsst_alloc_ref(BsstAlloc *a, uint32_t block);
 
 /*
- * Drop a reference.  Returns 1 if the refcount dropped to zero (the block
+ * Pin a used block while a request reads it: a reference beyond
+ * BSST_REFCOUNT_MAX (which bounds the references metadata may hold, and
+ * so what a checkpoint and replay must count), so that a block at the
+ * limit can still be read.  Returns 0, -EINVAL, -ENOENT as
+ * bsst_alloc_ref(); -EOVERFLOW only at 2^32 - 1 references.
+ */
+int bsst_alloc_pin(BsstAlloc *a, uint32_t block);
+
+/*
+ * Drop a reference (or a pin).  Returns 1 if the refcount dropped to zero (the block
  * is now pending), 0 if references remain; -EINVAL if @block is out of
  * range; -ERANGE (underflow) if its refcount is already zero (unchanged).
  */
@@ -96,6 +105,20 @@ int bsst_alloc_unref(BsstAlloc *a, uint32_t block);
  */
 uint32_t bsst_alloc_release(BsstAlloc *a, uint32_t max,
                             BsstAllocReleaseFunc *fn, void *opaque);
+
+/* The @i-th oldest pending block (@i < bsst_alloc_pending()). */
+uint32_t bsst_alloc_pending_at(const BsstAlloc *a, uint32_t i);
+
+/* Is @block free (allocatable: not used, not pending)? */
+bool bsst_alloc_is_free(const BsstAlloc *a, uint32_t block);
+
+/*
+ * Free a block with exactly one reference at once, not through the
+ * pending state: for a block claimed only while its space is discarded,
+ * which no metadata ever named.  -EINVAL, or -EBUSY if the refcount is
+ * not 1.
+ */
+int bsst_alloc_free_now(BsstAlloc *a, uint32_t block);
 
 /* Make every block free (refcount 0, nothing pending). */
 void bsst_alloc_reset(BsstAlloc *a);

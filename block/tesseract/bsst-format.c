@@ -34,7 +34,8 @@
 #define SB_RESERVED     132
 #define SB_LOG_SEQ      136
 #define SB_LOG_HEAD     144
-#define SB_END          152
+#define SB_LOG_EPOCH    152
+#define SB_END          160
 
 /* Log record header offsets */
 #define REC_MAGIC       0
@@ -43,7 +44,7 @@
 #define REC_SEQ         8
 #define REC_EPOCH       16
 #define REC_CRC         24
-#define REC_RESERVED    28
+#define REC_DURABLE     28
 
 #define REC_DISK_LEN(idlen) (8 + (idlen))
 #define REC_MAP_LEN     16
@@ -69,9 +70,14 @@
 #define LOG_MIN_BLOCKS  256
 #define LOG_MAX_BLOCKS  16384
 #define DATA_MIN_BLOCKS 16
-#define CK_DISK_BLOCKS  \
-    DIV_ROUND_UP(BSST_MAX_DISKS * CK_DISK_LEN(BSST_DISK_ID_MAX), CK_PAYLOAD)
 #define CK_RUNS_PER_BLOCK (CK_PAYLOAD / CK_RUN_LEN)
+/*
+ * RUN slots a disk can cost a checkpoint: its DISK item (at most
+ * CK_DISK_LEN(BSST_DISK_ID_MAX) bytes), the room it leaves unused at the
+ * end of the block before it, and the rounding in both blocks
+ */
+#define CK_DISK_RUNS \
+    (DIV_ROUND_UP(2 * CK_DISK_LEN(BSST_DISK_ID_MAX), CK_RUN_LEN) + 2)
 
 QEMU_BUILD_BUG_ON(SB_END > BSST_BLOCK_SIZE);
 QEMU_BUILD_BUG_ON(sizeof(BSST_MAGIC) != 8);
@@ -94,15 +100,23 @@ static uint32_t crc_skip_field(const uint8_t *buf, size_t len, size_t crc_off)
 
 /* ---- Layout and superblock ---- */
 
-uint64_t bsst_ckpt_max_runs(uint64_t len)
+/*
+ * Every block but the last that the encoder closes lacks fewer RUN slots
+ * than the DISK items in it and before it cost: so @len blocks always
+ * hold this many RUN items.
+ */
+uint64_t bsst_ckpt_run_capacity(uint64_t len, unsigned ndisks)
 {
-    return len > CK_DISK_BLOCKS ? (len - CK_DISK_BLOCKS) * CK_RUNS_PER_BLOCK
-                                : 0;
+    uint64_t slots = len > 1 ? (len - 1) * CK_RUNS_PER_BLOCK : 0;
+    uint64_t cost = (uint64_t)ndisks * CK_DISK_RUNS;
+
+    return slots > cost ? slots - cost : 0;
 }
 
 static uint64_t ckpt_blocks_for(uint64_t data_count)
 {
-    return DIV_ROUND_UP(data_count, CK_RUNS_PER_BLOCK) + CK_DISK_BLOCKS;
+    return DIV_ROUND_UP(data_count, CK_RUNS_PER_BLOCK) + 1 +
+           DIV_ROUND_UP(BSST_MAX_DISKS * CK_DISK_RUNS, CK_RUNS_PER_BLOCK);
 }
 
 int bsst_layout_init(BsstLayout *l, uint64_t total_blocks, Error **errp)
@@ -148,6 +162,7 @@ void bsst_sb_init(BsstSuperblock *sb, const BsstLayout *l,
     sb->uuid = *uuid;
     sb->block_size = BSST_BLOCK_SIZE;
     sb->generation = 1;
+    sb->features = BSST_FEATURE_DURABLE_MARKS;
     sb->layout = *l;
     sb->log_first_seq = 1;
 }
@@ -177,6 +192,7 @@ void bsst_sb_encode(const BsstSuperblock *sb, uint8_t *block)
     stl_le_p(block + SB_CKPT_CRC, sb->ckpt_crc);
     stq_le_p(block + SB_LOG_SEQ, sb->log_first_seq);
     stq_le_p(block + SB_LOG_HEAD, sb->log_head);
+    stq_le_p(block + SB_LOG_EPOCH, sb->log_epoch);
     stl_le_p(block + SB_CRC, crc_skip_field(block, BSST_BLOCK_SIZE, SB_CRC));
 }
 
@@ -260,8 +276,9 @@ int bsst_sb_decode(const uint8_t *block, unsigned slot, BsstSuperblock *sb,
     sb->ckpt_crc = ldl_le_p(block + SB_CKPT_CRC);
     sb->log_first_seq = ldq_le_p(block + SB_LOG_SEQ);
     sb->log_head = ldq_le_p(block + SB_LOG_HEAD);
+    sb->log_epoch = ldq_le_p(block + SB_LOG_EPOCH);
 
-    if (sb->features) {
+    if (sb->features & ~BSST_FEATURES_KNOWN) {
         error_setg(errp, "unsupported BSST features 0x%" PRIx32,
                    sb->features);
         return -ENOTSUP;
@@ -270,6 +287,11 @@ int bsst_sb_decode(const uint8_t *block, unsigned slot, BsstSuperblock *sb,
         error_setg(errp, "unsupported BSST block size %" PRIu32,
                    sb->block_size);
         return -ENOTSUP;
+    }
+    if (sb->generation == 0 || sb->generation > BSST_GENERATION_MAX) {
+        error_setg(errp, "superblock generation %" PRIu64 " out of range",
+                   sb->generation);
+        return -EIO;
     }
     if (bsst_sb_slot(sb->generation) != slot) {
         error_setg(errp, "superblock of generation %" PRIu64
@@ -295,6 +317,16 @@ int bsst_sb_decode(const uint8_t *block, unsigned slot, BsstSuperblock *sb,
     if (sb->log_head >= l->log_len) {
         error_setg(errp, "log head %" PRIu64 " beyond the log's %" PRIu64
                    " blocks", sb->log_head, l->log_len);
+        return -EIO;
+    }
+    if (sb->log_epoch > sb->generation ||
+        (sb->log_epoch && !(sb->features & BSST_FEATURE_DURABLE_MARKS))) {
+        error_setg(errp, "log epoch %" PRIu64 " invalid (generation %"
+                   PRIu64 ")", sb->log_epoch, sb->generation);
+        return -EIO;
+    }
+    if (!buffer_is_zero(block + SB_END, BSST_BLOCK_SIZE - SB_END)) {
+        error_setg(errp, "unused superblock bytes are not zero");
         return -EIO;
     }
     return 0;
@@ -371,7 +403,10 @@ int bsst_log_put(uint8_t *block, BsstLogCursor *c, uint16_t type,
     stq_le_p(rec + REC_SEQ, c->seq);
     stq_le_p(rec + REC_EPOCH, c->epoch);
     stl_le_p(rec + REC_CRC, 0);
-    stl_le_p(rec + REC_RESERVED, 0);
+    stl_le_p(rec + REC_DURABLE,
+             c->durable_seq && c->durable_seq <= c->seq &&
+             c->seq - c->durable_seq < UINT32_MAX ?
+             c->seq - c->durable_seq + 1 : 0);
     memcpy(rec + BSST_LOG_HDR_SIZE, payload, len);
     stl_le_p(rec + REC_CRC, bsst_crc_chain(0, rec, need));
     c->offset += need;
@@ -435,6 +470,7 @@ void bsst_replay_init(BsstReplay *r, const BsstSuperblock *sb)
     memset(r, 0, sizeof(*r));
     r->max_epoch = sb->generation;
     r->next_seq = sb->log_first_seq;
+    r->epoch = sb->log_epoch;
     r->stop = BSST_REPLAY_RUNNING;
 }
 
@@ -443,6 +479,81 @@ static int replay_end(BsstReplay *r, BsstReplayStop stop, const char *why)
     r->stop = stop;
     r->why = why;
     return 0;
+}
+
+/*
+ * Is there a valid record at @rec (with @avail bytes up to the end of its
+ * block)?  Then its sequence number, epoch and durable mark.
+ */
+static bool record_valid(const uint8_t *rec, uint32_t avail, uint64_t *seq,
+                         uint64_t *epoch, uint32_t *durable)
+{
+    uint16_t len;
+
+    if (avail < BSST_LOG_HDR_SIZE ||
+        ldl_le_p(rec + REC_MAGIC) != BSST_LOG_MAGIC) {
+        return false;
+    }
+    len = lduw_le_p(rec + REC_LEN);
+    if (len > avail - BSST_LOG_HDR_SIZE ||
+        (uint32_t)ldl_le_p(rec + REC_CRC) !=
+        crc_skip_field(rec, BSST_LOG_HDR_SIZE + len, REC_CRC)) {
+        return false;
+    }
+    *seq = ldq_le_p(rec + REC_SEQ);
+    *epoch = ldq_le_p(rec + REC_EPOCH);
+    *durable = ldl_le_p(rec + REC_DURABLE);
+    return true;
+}
+
+/*
+ * Scan @block from byte @from on for a valid record that says the torn
+ * record r->next_seq had been durable before it was written.
+ */
+static int check_torn_from(const BsstReplay *r, const uint8_t *block,
+                           uint32_t from, Error **errp)
+{
+    uint32_t off;
+
+    for (off = from; off + BSST_LOG_HDR_SIZE <= BSST_BLOCK_SIZE; off++) {
+        uint64_t seq, epoch;
+        uint32_t d;
+
+        if (block[off] != (BSST_LOG_MAGIC & 0xff) ||
+            !record_valid(block + off, BSST_BLOCK_SIZE - off, &seq, &epoch,
+                          &d)) {
+            continue;
+        }
+        if (d && seq > r->next_seq && d <= seq &&
+            seq - d + 1 > r->next_seq &&
+            epoch >= r->epoch && epoch <= r->max_epoch) {
+            error_setg(errp, "damaged BSST: log record %" PRIu64 " is "
+                       "unreadable (%s), but record %" PRIu64 ", written "
+                       "after it was durable, is intact; 'qemu-img check "
+                       "-r all' can truncate the log there", r->next_seq,
+                       r->why, seq);
+            return -EIO;
+        }
+    }
+    return 0;
+}
+
+int bsst_replay_check_torn(const BsstReplay *r, const uint8_t *block,
+                           Error **errp)
+{
+    if (r->stop != BSST_REPLAY_TORN) {
+        return 0;
+    }
+    return check_torn_from(r, block, 0, errp);
+}
+
+/* Replay ends at a torn record at @off: unless the rest of @block shows
+ * the record had been durable (damage) */
+static int replay_torn(BsstReplay *r, const uint8_t *block, uint32_t off,
+                       const char *why, Error **errp)
+{
+    replay_end(r, BSST_REPLAY_TORN, why);
+    return check_torn_from(r, block, off + 1, errp);
 }
 
 /* Apply one record whose header and CRC are good. */
@@ -538,16 +649,16 @@ int bsst_replay_block(BsstReplay *r, const uint8_t *block,
             break;      /* end of this block */
         }
         if (ldl_le_p(rec + REC_MAGIC) != BSST_LOG_MAGIC) {
-            return replay_end(r, BSST_REPLAY_TORN, "bad record magic");
+            return replay_torn(r, block, off, "bad record magic", errp);
         }
         type = lduw_le_p(rec + REC_TYPE);
         len = lduw_le_p(rec + REC_LEN);
         if (len > BSST_BLOCK_SIZE - off - BSST_LOG_HDR_SIZE) {
-            return replay_end(r, BSST_REPLAY_TORN, "bad record length");
+            return replay_torn(r, block, off, "bad record length", errp);
         }
         if (ldl_le_p(rec + REC_CRC) !=
             crc_skip_field(rec, BSST_LOG_HDR_SIZE + len, REC_CRC)) {
-            return replay_end(r, BSST_REPLAY_TORN, "bad record checksum");
+            return replay_torn(r, block, off, "bad record checksum", errp);
         }
         seq = ldq_le_p(rec + REC_SEQ);
         epoch = ldq_le_p(rec + REC_EPOCH);
@@ -563,9 +674,9 @@ int bsst_replay_block(BsstReplay *r, const uint8_t *block,
                        "superblock's %" PRIu64, seq, epoch, r->max_epoch);
             return -EIO;
         }
-        if (ldl_le_p(rec + REC_RESERVED) != 0) {
+        if ((uint32_t)ldl_le_p(rec + REC_DURABLE) > seq) {
             error_setg(errp, "damaged BSST: log record %" PRIu64
-                       " has a non-zero reserved field", seq);
+                       " has an impossible durable mark", seq);
             return -EIO;
         }
         ret = replay_apply(r, type, rec + BSST_LOG_HDR_SIZE, len, ops, opaque,
@@ -593,8 +704,19 @@ int bsst_replay_buffer(BsstReplay *r, const uint8_t *blocks, size_t nblocks,
     for (i = 0; i < nblocks; i++) {
         ret = bsst_replay_block(r, blocks + i * BSST_BLOCK_SIZE, ops, opaque,
                                 errp);
-        if (ret <= 0) {
+        if (ret < 0) {
             return ret;
+        }
+        if (ret == 0) {
+            /* a torn end must not hide records written after it */
+            for (i++; r->stop == BSST_REPLAY_TORN && i < nblocks; i++) {
+                ret = bsst_replay_check_torn(r, blocks + i * BSST_BLOCK_SIZE,
+                                             errp);
+                if (ret < 0) {
+                    return ret;
+                }
+            }
+            return 0;
         }
     }
     if (r->stop == BSST_REPLAY_RUNNING) {
@@ -795,7 +917,8 @@ int bsst_ckpt_read_block(BsstCkptReader *r, const uint8_t *block,
         if (p[0] == CK_ITEM_DISK && end - off >= CK_DISK_LEN(0) &&
             end - off >= CK_DISK_LEN(p[1]) &&
             disk_id_valid((const char *)p + 8, p[1]) &&
-            ldl_le_p(p + 4) < BSST_MAX_DISKS && lduw_le_p(p + 2) == 0) {
+            (uint32_t)ldl_le_p(p + 4) < BSST_MAX_DISKS &&
+            lduw_le_p(p + 2) == 0) {
             char id[BSST_DISK_ID_MAX + 1];
 
             memcpy(id, p + 8, p[1]);

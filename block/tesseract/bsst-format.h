@@ -53,6 +53,16 @@
  *           checkpoint holds the state after every record before it
  *   144  8  log head: block (index within the log area) whose first
  *           record has the log first sequence number
+ *   152  8  log epoch: the lowest epoch a record at the log head may
+ *           carry (the epoch of the writer that made the checkpoint; 0
+ *           when feature bit 0 is clear).  Records of an earlier,
+ *           crashed writer that happen to lie at the head are stale.
+ *
+ * Incompatible feature flags:
+ *   bit 0  durable marks: the log epoch field above, and the durable
+ *          mark of every log record written since (see Log).  Software
+ *          that does not know the bit must not open the image: it would
+ *          take a damaged log for a torn one.
  *
  * Magic, version and CRC sit at these offsets in every version.  A
  * superblock of generation g lives in slot g % 2; each update writes the
@@ -75,7 +85,9 @@
  *    16  8  epoch: generation of the superblock under which the writer
  *           opened the log; never decreases along the log
  *    24  4  CRC of header (this field zero) and payload
- *    28  4  reserved (0)
+ *    28  4  durable mark d: 0, or every record before sequence number
+ *           (this one's - d + 1) was durable (flushed) before this record
+ *           was written
  *    32     payload:
  *   DISK  (1)  u32 disk index (< BSST_MAX_DISKS), u16 id length (1..255),
  *              u16 0, id bytes (no NUL): registers a disk-id
@@ -89,10 +101,19 @@
  * zero magic or too little room for a header ends the block.  Replay
  * stops cleanly at the first record that is torn or stale: wrong magic,
  * impossible length, bad CRC, sequence number other than the next one,
- * or an epoch lower than the previous record's.  That record and all
- * after it are ignored; new records are appended right there.  A record
- * with a good CRC that cannot be applied (unknown mandatory type, bad
- * payload, epoch newer than the superblock) means a damaged BSST.
+ * or an epoch lower than the previous record's (for the first record:
+ * lower than the superblock's log epoch).  That record and all after it
+ * are ignored; new records are appended right there.  A record with a
+ * good CRC that cannot be applied (unknown mandatory type, bad payload,
+ * epoch newer than the superblock) means a damaged BSST.
+ *
+ * A torn record is the tail of the log only if it was never durable: a
+ * crash tears what was written since the last flush, in any order.  If
+ * any later valid record in the log area (epoch at least the last
+ * replayed one's, higher sequence number) carries a durable mark saying
+ * that the torn record's sequence number was durable before it was
+ * written, the log was damaged after it was written, and the image is
+ * refused ("qemu-img check -r all" truncates it there).
  *
  * Before appending after a replay, the writer must make a superblock with
  * a new generation durable and use that generation as its epoch, so that
@@ -129,6 +150,12 @@
 #define BSST_MAX_DISKS 256
 #define BSST_DISK_ID_MAX 255
 
+/* Incompatible feature flags this code knows (see the format above) */
+#define BSST_FEATURE_DURABLE_MARKS 1u
+#define BSST_FEATURES_KNOWN BSST_FEATURE_DURABLE_MARKS
+/* Generations above this are damage: they could never be reached */
+#define BSST_GENERATION_MAX (UINT64_C(1) << 62)
+
 #define BSST_LOG_HDR_SIZE 32
 #define BSST_CKPT_HDR_SIZE 32
 
@@ -161,6 +188,7 @@ typedef struct BsstSuperblock {
     uint32_t ckpt_crc;
     uint64_t log_first_seq;
     uint64_t log_head;
+    uint64_t log_epoch;
 } BsstSuperblock;
 
 /* Callbacks through which replay and checkpoint decoding report state. */
@@ -185,8 +213,13 @@ typedef struct BsstMetaOps {
  */
 int bsst_layout_init(BsstLayout *l, uint64_t total_blocks, Error **errp);
 
-/* Largest number of RUN items a checkpoint area of @len blocks holds. */
-uint64_t bsst_ckpt_max_runs(uint64_t len);
+/*
+ * RUN items a checkpoint of at most @len blocks always holds, with
+ * @ndisks disks (whatever their ids and however the runs are spread).
+ * The default layout's areas hold a run per data block with all
+ * BSST_MAX_DISKS disks.
+ */
+uint64_t bsst_ckpt_run_capacity(uint64_t len, unsigned ndisks);
 
 /* A fresh superblock (generation 1, no checkpoint, empty log). */
 void bsst_sb_init(BsstSuperblock *sb, const BsstLayout *l,
@@ -228,6 +261,11 @@ typedef struct BsstLogCursor {
     uint64_t epoch;
     uint64_t seq;       /* sequence number of the next record */
     uint32_t offset;    /* its byte offset in the current log block */
+    /*
+     * Every record before this sequence number is durable (0: nothing
+     * known); written into each record as its durable mark
+     */
+    uint64_t durable_seq;
 } BsstLogCursor;
 
 /*
@@ -255,7 +293,8 @@ typedef enum BsstReplayStop {
 typedef struct BsstReplay {
     uint64_t max_epoch;     /* superblock generation */
     uint64_t next_seq;      /* next record expected, then to be written */
-    uint64_t epoch;         /* epoch of the last record applied */
+    uint64_t epoch;         /* epoch of the last record applied (at first:
+                             * the superblock's log epoch) */
     uint64_t records;       /* records applied */
     uint32_t blocks;        /* blocks fed */
     uint32_t end_block;     /* block (from the head) where appending goes */
@@ -271,10 +310,20 @@ void bsst_replay_init(BsstReplay *r, const BsstSuperblock *sb);
  * each record.  Returns 1 when the caller should feed the next block (it
  * stops after log_len blocks on its own: the log is full), 0 when replay
  * has ended (r->stop and r->why say why), or a negative errno for a
- * damaged log or a callback error.
+ * damaged log or a callback error.  When replay ends at a torn record
+ * (BSST_REPLAY_TORN), the caller must pass every later block of the log
+ * area to bsst_replay_check_torn() before it trusts the end.
  */
 int bsst_replay_block(BsstReplay *r, const uint8_t *block,
                       const BsstMetaOps *ops, void *opaque, Error **errp);
+
+/*
+ * After a torn end: does a valid record in @block (a log block after the
+ * torn one) carry a durable mark showing the torn record had been
+ * durable?  Then the log is damaged: -EIO with a message.  Else 0.
+ */
+int bsst_replay_check_torn(const BsstReplay *r, const uint8_t *block,
+                           Error **errp);
 
 /*
  * Convenience: replay @nblocks consecutive blocks from @blocks (already in

@@ -18,6 +18,10 @@
  * are released by the commit that wrote it).  UNMAP records of guest
  * blocks whose data went back to the guest image are appended by the
  * disk only once that data is durable (see bsst_disk_co_flush()).
+ *
+ * The store is the BSST node's only writer: the tesseract nodes and the
+ * page source do their BSST I/O through it.  Opening changes nothing in
+ * the image; the first write makes a new superblock generation durable.
  */
 
 #ifndef BLOCK_TESSERACT_BSST_STORE_H
@@ -95,8 +99,10 @@ typedef struct BsstStoreStats {
     uint64_t commits;
     uint64_t checkpoints;
     uint64_t meta_bytes_per_indirection_x100;
+    uint64_t discards;
     bool formatted;
     bool writable;
+    bool failed;
     bool page_source;
 } BsstStoreStats;
 
@@ -159,6 +165,17 @@ int coroutine_mixed_fn bsst_store_write_blocks(BsstStore *s, uint32_t first,
                                                const void *buf);
 int coroutine_mixed_fn bsst_store_read_block(BsstStore *s, uint32_t bblock,
                                              void *buf);
+/*
+ * I/O of the data area for the tesseract nodes: @data_off is a byte
+ * offset from the first data block.
+ */
+int coroutine_fn bsst_store_co_preadv(BsstStore *s, uint64_t data_off,
+                                      uint64_t bytes, QEMUIOVector *qiov,
+                                      size_t qiov_offset);
+int coroutine_fn bsst_store_co_pwritev(BsstStore *s, uint64_t data_off,
+                                       uint64_t bytes, QEMUIOVector *qiov,
+                                       size_t qiov_offset);
+int coroutine_fn bsst_store_co_flush(BsstStore *s);
 /* @n consecutive blocks, refcount 1 each (BSST defragmentation). */
 int bsst_store_alloc_contig(BsstStore *s, uint32_t n, uint32_t *first);
 int bsst_store_ref(BsstStore *s, uint32_t bblock);
@@ -242,8 +259,9 @@ bool bsst_store_block_data(BsstStore *s, uint32_t bblock, const void *data);
 
 /*
  * Map @gblock to @bblock (adding a reference to @bblock) and log it.
- * Returns 0, or a negative errno (log full, refcount overflow) when the
- * caller must take the classic path.
+ * Returns 0, or a negative errno (log full, refcount overflow, no room in
+ * a checkpoint for another indirection) when the caller must take the
+ * classic path.
  */
 int coroutine_fn bsst_disk_co_map(BsstDisk *d, uint64_t gblock,
                                   uint32_t bblock);
@@ -257,10 +275,19 @@ int coroutine_fn bsst_disk_co_map(BsstDisk *d, uint64_t gblock,
 void bsst_disk_unmap(BsstDisk *d, uint64_t gblock, uint64_t count);
 
 /*
- * The guest image is durable: log the deferred unmaps and commit.
- * Returns 0 or a negative errno.
+ * A flush of the guest image is about to start: returns the stamp to
+ * pass to bsst_disk_co_flush() once it has completed.  Only the unmaps
+ * made before this call are covered by that flush (a write that finished
+ * while it ran is not).
  */
-int coroutine_fn bsst_disk_co_flush(BsstDisk *d);
+uint64_t bsst_disk_flush_begin(BsstDisk *d);
+
+/*
+ * The guest image flush that bsst_disk_flush_begin() returned @stamp for
+ * has completed: log the unmaps it covers and commit.  Returns 0 or a
+ * negative errno.
+ */
+int coroutine_fn bsst_disk_co_flush(BsstDisk *d, uint64_t stamp);
 
 /*
  * Move the indirection of @gblock from @old_bblock to @bblock (which

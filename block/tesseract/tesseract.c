@@ -213,30 +213,28 @@ static int tesseract_open(BlockDriverState *bs, QDict *options, int flags,
         tsr_hist_init(&s->hist[i]);
     }
 
+    /*
+     * The store keeps its log tail and maps in memory and cannot hand
+     * them over (no inactivate / invalidate_cache): a destination would
+     * open the BSST before the source's last records are in it.  Checked
+     * before the store is touched: a refused open changes no file.
+     */
+    error_setg(&s->migration_blocker, "The tesseract node '%s' keeps its "
+               "indirection map in memory; migration is not supported",
+               bdrv_get_device_or_node_name(bs));
+    if (migrate_add_blocker(&s->migration_blocker, errp) < 0) {
+        return -EINVAL;
+    }
     s->store = bsst_store_get(s->bsst->bs, s->writable, errp);
     if (!s->store) {
+        migrate_del_blocker(&s->migration_blocker);
         return -EINVAL;
     }
     s->disk = bsst_disk_open(s->store, s->disk_id, errp);
     if (!s->disk) {
         bsst_store_put(s->store);
         s->store = NULL;
-        return -EINVAL;
-    }
-
-    /*
-     * The store keeps its log tail and maps in memory and cannot hand
-     * them over (no inactivate / invalidate_cache): a destination would
-     * open the BSST before the source's last records are in it.
-     */
-    error_setg(&s->migration_blocker, "The tesseract node '%s' keeps its "
-               "indirection map in memory; migration is not supported",
-               bdrv_get_device_or_node_name(bs));
-    if (migrate_add_blocker(&s->migration_blocker, errp) < 0) {
-        bsst_disk_close(s->disk);
-        s->disk = NULL;
-        bsst_store_put(s->store);
-        s->store = NULL;
+        migrate_del_blocker(&s->migration_blocker);
         return -EINVAL;
     }
 
@@ -285,17 +283,25 @@ tesseract_child_perm(BlockDriverState *bs, BdrvChild *c, BdrvChildRole role,
                      uint64_t perm, uint64_t shared,
                      uint64_t *nperm, uint64_t *nshared)
 {
-    bdrv_default_perms(bs, c, role, reopen_queue, perm, shared,
-                       nperm, nshared);
     if (role & BDRV_CHILD_PRIMARY) {
-        return;     /* the guest image: what the guest asks for */
+        /*
+         * The guest image is what the guest asks for, and more: a
+         * writable node writes it by itself (defragmentation, merges)
+         * even when no user holds write permission (a node added before
+         * its device, a stopped VM), and nobody else may write under the
+         * indirections.  Those are a format driver's terms for its file.
+         */
+        bdrv_default_perms(bs, c, role | BDRV_CHILD_METADATA, reopen_queue,
+                           perm, shared, nperm, nshared);
+        *nperm &= ~BLK_PERM_RESIZE;
+        return;
     }
     /*
-     * The BSST: read for split reads, written (metadata) when writable.
-     * Other tesseract nodes and the swapper share the store and write it
-     * too, each its own blocks; nobody may resize it under us.
+     * The BSST: the store does every read and write through its own
+     * BlockBackend, which keeps other writers out; this edge only ties
+     * the node into the graph.
      */
-    *nperm &= ~BLK_PERM_RESIZE;
+    *nperm = 0;
     *nshared = BLK_PERM_ALL & ~BLK_PERM_RESIZE;
 }
 
@@ -347,6 +353,28 @@ static void tesseract_count(BDRVTesseractState *s, uint64_t *counter,
         *counter += n;
         qemu_mutex_unlock(&s->stats_lock);
     }
+}
+
+/* ---- BSST blocks, through the store (the BSST node's one writer) ---- */
+
+static int coroutine_fn tsr_bsst_pread(BDRVTesseractState *s, uint32_t bblock,
+                                       void *buf)
+{
+    QEMUIOVector qiov;
+
+    qemu_iovec_init_buf(&qiov, buf, TSR_BLOCK_SIZE);
+    return bsst_store_co_preadv(s->store, (uint64_t)bblock << TSR_BLOCK_BITS,
+                                TSR_BLOCK_SIZE, &qiov, 0);
+}
+
+static int coroutine_fn tsr_bsst_pwrite(BDRVTesseractState *s,
+                                        uint32_t bblock, void *buf)
+{
+    QEMUIOVector qiov;
+
+    qemu_iovec_init_buf(&qiov, buf, TSR_BLOCK_SIZE);
+    return bsst_store_co_pwritev(s->store, (uint64_t)bblock << TSR_BLOCK_BITS,
+                                 TSR_BLOCK_SIZE, &qiov, 0);
 }
 
 /* ---- Pieces of a request, issued concurrently ---- */
@@ -440,7 +468,6 @@ static int coroutine_fn GRAPH_RDLOCK tsr_read_group(BlockDriverState *bs,
                                                     BdrvRequestFlags flags)
 {
     BDRVTesseractState *s = bs->opaque;
-    BdrvChild *child = g->bsst ? s->bsst : bs->file;
     uint64_t end = g->start;
     QEMUIOVector qv;
     void *scratch = NULL;
@@ -453,17 +480,17 @@ static int coroutine_fn GRAPH_RDLOCK tsr_read_group(BlockDriverState *bs,
         uint64_t t = tsr_piece_target(p);
 
         if (t > end) {
-            scratch = scratch ?: qemu_blockalign(child->bs,
-                                                 TESSERACT_GATHER_GAP);
+            scratch = scratch ?: qemu_blockalign(bs, TESSERACT_GATHER_GAP);
             qemu_iovec_add(&qv, scratch, t - end);
         }
         qemu_iovec_concat(&qv, qiov, p->qiov_offset, p->bytes);
         end = t + p->bytes;
     }
-    ret = bdrv_co_preadv(child, g->bsst ?
-                         bsst_store_block_offset(s->store, 0) + g->start :
-                         g->start,
-                         g->bytes, &qv, g->bsst ? 0 : flags);
+    if (g->bsst) {
+        ret = bsst_store_co_preadv(s->store, g->start, g->bytes, &qv, 0);
+    } else {
+        ret = bdrv_co_preadv(bs->file, g->start, g->bytes, &qv, flags);
+    }
     qemu_iovec_destroy(&qv);
     qemu_vfree(scratch);
     return ret;
@@ -615,8 +642,7 @@ tsr_swapin_stretch(void *opaque, uint8_t *base, size_t len)
             continue;
         }
         w->buf = w->buf ?: qemu_blockalign(w->bs, TSR_BLOCK_SIZE);
-        ret = bdrv_co_pread(s->bsst, bsst_store_block_offset(s->store, bblock),
-                            TSR_BLOCK_SIZE, w->buf, 0);
+        ret = tsr_bsst_pread(s, bblock, w->buf);
         bsst_store_page_swapin_end(s->store, (void *)p,
                                    ret < 0 ? NULL : w->buf);
         w->count += ret >= 0;
@@ -823,8 +849,7 @@ tsr_merge_block(BlockDriverState *bs, uint64_t g, int64_t offset,
                                     qiov_offset, flags);
     }
     buf = qemu_blockalign(bs, TSR_BLOCK_SIZE);
-    ret = bdrv_co_pread(s->bsst, bsst_store_block_offset(s->store, bblock),
-                        TSR_BLOCK_SIZE, buf, 0);
+    ret = tsr_bsst_pread(s, bblock, buf);
     bsst_disk_unpin(s->disk, bblock);
     if (ret >= 0) {
         if (qiov) {
@@ -866,6 +891,11 @@ tsr_write_image(BlockDriverState *bs, int64_t offset, int64_t bytes,
     if ((offset & (TSR_BLOCK_SIZE - 1)) || end < (int64_t)((first + 1) <<
                                                             TSR_BLOCK_BITS)) {
         if (tsr_block_mapped(s, first, &bblock)) {
+            if (!qiov && (flags & BDRV_REQ_NO_FALLBACK)) {
+                /* zeroing part of it means writing its data back */
+                bsst_disk_unpin(s->disk, bblock);
+                return -ENOTSUP;
+            }
             int64_t n = MIN(end, (int64_t)((first + 1) << TSR_BLOCK_BITS)) -
                         offset;
 
@@ -888,6 +918,9 @@ tsr_write_image(BlockDriverState *bs, int64_t offset, int64_t bytes,
         int64_t n = end - lstart;
 
         bsst_disk_unpin(s->disk, bblock);
+        if (!qiov && (flags & BDRV_REQ_NO_FALLBACK)) {
+            return -ENOTSUP;
+        }
         ret = tsr_merge_block(bs, last, lstart,  n, qiov,
                               qiov_offset + (lstart - offset), flags);
         if (ret < 0 || n == bytes) {
@@ -941,16 +974,24 @@ static int coroutine_fn GRAPH_RDLOCK tsr_write_task_entry(AioTask *task)
 static int coroutine_fn GRAPH_RDLOCK tesseract_co_flush(BlockDriverState *bs)
 {
     BDRVTesseractState *s = bs->opaque;
+    uint64_t stamp = 0;
     int ret;
 
+    /*
+     * The guest image flush covers only the writes that completed before
+     * it started: the unmaps it lets us log are those made before it
+     */
+    if (s->writable) {
+        stamp = bsst_disk_flush_begin(s->disk);
+    }
     ret = bdrv_co_flush(bs->file->bs);
     if (ret < 0) {
         return ret;
     }
     if (s->writable) {
-        ret = bsst_disk_co_flush(s->disk);
+        ret = bsst_disk_co_flush(s->disk, stamp);
     } else {
-        ret = bdrv_co_flush(s->bsst->bs);
+        ret = bsst_store_co_flush(s->store);
     }
     if (ret >= 0) {
         tesseract_count(s, &s->flushes, 1);
@@ -976,8 +1017,7 @@ tesseract_co_defrag_guest(BlockDriverState *bs, uint64_t gblock)
     tsr_req_begin(s, &req, gblock << TSR_BLOCK_BITS, TSR_BLOCK_SIZE);
     if (tsr_block_mapped(s, gblock, &bblock)) {
         buf = qemu_blockalign(bs, TSR_BLOCK_SIZE);
-        ret = bdrv_co_pread(s->bsst, bsst_store_block_offset(s->store, bblock),
-                            TSR_BLOCK_SIZE, buf, 0);
+        ret = tsr_bsst_pread(s, bblock, buf);
         if (ret >= 0) {
             ret = bdrv_co_pwrite(bs->file, gblock << TSR_BLOCK_BITS,
                                  TSR_BLOCK_SIZE, buf, 0);
@@ -1021,13 +1061,9 @@ tesseract_co_defrag_bsst(BlockDriverState *bs, uint64_t gblock, uint64_t n,
     for (i = 0; i < n; i++) {
         if (ret >= 0 && tsr_block_mapped(s, gblock + i, &old)) {
             /* copy, switch the indirection, drop the old reference */
-            ret = bdrv_co_pread(s->bsst, bsst_store_block_offset(s->store, old),
-                                TSR_BLOCK_SIZE, buf, 0);
+            ret = tsr_bsst_pread(s, old, buf);
             if (ret >= 0) {
-                ret = bdrv_co_pwrite(s->bsst,
-                                     bsst_store_block_offset(s->store,
-                                                             first + i),
-                                     TSR_BLOCK_SIZE, buf, 0);
+                ret = tsr_bsst_pwrite(s, first + i, buf);
             }
             bsst_disk_unpin(s->disk, old);
             if (ret >= 0) {
@@ -1253,10 +1289,9 @@ tsr_fill_run(BlockDriverState *bs, TsrFillReq **r, unsigned n)
         for (k = 0; k < n; k++) {
             qemu_iovec_add(&qiov, r[k]->buf, TSR_BLOCK_SIZE);
         }
-        ret = bdrv_co_pwritev(s->bsst,
-                              bsst_store_block_offset(s->store,
-                                                      r[0]->fill.slot),
-                              n << TSR_BLOCK_BITS, &qiov, 0);
+        ret = bsst_store_co_pwritev(s->store,
+                                    (uint64_t)r[0]->fill.slot << TSR_BLOCK_BITS,
+                                    n << TSR_BLOCK_BITS, &qiov, 0);
         qemu_iovec_destroy(&qiov);
         for (k = 0; ret >= 0 && k < n; k++) {
             if (mapped[k] && cur[k] == r[k]->fill.bblock &&
@@ -1425,8 +1460,8 @@ tsr_redirect_data(BlockDriverState *bs, GArray *pieces, QEMUIOVector *qiov)
             qemu_iovec_add(&qv, tsr_zero_block, TSR_BLOCK_SIZE);
         }
     }
-    ret = bdrv_co_pwritev(s->bsst, bsst_store_block_offset(s->store, first),
-                          want << TSR_BLOCK_BITS, &qv, 0);
+    ret = bsst_store_co_pwritev(s->store, (uint64_t)first << TSR_BLOCK_BITS,
+                                want << TSR_BLOCK_BITS, &qv, 0);
     qemu_iovec_destroy(&qv);
     if (ret < 0) {
         for (k = 0; k < want; k++) {
@@ -1612,6 +1647,54 @@ tesseract_co_pwrite_zeroes(BlockDriverState *bs, int64_t offset,
     return ret;
 }
 
+/*
+ * Discard [@offset, +@bytes) of the guest image, but write zeroes where
+ * whole blocks are indirected: the image's data beneath an indirection
+ * is older than the guest's last write to the block, and once the
+ * indirection goes a read must not bring that back.
+ */
+static int coroutine_fn GRAPH_RDLOCK
+tsr_discard_image(BlockDriverState *bs, int64_t offset, int64_t bytes)
+{
+    BDRVTesseractState *s = bs->opaque;
+    int64_t pos = offset, end = offset + bytes;
+    int ret;
+
+    while (pos < end) {
+        uint64_t g = 0, run = 0;
+        uint32_t b;
+        int64_t zs = end;
+        bool found;
+
+        bsst_disk_lock(s->disk);
+        found = bsst_map_find_next(bsst_disk_map_locked(s->disk),
+                                   DIV_ROUND_UP(pos, TSR_BLOCK_SIZE),
+                                   end >> TSR_BLOCK_BITS, &g, &b, &run);
+        bsst_disk_unlock(s->disk);
+        if (found) {
+            zs = g << TSR_BLOCK_BITS;
+        }
+        if (zs > pos) {
+            ret = bdrv_co_pdiscard(bs->file, pos, zs - pos);
+            if (ret < 0) {
+                return ret;
+            }
+            pos = zs;
+        }
+        if (found) {
+            int64_t ze = MIN((int64_t)((g + run) << TSR_BLOCK_BITS), end);
+
+            ret = bdrv_co_pwrite_zeroes(bs->file, zs, ze - zs,
+                                        BDRV_REQ_MAY_UNMAP);
+            if (ret < 0) {
+                return ret;
+            }
+            pos = ze;
+        }
+    }
+    return 0;
+}
+
 static int coroutine_fn GRAPH_RDLOCK
 tesseract_co_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes)
 {
@@ -1642,7 +1725,7 @@ tesseract_co_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes)
         return 0;
     }
     tsr_req_begin(s, &req, offset, bytes);
-    ret = bdrv_co_pdiscard(bs->file, offset, bytes);
+    ret = tsr_discard_image(bs, offset, bytes);
     if (ret >= 0) {
         if (first < last) {
             bsst_disk_unmap(s->disk, first, last - first);

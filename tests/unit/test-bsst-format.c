@@ -396,7 +396,7 @@ static void test_sb_choose(void)
 static void test_layout(void)
 {
     static const uint64_t sizes[] = {
-        310, 1000, 262144, 1 << 20, 100000007, UINT64_C(1) << 33,
+        352, 1000, 262144, 1 << 20, 100000007, UINT64_C(1) << 33,
     };
     BsstLayout l;
     BsstSuperblock sb, out;
@@ -405,7 +405,7 @@ static void test_layout(void)
     QemuUUID uuid = { 0 };
     unsigned i;
 
-    g_assert_cmpint(bsst_layout_init(&l, 309, &err), ==, -EINVAL);
+    g_assert_cmpint(bsst_layout_init(&l, 351, &err), ==, -EINVAL);
     g_assert_nonnull(strstr(error_get_pretty(err), "BSST image too small"));
     error_free(err);
     err = NULL;
@@ -416,7 +416,8 @@ static void test_layout(void)
         g_assert_cmpuint(l.data_count, <=, UINT32_MAX);
         g_assert_cmpuint(l.data_start + l.data_count, <=, sizes[i]);
         /* a checkpoint always has room for a run per data block */
-        g_assert_cmpuint(bsst_ckpt_max_runs(l.ckpt_len[0]), >=, l.data_count);
+        g_assert_cmpuint(bsst_ckpt_run_capacity(l.ckpt_len[0],
+                                                BSST_MAX_DISKS), >=, l.data_count);
         bsst_sb_init(&sb, &l, &uuid);
         sb.generation = 2;
         bsst_sb_encode(&sb, blk);
