@@ -307,8 +307,8 @@ void bsst_replay_init(BsstReplay *r, const BsstSuperblock *sb);
 
 /*
  * Replay log block number r->blocks (from the head), calling @ops for
- * each record.  Returns 1 when the caller should feed the next block (it
- * stops after log_len blocks on its own: the log is full), 0 when replay
+ * each record.  Returns 1 when the caller should feed the next block (the
+ * caller stops after log_len blocks: the log is full), 0 when replay
  * has ended (r->stop and r->why say why), or a negative errno for a
  * damaged log or a callback error.  When replay ends at a torn record
  * (BSST_REPLAY_TORN), the caller must pass every later block of the log

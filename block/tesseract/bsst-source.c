@@ -49,6 +49,18 @@ void bsst_store_clear_page_source(BsstStore *s, void *opaque)
     }
 }
 
+void *bsst_store_page_source(BsstStore *s, const BsstPageSourceOps *ops)
+{
+    void *opaque = NULL;
+
+    qemu_mutex_lock(&s->lock);
+    if (s->page_ops == ops) {
+        opaque = s->page_opaque;
+    }
+    qemu_mutex_unlock(&s->lock);
+    return opaque;
+}
+
 bool bsst_store_has_page_source(BsstStore *s)
 {
     return qatomic_read(&s->page_ops) != NULL;

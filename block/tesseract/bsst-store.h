@@ -139,6 +139,8 @@ int bsst_store_set_page_source(BsstStore *s, const BsstPageSourceOps *ops,
                                void *opaque, Error **errp);
 void bsst_store_clear_page_source(BsstStore *s, void *opaque);
 bool bsst_store_has_page_source(BsstStore *s);
+/* The page source's opaque if it is one with @ops, else NULL */
+void *bsst_store_page_source(BsstStore *s, const BsstPageSourceOps *ops);
 bool bsst_store_page_lookup_pin(BsstStore *s, const void *host,
                                 uint32_t *bblock);
 void bsst_store_page_unpin(BsstStore *s, const void *host);

@@ -40,6 +40,8 @@ static TesseractStoreInfo *store_info(BsstStore *store)
     i->log_blocks_written = st.log_blocks_written;
     i->commits = st.commits;
     i->checkpoints = st.checkpoints;
+    i->discards = st.discards;
+    i->failed = st.failed;
     return i;
 }
 

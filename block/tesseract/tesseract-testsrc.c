@@ -102,14 +102,9 @@ static const BsstPageSourceOps testsrc_ops = {
 /* The test source attached to @store, created on first use. */
 static TestSource *testsrc_get(BsstStore *store, Error **errp)
 {
-    static GHashTable *sources;     /* BsstStore -> TestSource */
-    TestSource *ts;
+    TestSource *ts = bsst_store_page_source(store, &testsrc_ops);
 
-    if (!sources) {
-        sources = g_hash_table_new(NULL, NULL);
-    }
-    ts = g_hash_table_lookup(sources, store);
-    if (ts && ts->store == store && bsst_store_has_page_source(store)) {
+    if (ts) {
         return ts;
     }
     ts = g_new0(TestSource, 1);
@@ -120,7 +115,6 @@ static TestSource *testsrc_get(BsstStore *store, Error **errp)
         testsrc_detach(ts);
         return NULL;
     }
-    g_hash_table_insert(sources, store, ts);
     return ts;
 }
 

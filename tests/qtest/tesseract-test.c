@@ -2195,6 +2195,495 @@ static void test_block_backup(void)
     compare_image_alone(target, at, before, len);
 }
 
+/* ---- The store: permissions, attach order, limits, space ---- */
+
+/* An image of @mb MiB in format @fmt, removed when the test ends */
+static char *make_image_mb(const char *fmt, unsigned mb)
+{
+    char *path;
+    int fd = g_file_open_tmp("tesseract-qtest.XXXXXX", &path, NULL);
+
+    g_assert_cmpint(fd, >=, 0);
+    close(fd);
+    g_assert_true(mkimg(path, fmt, mb));
+    g_test_queue_destroy(unlink_and_free, path);
+    return path;
+}
+
+/*
+ * A VM like vm_start_with()'s, but the guest disk is @disk_mb MiB and
+ * the BSST is given whole: @bsst_opts is its -blockdev (node bsst0).
+ */
+static void vm_boot(TsrVM *vm, const char *guest, unsigned disk_mb,
+                    const char *bsst_opts, const char *opts)
+{
+    QPCIAddress addr = { .devfn = QPCI_DEVFN(4, 0) };
+    uint64_t features;
+
+    vm->qs = qtest_pc_boot("-machine pc -m 128 -display none"
+        " -blockdev driver=qcow2,node-name=guest0,"
+        "file.driver=file,file.filename=%s"
+        " -blockdev %s"
+        " -blockdev driver=tesseract,node-name=drive0,file=guest0,"
+        "bsst=bsst0%s"
+        " -device virtio-blk-pci,id=vblk0,drive=drive0,addr=04.0",
+        guest, bsst_opts, opts ? opts : "");
+    global_qtest = vm->qs->qts;
+    vm->alloc = &vm->qs->alloc;
+    vm->dev = virtio_pci_new(vm->qs->pcibus, &addr);
+    g_assert_nonnull(vm->dev);
+    qvirtio_pci_device_enable(vm->dev);
+    qvirtio_start_device(&vm->dev->vdev);
+    features = qvirtio_get_features(&vm->dev->vdev);
+    features &= ~(QVIRTIO_F_BAD_FEATURE |
+                  (1u << VIRTIO_RING_F_INDIRECT_DESC) |
+                  (1u << VIRTIO_RING_F_EVENT_IDX) |
+                  (1u << VIRTIO_BLK_F_SCSI));
+    qvirtio_set_features(&vm->dev->vdev, features);
+    g_assert_cmpint(qvirtio_config_readq(&vm->dev->vdev, 0), ==,
+                    (uint64_t)disk_mb * 1024 * 1024 / 512);
+    vm->vq = qvirtqueue_setup(&vm->dev->vdev, vm->alloc, 0);
+    qvirtio_set_driver_ok(&vm->dev->vdev);
+}
+
+/*
+ * One write of @nseg segments that all point at the page at @gpa: every
+ * segment of a swapped-out page becomes an indirection to its block.
+ * Returns the request's status.
+ */
+static uint8_t blk_write_same_page(TsrVM *vm, uint64_t sector, uint64_t gpa,
+                                   unsigned nseg)
+{
+    QTestState *qts = global_qtest;
+    TsrReqHdr hdr = { .type = VIRTIO_BLK_T_OUT, .ioprio = 1,
+                      .sector = sector };
+    uint64_t hdr_addr = guest_alloc(vm->alloc, sizeof(hdr) + 1);
+    QVirtQueue *vq = vm->vq;
+    uint8_t status = 0xff;
+    uint32_t head;
+    unsigned i;
+
+    g_assert_cmpuint(nseg + 2, <=, vq->size);
+    memwrite(hdr_addr, &hdr, sizeof(hdr));
+    memwrite(hdr_addr + sizeof(hdr), &status, 1);
+    if (vq->free_head + nseg + 2 > vq->size) {
+        vq->free_head = 0;
+        vq->num_free = vq->size;
+    }
+    head = qvirtqueue_add(qts, vq, hdr_addr, sizeof(hdr), false, true);
+    for (i = 0; i < nseg; i++) {
+        qvirtqueue_add(qts, vq, gpa, TSR_PAGE, false, true);
+    }
+    qvirtqueue_add(qts, vq, hdr_addr + sizeof(hdr), 1, true, false);
+    qvirtqueue_kick(qts, &vm->dev->vdev, vq, head);
+    qvirtio_wait_used_elem(qts, &vm->dev->vdev, vq, head, NULL,
+                           TSR_TIMEOUT_US);
+    status = readb(hdr_addr + sizeof(hdr));
+    guest_free(vm->alloc, hdr_addr);
+    return status;
+}
+
+/* A guest discard of [@sector, +@nsect) */
+static void blk_discard(TsrVM *vm, uint64_t sector, uint32_t nsect)
+{
+    struct virtio_blk_discard_write_zeroes seg = {
+        .sector = cpu_to_le64(sector),
+        .num_sectors = cpu_to_le32(nsect),
+    };
+    uint64_t gpa = guest_alloc(vm->alloc, sizeof(seg));
+
+    memwrite(gpa, &seg, sizeof(seg));
+    blk_rw(&vm->dev->vdev, vm->alloc, vm->vq, VIRTIO_BLK_T_DISCARD, 0, gpa,
+           sizeof(seg));
+    guest_free(vm->alloc, gpa);
+}
+
+static char *file_checksum(const char *path)
+{
+    g_autofree char *data = NULL;
+    gsize len;
+
+    g_assert_true(g_file_get_contents(path, &data, &len, NULL));
+    return g_compute_checksum_for_data(G_CHECKSUM_SHA256, (guchar *)data,
+                                       len);
+}
+
+/* Run a command; its exit status, and its output in *@out */
+static int run_cmd(char **out, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+static int run_cmd(char **out, const char *fmt, ...)
+{
+    g_autofree char *cmd = NULL, *o = NULL, *e = NULL;
+    va_list ap;
+    int status;
+
+    va_start(ap, fmt);
+    cmd = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    g_assert_true(g_spawn_command_line_sync(cmd, &o, &e, &status, NULL));
+    if (out) {
+        *out = g_strconcat(o, e, NULL);
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/*
+ * A node added before its device (as libvirt does), or a VM started with
+ * -S, has no user holding write permission: the node's own writes
+ * (tesseract-defrag, defrag=auto) must not need one.
+ */
+static void test_store_attach_before_device(void)
+{
+    const unsigned np = 16;
+    g_autofree uint8_t *data = g_malloc(np * TSR_PAGE);
+    TsrImages img;
+    TsrVM vm;
+    uint64_t buf;
+    QTestState *qts;
+
+    images_new(&img);
+    vm_start(&vm, &img, NULL);
+    buf = guest_alloc(vm.alloc, np * TSR_PAGE);
+    make_indirections(&vm, buf, data, np, 2048, 31, NULL);
+    g_assert_cmpint(disk_stat("indirections"), ==, np);
+    vm_stop(&vm);
+
+    /* the nodes alone, no device */
+    qts = qtest_initf("-machine pc -display none"
+        " -blockdev driver=qcow2,node-name=guest0,"
+        "file.driver=file,file.filename=%s"
+        " -blockdev driver=qcow2,node-name=bsst0,"
+        "file.driver=file,file.filename=%s"
+        " -blockdev driver=tesseract,node-name=drive0,file=guest0,"
+        "bsst=bsst0", img.guest, img.bsst);
+    global_qtest = qts;
+    defrag_start("guest", 0);
+    defrag_wait_completed();
+    g_assert_cmpint(disk_stat("indirections"), ==, 0);
+    qtest_quit(qts);
+    global_qtest = NULL;
+    compare_image_alone(img.guest, 2048, data, np * TSR_PAGE);
+}
+
+/* defrag=auto in a VM that never started (-S): it works all the same */
+static void test_store_auto_defrag_stopped(void)
+{
+    const unsigned np = 16;
+    g_autofree uint8_t *data = g_malloc(np * TSR_PAGE);
+    TsrImages img;
+    TsrVM vm;
+    uint64_t buf;
+    QTestState *qts;
+    int i;
+
+    images_new(&img);
+    vm_start(&vm, &img, NULL);
+    buf = guest_alloc(vm.alloc, np * TSR_PAGE);
+    make_indirections(&vm, buf, data, np, 4096, 33, NULL);
+    vm_stop(&vm);
+
+    qts = qtest_initf("-machine pc -display none -S"
+        " -blockdev driver=qcow2,node-name=guest0,"
+        "file.driver=file,file.filename=%s"
+        " -blockdev driver=qcow2,node-name=bsst0,"
+        "file.driver=file,file.filename=%s"
+        " -blockdev driver=tesseract,node-name=drive0,file=guest0,"
+        "bsst=bsst0,defrag=auto", img.guest, img.bsst);
+    global_qtest = qts;
+    for (i = 0; i < 200 && disk_stat("indirections"); i++) {
+        g_usleep(50 * 1000);
+    }
+    g_assert_cmpint(disk_stat("indirections"), ==, 0);
+    qtest_quit(qts);
+    global_qtest = NULL;
+    compare_image_alone(img.guest, 4096, data, np * TSR_PAGE);
+}
+
+/*
+ * An open that is refused leaves every file byte-identical: the store
+ * writes nothing until the first write of data or metadata.
+ */
+static void test_store_refused_open_unchanged(void)
+{
+    const unsigned np = 8;
+    g_autofree uint8_t *data = g_malloc(np * TSR_PAGE);
+    char *guest2 = make_image("qcow2");
+    g_autofree char *sum_g = NULL, *sum_b = NULL, *sum_g2 = NULL;
+    g_autofree char *out = NULL, *sum = NULL;
+    TsrImages img;
+    TsrVM vm;
+    uint64_t buf;
+    int ret;
+
+    images_new(&img);
+    vm_start(&vm, &img, NULL);
+    buf = guest_alloc(vm.alloc, np * TSR_PAGE);
+    make_indirections(&vm, buf, data, np, 2048, 35, NULL);
+    vm_stop(&vm);
+    sum_g = file_checksum(img.guest);
+    sum_b = file_checksum(img.bsst);
+    sum_g2 = file_checksum(guest2);
+
+    /* the second node's disk-id is the first's: refused */
+    ret = run_cmd(&out, "%s -machine none -display none"
+        " -blockdev driver=qcow2,node-name=guest0,"
+        "file.driver=file,file.filename=%s"
+        " -blockdev driver=qcow2,node-name=guest1,"
+        "file.driver=file,file.filename=%s"
+        " -blockdev driver=qcow2,node-name=bsst0,"
+        "file.driver=file,file.filename=%s"
+        " -blockdev driver=tesseract,node-name=drive0,file=guest0,"
+        "bsst=bsst0"
+        " -blockdev driver=tesseract,node-name=drive1,file=guest1,"
+        "bsst=bsst0", getenv("QTEST_QEMU_BINARY"), img.guest, guest2,
+        img.bsst);
+    g_assert_cmpint(ret, !=, 0);
+    g_assert_nonnull(strstr(out, "already in use"));
+    sum = file_checksum(img.bsst);
+    g_assert_cmpstr(sum, ==, sum_b);
+    g_free(sum);
+    sum = file_checksum(img.guest);
+    g_assert_cmpstr(sum, ==, sum_g);
+    g_free(sum);
+    sum = file_checksum(guest2);
+    g_assert_cmpstr(sum, ==, sum_g2);
+}
+
+/*
+ * The store is the BSST node's one writer: nobody else, in this process
+ * or another, may open a raw BSST for writing while it is in use.
+ */
+static void test_store_exclusive_bsst(void)
+{
+    char *guest = make_image("qcow2");
+    char *bsst = make_image("raw");
+    g_autofree char *opts = g_strdup_printf("driver=raw,node-name=bsst0,"
+                                            "file.driver=file,"
+                                            "file.filename=%s", bsst);
+    g_autofree char *out = NULL;
+    TsrVM vm;
+    QDict *resp;
+    int ret;
+
+    vm_boot(&vm, guest, TSR_IMAGE_MB, opts, NULL);
+    /* another process */
+    ret = run_cmd(&out, "%s -f raw -c 'write 0 512' %s",
+                  getenv("QTEST_QEMU_IO") ?: "build/qemu-io", bsst);
+    g_assert_cmpint(ret, !=, 0);
+    g_assert_nonnull(strstr(out, "lock"));
+    /* another node of this QEMU */
+    resp = qmp("{'execute': 'blockdev-add', 'arguments': {'driver': 'raw',"
+               " 'node-name': 'other', 'file': 'bsst0'}}");
+    g_assert_true(qdict_haskey(resp, "return"));
+    qobject_unref(resp);
+    resp = qmp("{'execute': 'block-export-add', 'arguments': {"
+               " 'type': 'nbd', 'id': 'e0', 'node-name': 'other',"
+               " 'writable': true}}");
+    g_assert_true(qdict_haskey(resp, "error"));
+    qobject_unref(resp);
+    /* reading is fine */
+    ret = run_cmd(&out, "%s -f raw -U -r -c 'read 0 512' %s",
+                  getenv("QTEST_QEMU_IO") ?: "build/qemu-io", bsst);
+    g_assert_cmpint(ret, ==, 0);
+    vm_stop(&vm);
+}
+
+/*
+ * A guest that discards a block it wrote last as an indirection reads
+ * zeroes, not the still older data the guest image held beneath.
+ */
+static void test_store_discard_indirected(void)
+{
+    g_autofree uint8_t *old = g_malloc(TSR_PAGE), *newer = g_malloc(TSR_PAGE);
+    g_autofree uint8_t *zero = g_malloc0(TSR_PAGE);
+    g_autofree uint8_t *back = g_malloc(TSR_PAGE);
+    TsrImages img;
+    TsrVM vm;
+    uint64_t buf;
+    unsigned pass;
+
+    for (pass = 0; pass < 2; pass++) {
+        images_new(&img);
+        vm_start(&vm, &img, ",discard=unmap");
+        buf = guest_alloc(vm.alloc, TSR_PAGE);
+        fill_pattern(old, TSR_PAGE, 41);
+        memwrite(buf, old, TSR_PAGE);
+        blk_write(&vm, 800, buf, TSR_PAGE);
+        blk_flush(&vm);
+        fill_pattern(newer, TSR_PAGE, 42);
+        memwrite(buf, newer, TSR_PAGE);
+        swap_out(buf, TSR_PAGE);
+        blk_write(&vm, 800, buf, TSR_PAGE);
+        g_assert_cmpint(disk_stat("indirections"), ==, 1);
+        check_disk(&vm, 800, newer, 1);
+        blk_discard(&vm, 800, 8);
+        g_assert_cmpint(disk_stat("indirections"), ==, 0);
+        check_disk(&vm, 800, zero, 1);
+        if (pass == 1) {
+            /* after a flush and a crash too */
+            blk_flush(&vm);
+            vm_kill(&vm);
+            vm_start(&vm, &img, ",discard=unmap");
+            check_disk(&vm, 800, zero, 1);
+        }
+        vm_stop(&vm);
+    }
+}
+
+static int64_t file_allocated(const char *path)
+{
+    struct stat st;
+
+    g_assert_cmpint(stat(path, &st), ==, 0);
+    return (int64_t)st.st_blocks * 512;
+}
+
+/*
+ * Blocks the BSST no longer needs go back to a sparse image once their
+ * release is durable (discard=unmap on the BSST node).
+ */
+static void test_store_sparse_shrinks(void)
+{
+    const unsigned np = 128;
+    g_autofree uint8_t *data = g_malloc(np * TSR_PAGE);
+    char *guest = make_image("qcow2");
+    char *bsst = make_image_mb("qcow2", 64);
+    g_autofree char *opts = g_strdup_printf("driver=qcow2,node-name=bsst0,"
+                                            "discard=unmap,file.driver=file,"
+                                            "file.filename=%s", bsst);
+    int64_t full, after;
+    TsrVM vm;
+    uint64_t buf, rbuf;
+
+    vm_boot(&vm, guest, TSR_IMAGE_MB, opts, NULL);
+    buf = guest_alloc(vm.alloc, np * TSR_PAGE);
+    make_indirections(&vm, buf, data, np, 0, 45, NULL);
+    g_assert_cmpint(disk_stat("indirections"), ==, np);
+    full = file_allocated(bsst);
+
+    /* the guest overwrites the blocks and reads over its pages */
+    rbuf = guest_alloc(vm.alloc, np * TSR_PAGE);
+    memwrite(rbuf, data, np * TSR_PAGE);
+    blk_write(&vm, 0, rbuf, np * TSR_PAGE);
+    blk_read(&vm, 0, buf, np * TSR_PAGE);
+    blk_flush(&vm);
+    g_assert_cmpint(disk_stat("indirections"), ==, 0);
+    g_assert_cmpint(store_stat("blocks-used"), ==, 0);
+    g_assert_cmpint(store_stat("discards"), >, 0);
+    after = file_allocated(bsst);
+    g_test_message("BSST allocated: %" PRId64 " KiB with %u blocks in use, "
+                   "%" PRId64 " KiB after their release", full / 1024, np,
+                   after / 1024);
+    g_assert_cmpint(full - after, >=, (int64_t)(np - 32) * TSR_PAGE);
+    check_disk(&vm, 0, data, np);
+    vm_stop(&vm);
+}
+
+/*
+ * A guest request whose segments all point at one swapped-out page puts
+ * many references on one BSST block; at the limit, more segments take
+ * the classic path, and reads of the block (which pin it once more) work.
+ */
+static void test_store_reference_limit(void)
+{
+    const unsigned nseg = 254, disk_mb = 320;
+    const unsigned nreq = DIV_ROUND_UP(65535, nseg) + 2;
+    g_autofree uint8_t *page = g_malloc(TSR_PAGE);
+    char *guest = make_image_mb("qcow2", disk_mb);
+    char *bsst = make_image_mb("qcow2", 512);
+    g_autofree char *opts = g_strdup_printf("driver=qcow2,node-name=bsst0,"
+                                            "file.driver=file,"
+                                            "file.filename=%s", bsst);
+    TsrVM vm;
+    uint64_t buf;
+    int64_t n;
+    unsigned i;
+
+    vm_boot(&vm, guest, disk_mb, opts, NULL);
+    buf = guest_alloc(vm.alloc, TSR_PAGE);
+    fill_pattern(page, TSR_PAGE, 47);
+    memwrite(buf, page, TSR_PAGE);
+    swap_out(buf, TSR_PAGE);
+    for (i = 0; i < nreq; i++) {
+        g_assert_cmpint(blk_write_same_page(&vm, (uint64_t)i * nseg * 8, buf,
+                                            nseg), ==, VIRTIO_BLK_S_OK);
+    }
+    /*
+     * The page's own reference and 65534 indirections (the segments past
+     * the limit went as data, redirected to new blocks)
+     */
+    g_assert_cmpint(disk_stat("indirect-pages"), ==, 65534);
+    n = disk_stat("indirections");
+    /* reads pin the block beyond the limit; both paths hold the page */
+    for (i = 0; i < 8; i++) {
+        uint64_t s = (uint64_t)(i * 8191 + 5) * 8;
+
+        check_disk(&vm, s, page, 1);
+    }
+    check_disk(&vm, (uint64_t)65530 * 8, page, 1);      /* indirected */
+    check_disk(&vm, (uint64_t)(nreq * nseg - 1) * 8, page, 1); /* classic */
+    blk_flush(&vm);
+    vm_kill(&vm);
+    vm_boot(&vm, guest, disk_mb, opts, NULL);
+    g_assert_cmpint(disk_stat("indirections"), ==, n);
+    check_disk(&vm, (uint64_t)40000 * 8, page, 1);
+    vm_stop(&vm);
+}
+
+/*
+ * A guest can fragment the maps at will (every guest block on one BSST
+ * block): the store refuses indirections a checkpoint could not hold,
+ * so checkpoints keep working in a small BSST.
+ */
+static void test_store_checkpoint_capacity(void)
+{
+    const unsigned nseg = 254, nreq = 60;
+    g_autofree uint8_t *page = g_malloc(TSR_PAGE);
+    char *guest = make_image("qcow2");
+    char *bsst = make_image_mb("qcow2", 2);
+    g_autofree char *opts = g_strdup_printf("driver=qcow2,node-name=bsst0,"
+                                            "file.driver=file,"
+                                            "file.filename=%s", bsst);
+    TsrVM vm;
+    uint64_t buf;
+    int64_t n;
+    unsigned i, round;
+
+    vm_boot(&vm, guest, TSR_IMAGE_MB, opts, NULL);
+    buf = guest_alloc(vm.alloc, TSR_PAGE);
+    fill_pattern(page, TSR_PAGE, 49);
+    memwrite(buf, page, TSR_PAGE);
+    swap_out(buf, TSR_PAGE);
+    for (i = 0; i < nreq; i++) {
+        g_assert_cmpint(blk_write_same_page(&vm, (uint64_t)i * nseg * 8, buf,
+                                            nseg), ==, VIRTIO_BLK_S_OK);
+        if (i % 20 == 19) {
+            blk_flush(&vm);
+        }
+    }
+    n = disk_stat("indirections");
+    g_test_message("%" PRId64 " of %u guest blocks indirected", n,
+                   nreq * nseg);
+    g_assert_cmpint(n, >, 1000);
+    /* rewrites of indirected blocks log records until checkpoints come */
+    for (round = 0; round < 3; round++) {
+        for (i = 0; i < 20; i++) {
+            g_assert_cmpint(blk_write_same_page(&vm, (uint64_t)i * nseg * 8,
+                                                buf, nseg), ==,
+                            VIRTIO_BLK_S_OK);
+        }
+        blk_flush(&vm);
+    }
+    g_assert_cmpint(store_stat("checkpoints"), >, 0);
+    g_assert_cmpint(disk_stat("indirections"), ==, n);
+    vm_kill(&vm);
+    vm_boot(&vm, guest, TSR_IMAGE_MB, opts, NULL);
+    g_assert_cmpint(disk_stat("indirections"), ==, n);
+    for (i = 0; i < 16; i++) {
+        check_disk(&vm, (uint64_t)(i * 953) * 8, page, 1);
+    }
+    vm_stop(&vm);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -2244,5 +2733,21 @@ int main(int argc, char **argv)
     qtest_add_func("/tesseract/defrag/auto", test_defrag_auto);
     qtest_add_func("/tesseract/block/mirror", test_block_mirror);
     qtest_add_func("/tesseract/block/backup", test_block_backup);
+    qtest_add_func("/tesseract/store/attach-before-device",
+                   test_store_attach_before_device);
+    qtest_add_func("/tesseract/store/auto-defrag-stopped",
+                   test_store_auto_defrag_stopped);
+    qtest_add_func("/tesseract/store/refused-open-unchanged",
+                   test_store_refused_open_unchanged);
+    qtest_add_func("/tesseract/store/exclusive-bsst",
+                   test_store_exclusive_bsst);
+    qtest_add_func("/tesseract/store/discard-indirected",
+                   test_store_discard_indirected);
+    qtest_add_func("/tesseract/store/sparse-shrinks",
+                   test_store_sparse_shrinks);
+    qtest_add_func("/tesseract/store/reference-limit",
+                   test_store_reference_limit);
+    qtest_add_func("/tesseract/store/checkpoint-capacity",
+                   test_store_checkpoint_capacity);
     return g_test_run();
 }
