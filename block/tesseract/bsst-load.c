@@ -193,8 +193,29 @@ static int load_log(BsstLoad *ld, BsstLoadReadFunc *read, void *opaque,
     return 0;
 }
 
-int bsst_load(BsstLoad *ld, uint64_t image_blocks, BsstLoadReadFunc *read,
-              void *opaque, Error **errp)
+/* Damage found by a lenient load: keep going without what follows it */
+static int load_damaged(BsstLoad *ld, Error *err, bool repairable)
+{
+    ld->damage = g_strdup(error_get_pretty(err));
+    ld->repairable = repairable;
+    error_free(err);
+    return 0;
+}
+
+static void load_drop_maps(BsstLoad *ld)
+{
+    unsigned i;
+
+    for (i = 0; i < BSST_MAX_DISKS; i++) {
+        if (ld->maps[i]) {
+            bsst_map_clear(ld->maps[i]);
+        }
+    }
+    ld->entries = 0;
+}
+
+static int load_all(BsstLoad *ld, uint64_t image_blocks, bool lenient,
+                    BsstLoadReadFunc *read, void *opaque, Error **errp)
 {
     g_autofree uint8_t *slots = NULL;
     uint8_t *buf = NULL;
@@ -224,9 +245,29 @@ int bsst_load(BsstLoad *ld, uint64_t image_blocks, BsstLoadReadFunc *read,
     ld->max_entries = bsst_max_entries(&ld->sb.layout, 0);
 
     buf = qemu_memalign(BSST_BLOCK_SIZE, BSST_LOAD_CHUNK * BSST_BLOCK_SIZE);
-    ret = load_checkpoint(ld, read, opaque, buf, errp);
-    if (ret >= 0) {
-        ret = load_log(ld, read, opaque, buf, errp);
+    if (lenient) {
+        Error *err = NULL;
+
+        ret = load_checkpoint(ld, read, opaque, buf, &err);
+        if (ret == -EIO) {
+            /* nothing after a damaged checkpoint means anything */
+            load_drop_maps(ld);
+            ret = load_damaged(ld, err, false);
+        } else if (ret >= 0) {
+            ret = load_log(ld, read, opaque, buf, &err);
+            if (ret == -EIO) {
+                /* the records replayed before the damage stand */
+                ret = load_damaged(ld, err, true);
+            }
+        }
+        if (ret < 0) {
+            error_propagate(errp, err);
+        }
+    } else {
+        ret = load_checkpoint(ld, read, opaque, buf, errp);
+        if (ret >= 0) {
+            ret = load_log(ld, read, opaque, buf, errp);
+        }
     }
     qemu_vfree(buf);
     if (ret < 0) {
@@ -245,11 +286,25 @@ int bsst_load(BsstLoad *ld, uint64_t image_blocks, BsstLoadReadFunc *read,
     }
     ld->alloc = bsst_alloc_new(ld->sb.layout.data_count);
     ret = bsst_alloc_rebuild(ld->alloc, maps, nmaps, errp);
-    if (ret < 0) {
+    if (ret == -EOVERFLOW) {
         error_prepend(errp, "damaged BSST: ");
+    }
+    if (ret < 0) {
         return -EIO;
     }
     return BSST_SB_FOUND;
+}
+
+int bsst_load(BsstLoad *ld, uint64_t image_blocks, BsstLoadReadFunc *read,
+              void *opaque, Error **errp)
+{
+    return load_all(ld, image_blocks, false, read, opaque, errp);
+}
+
+int bsst_load_lenient(BsstLoad *ld, uint64_t image_blocks,
+                      BsstLoadReadFunc *read, void *opaque, Error **errp)
+{
+    return load_all(ld, image_blocks, true, read, opaque, errp);
 }
 
 void bsst_load_clear(BsstLoad *ld)
@@ -266,4 +321,6 @@ void bsst_load_clear(BsstLoad *ld)
     }
     bsst_alloc_free(ld->alloc);
     ld->alloc = NULL;
+    g_free(ld->damage);
+    ld->damage = NULL;
 }

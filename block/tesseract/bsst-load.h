@@ -40,6 +40,13 @@ typedef struct BsstLoad {
     BsstAlloc *alloc;           /* the references the maps hold */
     BsstReplay replay;          /* where the log ended */
     uint64_t log_blocks_read;
+    /*
+     * bsst_load_lenient(): why the metadata is damaged (NULL: it is not),
+     * and whether what was loaded is all that a repair can keep (false:
+     * the checkpoint itself is damaged, nothing could be loaded)
+     */
+    char *damage;
+    bool repairable;
 } BsstLoad;
 
 /*
@@ -62,6 +69,16 @@ uint64_t bsst_max_entries(const BsstLayout *l, unsigned ndisks);
  */
 int bsst_load(BsstLoad *ld, uint64_t image_blocks, BsstLoadReadFunc *read,
               void *opaque, Error **errp);
+
+/*
+ * For checking and repair: like bsst_load(), but damage found after the
+ * superblock is not an error.  It is described in ld->damage, and what
+ * could be loaded before it is kept: the checkpoint and the log up to the
+ * damaged record (ld->repairable), or nothing if the checkpoint itself
+ * is damaged.
+ */
+int bsst_load_lenient(BsstLoad *ld, uint64_t image_blocks,
+                      BsstLoadReadFunc *read, void *opaque, Error **errp);
 
 /* Free what *@ld holds (maps and ids taken over by the caller: NULL). */
 void bsst_load_clear(BsstLoad *ld);

@@ -83,6 +83,8 @@ struct BsstStore {
     uint32_t discard_blocks;/* blocks per discard unit (cluster); 0: the
                              * node ignores discards */
     uint64_t replayed_seq;  /* records before it were replayed at open */
+    char *damage;           /* opened for a check: what is damaged */
+    bool repairable;        /* ... and a repair can keep what was loaded */
 
     /* Everything below is protected by @lock; nothing yields under it. */
     QemuMutex lock;

@@ -297,6 +297,13 @@ static int bsst_adopt(BsstStore *s, BsstLoad *ld, Error **errp)
     s->alloc = ld->alloc;
     ld->alloc = NULL;
     s->formatted = true;
+    if (ld->damage) {
+        /* opened to be checked: nothing is written but a repair */
+        s->damage = ld->damage;
+        s->repairable = ld->repairable;
+        ld->damage = NULL;
+        s->failed = true;
+    }
     s->cur.seq = r->next_seq;
     s->cur.offset = r->end_offset;
     s->replayed_seq = r->next_seq;
@@ -342,6 +349,7 @@ static void bsst_store_free(BsstStore *s)
     }
     qemu_vfree(s->tail_buf);
     qemu_mutex_destroy(&s->lock);
+    g_free(s->damage);
     g_free(s->node_name);
     g_free(s);
 }
@@ -418,6 +426,12 @@ static uint32_t bsst_discard_blocks(BlockDriverState *bs)
 
 BsstStore *bsst_store_get(BlockDriverState *bs, bool writable, Error **errp)
 {
+    return bsst_store_open(bs, writable, false, errp);
+}
+
+BsstStore *bsst_store_open(BlockDriverState *bs, bool writable, bool check,
+                           Error **errp)
+{
     BsstStore *s = bsst_store_find(bs);
     g_auto(BsstLoad) ld = { 0 };
     uint64_t perm = BLK_PERM_CONSISTENT_READ;
@@ -472,7 +486,12 @@ BsstStore *bsst_store_get(BlockDriverState *bs, bool writable, Error **errp)
         goto fail;
     }
 
-    ret = bsst_load(&ld, len / BSST_BLOCK_SIZE, bsst_load_read, s, errp);
+    if (check) {
+        ret = bsst_load_lenient(&ld, len / BSST_BLOCK_SIZE, bsst_load_read, s,
+                                errp);
+    } else {
+        ret = bsst_load(&ld, len / BSST_BLOCK_SIZE, bsst_load_read, s, errp);
+    }
     if (ret == BSST_SB_BLANK) {
         ret = bsst_image_is_blank(s, len, errp);
         if (ret == 0) {

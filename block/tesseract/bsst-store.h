@@ -112,6 +112,23 @@ typedef struct BsstStoreStats {
  * valid superblock, or a damaged one, is refused.
  */
 BsstStore *bsst_store_get(BlockDriverState *bs, bool writable, Error **errp);
+/*
+ * The same, and with @check (qemu-img check), a store whose log or
+ * checkpoint is damaged opens too, with what could be loaded, for
+ * bsst_store_co_check() to report and repair; it writes nothing else.
+ */
+BsstStore *bsst_store_open(BlockDriverState *bs, bool writable, bool check,
+                           Error **errp);
+
+/*
+ * qemu-img check of the store: damage found at open, the references
+ * against the maps, space the image holds for free blocks (leaks).
+ * @fix: BDRV_FIX_LEAKS gives that space back (discard=unmap on the BSST
+ * node); BDRV_FIX_ERRORS also truncates a damaged log after its last
+ * good record and writes a checkpoint of what was loaded.
+ */
+int coroutine_fn bsst_store_co_check(BsstStore *s, BdrvCheckResult *res,
+                                     BdrvCheckMode fix);
 void bsst_store_put(BsstStore *s);
 
 /* The store of @bs if one is open, without a new reference. */

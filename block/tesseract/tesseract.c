@@ -225,7 +225,8 @@ static int tesseract_open(BlockDriverState *bs, QDict *options, int flags,
     if (migrate_add_blocker(&s->migration_blocker, errp) < 0) {
         return -EINVAL;
     }
-    s->store = bsst_store_get(s->bsst->bs, s->writable, errp);
+    s->store = bsst_store_open(s->bsst->bs, s->writable,
+                               flags & BDRV_O_CHECK, errp);
     if (!s->store) {
         migrate_del_blocker(&s->migration_blocker);
         return -EINVAL;
@@ -1768,6 +1769,32 @@ tesseract_co_block_status(BlockDriverState *bs, bool want_zero,
     return BDRV_BLOCK_RAW | BDRV_BLOCK_OFFSET_VALID;
 }
 
+/*
+ * qemu-img check of a tesseract node: its guest image (by that image's
+ * own driver) and its BSST store, in one report.
+ */
+static int coroutine_fn GRAPH_RDLOCK
+tesseract_co_check(BlockDriverState *bs, BdrvCheckResult *res,
+                   BdrvCheckMode fix)
+{
+    BDRVTesseractState *s = bs->opaque;
+    BdrvCheckResult sub = { 0 };
+    int ret;
+
+    if (bs->file->bs->drv->bdrv_co_check) {
+        ret = bdrv_check(bs->file->bs, &sub, fix);
+        if (ret < 0) {
+            return ret;
+        }
+        res->corruptions += sub.corruptions;
+        res->leaks += sub.leaks;
+        res->check_errors += sub.check_errors;
+        res->corruptions_fixed += sub.corruptions_fixed;
+        res->leaks_fixed += sub.leaks_fixed;
+    }
+    return bsst_store_co_check(s->store, res, fix);
+}
+
 static void coroutine_fn GRAPH_RDLOCK
 tesseract_co_eject(BlockDriverState *bs, bool eject_flag)
 {
@@ -1867,6 +1894,7 @@ static BlockDriver bdrv_tesseract = {
     .bdrv_co_pdiscard           = tesseract_co_pdiscard,
     .bdrv_co_flush              = tesseract_co_flush,
     .bdrv_co_block_status       = tesseract_co_block_status,
+    .bdrv_co_check              = tesseract_co_check,
 
     .bdrv_attach_aio_context    = tesseract_attach_aio_context,
     .bdrv_detach_aio_context    = tesseract_detach_aio_context,

@@ -2684,12 +2684,112 @@ static void test_store_checkpoint_capacity(void)
     vm_stop(&vm);
 }
 
+/* @out contains @needle; else show @out */
+static void assert_output(const char *out, const char *needle)
+{
+    if (!strstr(out, needle)) {
+        g_test_message("output without '%s':\n%s", needle, out);
+    }
+    g_assert_nonnull(strstr(out, needle));
+}
+
+/* qemu-img check of a tesseract view; its exit status (0, 2, 3) */
+static int qemu_img_check(const TsrImages *img, const char *args,
+                          const char *bsst_opts, char **out)
+{
+    return run_cmd(out, "%s check %s --image-opts driver=tesseract,"
+                   "file.driver=qcow2,file.file.driver=file,"
+                   "file.file.filename=%s,bsst.driver=qcow2,"
+                   "bsst.file.driver=file,bsst.file.filename=%s%s",
+                   getenv("QTEST_QEMU_IMG"), args, img->guest, img->bsst,
+                   bsst_opts);
+}
+
+/*
+ * qemu-img check finds leaked BSST space and a log damaged after its
+ * records were durable, and -r repairs both; a normal open refuses the
+ * damaged log with the reason.
+ */
+static void test_store_check(void)
+{
+    const unsigned np = 8;
+    g_autofree uint8_t *data = g_malloc(np * TSR_PAGE);
+    g_autofree char *out = NULL;
+    TsrImages img;
+    TsrVM vm;
+    uint64_t buf;
+    int ret;
+
+    images_new(&img);
+    vm_start(&vm, &img, NULL);
+    buf = guest_alloc(vm.alloc, np * TSR_PAGE);
+    make_indirections(&vm, buf, data, np, 2048, 51, NULL);
+    vm_stop(&vm);
+    /* a second run: its records say the first run's are durable */
+    vm_start(&vm, &img, NULL);
+    buf = guest_alloc(vm.alloc, np * TSR_PAGE);
+    make_indirections(&vm, buf, data, np, 4096, 52, NULL);
+    vm_stop(&vm);
+
+    ret = qemu_img_check(&img, "", "", &out);
+    g_assert_cmpint(ret, ==, 0);
+    assert_output(out, "No errors");
+    g_free(out);
+
+    /* a leak: space held for free blocks (the last 64 KiB cluster) */
+    g_assert_cmpint(run_cmd(&out, "%s -f qcow2 -c 'write -P 0x55 %d 64k' %s",
+                            getenv("QTEST_QEMU_IO") ?: "build/qemu-io",
+                            (TSR_IMAGE_MB - 1) * 1024 * 1024, img.bsst),
+                    ==, 0);
+    g_free(out);
+    ret = qemu_img_check(&img, "", "", &out);
+    g_assert_cmpint(ret, ==, 3);
+    assert_output(out, "16 leaked clusters");
+    g_free(out);
+    ret = qemu_img_check(&img, "-r leaks", ",bsst.discard=unmap", &out);
+    g_assert_cmpint(ret, ==, 0);
+    assert_output(out, "were found and repaired:\n\n    16 leaked clusters");
+    g_free(out);
+
+    /* damage: the second record of the log (block 2 of the image) */
+    g_assert_cmpint(run_cmd(&out, "%s -f qcow2 -c 'write -P 0xff 8292 1' %s",
+                            getenv("QTEST_QEMU_IO") ?: "build/qemu-io",
+                            img.bsst), ==, 0);
+    g_free(out);
+    ret = run_cmd(&out, "%s info --image-opts driver=tesseract,"
+                  "file.driver=qcow2,file.file.driver=file,"
+                  "file.file.filename=%s,bsst.driver=qcow2,"
+                  "bsst.file.driver=file,bsst.file.filename=%s",
+                  getenv("QTEST_QEMU_IMG"), img.guest, img.bsst);
+    g_assert_cmpint(ret, !=, 0);
+    assert_output(out, "is unreadable");
+    g_free(out);
+    ret = qemu_img_check(&img, "", "", &out);
+    g_assert_cmpint(ret, ==, 2);
+    assert_output(out, "is unreadable");
+    g_free(out);
+    /* the blocks of the records it drops are leaked then, and freed */
+    ret = qemu_img_check(&img, "-r all", ",bsst.discard=unmap", &out);
+    g_assert_cmpint(ret, ==, 0);
+    assert_output(out, "Repaired BSST");
+    g_free(out);
+    ret = qemu_img_check(&img, "", "", &out);
+    assert_output(out, "No errors");
+    g_assert_cmpint(ret, ==, 0);
+
+    /* what the repair kept opens, and reads */
+    vm_start(&vm, &img, NULL);
+    g_assert_cmpint(disk_stat("indirections"), <, 2 * np);
+    vm_stop(&vm);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     if (!getenv("QTEST_QEMU_IMG")) {
         g_test_skip("QTEST_QEMU_IMG is not set");
-        return g_test_run();
+        qtest_add_func("/tesseract/store/check", test_store_check);
+    return g_test_run();
     }
     qtest_add_func("/tesseract/virtio-blk/rw-pattern", test_rw_pattern);
     qtest_add_func("/tesseract/qmp/errors", test_query_errors);
@@ -2749,5 +2849,6 @@ int main(int argc, char **argv)
                    test_store_reference_limit);
     qtest_add_func("/tesseract/store/checkpoint-capacity",
                    test_store_checkpoint_capacity);
+    qtest_add_func("/tesseract/store/check", test_store_check);
     return g_test_run();
 }
