@@ -389,6 +389,41 @@ uint64_t bsst_disk_deferred(BsstDisk *d)
     return n;
 }
 
+uint32_t bsst_disk_index(BsstDisk *d)
+{
+    return d->index;
+}
+
+bool bsst_disk_binding(BsstDisk *d, QemuUUID *uuid, uint64_t *size)
+{
+    BsstDiskSlot *slot = &d->s->disks[d->index];
+    bool bound;
+
+    qemu_mutex_lock(&d->s->lock);
+    bound = slot->bound;
+    *uuid = slot->bind;
+    *size = slot->bind_size;
+    qemu_mutex_unlock(&d->s->lock);
+    return bound;
+}
+
+int bsst_disk_bind(BsstDisk *d, const QemuUUID *uuid, uint64_t size)
+{
+    BsstStore *s = d->s;
+    BsstDiskSlot *slot = &s->disks[d->index];
+    int ret;
+
+    qemu_mutex_lock(&s->lock);
+    ret = bsst_log_put_bind_locked(s, d->index, uuid, size);
+    if (ret == 0) {
+        slot->bound = true;
+        slot->bind = *uuid;
+        slot->bind_size = size;
+    }
+    qemu_mutex_unlock(&s->lock);
+    return ret;
+}
+
 uint64_t bsst_disk_flush_begin(BsstDisk *d)
 {
     uint64_t stamp;

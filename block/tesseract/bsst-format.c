@@ -49,6 +49,7 @@
 #define REC_DISK_LEN(idlen) (8 + (idlen))
 #define REC_MAP_LEN     16
 #define REC_UNMAP_LEN   24
+#define REC_BIND_LEN    32
 
 /* Checkpoint block header offsets */
 #define CK_MAGIC        0
@@ -62,6 +63,8 @@
 
 #define CK_ITEM_DISK    1
 #define CK_ITEM_RUN     2
+#define CK_ITEM_BIND    3
+#define CK_BIND_LEN     32
 #define CK_DISK_LEN(idlen) (8 + (idlen))
 #define CK_RUN_LEN      20
 #define CK_PAYLOAD      (BSST_BLOCK_SIZE - BSST_CKPT_HDR_SIZE)
@@ -72,12 +75,13 @@
 #define DATA_MIN_BLOCKS 16
 #define CK_RUNS_PER_BLOCK (CK_PAYLOAD / CK_RUN_LEN)
 /*
- * RUN slots a disk can cost a checkpoint: its DISK item (at most
- * CK_DISK_LEN(BSST_DISK_ID_MAX) bytes), the room it leaves unused at the
- * end of the block before it, and the rounding in both blocks
+ * RUN slots a disk can cost a checkpoint: its DISK and BIND items (at
+ * most CK_DISK_LEN(BSST_DISK_ID_MAX) + CK_BIND_LEN bytes), the room they
+ * leave unused at the end of the block before them, and the rounding
  */
 #define CK_DISK_RUNS \
-    (DIV_ROUND_UP(2 * CK_DISK_LEN(BSST_DISK_ID_MAX), CK_RUN_LEN) + 2)
+    (DIV_ROUND_UP(2 * (CK_DISK_LEN(BSST_DISK_ID_MAX) + CK_BIND_LEN), \
+                  CK_RUN_LEN) + 2)
 
 QEMU_BUILD_BUG_ON(SB_END > BSST_BLOCK_SIZE);
 QEMU_BUILD_BUG_ON(sizeof(BSST_MAGIC) != 8);
@@ -465,6 +469,21 @@ int bsst_log_put_unmap(uint8_t *block, BsstLogCursor *c, uint32_t disk,
     return bsst_log_put(block, c, BSST_REC_UNMAP, p, sizeof(p));
 }
 
+int bsst_log_put_bind(uint8_t *block, BsstLogCursor *c, uint32_t disk,
+                      const QemuUUID *uuid, uint64_t size)
+{
+    uint8_t p[REC_BIND_LEN];
+
+    if (disk >= BSST_MAX_DISKS) {
+        return -EINVAL;
+    }
+    stl_le_p(p, disk);
+    stl_le_p(p + 4, 0);
+    memcpy(p + 8, uuid->data, 16);
+    stq_le_p(p + 24, size);
+    return bsst_log_put(block, c, BSST_REC_BIND, p, sizeof(p));
+}
+
 void bsst_replay_init(BsstReplay *r, const BsstSuperblock *sb)
 {
     memset(r, 0, sizeof(*r));
@@ -607,6 +626,20 @@ static int replay_apply(BsstReplay *r, uint16_t type, const uint8_t *p,
             goto bad_payload;
         }
         return ops->unmap(opaque, disk, gblock, count, errp);
+    case BSST_REC_BIND: {
+        QemuUUID uuid;
+
+        if (len != REC_BIND_LEN) {
+            goto bad_len;
+        }
+        disk = ldl_le_p(p);
+        if (disk >= BSST_MAX_DISKS || ldl_le_p(p + 4) != 0) {
+            goto bad_payload;
+        }
+        memcpy(uuid.data, p + 8, 16);
+        return ops->bind ? ops->bind(opaque, disk, &uuid, ldq_le_p(p + 24),
+                                     errp) : 0;
+    }
     default:
         if (type & BSST_REC_OPTIONAL) {
             return 0;
@@ -841,6 +874,20 @@ int bsst_ckpt_encode(const BsstCkptDisk *disks, unsigned ndisks, uint64_t seq,
         stl_le_p(p + 4, disk->index);
         memcpy(p + 8, disk->id, idlen);
         e->off += CK_DISK_LEN(idlen);
+        if (disk->bind) {
+            ret = ckpt_enc_room(e, CK_BIND_LEN);
+            if (ret < 0) {
+                goto out;
+            }
+            p = e->block + e->off;
+            p[0] = CK_ITEM_BIND;
+            p[1] = 0;
+            stw_le_p(p + 2, 0);
+            stl_le_p(p + 4, disk->index);
+            memcpy(p + 8, disk->bind->data, 16);
+            stq_le_p(p + 24, disk->size);
+            e->off += CK_BIND_LEN;
+        }
 
         while (bsst_map_find_next(disk->map, start, UINT64_MAX, &g, &b,
                                   &run)) {
@@ -946,6 +993,21 @@ int bsst_ckpt_read_block(BsstCkptReader *r, const uint8_t *block,
                 return ret;
             }
             off += CK_RUN_LEN;
+        } else if (p[0] == CK_ITEM_BIND && end - off >= CK_BIND_LEN &&
+                   p[1] == 0 && lduw_le_p(p + 2) == 0 &&
+                   (uint32_t)ldl_le_p(p + 4) < BSST_MAX_DISKS &&
+                   r->have_disk && (uint32_t)ldl_le_p(p + 4) == r->disk) {
+            QemuUUID uuid;
+
+            memcpy(uuid.data, p + 8, 16);
+            if (ops->bind) {
+                ret = ops->bind(opaque, r->disk, &uuid, ldq_le_p(p + 24),
+                                errp);
+                if (ret < 0) {
+                    return ret;
+                }
+            }
+            off += CK_BIND_LEN;
         } else {
             goto bad_item;
         }
@@ -972,4 +1034,70 @@ bad_item:
                " (area %" PRIu32 ") has an invalid item at offset %" PRIu32,
                r->index, r->nblocks, r->area, off);
     return -EIO;
+}
+
+/* ---- Label ---- */
+
+#define LB_MAGIC        0
+#define LB_VERSION      8
+#define LB_CRC          12
+#define LB_STORE        16
+#define LB_BIND         32
+#define LB_DISK         48
+#define LB_IDLEN        52
+#define LB_SIZE         56
+#define LB_ID           64
+#define LABEL_MAGIC     "TSRLABEL"
+#define LABEL_VERSION   1
+
+void bsst_label_encode(const BsstLabel *l, uint8_t *block)
+{
+    size_t idlen = strlen(l->id);
+
+    memset(block, 0, BSST_BLOCK_SIZE);
+    memcpy(block + LB_MAGIC, LABEL_MAGIC, 8);
+    stl_le_p(block + LB_VERSION, LABEL_VERSION);
+    memcpy(block + LB_STORE, l->store.data, 16);
+    memcpy(block + LB_BIND, l->bind.data, 16);
+    stl_le_p(block + LB_DISK, l->disk);
+    stw_le_p(block + LB_IDLEN, idlen);
+    stq_le_p(block + LB_SIZE, l->size);
+    memcpy(block + LB_ID, l->id, idlen);
+    stl_le_p(block + LB_CRC, crc_skip_field(block, BSST_BLOCK_SIZE, LB_CRC));
+}
+
+int bsst_label_decode(const uint8_t *block, BsstLabel *l, Error **errp)
+{
+    uint16_t idlen;
+
+    if (memcmp(block + LB_MAGIC, LABEL_MAGIC, 8)) {
+        error_setg(errp, "no tesseract label");
+        return -EINVAL;
+    }
+    if ((uint32_t)ldl_le_p(block + LB_CRC) !=
+        crc_skip_field(block, BSST_BLOCK_SIZE, LB_CRC)) {
+        error_setg(errp, "the tesseract label has a bad checksum");
+        return -EIO;
+    }
+    if (ldl_le_p(block + LB_VERSION) != LABEL_VERSION) {
+        error_setg(errp, "unsupported tesseract label version %" PRIu32,
+                   (uint32_t)ldl_le_p(block + LB_VERSION));
+        return -EIO;
+    }
+    idlen = lduw_le_p(block + LB_IDLEN);
+    if (!disk_id_valid((const char *)block + LB_ID, idlen) ||
+        lduw_le_p(block + LB_IDLEN + 2) != 0 ||
+        (uint32_t)ldl_le_p(block + LB_DISK) >= BSST_MAX_DISKS ||
+        !buffer_is_zero(block + LB_ID + idlen,
+                        BSST_BLOCK_SIZE - LB_ID - idlen)) {
+        error_setg(errp, "the tesseract label is invalid");
+        return -EIO;
+    }
+    memcpy(l->store.data, block + LB_STORE, 16);
+    memcpy(l->bind.data, block + LB_BIND, 16);
+    l->disk = ldl_le_p(block + LB_DISK);
+    l->size = ldq_le_p(block + LB_SIZE);
+    memcpy(l->id, block + LB_ID, idlen);
+    l->id[idlen] = 0;
+    return 0;
 }

@@ -93,6 +93,11 @@
  *              u16 0, id bytes (no NUL): registers a disk-id
  *   MAP   (2)  u32 disk index, u32 BSST block, u64 guest block
  *   UNMAP (3)  u32 disk index, u32 0, u64 guest block, u64 count
+ *   BIND  (4)  u32 disk index, u32 0, 16 bytes binding UUID, u64 size:
+ *              the disk's maps belong to the guest image labelled with
+ *              that UUID (see Label), whose guest-visible size is @size
+ *              bytes; an all-zero UUID: an image that cannot be labelled,
+ *              known by its size only (needs feature bit 0)
  *
  * A log block write is the unit of durability: the writer rewrites the
  * tail block with the same bytes plus the new records.  Replay starts at
@@ -138,8 +143,25 @@
  *             the RUN items that follow belong to this disk
  *   RUN  (2)  u8 type, u8 0, u16 0, u32 BSST block, u64 guest block,
  *             u32 count: guest block + i -> BSST block + i, i < count
+ *   BIND (3)  u8 type, u8 0, u16 0, u32 disk index, 16 bytes binding UUID,
+ *             u64 size: as the log's BIND record (feature bit 0)
  * Any checkpoint error is damage (it was durable before the superblock
  * named it), never a torn tail.
+ *
+ * Label
+ * -----
+ * A disk's maps hold part of one guest image's data: they must never be
+ * applied to another image.  Before its first indirection is logged, a
+ * tesseract node grows its guest image by one 4 KiB block, beyond what
+ * the guest sees, and writes there (durably) a label; then it logs BIND.
+ *     0  8  magic "TSRLABEL"
+ *     8  4  version (1)
+ *    12  4  CRC of the block, computed with this field zero
+ *    16 16  UUID of the store
+ *    32 16  binding UUID
+ *    48  4  disk index, 52 2 disk-id length, 54 2 0
+ *    56  8  guest-visible size in bytes (the label's own offset)
+ *    64     disk-id bytes; the rest of the block is zero
  */
 
 #define BSST_BLOCK_SIZE 4096
@@ -163,6 +185,7 @@ enum {
     BSST_REC_DISK = 1,
     BSST_REC_MAP = 2,
     BSST_REC_UNMAP = 3,
+    BSST_REC_BIND = 4,
     BSST_REC_OPTIONAL = 0x8000,
 };
 
@@ -201,6 +224,9 @@ typedef struct BsstMetaOps {
     /* Unmap [gblock, gblock + count). */
     int (*unmap)(void *opaque, uint32_t disk, uint64_t gblock, uint64_t count,
                  Error **errp);
+    /* Disk @disk is bound to the image labelled @uuid of @size bytes. */
+    int (*bind)(void *opaque, uint32_t disk, const QemuUUID *uuid,
+                uint64_t size, Error **errp);
 } BsstMetaOps;
 
 /* ---- Layout and superblock ---- */
@@ -282,6 +308,8 @@ int bsst_log_put_map(uint8_t *block, BsstLogCursor *c, uint32_t disk,
                      uint64_t gblock, uint32_t bblock);
 int bsst_log_put_unmap(uint8_t *block, BsstLogCursor *c, uint32_t disk,
                        uint64_t gblock, uint64_t count);
+int bsst_log_put_bind(uint8_t *block, BsstLogCursor *c, uint32_t disk,
+                      const QemuUUID *uuid, uint64_t size);
 
 typedef enum BsstReplayStop {
     BSST_REPLAY_RUNNING,    /* feed the next block */
@@ -338,6 +366,8 @@ typedef struct BsstCkptDisk {
     uint32_t index;
     const char *id;
     const BsstMap *map;
+    const QemuUUID *bind;       /* NULL: not bound */
+    uint64_t size;
 } BsstCkptDisk;
 
 /* Receives each finished checkpoint block (index from 0). */
@@ -377,6 +407,23 @@ void bsst_ckpt_reader_init(BsstCkptReader *r, const BsstSuperblock *sb);
  */
 int bsst_ckpt_read_block(BsstCkptReader *r, const uint8_t *block,
                          const BsstMetaOps *ops, void *opaque, Error **errp);
+
+/* ---- Label (in the guest image, after what the guest sees) ---- */
+
+typedef struct BsstLabel {
+    QemuUUID store;
+    QemuUUID bind;
+    uint32_t disk;
+    uint64_t size;
+    char id[BSST_DISK_ID_MAX + 1];
+} BsstLabel;
+
+void bsst_label_encode(const BsstLabel *l, uint8_t *block);
+/*
+ * Decode the 4 KiB block @block: 0 and *@l, -EINVAL if it is no label
+ * (no magic), -EIO if it is a damaged or foreign one (with a message).
+ */
+int bsst_label_decode(const uint8_t *block, BsstLabel *l, Error **errp);
 
 /* Chain the CRC of @len bytes onto @crc (start from 0). */
 uint32_t bsst_crc_chain(uint32_t crc, const void *buf, size_t len);

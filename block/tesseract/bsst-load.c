@@ -99,10 +99,25 @@ static int load_unmap(void *opaque, uint32_t disk, uint64_t gblock,
     return 0;
 }
 
+static int load_bind(void *opaque, uint32_t disk, const QemuUUID *uuid,
+                     uint64_t size, Error **errp)
+{
+    BsstLoad *ld = opaque;
+
+    if (!load_map_of(ld, disk, errp)) {
+        return -EIO;
+    }
+    ld->bound[disk] = true;
+    ld->bind[disk] = *uuid;
+    ld->bind_size[disk] = size;
+    return 0;
+}
+
 static const BsstMetaOps load_ops = {
     .disk = load_disk,
     .map = load_map,
     .unmap = load_unmap,
+    .bind = load_bind,
 };
 
 /* ---- Loading ---- */
@@ -210,6 +225,7 @@ static void load_drop_maps(BsstLoad *ld)
         if (ld->maps[i]) {
             bsst_map_clear(ld->maps[i]);
         }
+        ld->bound[i] = false;
     }
     ld->entries = 0;
 }

@@ -35,6 +35,10 @@ typedef struct BsstLoad {
     /* disks registered in the metadata; index -> id and map */
     char *ids[BSST_MAX_DISKS];
     BsstMap *maps[BSST_MAX_DISKS];
+    /* BIND records: the guest image each disk's maps belong to */
+    bool bound[BSST_MAX_DISKS];
+    QemuUUID bind[BSST_MAX_DISKS];
+    uint64_t bind_size[BSST_MAX_DISKS];
     uint64_t entries;           /* entries in all maps */
     uint64_t max_entries;       /* bsst_max_entries() of the layout */
     BsstAlloc *alloc;           /* the references the maps hold */

@@ -87,6 +87,7 @@ typedef struct PutRec {
     uint32_t bblock;
     uint64_t count;
     const char *id;
+    const QemuUUID *uuid;
 } PutRec;
 
 static int put_map(uint8_t *block, BsstLogCursor *c, const void *arg)
@@ -108,6 +109,21 @@ static int put_disk(uint8_t *block, BsstLogCursor *c, const void *arg)
     const PutRec *m = arg;
 
     return bsst_log_put_disk(block, c, m->disk, m->id);
+}
+
+static int put_bind(uint8_t *block, BsstLogCursor *c, const void *arg)
+{
+    const PutRec *m = arg;
+
+    return bsst_log_put_bind(block, c, m->disk, m->uuid, m->count);
+}
+
+int bsst_log_put_bind_locked(BsstStore *s, uint32_t disk,
+                             const QemuUUID *uuid, uint64_t size)
+{
+    PutRec r = { .disk = disk, .uuid = uuid, .count = size };
+
+    return bsst_log_append_locked(s, put_bind, &r);
 }
 
 int bsst_log_put_disk_locked(BsstStore *s, uint32_t disk, const char *id)
@@ -447,6 +463,8 @@ int coroutine_fn bsst_log_co_checkpoint(BsstStore *s)
         }
         disks[ndisks++] = (BsstCkptDisk) {
             .index = i, .id = s->disks[i].id, .map = map,
+            .bind = s->disks[i].bound ? &s->disks[i].bind : NULL,
+            .size = s->disks[i].bind_size,
         };
     }
     sb = s->sb;

@@ -35,6 +35,9 @@ typedef struct BsstDiskSlot {
     char *id;               /* NULL: index unused */
     BsstMap *map;
     BsstDisk *open;         /* the node that has it open, if any */
+    bool bound;             /* a BIND record names its guest image */
+    QemuUUID bind;
+    uint64_t bind_size;
 } BsstDiskSlot;
 
 /* An indirection dropped from a map whose UNMAP is not yet logged */
@@ -126,6 +129,8 @@ int bsst_log_put_map_locked(BsstStore *s, uint32_t disk, uint64_t gblock,
                             uint32_t bblock);
 int bsst_log_put_unmap_locked(BsstStore *s, uint32_t disk, uint64_t gblock,
                               uint64_t count);
+int bsst_log_put_bind_locked(BsstStore *s, uint32_t disk,
+                             const QemuUUID *uuid, uint64_t size);
 /* With commit_lock held: */
 int coroutine_fn bsst_log_co_write_out(BsstStore *s);
 int coroutine_fn bsst_log_co_checkpoint(BsstStore *s);

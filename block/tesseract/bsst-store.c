@@ -290,6 +290,9 @@ static int bsst_adopt(BsstStore *s, BsstLoad *ld, Error **errp)
     for (i = 0; i < BSST_MAX_DISKS; i++) {
         s->disks[i].id = ld->ids[i];
         s->disks[i].map = ld->maps[i];
+        s->disks[i].bound = ld->bound[i];
+        s->disks[i].bind = ld->bind[i];
+        s->disks[i].bind_size = ld->bind_size[i];
         ld->ids[i] = NULL;
         ld->maps[i] = NULL;
         s->ndisks += !!s->disks[i].id;
@@ -557,6 +560,13 @@ bool bsst_store_is_open(BsstStore *s)
 const char *bsst_store_node_name(BsstStore *s)
 {
     return s->node_name;
+}
+
+void bsst_store_uuid(BsstStore *s, QemuUUID *uuid)
+{
+    qemu_mutex_lock(&s->lock);
+    *uuid = s->sb.uuid;
+    qemu_mutex_unlock(&s->lock);
 }
 
 void bsst_store_foreach(void (*fn)(BsstStore *s, void *opaque), void *opaque)

@@ -28,6 +28,7 @@
 #define BLOCK_TESSERACT_BSST_STORE_H
 
 #include "block/block_int.h"
+#include "qemu/uuid.h"
 #include "bsst-map.h"
 
 typedef struct BsstStore BsstStore;
@@ -135,6 +136,7 @@ void bsst_store_put(BsstStore *s);
 BsstStore *bsst_store_find(BlockDriverState *bs);
 
 const char *bsst_store_node_name(BsstStore *s);
+void bsst_store_uuid(BsstStore *s, QemuUUID *uuid);
 /* False once QEMU's shutdown detached the BSST node from the store. */
 bool bsst_store_is_open(BsstStore *s);
 void bsst_store_get_stats(BsstStore *s, BsstStoreStats *st);
@@ -231,6 +233,20 @@ int coroutine_fn bsst_store_co_commit(BsstStore *s);
 BsstDisk *bsst_disk_open(BsstStore *s, const char *disk_id, Error **errp);
 void bsst_disk_close(BsstDisk *d);
 uint64_t bsst_disk_count(BsstDisk *d);
+uint32_t bsst_disk_index(BsstDisk *d);
+
+/*
+ * Which guest image @d's maps belong to (see Label in bsst-format.h):
+ * true and its binding UUID (all zero: known by its size only) and
+ * guest-visible size, or false if no image is bound yet.
+ */
+bool bsst_disk_binding(BsstDisk *d, QemuUUID *uuid, uint64_t *size);
+/*
+ * Bind @d to the image labelled @uuid (whose label must be durable
+ * already): appends a BIND record, which precedes every MAP record of
+ * the disk that follows.  Returns 0 or a negative errno.
+ */
+int bsst_disk_bind(BsstDisk *d, const QemuUUID *uuid, uint64_t size);
 /*
  * Lock-free hint: 0 when the disk has no indirection and no deferred
  * unmap, so a request needs no planning.  A request racing with a

@@ -29,10 +29,13 @@
 #include "qobject/qdict.h"
 #include "qapi/qobject-input-visitor.h"
 #include "qemu/ctype.h"
+#include "qemu/cutils.h"
+#include "qemu/error-report.h"
 #include "qemu/memalign.h"
 #include "qemu/module.h"
 #include "qemu/thread.h"
 #include "qemu/timer.h"
+#include "bsst-format.h"
 #include "bsst-map.h"
 #include "bsst-store.h"
 #include "bsst-fill.h"
@@ -79,6 +82,18 @@ typedef struct BDRVTesseractState {
 
     /* Read-modify-write of partially written indirected blocks */
     CoMutex merge_lock;
+
+    /*
+     * The guest image: the size the guest sees (a label may follow it,
+     * see Label in bsst-format.h), and whether the disk's maps are bound
+     * to it; bind_lock serialises the binding, made before the first
+     * indirection (bound is read without it)
+     */
+    uint64_t visible;
+    bool bound;
+    bool labelled;          /* the image has our label: @label_bind */
+    QemuUUID label_bind;
+    CoMutex bind_lock;
 
     /*
      * Writes that touch indirections and defragmentation steps exclude
@@ -160,13 +175,175 @@ static BlockdevOptions *tesseract_parse_options(QDict *options, Error **errp)
 
 static BsstFillFn tsr_fill_handler;
 
+/*
+ * Check that the guest image is the one the disk's maps belong to (its
+ * label), and find the size the guest sees.  An image labelled for
+ * another store or disk-id may keep part of its data there: refused.
+ */
+static int GRAPH_RDLOCK tsr_open_label(BlockDriverState *bs, Error **errp)
+{
+    BDRVTesseractState *s = bs->opaque;
+    const char *image = bdrv_get_device_or_node_name(bs->file->bs);
+    g_autofree uint8_t *buf = NULL;
+    char ustr[UUID_STR_LEN];
+    QemuUUID store, bind;
+    uint64_t bind_size;
+    BsstLabel l;
+    bool bound, labelled = false;
+    int64_t len;
+    int ret;
+
+    image = bs->file->bs->filename[0] ? bs->file->bs->filename : image;
+    len = bdrv_getlength(bs->file->bs);
+    if (len < 0) {
+        error_setg_errno(errp, -len, "tesseract: cannot get the size of "
+                         "guest image '%s'", image);
+        return len;
+    }
+    bsst_store_uuid(s->store, &store);
+    bound = bsst_disk_binding(s->disk, &bind, &bind_size);
+    if (len >= 2 * TSR_BLOCK_SIZE && !(len & (TSR_BLOCK_SIZE - 1))) {
+        Error *local_err = NULL;
+
+        buf = qemu_blockalign(bs, TSR_BLOCK_SIZE);
+        ret = bdrv_pread(bs->file, len - TSR_BLOCK_SIZE, TSR_BLOCK_SIZE,
+                         buf, 0);
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "tesseract: cannot read guest "
+                             "image '%s'", image);
+            return ret;
+        }
+        ret = bsst_label_decode(buf, &l, &local_err);
+        if (ret == -EIO) {
+            error_propagate_prepend(errp, local_err, "tesseract: guest image "
+                                    "'%s': ", image);
+            return ret;
+        }
+        error_free(local_err);
+        labelled = ret == 0;
+    }
+    s->visible = len;
+    if (labelled) {
+        if (!qemu_uuid_is_equal(&l.store, &store) ||
+            strcmp(l.id, s->disk_id)) {
+            qemu_uuid_unparse(&l.store, ustr);
+            error_setg(errp, "tesseract: guest image '%s' belongs to disk-id "
+                       "'%s' of the BSST with UUID %s, which may hold part of "
+                       "its data: open it with that BSST and disk-id (or, if "
+                       "that BSST held none of its data, drop the label with "
+                       "'qemu-img resize --shrink IMAGE -4096')", image, l.id,
+                       ustr);
+            return -EINVAL;
+        }
+        if (ROUND_UP(l.size, TSR_BLOCK_SIZE) + TSR_BLOCK_SIZE != len) {
+            error_setg(errp, "tesseract: guest image '%s' was resized behind "
+                       "the tesseract node (its label says %" PRIu64
+                       " bytes, it has %" PRId64 ")", image, l.size,
+                       len - TSR_BLOCK_SIZE);
+            return -EINVAL;
+        }
+        s->visible = l.size;
+        if (bound && !qemu_uuid_is_equal(&bind, &l.bind) &&
+            bsst_disk_busy(s->disk)) {
+            goto other_image;
+        }
+        s->labelled = true;
+        s->label_bind = l.bind;
+        /*
+         * Labelled but not bound: a crash came between the label and its
+         * BIND record, or the maps were empty.  Bound (logged) again at
+         * the first indirection.
+         */
+        s->bound = bound && qemu_uuid_is_equal(&bind, &l.bind);
+    } else if (bound && bsst_disk_busy(s->disk)) {
+        if (!qemu_uuid_is_null(&bind)) {
+            goto other_image;
+        }
+        if (bind_size != len) {
+            error_setg(errp, "tesseract: disk-id '%s' of BSST node '%s' holds "
+                       "indirections of a guest image of %" PRIu64 " bytes; "
+                       "'%s' has %" PRId64, s->disk_id,
+                       bsst_store_node_name(s->store), bind_size, image, len);
+            return -EINVAL;
+        }
+        s->bound = true;
+    }
+    /* else: nothing of an image is in the BSST yet; bound when it is */
+    return 0;
+
+other_image:
+    qemu_uuid_unparse(&bind, ustr);
+    error_setg(errp, "tesseract: disk-id '%s' of BSST node '%s' holds "
+               "indirections of another guest image (labelled %s); '%s' is "
+               "not that image (use another disk-id for it)", s->disk_id,
+               bsst_store_node_name(s->store), ustr, image);
+    return -EINVAL;
+}
+
+/*
+ * Before the disk's first indirection: label the guest image (grow it by
+ * a block beyond what the guest sees, write the label, flush) and log
+ * the binding.  An image that cannot grow (a host device, internal
+ * snapshots) is bound by its size only.
+ */
+static int coroutine_fn GRAPH_RDLOCK tsr_co_bind(BlockDriverState *bs)
+{
+    BDRVTesseractState *s = bs->opaque;
+    int ret = 0;
+
+    if (qatomic_load_acquire(&s->bound)) {
+        return 0;
+    }
+    qemu_co_mutex_lock(&s->bind_lock);
+    if (!s->bound) {
+        int64_t at = ROUND_UP(s->visible, TSR_BLOCK_SIZE);
+        BsstLabel l = { .disk = bsst_disk_index(s->disk), .size = s->visible };
+        uint8_t *buf = qemu_blockalign(bs, TSR_BLOCK_SIZE);
+
+        bsst_store_uuid(s->store, &l.store);
+        qemu_uuid_generate(&l.bind);
+        pstrcpy(l.id, sizeof(l.id), s->disk_id);
+        bsst_label_encode(&l, buf);
+        if (s->labelled) {
+            l.bind = s->label_bind;     /* labelled already */
+        } else {
+            ret = bdrv_co_truncate(bs->file, at + TSR_BLOCK_SIZE, false,
+                                   PREALLOC_MODE_OFF, 0, NULL);
+            if (ret >= 0) {
+                ret = bdrv_co_pwrite(bs->file, at, TSR_BLOCK_SIZE, buf, 0);
+            }
+            if (ret >= 0) {
+                ret = bdrv_co_flush(bs->file->bs);
+            }
+            if (ret >= 0) {
+                s->labelled = true;
+                s->label_bind = l.bind;
+            }
+        }
+        if (ret < 0) {
+            warn_report("tesseract node '%s': cannot label guest image '%s' "
+                        "(%s): it is known by its size only",
+                        bdrv_get_node_name(bs), bs->file->bs->filename,
+                        strerror(-ret));
+            memset(&l.bind, 0, sizeof(l.bind));
+        }
+        qemu_vfree(buf);
+        ret = bsst_disk_bind(s->disk, &l.bind, s->visible);
+        if (ret >= 0) {
+            qatomic_store_release(&s->bound, true);
+        }
+    }
+    qemu_co_mutex_unlock(&s->bind_lock);
+    return ret;
+}
+
 static int tesseract_open(BlockDriverState *bs, QDict *options, int flags,
                           Error **errp)
 {
     BDRVTesseractState *s = bs->opaque;
     g_autoptr(BlockdevOptions) full_opts = NULL;
     BlockdevOptionsTesseract *opts;
-    int i;
+    int i, ret;
 
     full_opts = tesseract_parse_options(options, errp);
     if (!full_opts) {
@@ -238,13 +415,25 @@ static int tesseract_open(BlockDriverState *bs, QDict *options, int flags,
         migrate_del_blocker(&s->migration_blocker);
         return -EINVAL;
     }
+    qemu_co_mutex_init(&s->bind_lock);
+    bdrv_graph_rdlock_main_loop();
+    ret = tsr_open_label(bs, errp);
+    bdrv_graph_rdunlock_main_loop();
+    if (ret < 0) {
+        bsst_disk_close(s->disk);
+        s->disk = NULL;
+        bsst_store_put(s->store);
+        s->store = NULL;
+        migrate_del_blocker(&s->migration_blocker);
+        return ret;
+    }
 
     qemu_mutex_init(&s->fill_lock);
     s->fill_q = g_ptr_array_new();
 
     GRAPH_RDLOCK_GUARD_MAINLOOP();
 
-    bs->total_sectors = bs->file->bs->total_sectors;
+    bs->total_sectors = DIV_ROUND_UP(s->visible, BDRV_SECTOR_SIZE);
     bs->supported_write_flags = BDRV_REQ_WRITE_UNCHANGED |
         (BDRV_REQ_FUA & bs->file->bs->supported_write_flags);
     bs->supported_zero_flags = BDRV_REQ_WRITE_UNCHANGED |
@@ -294,7 +483,6 @@ tesseract_child_perm(BlockDriverState *bs, BdrvChild *c, BdrvChildRole role,
          */
         bdrv_default_perms(bs, c, role | BDRV_CHILD_METADATA, reopen_queue,
                            perm, shared, nperm, nshared);
-        *nperm &= ~BLK_PERM_RESIZE;
         return;
     }
     /*
@@ -303,13 +491,15 @@ tesseract_child_perm(BlockDriverState *bs, BdrvChild *c, BdrvChildRole role,
      * the node into the graph.
      */
     *nperm = 0;
-    *nshared = BLK_PERM_ALL & ~BLK_PERM_RESIZE;
+    *nshared = BLK_PERM_ALL;
 }
 
 static int64_t coroutine_fn GRAPH_RDLOCK
 tesseract_co_getlength(BlockDriverState *bs)
 {
-    return bdrv_co_getlength(bs->file->bs);
+    BDRVTesseractState *s = bs->opaque;
+
+    return s->visible;
 }
 
 static void tesseract_account(BDRVTesseractState *s, TsrPath prep,
@@ -1571,8 +1761,11 @@ tesseract_co_pwritev_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
         }
         e = tsr_iov_locate(qiov->iov, qiov->niov, p->qiov_offset, &eoff);
         host = (const uint8_t *)qiov->iov[e].iov_base + eoff;
-        ret = bsst_disk_co_map(s->disk, p->offset >> TSR_BLOCK_BITS,
-                               p->bblock);
+        ret = tsr_co_bind(bs);
+        if (ret >= 0) {
+            ret = bsst_disk_co_map(s->disk, p->offset >> TSR_BLOCK_BITS,
+                                   p->bblock);
+        }
         bsst_store_page_unpin(s->store, host);
         if (ret < 0) {
             p->bblock = TSR_NO_BBLOCK;

@@ -1850,8 +1850,13 @@ static void compare_image_alone(const char *qcow2, uint64_t sector,
     g_assert_cmpint(ftruncate(fd, TSR_IMAGE_MB * 1024 * 1024), ==, 0);
     g_assert_cmpint(pwrite(fd, expect, len, sector * 512), ==, len);
     close(fd);
-    cmd = g_strdup_printf("%s compare -f raw -F qcow2 %s %s",
-                          getenv("QTEST_QEMU_IMG"), ref, qcow2);
+    /* what the guest sees: a tesseract label may follow it */
+    cmd = g_strdup_printf("%s compare --image-opts "
+                          "driver=raw,file.driver=file,file.filename=%s "
+                          "driver=raw,size=%d,file.driver=qcow2,"
+                          "file.file.driver=file,file.file.filename=%s",
+                          getenv("QTEST_QEMU_IMG"), ref,
+                          TSR_IMAGE_MB * 1024 * 1024, qcow2);
     g_assert_true(g_spawn_command_line_sync(cmd, &out, NULL, &status, NULL));
     g_assert_nonnull(strstr(out, "Images are identical"));
     unlink(ref);
@@ -2770,8 +2775,8 @@ static void test_store_check(void)
     g_free(out);
     /* the blocks of the records it drops are leaked then, and freed */
     ret = qemu_img_check(&img, "-r all", ",bsst.discard=unmap", &out);
-    g_assert_cmpint(ret, ==, 0);
     assert_output(out, "Repaired BSST");
+    g_assert_cmpint(ret, ==, 0);
     g_free(out);
     ret = qemu_img_check(&img, "", "", &out);
     assert_output(out, "No errors");
@@ -2783,12 +2788,77 @@ static void test_store_check(void)
     vm_stop(&vm);
 }
 
+/*
+ * A disk's maps hold part of one guest image's data: another image under
+ * the same disk-id is refused (it would read the first one's blocks), and
+ * a labelled image with another BSST too.
+ */
+static void test_store_image_binding(void)
+{
+    const unsigned np = 4;
+    g_autofree uint8_t *data = g_malloc(np * TSR_PAGE);
+    char *other = make_image("qcow2"), *fresh_bsst = make_image("qcow2");
+    g_autofree char *out = NULL;
+    TsrImages img, swapped;
+    TsrVM vm;
+    uint64_t buf;
+    int ret;
+
+    images_new(&img);
+    vm_start(&vm, &img, NULL);
+    buf = guest_alloc(vm.alloc, np * TSR_PAGE);
+    make_indirections(&vm, buf, data, np, 2048, 61, NULL);
+    vm_stop(&vm);
+
+    /* another image of the same size under the same disk-id */
+    ret = run_cmd(&out, "%s -machine none -display none"
+        " -blockdev driver=qcow2,node-name=guest0,"
+        "file.driver=file,file.filename=%s"
+        " -blockdev driver=qcow2,node-name=bsst0,"
+        "file.driver=file,file.filename=%s"
+        " -blockdev driver=tesseract,node-name=drive0,file=guest0,"
+        "bsst=bsst0", getenv("QTEST_QEMU_BINARY"), other, img.bsst);
+    g_assert_cmpint(ret, !=, 0);
+    assert_output(out, "holds indirections of another guest image");
+    g_free(out);
+    /* ... which is fine under a disk-id of its own */
+    swapped = (TsrImages) { .guest = other, .bsst = img.bsst };
+    vm_start(&vm, &swapped, ",disk-id=other");
+    g_assert_cmpint(disk_stat("indirections"), ==, 0);
+    vm_stop(&vm);
+
+    /* the image that belongs: its data, and the size the guest knew */
+    vm_start(&vm, &img, NULL);
+    check_disk(&vm, 2048, data, np);
+    vm_stop(&vm);
+
+    /* the labelled image with another BSST */
+    swapped = (TsrImages) { .guest = img.guest, .bsst = fresh_bsst };
+    ret = run_cmd(&out, "%s -machine none -display none"
+        " -blockdev driver=qcow2,node-name=guest0,"
+        "file.driver=file,file.filename=%s"
+        " -blockdev driver=qcow2,node-name=bsst0,"
+        "file.driver=file,file.filename=%s"
+        " -blockdev driver=tesseract,node-name=drive0,file=guest0,"
+        "bsst=bsst0", getenv("QTEST_QEMU_BINARY"), img.guest, fresh_bsst);
+    g_assert_cmpint(ret, !=, 0);
+    assert_output(out, "which may hold part of its data");
+    g_free(out);
+    /* dropping the label, as the message says, lets it go */
+    g_assert_cmpint(run_cmd(&out, "%s resize -f qcow2 --shrink %s -4096",
+                            getenv("QTEST_QEMU_IMG"), img.guest), ==, 0);
+    vm_start(&vm, &swapped, NULL);
+    vm_stop(&vm);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     if (!getenv("QTEST_QEMU_IMG")) {
         g_test_skip("QTEST_QEMU_IMG is not set");
         qtest_add_func("/tesseract/store/check", test_store_check);
+    qtest_add_func("/tesseract/store/image-binding",
+                   test_store_image_binding);
     return g_test_run();
     }
     qtest_add_func("/tesseract/virtio-blk/rw-pattern", test_rw_pattern);
@@ -2850,5 +2920,7 @@ int main(int argc, char **argv)
     qtest_add_func("/tesseract/store/checkpoint-capacity",
                    test_store_checkpoint_capacity);
     qtest_add_func("/tesseract/store/check", test_store_check);
+    qtest_add_func("/tesseract/store/image-binding",
+                   test_store_image_binding);
     return g_test_run();
 }

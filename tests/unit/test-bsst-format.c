@@ -396,7 +396,7 @@ static void test_sb_choose(void)
 static void test_layout(void)
 {
     static const uint64_t sizes[] = {
-        352, 1000, 262144, 1 << 20, 100000007, UINT64_C(1) << 33,
+        360, 1000, 262144, 1 << 20, 100000007, UINT64_C(1) << 33,
     };
     BsstLayout l;
     BsstSuperblock sb, out;
@@ -405,7 +405,7 @@ static void test_layout(void)
     QemuUUID uuid = { 0 };
     unsigned i;
 
-    g_assert_cmpint(bsst_layout_init(&l, 351, &err), ==, -EINVAL);
+    g_assert_cmpint(bsst_layout_init(&l, 359, &err), ==, -EINVAL);
     g_assert_nonnull(strstr(error_get_pretty(err), "BSST image too small"));
     error_free(err);
     err = NULL;

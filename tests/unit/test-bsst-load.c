@@ -447,6 +447,67 @@ static void test_alloc_pin_at_limit(void)
     bsst_alloc_free(a);
 }
 
+/* A disk's binding survives checkpoints and the log; labels round-trip */
+static void test_load_binding(void)
+{
+    Image img;
+    BsstMap *map = bsst_map_new();
+    QemuUUID u1 = { .data = { 1, 2, 3 } }, u2 = { .data = { 9, 8, 7 } };
+    BsstCkptDisk d = { .index = 0, .id = "d0", .map = map, .bind = &u1,
+                       .size = 12345 };
+    CkptOut o;
+    BsstLogCursor c;
+    BsstLabel l = { .disk = 3, .size = 1 << 30, .id = "vda" }, l2;
+    g_autofree uint8_t *blk = g_malloc(BS);
+    g_auto(BsstLoad) ld = { 0 };
+    Error *err = NULL;
+    uint32_t n, crc;
+
+    image_new(&img, 4096);
+    bsst_map_insert(map, 5, 6, NULL);
+    img.sb.generation = 3;
+    o = (CkptOut) { .img = &img, .area = 1 };
+    g_assert_cmpint(bsst_ckpt_encode(&d, 1, 10, img.sb.layout.ckpt_len[1],
+                                     ckpt_out, &o, &n, &crc, &error_abort),
+                    ==, 0);
+    img.sb.ckpt_area = 1;
+    img.sb.ckpt_blocks = n;
+    img.sb.ckpt_crc = crc;
+    img.sb.log_first_seq = 10;
+    image_put_sb(&img);
+    g_assert_cmpint(bsst_load(&ld, img.blocks, image_read, &img,
+                              &error_abort), ==, BSST_SB_FOUND);
+    g_assert_true(ld.bound[0]);
+    g_assert_true(qemu_uuid_is_equal(&ld.bind[0], &u1));
+    g_assert_cmpuint(ld.bind_size[0], ==, 12345);
+    bsst_load_clear(&ld);
+
+    /* a BIND record in the log rebinds */
+    c = (BsstLogCursor) { .epoch = 3, .seq = 10 };
+    bsst_log_put_bind(image_log_block(&img, 0), &c, 0, &u2, 777);
+    g_assert_cmpint(bsst_load(&ld, img.blocks, image_read, &img,
+                              &error_abort), ==, BSST_SB_FOUND);
+    g_assert_true(qemu_uuid_is_equal(&ld.bind[0], &u2));
+    g_assert_cmpuint(ld.bind_size[0], ==, 777);
+
+    l.store = u1;
+    l.bind = u2;
+    bsst_label_encode(&l, blk);
+    g_assert_cmpint(bsst_label_decode(blk, &l2, &error_abort), ==, 0);
+    g_assert_true(qemu_uuid_is_equal(&l2.bind, &u2));
+    g_assert_cmpstr(l2.id, ==, "vda");
+    g_assert_cmpuint(l2.size, ==, 1 << 30);
+    blk[100] ^= 1;
+    g_assert_cmpint(bsst_label_decode(blk, &l2, &err), ==, -EIO);
+    error_free(err);
+    err = NULL;
+    memset(blk, 0, BS);
+    g_assert_cmpint(bsst_label_decode(blk, &l2, &err), ==, -EINVAL);
+    error_free(err);
+    bsst_map_free(map);
+    g_free(img.buf);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -462,6 +523,7 @@ int main(int argc, char **argv)
                     test_sb_generation_range);
     g_test_add_func("/tesseract/bsst-load/ckpt-capacity",
                     test_ckpt_capacity);
+    g_test_add_func("/tesseract/bsst-load/binding", test_load_binding);
     g_test_add_func("/tesseract/bsst-load/alloc-pin-at-limit",
                     test_alloc_pin_at_limit);
     return g_test_run();
