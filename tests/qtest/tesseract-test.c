@@ -60,9 +60,9 @@ static char *make_image(const char *fmt)
  * One virtio-blk request with a data buffer of @len bytes at guest
  * address @data (header, data, status in three descriptors).
  */
-static void blk_rw(QVirtioDevice *dev, QGuestAllocator *alloc,
-                   QVirtQueue *vq, uint32_t type, uint64_t sector,
-                   uint64_t data, uint32_t len)
+static uint8_t blk_rw_status(QVirtioDevice *dev, QGuestAllocator *alloc,
+                             QVirtQueue *vq, uint32_t type, uint64_t sector,
+                             uint64_t data, uint32_t len)
 {
     QTestState *qts = global_qtest;
     TsrReqHdr hdr = { .type = type, .ioprio = 1, .sector = sector };
@@ -92,8 +92,16 @@ static void blk_rw(QVirtioDevice *dev, QGuestAllocator *alloc,
     qvirtio_wait_used_elem(qts, dev, vq, head, NULL, TSR_TIMEOUT_US);
 
     status = readb(hdr_addr + sizeof(hdr));
-    g_assert_cmpint(status, ==, VIRTIO_BLK_S_OK);
     guest_free(alloc, hdr_addr);
+    return status;
+}
+
+static void blk_rw(QVirtioDevice *dev, QGuestAllocator *alloc,
+                   QVirtQueue *vq, uint32_t type, uint64_t sector,
+                   uint64_t data, uint32_t len)
+{
+    g_assert_cmpint(blk_rw_status(dev, alloc, vq, type, sector, data, len),
+                    ==, VIRTIO_BLK_S_OK);
 }
 
 static QVirtQueue *blk_start(QVirtioDevice *dev, QGuestAllocator *alloc)
@@ -2851,15 +2859,141 @@ static void test_store_image_binding(void)
     vm_stop(&vm);
 }
 
+/*
+ * blkdebug between a qcow2 node and its file: from the first read of
+ * the image's data on (state 2), one @iotype request after @event fails
+ * with EIO.
+ */
+static char *blkdebug_opts(const char *path, const char *event,
+                           const char *iotype)
+{
+    return g_strdup_printf("file.driver=blkdebug,file.image.driver=file,"
+        "file.image.filename=%s,"
+        "file.set-state.0.event=read_aio,file.set-state.0.state=1,"
+        "file.set-state.0.new_state=2,"
+        "file.inject-error.0.event=%s,file.inject-error.0.state=2,"
+        "file.inject-error.0.iotype=%s,file.inject-error.0.errno=5,"
+        "file.inject-error.0.once=on", path, event, iotype);
+}
+
+static bool store_failed(void)
+{
+    QDict *resp = qmp("{'execute': 'query-tesseract', "
+                      " 'arguments': {'node-name': 'drive0'}}");
+    QList *stores = qdict_get_qlist(qdict_get_qdict(resp, "return"),
+                                    "stores");
+    bool failed = qdict_get_bool(qobject_to(QDict, qlist_peek(stores)),
+                                 "failed");
+
+    qobject_unref(resp);
+    return failed;
+}
+
+/*
+ * I/O errors of the BSST (flush, log write, read) and of the guest image
+ * (write) reach the guest as errors; a retry succeeds, nothing the
+ * guest was told is durable is lost, and the images reopen cleanly.
+ */
+static void test_store_io_errors(void)
+{
+    static const struct {
+        bool bsst;
+        const char *event, *iotype, *fails;
+    } cases[] = {
+        { true, "flush_to_disk", "flush", "flush" },
+        { true, "write_aio", "write", "flush" },
+        { true, "read_aio", "read", "read" },
+        { false, "write_aio", "write", "write" },
+    };
+    const unsigned np = 8;
+    g_autofree uint8_t *model = g_malloc(4 * np * TSR_PAGE);
+    unsigned c;
+
+    for (c = 0; c < ARRAY_SIZE(cases); c++) {
+        char *guest = make_image("qcow2"), *bsst = make_image("qcow2");
+        g_autofree char *gopts = NULL, *bopts = NULL;
+        TsrImages img = { .guest = guest, .bsst = bsst };
+        QPCIAddress addr = { .devfn = QPCI_DEVFN(4, 0) };
+        uint64_t buf, rbuf;
+        uint8_t st;
+        TsrVM vm;
+
+        g_test_message("%s error on the %s", cases[c].iotype,
+                       cases[c].bsst ? "BSST" : "guest image");
+        gopts = cases[c].bsst ? g_strdup_printf("file.driver=file,"
+                                                "file.filename=%s", guest)
+                : blkdebug_opts(guest, cases[c].event, cases[c].iotype);
+        bopts = cases[c].bsst ? blkdebug_opts(bsst, cases[c].event,
+                                              cases[c].iotype)
+                : g_strdup_printf("file.driver=file,file.filename=%s", bsst);
+        vm.qs = qtest_pc_boot("-machine pc -m 128 -display none"
+            " -blockdev driver=qcow2,node-name=guest0,%s"
+            " -blockdev driver=qcow2,node-name=bsst0,%s"
+            " -blockdev driver=tesseract,node-name=drive0,file=guest0,"
+            "bsst=bsst0"
+            " -device virtio-blk-pci,id=vblk0,drive=drive0,addr=04.0,"
+            "werror=report,rerror=report", gopts, bopts);
+        global_qtest = vm.qs->qts;
+        vm.alloc = &vm.qs->alloc;
+        vm.dev = virtio_pci_new(vm.qs->pcibus, &addr);
+        qvirtio_pci_device_enable(vm.dev);
+        qvirtio_start_device(&vm.dev->vdev);
+        vm.vq = blk_start(&vm.dev->vdev, vm.alloc);
+
+        /* flushed: indirections and data */
+        buf = guest_alloc(vm.alloc, np * TSR_PAGE);
+        rbuf = guest_alloc(vm.alloc, np * TSR_PAGE);
+        make_indirections(&vm, buf, model, np, 1024, 70 + c, NULL);
+        fill_pattern(model + np * TSR_PAGE, np * TSR_PAGE, 80 + c);
+        memwrite(rbuf, model + np * TSR_PAGE, np * TSR_PAGE);
+        blk_write(&vm, 1024 + np * 8, rbuf, np * TSR_PAGE);
+        blk_flush(&vm);
+        /* more indirections, not flushed yet */
+        fill_pattern(model + 2 * np * TSR_PAGE, np * TSR_PAGE, 90 + c);
+        memwrite(buf, model + 2 * np * TSR_PAGE, np * TSR_PAGE);
+        swap_out(buf, np * TSR_PAGE);
+        blk_write(&vm, 1024 + 2 * np * 8, buf, np * TSR_PAGE);
+        memset(model + 3 * np * TSR_PAGE, 0, np * TSR_PAGE);
+
+        /* a read of the image's data arms the error */
+        blk_read(&vm, cases[c].bsst ? 1024 : 1024 + np * 8, rbuf, TSR_PAGE);
+        if (!strcmp(cases[c].fails, "read")) {
+            st = blk_rw_status(&vm.dev->vdev, vm.alloc, vm.vq,
+                               VIRTIO_BLK_T_IN, 1024, rbuf, np * TSR_PAGE);
+            g_assert_cmpint(st, ==, VIRTIO_BLK_S_IOERR);
+        } else if (!strcmp(cases[c].fails, "write")) {
+            fill_pattern(model + 3 * np * TSR_PAGE, np * TSR_PAGE, 95 + c);
+            memwrite(rbuf, model + 3 * np * TSR_PAGE, np * TSR_PAGE);
+            st = blk_rw_status(&vm.dev->vdev, vm.alloc, vm.vq,
+                               VIRTIO_BLK_T_OUT, 1024 + 3 * np * 8, rbuf,
+                               np * TSR_PAGE);
+            g_assert_cmpint(st, ==, VIRTIO_BLK_S_IOERR);
+            /* the guest writes it again */
+            blk_write(&vm, 1024 + 3 * np * 8, rbuf, np * TSR_PAGE);
+        } else {
+            st = blk_rw_status(&vm.dev->vdev, vm.alloc, vm.vq,
+                               VIRTIO_BLK_T_FLUSH, 0, 0, 0);
+            g_assert_cmpint(st, ==, VIRTIO_BLK_S_IOERR);
+        }
+        /* the retry succeeds, and everything is there */
+        blk_flush(&vm);
+        g_assert_false(store_failed());
+        check_disk(&vm, 1024, model, 4 * np);
+        vm_kill(&vm);
+
+        /* reopened without errors: all of it was flushed */
+        vm_start(&vm, &img, NULL);
+        check_disk(&vm, 1024, model, 4 * np);
+        vm_stop(&vm);
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     if (!getenv("QTEST_QEMU_IMG")) {
         g_test_skip("QTEST_QEMU_IMG is not set");
-        qtest_add_func("/tesseract/store/check", test_store_check);
-    qtest_add_func("/tesseract/store/image-binding",
-                   test_store_image_binding);
-    return g_test_run();
+        return g_test_run();
     }
     qtest_add_func("/tesseract/virtio-blk/rw-pattern", test_rw_pattern);
     qtest_add_func("/tesseract/qmp/errors", test_query_errors);
@@ -2922,5 +3056,6 @@ int main(int argc, char **argv)
     qtest_add_func("/tesseract/store/check", test_store_check);
     qtest_add_func("/tesseract/store/image-binding",
                    test_store_image_binding);
+    qtest_add_func("/tesseract/store/io-errors", test_store_io_errors);
     return g_test_run();
 }
