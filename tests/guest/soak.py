@@ -105,6 +105,13 @@ SEED = int(env("SOAK_SEED", 1))
 QEMU = env("QEMU", os.path.join(TOP, "build", "qemu-system-x86_64"))
 QEMU_IMG = env("QEMU_IMG", os.path.join(TOP, "build", "qemu-img"))
 KIT = env("GUEST_KIT", os.path.join(HERE, "out"))
+# --long: rounds of ROUND_SECS, every second one hunting a balloon discard
+# that races a swap-out (BSST writes held 200 ms, a larger working set and
+# churned region, free page reporting without inflation)
+ROUND_SECS = int(env("SOAK_ROUND_SECS", 300))
+DISCARD_PARTS = ["mem", "churn", "balloon"]
+DISCARD_DELAY_MS = 200
+DISCARD_APPEND = "soak_mem_mib=150 soak_churn_mib=48 soak_churn_pause_ms=1200"
 QMP_TIMEOUT = 15.0
 BOOT_TIMEOUT = 180.0        # boot and disk preparation, before the workers
 
@@ -121,6 +128,20 @@ DISKS = {
     "sub": ("sub", "512-byte-block disk behind tesseract (indirect=off, "
             "image aio=native), 8 concurrent sub-page requests"),
 }
+
+class Round:
+    """One QEMU run of the soak: what runs and how hard"""
+
+    def __init__(self, name, parts, delay_ms, secs, append, stop_every,
+                 balloon_every):
+        self.name = name
+        self.parts = parts
+        self.delay_ms = delay_ms
+        self.secs = secs
+        self.append = append
+        self.stop_every = stop_every
+        self.balloon_every = balloon_every
+
 
 tap_n = 0
 tap_failed = False
@@ -303,7 +324,8 @@ class SlowDisks:
         elif not shutil.which("losetup"):
             self.why_not = "no losetup"
         else:
-            self.cgroup = "/sys/fs/cgroup/blkio/tesseract-soak-%d" % os.getpid()
+            self.cgroup = ("/sys/fs/cgroup/blkio/tesseract-soak-%d"
+                           % os.getpid())
             os.makedirs(self.cgroup, exist_ok=True)
 
     def device(self, path):
@@ -343,21 +365,48 @@ def main():
     keep = os.environ.get("SOAK_KEEP")
     if keep:
         os.makedirs(keep, exist_ok=True)
-        wd = os.path.abspath(keep)
+        top = os.path.abspath(keep)
     else:
-        wd = tempfile.mkdtemp(prefix="tesseract-soak.")
-    name = "swapper soak%s" % (" (long)" if LONG else "")
-    slow = SlowDisks(DMA_IOPS if any(p in PARTS for p in ("native", "uring",
-                                                          "threads")) else 0)
+        top = tempfile.mkdtemp(prefix="tesseract-soak.")
+    rounds = [Round("soak", PARTS, DELAY_MS, SECS, env("SOAK_APPEND", ""),
+                    STOP_EVERY, BALLOON_EVERY)]
+    if LONG:
+        # rounds of ROUND_SECS, every second one the discard hunt
+        n = max(1, -(-SECS // ROUND_SECS))
+        secs = -(-SECS // n)
+        rounds = []
+        for i in range(n):
+            if i % 2 == 0:
+                rounds.append(Round("long round %d/%d" % (i + 1, n), PARTS,
+                                    DELAY_MS, secs, env("SOAK_APPEND", ""),
+                                    STOP_EVERY, BALLOON_EVERY))
+            else:
+                rounds.append(Round("long round %d/%d, discards" % (i + 1, n),
+                                    DISCARD_PARTS, DISCARD_DELAY_MS, secs,
+                                    DISCARD_APPEND, STOP_EVERY, 1e9))
+    rc = 0
     try:
-        return run(wd, name, slow)
+        for i, r in enumerate(rounds):
+            wd = top if len(rounds) == 1 else \
+                os.path.join(top, "r%d" % (i + 1))
+            os.makedirs(wd, exist_ok=True)
+            slow = SlowDisks(DMA_IOPS if any(p in r.parts for p in
+                                             ("native", "uring", "threads"))
+                             else 0)
+            try:
+                rc |= run(wd, "swapper %s" % r.name, slow, r)
+            finally:
+                slow.cleanup()
     finally:
-        slow.cleanup()
         if not keep:
-            shutil.rmtree(wd, ignore_errors=True)
+            shutil.rmtree(top, ignore_errors=True)
+    print("1..%d" % tap_n)
+    return rc
 
 
-def run(wd, name, slow):
+def run(wd, name, slow, R):
+    global tap_failed
+    tap_failed = False          # this round's
     for f in (QEMU, QEMU_IMG):
         if not os.access(f, os.X_OK):
             tap(False, "%s: no %s (run make first)" % (name, f))
@@ -379,9 +428,9 @@ def run(wd, name, slow):
         return path
 
     ram_mib = mib(MEM)
-    bsst = img("bsst.raw", "%dM" % (ram_mib + 256), opts=["-o",
-                                                        "preallocation=falloc"])
-    delay_ns = int(DELAY_MS * 1e6)
+    bsst = img("bsst.raw", "%dM" % (ram_mib + 256),
+               opts=["-o", "preallocation=falloc"])
+    delay_ns = int(R.delay_ms * 1e6)
     blkdebug = ("file.driver=blkdebug,file.image.driver=file,"
                 "file.image.filename=%s" % bsst)
     if delay_ns:
@@ -397,20 +446,22 @@ def run(wd, name, slow):
                 khz = int(float(line.split(":")[1]) * 1000)
                 break
     append = ["console=ttyS0", "panic=-1", "quiet", "tsc=reliable",
-              "workload=soak", "soak_secs=%d" % SECS, "soak_seed=%d" % SEED,
+              "workload=soak", "soak_secs=%d" % R.secs,
+              "soak_seed=%d" % SEED,
               "page_reporting.page_reporting_order=0"]
     if khz:
         append.append("tsc_early_khz=%d" % khz)
-    if "mem" not in PARTS:
+    if "mem" not in R.parts:
         append.append("soak_mem_mib=0")
-    if "churn" not in PARTS:
+    if "churn" not in R.parts:
         append.append("soak_churn_mib=0")
-    dma = [DISKS[p][0] for p in ("native", "uring", "threads") if p in PARTS]
+    dma = [DISKS[p][0] for p in ("native", "uring", "threads")
+           if p in R.parts]
     if dma:
         append.append("soak_dma=" + ",".join(dma))
-    if "sub" in PARTS:
+    if "sub" in R.parts:
         append.append("soak_sub=sub")
-    append += env("SOAK_APPEND", "").split()
+    append += R.append.split()
 
     qmp_sock = os.path.join(wd, "qmp.sock")
     if len(qmp_sock) > 100:
@@ -433,7 +484,7 @@ def run(wd, name, slow):
             "-blockdev", "driver=raw,node-name=bsst0," + blkdebug,
             "-object", "tesseract-swapper,id=swapper0,bsst=bsst0,limit=%s,"
             "policy=%s" % (LIMIT, POLICY)]
-    if "sub" in PARTS:
+    if "sub" in R.parts:
         sub = img("sub.raw", "16M")
         cmd += ["-blockdev", "driver=raw,node-name=sub-fmt,file.driver=file,"
                 "file.filename=%s,file.aio=native,cache.direct=on" % sub,
@@ -443,7 +494,7 @@ def run(wd, name, slow):
                 "logical_block_size=512,physical_block_size=512"]
     for part, aio in (("native", "native"), ("uring", "io_uring"),
                       ("threads", "threads")):
-        if part in PARTS:
+        if part in R.parts:
             path = slow.device(img(part + ".raw", "40M"))
             proto = "host_device" if path.startswith("/dev/") else "file"
             cmd += ["-blockdev", "driver=raw,node-name=%s0,file.driver=%s,"
@@ -451,10 +502,10 @@ def run(wd, name, slow):
                     % (part, proto, path, aio),
                     "-device", "virtio-blk-device,drive=%s0,serial=%s"
                     % (part, part)]
-    if "balloon" in PARTS:
+    if "balloon" in R.parts:
         cmd += ["-device", "virtio-balloon-device,id=balloon0,"
                 "free-page-reporting=on"]
-    if not any(p in PARTS for p in ("native", "uring", "threads", "sub")):
+    if not any(p in R.parts for p in ("native", "uring", "threads", "sub")):
         # init waits for /dev/vda
         cmd += ["-blockdev", "driver=null-co,node-name=null0,read-zeroes=on",
                 "-device", "virtio-blk-device,drive=null0,serial=null"]
@@ -492,11 +543,11 @@ def run(wd, name, slow):
                            % slow.why_not)
         tap(True, "%s: QEMU runs the swapper (limit %s of %s, BSST writes "
             "delayed %g ms) beside %s" % (
-                name, LIMIT, MEM, DELAY_MS,
+                name, LIMIT, MEM, R.delay_ms,
                 ", ".join([DISKS[p][1] for p in ("native", "uring", "threads",
-                                                 "sub") if p in PARTS] +
+                                                 "sub") if p in R.parts] +
                           (["virtio-balloon with free page reporting"]
-                           if "balloon" in PARTS else []))))
+                           if "balloon" in R.parts else [])) or "no device"))
 
         # the watchdog's clock runs only while the VM runs
         run_time = 0.0
@@ -505,10 +556,10 @@ def run(wd, name, slow):
         seen_line = 0.0         # run_time of the last progress line
         advanced = {}           # part -> run_time its ops last grew
         stopping_since = None
-        next_stop = STOP_EVERY
-        next_balloon = BALLOON_EVERY
+        next_stop = R.stop_every
+        next_balloon = R.balloon_every
         inflated = False
-        overall = BOOT_TIMEOUT + SECS * 3 + 120
+        overall = BOOT_TIMEOUT + R.secs * 3 + 120
         while True:
             time.sleep(0.2)
             now = time.monotonic()
@@ -558,20 +609,20 @@ def run(wd, name, slow):
                 continue
             # the host's side of the races
             active = run_time - started
-            if "stopcont" in PARTS and active >= next_stop:
+            if "stopcont" in R.parts and active >= next_stop:
                 qmp_cmd(q, "stop")
                 time.sleep(STOP_FOR)
                 qmp_cmd(q, "query-status")
                 qmp_cmd(q, "cont")
                 cycles["stop"] += 1
                 tick = time.monotonic()     # the stop does not count
-                next_stop = active + STOP_EVERY
-            if "balloon" in PARTS and active >= next_balloon:
+                next_stop = active + R.stop_every
+            if "balloon" in R.parts and active >= next_balloon:
                 target = ram_mib - (0 if inflated else BALLOON_MIB)
                 qmp_cmd(q, "balloon", {"value": target << 20})
                 inflated = not inflated
                 cycles["balloon"] += 1
-                next_balloon = active + BALLOON_EVERY
+                next_balloon = active + R.balloon_every
         if qemu_died is None:
             try:
                 stats = qmp_cmd(q, "query-tesseract")
@@ -641,7 +692,7 @@ def run(wd, name, slow):
               "threads": DISKS["threads"][1] + " (4 KiB blocks)",
               "sub": DISKS["sub"][1] + " (sectors)"}
     for part in ("mem", "churn", "native", "uring", "threads", "sub"):
-        if part not in PARTS:
+        if part not in R.parts:
             continue
         c = counters.get(part)
         text = "%s: %s verified" % (name, labels[part])
@@ -683,7 +734,7 @@ def run(wd, name, slow):
                     sw["resident-pages"], sw["swapped-pages"]))
             ok = sw["swap-outs"] > 0 and sw["swap-ins"] > 0
             why = []
-            if "balloon" in PARTS and sw["discarded-pages"] <= 0:
+            if "balloon" in R.parts and sw["discarded-pages"] <= 0:
                 ok = False
                 why.append("no page given back by the balloon")
             tap(ok, "%s: the swapper swapped throughout (%d swap-outs, %d "
@@ -696,7 +747,7 @@ def run(wd, name, slow):
     if result and result != "GUEST-RESULT: ok" and not corrupt_lines:
         figures.append("guest: " + result)
     figures.append("run time %.0f s (guest soak %d s; parts %s)" % (
-        elapsed, SECS, ",".join(PARTS)))
+        elapsed, R.secs, ",".join(R.parts)))
     if last:
         figures.append("last progress: " + " | ".join(
             "%s %d/%d" % (p, c["ops"], c["bad"]) for p, c in last.items()))
@@ -708,7 +759,6 @@ def run(wd, name, slow):
         if warn:
             comment("QEMU's stderr (last lines):")
             comment("\n".join("  " + line for line in warn[-8:]))
-    print("1..%d" % tap_n)
     return 1 if tap_failed else 0
 
 

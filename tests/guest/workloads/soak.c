@@ -28,9 +28,9 @@
  * (1000) the main process prints one progress line,
  *   soak: progress t=SECS mem ops=N bad=N work=N | churn ops=N ...
  * (ops: pages, blocks or sectors verified; work: also those written),
- * whose work counters the host's watchdog follows; a corrupt page, block or sector is described in a
- * "soak: CORRUPT ..." line (the first few per worker), and the last line
- * is "soak: done ..." with the totals.
+ * whose work counters the host's watchdog follows; a corrupt page, block
+ * or sector is described in a "soak: CORRUPT ..." line (the first few per
+ * worker), and the last line is "soak: done ..." with the totals.
  *
  * Parameters (kernel command line words, environment): soak_secs (60),
  * soak_mem_mib (96), soak_churn_mib (16), soak_churn_pause_ms (1500),
