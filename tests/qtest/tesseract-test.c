@@ -1185,7 +1185,8 @@ static void test_swapper_bsst_full(void)
     set_limit(1024 * 1024);
     g_assert_cmpint(wait_stat(swapper_stat, "swapout-failures", false, 1),
                     >, 0);
-    ev = qtest_qmp_event_ref(global_qtest, "TESSERACT_SWAPOUT_FAILED");
+    /* the worker counts the failure before it sends the event: wait */
+    ev = qtest_qmp_eventwait_ref(global_qtest, "TESSERACT_SWAPOUT_FAILED");
     g_assert_nonnull(ev);
     data = qdict_get_qdict(ev, "data");
     g_assert_cmpstr(qdict_get_str(data, "id"), ==, "swap0");
