@@ -199,7 +199,13 @@ def dump_stacks(pid, path):
                                                           wchan))
         lines += ["  k: " + s for s in stack]
     gdb_out = ""
-    if shutil.which("gdb"):
+    in_d = [tid for tid, v in kstack.items() if v[1] == "D"]
+    if in_d:
+        # ptrace cannot stop a thread sleeping uninterruptibly: gdb would
+        # wait for it until it wakes
+        gdb_out = "(no gdb: thread %s sleeps in state D, which ptrace " \
+            "cannot stop)" % ", ".join(in_d)
+    elif shutil.which("gdb"):
         try:
             r = subprocess.run(
                 ["gdb", "-nx", "-batch", "-p", str(pid), "-ex",
@@ -209,8 +215,7 @@ def dump_stacks(pid, path):
             gdb_out = r.stdout
         except subprocess.TimeoutExpired as e:
             gdb_out = (e.stdout or b"").decode(errors="replace") + \
-                "\n(gdb timed out after 30 s: a thread in state D cannot " \
-                "be stopped)"
+                "\n(gdb timed out after 30 s)"
     lines += ["", "gdb -batch -p %d -ex 'thread apply all bt':" % pid,
               gdb_out]
     with open(path, "w") as f:
@@ -234,7 +239,8 @@ def dump_stacks(pid, path):
         u = " < ".join(ustack.get(tid, [])[:8]) or "-"
         excerpt.append("%s %-16s %s wchan=%s" % (tid, comm, state, wchan))
         excerpt.append("    kernel: %s" % k)
-        excerpt.append("    user:   %s" % u)
+        if ustack.get(tid):
+            excerpt.append("    user:   %s" % u)
     return excerpt
 
 
