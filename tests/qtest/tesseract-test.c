@@ -1193,7 +1193,8 @@ static void test_swapper_bsst_full(void)
     set_limit(1024 * 1024);
     g_assert_cmpint(wait_stat(swapper_stat, "swapout-failures", false, 1),
                     >, 0);
-    ev = qtest_qmp_event_ref(global_qtest, "TESSERACT_SWAPOUT_FAILED");
+    /* the worker counts the failure before it sends the event: wait */
+    ev = qtest_qmp_eventwait_ref(global_qtest, "TESSERACT_SWAPOUT_FAILED");
     g_assert_nonnull(ev);
     data = qdict_get_qdict(ev, "data");
     g_assert_cmpstr(qdict_get_str(data, "id"), ==, "swap0");
@@ -1325,7 +1326,128 @@ static void test_swapper_errors(void)
     resp = qmp("{'execute': 'x-tesseract-swap-out', 'arguments': "
                "{'id': 'nope', 'addr': 0, 'size': 4096}}");
     expect_error(resp, "no tesseract-swapper");
+
+    /*
+     * A limit above the guest's 128 MiB of RAM means no limit: it becomes
+     * the RAM's size (at attach and at run time), and so does -1, which
+     * QMP reads as 2^64 - 1
+     */
+    qtest_qmp_assert_success(global_qtest,
+        "{'execute': 'object-add', 'arguments': {'qom-type': "
+        "'tesseract-swapper', 'id': 'sw7', 'bsst': 'bsst0', "
+        "'limit': 1073741824}}");
+    g_assert_cmpint(swapper_stat("limit"), ==, 128 * 1024 * 1024);
+    qtest_qmp_assert_success(global_qtest,
+        "{'execute': 'qom-set', 'arguments': {'path': '/objects/sw7', "
+        "'property': 'limit', 'value': 67108864}}");
+    g_assert_cmpint(swapper_stat("limit"), ==, 64 * 1024 * 1024);
+    qtest_qmp_assert_success(global_qtest,
+        "{'execute': 'qom-set', 'arguments': {'path': '/objects/sw7', "
+        "'property': 'limit', 'value': -1}}");
+    g_assert_cmpint(swapper_stat("limit"), ==, 128 * 1024 * 1024);
+    resp = qmp("{'execute': 'qom-get', 'arguments': {'path': '/objects/sw7', "
+               "'property': 'limit'}}");
+    g_assert_cmpint(qdict_get_int(resp, "return"), ==, 128 * 1024 * 1024);
+    qobject_unref(resp);
+    resp = qmp("{'execute': 'qom-set', 'arguments': {'path': '/objects/sw7', "
+               "'property': 'limit', 'value': 4095}}");
+    expect_error(resp, "limit must be at least 4 KiB");
+
+    /* one swapper per RAM block, whatever its BSST: the error names it */
+    qtest_qmp_assert_success(global_qtest,
+        "{'execute': 'blockdev-add', 'arguments': {'driver': 'null-co', "
+        "'node-name': 'bsst1'}}");
+    resp = qmp("{'execute': 'object-add', 'arguments': {'qom-type': "
+               "'tesseract-swapper', 'id': 'sw8', 'bsst': 'bsst1', "
+               "'limit': 1048576}}");
+    expect_error(resp, "RAM 'pc.ram' is already swapped by "
+                 "tesseract-swapper 'sw7'; one swapper per RAM block");
+
+    /* one swapper per BSST: the error names the one it serves */
+    qtest_qmp_assert_success(global_qtest,
+        "{'execute': 'object-add', 'arguments': {'qom-type': "
+        "'memory-backend-ram', 'id': 'ram2', 'size': 1048576}}");
+    resp = qmp("{'execute': 'object-add', 'arguments': {'qom-type': "
+               "'tesseract-swapper', 'id': 'sw9', 'bsst': 'bsst0', "
+               "'limit': 1048576, 'memdev': 'ram2'}}");
+    expect_error(resp, "BSST node 'bsst0' already serves tesseract-swapper "
+                 "'sw7'");
     vm_stop(&vm);
+}
+
+/*
+ * Without permission to use userfaultfd (not root, no access to
+ * /dev/userfaultfd, vm.unprivileged_userfaultfd=0) the error says what to
+ * change, instead of blaming the kernel's version.  QEMU runs as nobody.
+ */
+static void test_swapper_uffd_permission(void)
+{
+    const char *qemu = getenv("QTEST_QEMU_BINARY");
+    g_autofree char *sysctl = NULL, *bsst = NULL, *out = NULL;
+    g_autofree char *err = NULL, *cmd = NULL;
+    gchar **argv = NULL;
+    struct stat st;
+    int fd, status;
+
+    if (geteuid() != 0 ||
+        !g_file_test("/usr/bin/setpriv", G_FILE_TEST_IS_EXECUTABLE)) {
+        g_test_skip("needs root and setpriv to run QEMU as another user");
+        return;
+    }
+    if (!g_file_get_contents("/proc/sys/vm/unprivileged_userfaultfd",
+                             &sysctl, NULL, NULL) || sysctl[0] != '0') {
+        g_test_skip("vm.unprivileged_userfaultfd is not 0 here");
+        return;
+    }
+    if (stat("/dev/userfaultfd", &st) == 0 && (st.st_mode & 0006)) {
+        g_test_skip("/dev/userfaultfd is open to every user here");
+        return;
+    }
+    fd = g_file_open_tmp("tesseract-qtest.XXXXXX", &bsst, NULL);
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(ftruncate(fd, 16 * 1024 * 1024), ==, 0);
+    g_assert_cmpint(fchmod(fd, 0666), ==, 0);
+    close(fd);
+    cmd = g_strdup_printf("/usr/bin/setpriv --reuid=65534 --regid=65534 "
+                          "--clear-groups %s -M none -display none "
+                          "-nodefaults -S -object memory-backend-ram,id=m0,"
+                          "size=16M -blockdev driver=file,node-name=bsst0,"
+                          "filename=%s -object tesseract-swapper,id=swap0,"
+                          "bsst=bsst0,limit=8M,memdev=m0", qemu, bsst);
+    g_assert_true(g_shell_parse_argv(cmd, NULL, &argv, NULL));
+    g_assert_true(g_spawn_sync(NULL, argv, NULL, 0, NULL, NULL, &out, &err,
+                               &status, NULL));
+    g_strfreev(argv);
+    unlink(bsst);
+    g_test_message("QEMU as nobody: %s", err);
+    g_assert_true(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+    g_assert_nonnull(strstr(err, "no permission to use userfaultfd"));
+    g_assert_nonnull(strstr(err, "run QEMU as root"));
+    g_assert_nonnull(strstr(err, "vm.unprivileged_userfaultfd=1"));
+    g_assert_nonnull(strstr(err, "access to /dev/userfaultfd"));
+    g_assert_null(strstr(err, "Linux >= 5.7"));
+}
+
+/*
+ * aio=io_uring is built (Debian's QEMU has it; libvirt uses it): a file
+ * node opens with it (the guest soak, tests/guest/soak-test.sh, reads
+ * through it).
+ */
+static void test_aio_io_uring(void)
+{
+    char *path = make_image("raw");
+    QDict *resp;
+
+    qtest_start("-machine none -display none");
+    resp = qmp("{'execute': 'blockdev-add', 'arguments': {'driver': 'file', "
+               "'node-name': 'u0', 'filename': %s, 'aio': 'io_uring', "
+               "'cache': {'direct': true}}}", path);
+    if (qdict_haskey(resp, "error")) {
+        g_error("aio=io_uring refused: %s",
+                qdict_get_str(qdict_get_qdict(resp, "error"), "desc"));
+    }
+    qobject_unref(resp);
+    qtest_end();
 }
 
 #define MEMFD_RAM " -object memory-backend-memfd,id=mem0,size=128M,share=on" \
@@ -3022,6 +3144,9 @@ int main(int argc, char **argv)
     qtest_add_func("/tesseract/swapper/classic-path",
                    test_swapper_classic_path);
     qtest_add_func("/tesseract/swapper/errors", test_swapper_errors);
+    qtest_add_func("/tesseract/swapper/uffd-permission",
+                   test_swapper_uffd_permission);
+    qtest_add_func("/tesseract/block/aio-io-uring", test_aio_io_uring);
     qtest_add_func("/tesseract/swapper/vhost-user", test_swapper_vhost_user);
     qtest_add_func("/tesseract/swapper/stop-cont", test_swapper_stop_cont);
     qtest_add_func("/tesseract/swapper/race-stress", test_swapper_race_stress);

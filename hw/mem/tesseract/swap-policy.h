@@ -8,9 +8,14 @@
  * Pure logic (no QEMU types): linked by unit tests as is.
  *
  * The policy tracks which pages are resident and picks victims among
- * them.  TSR_POLICY_RANDOM is the seed's policy: uniformly random, but
- * never one of the pages swapped in most recently (the victim cache), so
- * that a page the guest just needed is not thrown out again at once.
+ * them.  TSR_POLICY_RANDOM is the policy of Tesseract (VEE 2014) and of
+ * ESX: uniformly random over the resident pages, so that the swapper does
+ * not second-guess the guest's own LRU, but never one of the pages
+ * swapped in most recently (the victim cache) while another is resident,
+ * so that a page the guest just needed is not thrown out again at once.
+ * Every pick is O(1): the resident pages are kept in a dense array
+ * grouped by class (in the victim cache or not, written or not), and a
+ * pick is one random index into it.
  * TSR_POLICY_WP_AGE also prefers pages not written since the last ageing
  * sweep; the swapper write-protects pages at each sweep and reports the
  * write faults (tsr_policy_note_write()).  TSR_POLICY_ACCESS keeps each
@@ -33,6 +38,20 @@ typedef enum TsrPolicyKind {
 #define TSR_POLICY_MAX_AGE 255
 
 typedef struct TsrPolicy TsrPolicy;
+
+/*
+ * The victim cache holds 1/64 of guest RAM's pages (16 MiB of pages per
+ * GiB of RAM), at least 1024 pages and at most 2^20 (4 GiB of pages):
+ * with a uniform pick among R resident pages, a page just swapped in is
+ * taken again within its next k picks with probability about k / R, and
+ * both R (the limit) and the swap-in rate that fills the ring grow with
+ * the guest, so a fixed ring protected a shorter and shorter time as
+ * guests grew.  256 MiB of RAM gives the former 1024 pages, 2 GiB 8192.
+ */
+#define TSR_VICTIM_CACHE_RAM_DIV 64
+#define TSR_VICTIM_CACHE_MIN 1024
+#define TSR_VICTIM_CACHE_MAX (1u << 20)
+unsigned tsr_policy_victim_cache_size(uint64_t npages);
 
 TsrPolicy *tsr_policy_new(TsrPolicyKind kind, uint64_t npages,
                           unsigned victim_cache, uint32_t seed);
@@ -61,11 +80,14 @@ void tsr_policy_scan(TsrPolicy *p, const unsigned long *accessed);
 unsigned tsr_policy_age(const TsrPolicy *p, uint64_t page);
 
 /*
- * Pick a resident page to swap out, scanning from a random page.  Returns
- * false when nothing is resident.  WP_AGE takes a page written since the
- * sweep only when no unwritten one is resident; ACCESS takes the oldest
- * resident page, moving a clock hand round the pages; pages in the victim
- * cache are taken only when nothing else is.
+ * Pick a resident page to swap out (it stays resident until the caller
+ * says otherwise).  Returns false when nothing is resident.  RANDOM picks
+ * uniformly among the resident pages not in the victim cache; WP_AGE
+ * among those not written since the sweep, and only when there are none
+ * among the written ones; ACCESS takes the oldest resident page, moving a
+ * clock hand round the pages.  Pages in the victim cache are taken
+ * (uniformly) only when nothing else is resident.  @npages of
+ * tsr_policy_new() must be below 2^32 (16 TiB of 4 KiB pages).
  */
 bool tsr_policy_pick(TsrPolicy *p, uint64_t *page);
 

@@ -72,7 +72,6 @@
 #include "tesseract-swapper.h"
 
 #define TSW_PAGE 4096
-#define TSW_VICTIM_CACHE 1024
 /* Swap-out works in batches down to limit - max(limit / 64, 1 MiB). */
 #define TSW_MIN_BATCH_PAGES 256
 /* Pages per BSST write when swapping out (128 KiB). */
@@ -1542,9 +1541,86 @@ static BlockDriverState *tsw_find_throttle(BlockDriverState *bs)
     return NULL;
 }
 
+/*
+ * Another attached swapper on RAM block @rb, or one that uses @store as
+ * its BSST, or NULL.
+ */
+static TesseractSwapper *tsw_find_other(TesseractSwapper *sw, RAMBlock *rb,
+                                        BsstStore *store)
+{
+    GSList *l;
+
+    for (l = tsw_all; l; l = l->next) {
+        TesseractSwapper *o = l->data;
+
+        if (o != sw && o->attached &&
+            ((rb && o->rb == rb) || (store && o->store == store))) {
+            return o;
+        }
+    }
+    return NULL;
+}
+
+/*
+ * Can this process open a userfaultfd at all?  Without CAP_SYS_PTRACE
+ * (root has it) the kernel refuses one that also handles faults raised
+ * inside the kernel (vhost, O_DIRECT, KVM) unless
+ * vm.unprivileged_userfaultfd is 1, or the process may open
+ * /dev/userfaultfd.
+ */
+static bool tsw_check_uffd_access(Error **errp)
+{
+    int fd = uffd_open(O_CLOEXEC);
+
+    if (fd >= 0) {
+        close(fd);
+        return true;
+    }
+    if (errno == EPERM || errno == EACCES) {
+        error_setg_errno(errp, errno, "tesseract-swapper: no permission to "
+                         "use userfaultfd: run QEMU as root (or with "
+                         "CAP_SYS_PTRACE), set the sysctl "
+                         "vm.unprivileged_userfaultfd=1, or give QEMU's user "
+                         "read and write access to /dev/userfaultfd");
+    } else if (errno == ENOSYS) {
+        error_setg(errp, "tesseract-swapper: this host's kernel has no "
+                   "userfaultfd (CONFIG_USERFAULTFD)");
+    } else {
+        error_setg_errno(errp, errno, "tesseract-swapper: cannot open a "
+                         "userfaultfd");
+    }
+    return false;
+}
+
+/*
+ * A limit at or above the guest's RAM means no limit (nothing is swapped
+ * out), as a memory limit above a VM's memory does for libvirt's memtune
+ * (where -1 is "unlimited"), cgroups and ESX: the limit becomes the RAM's
+ * size, which qom-get and query-tesseract then show, and stderr (the
+ * domain's log under libvirt) says so.  QMP reads -1 as 2^64 - 1.
+ */
+static uint64_t tsw_clamp_limit(TesseractSwapper *sw, uint64_t value)
+{
+    uint64_t ram = sw->npages * TSW_PAGE;
+    g_autofree char *want = NULL, *have = NULL;
+
+    if (value <= ram) {
+        return value;
+    }
+    want = size_to_str(value);
+    have = size_to_str(ram);
+    warn_report("tesseract-swapper '%s': limit %s%s is above the %s of RAM "
+                "'%s': taken as %s, i.e. no limit (nothing is swapped out)",
+                object_get_canonical_path_component(OBJECT(sw)), want,
+                value == UINT64_MAX ? " (-1)" : "", have,
+                qemu_ram_get_idstr(sw->rb), have);
+    return ram;
+}
+
 static bool tsw_attach(TesseractSwapper *sw, Error **errp)
 {
     g_autofree char *io_id = NULL;
+    TesseractSwapper *other;
     BlockDriverState *bs;
     uint64_t features = 0, want, ioctls = 0, i;
     g_autofree unsigned char *vec = NULL;
@@ -1553,6 +1629,14 @@ static bool tsw_attach(TesseractSwapper *sw, Error **errp)
 
     rb = tsw_ram_block(sw, errp);
     if (!rb || !tsw_check_ram(sw, rb, errp)) {
+        return false;
+    }
+    other = tsw_find_other(sw, rb, NULL);
+    if (other) {
+        error_setg(errp, "tesseract-swapper: RAM '%s' is already swapped by "
+                   "tesseract-swapper '%s'; one swapper per RAM block",
+                   qemu_ram_get_idstr(rb),
+                   object_get_canonical_path_component(OBJECT(other)));
         return false;
     }
     bs = bdrv_find_node(sw->bsst);
@@ -1575,11 +1659,13 @@ static bool tsw_attach(TesseractSwapper *sw, Error **errp)
             return false;
         }
     }
+    if (!tsw_check_uffd_access(errp)) {
+        return false;
+    }
     if (uffd_query_features(&features) ||
         !(features & UFFD_FEATURE_PAGEFAULT_FLAG_WP)) {
         error_setg(errp, "tesseract-swapper: this host's userfaultfd lacks "
-                   "write-protect support (Linux >= 5.7 with "
-                   "/dev/userfaultfd or vm.unprivileged_userfaultfd=1)");
+                   "write-protect support (Linux >= 5.7)");
         return false;
     }
     want = UFFD_FEATURE_PAGEFAULT_FLAG_WP;
@@ -1606,6 +1692,14 @@ static bool tsw_attach(TesseractSwapper *sw, Error **errp)
     if (!sw->store) {
         goto fail_swap;
     }
+    other = tsw_find_other(sw, NULL, sw->store);
+    if (other) {
+        error_setg(errp, "tesseract-swapper: BSST node '%s' already serves "
+                   "tesseract-swapper '%s'; each swapper needs a BSST of its "
+                   "own", sw->bsst,
+                   object_get_canonical_path_component(OBJECT(other)));
+        goto fail_store;
+    }
     if (bsst_store_set_page_source(sw->store, &tsw_page_ops, sw, errp) < 0) {
         goto fail_store;
     }
@@ -1617,6 +1711,7 @@ static bool tsw_attach(TesseractSwapper *sw, Error **errp)
     sw->rb = rb;
     sw->host = qemu_ram_get_host_addr(rb);
     sw->npages = qemu_ram_get_used_length(rb) / TSW_PAGE;
+    sw->limit = tsw_clamp_limit(sw, sw->limit);
     /* 4 KiB granularity: no transparent huge pages under the swapper */
     madvise(sw->host, sw->npages * TSW_PAGE, MADV_NOHUGEPAGE);
     ret = uffd_register_memory(sw->uffd, sw->host, sw->npages * TSW_PAGE,
@@ -1632,7 +1727,8 @@ static bool tsw_attach(TesseractSwapper *sw, Error **errp)
     sw->policy = tsr_policy_new(
         sw->policy_kind == TESSERACT_SWAP_POLICY_WP_AGE ? TSR_POLICY_WP_AGE :
         sw->policy_kind == TESSERACT_SWAP_POLICY_ACCESS ? TSR_POLICY_ACCESS :
-        TSR_POLICY_RANDOM, sw->npages, TSW_VICTIM_CACHE, 0x7e55e7ac);
+        TSR_POLICY_RANDOM, sw->npages,
+        tsr_policy_victim_cache_size(sw->npages), 0x7e55e7ac);
     if (sw->policy_kind == TESSERACT_SWAP_POLICY_ACCESS) {
         sw->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
         if (sw->pagemap_fd < 0) {
@@ -1793,6 +1889,9 @@ static void tsw_set_limit(Object *obj, Visitor *v, const char *name,
     if (value < TSW_PAGE) {
         error_setg(errp, "tesseract-swapper: limit must be at least 4 KiB");
         return;
+    }
+    if (sw->attached) {
+        value = tsw_clamp_limit(sw, value);
     }
     qatomic_set(&sw->limit, value);
     if (sw->attached) {
