@@ -122,6 +122,11 @@ bool tsr_policy_written(const TsrPolicy *p, uint64_t page)
     return page < p->npages && test_bit(page, p->written);
 }
 
+uint64_t tsr_policy_nwritten(const TsrPolicy *p)
+{
+    return bitmap_count_one(p->written, p->npages);
+}
+
 void tsr_policy_sweep(TsrPolicy *p)
 {
     bitmap_zero(p->written, p->npages);

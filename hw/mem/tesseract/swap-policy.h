@@ -49,6 +49,8 @@ bool tsr_policy_in_victim_cache(const TsrPolicy *p, uint64_t page);
 /* WP_AGE: the guest wrote @page since the last sweep. */
 void tsr_policy_note_write(TsrPolicy *p, uint64_t page);
 bool tsr_policy_written(const TsrPolicy *p, uint64_t page);
+/* WP_AGE: how many pages were written since the last sweep */
+uint64_t tsr_policy_nwritten(const TsrPolicy *p);
 /* WP_AGE: start a new ageing period (the caller write-protects pages). */
 void tsr_policy_sweep(TsrPolicy *p);
 

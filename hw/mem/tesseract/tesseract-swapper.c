@@ -194,7 +194,40 @@ struct TesseractSwapper {
     uint64_t bg_head, bg_tail;
     TsrHistogram fault_hist;
     TsrHistogram bsst_read_hist;
+
+    /*
+     * x-tesseract-swap-out requests for the worker (under the lock);
+     * see tsw_worker_requests()
+     */
+    QSIMPLEQ_HEAD(, TswSwapOutReq) requests;
+
+    /*
+     * Test hooks (x- properties, unstable): hold swap-outs at a step
+     * (TSW_HOLD_*; test_held while one waits there, under the lock), fail
+     * or slow the BSST I/O of the swapper's own threads.
+     */
+    int test_hold;
+    bool test_held;
+    QemuCond test_cond;
+    bool fail_reads, fail_writes, fail_place;
+    uint32_t io_delay_us;
 };
+
+typedef struct TswSwapOutReq {
+    uint64_t *idx;
+    uint64_t n;
+    int ret;
+    Coroutine *co;          /* waits for it, or NULL: freed when done */
+    QSIMPLEQ_ENTRY(TswSwapOutReq) next;
+} TswSwapOutReq;
+
+/* x-hold-swapout: where swap-outs wait (test hook) */
+enum {
+    TSW_HOLD_NONE,
+    TSW_HOLD_CHECK,     /* copies written, before the final check */
+    TSW_HOLD_DISCARD,   /* checked clean (PG_DISCARDING), before discarding */
+};
+static const char *const tsw_hold_names[] = { "", "check", "discard" };
 
 static GSList *tsw_all;     /* BQL */
 
@@ -257,6 +290,55 @@ static void tsw_drained_end(void *opaque)
     qemu_mutex_unlock(&sw->lock);
 }
 
+/* ---- Test hooks ---- */
+
+/*
+ * x-hold-swapout: a swap-out of the worker that reaches step @step waits
+ * here until the property names another step (or the swapper quits).
+ * Lets a test put a device access, a discard or a fault in the middle of
+ * a swap-out.
+ */
+static void tsw_test_hold(TesseractSwapper *sw, int step)
+{
+    qemu_mutex_lock(&sw->lock);
+    while (sw->test_hold == step && !qatomic_read(&sw->quit)) {
+        sw->test_held = true;
+        qemu_cond_wait(&sw->test_cond, &sw->lock);
+    }
+    sw->test_held = false;
+    qemu_mutex_unlock(&sw->lock);
+}
+
+/* x-io-delay: slow every BSST read and write of the swapper's threads */
+static void tsw_test_delay(TesseractSwapper *sw)
+{
+    uint32_t us = qatomic_read(&sw->io_delay_us);
+
+    if (us) {
+        g_usleep(us);
+    }
+}
+
+/*
+ * Read @len bytes at @off of the BSST's host file: 0, or a negative errno
+ * (x-fail-reads: -EIO).
+ */
+static int tsw_pread(TesseractSwapper *sw, int fd, void *buf, size_t len,
+                     int64_t off)
+{
+    ssize_t n;
+
+    tsw_test_delay(sw);
+    if (qatomic_read(&sw->fail_reads)) {
+        return -EIO;
+    }
+    n = pread(fd, buf, len, off);
+    if (n < 0) {
+        return -errno;
+    }
+    return n == len ? 0 : -EIO;
+}
+
 /* ---- I/O on the swapper's IOThread ---- */
 
 typedef struct TswIO {
@@ -280,6 +362,8 @@ static void coroutine_fn tsw_io_co(void *opaque)
 
     if (io->commit) {
         io->ret = bsst_store_co_commit(io->sw->store);
+    } else if (io->write && qatomic_read(&io->sw->fail_writes)) {
+        io->ret = -EIO;
     } else if (io->write) {
         io->ret = bsst_store_write_blocks(io->sw->store, io->bblock,
                                           io->count, io->buf);
@@ -292,6 +376,8 @@ static void coroutine_fn tsw_io_co(void *opaque)
             }
             io->host_file = NULL;
         }
+    } else if (qatomic_read(&io->sw->fail_reads)) {
+        io->ret = -EIO;
     } else {
         io->ret = bsst_store_read_block(io->sw->store, io->bblock, io->buf);
     }
@@ -305,6 +391,9 @@ static void tsw_io_bh(void *opaque)
 
 static void tsw_io_run(TesseractSwapper *sw, TswIO *io)
 {
+    if (!io->commit) {
+        tsw_test_delay(sw);
+    }
     qemu_sem_init(&io->done, 0);
     aio_bh_schedule_oneshot(iothread_get_aio_context(sw->iothread),
                             tsw_io_bh, io);
@@ -370,6 +459,9 @@ static int tsw_write_run(TesseractSwapper *sw, uint32_t first,
  */
 static int tsw_place(TesseractSwapper *sw, void *host, const void *data)
 {
+    if (qatomic_read(&sw->fail_place)) {
+        return -ENOMEM;     /* x-fail-place */
+    }
     if (data) {
         return uffd_copy_page(sw->uffd, host, (void *)data, TSW_PAGE, false);
     }
@@ -633,7 +725,7 @@ static int64_t tsw_swap_in(TesseractSwapper *sw, uint64_t idx,
      */
     fd = qatomic_read(&sw->direct_fd);
     if (have_data || (host_off >= 0 && fd >= 0 &&
-                      pread(fd, buf, TSW_PAGE, host_off) == TSW_PAGE)) {
+                      tsw_pread(sw, fd, buf, TSW_PAGE, host_off) == 0)) {
         goto place;
     }
     for (tries = 0; ; tries++) {
@@ -879,8 +971,7 @@ static bool tsw_background_run(TesseractSwapper *sw, uint8_t *buf)
      * One read for the run; if it fails, each page tries on its own (a
      * direct read again, then through the IOThread).
      */
-    if (n > 1 &&
-        pread(fd, buf, n * TSW_PAGE, host_off[0]) == n * TSW_PAGE) {
+    if (n > 1 && tsw_pread(sw, fd, buf, n * TSW_PAGE, host_off[0]) == 0) {
         have_data = true;
     }
     for (i = 0; i < n; i++) {
@@ -1154,6 +1245,9 @@ static int tsw_swap_out_pages(TesseractSwapper *sw, const uint64_t *idx,
         w += count;
     }
 
+    if (m) {
+        tsw_test_hold(sw, TSW_HOLD_CHECK);
+    }
     /*
      * Copies [0, w) are in the BSST, and the zero pages need nothing; the
      * rest go back to resident
@@ -1189,6 +1283,7 @@ static int tsw_swap_out_pages(TesseractSwapper *sw, const uint64_t *idx,
          */
         pg->state = PG_DISCARDING;
         qemu_mutex_unlock(&sw->lock);
+        tsw_test_hold(sw, TSW_HOLD_DISCARD);
         err = tsw_discard(sw, idx[slot[i]]);
         if (err < 0) {
             qemu_mutex_lock(&sw->lock);
@@ -1361,6 +1456,46 @@ static void tsw_swapout_ok(TesseractSwapper *sw)
                 object_get_canonical_path_component(OBJECT(sw)));
 }
 
+/*
+ * x-tesseract-swap-out hands its pages to the worker: the one thread that
+ * swaps out (the main loop never waits for BSST I/O, and x-hold-swapout
+ * can hold any swap-out).  Worker thread only.
+ */
+static void tsw_worker_requests(TesseractSwapper *sw, uint8_t *buf)
+{
+    for (;;) {
+        TswSwapOutReq *req;
+        uint64_t i;
+        int ret = 0;
+
+        qemu_mutex_lock(&sw->lock);
+        req = QSIMPLEQ_FIRST(&sw->requests);
+        if (req) {
+            QSIMPLEQ_REMOVE_HEAD(&sw->requests, next);
+        }
+        qemu_mutex_unlock(&sw->lock);
+        if (!req) {
+            return;
+        }
+        for (i = 0; i < req->n && ret >= 0; i += TSW_BATCH) {
+            tsw_io_enter(sw, true);
+            ret = tsw_swap_out_pages(sw, req->idx + i,
+                                     MIN(TSW_BATCH, req->n - i), buf);
+            tsw_io_leave(sw);
+        }
+        tsw_io_enter(sw, true);
+        tsw_io(sw, 0, NULL, false, true);
+        tsw_io_leave(sw);
+        req->ret = MIN(ret, 0);
+        if (req->co) {
+            aio_co_wake(req->co);
+        } else {
+            g_free(req->idx);
+            g_free(req);
+        }
+    }
+}
+
 static void *tsw_worker_thread(void *opaque)
 {
     TesseractSwapper *sw = opaque;
@@ -1370,6 +1505,7 @@ static void *tsw_worker_thread(void *opaque)
     while (!qatomic_read(&sw->quit)) {
         uint64_t limit = tsw_limit_pages(sw), resident, low, done = 0;
 
+        tsw_worker_requests(sw, buf);
         if (qatomic_read(&sw->running)) {
             tsw_maybe_scan(sw);
         }
@@ -1883,6 +2019,80 @@ static void tsw_set_background_idle(Object *obj, Visitor *v,
     qatomic_set(&TESSERACT_SWAPPER(obj)->bg_idle_us, value);
 }
 
+/* ---- Test hooks (x- properties) ---- */
+
+static char *tsw_get_hold(Object *obj, Error **errp)
+{
+    TesseractSwapper *sw = TESSERACT_SWAPPER(obj);
+    char *v;
+
+    qemu_mutex_lock(&sw->lock);
+    v = g_strdup(tsw_hold_names[sw->test_hold]);
+    qemu_mutex_unlock(&sw->lock);
+    return v;
+}
+
+static void tsw_set_hold(Object *obj, const char *value, Error **errp)
+{
+    TesseractSwapper *sw = TESSERACT_SWAPPER(obj);
+    int i;
+
+    for (i = 0; i < ARRAY_SIZE(tsw_hold_names); i++) {
+        if (!strcmp(value, tsw_hold_names[i])) {
+            qemu_mutex_lock(&sw->lock);
+            sw->test_hold = i;
+            qemu_cond_broadcast(&sw->test_cond);
+            qemu_mutex_unlock(&sw->lock);
+            return;
+        }
+    }
+    error_setg(errp, "tesseract-swapper: x-hold-swapout must be '', 'check' "
+               "or 'discard', not '%s'", value);
+}
+
+static bool tsw_get_held(Object *obj, Error **errp)
+{
+    TesseractSwapper *sw = TESSERACT_SWAPPER(obj);
+    bool v;
+
+    qemu_mutex_lock(&sw->lock);
+    v = sw->test_held;
+    qemu_mutex_unlock(&sw->lock);
+    return v;
+}
+
+#define TSW_TEST_FLAG(name, field)                                          \
+static bool tsw_get_##field(Object *obj, Error **errp)                      \
+{                                                                           \
+    return qatomic_read(&TESSERACT_SWAPPER(obj)->field);                    \
+}                                                                           \
+static void tsw_set_##field(Object *obj, bool value, Error **errp)          \
+{                                                                           \
+    qatomic_set(&TESSERACT_SWAPPER(obj)->field, value);                     \
+}
+TSW_TEST_FLAG("x-fail-reads", fail_reads)
+TSW_TEST_FLAG("x-fail-writes", fail_writes)
+TSW_TEST_FLAG("x-fail-place", fail_place)
+
+static void tsw_get_io_delay(Object *obj, Visitor *v, const char *name,
+                             void *opaque, Error **errp)
+{
+    uint32_t value = qatomic_read(&TESSERACT_SWAPPER(obj)->io_delay_us);
+
+    visit_type_uint32(v, name, &value, errp);
+}
+
+static void tsw_set_io_delay(Object *obj, Visitor *v, const char *name,
+                             void *opaque, Error **errp)
+{
+    uint32_t value;
+
+    if (!visit_type_uint32(v, name, &value, errp)) {
+        return;
+    }
+    qatomic_set(&TESSERACT_SWAPPER(obj)->io_delay_us, value);
+}
+
 static void tsw_finalize(Object *obj)
 {
     TesseractSwapper *sw = TESSERACT_SWAPPER(obj);
@@ -1899,8 +2109,21 @@ static void tsw_finalize(Object *obj)
         qemu_sem_post(&sw->kick);
         qemu_mutex_lock(&sw->lock);
         qemu_cond_broadcast(&sw->io_resume);    /* a drain may never end */
+        qemu_cond_broadcast(&sw->test_cond);
         qemu_mutex_unlock(&sw->lock);
         qemu_thread_join(&sw->worker_thread);
+        while (!QSIMPLEQ_EMPTY(&sw->requests)) {
+            TswSwapOutReq *req = QSIMPLEQ_FIRST(&sw->requests);
+
+            QSIMPLEQ_REMOVE_HEAD(&sw->requests, next);
+            req->ret = -ECANCELED;
+            if (req->co) {
+                aio_co_wake(req->co);
+            } else {
+                g_free(req->idx);
+                g_free(req);
+            }
+        }
         /* the worker was the one discarder outside the BQL */
         ram_block_set_discard_notify(sw->rb, NULL, NULL);
         qemu_mutex_lock(&sw->lock);
@@ -1950,6 +2173,7 @@ static void tsw_finalize(Object *obj)
     g_free(sw->direct_path);
     qemu_cond_destroy(&sw->faults_idle);
     qemu_cond_destroy(&sw->io_resume);
+    qemu_cond_destroy(&sw->test_cond);
     qemu_mutex_destroy(&sw->lock);
     g_free(sw->bsst);
 }
@@ -1968,6 +2192,8 @@ static void tsw_init(Object *obj)
     qemu_mutex_init(&sw->lock);
     qemu_cond_init(&sw->faults_idle);
     qemu_cond_init(&sw->io_resume);
+    qemu_cond_init(&sw->test_cond);
+    QSIMPLEQ_INIT(&sw->requests);
 }
 
 static void tsw_class_init(ObjectClass *oc, void *data)
@@ -2015,6 +2241,33 @@ static void tsw_class_init(ObjectClass *oc, void *data)
     object_class_property_set_description(oc, "background-idle",
         "microseconds without a fault in service before a background "
         "swap-in starts (0: as soon as none is; settable at run time)");
+
+    /* test hooks: unstable, for the project's tests */
+    object_class_property_add_str(oc, "x-hold-swapout", tsw_get_hold,
+                                  tsw_set_hold);
+    object_class_property_set_description(oc, "x-hold-swapout",
+        "test hook: swap-outs wait at this step ('check': copies written, "
+        "before the final check; 'discard': checked clean, before the "
+        "discard) until it is set to ''");
+    object_class_property_add_bool(oc, "x-swapout-held", tsw_get_held, NULL);
+    object_class_property_set_description(oc, "x-swapout-held",
+        "test hook: a swap-out waits at x-hold-swapout");
+    object_class_property_add_bool(oc, "x-fail-reads", tsw_get_fail_reads,
+                                   tsw_set_fail_reads);
+    object_class_property_set_description(oc, "x-fail-reads",
+        "test hook: the swapper's BSST reads fail with EIO");
+    object_class_property_add_bool(oc, "x-fail-writes", tsw_get_fail_writes,
+                                   tsw_set_fail_writes);
+    object_class_property_set_description(oc, "x-fail-writes",
+        "test hook: the swapper's BSST writes fail with EIO");
+    object_class_property_add_bool(oc, "x-fail-place", tsw_get_fail_place,
+                                   tsw_set_fail_place);
+    object_class_property_set_description(oc, "x-fail-place",
+        "test hook: placing pages in guest RAM fails with ENOMEM");
+    object_class_property_add(oc, "x-io-delay", "uint32", tsw_get_io_delay,
+                              tsw_set_io_delay, NULL, NULL);
+    object_class_property_set_description(oc, "x-io-delay",
+        "test hook: microseconds added to each BSST read and write");
 }
 
 static const TypeInfo tsw_info = {
@@ -2075,6 +2328,9 @@ TesseractSwapperInfoList *tesseract_swapper_query_all(void)
         if (sw->swapout_err) {
             i->swapout_error = tsw_swapout_reason(sw, sw->swapout_err);
         }
+        if (sw->attached) {
+            i->written_pages = tsr_policy_nwritten(sw->policy);
+        }
         i->zero_fills = sw->zero_fills;
         i->zero_swapouts = sw->zero_swapouts;
         i->discarded_pages = sw->discarded_pages;
@@ -2090,13 +2346,19 @@ TesseractSwapperInfoList *tesseract_swapper_query_all(void)
     return head;
 }
 
-void qmp_x_tesseract_swap_out(const char *id, uint64_t addr, uint64_t size,
-                              Error **errp)
+/*
+ * The worker swaps the pages out (tsw_worker_requests()); this coroutine
+ * waits for it without holding up the main loop, or, with wait=false,
+ * not at all (a test can then act while x-hold-swapout holds it).
+ */
+void coroutine_fn qmp_x_tesseract_swap_out(const char *id, uint64_t addr,
+                                           uint64_t size, bool has_wait,
+                                           bool wait, Error **errp)
 {
     Object *obj = object_resolve_path_component(object_get_objects_root(),
                                                 id);
     TesseractSwapper *sw;
-    g_autofree uint8_t *buf = NULL;
+    TswSwapOutReq *req;
     uint64_t off;
 
     sw = obj ? (TesseractSwapper *)object_dynamic_cast(obj,
@@ -2117,13 +2379,18 @@ void qmp_x_tesseract_swap_out(const char *id, uint64_t addr, uint64_t size,
                    "non-zero multiples of 4 KiB");
         return;
     }
-    buf = qemu_memalign(TSW_PAGE, TSW_PAGE);
+    if (size / TSW_PAGE > sw->npages) {
+        error_setg(errp, "x-tesseract-swap-out: the range is larger than "
+                   "the RAM of '%s'", id);
+        return;
+    }
+    req = g_new0(TswSwapOutReq, 1);
+    req->idx = g_new(uint64_t, size / TSW_PAGE);
     for (off = 0; off < size; off += TSW_PAGE) {
         MemoryRegionSection sec = memory_region_find(get_system_memory(),
                                                      addr + off, TSW_PAGE);
         uint8_t *host = NULL;
         uint64_t idx;
-        int ret;
 
         if (sec.mr && memory_region_is_ram(sec.mr) &&
             sec.mr->ram_block == sw->rb) {
@@ -2137,15 +2404,26 @@ void qmp_x_tesseract_swap_out(const char *id, uint64_t addr, uint64_t size,
             error_setg(errp, "x-tesseract-swap-out: guest-physical address "
                        "0x%" PRIx64 " is not in the RAM of '%s'", addr + off,
                        id);
+            g_free(req->idx);
+            g_free(req);
             return;
         }
-        ret = tsw_swap_out_pages(sw, &idx, 1, buf);
-        if (ret < 0) {
-            error_setg_errno(errp, -ret, "x-tesseract-swap-out: cannot swap "
-                             "out guest-physical address 0x%" PRIx64,
-                             addr + off);
-            return;
-        }
+        req->idx[req->n++] = idx;
     }
-    tsw_io(sw, 0, NULL, false, true);
+    req->co = has_wait && !wait ? NULL : qemu_coroutine_self();
+    qemu_mutex_lock(&sw->lock);
+    QSIMPLEQ_INSERT_TAIL(&sw->requests, req, next);
+    qemu_mutex_unlock(&sw->lock);
+    qemu_sem_post(&sw->kick);
+    if (!req->co) {
+        return;
+    }
+    qemu_coroutine_yield();
+    if (req->ret < 0) {
+        error_setg_errno(errp, -req->ret, "x-tesseract-swap-out: cannot swap "
+                         "out guest-physical range 0x%" PRIx64 "+0x%" PRIx64,
+                         addr, size);
+    }
+    g_free(req->idx);
+    g_free(req);
 }
