@@ -83,9 +83,11 @@ static void watchdog_fire(int sig)
 /* QEMU must answer within SW_HANG_SECONDS from now on, doing @what */
 static void watchdog_arm(const char *what)
 {
+    struct sigaction sa = { .sa_handler = watchdog_fire };
+
     watchdog_pid = qtest_pid(global_qtest);
     watchdog_what = what;
-    signal(SIGALRM, watchdog_fire);
+    sigaction(SIGALRM, &sa, NULL);
     alarm(SW_HANG_SECONDS);
 }
 

@@ -73,6 +73,8 @@ void tsr_policy_set_resident(TsrPolicy *p, uint64_t page, bool resident)
         }
     } else if (!resident && test_and_clear_bit(page, p->resident)) {
         p->nresident--;
+        /* WP_AGE: whatever comes back is unwritten until written again */
+        clear_bit(page, p->written);
         if (p->age) {
             p->age_count[p->age[page]]--;
         }
