@@ -48,6 +48,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/utsname.h>
 #include <sys/vfs.h>
 #include <linux/magic.h>
 #include "block/block_int.h"
@@ -912,10 +913,11 @@ static char *tsw_swapin_reason(TesseractSwapper *sw)
  * an instruction's memory access; under KVM the kernel interrupts the
  * fault for a signal), and a device request blocked in one keeps the
  * drain of vm_stop() from ending.  So tsw_stop_bh() stops the VM with
- * RUN_STATE_IO_ERROR only under KVM and only while every waiting thread
- * is a vCPU; otherwise the VM runs on, and only the threads that touch
- * the missing pages wait (as postcopy migration's faults do when the
- * source is gone).  Fault thread.
+ * RUN_STATE_IO_ERROR only under KVM (Linux >= 6.3, which lets the signal
+ * interrupt the fault) and only while every waiting thread is a vCPU;
+ * otherwise the VM runs on, and only the threads that touch the missing
+ * pages wait (as postcopy migration's faults do when the source is
+ * gone).  Fault thread.
  */
 static void tsw_swapin_failed(TesseractSwapper *sw, int err, bool placing,
                               uint64_t idx, uint32_t tid)
@@ -960,6 +962,21 @@ static void tsw_swapin_ok(TesseractSwapper *sw)
 }
 
 /*
+ * Whether KVM lets a signal interrupt a vCPU's page fault that waits in
+ * userfaultfd (FOLL_INTERRUPTIBLE, Linux 6.3): only then can a vCPU that
+ * waits for a page pause.
+ */
+static bool tsw_kvm_faults_interruptible(void)
+{
+    struct utsname u;
+    int major, minor;
+
+    return uname(&u) == 0 &&
+           sscanf(u.release, "%d.%d", &major, &minor) == 2 &&
+           (major > 6 || (major == 6 && minor >= 3));
+}
+
+/*
  * Main loop, after a fault failed: stop the VM as rerror=stop does, if
  * that cannot hang (see tsw_swapin_failed()).
  */
@@ -970,7 +987,8 @@ static void tsw_stop_bh(void *opaque)
     CPUState *cpu;
     guint i;
 
-    if (!kvm_enabled() || !runstate_is_running()) {
+    if (!kvm_enabled() || !runstate_is_running() ||
+        !tsw_kvm_faults_interruptible()) {
         return;
     }
     qemu_mutex_lock(&sw->lock);
