@@ -428,9 +428,10 @@ static char *run_status(void)
  * taken now would lose the data that lands later.  So a page stays
  * resident while it is mapped.  The read is held in blkdebug between the
  * device's mapping and its completion; the disk is not behind a tesseract
- * node and is opened as libvirt's cache=none does.
+ * node and is opened as libvirt's cache=none does, with aio=@aio
+ * (native or io_uring).
  */
-static void test_dma_held_page(void)
+static void test_dma_held_page(const void *aio)
 {
     g_autofree uint8_t *pattern = g_malloc(SW_PAGE);
     g_autofree uint8_t *disk = NULL;
@@ -445,10 +446,11 @@ static void test_dma_held_page(void)
 
     args = g_strdup_printf(BSST_QCOW2("%s") SWAPPER
         " -blockdev driver=file,node-name=dfile,filename=%s,"
-        "cache.direct=on,aio=native"
+        "cache.direct=on,aio=%s"
         " -blockdev driver=blkdebug,node-name=ddbg,image=dfile"
         " -blockdev driver=raw,node-name=data0,file=ddbg"
-        " -device virtio-blk-pci,id=vd0,drive=data0,addr=04.0", bsst, data);
+        " -device virtio-blk-pci,id=vd0,drive=data0,addr=04.0", bsst, data,
+        (const char *)aio);
     sw_boot(&vm, args);
     d = blk_start(&vm, 4);
     buf = pattern_buffer(&vm, pattern, 1, 1);
@@ -960,6 +962,65 @@ static void test_object_del_classic_in_flight(void)
     sw_shutdown(&vm);
 }
 
+/*
+ * object-add and object-del of a swapper, again and again, while a disk
+ * in an IOThread writes the swapped-out pages (indirections: the write
+ * pins them in the swapper while it runs).  object-del either waits for
+ * the write or is refused until it is done; it never hangs, and the disk
+ * and the pages keep every byte.
+ */
+static void test_object_del_under_io(void)
+{
+    const unsigned np = 8, rounds = 12;
+    g_autofree uint8_t *pattern = g_malloc(np * SW_PAGE);
+    g_autofree uint8_t *back = g_malloc(np * SW_PAGE);
+    g_autofree char *args = NULL;
+    char *bsst = make_image("qcow2", 64);
+    char *guest = make_image("qcow2", SW_IMAGE_MB);
+    unsigned i, tries;
+    QDict *resp;
+    SwVM vm;
+    SwBlk *d;
+    SwReq r;
+    uint64_t buf;
+
+    args = g_strdup_printf(BSST_QCOW2("%s")
+        " -object iothread,id=io0"
+        " -blockdev driver=qcow2,node-name=guest0,file.driver=file,"
+        "file.filename=%s"
+        " -blockdev driver=tesseract,node-name=drive0,file=guest0,"
+        "bsst=bsst0"
+        " -device virtio-blk-pci,drive=drive0,iothread=io0,addr=04.0",
+        bsst, guest);
+    sw_boot(&vm, args);
+    d = blk_start(&vm, 4);
+    buf = guest_alloc(vm.alloc, np * SW_PAGE);
+    for (i = 0; i < rounds; i++) {
+        qtest_qmp_assert_success(global_qtest,
+            "{'execute': 'object-add', 'arguments': {'qom-type': "
+            "'tesseract-swapper', 'id': 'swap0', 'bsst': 'bsst0', "
+            "'limit': 1073741824}}");
+        fill_pattern(pattern, np * SW_PAGE, 20 + i);
+        memwrite(buf, pattern, np * SW_PAGE);
+        swap_out(buf, np * SW_PAGE, true);
+        r = blk_submit(&vm, d, VIRTIO_BLK_T_OUT, i * 64, buf, np * SW_PAGE);
+        for (tries = 0; ; tries++) {
+            resp = object_del();
+            if (!qdict_haskey(resp, "error")) {
+                break;
+            }
+            g_assert_cmpint(tries, <, 20);
+            qobject_unref(resp);
+        }
+        qobject_unref(resp);
+        blk_wait(&vm, &r);
+        memread(buf, back, np * SW_PAGE);
+        g_assert_cmpmem(back, np * SW_PAGE, pattern, np * SW_PAGE);
+        blk_check(&vm, d, i * 64, pattern, np * SW_PAGE);
+    }
+    sw_shutdown(&vm);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -967,7 +1028,10 @@ int main(int argc, char **argv)
         g_test_skip("QTEST_QEMU_IMG is not set, or no /dev/userfaultfd");
         return g_test_run();
     }
-    qtest_add_func("/tesseract-swapper/dma/held-page", test_dma_held_page);
+    qtest_add_data_func("/tesseract-swapper/dma/held-page/native", "native",
+                        test_dma_held_page);
+    qtest_add_data_func("/tesseract-swapper/dma/held-page/io_uring",
+                        "io_uring", test_dma_held_page);
     qtest_add_func("/tesseract-swapper/discard/during-swap-out",
                    test_discard_during_swap_out);
     qtest_add_func("/tesseract-swapper/classic/fault-during-swap-in",
@@ -983,5 +1047,7 @@ int main(int argc, char **argv)
                    test_object_del_bsst_failing);
     qtest_add_func("/tesseract-swapper/object-del/classic-in-flight",
                    test_object_del_classic_in_flight);
+    qtest_add_func("/tesseract-swapper/object-del/under-io",
+                   test_object_del_under_io);
     return g_test_run();
 }

@@ -503,11 +503,13 @@ static const uint8_t tsw_zero_page[TSW_PAGE] QEMU_ALIGNED(TSW_PAGE);
  * to it faults (WP), so policy=wp-age sees it.  EAGAIN (the page table
  * changed under the copy) is retried as in patches/0003.
  */
-static int tsw_copy_wp(TesseractSwapper *sw, void *host, const void *data)
+static int tsw_copy_wp(TesseractSwapper *sw, void *host, const void *data,
+                       bool dont_wake)
 {
     struct uffdio_copy c = {
         .dst = (uintptr_t)host, .src = (uintptr_t)data, .len = TSW_PAGE,
-        .mode = UFFDIO_COPY_MODE_WP,
+        .mode = UFFDIO_COPY_MODE_WP |
+                (dont_wake ? UFFDIO_COPY_MODE_DONTWAKE : 0),
     };
 
     for (;;) {
@@ -526,25 +528,33 @@ static int tsw_copy_wp(TesseractSwapper *sw, void *host, const void *data)
 
 /*
  * Place @data (NULL: zeros) in the missing page at @host and wake the
- * threads that faulted on it.  -EEXIST: something placed it already.
+ * threads that faulted on it (unless @dont_wake: the caller does, once
+ * its bookkeeping is done).  -EEXIST: something placed it already.
  * (An EAGAIN, when an access scan's MADV_DONTNEED freed the page table
  * meanwhile, is retried in util/userfaultfd.c: patches/0003.)  Under
  * policy=wp-age the page is placed write-protected (zeros too, copied
  * instead of mapping the zero page): a page placed writable would look
  * unwritten however much the guest writes it until the next sweep.
  */
-static int tsw_place(TesseractSwapper *sw, void *host, const void *data)
+static int tsw_place_wake(TesseractSwapper *sw, void *host, const void *data,
+                          bool dont_wake)
 {
     if (qatomic_read(&sw->fail_place)) {
         return -ENOMEM;     /* x-fail-place */
     }
     if (sw->policy_kind == TESSERACT_SWAP_POLICY_WP_AGE) {
-        return tsw_copy_wp(sw, host, data ? data : tsw_zero_page);
+        return tsw_copy_wp(sw, host, data ? data : tsw_zero_page, dont_wake);
     }
     if (data) {
-        return uffd_copy_page(sw->uffd, host, (void *)data, TSW_PAGE, false);
+        return uffd_copy_page(sw->uffd, host, (void *)data, TSW_PAGE,
+                              dont_wake);
     }
-    return uffd_zero_page(sw->uffd, host, TSW_PAGE, false);
+    return uffd_zero_page(sw->uffd, host, TSW_PAGE, dont_wake);
+}
+
+static int tsw_place(TesseractSwapper *sw, void *host, const void *data)
+{
+    return tsw_place_wake(sw, host, data, false);
 }
 
 static bool tsw_page_index(TesseractSwapper *sw, const void *host,
@@ -848,7 +858,8 @@ static int64_t tsw_swap_in(TesseractSwapper *sw, uint64_t idx, uint8_t *buf,
     bsst_store_note_source_io(sw->store, 1);
     /* a redirected run may keep a slot for this data */
     bsst_store_block_data(sw->store, bblock, buf);
-    ret = tsw_place(sw, addr, buf);
+    /* the threads that wait run on once the page is accounted for */
+    ret = tsw_place_wake(sw, addr, buf, true);
     if (ret && ret != -EEXIST) {
         *placing = true;
         return ret;
@@ -871,6 +882,7 @@ static int64_t tsw_swap_in(TesseractSwapper *sw, uint64_t idx, uint8_t *buf,
     tsr_policy_set_resident(sw->policy, idx, true);
     tsr_policy_note_swapin(sw->policy, idx);
     qemu_mutex_unlock(&sw->lock);
+    uffd_wakeup(sw->uffd, addr, TSW_PAGE);
     if (unref != UINT32_MAX) {
         bsst_store_unref(sw->store, unref);
     }
@@ -1024,9 +1036,10 @@ typedef struct TswParked {
 /*
  * Serve one fault: swap page @idx in (PG_SWAPPING_IN, taken by the
  * caller), or place a zero page (@zero).  On failure the page waits in
- * @parked, unless QEMU is exiting: then nobody will see it again and the
- * threads that wait for it must not keep QEMU from exiting, so they get a
- * zero page.  Returns whether the fault was served.
+ * @parked, unless QEMU is exiting and its block cannot be read: then
+ * nobody will see it again and the threads that wait for it must not
+ * keep QEMU from exiting, so they get a zero page.  Returns whether the
+ * fault was served.
  */
 static bool tsw_serve(TesseractSwapper *sw, uint64_t idx, bool zero,
                       uint8_t *buf, GArray *parked, uint32_t tid)
@@ -1038,9 +1051,8 @@ static bool tsw_serve(TesseractSwapper *sw, uint64_t idx, bool zero,
     int ret;
 
     if (zero) {
-        ret = tsw_place(sw, addr, NULL);
+        ret = tsw_place_wake(sw, addr, NULL, true);
         if (ret == -EEXIST) {
-            uffd_wakeup(sw->uffd, addr, TSW_PAGE);
             ret = 0;
         }
     } else {
@@ -1073,21 +1085,19 @@ static bool tsw_serve(TesseractSwapper *sw, uint64_t idx, bool zero,
             }
             sw->zero_fills++;
             qemu_mutex_unlock(&sw->lock);
+            uffd_wakeup(sw->uffd, addr, TSW_PAGE);
         }
         return true;
     }
-    if (qatomic_read(&sw->exiting) &&
-        (zero || !tsw_place(sw, addr, NULL))) {
-        if (!zero) {
-            qemu_mutex_lock(&sw->lock);
-            pg->state = PG_RESIDENT;
-            if (pg->flags & PG_PARKED) {
-                pg->flags &= ~PG_PARKED;
-                sw->parked--;
-            }
-            sw->swapped--;
-            qemu_mutex_unlock(&sw->lock);
+    if (qatomic_read(&sw->exiting) && !zero && !tsw_place(sw, addr, NULL)) {
+        qemu_mutex_lock(&sw->lock);
+        pg->state = PG_RESIDENT;
+        if (pg->flags & PG_PARKED) {
+            pg->flags &= ~PG_PARKED;
+            sw->parked--;
         }
+        sw->swapped--;
+        qemu_mutex_unlock(&sw->lock);
         return true;
     }
     if (!zero) {
@@ -3034,7 +3044,8 @@ TesseractSwapperInfoList *tesseract_swapper_query_all(void)
         if (sw->swapin_err) {
             i->swapin_error = tsw_swapin_reason(sw);
         }
-        if (sw->attached) {
+        if (sw->attached &&
+            sw->policy_kind == TESSERACT_SWAP_POLICY_WP_AGE) {
             i->written_pages = tsr_policy_nwritten(sw->policy);
         }
         i->zero_fills = sw->zero_fills;
