@@ -707,6 +707,7 @@ static void test_bsst_errors(void)
     g_autofree uint8_t *back = g_malloc(np * SW_PAGE);
     g_autofree uint8_t *disk = NULL;
     g_autofree char *args = NULL, *err = NULL, *status = NULL;
+    g_autofree char *info = NULL;
     char *bsst = make_image("qcow2", 64);
     char *data = make_data_image(6, &disk);
     QDict *ev, *evd;
@@ -740,6 +741,10 @@ static void test_bsst_errors(void)
     err = swapper_str("swapin-error");
     g_assert_nonnull(err);
     g_assert_nonnull(strstr(err, "Input/output error"));
+    g_free(info);
+    info = qtest_hmp(global_qtest, "info tesseract");
+    g_assert_nonnull(strstr(info, "CANNOT SWAP IN: reading BSST 'bsst0' "
+                            "failed: Input/output error"));
     /* the thread that waits is no vCPU: the VM is not stopped */
     status = run_status();
     g_assert_cmpstr(status, ==, "running");
