@@ -110,6 +110,8 @@ suite_qtest() {
     export QTEST_QEMU_STORAGE_DAEMON_BINARY="$BUILD/storage-daemon/qemu-storage-daemon"
     run_tap "tesseract-test" "$LOG_DIR/qtest.log" \
         "$BUILD/tests/qtest/tesseract-test" --tap -k
+    run_tap "tesseract-swapper-test" "$LOG_DIR/qtest-swapper.log" \
+        "$BUILD/tests/qtest/tesseract-swapper-test" --tap -k
 }
 
 suite_iotests() {

@@ -23,8 +23,8 @@ int bsst_store_set_page_source(BsstStore *s, const BsstPageSourceOps *ops,
                    s->node_name);
         return -EBUSY;
     }
-    s->page_ops = ops;
     s->page_opaque = opaque;
+    qatomic_store_release(&s->page_ops, ops);
     qemu_mutex_unlock(&s->lock);
     if (s->drained && ops->drained_begin) {
         ops->drained_begin(opaque);
@@ -32,6 +32,10 @@ int bsst_store_set_page_source(BsstStore *s, const BsstPageSourceOps *ops,
     return 0;
 }
 
+/*
+ * Returns once no call into the source is under way (they are short and
+ * never wait for the main loop): the source may then go away.
+ */
 void bsst_store_clear_page_source(BsstStore *s, void *opaque)
 {
     const BsstPageSourceOps *ops = NULL;
@@ -40,14 +44,115 @@ void bsst_store_clear_page_source(BsstStore *s, void *opaque)
     qemu_mutex_lock(&s->lock);
     if (s->page_opaque == opaque) {
         ops = s->page_ops;
-        s->page_ops = NULL;
-        s->page_opaque = NULL;
+        qatomic_set(&s->page_ops, NULL);
     }
     qemu_mutex_unlock(&s->lock);
-    if (ops && s->drained && ops->drained_end) {
+    if (!ops) {
+        return;
+    }
+    smp_mb();   /* pairs with bsst_page_enter()'s smp_mb__after_rmw() */
+    while (qatomic_read(&s->page_calls)) {
+        g_usleep(100);
+    }
+    s->page_opaque = NULL;
+    if (s->drained && ops->drained_end) {
         ops->drained_end(opaque);
     }
 }
+
+bool bsst_store_has_page_source(BsstStore *s)
+{
+    return qatomic_read(&s->page_ops) != NULL;
+}
+
+/*
+ * Enter a call into the page source: its ops (NULL: none) and opaque,
+ * read together, valid until bsst_page_leave().  A call that saw the ops
+ * counted itself in page_calls first, so the clearing waits for it.
+ */
+static const BsstPageSourceOps *bsst_page_enter(BsstStore *s, void **opaque)
+{
+    const BsstPageSourceOps *ops;
+
+    qatomic_inc(&s->page_calls);
+    smp_mb__after_rmw();
+    ops = qatomic_load_acquire(&s->page_ops);
+    *opaque = s->page_opaque;
+    return ops;
+}
+
+static void bsst_page_leave(BsstStore *s)
+{
+    qatomic_dec(&s->page_calls);
+}
+
+bool bsst_store_page_lookup_pin(BsstStore *s, const void *host,
+                                uint32_t *bblock)
+{
+    void *opaque;
+    const BsstPageSourceOps *ops = bsst_page_enter(s, &opaque);
+    bool ret = ops && ops->lookup_pin(opaque, host, bblock);
+
+    bsst_page_leave(s);
+    return ret;
+}
+
+void bsst_store_page_unpin(BsstStore *s, const void *host)
+{
+    void *opaque;
+    const BsstPageSourceOps *ops = bsst_page_enter(s, &opaque);
+
+    if (ops) {
+        ops->unpin(opaque, host);
+    }
+    bsst_page_leave(s);
+}
+
+void bsst_store_pages_indirected(BsstStore *s, const void *const *hosts,
+                                 unsigned n)
+{
+    void *opaque;
+    const BsstPageSourceOps *ops = bsst_page_enter(s, &opaque);
+
+    if (ops && ops->indirected && n) {
+        ops->indirected(opaque, hosts, n);
+    }
+    bsst_page_leave(s);
+}
+
+bool bsst_store_page_cancel_swapin(BsstStore *s, void *host)
+{
+    void *opaque;
+    const BsstPageSourceOps *ops = bsst_page_enter(s, &opaque);
+    bool ret = ops && ops->cancel_swapin && ops->cancel_swapin(opaque, host);
+
+    bsst_page_leave(s);
+    return ret;
+}
+
+bool bsst_store_page_swapin_begin(BsstStore *s, void *host, uint32_t *bblock)
+{
+    void *opaque;
+    const BsstPageSourceOps *ops = bsst_page_enter(s, &opaque);
+    bool ret = ops && ops->swapin_begin &&
+               ops->swapin_begin(opaque, host, bblock);
+
+    bsst_page_leave(s);
+    return ret;
+}
+
+void bsst_store_page_swapin_end(BsstStore *s, void *host, const void *data)
+{
+    void *opaque;
+    const BsstPageSourceOps *ops = bsst_page_enter(s, &opaque);
+
+    /* a source that went since swapin_begin() let go of its pages */
+    if (ops && ops->swapin_end) {
+        ops->swapin_end(opaque, host, data);
+    }
+    bsst_page_leave(s);
+}
+
 
 void *bsst_store_page_source(BsstStore *s, const BsstPageSourceOps *ops)
 {
@@ -60,86 +165,3 @@ void *bsst_store_page_source(BsstStore *s, const BsstPageSourceOps *ops)
     qemu_mutex_unlock(&s->lock);
     return opaque;
 }
-
-bool bsst_store_has_page_source(BsstStore *s)
-{
-    return qatomic_read(&s->page_ops) != NULL;
-}
-
-bool bsst_store_page_lookup_pin(BsstStore *s, const void *host,
-                                uint32_t *bblock)
-{
-    const BsstPageSourceOps *ops = qatomic_read(&s->page_ops);
-
-    return ops && ops->lookup_pin(s->page_opaque, host, bblock);
-}
-
-void bsst_store_page_unpin(BsstStore *s, const void *host)
-{
-    const BsstPageSourceOps *ops = qatomic_read(&s->page_ops);
-
-    if (ops) {
-        ops->unpin(s->page_opaque, host);
-    }
-}
-
-void bsst_store_pages_indirected(BsstStore *s, const void *const *hosts,
-                                 unsigned n)
-{
-    const BsstPageSourceOps *ops = qatomic_read(&s->page_ops);
-
-    if (ops && ops->indirected && n) {
-        ops->indirected(s->page_opaque, hosts, n);
-    }
-}
-
-bool bsst_store_page_cancel_swapin(BsstStore *s, void *host)
-{
-    const BsstPageSourceOps *ops = qatomic_read(&s->page_ops);
-
-    return ops && ops->cancel_swapin &&
-           ops->cancel_swapin(s->page_opaque, host);
-}
-
-bool bsst_store_page_hold_range(BsstStore *s, const void *base, size_t len)
-{
-    const BsstPageSourceOps *ops = qatomic_read(&s->page_ops);
-    uintptr_t a = QEMU_ALIGN_DOWN((uintptr_t)base, BSST_BLOCK_SIZE);
-    uintptr_t e = ROUND_UP((uintptr_t)base + len, BSST_BLOCK_SIZE);
-
-    if (!ops || !ops->hold) {
-        return false;
-    }
-    for (; a < e; a += BSST_BLOCK_SIZE) {
-        ops->hold(s->page_opaque, (const void *)a);
-    }
-    return true;
-}
-
-void bsst_store_page_release_range(BsstStore *s, const void *base,
-                                   size_t len)
-{
-    uintptr_t a = QEMU_ALIGN_DOWN((uintptr_t)base, BSST_BLOCK_SIZE);
-    uintptr_t e = ROUND_UP((uintptr_t)base + len, BSST_BLOCK_SIZE);
-
-    for (; a < e; a += BSST_BLOCK_SIZE) {
-        bsst_store_page_unpin(s, (const void *)a);
-    }
-}
-
-bool bsst_store_page_swapin_begin(BsstStore *s, void *host, uint32_t *bblock)
-{
-    const BsstPageSourceOps *ops = qatomic_read(&s->page_ops);
-
-    return ops && ops->swapin_begin &&
-           ops->swapin_begin(s->page_opaque, host, bblock);
-}
-
-void bsst_store_page_swapin_end(BsstStore *s, void *host, const void *data)
-{
-    const BsstPageSourceOps *ops = qatomic_read(&s->page_ops);
-
-    assert(ops && ops->swapin_end);
-    ops->swapin_end(s->page_opaque, host, data);
-}
-

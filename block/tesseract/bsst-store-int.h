@@ -100,8 +100,15 @@ struct BsstStore {
     uint8_t *tail_buf;
     bool tail_dirty;        /* tail has records not yet written */
     GQueue sealed;          /* BsstLogBlock: full, not yet written */
+    /*
+     * The page source.  Set and cleared in the main loop; called from any
+     * thread between bsst_page_enter() and bsst_page_leave(), which count
+     * the calls under way in page_calls (atomic) so that clearing can wait
+     * for them: then the source may go away.
+     */
     const BsstPageSourceOps *page_ops;
     void *page_opaque;
+    unsigned page_calls;
     BsstFillTable *fills;   /* slots of redirected runs awaiting data */
     unsigned fills_waiting; /* bsst_fill_count(fills), read without lock */
     uint64_t log_records;

@@ -638,6 +638,11 @@ int coroutine_fn bsst_store_co_blocks_host(BsstStore *s, uint32_t first,
         if (ret < 0) {
             return ret;
         }
+        /* a filter under the format (blkdebug...) keeps offsets as they are */
+        while (file && file->drv && file->drv->is_filter &&
+               bdrv_filter_bs(file)) {
+            file = bdrv_filter_bs(file);
+        }
         n = pnum / BSST_BLOCK_SIZE;
         if (n == 0) {
             /* less than a block maps one way: not one to one */

@@ -37,7 +37,7 @@ typedef struct BsstDisk BsstDisk;
 /*
  * The source of swapped-out pages (the tesseract-swapper, or a test
  * source).  All callbacks may be called from any thread and must not
- * block for long.
+ * block for long (bsst_store_clear_page_source() waits for them).
  */
 typedef struct BsstPageSourceOps {
     /*
@@ -61,17 +61,12 @@ typedef struct BsstPageSourceOps {
      */
     bool (*cancel_swapin)(void *opaque, void *host);
     /*
-     * In-flight device I/O uses page @host: do not swap it out until
-     * unpin() (the kernel's DMA into a pinned page ignores write
-     * protection).  Optional.
-     */
-    void (*hold)(void *opaque, const void *host);
-    /*
-     * The classic path is about to touch page @host: if it is swapped out
-     * (and not pinned), reserve its swap-in and return its BSST block; the
-     * caller reads the block in its own coroutine, so no thread blocks on
-     * a fault, and hands the data to swapin_end() (NULL: failed, the page
-     * stays swapped out).
+     * The classic path is about to touch page @host: if it is swapped out,
+     * pin it and return its BSST block; the caller reads the block in its
+     * own coroutine and hands the data to swapin_end() (NULL: failed),
+     * which places it if the page is still swapped out, and unpins.  The
+     * page stays swapped out meanwhile: a thread that faults on it is
+     * served as usual, never waiting for the caller's AioContext.
      */
     bool (*swapin_begin)(void *opaque, void *host, uint32_t *bblock);
     void (*swapin_end)(void *opaque, void *host, const void *data);
@@ -153,7 +148,10 @@ uint64_t bsst_store_source_io(BsstStore *s);
 /* Byte offset in the BSST node of data block @bblock. */
 int64_t bsst_store_block_offset(BsstStore *s, uint32_t bblock);
 
-/* Register the page source (at most one per store). */
+/*
+ * Register the page source (at most one per store).  Clearing it returns
+ * once no call into it is under way.
+ */
 int bsst_store_set_page_source(BsstStore *s, const BsstPageSourceOps *ops,
                                void *opaque, Error **errp);
 void bsst_store_clear_page_source(BsstStore *s, void *opaque);
@@ -166,11 +164,6 @@ void bsst_store_page_unpin(BsstStore *s, const void *host);
 void bsst_store_pages_indirected(BsstStore *s, const void *const *hosts,
                                  unsigned n);
 bool bsst_store_page_cancel_swapin(BsstStore *s, void *host);
-/* Hold the pages of [@base, @base + @len) for in-flight I/O; false if no
- * page source holds pages (then nothing needs releasing). */
-bool bsst_store_page_hold_range(BsstStore *s, const void *base, size_t len);
-void bsst_store_page_release_range(BsstStore *s, const void *base,
-                                   size_t len);
 bool bsst_store_page_swapin_begin(BsstStore *s, void *host, uint32_t *bblock);
 void bsst_store_page_swapin_end(BsstStore *s, void *host, const void *data);
 

@@ -139,6 +139,10 @@ void hmp_info_tesseract(Monitor *mon, const QDict *qdict)
             monitor_printf(mon, "  swap-out failures earlier: %" PRId64
                            " batches\n", i->swapout_failures);
         }
+        if (i->swapin_error) {
+            monitor_printf(mon, "  CANNOT SWAP IN: %s (the threads that "
+                           "touched those pages wait)\n", i->swapin_error);
+        }
         if (i->discarded_pages) {
             monitor_printf(mon, "  given back by the guest (balloon): %"
                            PRId64 " pages, %" PRId64 " of them swapped "

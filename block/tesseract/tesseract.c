@@ -810,9 +810,12 @@ static uint64_t tsr_cancel_swapins(BDRVTesseractState *s, QEMUIOVector *qiov,
 /*
  * The classic path: the request's buffer will be touched by the I/O, so
  * bring its swapped-out pages in first, reading their BSST blocks in this
- * coroutine (the swap-in the seed's baseline pays in "write prepare").
- * Whole pages are skipped when w->flag (a read overwrites them: their
- * swap-in was cancelled instead).
+ * coroutine (the swap-in the baseline of Tesseract (VEE 2014) pays in
+ * "write prepare").
+ * The pages stay swapped out until the data is placed: a thread that
+ * faults on one meanwhile is served by the page source's fault thread,
+ * never waiting for this coroutine.  Whole pages are skipped when w->flag
+ * (a read overwrites them: their swap-in was cancelled instead).
  */
 static void coroutine_fn GRAPH_RDLOCK
 tsr_swapin_stretch(void *opaque, uint8_t *base, size_t len)
@@ -849,31 +852,6 @@ tsr_swapin_buffer(BlockDriverState *bs, QEMUIOVector *qiov,
     tsr_foreach_stretch(qiov, qiov_offset, bytes, tsr_swapin_stretch, &w);
     qemu_vfree(w.buf);
     return w.count;
-}
-
-/*
- * Hold (w->flag) or release the guest pages a read's data lands in while
- * it is in flight: the swapper must not swap out a page the kernel is
- * writing into by DMA, which write protection does not see.
- */
-static void tsr_hold_stretch(void *opaque, uint8_t *base, size_t len)
-{
-    TsrPageWalk *w = opaque;
-
-    if (w->flag) {
-        w->count += bsst_store_page_hold_range(w->s->store, base, len);
-    } else {
-        bsst_store_page_release_range(w->s->store, base, len);
-    }
-}
-
-static bool tsr_hold_buffer(BDRVTesseractState *s, QEMUIOVector *qiov,
-                            size_t qiov_offset, uint64_t bytes, bool hold)
-{
-    TsrPageWalk w = { .s = s, .flag = hold };
-
-    tsr_foreach_stretch(qiov, qiov_offset, bytes, tsr_hold_stretch, &w);
-    return w.count > 0;
 }
 
 /*
@@ -916,14 +894,16 @@ tesseract_co_preadv_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
     g_autoptr(GArray) pieces = NULL;
     int64_t t0 = get_clock(), t1, t2;
     uint64_t cancelled = 0, nrequests = 0;
-    bool held = false;
     guint i;
     int ret;
 
     if (bsst_store_has_page_source(s->store)) {
+        /*
+         * (The device mapped the buffer: the swapper does not swap its
+         * pages out while the DMA may land there; patches/0006.)
+         */
         cancelled = tsr_cancel_swapins(s, qiov, qiov_offset, bytes);
         tsr_swapin_buffer(bs, qiov, qiov_offset, bytes, true);
-        held = tsr_hold_buffer(s, qiov, qiov_offset, bytes, true);
     } else if (!bsst_disk_busy(s->disk)) {
         /* fast path: no indirection, the guest image holds everything */
         t1 = get_clock();
@@ -950,9 +930,6 @@ tesseract_co_preadv_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
     bsst_disk_lock(s->disk);
     tsr_pin_pieces_locked(s, pieces, false);
     bsst_disk_unlock(s->disk);
-    if (held) {
-        tsr_hold_buffer(s, qiov, qiov_offset, bytes, false);
-    }
     if (ret >= 0) {
         uint64_t from_bsst = 0;
 

@@ -394,6 +394,49 @@ static void test_wp_age(void)
     tsr_policy_free(p);
 }
 
+/*
+ * WP_AGE after swap-ins: the swapper places a swapped-in page
+ * write-protected, so the guest's writes to it reach the policy, and the
+ * page counts as written; one not written since it came back counts as
+ * unwritten, whatever it was before it went.  Pages written since the
+ * sweep, swapped in or not, are never picked while an unwritten one is
+ * resident, also far more of them than the victim cache holds.
+ */
+static void test_wp_age_swapin(void)
+{
+    const uint64_t n = 1024;
+    TsrPolicy *p = tsr_policy_new(TSR_POLICY_WP_AGE, n, 16, 5);
+    uint64_t i, page;
+
+    for (i = 0; i < n; i++) {
+        tsr_policy_set_resident(p, i, true);
+    }
+    tsr_policy_sweep(p);
+    for (i = 0; i < 256; i++) {
+        tsr_policy_note_write(p, i);            /* written in place */
+    }
+    for (i = 256; i < 768; i++) {
+        if (i < 640) {
+            tsr_policy_note_write(p, i);        /* written, then out */
+        }
+        tsr_policy_set_resident(p, i, false);
+    }
+    for (i = 256; i < 768; i++) {
+        tsr_policy_set_resident(p, i, true);    /* swapped in */
+        tsr_policy_note_swapin(p, i);
+        if (i < 512) {
+            tsr_policy_note_write(p, i);        /* and written again */
+        }
+    }
+    g_assert_cmpuint(tsr_policy_nwritten(p), ==, 512);
+    g_assert_false(tsr_policy_written(p, 600));
+    for (i = 0; i < 4000; i++) {
+        g_assert_true(tsr_policy_pick(p, &page));
+        g_assert_cmpuint(page, >=, 512);
+    }
+    tsr_policy_free(p);
+}
+
 /* One access scan in which the pages with @hot(page) were touched. */
 static void scan_with(TsrPolicy *p, uint64_t n, bool (*hot)(uint64_t))
 {
@@ -515,6 +558,8 @@ int main(int argc, char **argv)
     g_test_add_func("/tesseract/swap-policy/victim-cache-scales",
                     test_victim_cache_scales);
     g_test_add_func("/tesseract/swap-policy/wp-age", test_wp_age);
+    g_test_add_func("/tesseract/swap-policy/wp-age-swapin",
+                    test_wp_age_swapin);
     g_test_add_func("/tesseract/swap-policy/access-age", test_access_age);
     g_test_add_func("/tesseract/swap-policy/access-oldest-first",
                     test_access_oldest_first);

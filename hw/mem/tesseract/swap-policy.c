@@ -173,6 +173,8 @@ void tsr_policy_set_resident(TsrPolicy *p, uint64_t page, bool resident)
         rebucket(p, page);
     } else if (!resident && test_and_clear_bit(page, p->resident)) {
         p->nresident--;
+        /* WP_AGE: whatever comes back is unwritten until written again */
+        clear_bit(page, p->written);
         if (p->age) {
             p->age_count[p->age[page]]--;
         }
@@ -224,6 +226,11 @@ void tsr_policy_note_write(TsrPolicy *p, uint64_t page)
 bool tsr_policy_written(const TsrPolicy *p, uint64_t page)
 {
     return page < p->npages && test_bit(page, p->written);
+}
+
+uint64_t tsr_policy_nwritten(const TsrPolicy *p)
+{
+    return bitmap_count_one(p->written, p->npages);
 }
 
 void tsr_policy_sweep(TsrPolicy *p)

@@ -65,9 +65,15 @@ uint64_t tsr_policy_resident(const TsrPolicy *p);
 void tsr_policy_note_swapin(TsrPolicy *p, uint64_t page);
 bool tsr_policy_in_victim_cache(const TsrPolicy *p, uint64_t page);
 
-/* WP_AGE: the guest wrote @page since the last sweep. */
+/*
+ * WP_AGE: the guest wrote @page since the last sweep, or since it became
+ * resident again (a page that is not resident forgets its writes; the
+ * swapper places pages write-protected, so it sees the next one).
+ */
 void tsr_policy_note_write(TsrPolicy *p, uint64_t page);
 bool tsr_policy_written(const TsrPolicy *p, uint64_t page);
+/* WP_AGE: how many pages were written since the last sweep */
+uint64_t tsr_policy_nwritten(const TsrPolicy *p);
 /* WP_AGE: start a new ageing period (the caller write-protects pages). */
 void tsr_policy_sweep(TsrPolicy *p);
 

@@ -4,17 +4,24 @@
  * Keeps the resident guest RAM of one RAM block under a limit by writing
  * cold pages to blocks of a block-swap store (BSST) and discarding them.
  * A later guest access faults (userfaultfd MISSING); a dedicated fault
- * thread reads the page back through the swapper's IOThread and places
- * it.  The swapper is the store's page source: the tesseract block driver
- * asks it which pages of a request are swapped out (a guest write of such
- * a page becomes an indirection, no swap-in) and tells it which swapped
- * pages a guest read will overwrite whole (no BSST read).
+ * thread reads the page back with a plain pread() of the BSST's host
+ * file and places it.  The swapper is the store's page source: the
+ * tesseract block driver asks it which pages of a request are swapped out
+ * (a guest write of such a page becomes an indirection, no swap-in) and
+ * tells it which swapped pages a guest read will overwrite whole (no BSST
+ * read).
  *
  * Swap-out of a page races with vCPU and device writes: the page is
  * write-protected (userfaultfd WP) before it is copied; a write fault
  * while the copy is in flight marks the page dirty and the swap-out is
  * abandoned; a write that arrives after the check blocks on the write
- * protection until the page is gone and then faults it back in.
+ * protection until the page is gone and then faults it back in.  DMA
+ * ignores write protection: a page a device has mapped (patches/0006)
+ * is not swapped out until it is unmapped, and a mapping that arrives
+ * while the page is being discarded waits until it is gone.  A discard
+ * by someone else (virtio-balloon) takes the write protection with the
+ * page: a missing-page fault or a discard of a page being swapped out
+ * abandons the swap-out too.
  *
  * policy=access learns which pages the guest touches, reads and writes
  * alike, for RAM in a shared memfd: every scan-interval the worker reads
@@ -24,8 +31,11 @@
  * and the next scan sees it.  Swapping such RAM out punches holes in the
  * memfd instead of MADV_DONTNEED.
  *
- * Fault resolution never takes the BQL and never waits on the faulting
- * thread's AioContext: BSST reads run in the swapper's own IOThread.
+ * Fault resolution never takes the BQL and never waits for any
+ * AioContext: the BSST must be a file (or block device) the fault thread
+ * can read itself, or the swapper is refused.  When that read (or the
+ * placing of the page) fails, the threads that faulted keep waiting, the
+ * swapper reports it and retries; see tsw_swapin_failed().
  *
  * Copyright (c) 2026 The Tesseract for QEMU authors
  *
@@ -38,10 +48,12 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/utsname.h>
 #include <sys/vfs.h>
 #include <linux/magic.h>
 #include "block/block_int.h"
 #include "exec/address-spaces.h"
+#include "hw/core/cpu.h"
 #include "exec/cpu-common.h"
 #include "exec/memory.h"
 #include "exec/ramblock.h"
@@ -64,7 +76,9 @@
 #include "qom/object_interfaces.h"
 #include "system/hostmem.h"
 #include "system/iothread.h"
+#include "system/kvm.h"
 #include "system/runstate.h"
+#include "system/runstate-action.h"
 #include "system/system.h"
 #include "block/tesseract/bsst-store.h"
 #include "block/tesseract/tesseract.h"
@@ -89,6 +103,13 @@
 #define TSW_SCAN_MS_MAX 600000
 /* ACCESS: pages per pagemap read and unmapping */
 #define TSW_SCAN_CHUNK 4096
+/* a fault whose BSST read failed: first retry, longest wait between them */
+#define TSW_RETRY_MS_MIN 100
+#define TSW_RETRY_MS_MAX 1000
+/* object-del: how long it waits while pages stop coming back */
+#define TSW_DELETE_IDLE_MS 2000
+/* TswPage.host_blk: the block is not in direct_fd */
+#define TSW_NO_HOST UINT32_MAX
 
 OBJECT_DECLARE_SIMPLE_TYPE(TesseractSwapper, TESSERACT_SWAPPER)
 
@@ -106,13 +127,21 @@ enum {
                                  * was avoided, not (yet) saved */
 #define PG_ZEROED         0x8   /* swapped out as all zeroes (PG_RESIDENT,
                                  * not resident in the policy) */
+#define PG_PARKED         0x10  /* PG_SWAPPING_IN: its fault failed and
+                                 * waits for the fault thread's retry */
 
 typedef struct TswPage {
     uint32_t bblock;
+    uint32_t host_blk;      /* bblock's 4 KiB block in direct_fd */
     uint8_t state;
     uint8_t flags;
+    /*
+     * pins: lookup_pin() and swapin_begin() until unpin(): the page's
+     * block stays referenced.  holds: device mappings (patches/0006):
+     * no swap-out.  Both saturate (a saturated hold is never released).
+     */
     uint16_t pins;
-    int64_t host_off;       /* offset of bblock in sw->direct_fd, or -1 */
+    uint16_t holds;
 } TswPage;
 
 struct TesseractSwapper {
@@ -146,9 +175,15 @@ struct TesseractSwapper {
     IOThread *iothread;
     int uffd;
     int quit_fd;
-    /* the BSST's host file, read directly by the fault thread */
+    int retry_fd;           /* kicks the fault thread's retries */
+    /*
+     * The BSST's host file, which the fault thread reads: opened at
+     * attach, never changed while attached
+     */
     int direct_fd;
     char *direct_path;
+    QEMUBH *stop_bh;        /* tsw_stop_bh() */
+    Notifier shutdown;      /* tsw_shutdown() */
     bool quit;
     QemuThread fault_thread;
     QemuThread worker_thread;
@@ -162,6 +197,27 @@ struct TesseractSwapper {
     /* protects everything below; never held across I/O */
     QemuMutex lock;
     TswPage *pages;
+    uint64_t npinned;       /* pages with pins */
+    /* a PG_DISCARDING page changed state (device mappings wait for it) */
+    QemuCond discard_done;
+    /*
+     * object-del under way (tsw_can_be_deleted()): nothing is swapped out
+     * or pinned any more, and the background thread swaps every page in;
+     * leave_err: why it could not
+     */
+    bool leaving;
+    int leave_err;
+    /*
+     * Faults that could not be served (tsw_swapin_failed()): pages
+     * parked, the error of the streak (-errno; 0: none) and whether it
+     * was placing the page that failed, the threads that wait (their ids,
+     * for tsw_stop_bh()), QEMU exiting (the rest get zero pages)
+     */
+    uint64_t parked;
+    int swapin_err;
+    bool swapin_err_place;
+    GArray *waiters;
+    bool exiting;
     TsrPolicy *policy;
     int64_t next_sweep_ns;
     uint64_t swapped;
@@ -193,7 +249,40 @@ struct TesseractSwapper {
     uint64_t bg_head, bg_tail;
     TsrHistogram fault_hist;
     TsrHistogram bsst_read_hist;
+
+    /*
+     * x-tesseract-swap-out requests for the worker (under the lock);
+     * see tsw_worker_requests()
+     */
+    QSIMPLEQ_HEAD(, TswSwapOutReq) requests;
+
+    /*
+     * Test hooks (x- properties, unstable): hold swap-outs at a step
+     * (TSW_HOLD_*; test_held while one waits there, under the lock), fail
+     * or slow the BSST I/O of the swapper's own threads.
+     */
+    int test_hold;
+    bool test_held;
+    QemuCond test_cond;
+    bool fail_reads, fail_writes, fail_place;
+    uint32_t io_delay_us;
 };
+
+typedef struct TswSwapOutReq {
+    uint64_t *idx;
+    uint64_t n;
+    int ret;
+    Coroutine *co;          /* waits for it, or NULL: freed when done */
+    QSIMPLEQ_ENTRY(TswSwapOutReq) next;
+} TswSwapOutReq;
+
+/* x-hold-swapout: where swap-outs wait (test hook) */
+enum {
+    TSW_HOLD_NONE,
+    TSW_HOLD_CHECK,     /* copies written, before the final check */
+    TSW_HOLD_DISCARD,   /* checked clean (PG_DISCARDING), before discarding */
+};
+static const char *const tsw_hold_names[] = { "", "check", "discard" };
 
 static GSList *tsw_all;     /* BQL */
 
@@ -256,18 +345,68 @@ static void tsw_drained_end(void *opaque)
     qemu_mutex_unlock(&sw->lock);
 }
 
+/* ---- Test hooks ---- */
+
+/*
+ * x-hold-swapout: a swap-out of the worker that reaches step @step waits
+ * here until the property names another step (or the swapper quits).
+ * Lets a test put a device access, a discard or a fault in the middle of
+ * a swap-out.
+ */
+static void tsw_test_hold(TesseractSwapper *sw, int step)
+{
+    qemu_mutex_lock(&sw->lock);
+    while (sw->test_hold == step && !qatomic_read(&sw->quit)) {
+        sw->test_held = true;
+        qemu_cond_wait(&sw->test_cond, &sw->lock);
+    }
+    sw->test_held = false;
+    qemu_mutex_unlock(&sw->lock);
+}
+
+/* x-io-delay: slow every BSST read and write of the swapper's threads */
+static void tsw_test_delay(TesseractSwapper *sw)
+{
+    uint32_t us = qatomic_read(&sw->io_delay_us);
+
+    if (us) {
+        g_usleep(us);
+    }
+}
+
+/*
+ * Read @len bytes at @off of the BSST's host file: 0, or a negative errno
+ * (x-fail-reads: -EIO).
+ */
+static int tsw_pread(TesseractSwapper *sw, int fd, void *buf, size_t len,
+                     int64_t off)
+{
+    ssize_t n;
+
+    tsw_test_delay(sw);
+    if (qatomic_read(&sw->fail_reads)) {
+        return -EIO;
+    }
+    n = pread(fd, buf, len, off);
+    if (n < 0) {
+        return -errno;
+    }
+    return n == len ? 0 : -EIO;
+}
+
 /* ---- I/O on the swapper's IOThread ---- */
 
+/*
+ * Swap-out writes and commits go through the store's BlockBackend, in the
+ * swapper's IOThread (the worker waits for them; a fault never does).
+ */
 typedef struct TswIO {
     TesseractSwapper *sw;
     uint32_t bblock;
     uint32_t count;             /* write: blocks from @bblock */
-    void *buf;
-    bool write;
-    bool commit;
+    void *buf;                  /* write: the data; NULL: a commit */
     int ret;
     const char *host_file;      /* write: where the blocks landed */
-    bool host_direct;           /* ... opened with O_DIRECT */
     int64_t *host_offs;         /* write: @count offsets in host_file */
     QemuSemaphore done;
 } TswIO;
@@ -275,24 +414,21 @@ typedef struct TswIO {
 static void coroutine_fn tsw_io_co(void *opaque)
 {
     TswIO *io = opaque;
-    uint32_t i;
+    bool direct;
 
-    if (io->commit) {
+    if (!io->buf) {
         io->ret = bsst_store_co_commit(io->sw->store);
-    } else if (io->write) {
+    } else if (qatomic_read(&io->sw->fail_writes)) {
+        io->ret = -EIO;
+    } else {
         io->ret = bsst_store_write_blocks(io->sw->store, io->bblock,
                                           io->count, io->buf);
-        if (io->ret >= 0 && io->host_offs &&
+        if (io->ret >= 0 &&
             bsst_store_co_blocks_host(io->sw->store, io->bblock, io->count,
                                       &io->host_file, io->host_offs,
-                                      &io->host_direct) < 0) {
-            for (i = 0; i < io->count; i++) {
-                io->host_offs[i] = -1;
-            }
+                                      &direct) < 0) {
             io->host_file = NULL;
         }
-    } else {
-        io->ret = bsst_store_read_block(io->sw->store, io->bblock, io->buf);
     }
     qemu_sem_post(&io->done);
 }
@@ -304,6 +440,9 @@ static void tsw_io_bh(void *opaque)
 
 static void tsw_io_run(TesseractSwapper *sw, TswIO *io)
 {
+    if (io->buf) {
+        tsw_test_delay(sw);
+    }
     qemu_sem_init(&io->done, 0);
     aio_bh_schedule_oneshot(iothread_get_aio_context(sw->iothread),
                             tsw_io_bh, io);
@@ -311,14 +450,10 @@ static void tsw_io_run(TesseractSwapper *sw, TswIO *io)
     qemu_sem_destroy(&io->done);
 }
 
-/* Run one BSST read or commit in the IOThread and wait for it. */
-static int tsw_io(TesseractSwapper *sw, uint32_t bblock, void *buf,
-                  bool write, bool commit)
+/* Commit the store in the IOThread and wait for it. */
+static int tsw_commit(TesseractSwapper *sw)
 {
-    TswIO io = {
-        .sw = sw, .bblock = bblock, .count = 1, .buf = buf, .write = write,
-        .commit = commit,
-    };
+    TswIO io = { .sw = sw };
 
     tsw_io_run(sw, &io);
     return io.ret;
@@ -326,53 +461,99 @@ static int tsw_io(TesseractSwapper *sw, uint32_t bblock, void *buf,
 
 /*
  * Write @count pages from @buf to BSST blocks @first.. in one request, and
- * find where they landed in the BSST's host file (@host_offs[i], or -1)
- * for the fault thread's direct reads.  Worker thread only.
+ * find where they landed in the BSST's host file: @host_blk[i], in 4 KiB
+ * blocks of direct_fd.  The fault thread reads them there and nowhere
+ * else, so blocks that did not land one to one in that file fail the
+ * write (-EXDEV): their pages must not be swapped out.  Worker thread.
  */
 static int tsw_write_run(TesseractSwapper *sw, uint32_t first,
-                         uint32_t count, void *buf, int64_t *host_offs)
+                         uint32_t count, void *buf, uint32_t *host_blk)
 {
+    g_autofree int64_t *offs = g_new(int64_t, count);
     TswIO io = {
         .sw = sw, .bblock = first, .count = count, .buf = buf,
-        .write = true, .host_offs = host_offs,
+        .host_offs = offs,
     };
     uint32_t i;
 
     tsw_io_run(sw, &io);
-    if (io.ret >= 0 && io.host_file &&
-        sw->direct_fd < 0 && !sw->direct_path) {
-        /*
-         * The worker is the only writer of direct_fd/direct_path.  Bypass
-         * the host page cache if QEMU does (cache.direct=on).
-         */
-        sw->direct_path = g_strdup(io.host_file);
-        qatomic_set(&sw->direct_fd,
-                    open(io.host_file, O_RDONLY | O_CLOEXEC |
-                         (io.host_direct ? O_DIRECT : 0)));
+    if (io.ret < 0) {
+        return io.ret;
     }
-    if (io.ret < 0 || !io.host_file || sw->direct_fd < 0 ||
-        strcmp(sw->direct_path, io.host_file)) {
-        for (i = 0; i < count; i++) {
-            host_offs[i] = -1;
+    if (!io.host_file || strcmp(io.host_file, sw->direct_path)) {
+        return -EXDEV;
+    }
+    for (i = 0; i < count; i++) {
+        if (offs[i] < 0 || offs[i] % TSW_PAGE ||
+            offs[i] / TSW_PAGE >= TSW_NO_HOST) {
+            return -EXDEV;
         }
+        host_blk[i] = offs[i] / TSW_PAGE;
     }
-    return io.ret;
+    return 0;
 }
 
 /* ---- Page source for the tesseract driver ---- */
 
+static const uint8_t tsw_zero_page[TSW_PAGE] QEMU_ALIGNED(TSW_PAGE);
+
+/*
+ * UFFDIO_COPY of one page, mapped write-protected: the guest's first write
+ * to it faults (WP), so policy=wp-age sees it.  EAGAIN (the page table
+ * changed under the copy) is retried as in patches/0003.
+ */
+static int tsw_copy_wp(TesseractSwapper *sw, void *host, const void *data,
+                       bool dont_wake)
+{
+    struct uffdio_copy c = {
+        .dst = (uintptr_t)host, .src = (uintptr_t)data, .len = TSW_PAGE,
+        .mode = UFFDIO_COPY_MODE_WP |
+                (dont_wake ? UFFDIO_COPY_MODE_DONTWAKE : 0),
+    };
+
+    for (;;) {
+        c.copy = 0;
+        if (!ioctl(sw->uffd, UFFDIO_COPY, &c)) {
+            return 0;
+        }
+        if (errno != EAGAIN) {
+            return -errno;
+        }
+        if (c.copy == TSW_PAGE) {
+            return 0;
+        }
+    }
+}
+
 /*
  * Place @data (NULL: zeros) in the missing page at @host and wake the
- * threads that faulted on it.  -EEXIST: something placed it already.
+ * threads that faulted on it (unless @dont_wake: the caller does, once
+ * its bookkeeping is done).  -EEXIST: something placed it already.
  * (An EAGAIN, when an access scan's MADV_DONTNEED freed the page table
- * meanwhile, is retried in util/userfaultfd.c: patches/0003.)
+ * meanwhile, is retried in util/userfaultfd.c: patches/0003.)  Under
+ * policy=wp-age the page is placed write-protected (zeros too, copied
+ * instead of mapping the zero page): a page placed writable would look
+ * unwritten however much the guest writes it until the next sweep.
  */
+static int tsw_place_wake(TesseractSwapper *sw, void *host, const void *data,
+                          bool dont_wake)
+{
+    if (qatomic_read(&sw->fail_place)) {
+        return -ENOMEM;     /* x-fail-place */
+    }
+    if (sw->policy_kind == TESSERACT_SWAP_POLICY_WP_AGE) {
+        return tsw_copy_wp(sw, host, data ? data : tsw_zero_page, dont_wake);
+    }
+    if (data) {
+        return uffd_copy_page(sw->uffd, host, (void *)data, TSW_PAGE,
+                              dont_wake);
+    }
+    return uffd_zero_page(sw->uffd, host, TSW_PAGE, dont_wake);
+}
+
 static int tsw_place(TesseractSwapper *sw, void *host, const void *data)
 {
-    if (data) {
-        return uffd_copy_page(sw->uffd, host, (void *)data, TSW_PAGE, false);
-    }
-    return uffd_zero_page(sw->uffd, host, TSW_PAGE, false);
+    return tsw_place_wake(sw, host, data, false);
 }
 
 static bool tsw_page_index(TesseractSwapper *sw, const void *host,
@@ -385,6 +566,45 @@ static bool tsw_page_index(TesseractSwapper *sw, const void *host,
     }
     *idx = (p - sw->host) / TSW_PAGE;
     return true;
+}
+
+/* Pin @pg (under sw->lock): false if it cannot be pinned now */
+static bool tsw_pin_locked(TesseractSwapper *sw, TswPage *pg)
+{
+    if (sw->leaving || pg->pins == UINT16_MAX) {
+        return false;
+    }
+    if (!pg->pins++) {
+        sw->npinned++;
+    }
+    return true;
+}
+
+/*
+ * Unpin page @idx: at the last unpin, returns the block whose reference
+ * the page dropped meanwhile (or UINT32_MAX); the caller unrefs it.
+ */
+static uint32_t tsw_unpin_locked(TesseractSwapper *sw, uint64_t idx)
+{
+    TswPage *pg = &sw->pages[idx];
+
+    assert(pg->pins);
+    if (--pg->pins) {
+        return UINT32_MAX;
+    }
+    sw->npinned--;
+    if (pg->flags & PG_UNREF_ON_UNPIN) {
+        pg->flags &= ~PG_UNREF_ON_UNPIN;
+        return pg->bblock;
+    }
+    return UINT32_MAX;
+}
+
+/* A PG_DISCARDING page changes state (under sw->lock) */
+static void tsw_discarding_end(TesseractSwapper *sw, TswPage *pg, int state)
+{
+    pg->state = state;
+    qemu_cond_broadcast(&sw->discard_done);
 }
 
 /* ---- Background swap-in of indirected pages ---- */
@@ -420,8 +640,8 @@ static bool tsw_lookup_pin(void *opaque, const void *host, uint32_t *bblock)
         return false;
     }
     qemu_mutex_lock(&sw->lock);
-    if (sw->pages[idx].state == PG_SWAPPED) {
-        sw->pages[idx].pins++;
+    if (sw->pages[idx].state == PG_SWAPPED &&
+        tsw_pin_locked(sw, &sw->pages[idx])) {
         sw->pages[idx].flags |= PG_INDIRECTED;
         *bblock = sw->pages[idx].bblock;
         sw->swapins_avoided++;
@@ -462,36 +682,17 @@ static void tsw_indirected(void *opaque, const void *const *hosts,
 static void tsw_unpin(void *opaque, const void *host)
 {
     TesseractSwapper *sw = opaque;
-    uint32_t unref = UINT32_MAX;
-    TswPage *pg;
+    uint32_t unref;
     uint64_t idx;
 
     if (!tsw_page_index(sw, host, &idx)) {
         return;
     }
     qemu_mutex_lock(&sw->lock);
-    pg = &sw->pages[idx];
-    assert(pg->pins);
-    if (!--pg->pins && (pg->flags & PG_UNREF_ON_UNPIN)) {
-        pg->flags &= ~PG_UNREF_ON_UNPIN;
-        unref = pg->bblock;
-    }
+    unref = tsw_unpin_locked(sw, idx);
     qemu_mutex_unlock(&sw->lock);
     if (unref != UINT32_MAX) {
         bsst_store_unref(sw->store, unref);
-    }
-}
-
-/* In-flight device I/O holds the page: no swap-out until unpin(). */
-static void tsw_hold(void *opaque, const void *host)
-{
-    TesseractSwapper *sw = opaque;
-    uint64_t idx;
-
-    if (tsw_page_index(sw, host, &idx)) {
-        qemu_mutex_lock(&sw->lock);
-        sw->pages[idx].pins++;
-        qemu_mutex_unlock(&sw->lock);
     }
 }
 
@@ -524,16 +725,24 @@ static bool tsw_cancel_swapin(void *opaque, void *host)
     pg->state = PG_RESIDENT;
     sw->swapped--;
     sw->swapins_cancelled++;
-    tsr_policy_set_resident(sw->policy, idx, true);
+    /*
+     * Not placed (no memory): not resident either; the read's own access
+     * faults and places a zero page
+     */
+    tsr_policy_set_resident(sw->policy, idx, !ret || ret == -EEXIST);
     qemu_mutex_unlock(&sw->lock);
-    if (ret && ret != -EEXIST) {
-        error_report("tesseract-swapper: cannot place page at %p: %s",
-                     host, strerror(-ret));
-    }
     bsst_store_unref(sw->store, bblock);
     return true;
 }
 
+/*
+ * The classic path: a request is about to touch the swapped-out page
+ * @host and reads its block in its own coroutine.  The page stays
+ * PG_SWAPPED meanwhile, pinned (its block stays): a thread that faults on
+ * it is served by the fault thread as usual, which never waits for that
+ * coroutine; making the page PG_SWAPPING_IN here would make it wait for
+ * an AioContext that the faulting thread may be the one to run.
+ */
 static bool tsw_swapin_begin(void *opaque, void *host, uint32_t *bblock)
 {
     TesseractSwapper *sw = opaque;
@@ -544,9 +753,8 @@ static bool tsw_swapin_begin(void *opaque, void *host, uint32_t *bblock)
         return false;
     }
     qemu_mutex_lock(&sw->lock);
-    if (sw->pages[idx].state == PG_SWAPPED && !sw->pages[idx].pins) {
-        sw->pages[idx].state = PG_SWAPPING_IN;
-        sw->pages[idx].flags &= ~PG_INDIRECTED;
+    if (sw->pages[idx].state == PG_SWAPPED &&
+        tsw_pin_locked(sw, &sw->pages[idx])) {
         *bblock = sw->pages[idx].bblock;
         ret = true;
     }
@@ -554,40 +762,52 @@ static bool tsw_swapin_begin(void *opaque, void *host, uint32_t *bblock)
     return ret;
 }
 
+/*
+ * ... and hands the block's data (NULL: the read failed): placed if the
+ * page is still swapped out (a fault may have brought it back meanwhile),
+ * then unpinned.  If it cannot be placed, it stays swapped out, and the
+ * request's own access faults.
+ */
 static void tsw_swapin_end(void *opaque, void *host, const void *data)
 {
     TesseractSwapper *sw = opaque;
+    uint32_t unref;
     uint64_t idx;
     TswPage *pg;
-    uint32_t bblock;
     int ret;
 
-    tsw_page_index(sw, host, &idx);
-    pg = &sw->pages[idx];
-    if (!data) {
-        qemu_mutex_lock(&sw->lock);
-        pg->state = PG_SWAPPED;     /* a fault will try again */
-        qemu_mutex_unlock(&sw->lock);
-        uffd_wakeup(sw->uffd, host, TSW_PAGE);
+    if (!tsw_page_index(sw, host, &idx)) {
         return;
     }
-    /* wakes any thread that faulted on the page meanwhile */
-    ret = tsw_place(sw, host, data);
-    if (ret && ret != -EEXIST) {
-        error_report("tesseract-swapper: cannot place guest page %p: %s",
-                     host, strerror(-ret));
-        abort();
-    }
+    pg = &sw->pages[idx];
     qemu_mutex_lock(&sw->lock);
-    bblock = pg->bblock;
-    pg->state = PG_RESIDENT;
-    sw->swapped--;
-    sw->swap_ins++;
-    sw->bytes_read += TSW_PAGE;
-    tsr_policy_set_resident(sw->policy, idx, true);
-    tsr_policy_note_swapin(sw->policy, idx);
+    if (data && pg->state == PG_SWAPPED) {
+        pg->state = PG_SWAPPING_IN;
+        pg->flags &= ~PG_INDIRECTED;
+        qemu_mutex_unlock(&sw->lock);
+        /* wakes any thread that faulted on the page meanwhile */
+        ret = tsw_place(sw, host, data);
+        qemu_mutex_lock(&sw->lock);
+        if (ret && ret != -EEXIST) {
+            pg->state = PG_SWAPPED;
+            qemu_mutex_unlock(&sw->lock);
+            uffd_wakeup(sw->uffd, host, TSW_PAGE);  /* they fault anew */
+            qemu_mutex_lock(&sw->lock);
+        } else {
+            pg->state = PG_RESIDENT;
+            pg->flags |= PG_UNREF_ON_UNPIN;     /* pinned: at the unpin */
+            sw->swapped--;
+            sw->swap_ins++;
+            sw->bytes_read += TSW_PAGE;
+            tsr_policy_set_resident(sw->policy, idx, true);
+            tsr_policy_note_swapin(sw->policy, idx);
+        }
+    }
+    unref = tsw_unpin_locked(sw, idx);
     qemu_mutex_unlock(&sw->lock);
-    bsst_store_unref(sw->store, bblock);
+    if (unref != UINT32_MAX) {
+        bsst_store_unref(sw->store, unref);
+    }
 }
 
 static const BsstPageSourceOps tsw_page_ops = {
@@ -595,7 +815,6 @@ static const BsstPageSourceOps tsw_page_ops = {
     .unpin = tsw_unpin,
     .indirected = tsw_indirected,
     .cancel_swapin = tsw_cancel_swapin,
-    .hold = tsw_hold,
     .swapin_begin = tsw_swapin_begin,
     .swapin_end = tsw_swapin_end,
     .drained_begin = tsw_drained_begin,
@@ -606,69 +825,51 @@ static const BsstPageSourceOps tsw_page_ops = {
 /* ---- Fault thread ---- */
 
 /*
- * Bring the swapped page @idx back: the caller moved it to PG_SWAPPING_IN
- * and took its @bblock and @host_off.  Reads the block into @buf (unless
- * @have_data: the caller read it there already) and places it, which
- * wakes every thread that faulted on it meanwhile.  A fault must not fail
- * (the guest would see wrong data): it retries and then stops QEMU.  A
- * background swap-in gives up instead: the page is swapped out again, and
- * any thread waiting on it faults anew.  Returns the BSST read's duration
- * in ns, or -1 if it gave up.
+ * Bring the swapped page @idx back: the caller moved it to PG_SWAPPING_IN.
+ * Reads its block from the BSST's host file into @buf (unless @have_data:
+ * the caller read it there already) and places it, which wakes every
+ * thread that faulted on it meanwhile.  A plain pread() needs no
+ * AioContext and no BQL: the thread that faulted may be the one that runs
+ * the BSST node's requests (a vCPU holding the BQL while a main-loop
+ * request holds qcow2's lock), or any other.  Returns the read's duration
+ * in ns, or a negative errno (*@placing: placing failed, not reading) and
+ * the page is left PG_SWAPPING_IN, unplaced: the caller decides (a fault
+ * waits and retries, a background swap-in gives the page up).
  */
-static int64_t tsw_swap_in(TesseractSwapper *sw, uint64_t idx,
-                           uint32_t bblock, int64_t host_off, uint8_t *buf,
-                           bool fault, bool have_data)
+static int64_t tsw_swap_in(TesseractSwapper *sw, uint64_t idx, uint8_t *buf,
+                           bool have_data, bool *placing)
 {
     uint8_t *addr = sw->host + idx * TSW_PAGE;
     TswPage *pg = &sw->pages[idx];
-    uint32_t unref = UINT32_MAX;
+    uint32_t bblock = pg->bblock, unref = UINT32_MAX;
     int64_t t1 = get_clock(), t2;
-    int ret, tries, fd;
+    int ret;
 
-    /*
-     * A plain pread() of the host file needs no AioContext at all: the
-     * thread that faulted may be the one that runs the BSST's (a vCPU
-     * holding the BQL while a main-loop request holds qcow2's lock).
-     */
-    fd = qatomic_read(&sw->direct_fd);
-    if (have_data || (host_off >= 0 && fd >= 0 &&
-                      pread(fd, buf, TSW_PAGE, host_off) == TSW_PAGE)) {
-        goto place;
+    *placing = false;
+    if (!have_data) {
+        ret = tsw_pread(sw, sw->direct_fd, buf, TSW_PAGE,
+                        (int64_t)pg->host_blk * TSW_PAGE);
+        if (ret < 0) {
+            return ret;
+        }
     }
-    for (tries = 0; ; tries++) {
-        ret = tsw_io(sw, bblock, buf, false, false);
-        if (ret >= 0) {
-            break;
-        }
-        if (!fault) {
-            qemu_mutex_lock(&sw->lock);
-            pg->state = PG_SWAPPED;
-            qemu_mutex_unlock(&sw->lock);
-            uffd_wakeup(sw->uffd, addr, TSW_PAGE);
-            return -1;
-        }
-        if (tries == 3) {
-            /* a guest must never see wrong data: stop here */
-            error_report("tesseract-swapper: cannot read BSST block %u for "
-                         "guest page %p: %s", bblock, addr, strerror(-ret));
-            abort();
-        }
-        g_usleep(1000);
-    }
-place:
     t2 = get_clock();
     bsst_store_note_source_io(sw->store, 1);
     /* a redirected run may keep a slot for this data */
     bsst_store_block_data(sw->store, bblock, buf);
-    ret = tsw_place(sw, addr, buf);
+    /* the threads that wait run on once the page is accounted for */
+    ret = tsw_place_wake(sw, addr, buf, true);
     if (ret && ret != -EEXIST) {
-        error_report("tesseract-swapper: cannot place guest page %p: %s",
-                     addr, strerror(-ret));
-        abort();
+        *placing = true;
+        return ret;
     }
 
     qemu_mutex_lock(&sw->lock);
     pg->state = PG_RESIDENT;
+    if (pg->flags & PG_PARKED) {
+        pg->flags &= ~PG_PARKED;
+        sw->parked--;
+    }
     if (pg->pins) {
         pg->flags |= PG_UNREF_ON_UNPIN;
     } else {
@@ -680,31 +881,270 @@ place:
     tsr_policy_set_resident(sw->policy, idx, true);
     tsr_policy_note_swapin(sw->policy, idx);
     qemu_mutex_unlock(&sw->lock);
+    uffd_wakeup(sw->uffd, addr, TSW_PAGE);
     if (unref != UINT32_MAX) {
         bsst_store_unref(sw->store, unref);
     }
     return t2 - t1;
 }
 
-static void tsw_handle_missing(TesseractSwapper *sw, uint8_t *addr,
-                               uint8_t *buf)
+/* A swap-in that is not a fault's failed: the page stays swapped out */
+static void tsw_swap_in_abandon(TesseractSwapper *sw, uint64_t idx)
 {
-    int64_t t0 = get_clock(), read_ns;
+    qemu_mutex_lock(&sw->lock);
+    sw->pages[idx].state = PG_SWAPPED;
+    qemu_mutex_unlock(&sw->lock);
+    /* threads that faulted on it meanwhile fault anew */
+    uffd_wakeup(sw->uffd, sw->host + idx * TSW_PAGE, TSW_PAGE);
+}
+
+/* swapin-error and TESSERACT_SWAPIN_FAILED's reason (under sw->lock) */
+static char *tsw_swapin_reason(TesseractSwapper *sw)
+{
+    if (sw->swapin_err_place) {
+        return g_strdup_printf("placing a page in guest RAM failed: %s",
+                               strerror(-sw->swapin_err));
+    }
+    return g_strdup_printf("reading BSST '%s' failed: %s", sw->bsst,
+                           strerror(-sw->swapin_err));
+}
+
+/*
+ * A fault could not be served: reading the page's block or placing the
+ * page (no memory) failed with @err.  The guest must never see wrong
+ * data, so the threads that faulted keep waiting and the fault thread
+ * retries (every TSW_RETRY_MS_MIN..MAX ms, and at once when the VM is
+ * continued).  Said once per streak, on stderr and as the
+ * TESSERACT_SWAPIN_FAILED event; query-tesseract shows swapin-error until
+ * no fault waits any more.
+ *
+ * What rerror=stop would do, stop the VM, works only where no thread
+ * that waits for a page would have to stop first: a vCPU blocked in a
+ * userfault cannot acknowledge pause_all_vcpus() (under TCG it is inside
+ * an instruction's memory access; under KVM the kernel interrupts the
+ * fault for a signal), and a device request blocked in one keeps the
+ * drain of vm_stop() from ending.  So tsw_stop_bh() stops the VM with
+ * RUN_STATE_IO_ERROR only under KVM (Linux >= 6.3, which lets the signal
+ * interrupt the fault) and only while every waiting thread is a vCPU;
+ * otherwise the VM runs on, and only the threads that touch the missing
+ * pages wait (as postcopy migration's faults do when the source is
+ * gone).  Fault thread.
+ */
+static void tsw_swapin_failed(TesseractSwapper *sw, int err, bool placing,
+                              uint64_t idx, uint32_t tid)
+{
+    const char *id = object_get_canonical_path_component(OBJECT(sw));
+    g_autofree char *reason = NULL;
+    bool first;
+
+    qemu_mutex_lock(&sw->lock);
+    first = !sw->swapin_err;
+    sw->swapin_err = err;
+    sw->swapin_err_place = placing;
+    if (tid) {
+        g_array_append_val(sw->waiters, tid);
+    }
+    reason = tsw_swapin_reason(sw);
+    qemu_mutex_unlock(&sw->lock);
+    qemu_bh_schedule(sw->stop_bh);
+    if (!first) {
+        return;
+    }
+    error_report("tesseract-swapper '%s': cannot swap in guest page at RAM "
+                 "offset 0x%" PRIx64 ": %s; the threads that touch it wait, "
+                 "and the swapper retries", id, idx * TSW_PAGE, reason);
+    qapi_event_send_tesseract_swapin_failed(id, sw->bsst, reason);
+}
+
+/* No fault waits any more: the streak ends (fault thread) */
+static void tsw_swapin_ok(TesseractSwapper *sw)
+{
+    bool had;
+
+    qemu_mutex_lock(&sw->lock);
+    had = sw->swapin_err;
+    sw->swapin_err = 0;
+    g_array_set_size(sw->waiters, 0);
+    qemu_mutex_unlock(&sw->lock);
+    if (had) {
+        info_report("tesseract-swapper '%s': swapping in again",
+                    object_get_canonical_path_component(OBJECT(sw)));
+    }
+}
+
+/*
+ * Whether KVM lets a signal interrupt a vCPU's page fault that waits in
+ * userfaultfd (FOLL_INTERRUPTIBLE, Linux 6.3): only then can a vCPU that
+ * waits for a page pause.
+ */
+static bool tsw_kvm_faults_interruptible(void)
+{
+    struct utsname u;
+    int major, minor;
+
+    return uname(&u) == 0 &&
+           sscanf(u.release, "%d.%d", &major, &minor) == 2 &&
+           (major > 6 || (major == 6 && minor >= 3));
+}
+
+/*
+ * Main loop, after a fault failed: stop the VM as rerror=stop does, if
+ * that cannot hang (see tsw_swapin_failed()).
+ */
+static void tsw_stop_bh(void *opaque)
+{
+    TesseractSwapper *sw = opaque;
+    g_autoptr(GArray) tids = NULL;
+    CPUState *cpu;
+    guint i;
+
+    if (!kvm_enabled() || !runstate_is_running() ||
+        !tsw_kvm_faults_interruptible()) {
+        return;
+    }
+    qemu_mutex_lock(&sw->lock);
+    if (sw->swapin_err) {
+        tids = g_array_copy(sw->waiters);
+    }
+    qemu_mutex_unlock(&sw->lock);
+    if (!tids || !tids->len) {
+        return;
+    }
+    for (i = 0; i < tids->len; i++) {
+        bool vcpu = false;
+
+        CPU_FOREACH(cpu) {
+            vcpu |= cpu->thread_id == g_array_index(tids, uint32_t, i);
+        }
+        if (!vcpu) {
+            return;
+        }
+    }
+    error_report("tesseract-swapper '%s': stopping the VM until the BSST "
+                 "reads again ('cont' retries)",
+                 object_get_canonical_path_component(OBJECT(sw)));
+    vm_stop(RUN_STATE_IO_ERROR);
+}
+
+/* A fault waiting for the fault thread's retries */
+typedef struct TswParked {
+    uint64_t idx;
+    bool zero;          /* a zero page to place, not a swap-in */
+} TswParked;
+
+/*
+ * Serve one fault: swap page @idx in (PG_SWAPPING_IN, taken by the
+ * caller), or place a zero page (@zero).  On failure the page waits in
+ * @parked, unless QEMU is exiting and its block cannot be read: then
+ * nobody will see it again and the threads that wait for it must not
+ * keep QEMU from exiting, so they get a zero page.  Returns whether the
+ * fault was served.
+ */
+static bool tsw_serve(TesseractSwapper *sw, uint64_t idx, bool zero,
+                      uint8_t *buf, GArray *parked, uint32_t tid)
+{
+    uint8_t *addr = sw->host + idx * TSW_PAGE;
+    TswPage *pg = &sw->pages[idx];
+    int64_t t0 = get_clock(), read_ns = 0;
+    bool placing = true;
+    int ret;
+
+    if (zero) {
+        ret = tsw_place_wake(sw, addr, NULL, true);
+        if (ret == -EEXIST) {
+            ret = 0;
+        }
+    } else {
+        qemu_mutex_lock(&sw->lock);
+        sw->faults_busy++;
+        qemu_mutex_unlock(&sw->lock);
+        tsw_io_enter(sw, false);
+        read_ns = tsw_swap_in(sw, idx, buf, false, &placing);
+        tsw_io_leave(sw);
+        ret = read_ns < 0 ? read_ns : 0;
+        qemu_mutex_lock(&sw->lock);
+        sw->fault_end_ns = get_clock();
+        if (!--sw->faults_busy) {
+            qemu_cond_broadcast(&sw->faults_idle);
+        }
+        if (!ret) {
+            tsr_hist_add(&sw->fault_hist, sw->fault_end_ns - t0);
+            tsr_hist_add(&sw->bsst_read_hist, read_ns);
+        }
+        qemu_mutex_unlock(&sw->lock);
+    }
+    if (!ret) {
+        if (zero) {
+            qemu_mutex_lock(&sw->lock);
+            tsr_policy_set_resident(sw->policy, idx, true);
+            if (pg->flags & PG_ZEROED) {
+                /* a swap-in with nothing to read: the guest needed it */
+                pg->flags &= ~PG_ZEROED;
+                tsr_policy_note_swapin(sw->policy, idx);
+            }
+            sw->zero_fills++;
+            qemu_mutex_unlock(&sw->lock);
+            uffd_wakeup(sw->uffd, addr, TSW_PAGE);
+        }
+        return true;
+    }
+    if (qatomic_read(&sw->exiting) && !zero && !tsw_place(sw, addr, NULL)) {
+        qemu_mutex_lock(&sw->lock);
+        pg->state = PG_RESIDENT;
+        if (pg->flags & PG_PARKED) {
+            pg->flags &= ~PG_PARKED;
+            sw->parked--;
+        }
+        sw->swapped--;
+        qemu_mutex_unlock(&sw->lock);
+        return true;
+    }
+    if (!zero) {
+        qemu_mutex_lock(&sw->lock);
+        if (!(pg->flags & PG_PARKED)) {
+            pg->flags |= PG_PARKED;
+            sw->parked++;
+        }
+        qemu_mutex_unlock(&sw->lock);
+    }
+    tsw_swapin_failed(sw, ret, placing, idx, tid);
+    if (parked) {
+        TswParked p = { .idx = idx, .zero = zero };
+
+        g_array_append_val(parked, p);
+    }
+    return false;
+}
+
+static void tsw_handle_missing(TesseractSwapper *sw, uint8_t *addr,
+                               uint8_t *buf, GArray *parked, uint32_t tid)
+{
     uint64_t idx = (addr - sw->host) / TSW_PAGE;
     TswPage *pg = &sw->pages[idx];
-    uint32_t bblock;
-    int64_t host_off;
-    int ret;
 
     qemu_mutex_lock(&sw->lock);
     if (pg->state == PG_SWAPPING_IN || pg->state == PG_DISCARDING) {
         /*
-         * Being placed by the I/O path or a background swap-in (whose
-         * UFFDIO_COPY wakes us), or being discarded (the swap-out wakes
-         * us, and we come back here to swap it in).
+         * Being placed by a background swap-in or the classic path (whose
+         * UFFDIO_COPY wakes us), waiting for a retry (PG_PARKED), or being
+         * discarded (the swap-out wakes us, and we come back here to swap
+         * it in).
          */
+        if ((pg->flags & PG_PARKED) && tid) {
+            g_array_append_val(sw->waiters, tid);
+            qemu_bh_schedule(sw->stop_bh);
+        }
         qemu_mutex_unlock(&sw->lock);
         return;
+    }
+    if (pg->state == PG_SWAPPING_OUT) {
+        /*
+         * Missing in the middle of its swap-out: someone discarded it
+         * (virtio-balloon), which took the write protection too, and this
+         * access may write new data that the protection cannot see.  The
+         * swap-out's copy is stale: it must keep the page.
+         */
+        pg->flags |= PG_DIRTIED;
     }
     if (pg->state != PG_SWAPPED) {
         /*
@@ -712,46 +1152,41 @@ static void tsw_handle_missing(TesseractSwapper *sw, uint8_t *addr,
          * a zero page
          */
         qemu_mutex_unlock(&sw->lock);
-        ret = tsw_place(sw, addr, NULL);
-        if (ret == -EEXIST) {
-            uffd_wakeup(sw->uffd, addr, TSW_PAGE);
-        } else if (ret < 0) {
-            error_report("tesseract-swapper: cannot place a zero page at %p: "
-                         "%s", addr, strerror(-ret));
-            abort();
-        }
-        qemu_mutex_lock(&sw->lock);
-        tsr_policy_set_resident(sw->policy, idx, true);
-        if (pg->flags & PG_ZEROED) {
-            /* a swap-in with nothing to read: the guest needed it back */
-            pg->flags &= ~PG_ZEROED;
-            tsr_policy_note_swapin(sw->policy, idx);
-        }
-        sw->zero_fills++;
-        qemu_mutex_unlock(&sw->lock);
+        tsw_serve(sw, idx, true, buf, parked, tid);
         return;
     }
     pg->state = PG_SWAPPING_IN;
-    bblock = pg->bblock;
-    host_off = pg->host_off;
     if (pg->flags & PG_INDIRECTED) {
         pg->flags &= ~PG_INDIRECTED;
         sw->deferred_swapins++;
     }
-    sw->faults_busy++;
     qemu_mutex_unlock(&sw->lock);
+    tsw_serve(sw, idx, false, buf, parked, tid);
+}
 
-    tsw_io_enter(sw, false);
-    read_ns = tsw_swap_in(sw, idx, bblock, host_off, buf, true, false);
-    tsw_io_leave(sw);
-    qemu_mutex_lock(&sw->lock);
-    sw->fault_end_ns = get_clock();
-    if (!--sw->faults_busy) {
-        qemu_cond_broadcast(&sw->faults_idle);
+/*
+ * Retry the faults that wait (fault thread); true once none does.
+ * Retries of a page whose fault has meanwhile been served elsewhere (a
+ * zero page placed by another fault) find it placed and are done.
+ */
+static bool tsw_retry(TesseractSwapper *sw, GArray *parked, uint8_t *buf)
+{
+    guint i = 0;
+
+    while (i < parked->len) {
+        TswParked p = g_array_index(parked, TswParked, i);
+
+        g_array_remove_index_fast(parked, i);
+        if (!tsw_serve(sw, p.idx, p.zero, buf, NULL, 0)) {
+            g_array_insert_val(parked, i, p);
+            i++;
+        }
     }
-    tsr_hist_add(&sw->fault_hist, sw->fault_end_ns - t0);
-    tsr_hist_add(&sw->bsst_read_hist, read_ns);
-    qemu_mutex_unlock(&sw->lock);
+    if (!parked->len) {
+        tsw_swapin_ok(sw);
+        return true;
+    }
+    return false;
 }
 
 /*
@@ -809,14 +1244,14 @@ static void tsw_background_drop_stale(TesseractSwapper *sw)
 
 /*
  * Take the queue's head page for a background swap-in, marking it
- * PG_SWAPPING_IN.  With @after >= 0, only if its block lies at @after in
- * the BSST's host file: the next page of a run.  Under sw->lock, after
- * tsw_background_drop_stale().  Returns false, leaving the queue as it
- * is, if the queue is empty or its head does not continue the run.
+ * PG_SWAPPING_IN.  With @after != TSW_NO_HOST, only if its block lies at
+ * block @after of the BSST's host file: the next page of a run.  Under
+ * sw->lock, after tsw_background_drop_stale().  Returns false, leaving
+ * the queue as it is, if the queue is empty or its head does not
+ * continue the run.
  */
-static bool tsw_background_take(TesseractSwapper *sw, int64_t after,
-                                uint64_t *idx, uint32_t *bblock,
-                                int64_t *host_off)
+static bool tsw_background_take(TesseractSwapper *sw, uint32_t after,
+                                uint64_t *idx, uint32_t *host_blk)
 {
     TswPage *pg;
 
@@ -825,14 +1260,13 @@ static bool tsw_background_take(TesseractSwapper *sw, int64_t after,
     }
     *idx = sw->bg_q[sw->bg_head % TSW_BG_QUEUE];
     pg = &sw->pages[*idx];
-    if (after >= 0 && pg->host_off != after) {
+    if (after != TSW_NO_HOST && pg->host_blk != after) {
         return false;
     }
     sw->bg_head++;
     pg->state = PG_SWAPPING_IN;
     pg->flags &= ~PG_INDIRECTED;
-    *bblock = pg->bblock;
-    *host_off = pg->host_off;
+    *host_blk = pg->host_blk;
     return true;
 }
 
@@ -843,15 +1277,15 @@ static bool tsw_background_take(TesseractSwapper *sw, int64_t after,
  * in the BSST.  Such a run (up to TSW_BATCH pages) is read in one request
  * (on a disk, one seek instead of one per page), then placed page by page.
  * tsw_background_run() swaps in the run at the queue's head; false once
- * the queue is empty or the swapper quits.
+ * the queue is empty or the swapper quits.  A page that cannot be swapped
+ * in stays swapped out (nothing waits for it; its next touch faults).
  */
 static bool tsw_background_run(TesseractSwapper *sw, uint8_t *buf)
 {
-    uint32_t bblock[TSW_BATCH];
-    int64_t host_off[TSW_BATCH];
+    uint32_t host_blk[TSW_BATCH];
     uint64_t idx[TSW_BATCH];
-    bool have_data = false;
-    int i, n, done = 0, fd;
+    bool have_data = false, placing;
+    int i, n, done = 0;
 
     qemu_mutex_lock(&sw->lock);
     if (!tsw_background_yield(sw)) {
@@ -859,33 +1293,31 @@ static bool tsw_background_run(TesseractSwapper *sw, uint8_t *buf)
         return false;
     }
     tsw_background_drop_stale(sw);
-    if (!tsw_background_take(sw, -1, &idx[0], &bblock[0], &host_off[0])) {
+    if (!tsw_background_take(sw, TSW_NO_HOST, &idx[0], &host_blk[0])) {
         qemu_mutex_unlock(&sw->lock);
         return false;
     }
     n = 1;
-    fd = qatomic_read(&sw->direct_fd);
-    while (fd >= 0 && host_off[0] >= 0 && n < TSW_BATCH) {
+    while (n < TSW_BATCH) {
         tsw_background_drop_stale(sw);
-        if (!tsw_background_take(sw, host_off[0] + n * TSW_PAGE, &idx[n],
-                                 &bblock[n], &host_off[n])) {
+        if (!tsw_background_take(sw, host_blk[0] + n, &idx[n],
+                                 &host_blk[n])) {
             break;
         }
         n++;
     }
     qemu_mutex_unlock(&sw->lock);
-    /*
-     * One read for the run; if it fails, each page tries on its own (a
-     * direct read again, then through the IOThread).
-     */
-    if (n > 1 &&
-        pread(fd, buf, n * TSW_PAGE, host_off[0]) == n * TSW_PAGE) {
+    /* one read for the run; if it fails, each page tries on its own */
+    if (n > 1 && tsw_pread(sw, sw->direct_fd, buf, n * TSW_PAGE,
+                           (int64_t)host_blk[0] * TSW_PAGE) == 0) {
         have_data = true;
     }
     for (i = 0; i < n; i++) {
-        if (tsw_swap_in(sw, idx[i], bblock[i], host_off[i],
-                        buf + i * TSW_PAGE, false, have_data) >= 0) {
+        if (tsw_swap_in(sw, idx[i], buf + i * TSW_PAGE, have_data,
+                        &placing) >= 0) {
             done++;
+        } else {
+            tsw_swap_in_abandon(sw, idx[i]);
         }
     }
     qemu_mutex_lock(&sw->lock);
@@ -895,7 +1327,49 @@ static bool tsw_background_run(TesseractSwapper *sw, uint8_t *buf)
     return true;
 }
 
-/* Woken once per indirecting write: swap in what it queued, run by run. */
+/*
+ * object-del is under way (tsw_can_be_deleted()): swap every page in, in
+ * this thread (the main loop must not fault on guest RAM: a fault may
+ * wait for it).  Stops at the first failure, noting it in leave_err.
+ */
+static void tsw_evacuate(TesseractSwapper *sw, uint8_t *buf)
+{
+    uint64_t i;
+    bool placing;
+    int64_t ret;
+
+    for (i = 0; i < sw->npages && !qatomic_read(&sw->quit); i++) {
+        TswPage *pg = &sw->pages[i];
+
+        qemu_mutex_lock(&sw->lock);
+        if (!sw->leaving || sw->leave_err) {
+            qemu_mutex_unlock(&sw->lock);
+            return;
+        }
+        if (pg->state != PG_SWAPPED) {
+            qemu_mutex_unlock(&sw->lock);
+            continue;
+        }
+        pg->state = PG_SWAPPING_IN;
+        pg->flags &= ~PG_INDIRECTED;
+        qemu_mutex_unlock(&sw->lock);
+        tsw_io_enter(sw, true);
+        ret = tsw_swap_in(sw, i, buf, false, &placing);
+        tsw_io_leave(sw);
+        if (ret < 0) {
+            tsw_swap_in_abandon(sw, i);
+            qemu_mutex_lock(&sw->lock);
+            sw->leave_err = ret;
+            qemu_mutex_unlock(&sw->lock);
+            return;
+        }
+    }
+}
+
+/*
+ * Woken once per indirecting write: swap in what it queued, run by run;
+ * and by object-del, to swap in everything.
+ */
 static void *tsw_background_thread(void *opaque)
 {
     TesseractSwapper *sw = opaque;
@@ -911,6 +1385,7 @@ static void *tsw_background_thread(void *opaque)
             more = tsw_background_run(sw, buf);
             tsw_io_leave(sw);
         } while (more);
+        tsw_evacuate(sw, buf);
     }
     rcu_unregister_thread();
     qemu_vfree(buf);
@@ -941,21 +1416,35 @@ static void tsw_handle_wp(TesseractSwapper *sw, uint8_t *addr)
     qemu_mutex_unlock(&sw->lock);
 }
 
+/*
+ * Serves faults until tsw_finalize() writes quit_fd (not before: it may
+ * still need faults served after it has set sw->quit).  Faults that could
+ * not be served wait in @parked for a retry, after a timeout that grows
+ * from TSW_RETRY_MS_MIN to TSW_RETRY_MS_MAX, or at once when retry_fd is
+ * kicked (the VM continues, QEMU exits).
+ */
 static void *tsw_fault_thread(void *opaque)
 {
     TesseractSwapper *sw = opaque;
     uint8_t *buf = qemu_memalign(TSW_PAGE, TSW_PAGE);
+    g_autoptr(GArray) parked = g_array_new(false, false, sizeof(TswParked));
+    int64_t retry_ms = TSW_RETRY_MS_MIN, retry_at = 0;
     struct uffd_msg msgs[16];
 
     rcu_register_thread();
-    while (!qatomic_read(&sw->quit)) {
-        struct pollfd pfd[2] = {
+    for (;;) {
+        struct pollfd pfd[3] = {
             { .fd = sw->uffd, .events = POLLIN },
             { .fd = sw->quit_fd, .events = POLLIN },
+            { .fd = sw->retry_fd, .events = POLLIN },
         };
-        int n, i;
+        int timeout = -1, n, i;
+        uint64_t v;
 
-        if (poll(pfd, 2, -1) < 0) {
+        if (parked->len) {
+            timeout = MAX(0, retry_at - get_clock() / SCALE_MS);
+        }
+        if (poll(pfd, 3, timeout) < 0) {
             if (errno == EINTR) {
                 continue;
             }
@@ -965,20 +1454,38 @@ static void *tsw_fault_thread(void *opaque)
         if (pfd[1].revents) {
             break;
         }
-        n = uffd_read_events(sw->uffd, msgs, ARRAY_SIZE(msgs));
-        for (i = 0; i < n; i++) {
-            uint8_t *addr;
+        if (pfd[2].revents && read(sw->retry_fd, &v, sizeof(v)) > 0) {
+            retry_at = 0;
+            retry_ms = TSW_RETRY_MS_MIN;
+        }
+        if (pfd[0].revents) {
+            n = uffd_read_events(sw->uffd, msgs, ARRAY_SIZE(msgs));
+            for (i = 0; i < n; i++) {
+                uint8_t *addr;
 
-            if (msgs[i].event != UFFD_EVENT_PAGEFAULT) {
-                continue;
+                if (msgs[i].event != UFFD_EVENT_PAGEFAULT) {
+                    continue;
+                }
+                addr = (uint8_t *)(uintptr_t)
+                    QEMU_ALIGN_DOWN(msgs[i].arg.pagefault.address, TSW_PAGE);
+                if (msgs[i].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
+                    tsw_handle_wp(sw, addr);
+                } else {
+                    guint had = parked->len;
+
+                    tsw_handle_missing(sw, addr, buf, parked,
+                                       msgs[i].arg.pagefault.feat.ptid);
+                    if (parked->len && !had) {
+                        retry_ms = TSW_RETRY_MS_MIN;
+                        retry_at = get_clock() / SCALE_MS + retry_ms;
+                    }
+                }
             }
-            addr = (uint8_t *)(uintptr_t)
-                QEMU_ALIGN_DOWN(msgs[i].arg.pagefault.address, TSW_PAGE);
-            if (msgs[i].arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
-                tsw_handle_wp(sw, addr);
-            } else {
-                tsw_handle_missing(sw, addr, buf);
-            }
+        }
+        if (parked->len && get_clock() / SCALE_MS >= retry_at &&
+            !tsw_retry(sw, parked, buf)) {
+            retry_ms = MIN(retry_ms * 2, TSW_RETRY_MS_MAX);
+            retry_at = get_clock() / SCALE_MS + retry_ms;
         }
     }
     rcu_unregister_thread();
@@ -1001,11 +1508,16 @@ static __thread bool tsw_discarding_own;
  * dead.  A resident page no longer counts against the limit.  A
  * swapped-out page's BSST copy is dropped, so that it is never read back
  * (neither by a fault nor by the background swap-in): the next touch finds
- * a zero page, as after any discard.  Pages in the middle of a swap-out or
- * swap-in or held by device I/O are left as they are; their copy is
- * merely not needed.  Called by ram_block_discard_range() in the
- * discarding thread, never under sw->lock; for the swapper's own discards
- * (tsw_discard()) it returns at once.
+ * a zero page, as after any discard.  A page in the middle of a swap-out
+ * must keep it from going on: the discard took the write protection with
+ * the page, and what the guest writes there next would be discarded with
+ * a stale copy kept (tsw_handle_missing() sees the write too, as a
+ * missing page).  Pages being swapped in or discarded by the swapper, or
+ * pinned by a disk request, are left as they are; their copy is merely
+ * not needed (a write after our discard waits for it and lands on the
+ * copy).  Called by ram_block_discard_range() in the discarding thread,
+ * never under sw->lock; for the swapper's own discards (tsw_discard()) it
+ * returns at once.
  */
 static void tsw_ram_discarded(void *opaque, RAMBlock *rb, uint64_t start,
                               size_t length)
@@ -1023,6 +1535,14 @@ static void tsw_ram_discarded(void *opaque, RAMBlock *rb, uint64_t start,
     for (i = first; i < end; i++) {
         TswPage *pg = &sw->pages[i];
 
+        if (pg->state == PG_SWAPPING_OUT) {
+            pg->flags |= PG_DIRTIED;
+            if (tsr_policy_is_resident(sw->policy, i)) {
+                tsr_policy_set_resident(sw->policy, i, false);
+                sw->discarded_pages++;
+            }
+            continue;
+        }
         if (pg->pins) {
             continue;
         }
@@ -1039,7 +1559,7 @@ static void tsw_ram_discarded(void *opaque, RAMBlock *rb, uint64_t start,
             g_array_append_val(unref, pg->bblock);
             pg->state = PG_RESIDENT;    /* not resident: never touched */
             pg->flags &= ~PG_INDIRECTED;
-            pg->host_off = -1;
+            pg->host_blk = TSW_NO_HOST;
             sw->swapped--;
             sw->discarded_pages++;
             sw->discarded_swapped++;
@@ -1049,6 +1569,49 @@ static void tsw_ram_discarded(void *opaque, RAMBlock *rb, uint64_t start,
     for (i = 0; unref && i < unref->len; i++) {
         bsst_store_unref(sw->store, g_array_index(unref, uint32_t, i));
     }
+}
+
+/* ---- Device mappings (DMA) ---- */
+
+/*
+ * address_space_map() mapped (@map) or unmapped [@start, +@length) of the
+ * RAM for a device (patches/0006).  The kernel may write a mapped page by
+ * DMA at any time (an O_DIRECT or io_uring read pins it when submitted),
+ * which write protection does not see: the page must not be swapped out
+ * until it is unmapped (holds).  A mapping that arrives after a swap-out's
+ * final check, while the page is being discarded, waits until it is gone,
+ * so that the device's first access faults it back in; any other state is
+ * safe at once (a swap-out not yet at its check sees the hold, and a
+ * swapped-out page faults in).  In the mapping thread; waits for nothing
+ * but the worker's discard.
+ */
+static void tsw_ram_mapped(void *opaque, RAMBlock *rb, uint64_t start,
+                           uint64_t length, bool map)
+{
+    TesseractSwapper *sw = opaque;
+    uint64_t first = start / TSW_PAGE;
+    uint64_t end = MIN(DIV_ROUND_UP(start + length, TSW_PAGE), sw->npages);
+    uint64_t i;
+
+    qemu_mutex_lock(&sw->lock);
+    for (i = first; i < end; i++) {
+        TswPage *pg = &sw->pages[i];
+
+        if (!map) {
+            /* mapped before the swapper came: never counted */
+            if (pg->holds && pg->holds < UINT16_MAX) {
+                pg->holds--;
+            }
+            continue;
+        }
+        while (pg->state == PG_DISCARDING) {
+            qemu_cond_wait(&sw->discard_done, &sw->lock);
+        }
+        if (pg->holds < UINT16_MAX) {
+            pg->holds++;
+        }
+    }
+    qemu_mutex_unlock(&sw->lock);
 }
 
 /* ---- Swap-out ---- */
@@ -1085,7 +1648,7 @@ static int tsw_swap_out_pages(TesseractSwapper *sw, const uint64_t *idx,
                               int n, uint8_t *buf)
 {
     uint32_t bblock[TSW_BATCH];
-    int64_t host_off[TSW_BATCH];
+    uint32_t host_blk[TSW_BATCH];
     int slot[TSW_BATCH];        /* index in @idx of each copied page */
     int bpos[TSW_BATCH];        /* its copy's place in @buf, -1: zeroes */
     int i, m = 0, nz = 0, done = 0, ret = 0;
@@ -1096,8 +1659,8 @@ static int tsw_swap_out_pages(TesseractSwapper *sw, const uint64_t *idx,
     for (i = 0; i < n; i++) {
         TswPage *pg = &sw->pages[idx[i]];
 
-        if (pg->state != PG_RESIDENT || pg->pins ||
-            !tsr_policy_is_resident(sw->policy, idx[i])) {
+        if (pg->state != PG_RESIDENT || pg->pins || pg->holds ||
+            sw->leaving || !tsr_policy_is_resident(sw->policy, idx[i])) {
             continue;
         }
         pg->state = PG_SWAPPING_OUT;
@@ -1132,14 +1695,14 @@ static int tsw_swap_out_pages(TesseractSwapper *sw, const uint64_t *idx,
         ret = bsst_store_alloc_run(sw->store, nz - w, &first, &count);
         if (ret == -ENOSPC) {
             /* blocks freed by earlier swap-ins wait for a commit */
-            tsw_io(sw, 0, NULL, false, true);
+            tsw_commit(sw);
             ret = bsst_store_alloc_run(sw->store, nz - w, &first, &count);
         }
         if (ret < 0) {
             break;
         }
         ret = tsw_write_run(sw, first, count, buf + w * TSW_PAGE,
-                            host_off + w);
+                            host_blk + w);
         bsst_store_note_source_io(sw->store, 1);
         for (k = 0; k < count; k++) {
             bblock[w + k] = first + k;
@@ -1153,6 +1716,9 @@ static int tsw_swap_out_pages(TesseractSwapper *sw, const uint64_t *idx,
         w += count;
     }
 
+    if (m) {
+        tsw_test_hold(sw, TSW_HOLD_CHECK);
+    }
     /*
      * Copies [0, w) are in the BSST, and the zero pages need nothing; the
      * rest go back to resident
@@ -1166,15 +1732,25 @@ static int tsw_swap_out_pages(TesseractSwapper *sw, const uint64_t *idx,
         int err;
 
         qemu_mutex_lock(&sw->lock);
-        /* written meanwhile, or held by in-flight device I/O (DMA ignores
-         * the write protection) */
-        keep = !saved || (pg->flags & PG_DIRTIED) || pg->pins;
+        /*
+         * Written meanwhile (or discarded by someone else: PG_DIRTIED
+         * too), or mapped by a device since (DMA ignores the write
+         * protection; see tsw_ram_mapped())
+         */
+        keep = !saved || (pg->flags & PG_DIRTIED) || pg->pins || pg->holds;
         if (keep) {
             pg->state = PG_RESIDENT;
             if (saved) {
                 sw->swapouts_abandoned++;
             }
-            uffd_change_protection(sw->uffd, addr, TSW_PAGE, false, false);
+            /*
+             * wp-age keeps the protection: the page is unwritten since it
+             * was set (a write lifted it already)
+             */
+            if (sw->policy_kind != TESSERACT_SWAP_POLICY_WP_AGE) {
+                uffd_change_protection(sw->uffd, addr, TSW_PAGE, false,
+                                       false);
+            }
             qemu_mutex_unlock(&sw->lock);
             if (saved && b >= 0) {
                 bsst_store_unref(sw->store, bblock[b]);
@@ -1188,10 +1764,11 @@ static int tsw_swap_out_pages(TesseractSwapper *sw, const uint64_t *idx,
          */
         pg->state = PG_DISCARDING;
         qemu_mutex_unlock(&sw->lock);
+        tsw_test_hold(sw, TSW_HOLD_DISCARD);
         err = tsw_discard(sw, idx[slot[i]]);
         if (err < 0) {
             qemu_mutex_lock(&sw->lock);
-            pg->state = PG_RESIDENT;
+            tsw_discarding_end(sw, pg, PG_RESIDENT);
             uffd_change_protection(sw->uffd, addr, TSW_PAGE, false, false);
             qemu_mutex_unlock(&sw->lock);
             uffd_wakeup(sw->uffd, addr, TSW_PAGE);
@@ -1204,14 +1781,14 @@ static int tsw_swap_out_pages(TesseractSwapper *sw, const uint64_t *idx,
         qemu_mutex_lock(&sw->lock);
         if (b < 0) {
             /* not resident, no block: a touch places a zero page */
-            pg->state = PG_RESIDENT;
+            tsw_discarding_end(sw, pg, PG_RESIDENT);
             pg->flags |= PG_ZEROED;
-            pg->host_off = -1;
+            pg->host_blk = TSW_NO_HOST;
             sw->zero_swapouts++;
         } else {
-            pg->state = PG_SWAPPED;
             pg->bblock = bblock[b];
-            pg->host_off = host_off[b];
+            pg->host_blk = host_blk[b];
+            tsw_discarding_end(sw, pg, PG_SWAPPED);
             sw->swapped++;
             sw->bytes_written += TSW_PAGE;
         }
@@ -1302,6 +1879,11 @@ static char *tsw_swapout_reason(TesseractSwapper *sw, int err)
     if (err == -ENOSPC) {
         return g_strdup_printf("BSST '%s' is full", sw->bsst);
     }
+    if (err == -EXDEV) {
+        return g_strdup_printf("BSST '%s' stored blocks elsewhere than one "
+                               "to one in its file '%s', the one page faults "
+                               "read", sw->bsst, sw->direct_path);
+    }
     return g_strdup_printf("writing to BSST '%s' failed: %s", sw->bsst,
                            strerror(-err));
 }
@@ -1360,6 +1942,46 @@ static void tsw_swapout_ok(TesseractSwapper *sw)
                 object_get_canonical_path_component(OBJECT(sw)));
 }
 
+/*
+ * x-tesseract-swap-out hands its pages to the worker: the one thread that
+ * swaps out (the main loop never waits for BSST I/O, and x-hold-swapout
+ * can hold any swap-out).  Worker thread only.
+ */
+static void tsw_worker_requests(TesseractSwapper *sw, uint8_t *buf)
+{
+    for (;;) {
+        TswSwapOutReq *req;
+        uint64_t i;
+        int ret = 0;
+
+        qemu_mutex_lock(&sw->lock);
+        req = QSIMPLEQ_FIRST(&sw->requests);
+        if (req) {
+            QSIMPLEQ_REMOVE_HEAD(&sw->requests, next);
+        }
+        qemu_mutex_unlock(&sw->lock);
+        if (!req) {
+            return;
+        }
+        for (i = 0; i < req->n && ret >= 0; i += TSW_BATCH) {
+            tsw_io_enter(sw, true);
+            ret = tsw_swap_out_pages(sw, req->idx + i,
+                                     MIN(TSW_BATCH, req->n - i), buf);
+            tsw_io_leave(sw);
+        }
+        tsw_io_enter(sw, true);
+        tsw_commit(sw);
+        tsw_io_leave(sw);
+        req->ret = MIN(ret, 0);
+        if (req->co) {
+            aio_co_wake(req->co);
+        } else {
+            g_free(req->idx);
+            g_free(req);
+        }
+    }
+}
+
 static void *tsw_worker_thread(void *opaque)
 {
     TesseractSwapper *sw = opaque;
@@ -1368,7 +1990,13 @@ static void *tsw_worker_thread(void *opaque)
     rcu_register_thread();
     while (!qatomic_read(&sw->quit)) {
         uint64_t limit = tsw_limit_pages(sw), resident, low, done = 0;
+        unsigned fruitless = 0;
 
+        tsw_worker_requests(sw, buf);
+        if (qatomic_read(&sw->leaving)) {
+            qemu_sem_timedwait(&sw->kick, 100);
+            continue;
+        }
         if (qatomic_read(&sw->running)) {
             tsw_maybe_scan(sw);
         }
@@ -1382,7 +2010,8 @@ static void *tsw_worker_thread(void *opaque)
         tsw_maybe_sweep(sw);
         low = limit - MIN(limit, MAX(limit / 64, TSW_MIN_BATCH_PAGES));
         /* a VM stopping (QEMU quitting closes the BSST next) ends it too */
-        while (!qatomic_read(&sw->quit) && qatomic_read(&sw->running)) {
+        while (!qatomic_read(&sw->quit) && qatomic_read(&sw->running) &&
+               !qatomic_read(&sw->leaving)) {
             uint64_t idx[TSW_BATCH];
             int n = 0, ret;
 
@@ -1409,7 +2038,7 @@ static void *tsw_worker_thread(void *opaque)
             ret = tsw_swap_out_pages(sw, idx, n, buf);
             done += n;
             if (ret >= 0 && done >= 1024) {
-                tsw_io(sw, 0, NULL, false, true);   /* release pending */
+                tsw_commit(sw);   /* release pending */
                 done = 0;
             }
             tsw_io_leave(sw);
@@ -1420,10 +2049,18 @@ static void *tsw_worker_thread(void *opaque)
             }
             if (ret > 0) {
                 tsw_swapout_ok(sw);
+                fruitless = 0;
+            } else if (++fruitless == 16) {
+                /*
+                 * Every victim was pinned, held by a device or written:
+                 * let them be for a while rather than spin
+                 */
+                g_usleep(10 * 1000);
+                break;
             }
         }
         tsw_io_enter(sw, true);
-        tsw_io(sw, 0, NULL, false, true);
+        tsw_commit(sw);
         tsw_io_leave(sw);
     }
     rcu_unregister_thread();
@@ -1433,6 +2070,32 @@ static void *tsw_worker_thread(void *opaque)
 
 /* ---- Attach to the RAM ---- */
 
+static void tsw_kick_retry(TesseractSwapper *sw)
+{
+    uint64_t one = 1;
+
+    if (write(sw->retry_fd, &one, sizeof(one)) != sizeof(one)) {
+        /* already kicked (the counter is not read yet) */
+    }
+}
+
+/*
+ * QEMU is exiting (not pausing at shutdown): the threads that wait for a
+ * page the BSST cannot give back would keep the vCPUs from stopping and
+ * the drains from ending.  Nobody will see guest RAM again, so from now
+ * on they get zero pages.
+ */
+static void tsw_shutdown(Notifier *n, void *data)
+{
+    TesseractSwapper *sw = container_of(n, TesseractSwapper, shutdown);
+
+    if (shutdown_action == SHUTDOWN_ACTION_PAUSE) {
+        return;
+    }
+    qatomic_set(&sw->exiting, true);
+    tsw_kick_retry(sw);
+}
+
 static void tsw_vm_state(void *opaque, bool running, RunState state)
 {
     TesseractSwapper *sw = opaque;
@@ -1440,6 +2103,7 @@ static void tsw_vm_state(void *opaque, bool running, RunState state)
     qatomic_set(&sw->running, running);
     if (running) {
         qemu_sem_post(&sw->kick);
+        tsw_kick_retry(sw);     /* 'cont': faults that wait try again */
     }
 }
 
@@ -1562,6 +2226,60 @@ static TesseractSwapper *tsw_find_other(TesseractSwapper *sw, RAMBlock *rb,
 }
 
 /*
+ * The node whose host file holds the BSST's data blocks.  Page faults are
+ * served with a plain pread() of that file, never through QEMU's block
+ * layer: a fault waiting for a block driver could wait for the very
+ * thread that faulted (the one that runs that driver's requests, or holds
+ * the BQL that its completion needs).  So the BSST must be a qcow2 or raw
+ * image, not encrypted, over filters, in a file or a host block device
+ * (not NBD, RBD, iSCSI, curl, LUKS, ...).
+ */
+static BlockDriverState *tsw_bsst_host_file(BlockDriverState *bs,
+                                            Error **errp)
+{
+    BlockDriverState *b = bs;
+    const char *why = "no driver";
+
+    GRAPH_RDLOCK_GUARD_MAINLOOP();
+    while (b && b->drv) {
+        const char *fmt = b->drv->format_name;
+        BdrvChild *c, *data = NULL;
+
+        if (!strcmp(fmt, "file") || !strcmp(fmt, "host_device")) {
+            return b;
+        }
+        why = fmt;
+        if (b->encrypted) {
+            why = "an encrypted image";
+            break;
+        }
+        if (b->drv->is_filter) {
+            b = bdrv_filter_bs(b);
+            continue;
+        }
+        if (strcmp(fmt, "qcow2") && strcmp(fmt, "raw")) {
+            break;
+        }
+        QLIST_FOREACH(c, &b->children, next) {
+            if (!strcmp(c->name, "data-file")) {
+                data = c;
+            }
+        }
+        b = data ? data->bs : (b->file ? b->file->bs : NULL);
+    }
+    error_setg(errp, "tesseract-swapper: the fault thread cannot read its "
+               "blocks directly: BSST node '%s' is not a qcow2 or raw image "
+               "in a local file or block device (it goes through %s%s%s); "
+               "page faults are served with plain reads of that file, "
+               "never through QEMU's block layer, which may wait for the "
+               "thread that faulted", bdrv_get_node_name(bs),
+               b && b->drv && strcmp(why, "an encrypted image") ? "driver '"
+               : "", why, b && b->drv && strcmp(why, "an encrypted image") ?
+               "'" : "");
+    return NULL;
+}
+
+/*
  * Can this process open a userfaultfd at all?  Without CAP_SYS_PTRACE
  * (root has it) the kernel refuses one that also handles faults raised
  * inside the kernel (vhost, O_DIRECT, KVM) unless
@@ -1617,6 +2335,30 @@ static uint64_t tsw_clamp_limit(TesseractSwapper *sw, uint64_t value)
     return ram;
 }
 
+/*
+ * Open @path for the fault thread's reads: with O_DIRECT if QEMU bypasses
+ * the host page cache for it (@direct), else (or if that fails, e.g. a
+ * /dev/fdset without such a descriptor) through the page cache, which
+ * QEMU's own O_DIRECT writes keep coherent; read-only or, for an fdset
+ * that holds only read-write descriptors, read-write.  -errno on failure.
+ */
+static int tsw_open_direct(const char *path, bool direct)
+{
+    static const int modes[] = { O_RDONLY, O_RDWR };
+    int d, m, fd, err = EINVAL;
+
+    for (d = direct; d >= 0; d--) {
+        for (m = 0; m < ARRAY_SIZE(modes); m++) {
+            fd = qemu_open_old(path, modes[m] | (d ? O_DIRECT : 0));
+            if (fd >= 0) {
+                return fd;
+            }
+            err = errno;
+        }
+    }
+    return -err;
+}
+
 static bool tsw_attach(TesseractSwapper *sw, Error **errp)
 {
     g_autofree char *io_id = NULL;
@@ -1662,6 +2404,22 @@ static bool tsw_attach(TesseractSwapper *sw, Error **errp)
     if (!tsw_check_uffd_access(errp)) {
         return false;
     }
+    {
+        BlockDriverState *file = tsw_bsst_host_file(bs, errp);
+
+        if (!file) {
+            return false;
+        }
+        sw->direct_path = g_strdup(file->filename);
+        sw->direct_fd = tsw_open_direct(file->filename,
+                                        file->open_flags & BDRV_O_NOCACHE);
+        if (sw->direct_fd < 0) {
+            error_setg_errno(errp, -sw->direct_fd, "tesseract-swapper: "
+                             "cannot open BSST file '%s' for the fault "
+                             "thread's reads", file->filename);
+            return false;
+        }
+    }
     if (uffd_query_features(&features) ||
         !(features & UFFD_FEATURE_PAGEFAULT_FLAG_WP)) {
         error_setg(errp, "tesseract-swapper: this host's userfaultfd lacks "
@@ -1669,6 +2427,8 @@ static bool tsw_attach(TesseractSwapper *sw, Error **errp)
         return false;
     }
     want = UFFD_FEATURE_PAGEFAULT_FLAG_WP;
+    /* which thread faulted: see tsw_stop_bh() */
+    want |= features & UFFD_FEATURE_THREAD_ID;
     if (qemu_ram_get_fd(rb) >= 0) {
         want |= UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
         if (!(features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM)) {
@@ -1685,7 +2445,8 @@ static bool tsw_attach(TesseractSwapper *sw, Error **errp)
     if (ram_block_swap_require(true)) {
         error_setg(errp, "tesseract-swapper: guest RAM is mapped by a "
                    "vhost-user backend process, which would read "
-                   "swapped-out pages as zeroes");
+                   "swapped-out pages as zeroes, or by a vhost-scsi "
+                   "kernel backend, whose DMA the swapper cannot see");
         goto fail_discard;
     }
     sw->store = bsst_store_get(bs, true, errp);
@@ -1764,6 +2525,11 @@ static bool tsw_attach(TesseractSwapper *sw, Error **errp)
     }
 
     sw->quit_fd = eventfd(0, EFD_CLOEXEC);
+    sw->retry_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    sw->stop_bh = qemu_bh_new(tsw_stop_bh, sw);
+    sw->waiters = g_array_new(false, false, sizeof(uint32_t));
+    sw->shutdown.notify = tsw_shutdown;
+    qemu_register_shutdown_notifier(&sw->shutdown);
     qemu_sem_init(&sw->kick, 0);
     qemu_sem_init(&sw->bg_kick, 0);
     sw->bg_q = g_new(uint32_t, TSW_BG_QUEUE);
@@ -1776,6 +2542,18 @@ static bool tsw_attach(TesseractSwapper *sw, Error **errp)
     qemu_thread_create(&sw->background_thread, "tsr-swapin",
                        tsw_background_thread, sw, QEMU_THREAD_JOINABLE);
     ram_block_set_discard_notify(sw->rb, tsw_ram_discarded, sw);
+    /*
+     * Added at run time, devices may have RAM mapped already, and such a
+     * mapping is not counted: drain the block layer, so that no disk
+     * request holds one (patches/0006)
+     */
+    if (phase_check(PHASE_MACHINE_READY)) {
+        bdrv_drain_all_begin();
+    }
+    ram_block_set_map_notify(sw->rb, tsw_ram_mapped, sw);
+    if (phase_check(PHASE_MACHINE_READY)) {
+        bdrv_drain_all_end();
+    }
     sw->attached = true;
     return true;
 
@@ -1844,9 +2622,75 @@ static void tsw_complete(UserCreatable *uc, Error **errp)
     tsw_all = g_slist_prepend(tsw_all, sw);
 }
 
+/*
+ * object-del: the swapper may go once every page is back in RAM and no
+ * disk request pins one (a pin keeps a block that a request is using).
+ * It stops swapping out and pinning, its background thread swaps every
+ * page in (the main loop must not touch guest RAM here: a fault may need
+ * it), and this waits for that, running the main loop's requests
+ * meanwhile, as long as it makes progress.  If pages remain (the BSST
+ * cannot be read, a fault waits for it, or a request keeps its pin for
+ * TSW_DELETE_IDLE_MS), object-del is refused with the reason on stderr,
+ * and the swapper carries on as before.
+ */
 static bool tsw_can_be_deleted(UserCreatable *uc)
 {
-    return true;
+    TesseractSwapper *sw = TESSERACT_SWAPPER(uc);
+    const char *id = object_get_canonical_path_component(OBJECT(sw));
+    uint64_t swapped = 0, pinned = 0, parked = 0, last = UINT64_MAX;
+    int64_t idle_until = 0;
+    int err = 0;
+
+    if (!sw->attached) {
+        return true;
+    }
+    qemu_mutex_lock(&sw->lock);
+    qatomic_set(&sw->leaving, true);
+    sw->leave_err = 0;
+    qemu_mutex_unlock(&sw->lock);
+    qemu_sem_post(&sw->bg_kick);
+    for (;;) {
+        qemu_mutex_lock(&sw->lock);
+        swapped = sw->swapped;
+        pinned = sw->npinned;
+        parked = sw->parked;
+        err = sw->leave_err;
+        qemu_mutex_unlock(&sw->lock);
+        if (!swapped && !pinned) {
+            return true;
+        }
+        if (parked || err) {
+            break;
+        }
+        if (swapped + pinned != last) {
+            last = swapped + pinned;
+            idle_until = get_clock() + TSW_DELETE_IDLE_MS * SCALE_MS;
+        } else if (get_clock() >= idle_until) {
+            break;
+        }
+        aio_poll(qemu_get_aio_context(), false);
+        g_usleep(1000);
+    }
+    qemu_mutex_lock(&sw->lock);
+    qatomic_set(&sw->leaving, false);
+    sw->leave_err = 0;
+    if (parked && !err) {
+        err = sw->swapin_err;
+    }
+    qemu_mutex_unlock(&sw->lock);
+    qemu_sem_post(&sw->kick);
+    if (err) {
+        error_report("tesseract-swapper '%s' cannot be deleted: %" PRIu64
+                     " guest pages are swapped out and its BSST '%s' cannot "
+                     "give them back (%s); it keeps them until it can",
+                     id, swapped, sw->bsst, strerror(-err));
+    } else {
+        error_report("tesseract-swapper '%s' cannot be deleted yet: %" PRIu64
+                     " guest pages are swapped out and %" PRIu64 " held by "
+                     "disk requests that do not finish; try again", id,
+                     swapped, pinned);
+    }
+    return false;
 }
 
 /* ---- Properties ---- */
@@ -1982,6 +2826,80 @@ static void tsw_set_background_idle(Object *obj, Visitor *v,
     qatomic_set(&TESSERACT_SWAPPER(obj)->bg_idle_us, value);
 }
 
+/* ---- Test hooks (x- properties) ---- */
+
+static char *tsw_get_hold(Object *obj, Error **errp)
+{
+    TesseractSwapper *sw = TESSERACT_SWAPPER(obj);
+    char *v;
+
+    qemu_mutex_lock(&sw->lock);
+    v = g_strdup(tsw_hold_names[sw->test_hold]);
+    qemu_mutex_unlock(&sw->lock);
+    return v;
+}
+
+static void tsw_set_hold(Object *obj, const char *value, Error **errp)
+{
+    TesseractSwapper *sw = TESSERACT_SWAPPER(obj);
+    int i;
+
+    for (i = 0; i < ARRAY_SIZE(tsw_hold_names); i++) {
+        if (!strcmp(value, tsw_hold_names[i])) {
+            qemu_mutex_lock(&sw->lock);
+            sw->test_hold = i;
+            qemu_cond_broadcast(&sw->test_cond);
+            qemu_mutex_unlock(&sw->lock);
+            return;
+        }
+    }
+    error_setg(errp, "tesseract-swapper: x-hold-swapout must be '', 'check' "
+               "or 'discard', not '%s'", value);
+}
+
+static bool tsw_get_held(Object *obj, Error **errp)
+{
+    TesseractSwapper *sw = TESSERACT_SWAPPER(obj);
+    bool v;
+
+    qemu_mutex_lock(&sw->lock);
+    v = sw->test_held;
+    qemu_mutex_unlock(&sw->lock);
+    return v;
+}
+
+#define TSW_TEST_FLAG(name, field)                                          \
+static bool tsw_get_##field(Object *obj, Error **errp)                      \
+{                                                                           \
+    return qatomic_read(&TESSERACT_SWAPPER(obj)->field);                    \
+}                                                                           \
+static void tsw_set_##field(Object *obj, bool value, Error **errp)          \
+{                                                                           \
+    qatomic_set(&TESSERACT_SWAPPER(obj)->field, value);                     \
+}
+TSW_TEST_FLAG("x-fail-reads", fail_reads)
+TSW_TEST_FLAG("x-fail-writes", fail_writes)
+TSW_TEST_FLAG("x-fail-place", fail_place)
+
+static void tsw_get_io_delay(Object *obj, Visitor *v, const char *name,
+                             void *opaque, Error **errp)
+{
+    uint32_t value = qatomic_read(&TESSERACT_SWAPPER(obj)->io_delay_us);
+
+    visit_type_uint32(v, name, &value, errp);
+}
+
+static void tsw_set_io_delay(Object *obj, Visitor *v, const char *name,
+                             void *opaque, Error **errp)
+{
+    uint32_t value;
+
+    if (!visit_type_uint32(v, name, &value, errp)) {
+        return;
+    }
+    qatomic_set(&TESSERACT_SWAPPER(obj)->io_delay_us, value);
+}
+
 static void tsw_finalize(Object *obj)
 {
     TesseractSwapper *sw = TESSERACT_SWAPPER(obj);
@@ -1994,40 +2912,54 @@ static void tsw_finalize(Object *obj)
         uint64_t one = 1;
 
         qemu_del_vm_change_state_handler(sw->vmstate);
+        notifier_remove(&sw->shutdown);
         qatomic_set(&sw->quit, true);
         qemu_sem_post(&sw->kick);
         qemu_mutex_lock(&sw->lock);
         qemu_cond_broadcast(&sw->io_resume);    /* a drain may never end */
+        qemu_cond_broadcast(&sw->test_cond);
         qemu_mutex_unlock(&sw->lock);
         qemu_thread_join(&sw->worker_thread);
-        /* the worker was the one discarder outside the BQL */
-        ram_block_set_discard_notify(sw->rb, NULL, NULL);
+        while (!QSIMPLEQ_EMPTY(&sw->requests)) {
+            TswSwapOutReq *req = QSIMPLEQ_FIRST(&sw->requests);
+
+            QSIMPLEQ_REMOVE_HEAD(&sw->requests, next);
+            req->ret = -ECANCELED;
+            if (req->co) {
+                aio_co_wake(req->co);
+            } else {
+                g_free(req->idx);
+                g_free(req);
+            }
+        }
         qemu_mutex_lock(&sw->lock);
         qemu_cond_broadcast(&sw->faults_idle);
         qemu_mutex_unlock(&sw->lock);
         qemu_sem_post(&sw->bg_kick);
         qemu_thread_join(&sw->background_thread);
         /*
-         * object-del: bring every page back before the fault thread goes.
-         * At QEMU's exit the block layer is already closed: skip it.
+         * Nothing calls into the swapper any more once these return (they
+         * wait for calls under way): the disks, the balloon (the worker was
+         * the one discarder outside the BQL), the devices' mappings.
          */
-        for (uint64_t i = 0; bsst_store_is_open(sw->store) &&
-                             i < sw->npages; i++) {
-            if (sw->pages[i].state == PG_SWAPPED) {
-                volatile uint8_t *p = sw->host + i * TSW_PAGE;
-
-                (void)*p;
-            }
-        }
+        bsst_store_clear_page_source(sw->store, sw);
+        ram_block_set_discard_notify(sw->rb, NULL, NULL);
+        ram_block_set_map_notify(sw->rb, NULL, NULL);
+        /*
+         * object-del: tsw_can_be_deleted() brought every page back.  At
+         * QEMU's exit nothing reads guest RAM any more.  The fault thread
+         * served faults until now.
+         */
         if (write(sw->quit_fd, &one, sizeof(one)) != sizeof(one)) {
             error_report("tesseract-swapper: cannot stop the fault thread");
         }
         qemu_thread_join(&sw->fault_thread);
+        qemu_bh_delete(sw->stop_bh);
         uffd_unregister_memory(sw->uffd, sw->host, sw->npages * TSW_PAGE);
         uffd_close_fd(sw->uffd);
         close(sw->quit_fd);
+        close(sw->retry_fd);
         migrate_del_blocker(&sw->migration_blocker);
-        bsst_store_clear_page_source(sw->store, sw);
         bsst_store_put(sw->store);
         iothread_destroy(sw->iothread);
         ram_block_swap_require(false);
@@ -2040,6 +2972,7 @@ static void tsw_finalize(Object *obj)
         g_free(sw->scan_accessed);
         g_free(sw->pages);
         g_free(sw->bg_q);
+        g_array_free(sw->waiters, true);
         qemu_sem_destroy(&sw->kick);
         qemu_sem_destroy(&sw->bg_kick);
     }
@@ -2049,6 +2982,8 @@ static void tsw_finalize(Object *obj)
     g_free(sw->direct_path);
     qemu_cond_destroy(&sw->faults_idle);
     qemu_cond_destroy(&sw->io_resume);
+    qemu_cond_destroy(&sw->test_cond);
+    qemu_cond_destroy(&sw->discard_done);
     qemu_mutex_destroy(&sw->lock);
     g_free(sw->bsst);
 }
@@ -2059,6 +2994,7 @@ static void tsw_init(Object *obj)
 
     sw->uffd = -1;
     sw->quit_fd = -1;
+    sw->retry_fd = -1;
     sw->direct_fd = -1;
     sw->pagemap_fd = -1;
     sw->scan_ms = TSW_SCAN_MS_DEFAULT;
@@ -2067,6 +3003,9 @@ static void tsw_init(Object *obj)
     qemu_mutex_init(&sw->lock);
     qemu_cond_init(&sw->faults_idle);
     qemu_cond_init(&sw->io_resume);
+    qemu_cond_init(&sw->test_cond);
+    qemu_cond_init(&sw->discard_done);
+    QSIMPLEQ_INIT(&sw->requests);
 }
 
 static void tsw_class_init(ObjectClass *oc, void *data)
@@ -2114,6 +3053,33 @@ static void tsw_class_init(ObjectClass *oc, void *data)
     object_class_property_set_description(oc, "background-idle",
         "microseconds without a fault in service before a background "
         "swap-in starts (0: as soon as none is; settable at run time)");
+
+    /* test hooks: unstable, for the project's tests */
+    object_class_property_add_str(oc, "x-hold-swapout", tsw_get_hold,
+                                  tsw_set_hold);
+    object_class_property_set_description(oc, "x-hold-swapout",
+        "test hook: swap-outs wait at this step ('check': copies written, "
+        "before the final check; 'discard': checked clean, before the "
+        "discard) until it is set to ''");
+    object_class_property_add_bool(oc, "x-swapout-held", tsw_get_held, NULL);
+    object_class_property_set_description(oc, "x-swapout-held",
+        "test hook: a swap-out waits at x-hold-swapout");
+    object_class_property_add_bool(oc, "x-fail-reads", tsw_get_fail_reads,
+                                   tsw_set_fail_reads);
+    object_class_property_set_description(oc, "x-fail-reads",
+        "test hook: the swapper's BSST reads fail with EIO");
+    object_class_property_add_bool(oc, "x-fail-writes", tsw_get_fail_writes,
+                                   tsw_set_fail_writes);
+    object_class_property_set_description(oc, "x-fail-writes",
+        "test hook: the swapper's BSST writes fail with EIO");
+    object_class_property_add_bool(oc, "x-fail-place", tsw_get_fail_place,
+                                   tsw_set_fail_place);
+    object_class_property_set_description(oc, "x-fail-place",
+        "test hook: placing pages in guest RAM fails with ENOMEM");
+    object_class_property_add(oc, "x-io-delay", "uint32", tsw_get_io_delay,
+                              tsw_set_io_delay, NULL, NULL);
+    object_class_property_set_description(oc, "x-io-delay",
+        "test hook: microseconds added to each BSST read and write");
 }
 
 static const TypeInfo tsw_info = {
@@ -2174,6 +3140,13 @@ TesseractSwapperInfoList *tesseract_swapper_query_all(void)
         if (sw->swapout_err) {
             i->swapout_error = tsw_swapout_reason(sw, sw->swapout_err);
         }
+        if (sw->swapin_err) {
+            i->swapin_error = tsw_swapin_reason(sw);
+        }
+        if (sw->attached &&
+            sw->policy_kind == TESSERACT_SWAP_POLICY_WP_AGE) {
+            i->written_pages = tsr_policy_nwritten(sw->policy);
+        }
         i->zero_fills = sw->zero_fills;
         i->zero_swapouts = sw->zero_swapouts;
         i->discarded_pages = sw->discarded_pages;
@@ -2189,13 +3162,19 @@ TesseractSwapperInfoList *tesseract_swapper_query_all(void)
     return head;
 }
 
-void qmp_x_tesseract_swap_out(const char *id, uint64_t addr, uint64_t size,
-                              Error **errp)
+/*
+ * The worker swaps the pages out (tsw_worker_requests()); this coroutine
+ * waits for it without holding up the main loop, or, with wait=false,
+ * not at all (a test can then act while x-hold-swapout holds it).
+ */
+void coroutine_fn qmp_x_tesseract_swap_out(const char *id, uint64_t addr,
+                                           uint64_t size, bool has_wait,
+                                           bool wait, Error **errp)
 {
     Object *obj = object_resolve_path_component(object_get_objects_root(),
                                                 id);
     TesseractSwapper *sw;
-    g_autofree uint8_t *buf = NULL;
+    TswSwapOutReq *req;
     uint64_t off;
 
     sw = obj ? (TesseractSwapper *)object_dynamic_cast(obj,
@@ -2216,13 +3195,18 @@ void qmp_x_tesseract_swap_out(const char *id, uint64_t addr, uint64_t size,
                    "non-zero multiples of 4 KiB");
         return;
     }
-    buf = qemu_memalign(TSW_PAGE, TSW_PAGE);
+    if (size / TSW_PAGE > sw->npages) {
+        error_setg(errp, "x-tesseract-swap-out: the range is larger than "
+                   "the RAM of '%s'", id);
+        return;
+    }
+    req = g_new0(TswSwapOutReq, 1);
+    req->idx = g_new(uint64_t, size / TSW_PAGE);
     for (off = 0; off < size; off += TSW_PAGE) {
         MemoryRegionSection sec = memory_region_find(get_system_memory(),
                                                      addr + off, TSW_PAGE);
         uint8_t *host = NULL;
         uint64_t idx;
-        int ret;
 
         if (sec.mr && memory_region_is_ram(sec.mr) &&
             sec.mr->ram_block == sw->rb) {
@@ -2236,15 +3220,26 @@ void qmp_x_tesseract_swap_out(const char *id, uint64_t addr, uint64_t size,
             error_setg(errp, "x-tesseract-swap-out: guest-physical address "
                        "0x%" PRIx64 " is not in the RAM of '%s'", addr + off,
                        id);
+            g_free(req->idx);
+            g_free(req);
             return;
         }
-        ret = tsw_swap_out_pages(sw, &idx, 1, buf);
-        if (ret < 0) {
-            error_setg_errno(errp, -ret, "x-tesseract-swap-out: cannot swap "
-                             "out guest-physical address 0x%" PRIx64,
-                             addr + off);
-            return;
-        }
+        req->idx[req->n++] = idx;
     }
-    tsw_io(sw, 0, NULL, false, true);
+    req->co = has_wait && !wait ? NULL : qemu_coroutine_self();
+    qemu_mutex_lock(&sw->lock);
+    QSIMPLEQ_INSERT_TAIL(&sw->requests, req, next);
+    qemu_mutex_unlock(&sw->lock);
+    qemu_sem_post(&sw->kick);
+    if (!req->co) {
+        return;
+    }
+    qemu_coroutine_yield();
+    if (req->ret < 0) {
+        error_setg_errno(errp, -req->ret, "x-tesseract-swap-out: cannot swap "
+                         "out guest-physical range 0x%" PRIx64 "+0x%" PRIx64,
+                         addr, size);
+    }
+    g_free(req->idx);
+    g_free(req);
 }
