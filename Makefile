@@ -13,7 +13,7 @@ TEST_BINS  := $(UNIT_TESTS) $(UNIT_TESTS_SAN) tests/qtest/tesseract-test
 
 .PHONY: configure-now all check check-unit check-qtest check-iotests check-guest \
         check-crash check-fuzz check-long demo \
-        bench bench-io clean distclean help
+        bench bench-io bench-open check-sanitizers clean distclean help
 
 all: $(BUILD)/.tesseract-configured
 	$(NINJA) -C $(BUILD) $(QEMU_BINS)
@@ -40,12 +40,29 @@ check-long: all
 	$(NINJA) -C $(BUILD) $(TEST_BINS)
 	TESSERACT_LONG=1 tests/run-tests.sh long
 
+# A full sanitizer build of QEMU (ASan + UBSan, build-san/, configured
+# like build/) and the project's qtest and iotest against it.  An hour or
+# more of build on 2 cores; not run by CI.
+SAN_BUILD := build-san
+SAN_ENV    = TESSERACT_BUILD=$(CURDIR)/$(SAN_BUILD) \
+             ASAN_OPTIONS=detect_leaks=1:print_stacktrace=1 \
+             UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+check-sanitizers:
+	./configure --sanitizers
+	$(NINJA) -C $(SAN_BUILD) $(QEMU_BINS) tests/qtest/tesseract-test
+	$(SAN_ENV) tests/run-tests.sh qtest iotests
+
 demo: all
 	tests/guest/demo.sh
 
 bench-io: all
 	$(NINJA) -C $(BUILD) tests/unit/tesseract/bench-bsst-map
 	bench/bench-io.sh
+
+# Open a BSST of 1M indirections (checkpoint + log replay) 5 times
+bench-open: all
+	$(NINJA) -C $(BUILD) tests/unit/tesseract/bench-bsst-open
+	$(BUILD)/tests/unit/tesseract/bench-bsst-open $(BUILD)/bench-open.img
 
 bench: all
 	bench/run.sh
@@ -54,12 +71,14 @@ clean:
 	$(NINJA) -C $(BUILD) clean
 
 distclean:
-	rm -rf $(BUILD) qemu
+	rm -rf $(BUILD) $(SAN_BUILD) qemu
 
 help:
 	@echo "make            configure if needed, then build QEMU with tesseract"
 	@echo "make check      build and run the project's tests"
 	@echo "make check-long the long campaigns (fuzzing, crash states, soaks)"
+	@echo "make check-sanitizers  qtest and iotest on an ASan+UBSan QEMU (build-san/)"
 	@echo "make demo       boot a small guest through a tesseract node"
 	@echo "make bench-io   qemu-img bench: tesseract node vs plain qcow2"
+	@echo "make bench-open time opening a BSST of 1M indirections"
 	@echo "make distclean  remove build/ and qemu/ (the download cache stays)"
