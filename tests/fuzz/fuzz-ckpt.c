@@ -220,6 +220,36 @@ static void seed_maps(const char *dir, const char *name, unsigned ndisks,
     fz_state_free(st);
 }
 
+/*
+ * Regression: a DISK item of index 0xffffff00.  The decoder once compared
+ * the index as a signed int, let it through and the store formed a
+ * pointer far outside its disk array; it must be refused as damage.
+ */
+static void seed_disk_index_high(const char *dir)
+{
+    uint8_t in[HDR_LEN + BS];
+    FzState *st = fz_state_new(MAX_ENTRIES, UINT32_MAX);
+    BsstCkptDisk disk;
+    CkptBuf cb = { enc_buf, 0 };
+    uint32_t nblocks, crc;
+
+    fz_state_ops.disk(st, 5, "default", &error_abort);
+    bsst_map_insert(st->map[5], 100, 7, NULL);
+    disk = (BsstCkptDisk) { 5, "default", st->map[5] };
+    bsst_ckpt_encode(&disk, 1, 42, 1, ckpt_collect, &cb, &nblocks, &crc,
+                     &error_abort);
+    /* the DISK item is the first item, after the 32-byte header */
+    stl_le_p(cb.buf + BSST_CKPT_HDR_SIZE + 4, 0xffffff00);
+    fz_fix_ckpt_block(cb.buf);
+    memset(in, 0, HDR_LEN);
+    stq_le_p(in, 42);
+    stl_le_p(in + 8, bsst_crc_chain(0, cb.buf, BS));
+    stl_le_p(in + 12, 1);
+    memcpy(in + HDR_LEN, cb.buf, BS);
+    fz_write_seed(dir, "regress-disk-index-high", in, sizeof(in));
+    fz_state_free(st);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     const char *dir = fz_seed_dir();
@@ -232,5 +262,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     seed_maps(dir, "one-disk-runs", 1, 300, 2, true);
     seed_maps(dir, "two-disks-scattered", 2, 150, 3, false);
     seed_maps(dir, "three-disks-multiblock", 3, 500, 4, false);
+    seed_disk_index_high(dir);
     exit(0);
 }

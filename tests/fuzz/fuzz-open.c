@@ -555,6 +555,18 @@ static void imgw_ckpt(ImgW *w, unsigned area, unsigned n, unsigned seed)
     w->sb.ckpt_crc = crc;
 }
 
+/* Offset of the first RUN item in checkpoint block @block */
+static uint32_t first_run(const uint8_t *block)
+{
+    uint32_t off = BSST_CKPT_HDR_SIZE;
+
+    while (block[off] == 1) {           /* DISK: 8 bytes and the id */
+        off += 8 + block[off + 1];
+    }
+    g_assert(block[off] == 2);
+    return off;
+}
+
 static void imgw_seed(ImgW *w, const char *dir, const char *name)
 {
     write_sb(&w->img, &w->sb);
@@ -618,6 +630,35 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     w.img.buf[bsst_sb_slot(5) * BS + 100] ^= 0x10;
     w.sb = old;
     imgw_seed(&w, dir, "torn-superblock");
+
+    /*
+     * Regressions: a checkpoint's DISK item of index 0xffffff00 (once let
+     * through by a signed comparison); a RUN item of 2^32 - 1 blocks (to
+     * be refused before it is built); a slot of generation 2^64 - 1 (once
+     * chosen, and the next generation wrapped)
+     */
+    imgw_init(&w, 2, 1, 0, 0, 2);
+    imgw_ckpt(&w, 0, 10, 8);
+    off = w.sb.layout.ckpt_start[0] * BS;
+    stl_le_p(w.img.buf + off + BSST_CKPT_HDR_SIZE + 4, 0xffffff00);
+    write_sb(&w.img, &w.sb);
+    fix_image(w.img.buf, INPUT_BLOCKS);
+    fz_write_seed(dir, "regress-ckpt-disk-index-high", w.img.buf, INPUT_MAX);
+
+    imgw_init(&w, 2, 1, 0, 0, 2);
+    imgw_ckpt(&w, 0, 5, 9);
+    stl_le_p(w.img.buf + off + first_run(w.img.buf + off) + 16, UINT32_MAX);
+    write_sb(&w.img, &w.sb);
+    fix_image(w.img.buf, INPUT_BLOCKS);
+    fz_write_seed(dir, "regress-ckpt-run-huge", w.img.buf, INPUT_MAX);
+
+    imgw_init(&w, 2, 1, 0, 0, 2);
+    imgw_put(&w, BSST_REC_DISK, 0, 0, 0);
+    imgw_put(&w, BSST_REC_DISK, 2, 0, 0);
+    imgw_ops(&w, 20, 10);
+    write_sb(&w.img, &w.sb);
+    w.sb.generation = UINT64_MAX;
+    imgw_seed(&w, dir, "regress-generation-max");
 
     /* a blank image, and one that is not a BSST */
     memset(w.img.buf, 0, INPUT_MAX);

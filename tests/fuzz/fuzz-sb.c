@@ -217,5 +217,17 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         seed(dir, "default-layout", &a, NULL);
     }
     seed(dir, "blank", NULL, NULL);
+
+    /*
+     * Regression: a slot of generation 2^64 - 1 beside a valid one.  It
+     * once won the choice and the next generation wrapped to 0; now it is
+     * out of range, and the valid slot is chosen.
+     */
+    fz_small_layout(&l, 64);
+    bsst_sb_init(&a, &l, &uuid);
+    a.generation = 2;
+    b = a;
+    b.generation = UINT64_MAX;
+    seed(dir, "regress-generation-max", &a, &b);
     exit(0);
 }
