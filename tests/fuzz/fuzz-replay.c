@@ -14,9 +14,13 @@
  *   numbers consumed; the end position lies within what was fed);
  * - appending where replay says the log ends, as a writer does after it
  *   made a superblock of the next generation durable, gives a log whose
- *   replay applies exactly the same records and the new one.  (Only for
- *   logs a real writer could leave: no record newer than the
- *   superblock's generation.)
+ *   replay applies exactly the same records and the new one;
+ * - a writer that then appends records with flushes between them (and
+ *   durable marks that say so) and crashes: a record torn after the last
+ *   flush is the log's end, not damage; a record torn before it is
+ *   damage when a later record's durable mark shows it had been durable.
+ * (Both only for logs a real writer could leave: no record newer than
+ * the superblock's generation.)
  */
 
 #include "fuzz-common.h"
@@ -150,6 +154,118 @@ static void check_append(const Input *in, const BsstReplay *r,
     fz_state_free(st2);
 }
 
+/* A record the crash writer appended */
+typedef struct Appended {
+    uint64_t seq;
+    uint32_t block, start, end;
+    uint64_t durable_seq;       /* the writer's when it wrote this one */
+} Appended;
+
+#define CRASH_MAX 48
+
+/*
+ * The writer appends records (optional ones: no state) after the replay
+ * end, flushing now and then, and crashes; one appended record (not the
+ * first, whose tear old records could vouch for) is torn.  What must
+ * replay make of it?
+ */
+static void check_crash(const Input *in, const BsstReplay *r,
+                        const FzState *st)
+{
+    g_autofree uint8_t *log = g_memdup2(in->log, in->nblocks * BS);
+    BsstSuperblock sb = in->sb;
+    FzRand rand = { st->digest ^ r->next_seq };
+    Appended rec[CRASH_MAX];
+    /* the activation flush made every replayed record durable */
+    BsstLogCursor c = {
+        .epoch = sb.generation + 1,
+        .seq = r->next_seq,
+        .offset = r->end_offset,
+        .durable_seq = r->next_seq,
+    };
+    uint8_t payload[64];
+    uint32_t tail = r->end_block;
+    unsigned n = 0, want = 2 + fz_below(&rand, CRASH_MAX - 2), i, t;
+    uint64_t flushed = r->next_seq;     /* before it: durable */
+    bool damage = false;
+    BsstReplay r2;
+    FzState *st2;
+    int ret;
+
+    if (r->stop == BSST_REPLAY_FULL || sb.generation >= BSST_GENERATION_MAX) {
+        return;
+    }
+    for (i = 0; i < in->nblocks; i++) {
+        if (fz_log_has_epoch_above(in->log + i * BS, sb.generation)) {
+            return;
+        }
+    }
+    memset(log + tail * BS + c.offset, 0, BS - c.offset);
+    memset(payload, 0xa5, sizeof(payload));
+    while (n < want) {
+        uint16_t len = fz_below(&rand, sizeof(payload));
+        uint32_t start = c.offset;
+
+        ret = bsst_log_put(log + tail * BS, &c, REC_PROBE, payload, len);
+        if (ret == -ENOSPC) {
+            if (tail + 1 >= in->nblocks) {
+                break;
+            }
+            tail++;
+            memset(log + tail * BS, 0, BS);
+            c.offset = start = 0;
+            ret = bsst_log_put(log + tail * BS, &c, REC_PROBE, payload, len);
+        }
+        FZ_ASSERT(ret >= 0, "cannot append (%d)", ret);
+        rec[n++] = (Appended) {
+            c.seq - 1, tail, start, c.offset, c.durable_seq,
+        };
+        if (fz_below(&rand, 4) == 0) {
+            /* a flush: every record written so far is durable */
+            flushed = c.seq;
+            c.durable_seq = c.seq;
+        }
+    }
+    if (n < 2) {
+        return;
+    }
+
+    /* tear one record (a bit flip: the CRC catches it), not the first */
+    t = 1 + fz_below(&rand, n - 1);
+    log[rec[t].block * BS + rec[t].start +
+        fz_below(&rand, rec[t].end - rec[t].start)] ^=
+        1 << fz_below(&rand, 8);
+    if (rec[t].seq < flushed) {
+        /* durable: damage if a later record's mark says it was */
+        for (i = t + 1; i < n; i++) {
+            damage |= rec[i].durable_seq > rec[t].seq;
+        }
+    }
+
+    sb.generation++;
+    st2 = fz_state_new(MAX_ENTRIES, UINT32_MAX);
+    if (fz_verbose()) {
+        fprintf(stderr, "crash: %u records appended, %" PRIu64 " torn, "
+                "durable before %" PRIu64 ": expect %s\n", n, rec[t].seq,
+                flushed, damage ? "damage" : "its end");
+    }
+    ret = replay(&sb, log, in->nblocks, &r2, st2);
+    if (damage) {
+        FZ_ASSERT(ret == -EIO, "record %" PRIu64 " torn after a flush made "
+                  "it durable, with a later record saying so: replay "
+                  "returned %d, %" PRIu64 " records", rec[t].seq, ret,
+                  r2.records);
+    } else {
+        FZ_ASSERT(ret == 0 && r2.records == rec[t].seq - sb.log_first_seq,
+                  "record %" PRIu64 " of %" PRIu64 "..%" PRIu64 " torn "
+                  "(durable before %" PRIu64 "): replay returned %d with %"
+                  PRIu64 " records, expected the %" PRIu64 " before it",
+                  rec[t].seq, rec[0].seq, rec[n - 1].seq, flushed, ret,
+                  r2.records, rec[t].seq - sb.log_first_seq);
+    }
+    fz_state_free(st2);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     Input in;
@@ -159,6 +275,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     parse(data, size, &in);
     if (replay(&in.sb, in.log, in.nblocks, &r, st) == 0) {
         check_append(&in, &r, st);
+        check_crash(&in, &r, st);
     }
     fz_state_free(st);
     g_free(in.log);
