@@ -17,9 +17,13 @@
  * - what a writer does next keeps it: (a) a checkpoint of the loaded maps
  *   fits its area and, made current as bsst_log_co_checkpoint() does,
  *   reopens to the same maps; (b) a record appended where replay ended,
- *   after the activation superblock, reopens as one more record.  Both
- *   only for images a real writer could leave (no log record newer than
- *   the superblock).
+ *   after the activation superblock, reopens as one more record; (c) a
+ *   writer that appends records round the log area with flushes between
+ *   them and crashes with one record torn: reopens to the records before
+ *   it if it was torn after the last flush, and is refused as damaged if
+ *   it had been durable and a later record's durable mark says so.  All
+ *   three only for images a real writer could leave (no log record newer
+ *   than the superblock).
  */
 
 #include "fuzz-common.h"
@@ -309,6 +313,103 @@ static void check_append(const Image *orig, BsstLoad *ld)
               "the maps differ after appending a record and a reopen");
 }
 
+#define CRASH_MAX 64
+
+typedef struct Appended {
+    uint64_t seq;
+    uint64_t block;             /* image block */
+    uint32_t start, end;
+    uint64_t durable_seq;
+} Appended;
+
+/* (c) Records appended (optional ones: no state) with flushes, a crash */
+static void check_crash(const Image *orig, const BsstLoad *ld)
+{
+    const BsstLayout *l = &ld->sb.layout;
+    Image img = { image_append, IMAGE_BLOCKS };
+    BsstSuperblock sb = ld->sb;
+    FzRand rand = { ld->replay.next_seq * 31 + ld->entries };
+    uint64_t tail = (sb.log_head + ld->replay.end_block) % l->log_len;
+    BsstLogCursor c = {
+        .epoch = sb.generation + 1,
+        .seq = ld->replay.next_seq,
+        .offset = ld->replay.end_offset,
+        .durable_seq = ld->replay.next_seq,
+    };
+    Appended rec[CRASH_MAX];
+    uint64_t flushed = c.seq;
+    unsigned n = 0, want = 2 + fz_below(&rand, CRASH_MAX - 2), i, t;
+    g_auto(BsstLoad) ld2 = { 0 };
+    static const uint8_t payload[80];
+    bool damage = false;
+    uint8_t *blk;
+    int ret;
+
+    if (ld->replay.stop == BSST_REPLAY_FULL) {
+        return;
+    }
+    memcpy(img.buf, orig->buf, IMAGE_BLOCKS * BS);
+    sb.generation++;
+    write_sb(&img, &sb);
+    blk = img.buf + (l->log_start + tail) * BS;
+    memset(blk + c.offset, 0, BS - c.offset);
+    while (n < want) {
+        uint16_t len = fz_below(&rand, sizeof(payload));
+        uint32_t start = c.offset;
+
+        ret = bsst_log_put(blk, &c, BSST_REC_OPTIONAL | 2, payload, len);
+        if (ret == -ENOSPC) {
+            /* a writer's log uses at most all blocks but one */
+            if ((tail + 1 + l->log_len - sb.log_head) % l->log_len + 2 >=
+                l->log_len) {
+                break;
+            }
+            tail = (tail + 1) % l->log_len;
+            blk = img.buf + (l->log_start + tail) * BS;
+            memset(blk, 0, BS);
+            c.offset = start = 0;
+            ret = bsst_log_put(blk, &c, BSST_REC_OPTIONAL | 2, payload, len);
+        }
+        FZ_ASSERT(ret >= 0, "cannot append (%d)", ret);
+        rec[n++] = (Appended) {
+            c.seq - 1, l->log_start + tail, start, c.offset, c.durable_seq,
+        };
+        if (fz_below(&rand, 4) == 0) {
+            flushed = c.durable_seq = c.seq;
+        }
+    }
+    if (n < 2) {
+        return;
+    }
+    t = 1 + fz_below(&rand, n - 1);
+    img.buf[rec[t].block * BS + rec[t].start +
+            fz_below(&rand, rec[t].end - rec[t].start)] ^=
+        1 << fz_below(&rand, 8);
+    if (rec[t].seq < flushed) {
+        for (i = t + 1; i < n; i++) {
+            damage |= rec[i].durable_seq > rec[t].seq;
+        }
+    }
+
+    ret = load(&img, &ld2);
+    if (damage) {
+        FZ_ASSERT(ret == -EIO, "record %" PRIu64 " torn after a flush made "
+                  "it durable, with a later record saying so: bsst_load "
+                  "returned %d", rec[t].seq, ret);
+    } else {
+        FZ_ASSERT(ret == BSST_SB_FOUND && ld2.replay.records ==
+                  ld->replay.records + (rec[t].seq - rec[0].seq),
+                  "record %" PRIu64 " of %" PRIu64 "..%" PRIu64 " torn "
+                  "(durable before %" PRIu64 "): bsst_load returned %d with "
+                  "%" PRIu64 " records replayed, expected %" PRIu64,
+                  rec[t].seq, rec[0].seq, rec[n - 1].seq, flushed, ret,
+                  ld2.replay.records,
+                  ld->replay.records + (rec[t].seq - rec[0].seq));
+        FZ_ASSERT(fz_maps_equal(ld->ids, ld->maps, ld2.ids, ld2.maps),
+                  "optional records changed the maps");
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     Image img = { image_orig, IMAGE_BLOCKS };
@@ -321,7 +422,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_loaded(&ld);
         if (log_plausible(&img, &ld)) {
             check_checkpoint(&img, &ld);
-            check_append(&img, &ld);
+            check_crash(&img, &ld);
+            check_append(&img, &ld);    /* last: it changes ld's maps */
         }
     }
     return 0;
