@@ -16,9 +16,10 @@
  *   made a superblock of the next generation durable, gives a log whose
  *   replay applies exactly the same records and the new one;
  * - a writer that then appends records with flushes between them (and
- *   durable marks that say so) and crashes: a record torn after the last
- *   flush is the log's end, not damage; a record torn before it is
- *   damage when a later record's durable mark shows it had been durable.
+ *   durable marks that say so) and crashes, one record torn or a whole
+ *   block's write lost (it reads back as before): a record lost after the
+ *   last flush is the log's end, not damage; one lost before it is damage
+ *   when a later record's durable mark shows it had been durable.
  * (Both only for logs a real writer could leave: no record newer than
  * the superblock's generation.)
  */
@@ -183,11 +184,11 @@ static void check_crash(const Input *in, const BsstReplay *r,
         .offset = r->end_offset,
         .durable_seq = r->next_seq,
     };
-    uint8_t payload[64];
+    uint8_t payload[256];
     uint32_t tail = r->end_block;
     unsigned n = 0, want = 2 + fz_below(&rand, CRASH_MAX - 2), i, t;
     uint64_t flushed = r->next_seq;     /* before it: durable */
-    bool damage = false;
+    bool damage = false, lost;
     BsstReplay r2;
     FzState *st2;
     int ret;
@@ -230,37 +231,56 @@ static void check_crash(const Input *in, const BsstReplay *r,
         return;
     }
 
-    /* tear one record (a bit flip: the CRC catches it), not the first */
-    t = 1 + fz_below(&rand, n - 1);
-    log[rec[t].block * BS + rec[t].start +
-        fz_below(&rand, rec[t].end - rec[t].start)] ^=
-        1 << fz_below(&rand, 8);
+    if (fz_below(&rand, 2) || rec[n - 1].block == rec[0].block) {
+        lost = false;
+        /* tear one record (a bit flip: the CRC catches it), not the first */
+        t = 1 + fz_below(&rand, n - 1);
+        log[rec[t].block * BS + rec[t].start +
+            fz_below(&rand, rec[t].end - rec[t].start)] ^=
+            1 << fz_below(&rand, 8);
+    } else {
+        /*
+         * lose the write of a whole block after the first one appended
+         * to: it reads back as it was (zeroes, or an older writer's)
+         */
+        uint32_t b = rec[0].block + 1 +
+                     fz_below(&rand, rec[n - 1].block - rec[0].block);
+
+        for (t = 0; rec[t].block != b; t++) {
+            /* its first record */
+        }
+        memcpy(log + b * BS, in->log + b * BS, BS);
+        lost = true;
+    }
     if (rec[t].seq < flushed) {
-        /* durable: damage if a later record's mark says it was */
+        /* durable: damage if a later intact record's mark says it was */
         for (i = t + 1; i < n; i++) {
-            damage |= rec[i].durable_seq > rec[t].seq;
+            damage |= (!lost || rec[i].block != rec[t].block) &&
+                      rec[i].durable_seq > rec[t].seq;
         }
     }
 
     sb.generation++;
     st2 = fz_state_new(MAX_ENTRIES, UINT32_MAX);
     if (fz_verbose()) {
-        fprintf(stderr, "crash: %u records appended, %" PRIu64 " torn, "
+        fprintf(stderr, "crash: %u records appended, %" PRIu64 " %s, "
                 "durable before %" PRIu64 ": expect %s\n", n, rec[t].seq,
-                flushed, damage ? "damage" : "its end");
+                lost ? "lost with its block" : "torn", flushed,
+                damage ? "damage" : "its end");
     }
     ret = replay(&sb, log, in->nblocks, &r2, st2);
     if (damage) {
-        FZ_ASSERT(ret == -EIO, "record %" PRIu64 " torn after a flush made "
+        FZ_ASSERT(ret == -EIO, "record %" PRIu64 " %s after a flush made "
                   "it durable, with a later record saying so: replay "
-                  "returned %d, %" PRIu64 " records", rec[t].seq, ret,
-                  r2.records);
+                  "returned %d, %" PRIu64 " records", rec[t].seq,
+                  lost ? "lost with its block" : "torn", ret, r2.records);
     } else {
         FZ_ASSERT(ret == 0 && r2.records == rec[t].seq - sb.log_first_seq,
-                  "record %" PRIu64 " of %" PRIu64 "..%" PRIu64 " torn "
+                  "record %" PRIu64 " of %" PRIu64 "..%" PRIu64 " %s "
                   "(durable before %" PRIu64 "): replay returned %d with %"
                   PRIu64 " records, expected the %" PRIu64 " before it",
-                  rec[t].seq, rec[0].seq, rec[n - 1].seq, flushed, ret,
+                  rec[t].seq, rec[0].seq, rec[n - 1].seq,
+                  lost ? "lost with its block" : "torn", flushed, ret,
                   r2.records, rec[t].seq - sb.log_first_seq);
     }
     fz_state_free(st2);
