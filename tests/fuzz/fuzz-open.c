@@ -19,9 +19,10 @@
  *   reopens to the same maps; (b) a record appended where replay ended,
  *   after the activation superblock, reopens as one more record; (c) a
  *   writer that appends records round the log area with flushes between
- *   them and crashes with one record torn: reopens to the records before
- *   it if it was torn after the last flush, and is refused as damaged if
- *   it had been durable and a later record's durable mark says so.  All
+ *   them and crashes with one record torn or one block's write lost:
+ *   reopens to the records before it if it was lost after the last
+ *   flush, and is refused as damaged if it had been durable and a later
+ *   record's durable mark says so.  All
  *   three only for images a real writer could leave (no log record newer
  *   than the superblock).
  */
@@ -340,8 +341,8 @@ static void check_crash(const Image *orig, const BsstLoad *ld)
     uint64_t flushed = c.seq;
     unsigned n = 0, want = 2 + fz_below(&rand, CRASH_MAX - 2), i, t;
     g_auto(BsstLoad) ld2 = { 0 };
-    static const uint8_t payload[80];
-    bool damage = false;
+    static const uint8_t payload[256];
+    bool damage = false, lost;
     uint8_t *blk;
     int ret;
 
@@ -381,28 +382,52 @@ static void check_crash(const Image *orig, const BsstLoad *ld)
     if (n < 2) {
         return;
     }
-    t = 1 + fz_below(&rand, n - 1);
-    img.buf[rec[t].block * BS + rec[t].start +
-            fz_below(&rand, rec[t].end - rec[t].start)] ^=
-        1 << fz_below(&rand, 8);
+    lost = rec[n - 1].block != rec[0].block && fz_below(&rand, 2);
+    if (!lost) {
+        /* tear one record (a bit flip), not the first */
+        t = 1 + fz_below(&rand, n - 1);
+        img.buf[rec[t].block * BS + rec[t].start +
+                fz_below(&rand, rec[t].end - rec[t].start)] ^=
+            1 << fz_below(&rand, 8);
+    } else {
+        /* lose a later block's write: it reads back as it was */
+        t = 1 + fz_below(&rand, n - 1);
+        while (rec[t].block == rec[0].block) {
+            t++;
+        }
+        while (rec[t - 1].block == rec[t].block) {
+            t--;                /* the block's first record */
+        }
+        memcpy(img.buf + rec[t].block * BS, orig->buf + rec[t].block * BS,
+               BS);
+    }
     if (rec[t].seq < flushed) {
         for (i = t + 1; i < n; i++) {
-            damage |= rec[i].durable_seq > rec[t].seq;
+            damage |= (!lost || rec[i].block != rec[t].block) &&
+                      rec[i].durable_seq > rec[t].seq;
         }
     }
 
+    if (fz_verbose()) {
+        fprintf(stderr, "crash: %u records appended, %" PRIu64 " %s, "
+                "durable before %" PRIu64 ": expect %s\n", n, rec[t].seq,
+                lost ? "lost with its block" : "torn", flushed,
+                damage ? "damage" : "its end");
+    }
     ret = load(&img, &ld2);
     if (damage) {
-        FZ_ASSERT(ret == -EIO, "record %" PRIu64 " torn after a flush made "
+        FZ_ASSERT(ret == -EIO, "record %" PRIu64 " %s after a flush made "
                   "it durable, with a later record saying so: bsst_load "
-                  "returned %d", rec[t].seq, ret);
+                  "returned %d", rec[t].seq,
+                  lost ? "lost with its block" : "torn", ret);
     } else {
         FZ_ASSERT(ret == BSST_SB_FOUND && ld2.replay.records ==
                   ld->replay.records + (rec[t].seq - rec[0].seq),
-                  "record %" PRIu64 " of %" PRIu64 "..%" PRIu64 " torn "
+                  "record %" PRIu64 " of %" PRIu64 "..%" PRIu64 " %s "
                   "(durable before %" PRIu64 "): bsst_load returned %d with "
                   "%" PRIu64 " records replayed, expected %" PRIu64,
-                  rec[t].seq, rec[0].seq, rec[n - 1].seq, flushed, ret,
+                  rec[t].seq, rec[0].seq, rec[n - 1].seq,
+                  lost ? "lost with its block" : "torn", flushed, ret,
                   ld2.replay.records,
                   ld->replay.records + (rec[t].seq - rec[0].seq));
         FZ_ASSERT(fz_maps_equal(ld->ids, ld->maps, ld2.ids, ld2.maps),
@@ -549,6 +574,7 @@ typedef struct ImgW {
     FzState *st;
     uint64_t blk;               /* log block (index from the head) */
     BsstLogCursor c;
+    bool long_log;              /* the layout with a 32-block log */
 } ImgW;
 
 static void imgw_init(ImgW *w, uint64_t gen, uint64_t first_seq,
@@ -559,6 +585,19 @@ static void imgw_init(ImgW *w, uint64_t gen, uint64_t first_seq,
 
     memset(w->img.buf, 0, IMAGE_BLOCKS * BS);
     fz_small_layout(&l, IMAGE_BLOCKS);
+    if (w->long_log) {
+        /*
+         * checkpoint areas first, then a log of 32 blocks (the input
+         * holds its first 4; the rest reads as zeroes): room for a
+         * writer to go on past the input's records
+         */
+        l.ckpt_start[0] = 2;
+        l.ckpt_start[1] = 5;
+        l.log_start = 8;
+        l.log_len = 32;
+        l.data_start = 40;
+        l.data_count = IMAGE_BLOCKS - 40;
+    }
     bsst_sb_init(&w->sb, &l, &uuid);
     w->sb.generation = gen;
     w->sb.log_first_seq = first_seq;
@@ -761,6 +800,18 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     write_sb(&w.img, &w.sb);
     w.sb.generation = UINT64_MAX;
     imgw_seed(&w, dir, "regress-generation-max");
+
+    /* with a long log: a clean one, and one ending in a torn record */
+    w.long_log = true;
+    imgw_init(&w, 3, 1, 0, 0, 3);
+    imgw_put(&w, BSST_REC_DISK, 0, 0, 0);
+    imgw_put(&w, BSST_REC_DISK, 2, 0, 0);
+    imgw_ops(&w, 100, 11);
+    imgw_seed(&w, dir, "long-log");
+    off = imgw_put(&w, BSST_REC_MAP, 2, 3, 3);
+    w.img.buf[off + 20] ^= 1;
+    imgw_seed(&w, dir, "long-log-torn");
+    w.long_log = false;
 
     /* a blank image, and one that is not a BSST */
     memset(w.img.buf, 0, INPUT_MAX);
