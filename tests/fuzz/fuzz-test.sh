@@ -4,12 +4,12 @@
 # Fuzzing in 'make check' (TAP): build the libFuzzer targets of the BSST
 # decoders (tests/fuzz/Makefile), replay their seeds and the committed
 # regression corpus (tests/fuzz/corpus/TARGET/), then fuzz each target
-# for TESSERACT_FUZZ_SECONDS (default 15) from those, in a scratch corpus.
+# for TESSERACT_FUZZ_SECONDS (default 12) from those, in a scratch corpus.
 # 'make check-long' runs tests/long/fuzz-long-test.sh instead.
 set -uo pipefail
 
 . "$(dirname "$0")/fuzz-lib.sh"
-SECS=${TESSERACT_FUZZ_SECONDS:-15}
+SECS=${TESSERACT_FUZZ_SECONDS:-12}
 
 echo "1..9"
 if ! fz_build; then
