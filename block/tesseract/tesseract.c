@@ -160,6 +160,27 @@ static BlockdevOptions *tesseract_parse_options(QDict *options, Error **errp)
 
 static BsstFillFn tsr_fill_handler;
 
+/*
+ * Drop the migration blocker.  In the tools (qemu-img, qemu-io,
+ * qemu-storage-daemon) migrate_del_blocker() is a stub that leaves the
+ * Error allocated; the system emulator's frees it and clears the pointer.
+ */
+static void tsr_del_blocker(BDRVTesseractState *s)
+{
+    migrate_del_blocker(&s->migration_blocker);
+    error_free(s->migration_blocker);
+    s->migration_blocker = NULL;
+}
+
+/* A refused open is not closed: free what it set up before the store */
+static int tsr_open_failed(BDRVTesseractState *s)
+{
+    g_free(s->disk_id);
+    s->disk_id = NULL;
+    qemu_mutex_destroy(&s->stats_lock);
+    return -EINVAL;
+}
+
 static int tesseract_open(BlockDriverState *bs, QDict *options, int flags,
                           Error **errp)
 {
@@ -223,19 +244,19 @@ static int tesseract_open(BlockDriverState *bs, QDict *options, int flags,
                "indirection map in memory; migration is not supported",
                bdrv_get_device_or_node_name(bs));
     if (migrate_add_blocker(&s->migration_blocker, errp) < 0) {
-        return -EINVAL;
+        return tsr_open_failed(s);
     }
     s->store = bsst_store_get(s->bsst->bs, s->writable, errp);
     if (!s->store) {
-        migrate_del_blocker(&s->migration_blocker);
-        return -EINVAL;
+        tsr_del_blocker(s);
+        return tsr_open_failed(s);
     }
     s->disk = bsst_disk_open(s->store, s->disk_id, errp);
     if (!s->disk) {
         bsst_store_put(s->store);
         s->store = NULL;
-        migrate_del_blocker(&s->migration_blocker);
-        return -EINVAL;
+        tsr_del_blocker(s);
+        return tsr_open_failed(s);
     }
 
     qemu_mutex_init(&s->fill_lock);
@@ -261,7 +282,7 @@ static void tesseract_close(BlockDriverState *bs)
     BDRVTesseractState *s = bs->opaque;
 
     tsr_auto_timer_stop(bs);
-    migrate_del_blocker(&s->migration_blocker);
+    tsr_del_blocker(s);
     if (s->disk) {
         bsst_disk_set_fill_handler(s->disk, NULL, NULL);
         bsst_disk_close(s->disk);
