@@ -7,12 +7,14 @@ QEMU_BINS  := qemu-system-x86_64 qemu-img qemu-io qemu-nbd \
               storage-daemon/qemu-storage-daemon
 UNIT_TESTS := $(patsubst tests/unit/%.c,tests/unit/tesseract/%,\
                 $(wildcard tests/unit/test-*.c))
-TEST_BINS  := $(UNIT_TESTS) tests/qtest/tesseract-test \
+# the unit tests again, under ASan and UBSan
+UNIT_TESTS_SAN := $(UNIT_TESTS:%=%-san)
+TEST_BINS  := $(UNIT_TESTS) $(UNIT_TESTS_SAN) tests/qtest/tesseract-test \
               tests/qtest/tesseract-swapper-test
 
 .PHONY: configure-now all check check-unit check-qtest check-iotests check-guest \
         check-crash check-fuzz check-long demo \
-        bench bench-io clean distclean help
+        bench bench-io bench-open check-sanitizers clean distclean help
 
 all: $(BUILD)/.tesseract-configured
 	$(NINJA) -C $(BUILD) $(QEMU_BINS)
@@ -39,12 +41,40 @@ check-long: all
 	$(NINJA) -C $(BUILD) $(TEST_BINS)
 	TESSERACT_LONG=1 tests/run-tests.sh long
 
+# A full sanitizer build of QEMU (ASan + UBSan, build-san/, configured
+# like build/) and the project's qtest and iotest against it.  An hour or
+# more of build on 2 cores; not run by CI.  The sanitizers write to
+# build-san/sanitizer-logs/ (on stderr, ASan's warnings about QEMU's
+# coroutines would change the outputs the tests compare); any report
+# there fails the target.
+SAN_BUILD := build-san
+SAN_LOGS   = $(CURDIR)/$(SAN_BUILD)/sanitizer-logs
+SAN_ENV    = TESSERACT_BUILD=$(CURDIR)/$(SAN_BUILD) \
+             ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0:log_path=$(SAN_LOGS)/asan \
+             LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
+             UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$(SAN_LOGS)/ubsan
+check-sanitizers:
+	./configure --sanitizers
+	$(NINJA) -C $(SAN_BUILD) $(QEMU_BINS) tests/qtest/tesseract-test
+	rm -rf $(SAN_LOGS) && mkdir -p $(SAN_LOGS)
+	$(SAN_ENV) tests/run-tests.sh qtest iotests; st=$$?; \
+	reports=$$(grep -lE 'ERROR: (Address|Leak)Sanitizer|runtime error' \
+	           $(SAN_LOGS)/* 2>/dev/null); \
+	for f in $$reports; do echo "== $$f"; head -60 "$$f"; done; \
+	echo "sanitizer reports: $$(echo $$reports | wc -w) (logs in $(SAN_LOGS))"; \
+	[ $$st -eq 0 ] && [ -z "$$reports" ]
+
 demo: all
 	tests/guest/demo.sh
 
 bench-io: all
 	$(NINJA) -C $(BUILD) tests/unit/tesseract/bench-bsst-map
 	bench/bench-io.sh
+
+# Open a BSST of 1M indirections (checkpoint + log replay) 5 times
+bench-open: all
+	$(NINJA) -C $(BUILD) tests/unit/tesseract/bench-bsst-open
+	$(BUILD)/tests/unit/tesseract/bench-bsst-open $(BUILD)/bench-open.img
 
 bench: all
 	bench/run.sh
@@ -53,12 +83,14 @@ clean:
 	$(NINJA) -C $(BUILD) clean
 
 distclean:
-	rm -rf $(BUILD) qemu
+	rm -rf $(BUILD) $(SAN_BUILD) qemu
 
 help:
 	@echo "make            configure if needed, then build QEMU with tesseract"
 	@echo "make check      build and run the project's tests"
 	@echo "make check-long the long campaigns (fuzzing, crash states, soaks)"
+	@echo "make check-sanitizers  qtest and iotest on an ASan+UBSan QEMU (build-san/)"
 	@echo "make demo       boot a small guest through a tesseract node"
 	@echo "make bench-io   qemu-img bench: tesseract node vs plain qcow2"
+	@echo "make bench-open time opening a BSST of 1M indirections"
 	@echo "make distclean  remove build/ and qemu/ (the download cache stays)"

@@ -15,7 +15,8 @@
 set -uo pipefail
 
 TOP=$(cd "$(dirname "$0")/.." && pwd)
-BUILD="$TOP/build"
+# TESSERACT_BUILD: another build directory (make check-sanitizers)
+BUILD="${TESSERACT_BUILD:-$TOP/build}"
 SUITES=${*:-foundation unit qtest iotests guest crash fuzz}
 LOG_DIR="$BUILD/tesseract-test-logs"
 mkdir -p "$LOG_DIR"

@@ -535,24 +535,34 @@ static int check_torn_from(const BsstReplay *r, const uint8_t *block,
     uint32_t off;
 
     for (off = from; off + BSST_LOG_HDR_SIZE <= BSST_BLOCK_SIZE; off++) {
+        const uint8_t *rec = block + off;
         uint64_t seq, epoch;
         uint32_t d;
 
         if (block[off] != (BSST_LOG_MAGIC & 0xff) ||
-            !record_valid(block + off, BSST_BLOCK_SIZE - off, &seq, &epoch,
-                          &d)) {
+            ldl_le_p(rec + REC_MAGIC) != BSST_LOG_MAGIC) {
             continue;
         }
-        if (d && seq > r->next_seq && d <= seq &&
-            seq - d + 1 > r->next_seq &&
-            epoch >= r->epoch && epoch <= r->max_epoch) {
-            error_setg(errp, "damaged BSST: log record %" PRIu64 " is "
-                       "unreadable (%s), but record %" PRIu64 ", written "
-                       "after it was durable, is intact; 'qemu-img check "
-                       "-r all' can truncate the log there", r->next_seq,
-                       r->why, seq);
-            return -EIO;
+        /*
+         * The header first: only a record that would be evidence needs
+         * its CRC checked (a whole lap of older records costs no CRC)
+         */
+        seq = ldq_le_p(rec + REC_SEQ);
+        epoch = ldq_le_p(rec + REC_EPOCH);
+        d = ldl_le_p(rec + REC_DURABLE);
+        if (!d || seq <= r->next_seq || d > seq ||
+            seq - d + 1 <= r->next_seq ||
+            epoch < r->epoch || epoch > r->max_epoch ||
+            !record_valid(rec, BSST_BLOCK_SIZE - off, &seq, &epoch, &d)) {
+            continue;
         }
+        error_setg(errp, "damaged BSST: log record %" PRIu64 " is "
+                   "%s (%s), but record %" PRIu64 ", written after it "
+                   "was durable, is intact; 'qemu-img check -r all' can "
+                   "truncate the log there", r->next_seq,
+                   r->stop == BSST_REPLAY_TORN ? "unreadable" : "missing",
+                   r->why, seq);
+        return -EIO;
     }
     return 0;
 }
@@ -560,19 +570,25 @@ static int check_torn_from(const BsstReplay *r, const uint8_t *block,
 int bsst_replay_check_torn(const BsstReplay *r, const uint8_t *block,
                            Error **errp)
 {
-    if (r->stop != BSST_REPLAY_TORN) {
+    if (r->stop != BSST_REPLAY_TORN && r->stop != BSST_REPLAY_END) {
         return 0;
     }
     return check_torn_from(r, block, 0, errp);
 }
 
-/* Replay ends at a torn record at @off: unless the rest of @block shows
- * the record had been durable (damage) */
-static int replay_torn(BsstReplay *r, const uint8_t *block, uint32_t off,
-                       const char *why, Error **errp)
+/*
+ * Replay ends at the record at @off (@stop: torn, or a clean end: stale,
+ * or an empty block): unless the rest of @block shows the record had
+ * been durable (damage).  A torn record itself is no evidence; a stale
+ * one may be (its sequence number may be past the end).
+ */
+static int replay_stop(BsstReplay *r, BsstReplayStop stop,
+                       const uint8_t *block, uint32_t off, const char *why,
+                       Error **errp)
 {
-    replay_end(r, BSST_REPLAY_TORN, why);
-    return check_torn_from(r, block, off + 1, errp);
+    replay_end(r, stop, why);
+    return check_torn_from(r, block,
+                           stop == BSST_REPLAY_TORN ? off + 1 : off, errp);
 }
 
 /* Apply one record whose header and CRC are good. */
@@ -677,29 +693,35 @@ int bsst_replay_block(BsstReplay *r, const uint8_t *block,
         if (BSST_BLOCK_SIZE - off < BSST_LOG_HDR_SIZE ||
             ldl_le_p(rec + REC_MAGIC) == 0) {
             if (off == 0) {
-                return replay_end(r, BSST_REPLAY_END, "empty log block");
+                return replay_stop(r, BSST_REPLAY_END, block, 0,
+                                   "empty log block", errp);
             }
             break;      /* end of this block */
         }
         if (ldl_le_p(rec + REC_MAGIC) != BSST_LOG_MAGIC) {
-            return replay_torn(r, block, off, "bad record magic", errp);
+            return replay_stop(r, BSST_REPLAY_TORN, block, off,
+                               "bad record magic", errp);
         }
         type = lduw_le_p(rec + REC_TYPE);
         len = lduw_le_p(rec + REC_LEN);
         if (len > BSST_BLOCK_SIZE - off - BSST_LOG_HDR_SIZE) {
-            return replay_torn(r, block, off, "bad record length", errp);
+            return replay_stop(r, BSST_REPLAY_TORN, block, off,
+                               "bad record length", errp);
         }
         if (ldl_le_p(rec + REC_CRC) !=
             crc_skip_field(rec, BSST_LOG_HDR_SIZE + len, REC_CRC)) {
-            return replay_torn(r, block, off, "bad record checksum", errp);
+            return replay_stop(r, BSST_REPLAY_TORN, block, off,
+                               "bad record checksum", errp);
         }
         seq = ldq_le_p(rec + REC_SEQ);
         epoch = ldq_le_p(rec + REC_EPOCH);
         if (seq != r->next_seq) {
-            return replay_end(r, BSST_REPLAY_END, "stale record sequence");
+            return replay_stop(r, BSST_REPLAY_END, block, off,
+                               "stale record sequence", errp);
         }
         if (epoch < r->epoch) {
-            return replay_end(r, BSST_REPLAY_END, "stale record epoch");
+            return replay_stop(r, BSST_REPLAY_END, block, off,
+                               "stale record epoch", errp);
         }
         if (epoch > r->max_epoch) {
             error_setg(errp, "damaged BSST: log record %" PRIu64 " written "
@@ -741,8 +763,8 @@ int bsst_replay_buffer(BsstReplay *r, const uint8_t *blocks, size_t nblocks,
             return ret;
         }
         if (ret == 0) {
-            /* a torn end must not hide records written after it */
-            for (i++; r->stop == BSST_REPLAY_TORN && i < nblocks; i++) {
+            /* the end must not hide records written after it was durable */
+            for (i++; i < nblocks; i++) {
                 ret = bsst_replay_check_torn(r, blocks + i * BSST_BLOCK_SIZE,
                                              errp);
                 if (ret < 0) {

@@ -112,13 +112,16 @@
  * good CRC that cannot be applied (unknown mandatory type, bad payload,
  * epoch newer than the superblock) means a damaged BSST.
  *
- * A torn record is the tail of the log only if it was never durable: a
- * crash tears what was written since the last flush, in any order.  If
- * any later valid record in the log area (epoch at least the last
- * replayed one's, higher sequence number) carries a durable mark saying
- * that the torn record's sequence number was durable before it was
- * written, the log was damaged after it was written, and the image is
- * refused ("qemu-img check -r all" truncates it there).
+ * The end of replay (a torn or stale record, or an empty block) is the
+ * tail of the log only if the record expected there was never durable:
+ * a crash loses or tears what was written since the last flush, in any
+ * order.  If any later valid record in the log area (epoch at least the
+ * last replayed one's, higher sequence number) carries a durable mark
+ * saying that the expected record's sequence number was durable before
+ * it was written, the log was damaged after it was written (a record
+ * torn, or a block's write lost: it reads as zeroes or as older records),
+ * and the image is refused ("qemu-img check -r all" truncates it there).
+ * So replay reads the whole log area, also after a clean end.
  *
  * Before appending after a replay, the writer must make a superblock with
  * a new generation durable and use that generation as its epoch, so that
@@ -313,7 +316,7 @@ int bsst_log_put_bind(uint8_t *block, BsstLogCursor *c, uint32_t disk,
 
 typedef enum BsstReplayStop {
     BSST_REPLAY_RUNNING,    /* feed the next block */
-    BSST_REPLAY_END,        /* clean end: nothing more, or a stale record */
+    BSST_REPLAY_END,        /* clean end: an empty block, or a stale record */
     BSST_REPLAY_TORN,       /* torn tail: bad magic, length or CRC */
     BSST_REPLAY_FULL,       /* caller: the whole log area was replayed */
 } BsstReplayStop;
@@ -338,17 +341,18 @@ void bsst_replay_init(BsstReplay *r, const BsstSuperblock *sb);
  * each record.  Returns 1 when the caller should feed the next block (the
  * caller stops after log_len blocks: the log is full), 0 when replay
  * has ended (r->stop and r->why say why), or a negative errno for a
- * damaged log or a callback error.  When replay ends at a torn record
- * (BSST_REPLAY_TORN), the caller must pass every later block of the log
- * area to bsst_replay_check_torn() before it trusts the end.
+ * damaged log or a callback error.  When replay has ended (torn or
+ * clean), the caller must pass every later block of the log area to
+ * bsst_replay_check_torn() before it trusts the end.
  */
 int bsst_replay_block(BsstReplay *r, const uint8_t *block,
                       const BsstMetaOps *ops, void *opaque, Error **errp);
 
 /*
- * After a torn end: does a valid record in @block (a log block after the
- * torn one) carry a durable mark showing the torn record had been
- * durable?  Then the log is damaged: -EIO with a message.  Else 0.
+ * After the end of replay: does a valid record in @block (a log block
+ * after the one where replay ended) carry a durable mark showing the
+ * record expected at the end had been durable?  Then the log is damaged:
+ * -EIO with a message.  Else 0.
  */
 int bsst_replay_check_torn(const BsstReplay *r, const uint8_t *block,
                            Error **errp);

@@ -156,9 +156,10 @@ static int load_checkpoint(BsstLoad *ld, BsstLoadReadFunc *read,
 }
 
 /*
- * Replay the log from its head, reading it in chunks; after a torn end,
- * read on to the end of the log area so that bsst_replay_check_torn()
- * sees every record that could show the torn one had been durable.
+ * Replay the log from its head, reading it in chunks; after its end, read
+ * on to the end of the log area so that bsst_replay_check_torn() sees
+ * every record that could show the last one replayed was not the last
+ * durable one.
  */
 static int load_log(BsstLoad *ld, BsstLoadReadFunc *read, void *opaque,
                     uint8_t *buf, Error **errp)
@@ -170,8 +171,7 @@ static int load_log(BsstLoad *ld, BsstLoadReadFunc *read, void *opaque,
     int ret;
 
     bsst_replay_init(r, &ld->sb);
-    while (fed < l->log_len &&
-           (running || r->stop == BSST_REPLAY_TORN)) {
+    while (fed < l->log_len) {
         uint64_t idx = (ld->sb.log_head + fed) % l->log_len;
         uint32_t n = MIN(MIN(l->log_len - idx, l->log_len - fed),
                          BSST_LOAD_CHUNK), j;
@@ -187,17 +187,12 @@ static int load_log(BsstLoad *ld, BsstLoadReadFunc *read, void *opaque,
 
             if (running) {
                 ret = bsst_replay_block(r, block, &load_ops, ld, errp);
-                if (ret < 0) {
-                    return ret;
-                }
                 running = ret == 1;
-            } else if (r->stop == BSST_REPLAY_TORN) {
-                ret = bsst_replay_check_torn(r, block, errp);
-                if (ret < 0) {
-                    return ret;
-                }
             } else {
-                break;
+                ret = bsst_replay_check_torn(r, block, errp);
+            }
+            if (ret < 0) {
+                return ret;
             }
         }
     }

@@ -337,6 +337,27 @@ static int coroutine_fn GRAPH_RDLOCK tsr_co_bind(BlockDriverState *bs)
     return ret;
 }
 
+/*
+ * Drop the migration blocker.  In the tools (qemu-img, qemu-io,
+ * qemu-storage-daemon) migrate_del_blocker() is a stub that leaves the
+ * Error allocated; the system emulator's frees it and clears the pointer.
+ */
+static void tsr_del_blocker(BDRVTesseractState *s)
+{
+    migrate_del_blocker(&s->migration_blocker);
+    error_free(s->migration_blocker);
+    s->migration_blocker = NULL;
+}
+
+/* A refused open is not closed: free what it set up before the store */
+static int tsr_open_failed(BDRVTesseractState *s)
+{
+    g_free(s->disk_id);
+    s->disk_id = NULL;
+    qemu_mutex_destroy(&s->stats_lock);
+    return -EINVAL;
+}
+
 static int tesseract_open(BlockDriverState *bs, QDict *options, int flags,
                           Error **errp)
 {
@@ -400,20 +421,20 @@ static int tesseract_open(BlockDriverState *bs, QDict *options, int flags,
                "indirection map in memory; migration is not supported",
                bdrv_get_device_or_node_name(bs));
     if (migrate_add_blocker(&s->migration_blocker, errp) < 0) {
-        return -EINVAL;
+        return tsr_open_failed(s);
     }
     s->store = bsst_store_open(s->bsst->bs, s->writable,
                                flags & BDRV_O_CHECK, errp);
     if (!s->store) {
-        migrate_del_blocker(&s->migration_blocker);
-        return -EINVAL;
+        tsr_del_blocker(s);
+        return tsr_open_failed(s);
     }
     s->disk = bsst_disk_open(s->store, s->disk_id, errp);
     if (!s->disk) {
         bsst_store_put(s->store);
         s->store = NULL;
-        migrate_del_blocker(&s->migration_blocker);
-        return -EINVAL;
+        tsr_del_blocker(s);
+        return tsr_open_failed(s);
     }
     qemu_co_mutex_init(&s->bind_lock);
     bdrv_graph_rdlock_main_loop();
@@ -424,7 +445,8 @@ static int tesseract_open(BlockDriverState *bs, QDict *options, int flags,
         s->disk = NULL;
         bsst_store_put(s->store);
         s->store = NULL;
-        migrate_del_blocker(&s->migration_blocker);
+        tsr_del_blocker(s);
+        tsr_open_failed(s);
         return ret;
     }
 
@@ -451,7 +473,7 @@ static void tesseract_close(BlockDriverState *bs)
     BDRVTesseractState *s = bs->opaque;
 
     tsr_auto_timer_stop(bs);
-    migrate_del_blocker(&s->migration_blocker);
+    tsr_del_blocker(s);
     if (s->disk) {
         bsst_disk_set_fill_handler(s->disk, NULL, NULL);
         bsst_disk_close(s->disk);

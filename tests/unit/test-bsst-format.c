@@ -740,6 +740,80 @@ static void test_replay_stale(void)
     g_free(pos2);
 }
 
+/*
+ * A block whose write was lost reads back as zeroes or as an older lap's
+ * records: the end of the log if its records were never durable, damage
+ * if they were and a later record's durable mark says so.
+ */
+static void test_replay_lost_block(void)
+{
+    const unsigned nblocks = 4;
+    g_autofree uint8_t *log = g_malloc0(nblocks * BS);
+    g_autofree uint8_t *copy = g_malloc0(nblocks * BS);
+    g_autofree uint8_t *old = g_malloc0(BS);
+    BsstSuperblock sb = test_sb(3, 1);
+    uint64_t first[4];
+    unsigned flushed, v;
+
+    /* 0: a flush after every block; 1: none once block 1 was written */
+    for (flushed = 0; flushed < 2; flushed++) {
+        BsstLogCursor c = { .epoch = 3, .seq = 1, .durable_seq = 1 };
+        BsstLogCursor oc = { .epoch = 2, .seq = 1 };
+        uint32_t blk = 0;
+        uint64_t g = 0;
+
+        memset(log, 0, nblocks * BS);
+        g_assert_cmpint(bsst_log_put_disk(log, &c, 0, "d"), >, 0);
+        first[0] = 1;
+        while (blk < nblocks - 1 || c.offset < BS / 2) {
+            if (bsst_log_put_map(log + blk * BS, &c, 0, g, g) == -ENOSPC) {
+                if (flushed == 0 || blk < 1) {
+                    c.durable_seq = c.seq;
+                }
+                blk++;
+                c.offset = 0;
+                first[blk] = c.seq;
+                g_assert_cmpint(bsst_log_put_map(log + blk * BS, &c, 0, g,
+                                                 g), >, 0);
+            }
+            g++;
+        }
+        /* an older writer's block (a previous lap: lower sequence numbers) */
+        memset(old, 0, BS);
+        while (bsst_log_put_map(old, &oc, 0, 7, 7) > 0) {
+        }
+
+        for (v = 0; v < 2; v++) {
+            State *s = state_new();
+            Error *err = NULL;
+            BsstReplay r;
+            int ret;
+
+            memcpy(copy, log, nblocks * BS);
+            if (v) {
+                memcpy(copy + BS, old, BS);
+            } else {
+                memset(copy + BS, 0, BS);
+            }
+            bsst_replay_init(&r, &sb);
+            ret = bsst_replay_buffer(&r, copy, nblocks, &st_ops, s, &err);
+            if (flushed == 0) {
+                /* block 2's records say block 1's were durable */
+                g_assert_cmpint(ret, ==, -EIO);
+                g_assert_nonnull(strstr(error_get_pretty(err), "missing"));
+                error_free(err);
+            } else {
+                /* a crash: block 1 never durable, block 2 no evidence */
+                g_assert_cmpint(ret, ==, 0);
+                g_assert_cmpuint(r.records, ==, first[1] - 1);
+                g_assert_cmpstr(r.why, ==, v ? "stale record sequence"
+                                             : "empty log block");
+            }
+            state_free(s);
+        }
+    }
+}
+
 /* Records with a good CRC that cannot be applied are damage, not a tail. */
 static void test_replay_bad_records(void)
 {
@@ -1082,6 +1156,8 @@ int main(int argc, char **argv)
                     test_replay_prefixes);
     g_test_add_func("/tesseract/bsst-format/replay-torn", test_replay_torn);
     g_test_add_func("/tesseract/bsst-format/replay-stale", test_replay_stale);
+    g_test_add_func("/tesseract/bsst-format/replay-lost-block",
+                    test_replay_lost_block);
     g_test_add_func("/tesseract/bsst-format/replay-bad-records",
                     test_replay_bad_records);
     g_test_add_func("/tesseract/bsst-format/ckpt-roundtrip",

@@ -187,6 +187,7 @@ static void test_random_uniform_victims(void)
                    bound);
     g_assert_cmpfloat(x, <, bound);
     g_assert_cmpfloat((double)low / nvictims, <, 0.20);
+    tsr_policy_free(p);
 }
 
 /*
