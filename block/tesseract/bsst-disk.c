@@ -19,6 +19,7 @@
 #include "qemu/error-report.h"
 #include "bsst-load.h"
 #include "bsst-store-int.h"
+#include "trace.h"
 
 /* ---- Capacity ---- */
 
@@ -307,6 +308,7 @@ int coroutine_fn bsst_disk_co_map(BsstDisk *d, uint64_t gblock,
     }
     bsst_disk_update_busy_locked(d);
     qemu_mutex_unlock(&s->lock);
+    trace_bsst_map(s->node_name, d->index, gblock, bblock, 0);
     return 0;
 }
 
@@ -362,6 +364,7 @@ void bsst_disk_unmap(BsstDisk *d, uint64_t gblock, uint64_t count)
 {
     BsstStore *s = d->s;
 
+    trace_bsst_unmap(s->node_name, d->index, gblock, count, d->stamp);
     qemu_mutex_lock(&s->lock);
     bsst_map_remove_range(s->disks[d->index].map, gblock, gblock + count,
                           defer_unmap, d);
@@ -475,6 +478,7 @@ static int bsst_disk_log_unmaps_locked(BsstDisk *d, uint64_t stamp)
         if (ret < 0) {
             return ret;
         }
+        d->unmap_records++;
         for (k = 0; k < n; k++) {
             gpointer kk = (gpointer)(uintptr_t)(first + k);
             BsstDeferred *def = g_hash_table_lookup(d->deferred, kk);
@@ -514,5 +518,8 @@ int coroutine_fn bsst_disk_co_flush(BsstDisk *d, uint64_t stamp)
         ret = bsst_log_co_write_out(s);
     }
     qemu_co_mutex_unlock(&s->commit_lock);
+    trace_bsst_flush_unmaps(s->node_name, d->index, stamp, d->unmap_records,
+                            ret);
+    d->unmap_records = 0;
     return ret;
 }

@@ -21,6 +21,7 @@
 #include "qemu/memalign.h"
 #include "system/block-backend.h"
 #include "bsst-store-int.h"
+#include "trace.h"
 
 /* ---- Appending records (store lock held) ---- */
 
@@ -273,6 +274,7 @@ static void coroutine_fn bsst_co_release(BsstStore *s, uint32_t n)
                    first + k * s->discard_blocks) {
                 k++;
             }
+            trace_bsst_discard(s->node_name, first, k * s->discard_blocks);
             blk_co_pdiscard(s->blk, bsst_store_block_offset(s, first),
                             (int64_t)k * s->discard_blocks * BSST_BLOCK_SIZE,
                             0);
@@ -356,8 +358,11 @@ int coroutine_fn bsst_log_co_write_out(BsstStore *s)
         }
         qemu_mutex_unlock(&s->lock);
         g_free(tail.buf);
+        trace_bsst_commit(s->node_name, target, 0, 0, ret);
         return ret;
     }
+    trace_bsst_commit(s->node_name, target,
+                      g_queue_get_length(&sealed) + !!tail.buf, npending, 0);
     bsst_free_log_blocks(&sealed);
     g_free(tail.buf);
 
@@ -527,9 +532,13 @@ int coroutine_fn bsst_log_co_checkpoint(BsstStore *s)
     s->cur.durable_seq = MAX(s->cur.durable_seq, sb.log_first_seq);
     s->checkpoints++;
     qemu_mutex_unlock(&s->lock);
+    trace_bsst_checkpoint(s->node_name, sb.generation, nblocks,
+                          sb.log_first_seq, 0);
     return 0;
 
 fail:
+    trace_bsst_checkpoint(s->node_name, sb.generation, nblocks,
+                          sb.log_first_seq, ret < 0 ? ret : -EIO);
     bsst_free_log_blocks(&sealed);
     g_byte_array_free(cb.data, true);
     qatomic_set(&s->failed, true);

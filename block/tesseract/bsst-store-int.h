@@ -62,6 +62,8 @@ struct BsstDisk {
     uint64_t stamp;
     /* map entries + deferred unmaps, for lock-free fast paths */
     uint64_t busy;
+    /* UNMAP records of the flush under way (commit_lock), for tracing */
+    unsigned unmap_records;
 };
 
 typedef struct BsstLogBlock {

@@ -20,6 +20,7 @@
 #include "system/block-backend.h"
 #include "bsst-load.h"
 #include "bsst-store-int.h"
+#include "trace.h"
 
 /* Chunk in which a BSST image is checked to be blank */
 #define BSST_BLANK_CHUNK (1 * MiB)
@@ -133,6 +134,7 @@ int coroutine_fn bsst_co_activate_held(BsstStore *s)
     if (ret >= 0) {
         ret = blk_co_flush(s->blk);
     }
+    trace_bsst_activate(s->node_name, sb.generation, ret);
     if (ret < 0) {
         error_report("BSST node '%s': cannot write its superblock: %s",
                      s->node_name, strerror(-ret));
@@ -508,6 +510,8 @@ BsstStore *bsst_store_open(BlockDriverState *bs, bool writable, bool check,
         }
         ret = bsst_format(s, len / BSST_BLOCK_SIZE, errp);
     } else if (ret == BSST_SB_FOUND) {
+        trace_bsst_open(s->node_name, ret, ld.sb.generation,
+                        ld.replay.records, ld.replay.why ?: "");
         ret = bsst_adopt(s, &ld, errp);
     }
     if (ret < 0) {

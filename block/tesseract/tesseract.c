@@ -42,6 +42,7 @@
 #include "tesseract.h"
 #include "tesseract-split.h"
 #include "tesseract-stats.h"
+#include "trace.h"
 
 #define TESSERACT_DISK_ID_MAX 63
 /* Unmaps waiting for a flush beyond which a write flushes by itself */
@@ -332,6 +333,7 @@ static int coroutine_fn GRAPH_RDLOCK tsr_co_bind(BlockDriverState *bs)
         if (ret >= 0) {
             qatomic_store_release(&s->bound, true);
         }
+        trace_tesseract_bind(bs, s->disk_id, s->labelled, ret);
     }
     qemu_co_mutex_unlock(&s->bind_lock);
     return ret;
@@ -952,6 +954,7 @@ tesseract_co_preadv_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
     bsst_disk_lock(s->disk);
     tsr_pin_pieces_locked(s, pieces, false);
     bsst_disk_unlock(s->disk);
+    trace_tesseract_read(bs, offset, bytes, pieces->len, nrequests, ret);
     if (ret >= 0) {
         uint64_t from_bsst = 0;
 
@@ -1055,6 +1058,7 @@ tsr_merge_block(BlockDriverState *bs, uint64_t g, int64_t offset,
         bsst_disk_unmap(s->disk, g, 1);
         tesseract_count(s, &s->merges, 1);
     }
+    trace_tesseract_merge(bs, g, bblock, ret);
     qemu_vfree(buf);
     qemu_co_mutex_unlock(&s->merge_lock);
     return ret;
@@ -1186,6 +1190,9 @@ static int coroutine_fn GRAPH_RDLOCK tesseract_co_flush(BlockDriverState *bs)
     if (ret >= 0) {
         tesseract_count(s, &s->flushes, 1);
     }
+    if (s->writable) {
+        trace_tesseract_flush(bs, stamp, ret);
+    }
     return ret;
 }
 
@@ -1222,6 +1229,7 @@ tesseract_co_defrag_guest(BlockDriverState *bs, uint64_t gblock)
         qemu_vfree(buf);
     }
     tsr_req_end(s, &req);
+    trace_tesseract_defrag_guest(bs, gblock, ret);
     return ret;
 }
 
@@ -1266,6 +1274,7 @@ tesseract_co_defrag_bsst(BlockDriverState *bs, uint64_t gblock, uint64_t n,
     qemu_vfree(buf);
     tsr_req_end(s, &req);
     tesseract_count(s, &s->defrag_moved, *moved);
+    trace_tesseract_defrag_bsst(bs, gblock, n, *moved, ret);
     return ret < 0 ? ret : 0;
 }
 
@@ -1653,6 +1662,9 @@ tsr_redirect_data(BlockDriverState *bs, GArray *pieces, QEMUIOVector *qiov)
     ret = bsst_store_co_pwritev(s->store, (uint64_t)first << TSR_BLOCK_BITS,
                                 want << TSR_BLOCK_BITS, &qv, 0);
     qemu_iovec_destroy(&qv);
+    if (ret >= 0) {
+        trace_tesseract_write_redirect(bs, want, first);
+    }
     if (ret < 0) {
         for (k = 0; k < want; k++) {
             bsst_store_unref(s->store, first + k);
@@ -1765,6 +1777,8 @@ tesseract_co_pwritev_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
             ret = bsst_disk_co_map(s->disk, p->offset >> TSR_BLOCK_BITS,
                                    p->bblock);
         }
+        trace_tesseract_write_indirect(bs, p->offset >> TSR_BLOCK_BITS,
+                                       p->bblock, ret);
         bsst_store_page_unpin(s->store, host);
         if (ret < 0) {
             p->bblock = TSR_NO_BBLOCK;

@@ -2870,6 +2870,16 @@ static void test_store_check(void)
     g_assert_cmpint(ret, ==, 0);
     assert_output(out, "No errors");
     g_free(out);
+    /* its trace points, as QEMU's own (-trace / --trace) */
+    ret = run_cmd(&out, "%s --trace bsst_open check --image-opts "
+                  "driver=tesseract,file.driver=qcow2,file.file.driver=file,"
+                  "file.file.filename=%s,bsst.driver=qcow2,"
+                  "bsst.file.driver=file,bsst.file.filename=%s",
+                  getenv("QTEST_QEMU_IMG"), img.guest, img.bsst);
+    g_assert_cmpint(ret, ==, 0);
+    assert_output(out, "bsst_open BSST");
+    assert_output(out, "replayed");
+    g_free(out);
 
     /* a leak: space held for free blocks (the last 64 KiB cluster) */
     g_assert_cmpint(run_cmd(&out, "%s -f qcow2 -c 'write -P 0x55 %d 64k' %s",

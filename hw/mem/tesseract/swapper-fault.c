@@ -54,6 +54,7 @@
 #include "swap-policy.h"
 #include "tesseract-swapper.h"
 #include "swapper-int.h"
+#include "trace.h"
 
 /* ---- Fault thread ---- */
 
@@ -118,6 +119,7 @@ static int64_t tsw_swap_in(TesseractSwapper *sw, uint64_t idx, uint8_t *buf,
     if (unref != UINT32_MAX) {
         bsst_store_unref(sw->store, unref);
     }
+    trace_tsw_swap_in(idx, bblock, t2 - t1, have_data);
     return t2 - t1;
 }
 
@@ -170,6 +172,7 @@ static void tsw_swapin_failed(TesseractSwapper *sw, int err, bool placing,
     g_autofree char *reason = NULL;
     bool first;
 
+    trace_tsw_swapin_failed(idx, err, placing);
     qemu_mutex_lock(&sw->lock);
     first = !sw->swapin_err;
     sw->swapin_err = err;
@@ -356,6 +359,7 @@ static void tsw_handle_missing(TesseractSwapper *sw, uint8_t *addr,
     TswPage *pg = &sw->pages[idx];
 
     qemu_mutex_lock(&sw->lock);
+    trace_tsw_fault(addr, idx, pg->state, false);
     if (pg->state == PG_SWAPPING_IN || pg->state == PG_DISCARDING) {
         /*
          * Being placed by a background swap-in or the classic path (whose
@@ -630,6 +634,7 @@ static void tsw_handle_wp(TesseractSwapper *sw, uint8_t *addr)
     uint64_t idx = (addr - sw->host) / TSW_PAGE;
 
     qemu_mutex_lock(&sw->lock);
+    trace_tsw_fault(addr, idx, sw->pages[idx].state, true);
     if (sw->pages[idx].state == PG_DISCARDING) {
         /* too late to keep it: the swap-out wakes the writer when the page
          * is gone, and its retry faults it back in */

@@ -52,6 +52,7 @@
 #include "swap-policy.h"
 #include "tesseract-swapper.h"
 #include "swapper-int.h"
+#include "trace.h"
 
 /* ---- Guest RAM given back (virtio-balloon) ---- */
 
@@ -91,6 +92,7 @@ void tsw_ram_discarded(void *opaque, RAMBlock *rb, uint64_t start,
     if (tsw_discarding_own) {
         return;     /* tsw_discard(): the swapper knows */
     }
+    trace_tsw_ram_discarded(first, end > first ? end - first : 0);
     qemu_mutex_lock(&sw->lock);
     for (i = first; i < end; i++) {
         TswPage *pg = &sw->pages[i];
@@ -358,6 +360,7 @@ static int tsw_swap_out_pages(TesseractSwapper *sw, const uint64_t *idx,
         uffd_wakeup(sw->uffd, addr, TSW_PAGE);  /* writers that waited */
         done++;
     }
+    trace_tsw_swap_out(n, ret < 0 ? ret : done);
     return ret < 0 ? ret : done;
 }
 
