@@ -7,7 +7,7 @@ QEMU_BINS  := qemu-system-x86_64 qemu-img qemu-io qemu-nbd \
               storage-daemon/qemu-storage-daemon
 UNIT_TESTS := $(patsubst tests/unit/%.c,tests/unit/tesseract/%,\
                 $(wildcard tests/unit/test-*.c))
-TEST_BINS  := $(UNIT_TESTS) tests/qtest/tesseract-test
+TEST_BINS  := $(UNIT_TESTS) tests/qtest/tesseract-test tests/qtest/tesseract-crash
 
 .PHONY: configure-now all check check-unit check-qtest check-iotests check-guest \
         check-crash check-fuzz check-long demo \

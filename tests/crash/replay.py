@@ -18,10 +18,11 @@
 # completed before t), applied in completion order, plus any subset of
 # the other writes started before t, each applied whole, torn (a random
 # subset of its 512-byte sectors) or not at all, in random order.  Cuts:
-# just after every host flush completed, and random points; per cut, the
-# durable writes alone (variant 0), every write started (variant 1) and
-# random subsets (variant V > 1, the seed of the choice).  A state is
-# named T:V and rebuilt alone with --state T:V.
+# just after every host flush completed, just before every host flush
+# started, and random points; per cut, the durable writes alone (variant
+# 0), every write started (variant 1) or a random subset (variant V > 1,
+# the seed of the choice).  A state is named T:V and rebuilt alone with
+# --state T:V.
 #
 # Each state is opened through the tesseract driver, read-only, with
 # 'qemu-img convert' (one per guest disk), and every sector is checked
@@ -563,19 +564,26 @@ def worker(args):
 
 
 def plan(run, n_states, seed):
-    """The states to check: (t, variant) sorted by t."""
+    """
+    The states to check, (t, variant) sorted by t.  Per host flush: just
+    after it completed, the durable writes alone and a random subset of
+    the rest; just before it started (everything since the previous
+    flush of that file in doubt), every write and a random subset.  A
+    tenth of the states, at least, at random cuts.  Sampled down to
+    @n_states if there are more.
+    """
     rng = random.Random(seed)
-    flush_cuts = [done + 1 for start, done, f in run.flushes]
-    states = []
-    for t in flush_cuts:
-        states.append((t, 0))
-        states.append((t, rng.randrange(2, 1 << 31)))
-    if len(states) > n_states:
-        states = rng.sample(states, n_states)
-    while len(states) < n_states:
-        t = rng.randrange(1, run.maxseq + 1)
-        states.append((t, rng.choice((0, 1, rng.randrange(2, 1 << 31)))))
-    return sorted(set(states))
+    cand = []
+    for start, done, f in run.flushes:
+        cand += [(done + 1, 0), (done + 1, rng.randrange(2, 1 << 31)),
+                 (start, 1), (start, rng.randrange(2, 1 << 31))]
+    n_random = max(n_states // 10, n_states - len(cand))
+    if len(cand) > n_states - n_random:
+        cand = rng.sample(cand, n_states - n_random)
+    for _ in range(n_random):
+        cand.append((rng.randrange(1, run.maxseq + 1),
+                     rng.choice((0, 1, rng.randrange(2, 1 << 31)))))
+    return sorted(set(cand))
 
 
 def main():

@@ -126,7 +126,7 @@ static struct {
     uint64_t *seqp, local_seq;
     int ev_fd;
     unsigned violations, checks, kills_done, check_fails;
-    bool qmp_pending;       /* a QMP command sent, its answer not read */
+    bool job_started;       /* a defrag job may still run */
     off_t io_good;          /* io.log: length known to be whole records */
 } g;
 
@@ -456,7 +456,12 @@ static void set_wce(int disk, bool on)
 static void vm_start(void)
 {
     g_autofree char *rec_env = NULL;
-    bool defrag_auto = g_rand_int_range(g.rand, 0, 3) == 0;
+    /*
+     * Not with the swapper: x-tesseract-swap-out waits in the main thread
+     * for a commit that a flush of defrag=auto may hold up (see
+     * swap_out_pages()).
+     */
+    bool defrag_auto = !g.swapper && g_rand_int_range(g.rand, 0, 3) == 0;
     int i;
 
     if (g.recorder) {
@@ -511,6 +516,7 @@ static void vm_start(void)
         }
     }
     memset(g.req, 0, sizeof(g.req));
+    g.job_started = false;
     g.runs++;
 }
 
@@ -537,7 +543,6 @@ static void vm_kill(const char *why)
 
     kill(pid, SIGKILL);
     vm_reap();
-    g.qmp_pending = false;
     ev_log(TSR_EV_KILL, 0, pid, 0, 0, 0, 0, NULL);
     note("QEMU %d killed (%s)", pid, why);
     g.kills_done++;
@@ -759,33 +764,46 @@ static void op_submitted(Req *r, uint8_t kind)
     r->sub = op->sub;
 }
 
-/*
- * A data write of sectors [@first, @first + @n).  The pages of its
- * buffer set in the bitmap @swap (bit i: page i; @first is then 4 KiB
- * aligned) are swapped out before it is submitted, so that they become
- * indirections.
- */
-static Req *do_write(int disk, uint64_t first, uint64_t n, uint32_t swap)
+/* Wait until no defrag job runs */
+static void wait_jobs(void)
 {
-    uint32_t len = n * SECTOR, oi, p;
-    g_autofree uint8_t *buf = g_malloc(len);
-    uint64_t gpa = guest_alloc(&g.qs->alloc, ROUND_UP(len, BLOCK));
-    uint64_t s;
-    Req *r;
+    gint64 end = g_get_monotonic_time() + TIMEOUT_US;
 
-    g_assert_cmpuint(gpa % BLOCK, ==, 0);
-    if (g.qmp_pending) {
-        swap = 0;       /* no QMP now: its answer would be mixed up */
+    while (g.job_started) {
+        QDict *resp = qtest_qmp(g.qts, "{'execute': 'query-jobs'}");
+        QList *jobs = qdict_get_qlist(resp, "return");
+
+        g.job_started = jobs && !qlist_empty(jobs);
+        qobject_unref(resp);
+        if (g.job_started) {
+            poll_all();
+            g_usleep(1000);
+            g_assert(g_get_monotonic_time() < end);
+        }
     }
-    oi = op_new(disk, OP_DATA, first, n);
-    for (s = 0; s < n; s++) {
-        fill_sector(buf + s * SECTOR, disk, first + s, op_at(oi)->id);
+}
+
+/*
+ * Swap out the pages set in the bitmap @swap of the @np pages at @gpa,
+ * with the test page source or the real swapper.
+ *
+ * x-tesseract-swap-out waits in the main thread for a BSST commit in the
+ * swapper's IOThread, which waits for the store's commit lock: a guest
+ * flush coroutine in the main thread holding it would never run again,
+ * and QEMU hangs.  So with the swapper, nothing may be in flight here.
+ */
+static void swap_out_pages(uint64_t gpa, unsigned np, uint32_t swap)
+{
+    unsigned p;
+
+    if (g.swapper) {
+        wait_idle();
+        wait_jobs();
     }
-    qtest_bufwrite(g.qts, gpa, buf, len);
-    for (p = 0; swap && p < len / BLOCK; p++) {
+    for (p = 0; p < np; p++) {
         uint32_t run = 0;
 
-        while (p + run < len / BLOCK && (swap & (1u << (p + run)))) {
+        while (p + run < np && (swap & (1u << (p + run)))) {
             run++;
         }
         if (!run) {
@@ -803,6 +821,31 @@ static Req *do_write(int disk, uint64_t first, uint64_t n, uint32_t swap)
                 gpa + p * BLOCK, run * BLOCK);
         }
         p += run;
+    }
+}
+
+/*
+ * A data write of sectors [@first, @first + @n).  The pages of its
+ * buffer set in the bitmap @swap (bit i: page i; @first is then 4 KiB
+ * aligned) are swapped out before it is submitted, so that they become
+ * indirections.
+ */
+static Req *do_write(int disk, uint64_t first, uint64_t n, uint32_t swap)
+{
+    uint32_t len = n * SECTOR, oi;
+    g_autofree uint8_t *buf = g_malloc(len);
+    uint64_t gpa = guest_alloc(&g.qs->alloc, ROUND_UP(len, BLOCK));
+    uint64_t s;
+    Req *r;
+
+    g_assert_cmpuint(gpa % BLOCK, ==, 0);
+    oi = op_new(disk, OP_DATA, first, n);
+    for (s = 0; s < n; s++) {
+        fill_sector(buf + s * SECTOR, disk, first + s, op_at(oi)->id);
+    }
+    qtest_bufwrite(g.qts, gpa, buf, len);
+    if (swap) {
+        swap_out_pages(gpa, len / BLOCK, swap);
     }
     r = req_submit(disk, VIRTIO_BLK_T_OUT, first, gpa, len);
     r->op = oi;
@@ -869,14 +912,12 @@ static void do_defrag(void)
     QDict *resp;
     g_autofree char *id = g_strdup_printf("defrag%u", g.next_job++);
 
-    if (g.qmp_pending) {
-        return;
-    }
     resp = qtest_qmp(g.qts, "{'execute': 'tesseract-defrag', 'arguments': "
                      "{'job-id': %s, 'node-name': 'drive0', 'mode': %s}}",
                      id, mode);
     /* another job may still run on the node: that refusal is fine */
     qobject_unref(resp);
+    g.job_started = true;
     note("defrag mode=%s started", mode);
 }
 
@@ -1104,6 +1145,15 @@ static void toggle_wce(int disk)
     note("disk %d write cache %s", disk, d->wce ? "on" : "off (FUA)");
 }
 
+/* Set the swapper's limit: below what the guest touched, it swaps out */
+static void swapper_limit(uint64_t bytes)
+{
+    qtest_qmp_assert_success(g.qts, "{'execute': 'qom-set', 'arguments': "
+                             "{'path': '/objects/swap0', 'property': "
+                             "'limit', 'value': %" PRIu64 "}}", bytes);
+    note("swapper limit %" PRIu64 " KiB", bytes / 1024);
+}
+
 /* One random operation on a random disk */
 static void one_op(void)
 {
@@ -1126,8 +1176,12 @@ static void one_op(void)
         do_flush(disk);
     } else if (w < 95) {
         op_race(disk);
-    } else if (w < 97) {
+    } else if (w < 96) {
         do_defrag();
+    } else if (w < 97) {
+        if (g.swapper) {
+            swapper_limit(rnd(0, 2) ? rnd(64, 512) * BLOCK : 1ull << 30);
+        }
     } else if (w < 98) {
         toggle_wce(disk);
     } else {
@@ -1177,21 +1231,13 @@ static void kill_somewhere(void)
         g_usleep(rnd(0, 3000));
         why = "during defrag";
         break;
-    default: {
-        uint64_t gpa = guest_alloc(&g.qs->alloc, 16 * BLOCK);
-        g_autofree uint8_t *junk = g_malloc0(16 * BLOCK);
-
-        memset(junk, 0x5a, 16 * BLOCK);
-        qtest_bufwrite(g.qts, gpa, junk, 16 * BLOCK);
-        qtest_qmp_send(g.qts, "{'execute': 'x-tesseract-swap-out', "
-                       "'arguments': {'id': 'swap0', 'addr': %" PRIu64
-                       ", 'size': %u}}", gpa, 16 * BLOCK);
-        g.qmp_pending = true;
+    default:
+        /* the swapper's worker swaps out guest RAM under the I/O */
+        swapper_limit(rnd(64, 512) * BLOCK);
         batch();
-        g_usleep(rnd(0, 2000));
-        why = "during a swap-out";
+        g_usleep(rnd(0, 3000));
+        why = "during swap-outs";
         break;
-    }
     }
     vm_kill(why);
 }
