@@ -145,21 +145,26 @@ class Run:
         self.gops, self.gflush = [], []
         gby_id, fby_id = {}, {}
         kills = {}
+        inst = []           # guest writes and flushes of the running QEMU
         for typ, f, pid, flags, seq, ref, off, ln, ret, payload in ev:
             if typ == E_WRITE:
                 op = GuestOp(ref, f, off, ln, flags, seq)
                 gby_id[ref] = op
                 self.gops.append(op)
+                inst.append(op)
             elif typ == E_WRITE_DONE:
                 if ret == 0:
                     gby_id[ref].done = seq
             elif typ == E_FLUSH:
                 fby_id[ref] = [f, seq, None]
+                inst.append(fby_id[ref])
             elif typ == E_FLUSH_DONE:
                 if ret == 0:
                     fby_id[ref][2] = seq
             elif typ == E_KILL:
                 kills[ref] = seq
+                self._forget_unflushed(inst)
+                inst = []
             elif typ == E_SNAPSHOT:
                 self._resolve_kill(ref, seq, kills)
         self.gflush = [tuple(v) for v in fby_id.values() if v[2]]
@@ -168,6 +173,22 @@ class Run:
         self.done_ops = sorted((o for o in self.ops if o.done is not None),
                                key=lambda o: o.done)
         self.flushes.sort(key=lambda x: x[1])
+
+    @staticmethod
+    def _forget_unflushed(inst):
+        """
+        QEMU was killed: a write it completed but had not flushed may
+        never have left it (qcow2 metadata in its cache), and no flush of
+        a later QEMU covers it.  It stays possible, never durable.
+        """
+        point = collections.defaultdict(int)
+        for x in inst:
+            if isinstance(x, list) and x[2] is not None:
+                point[x[0]] = max(point[x[0]], x[1])
+        for x in inst:
+            if isinstance(x, GuestOp) and x.done is not None and \
+               not x.flags & EVF_FUA and x.done >= point[x.disk]:
+                x.done = None
 
     def _resolve_kill(self, k, seq, kills):
         """

@@ -537,10 +537,37 @@ static void vm_reap(void)
     g.qts = NULL;
 }
 
+/*
+ * QEMU was killed: a write it completed but had not flushed may never
+ * have left it (qcow2 metadata in its cache), and no flush of a later
+ * QEMU covers it.  It stays possible, never durable.
+ */
+static void model_forget_unflushed(void)
+{
+    uint64_t s;
+    guint i;
+    int disk;
+
+    for (disk = 0; disk < NDISKS; disk++) {
+        for (s = 0; s < g.disk[disk].sectors; s++) {
+            GArray *list = g.disk[disk].sec[s];
+
+            for (i = 0; list && i < list->len; i++) {
+                Op *op = op_at(g_array_index(list, uint32_t, i));
+
+                if (!op_durable(disk, op)) {
+                    op->done = 0;
+                }
+            }
+        }
+    }
+}
+
 static void vm_kill(const char *why)
 {
     pid_t pid = qtest_pid(g.qts);
 
+    model_forget_unflushed();
     kill(pid, SIGKILL);
     vm_reap();
     ev_log(TSR_EV_KILL, 0, pid, 0, 0, 0, 0, NULL);
