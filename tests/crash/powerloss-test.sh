@@ -8,8 +8,8 @@
 # passes when no state violates the model and the driver's own checks
 # (every sector read back live, and after each restart) found nothing.
 #
-# make check: 4 runs, >= 2,000 states.  TESSERACT_LONG=1 (make
-# check-long): 24 runs, >= 20,000 states.  TESSERACT_CRASH_SEED picks
+# make check: 6 runs, >= 2,000 states.  TESSERACT_LONG=1 (make
+# check-long): 30 runs, >= 20,000 states.  TESSERACT_CRASH_SEED picks
 # other workloads.  A failing run's logs stay in
 # build/tesseract-test-logs/powerloss-seed<S>/, where
 #   tests/crash/replay.py --run DIR --state T:V --keep OUT
@@ -18,9 +18,9 @@
 source "$(dirname "$0")/crash-lib.sh"
 
 if [ "$LONG" = 1 ]; then
-    RUNS=24 STATES=850 BATCHES=60
+    RUNS=30 STATES=700 BATCHES=80
 else
-    RUNS=4 STATES=520 BATCHES=40
+    RUNS=6 STATES=360 BATCHES=60
 fi
 
 check_prereqs
@@ -35,13 +35,14 @@ for ((k = 0; k < RUNS; k++)); do
     s=$((SEED * 1000 + k))
     swapper=$((k % 2))              # odd runs: the real tesseract-swapper
     restarts=$(( (k / 2) % 2 ))     # runs 2, 3: a SIGKILL and a restart
-    desc="powerloss seed=$s ($([ $swapper = 1 ] && echo tesseract-swapper || echo test page source), $restarts restarts)"
+    logb=$((3 + (k + k / 2) % 2))   # a log of 3 or 4 blocks: checkpoints
+    desc="powerloss seed=$s ($([ $swapper = 1 ] && echo tesseract-swapper || echo test page source), $restarts restarts, $logb log blocks)"
     dir=$(scratch powerloss)
     "$DRIVER" record "$dir" seed=$s batches=$BATCHES restarts=$restarts \
-        swapper=$swapper recorder="$RECORDER" delay=200 \
+        swapper=$swapper log-blocks=$logb recorder="$RECORDER" delay=1000 \
         mkfs="$CRASH/bsst-mkfs.py" > "$dir/driver.log" 2>&1
     drc=$?
-    grep -E '^# (VIOLATION|record:|.*violate)' "$dir/driver.log" | head -20
+    grep -E '^# (VIOLATION|record:|store:|.*violate)' "$dir/driver.log" | head -20
     /usr/bin/python3 "$CRASH/replay.py" --run "$dir" --states "$STATES" \
         --seed "$s" --jobs 2 --qemu-img "$QTEST_QEMU_IMG" \
         > "$dir/replay.log" 2>&1

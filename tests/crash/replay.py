@@ -17,12 +17,16 @@
 # that completed before a flush of that file started, that flush having
 # completed before t), applied in completion order, plus any subset of
 # the other writes started before t, each applied whole, torn (a random
-# subset of its 512-byte sectors) or not at all, in random order.  Cuts:
+# subset of its 512-byte sectors) or not at all, in random order; or, to
+# expose a missing flush between two writes, only the writes issued
+# after a random one (suffix), only those before it (prefix), or those
+# of a random subset of the files.  Cuts:
 # just after every host flush completed, just before every host flush
-# started, and random points; per cut, the durable writes alone (variant
-# 0), every write started (variant 1) or a random subset (variant V > 1,
-# the seed of the choice).  A state is named T:V and rebuilt alone with
-# --state T:V.
+# started (many variants before the flush that precedes a superblock
+# write: a checkpoint's), and random points; per cut, the durable writes
+# alone (variant 0), every write started (variant 1) or a random choice
+# (variant V > 1, the seed of the choice).  A state is named T:V and
+# rebuilt alone with --state T:V.
 #
 # Each state is opened through the tesseract driver, read-only, with
 # 'qemu-img convert' (one per guest disk), and every sector is checked
@@ -305,6 +309,22 @@ class Builder:
                 apply_op(img[op.file], op)
             return img
         rng = random.Random(variant)
+        how = rng.choice(("subset", "subset", "suffix", "prefix", "files"))
+        optional.sort(key=lambda o: o.start)
+        if how == "suffix" or how == "prefix":
+            # writes that reached the disk after later ones were lost
+            # (suffix), or a clean cut in the order they were issued
+            p = rng.randrange(0, len(optional) + 1)
+            for op in optional[p:] if how == "suffix" else optional[:p]:
+                apply_op(img[op.file], op)
+            return img
+        if how == "files":
+            # one file's cache written back, another's not
+            keep = set(rng.sample(range(NFILES), rng.randrange(1, NFILES)))
+            for op in optional:
+                if op.file in keep:
+                    apply_op(img[op.file], op)
+            return img
         rng.shuffle(optional)
         mode_p = rng.choice((0.2, 0.5, 0.8))
         for op in optional:
@@ -364,6 +384,17 @@ class Model:
         for j in range(i + 1, len(ops)):
             self.vals(ops, j, out)
         return out
+
+    def discarded(self, t, disk, s, v):
+        """Was write @v followed by a discard of sector @s before @t?"""
+        seen = False
+        for op in self.sec[disk][s]:
+            if op.sub >= t:
+                break
+            seen |= op.id == v
+            if seen and op.flags & EVF_DISCARD:
+                return True
+        return False
 
     def history(self, disk, s, t):
         return " ".join(
@@ -543,7 +574,11 @@ def compare(model, t, disk, decoded, max_report):
         elif v == -2:
             cls = "misplaced"
         elif any(o.id == v and o.sub < t for o in model.sec[disk][s]):
+            # older than allowed; right after a discard: what the image
+            # held beneath an indirection
             cls = "stale"
+            if model.discarded(t, disk, s, v):
+                cls = "stale-after-discard"
         else:
             cls = "future"
         viol.append((cls, disk, int(s), describe(found, fd, fs, s),
@@ -584,27 +619,73 @@ def worker(args):
     return results
 
 
+def qcow2_host_offset(img, guest_off):
+    """Host offset of @guest_off in the qcow2 image @img, or None"""
+    if img[:4] != b"QFI\xfb":
+        return guest_off                # raw
+    cluster_bits, = struct.unpack_from(">I", img, 20)
+    l1_off, = struct.unpack_from(">Q", img, 40)
+    cs = 1 << cluster_bits
+    l2_entries = cs // 8
+    mask = 0x00fffffffffffe00
+    l1 = struct.unpack_from(">Q", img, l1_off +
+                            8 * (guest_off // cs // l2_entries))[0] & mask
+    if not l1:
+        return None
+    l2 = struct.unpack_from(">Q", img, l1 +
+                            8 * (guest_off // cs % l2_entries))[0] & mask
+    return l2 + guest_off % cs if l2 else None
+
+
+def checkpoint_flushes(run):
+    """
+    The BSST flushes that precede a superblock write (BSST blocks 0 and
+    1): a checkpoint's last flush, or an open's.  Around them the store
+    writes its log, its checkpoint and its superblock in a row: the
+    states there get more variants.
+    """
+    sb = qcow2_host_offset(run.base[2], 0)
+    if sb is None:
+        return set()
+    sb_writes = sorted(o.start for o in run.ops if o.file == 2 and
+                       o.kind == R_WRITE and sb <= o.off < sb + 8192)
+    out = set()
+    bsst_flushes = [(st, d) for st, d, f in run.flushes if f == 2]
+    j = 0
+    for st, d in bsst_flushes:
+        while j < len(sb_writes) and sb_writes[j] < d:
+            j += 1
+        if j < len(sb_writes) and not any(d < st2 < sb_writes[j]
+                                          for st2, _ in bsst_flushes):
+            out.add(st)
+    return out
+
+
 def plan(run, n_states, seed):
     """
     The states to check, (t, variant) sorted by t.  Per host flush: just
-    after it completed, the durable writes alone and a random subset of
-    the rest; just before it started (everything since the previous
-    flush of that file in doubt), every write and a random subset.  A
-    tenth of the states, at least, at random cuts.  Sampled down to
-    @n_states if there are more.
+    after it completed, the durable writes alone; just before it started
+    (everything since the previous flush of that file in doubt), every
+    write and a random choice.  Before a checkpoint's last flush, 16
+    random choices.  A tenth of the states, at least, at random cuts.
+    Sampled down to @n_states if there are more (never the checkpoints'
+    states).
     """
     rng = random.Random(seed)
-    cand = []
+    ckpt = checkpoint_flushes(run)
+    must, cand = [], []
     for start, done, f in run.flushes:
-        cand += [(done + 1, 0), (done + 1, rng.randrange(2, 1 << 31)),
-                 (start, 1), (start, rng.randrange(2, 1 << 31))]
-    n_random = max(n_states // 10, n_states - len(cand))
-    if len(cand) > n_states - n_random:
-        cand = rng.sample(cand, n_states - n_random)
+        cand += [(done + 1, 0), (start, 1), (start, rng.randrange(2, 1 << 31))]
+        if start in ckpt:
+            must += [(start, rng.randrange(2, 1 << 31)) for _ in range(16)]
+    must = must[:n_states // 2]
+    n_random = max(n_states // 10, n_states - len(must) - len(cand))
+    if len(cand) > n_states - len(must) - n_random:
+        cand = rng.sample(cand, n_states - len(must) - n_random)
     for _ in range(n_random):
         cand.append((rng.randrange(1, run.maxseq + 1),
                      rng.choice((0, 1, rng.randrange(2, 1 << 31)))))
-    return sorted(set(cand))
+    return sorted(set(must + cand))
 
 
 def main():

@@ -25,10 +25,11 @@
  *   TSR_REC_FILES     colon-separated paths; a file's index is its place
  *   TSR_REC_LOG       the log, appended to (O_APPEND)
  *   TSR_REC_SEQ       the sequence counter file (>= 8 bytes, shared)
- *   TSR_REC_DELAY_US  optional: sleep up to this long before each flush
- *                     (and up to a quarter of it before one write in
- *                     four), as a disk with a volatile cache would take;
- *                     it widens the windows in which requests race
+ *   TSR_REC_DELAY_US  optional: a flush takes up to this long more (and
+ *                     one write in four up to a quarter of it), as on a
+ *                     disk with a volatile cache; requests that complete
+ *                     meanwhile race with it.  One value for every file,
+ *                     or one per file: "N0:N1:..." 
  *
  * Copyright (c) 2026 The Tesseract for QEMU authors
  *
@@ -82,7 +83,7 @@ static struct {
     ino_t ino[TSR_CRASH_MAX_FILES];
     int log_fd;
     uint64_t *seq;
-    unsigned delay_us;
+    unsigned delay_us[TSR_CRASH_MAX_FILES];
 } rec;
 
 static pthread_once_t rec_once = PTHREAD_ONCE_INIT;
@@ -164,7 +165,18 @@ static void rec_init(void)
         die("cannot map %s: %s", seq, strerror(errno));
     }
     close(fd);
-    rec.delay_us = delay ? atoi(delay) : 0;
+    /* "N" for every file, or "N0:N1:..." per file */
+    for (int i = 0; i < rec.nfiles && delay && *delay; i++) {
+        char *end;
+
+        rec.delay_us[i] = strtoul(delay, &end, 10);
+        delay = *end == ':' ? end + 1 : end;
+        if (!*end) {
+            while (++i < rec.nfiles) {
+                rec.delay_us[i] = rec.delay_us[i - 1];
+            }
+        }
+    }
     rec.active = true;
 }
 
@@ -287,8 +299,8 @@ static bool rec_odd_fd(int fd, int file)
         for (i_ = 0; i_ < (niov); i_++) { \
             len_ += (iov)[i_].iov_len; \
         } \
-        if (rec.delay_us && (rec_rand() & 3) == 0) { \
-            rec_delay(rec.delay_us / 4); \
+        if (rec.delay_us[file] && (rec_rand() & 3) == 0) { \
+            rec_delay(rec.delay_us[file] / 4); \
         } \
         start_ = rec_log(TSR_REC_WRITE, file, 0, off, len_, 0, 0, iov, \
                          niov); \
@@ -393,8 +405,9 @@ static int rec_flush(int fd, int file, int (*call)(int))
     uint64_t start;
     int ret;
 
-    rec_delay(rec.delay_us);
+    /* a slow flush: it covers only what completed before it started */
     start = rec_log(TSR_REC_FLUSH, file, 0, 0, 0, 0, 0, NULL, 0);
+    rec_delay(rec.delay_us[file]);
     ret = call(fd);
     rec_log(TSR_REC_FLUSH_DONE, file, start, 0, 0, ret < 0 ? -errno : 0, 0,
             NULL, 0);

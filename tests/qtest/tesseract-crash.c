@@ -950,6 +950,20 @@ static void do_defrag(void)
 
 /* ---- Reading everything back ---- */
 
+/* Was sector @s discarded since the last check? */
+static bool discarded(int disk, uint64_t s)
+{
+    GArray *list = g.disk[disk].sec[s];
+    guint i;
+
+    for (i = 0; list && i < list->len; i++) {
+        if (op_at(g_array_index(list, uint32_t, i))->kind == OP_DISCARD) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /*
  * Read every sector of both disks through the guest and check it against
  * the model; then the values read become the model's base.  @live: no
@@ -1008,9 +1022,11 @@ static void check_all(const char *when, bool live)
                                    "(0 = zeroes)\n", when, disk, s, e->str);
                         } else {
                             printf("# VIOLATION %s: disk %d sector %" PRIu64
-                                   ": holds write %u, expected write {%s} "
-                                   "(0 = zeroes)\n", when, disk, s, v,
-                                   e->str);
+                                   ": holds %s write %u, expected write {%s} "
+                                   "(0 = zeroes)\n", when, disk, s,
+                                   v && discarded(disk, s) ?
+                                   "(after a discard) an older" : "",
+                                   v, e->str);
                         }
                         g_string_free(e, true);
                     }
@@ -1161,6 +1177,37 @@ static void op_race(int disk)
     }
 }
 
+/*
+ * Writes that take the redirect path (data pages on both sides of a
+ * swapped-out one: the data goes to new BSST blocks, mapped once
+ * written) while a guest flush commits, and perhaps checkpoints: a
+ * record appended during the commit must not reach the disk before the
+ * data it names.
+ */
+static void op_redirect_race(int disk)
+{
+    Req *f = do_flush(disk);
+    uint32_t fid = f->flush_id;
+    unsigned k;
+
+    /*
+     * The guest flush flushes the image, then commits the BSST: keep
+     * such writes coming until it is done, the commit included.
+     */
+    for (k = 0; k < 10 && f->busy && f->flush_id == fid; k++) {
+        uint64_t np = rnd(3, 9), s = pick_sector(disk, np * SPB, SPB);
+        /* pages 1 .. np - 2 may be swapped out, 0 and np - 1 are data */
+        uint32_t swap = (g_rand_int(g.rand) & ((1u << np) - 1)) & ~1u &
+                        ~(1u << (np - 1));
+
+        if (!busy_range(disk, s, np * SPB)) {
+            do_write(disk, s, np * SPB, swap ? swap : 2);
+        }
+        g_usleep(rnd(50, g.delay / 2 + 100));
+        poll_all();
+    }
+}
+
 static void toggle_wce(int disk)
 {
     Disk *d = &g.disk[disk];
@@ -1187,22 +1234,24 @@ static void one_op(void)
     int disk = rnd(0, 4) ? 0 : 1;
     unsigned w = rnd(0, 100);
 
-    if (w < 22) {
+    if (w < 18) {
         op_plain(disk);
-    } else if (w < 44) {
+    } else if (w < 36) {
         op_swapped(disk);
-    } else if (w < 53) {
+    } else if (w < 44) {
         op_overwrite(disk, false);
-    } else if (w < 60) {
+    } else if (w < 50) {
         op_overwrite(disk, true);
-    } else if (w < 64) {
+    } else if (w < 54) {
         op_zero(disk, false);
-    } else if (w < 68) {
+    } else if (w < 58) {
         op_zero(disk, true);
-    } else if (w < 79) {
+    } else if (w < 66) {
         do_flush(disk);
-    } else if (w < 95) {
+    } else if (w < 78) {
         op_race(disk);
+    } else if (w < 95) {
+        op_redirect_race(disk);
     } else if (w < 96) {
         do_defrag();
     } else if (w < 97) {
@@ -1269,6 +1318,45 @@ static void kill_somewhere(void)
     vm_kill(why);
 }
 
+/* What the store did: how many checkpoints the workload caused, etc. */
+static void store_note(void)
+{
+    QDict *resp = qtest_qmp(g.qts, "{'execute': 'query-tesseract'}");
+    QList *stores = qdict_get_qlist(qdict_get_qdict(resp, "return"),
+                                    "stores");
+    QDict *st = qobject_to(QDict, qlist_peek(stores));
+
+    printf("# store: %" PRId64 " log records, %" PRId64 " commits, %" PRId64
+           " checkpoints, %" PRId64 " indirections\n",
+           qdict_get_int(st, "log-records"), qdict_get_int(st, "commits"),
+           qdict_get_int(st, "checkpoints"),
+           qdict_get_int(st, "indirections"));
+    qobject_unref(resp);
+}
+
+/*
+ * Write the hot region of each disk once, and flush: a sector that then
+ * reads as zeroes has lost data (a fresh disk's zeroes would be allowed).
+ * Disk 0's space beyond the hot region stays unallocated in the image:
+ * writes there allocate qcow2 clusters.
+ */
+static void prefill(void)
+{
+    const uint64_t chunk = 128;     /* sectors per request */
+    int disk;
+    uint64_t s;
+
+    for (disk = 0; disk < NDISKS; disk++) {
+        uint64_t end = disk == 0 ? 2048 : g.disk[disk].sectors / 2;
+
+        for (s = 0; s < end; s += chunk) {
+            do_write(disk, s, chunk, 0);
+        }
+        do_flush(disk);
+    }
+    wait_idle();
+}
+
 /* ---- Modes ---- */
 
 static void snapshot_files(unsigned k)
@@ -1325,7 +1413,9 @@ static void mode_record(void)
     g_autofree char *seqf = g_strdup_printf("%s/seq", g.dir);
     g_autofree char *evf = g_strdup_printf("%s/events.log", g.dir);
     g_autofree char *iof = g_strdup_printf("%s/io.log", g.dir);
-    g_autofree char *delay = g_strdup_printf("%u", g.delay);
+    /* the BSST's flushes take longest: guest flushes are mostly commits */
+    g_autofree char *delay = g_strdup_printf("%u:%u:%u", g.delay / 4,
+                                             g.delay / 4, g.delay);
     unsigned i, r, restart_at[8] = { 0 };
     int fd;
     const char *files[] = { g.img[0], g.img[1], g.bsst };
@@ -1357,11 +1447,13 @@ static void mode_record(void)
         restart_at[r] = rnd(g.batches / 4, g.batches);
     }
     vm_start();
+    prefill();
     for (i = 0; i < g.batches; i++) {
         batch();
         for (r = 0; r < G_N_ELEMENTS(restart_at); r++) {
             if (restart_at[r] == i + 1) {
                 batch();
+                store_note();
                 g_usleep(rnd(0, 2000));
                 vm_kill("restart");
                 iolog_repair(iof);
@@ -1378,6 +1470,7 @@ static void mode_record(void)
         wait_idle();
     }
     check_all("end of workload", true);
+    store_note();
     vm_quit();
     printf("# record: %u batches, %u writes, %u flushes, %u QEMU runs, "
            "%u violations\n", g.batches, g.next_id - 1, g.next_flush,
@@ -1390,6 +1483,7 @@ static void mode_kill(void)
 
     images_create();
     vm_start();
+    prefill();
     for (k = 0; k < g.kills; k++) {
         while (rnd(0, 3)) {
             batch();
@@ -1399,6 +1493,7 @@ static void mode_kill(void)
         if (g.fresh && (k + 1) % g.fresh == 0) {
             images_create();
             vm_start();
+            prefill();
             continue;
         }
         vm_start();
