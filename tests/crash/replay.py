@@ -247,6 +247,10 @@ class Run:
         return sorted(set(c))
 
 
+# How a random variant V chooses its optional writes: STRATEGIES[V % 5]
+STRATEGIES = ("subset", "suffix", "subset", "prefix", "files")
+
+
 def apply_op(img, op, rng=None):
     """Apply @op to bytearray @img; with @rng, a torn subset of sectors."""
     if op.kind == R_TRUNC:
@@ -309,7 +313,7 @@ class Builder:
                 apply_op(img[op.file], op)
             return img
         rng = random.Random(variant)
-        how = rng.choice(("subset", "subset", "suffix", "prefix", "files"))
+        how = STRATEGIES[variant % len(STRATEGIES)]
         optional.sort(key=lambda o: o.start)
         if how == "suffix" or how == "prefix":
             # writes that reached the disk after later ones were lost
@@ -667,7 +671,7 @@ def plan(run, n_states, seed):
     after it completed, the durable writes alone; just before it started
     (everything since the previous flush of that file in doubt), every
     write and a random choice.  Before a checkpoint's last flush, 16
-    random choices.  A tenth of the states, at least, at random cuts.
+    random subsets or suffixes (reorderings within the BSST).  A tenth of the states, at least, at random cuts.
     Sampled down to @n_states if there are more (never the checkpoints'
     states).
     """
@@ -677,7 +681,10 @@ def plan(run, n_states, seed):
     for start, done, f in run.flushes:
         cand += [(done + 1, 0), (start, 1), (start, rng.randrange(2, 1 << 31))]
         if start in ckpt:
-            must += [(start, rng.randrange(2, 1 << 31)) for _ in range(16)]
+            # writes of one file reordered: random subsets and suffixes
+            for _ in range(16):
+                v = rng.randrange(2, 1 << 31)
+                must.append((start, v - v % 5 + rng.choice((0, 1, 2))))
     must = must[:n_states // 2]
     n_random = max(n_states // 10, n_states - len(must) - len(cand))
     if len(cand) > n_states - len(must) - n_random:

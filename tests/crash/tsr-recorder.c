@@ -26,7 +26,7 @@
  *   TSR_REC_LOG       the log, appended to (O_APPEND)
  *   TSR_REC_SEQ       the sequence counter file (>= 8 bytes, shared)
  *   TSR_REC_DELAY_US  optional: a flush takes up to this long more (and
- *                     one write in four up to a quarter of it), as on a
+ *                     one write in two up to half of it), as on a
  *                     disk with a volatile cache; requests that complete
  *                     meanwhile race with it.  One value for every file,
  *                     or one per file: "N0:N1:..." 
@@ -299,8 +299,8 @@ static bool rec_odd_fd(int fd, int file)
         for (i_ = 0; i_ < (niov); i_++) { \
             len_ += (iov)[i_].iov_len; \
         } \
-        if (rec.delay_us[file] && (rec_rand() & 3) == 0) { \
-            rec_delay(rec.delay_us[file] / 4); \
+        if (rec.delay_us[file] && (rec_rand() & 1)) { \
+            rec_delay(rec.delay_us[file] / 2); \
         } \
         start_ = rec_log(TSR_REC_WRITE, file, 0, off, len_, 0, 0, iov, \
                          niov); \

@@ -851,6 +851,62 @@ static void swap_out_pages(uint64_t gpa, unsigned np, uint32_t swap)
     }
 }
 
+typedef struct PreparedWrite {
+    int disk;
+    uint64_t first, n, gpa;
+    uint32_t op, swap;
+} PreparedWrite;
+
+/* Fill the guest buffer of a data write and swap its pages out */
+static void write_prepare(PreparedWrite *w, int disk, uint64_t first,
+                          uint64_t n, uint32_t swap)
+{
+    uint32_t len = n * SECTOR;
+    g_autofree uint8_t *buf = g_malloc(len);
+    uint64_t s;
+
+    w->disk = disk;
+    w->first = first;
+    w->n = n;
+    w->swap = swap;
+    w->gpa = guest_alloc(&g.qs->alloc, ROUND_UP(len, BLOCK));
+    g_assert_cmpuint(w->gpa % BLOCK, ==, 0);
+    w->op = op_new(disk, OP_DATA, first, n);
+    for (s = 0; s < n; s++) {
+        fill_sector(buf + s * SECTOR, disk, first + s, op_at(w->op)->id);
+    }
+    qtest_bufwrite(g.qts, w->gpa, buf, len);
+    if (swap) {
+        swap_out_pages(w->gpa, len / BLOCK, swap);
+    }
+}
+
+static Req *write_submit(const PreparedWrite *w)
+{
+    Disk *d = &g.disk[w->disk];
+    Req *r = req_submit(w->disk, VIRTIO_BLK_T_OUT, w->first, w->gpa,
+                        w->n * SECTOR);
+    uint64_t b;
+
+    r->op = w->op;
+    r->first = w->first;
+    r->nsect = w->n;
+    r->swapped = w->swap != 0;
+    op_submitted(r, OP_DATA);
+    /* the old value of every whole block it covers is gone */
+    for (b = DIV_ROUND_UP(w->first, SPB); b < (w->first + w->n) / SPB; b++) {
+        g_hash_table_remove(d->indirect, GUINT_TO_POINTER(b));
+    }
+    if (!w->swap) {
+        /* a partial write of an indirected block merges it: gone too */
+        g_hash_table_remove(d->indirect, GUINT_TO_POINTER(w->first / SPB));
+        g_hash_table_remove(d->indirect,
+                            GUINT_TO_POINTER((w->first + w->n - 1) / SPB));
+    }
+    req_kick(r);
+    return r;
+}
+
 /*
  * A data write of sectors [@first, @first + @n).  The pages of its
  * buffer set in the bitmap @swap (bit i: page i; @first is then 4 KiB
@@ -859,40 +915,10 @@ static void swap_out_pages(uint64_t gpa, unsigned np, uint32_t swap)
  */
 static Req *do_write(int disk, uint64_t first, uint64_t n, uint32_t swap)
 {
-    uint32_t len = n * SECTOR, oi;
-    g_autofree uint8_t *buf = g_malloc(len);
-    uint64_t gpa = guest_alloc(&g.qs->alloc, ROUND_UP(len, BLOCK));
-    uint64_t s;
-    Req *r;
+    PreparedWrite w;
 
-    g_assert_cmpuint(gpa % BLOCK, ==, 0);
-    oi = op_new(disk, OP_DATA, first, n);
-    for (s = 0; s < n; s++) {
-        fill_sector(buf + s * SECTOR, disk, first + s, op_at(oi)->id);
-    }
-    qtest_bufwrite(g.qts, gpa, buf, len);
-    if (swap) {
-        swap_out_pages(gpa, len / BLOCK, swap);
-    }
-    r = req_submit(disk, VIRTIO_BLK_T_OUT, first, gpa, len);
-    r->op = oi;
-    r->first = first;
-    r->nsect = n;
-    r->swapped = swap != 0;
-    op_submitted(r, OP_DATA);
-    /* the old value of every whole block it covers is gone */
-    for (s = DIV_ROUND_UP(first, SPB); s < (first + n) / SPB; s++) {
-        g_hash_table_remove(g.disk[disk].indirect, GUINT_TO_POINTER(s));
-    }
-    if (!swap) {
-        /* a partial write of an indirected block merges it: gone too */
-        g_hash_table_remove(g.disk[disk].indirect,
-                            GUINT_TO_POINTER(first / SPB));
-        g_hash_table_remove(g.disk[disk].indirect,
-                            GUINT_TO_POINTER((first + n - 1) / SPB));
-    }
-    req_kick(r);
-    return r;
+    write_prepare(&w, disk, first, n, swap);
+    return write_submit(&w);
 }
 
 /* Write-zeroes or discard of sectors [first, first + n) */
@@ -1186,25 +1212,34 @@ static void op_race(int disk)
  */
 static void op_redirect_race(int disk)
 {
-    Req *f = do_flush(disk);
-    uint32_t fid = f->flush_id;
-    unsigned k;
+    PreparedWrite w[6];
+    unsigned n = 0, k, want = rnd(2, 7);
 
-    /*
-     * The guest flush flushes the image, then commits the BSST: keep
-     * such writes coming until it is done, the commit included.
-     */
-    for (k = 0; k < 10 && f->busy && f->flush_id == fid; k++) {
+    for (k = 0; k < want; k++) {
         uint64_t np = rnd(3, 9), s = pick_sector(disk, np * SPB, SPB);
         /* pages 1 .. np - 2 may be swapped out, 0 and np - 1 are data */
         uint32_t swap = (g_rand_int(g.rand) & ((1u << np) - 1)) & ~1u &
                         ~(1u << (np - 1));
+        bool clash = busy_range(disk, s, np * SPB);
+        unsigned j;
 
-        if (!busy_range(disk, s, np * SPB)) {
-            do_write(disk, s, np * SPB, swap ? swap : 2);
+        for (j = 0; j < n; j++) {
+            clash |= s < w[j].first + w[j].n && w[j].first < s + np * SPB;
         }
-        g_usleep(rnd(50, g.delay / 2 + 100));
-        poll_all();
+        if (!clash) {
+            write_prepare(&w[n++], disk, s, np * SPB, swap ? swap : 2);
+        }
+    }
+    /*
+     * The guest flush flushes the image, then commits the BSST: submit
+     * the writes over about as long as that takes; their BSST writes
+     * (slowed down by the recorder) complete all along, during the
+     * commit's flushes too.
+     */
+    do_flush(disk);
+    for (k = 0; k < n; k++) {
+        g_usleep(rnd(0, g.delay + 200));
+        write_submit(&w[k]);
     }
 }
 
@@ -1316,6 +1351,36 @@ static void kill_somewhere(void)
         break;
     }
     vm_kill(why);
+}
+
+/* The store's counter @key (query-tesseract) */
+static int64_t store_stat(const char *key)
+{
+    QDict *resp = qtest_qmp(g.qts, "{'execute': 'query-tesseract'}");
+    QList *stores = qdict_get_qlist(qdict_get_qdict(resp, "return"),
+                                    "stores");
+    int64_t v = qdict_get_int(qobject_to(QDict, qlist_peek(stores)), key);
+
+    qobject_unref(resp);
+    return v;
+}
+
+/*
+ * Is a checkpoint due at the next commit?  After one, the log tail has
+ * to seal about log-blocks / 2 blocks of ~80 records before the next:
+ * then keep redirected writes racing with every flush, so that the
+ * checkpoint finds records that name data its commit did not flush.
+ */
+static bool checkpoint_due(void)
+{
+    static int64_t ckpts = -1, base;
+    int64_t c = store_stat("checkpoints"), r = store_stat("log-records");
+
+    if (c != ckpts) {
+        ckpts = c;
+        base = r;
+    }
+    return r - base >= (int64_t)(g.log_blocks / 2) * 80 - 30;
 }
 
 /* What the store did: how many checkpoints the workload caused, etc. */
@@ -1449,6 +1514,9 @@ static void mode_record(void)
     vm_start();
     prefill();
     for (i = 0; i < g.batches; i++) {
+        while (checkpoint_due() && rnd(0, 8)) {
+            op_redirect_race(rnd(0, 4) ? 0 : 1);
+        }
         batch();
         for (r = 0; r < G_N_ELEMENTS(restart_at); r++) {
             if (restart_at[r] == i + 1) {
