@@ -1196,6 +1196,10 @@ static void op_race(int disk)
         do_flush(disk);
     }
     for (k = 0; k < n; k++) {
+        /* the image flush takes up to a quarter of the recorder's delay */
+        if (flush_first && rnd(0, 2)) {
+            g_usleep(rnd(0, g.delay / 4 + 100));
+        }
         op_overwrite(disk, rnd(0, 2));
     }
     if (!flush_first || rnd(0, 2)) {
