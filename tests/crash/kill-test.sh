@@ -10,7 +10,9 @@
 # the guest wrote and saw flushed.  After a process kill everything QEMU
 # handed to the kernel survives, so what this finds is ordering inside
 # QEMU (e.g. qcow2 metadata still in QEMU's cache when the store logged
-# a record depending on it).
+# a record depending on it).  tsr-recorder.so, preloaded without a log,
+# makes the images' flushes slow, as a disk's are, so that requests race
+# with them.
 #
 # make check: >= 100 kills.  TESSERACT_LONG=1: >= 2,000.
 
@@ -23,6 +25,7 @@ else
 fi
 
 check_prereqs
+build_recorder || bail "cannot build $RECORDER"
 echo "1..2"
 dirs=()
 trap 'for d in "${dirs[@]}"; do rm -rf "$d"; done' EXIT
@@ -32,7 +35,8 @@ for i in 0 1; do
     d=$(scratch kill)
     dirs+=("$d")
     "$DRIVER" kill "$d" seed=$((SEED * 1000 + 500 + i)) kills="${KILLS[$i]}" \
-        swapper=$i fresh=25 mkfs="$CRASH/bsst-mkfs.py" > "$d/driver.log" 2>&1 &
+        swapper=$i fresh=25 recorder="$RECORDER" delay=2000 \
+        mkfs="$CRASH/bsst-mkfs.py" > "$d/driver.log" 2>&1 &
     pids+=($!)
 done
 total=0

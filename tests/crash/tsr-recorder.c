@@ -25,6 +25,8 @@
  *   TSR_REC_FILES     colon-separated paths; a file's index is its place
  *   TSR_REC_LOG       the log, appended to (O_APPEND)
  *   TSR_REC_SEQ       the sequence counter file (>= 8 bytes, shared)
+ *                     (without these two nothing is logged: the delays
+ *                     below still apply)
  *   TSR_REC_DELAY_US  optional: a flush takes up to this long more (and
  *                     one write in two up to half of it), as on a
  *                     disk with a volatile cache; requests that complete
@@ -132,7 +134,7 @@ static void rec_init(void)
     REAL(mmap);
     REAL(io_submit);     /* NULL unless libaio is loaded */
 
-    if (!files || !log || !seq) {
+    if (!files) {
         return;         /* loaded but not asked to record: pass through */
     }
     list = strdup(files);
@@ -151,6 +153,10 @@ static void rec_init(void)
     }
     free(list);
 
+    rec.log_fd = -1;
+    if (!log || !seq) {
+        goto delays;    /* only slow the files' I/O down */
+    }
     rec.log_fd = open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (rec.log_fd < 0) {
         die("cannot open %s: %s", log, strerror(errno));
@@ -165,6 +171,7 @@ static void rec_init(void)
         die("cannot map %s: %s", seq, strerror(errno));
     }
     close(fd);
+delays:
     /* "N" for every file, or "N0:N1:..." per file */
     for (int i = 0; i < rec.nfiles && delay && *delay; i++) {
         char *end;
@@ -227,6 +234,9 @@ static uint64_t rec_log(uint16_t type, int file, uint64_t ref, uint64_t off,
     ssize_t n;
     int i, niov = 1;
 
+    if (rec.log_fd < 0) {
+        return 0;
+    }
     if (ndata + 1 > IOV_MAX) {
         die("write with %d iovec elements", ndata);
     }

@@ -21,7 +21,9 @@
  *       after a flush is submitted, during a defrag job, during a
  *       swap-out of the real tesseract-swapper), reopen it (sometimes
  *       killing the first reopen too), 'qemu-img check' both qcow2
- *       images, and read every sector back through the guest.
+ *       images, and read every sector back through the guest.  With
+ *       recorder=, tsr-recorder.so only slows the images' flushes down
+ *       (delay=), which widens the windows in which requests race.
  *
  * Both modes read every sector back through the guest whenever QEMU
  * starts on existing images and at the end, and check each against the
@@ -102,6 +104,7 @@ typedef struct Disk {
     uint32_t *base;         /* per sector: value at the last check */
     uint64_t flushed;       /* highest start stamp of a completed flush */
     GHashTable *indirect;   /* blocks written from swapped-out pages */
+    uint8_t *written;       /* per block: written since the images' start */
     bool wce;
     Req *by_head[1024];
     unsigned inflight;
@@ -305,6 +308,9 @@ static void model_add(int disk, uint64_t first, uint64_t n, uint32_t op)
     Disk *d = &g.disk[disk];
     uint64_t s;
 
+    for (s = first / SPB; s <= (first + n - 1) / SPB; s++) {
+        d->written[s] = 1;
+    }
     for (s = first; s < first + n; s++) {
         if (!d->sec[s]) {
             d->sec[s] = g_array_new(false, false, sizeof(uint32_t));
@@ -323,6 +329,7 @@ static void model_init(void)
         g.disk[i].sec = g_new0(GArray *, g.disk[i].sectors);
         g.disk[i].base = g_new0(uint32_t, g.disk[i].sectors);
         g.disk[i].indirect = g_hash_table_new(NULL, NULL);
+        g.disk[i].written = g_new0(uint8_t, g.disk[i].sectors / SPB);
     }
 }
 
@@ -340,6 +347,7 @@ static void model_reset(void)
             }
         }
         g_hash_table_remove_all(g.disk[i].indirect);
+        memset(g.disk[i].written, 0, g.disk[i].sectors / SPB);
     }
 }
 
@@ -1046,13 +1054,17 @@ static void check_all(const char *when, bool live)
                             printf("# VIOLATION %s: disk %d sector %" PRIu64
                                    ": garbage, expected write {%s} "
                                    "(0 = zeroes)\n", when, disk, s, e->str);
+                        } else if (!v) {
+                            printf("# VIOLATION %s: disk %d sector %" PRIu64
+                                   ": holds zeroes, expected write {%s}\n",
+                                   when, disk, s, e->str);
                         } else {
                             printf("# VIOLATION %s: disk %d sector %" PRIu64
-                                   ": holds %s write %u, expected write {%s} "
+                                   ": holds %swrite %u, expected write {%s} "
                                    "(0 = zeroes)\n", when, disk, s,
-                                   v && discarded(disk, s) ?
-                                   "(after a discard) an older" : "",
-                                   v, e->str);
+                                   discarded(disk, s) ?
+                                   "(after a discard) the older " : "", v,
+                                   e->str);
                         }
                         g_string_free(e, true);
                     }
@@ -1323,28 +1335,81 @@ static void batch(void)
     }
 }
 
+/*
+ * The race of issue 23's defect 1, then a kill: blocks never written
+ * (no qcow2 cluster yet in the image, with 4 KiB clusters) become
+ * indirections, durably; then they are overwritten while a guest flush
+ * runs, each overwrite allocating a cluster, whose L2 entry waits in
+ * qcow2's cache for the next flush.  QEMU dies as soon as the flush
+ * completes.  Returns false if no such blocks were left.
+ */
+static bool fresh_race(void)
+{
+    int disk = rnd(0, 2);
+    Disk *d = &g.disk[disk];
+    uint64_t lo = disk == 0 ? 2048 / SPB : d->sectors / SPB / 2;
+    uint64_t nb = d->sectors / SPB, b0 = rnd(lo, nb - 8), b, n;
+    Req *f;
+    uint32_t fid;
+
+    for (n = 0; n < 8 && b0 + n < nb && !d->written[b0 + n]; n++) {
+        /* count the unwritten blocks from b0 on */
+    }
+    if (!n || busy_range(disk, b0 * SPB, n * SPB)) {
+        return false;
+    }
+    do_write(disk, b0 * SPB, n * SPB, (1u << n) - 1);
+    do_flush(disk);
+    wait_idle();
+    f = do_flush(disk);
+    fid = f->flush_id;
+    for (b = b0; b < b0 + n; b++) {
+        g_usleep(rnd(0, g.delay / 2 + 100));
+        if (rnd(0, 2)) {
+            do_write(disk, b * SPB, SPB, 0);
+        } else {
+            do_write(disk, b * SPB + rnd(0, SPB), 1, 0);
+        }
+    }
+    while (f->busy && f->flush_id == fid) {
+        poll_all();
+    }
+    return true;
+}
+
 /* Kill QEMU at one of the instants the issue names */
 static void kill_somewhere(void)
 {
-    unsigned how = rnd(0, g.swapper ? 4 : 3);
+    unsigned how = rnd(0, 10);
     const char *why;
 
+    if (how == 9 && !g.swapper) {
+        how = 5;
+    }
     switch (how) {
     case 0:
+    case 1:
         batch();
         g_usleep(rnd(0, 3000));
         why = "timer";
         break;
-    case 1:
+    case 2:
+    case 3:
         op_race(rnd(0, 4) ? 0 : 1);
         g_usleep(rnd(0, 1500));
         why = "after a flush";
         break;
-    case 2:
+    case 4:
         do_defrag();
         batch();
         g_usleep(rnd(0, 3000));
         why = "during defrag";
+        break;
+    case 5 ... 8:
+        if (!fresh_race()) {
+            batch();
+        }
+        why = "right after a flush racing with overwrites";
         break;
     default:
         /* the swapper's worker swaps out guest RAM under the I/O */
@@ -1551,8 +1616,15 @@ static void mode_record(void)
 
 static void mode_kill(void)
 {
+    /* slow image flushes: what a kill can catch races with them */
+    g_autofree char *delay = g_strdup_printf("%u:%u:%u", g.delay, g.delay,
+                                             g.delay / 4);
     unsigned k;
 
+    /* the recorder, if given, only slows the images' I/O down */
+    g_unsetenv("TSR_REC_LOG");
+    g_unsetenv("TSR_REC_SEQ");
+    g_setenv("TSR_REC_DELAY_US", delay, true);
     images_create();
     vm_start();
     prefill();
