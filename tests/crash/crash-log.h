@@ -57,6 +57,14 @@ enum {
     TSR_EV_SNAPSHOT = 37,       /* files copied after a kill: @ref = pid */
     TSR_EV_START = 38,          /* QEMU @ref (pid) started */
     TSR_EV_NOTE = 39,           /* free text follows (@len bytes) */
+    /*
+     * A power failure: the files were replaced by a crash state (@ref:
+     * the segment it starts, its files base<@ref>-<i>); what follows is
+     * replayed from there.
+     */
+    TSR_EV_SEGMENT = 40,
+    /* what every sector held then: one u32 per sector, disk 0 then 1 */
+    TSR_EV_BASE = 41,
 };
 
 /* TSR_REC_ESCAPE reasons */

@@ -58,7 +58,7 @@ MAGIC = 0x4C524354
 (R_WRITE, R_WRITE_DONE, R_FLUSH, R_FLUSH_DONE, R_ZERO, R_ZERO_DONE, R_TRUNC,
  R_TRUNC_DONE, R_ESCAPE, R_SYNC_HINT) = range(1, 11)
 (E_WRITE, E_WRITE_DONE, E_FLUSH, E_FLUSH_DONE, E_KILL, E_SNAPSHOT, E_START,
- E_NOTE) = range(32, 40)
+ E_NOTE, E_SEGMENT, E_BASE) = range(32, 42)
 EVF_ZEROES, EVF_DISCARD, EVF_FUA = 1, 2, 4
 ESCAPES = {1: "shared writable mmap", 2: "linux-aio io_submit",
            3: "io_uring", 4: "fallocate mode", 5: "O_DIRECT",
@@ -81,7 +81,7 @@ def read_log(path):
             sys.exit(f"replay: {path}: bad record at byte {pos}")
         pos += REC.size
         payload = None
-        if typ in (R_WRITE, E_NOTE):
+        if typ in (R_WRITE, E_NOTE, E_BASE):
             payload = (pos, ln)
             pos += ln
         out.append((typ, f, pid, flags, seq, ref, off, ln, ret, payload))
@@ -107,15 +107,43 @@ class GuestOp:
         self.flags, self.sub, self.done = flags, sub, None
 
 
-class Run:
-    """A recorded run: host operations, flushes and the guest's events."""
+def segments(d):
+    """
+    The segments of a recorded run, [(lo, hi)]: a power failure in the
+    middle (the driver replaced the files with a crash state and started
+    QEMU again) ends one; each is replayed on its own.
+    """
+    _, ev = read_log(os.path.join(d, "events.log"))
+    cuts = [0] + [r[4] for r in ev if r[0] == E_SEGMENT] + [1 << 62]
+    return list(zip(cuts[:-1], cuts[1:]))
 
-    def __init__(self, d):
+
+class Run:
+    """
+    A recorded run (segment @seg of it): host operations, flushes and
+    the guest's events.
+    """
+
+    def __init__(self, d, seg=0):
         self.dir = d
+        self.seg = seg
+        lo, hi = segments(d)[seg]
         self.iodata, io = read_log(os.path.join(d, "io.log"))
-        _, ev = read_log(os.path.join(d, "events.log"))
-        self.base = [open(os.path.join(d, f"base-{i}"), "rb").read()
+        evdata, ev = read_log(os.path.join(d, "events.log"))
+        io = [r for r in io if lo < r[4] < hi]
+        ev = [r for r in ev if lo < r[4] < hi]
+        name = "base-{}" if seg == 0 else f"base{seg}-{{}}"
+        self.base = [open(os.path.join(d, name.format(i)), "rb").read()
                      for i in range(NFILES)]
+        # what each sector held when the segment began (0: zeroes)
+        self.base_vals = [np.zeros(n, dtype=np.int64) for n in DISK_SECTORS]
+        for r in ev:
+            if r[0] == E_BASE:
+                pos, ln = r[9]
+                v = np.frombuffer(evdata[pos:pos + ln], dtype="<u4")
+                v = v.astype(np.int64)
+                v[v == 0xffffffff] = -1     # unknown (reported then)
+                self.base_vals = [v[:DISK_SECTORS[0]], v[DISK_SECTORS[0]:]]
         self.ops, self.flushes, self.escapes = [], [], []
         by_start = {}
         flush_start = {}
@@ -143,6 +171,7 @@ class Run:
                     self.flushes.append((ref, seq, flush_start[ref][0]))
             elif typ == R_ESCAPE:
                 self.escapes.append((f, ESCAPES.get(ref, str(ref)), seq))
+        self.minseq = lo + 1
         self.maxseq = max(r[4] for r in io + ev) + 1
 
         # guest events
@@ -345,6 +374,7 @@ class Builder:
 class Model:
     def __init__(self, run):
         self.run = run
+        self.base = run.base_vals
         self.sec = [collections.defaultdict(list) for _ in DISKS]
         for op in sorted(run.gops, key=lambda o: o.sub):
             for s in range(op.first, op.first + op.n):
@@ -362,7 +392,7 @@ class Model:
         return point
 
     @staticmethod
-    def vals(ops, j, out):
+    def vals(ops, j, out, base):
         while j >= 0:
             op = ops[j]
             if not op.flags & (EVF_ZEROES | EVF_DISCARD):
@@ -372,7 +402,7 @@ class Model:
             if op.flags & EVF_ZEROES:
                 return
             j -= 1
-        out.add(0)
+        out.add(base)
 
     def allowed(self, t, disk, s, point):
         ops = [op for op in self.sec[disk][s] if op.sub < t]
@@ -384,14 +414,18 @@ class Model:
                 break
             i -= 1
         out = set()
-        self.vals(ops, i, out)
+        base = int(self.base[disk][s])
+        self.vals(ops, i, out, base)
         for j in range(i + 1, len(ops)):
-            self.vals(ops, j, out)
+            self.vals(ops, j, out, base)
         return out
 
     def discarded(self, t, disk, s, v):
-        """Was write @v followed by a discard of sector @s before @t?"""
-        seen = False
+        """
+        Was write @v (or, if it is not in this segment, what the sector
+        held when it began) followed by a discard of sector @s before @t?
+        """
+        seen = not any(op.id == v for op in self.sec[disk][s])
         for op in self.sec[disk][s]:
             if op.sub >= t:
                 break
@@ -560,12 +594,16 @@ def compare(model, t, disk, decoded, max_report):
     viol = []
     found, fd, fs = decoded
     point = model.flushed(t)
-    # untouched sectors must read as zeroes
+    # untouched sectors hold what they held when the segment began
+    base = model.base[disk]
     mask = np.ones(len(found), dtype=bool)
     mask[model.touched[disk]] = False
-    for s in np.nonzero(mask & (found != 0))[0][:max_report]:
-        viol.append(("garbage" if found[s] == -1 else "misplaced",
-                     disk, int(s), describe(found, fd, fs, s), "{0}"))
+    for s in np.nonzero(mask & (found != base) & (base >= 0))[0][:max_report]:
+        v = int(found[s])
+        viol.append(("garbage" if v == -1 else "misplaced" if v == -2
+                     else "zeroes" if v == 0 else "stale",
+                     disk, int(s), describe(found, fd, fs, s),
+                     "{%d}" % base[s]))
     for s in model.touched[disk]:
         v = int(found[s])
         ok = model.allowed(t, disk, s, point)
@@ -577,14 +615,14 @@ def compare(model, t, disk, decoded, max_report):
             cls = "garbage"
         elif v == -2:
             cls = "misplaced"
-        elif any(o.id == v and o.sub < t for o in model.sec[disk][s]):
+        elif any(o.id == v and o.sub >= t for o in model.sec[disk][s]):
+            cls = "future"
+        else:
             # older than allowed; right after a discard: what the image
             # held beneath an indirection
             cls = "stale"
             if model.discarded(t, disk, s, v):
                 cls = "stale-after-discard"
-        else:
-            cls = "future"
         viol.append((cls, disk, int(s), describe(found, fd, fs, s),
                      "{" + ",".join(str(x) for x in sorted(ok)) + "}",
                      model.history(disk, s, t)))
@@ -606,8 +644,8 @@ BATCH = 8
 
 
 def worker(args):
-    rundir, jobs, qemu_img, max_report, wid = args
-    run = Run(rundir)
+    rundir, seg, jobs, qemu_img, max_report, wid = args
+    run = Run(rundir, seg)
     model = Model(run)
     builder = Builder(run)
     results = []
@@ -690,7 +728,7 @@ def plan(run, n_states, seed):
     if len(cand) > n_states - len(must) - n_random:
         cand = rng.sample(cand, n_states - len(must) - n_random)
     for _ in range(n_random):
-        cand.append((rng.randrange(1, run.maxseq + 1),
+        cand.append((rng.randrange(run.minseq, run.maxseq + 1),
                      rng.choice((0, 1, rng.randrange(2, 1 << 31)))))
     return sorted(set(must + cand))
 
@@ -707,31 +745,41 @@ def main():
     ap.add_argument("--max-report", type=int, default=5)
     a = ap.parse_args()
 
-    run = Run(a.run)
-    if run.escapes:
+    segs = segments(a.run)
+    runs = [Run(a.run, k) for k in range(len(segs))]
+    for run in runs:
         for f, why, seq in run.escapes[:10]:
             print(f"# ESCAPE file {f}: {why} at {seq}: the recording "
                   "misses writes")
-        return 2
+        if run.escapes:
+            return 2
     t0 = time.time()
+    tasks = []          # (segment, states)
     if a.state:
         t, v = (int(x) for x in a.state.split(":"))
-        states = [(t, v)]
+        k = next(k for k, (lo, hi) in enumerate(segs) if lo < t < hi)
+        tasks = [(k, [(t, v)])]
         if a.keep:
             os.makedirs(a.keep, exist_ok=True)
-            img = Builder(run).state(t, v)
+            img = Builder(runs[k]).state(t, v)
             for i, name in enumerate(("guest0.qcow2", "guest1.qcow2",
                                       "bsst.qcow2")):
                 with open(os.path.join(a.keep, name), "wb") as f:
                     f.write(img[i])
     else:
-        states = plan(run, a.states, a.seed)
-    nj = max(1, min(a.jobs, len(states)))
-    chunks = [states[i * len(states) // nj:(i + 1) * len(states) // nj]
-              for i in range(nj)]
+        # states per segment in proportion to its flushes
+        nfl = [max(1, len(r.flushes)) for r in runs]
+        for k, run in enumerate(runs):
+            n = a.states * nfl[k] // sum(nfl) + (k == 0) * \
+                (a.states - sum(a.states * x // sum(nfl) for x in nfl))
+            st = plan(run, n, a.seed + k)
+            h = len(st) // 2
+            tasks += [(k, st[:h]), (k, st[h:])]
+    tasks = [x for x in tasks if x[1]]
+    nj = max(1, min(a.jobs, len(tasks)))
     with multiprocessing.Pool(nj) as pool:
-        parts = pool.map(worker, [(a.run, c, a.qemu_img, a.max_report, i)
-                                  for i, c in enumerate(chunks)])
+        parts = pool.map(worker, [(a.run, k, c, a.qemu_img, a.max_report, i)
+                                  for i, (k, c) in enumerate(tasks)])
     results = [r for p in parts for r in p]
     dt = time.time() - t0
 

@@ -14,7 +14,9 @@
  *       same order (DIR/events.log, crash-log.h).  tests/crash/replay.py
  *       then builds power-loss states from the logs and checks them.
  *       QEMU may be killed and restarted in the middle (restarts=N), so
- *       that a crashed writer's records sit in the log.
+ *       that a crashed writer's records sit in the log; or suffer a power
+ *       failure (powerfails=N): the files become a crash state, built and
+ *       checked by replay.py, and QEMU goes on from there.
  *
  *   tesseract-crash kill DIR KEY=VALUE...
  *       kill torture: SIGKILL QEMU at random instants (a timer, right
@@ -114,9 +116,9 @@ static struct {
     const char *mode;
     char *dir;
     uint64_t seed;
-    unsigned batches, kills, restarts, fresh, log_blocks, delay;
+    unsigned batches, kills, restarts, powerfails, fresh, log_blocks, delay;
     bool swapper, verbose;
-    const char *recorder, *mkfs, *qemu_img;
+    const char *recorder, *mkfs, *qemu_img, *replay;
     char *img[NDISKS], *bsst;
 
     GRand *rand;
@@ -125,7 +127,7 @@ static struct {
     Disk disk[NDISKS];
     Req req[NDISKS * MAX_INFLIGHT + 4];
     GArray *ops;
-    uint32_t next_id, next_flush, next_job, runs;
+    uint32_t next_id, next_flush, next_job, runs, segments;
     uint64_t *seqp, local_seq;
     int ev_fd;
     unsigned violations, checks, kills_done, check_fails;
@@ -1542,6 +1544,67 @@ static void iolog_repair(const char *path)
     close(fd);
 }
 
+/*
+ * A power failure: QEMU dies, and the files become a crash state of
+ * what was recorded so far (replay.py builds it, a random choice of the
+ * writes not yet durable, and checks it).  QEMU then starts on it: its
+ * replay of the log, its new writer and the checkpoints that follow are
+ * recorded as a new segment, whose states start from that crash state
+ * and from what each sector then held.  Returns false if the crash state
+ * did not open, which ends the workload.
+ */
+static bool power_failure(const char *iof)
+{
+    const char *files[] = { g.img[0], g.img[1], g.bsst };
+    uint64_t t = *g.seqp + 1, v = rnd(0, 3) ? rnd(2, 1u << 31) : 0;
+    g_autofree char *out = NULL;
+    g_autofree uint32_t *vals = NULL;
+    uint64_t s, n;
+    int st, i;
+
+    g_autofree char *cmd = NULL;
+
+    vm_kill("power failure");
+    iolog_repair(iof);
+    snapshot_files(g.kills_done);
+    cmd = g_strdup_printf("/usr/bin/python3 %s --run %s --state %" PRIu64
+                          ":%" PRIu64 " --keep %s --qemu-img %s", g.replay,
+                          g.dir, t, v, g.dir, g.qemu_img);
+    g_assert_true(g_spawn_command_line_sync(cmd, &out, NULL, &st, NULL));
+    note("power failure: crash state %" PRIu64 ":%" PRIu64 " (%s)", t, v,
+         st ? "violates the model" : "checked");
+    if (st) {
+        /* reported; go on from there all the same, unless it won't open */
+        printf("# VIOLATION the crash state %" PRIu64 ":%" PRIu64 " of a "
+               "power failure:\n%s", t, v, out);
+        g.violations++;
+        if (strstr(out, "refused to open")) {
+            return false;
+        }
+    }
+    g.segments++;
+    for (i = 0; i < 3; i++) {
+        g_autofree char *dst = g_strdup_printf("%s/base%u-%d", g.dir,
+                                               g.segments, i);
+        g_autofree char *data = NULL;
+        gsize len;
+
+        g_assert_true(g_file_get_contents(files[i], &data, &len, NULL));
+        g_assert_true(g_file_set_contents(dst, data, len, NULL));
+    }
+    ev_log(TSR_EV_SEGMENT, 0, g.segments, 0, 0, 0, 0, NULL);
+    vm_start();
+    check_all("after a power failure", false);
+    n = g.disk[0].sectors + g.disk[1].sectors;
+    vals = g_new(uint32_t, n);
+    for (s = 0; s < n; s++) {
+        vals[s] = s < g.disk[0].sectors ? g.disk[0].base[s] :
+                  g.disk[1].base[s - g.disk[0].sectors];
+    }
+    ev_log(TSR_EV_BASE, 0, g.segments, 0, n * 4, 0, 0, vals);
+    return true;
+}
+
 static void mode_record(void)
 {
     g_autofree char *seqf = g_strdup_printf("%s/seq", g.dir);
@@ -1550,7 +1613,7 @@ static void mode_record(void)
     /* the BSST's flushes take longest: guest flushes are mostly commits */
     g_autofree char *delay = g_strdup_printf("%u:%u:%u", g.delay / 4,
                                              g.delay / 4, g.delay);
-    unsigned i, r, restart_at[8] = { 0 };
+    unsigned i, r, restart_at[8] = { 0 }, powerfail_at[8] = { 0 };
     int fd;
     const char *files[] = { g.img[0], g.img[1], g.bsst };
 
@@ -1580,6 +1643,9 @@ static void mode_record(void)
     for (r = 0; r < MIN(g.restarts, G_N_ELEMENTS(restart_at)); r++) {
         restart_at[r] = rnd(g.batches / 4, g.batches);
     }
+    for (r = 0; r < MIN(g.powerfails, G_N_ELEMENTS(powerfail_at)); r++) {
+        powerfail_at[r] = rnd(g.batches / 4, g.batches);
+    }
     vm_start();
     prefill();
     for (i = 0; i < g.batches; i++) {
@@ -1597,6 +1663,18 @@ static void mode_record(void)
                 snapshot_files(g.kills_done);
                 vm_start();
                 check_all("after restart", false);
+            }
+        }
+        for (r = 0; r < G_N_ELEMENTS(powerfail_at); r++) {
+            if (powerfail_at[r] == i + 1) {
+                batch();
+                store_note();
+                g_usleep(rnd(0, 2000));
+                if (!power_failure(iof)) {
+                    printf("# record: the workload ends at a crash state "
+                           "that does not open\n");
+                    return;
+                }
             }
         }
     }
@@ -1664,8 +1742,8 @@ static void mode_kill(void)
 static void usage(void)
 {
     fprintf(stderr, "usage: tesseract-crash record|kill DIR [KEY=VALUE...]\n"
-            "keys: seed batches kills restarts fresh swapper recorder "
-            "delay mkfs log-blocks verbose\n");
+            "keys: seed batches kills restarts powerfails fresh swapper "
+            "recorder delay mkfs replay log-blocks verbose\n");
     exit(2);
 }
 
@@ -1701,6 +1779,10 @@ int main(int argc, char **argv)
             g.kills = atoi(v);
         } else if (!strcmp(argv[i], "restarts")) {
             g.restarts = atoi(v);
+        } else if (!strcmp(argv[i], "powerfails")) {
+            g.powerfails = atoi(v);
+        } else if (!strcmp(argv[i], "replay")) {
+            g.replay = v;
         } else if (!strcmp(argv[i], "fresh")) {
             g.fresh = atoi(v);
         } else if (!strcmp(argv[i], "swapper")) {
@@ -1734,7 +1816,7 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
 
     if (!strcmp(g.mode, "record")) {
-        if (!g.recorder) {
+        if (!g.recorder || (g.powerfails && !g.replay)) {
             usage();
         }
         mode_record();
