@@ -4,9 +4,12 @@
 # Power-loss replay (TAP).  Each run records a random workload of two
 # tesseract disks on one BSST (tsr-recorder.so under QEMU, the
 # tesseract-crash driver logging the guest's requests), then replay.py
-# builds crash states from it and checks every sector of each.  A run
-# passes when no state violates the model and the driver's own checks
-# (every sector read back live, and after each restart) found nothing.
+# builds crash states from it and checks every sector of each.  Some
+# runs kill QEMU and restart it in the middle, some suffer a power
+# failure in the middle (the files become a crash state, QEMU goes on
+# from it).  A run passes when no state violates the model and the
+# driver's own checks (every sector read back live, after each restart
+# and after each power failure) found nothing.
 #
 # make check: 6 runs, >= 2,000 states.  TESSERACT_LONG=1 (make
 # check-long): 30 runs, >= 20,000 states.  TESSERACT_CRASH_SEED picks
@@ -34,13 +37,17 @@ t_start=$(date +%s)
 for ((k = 0; k < RUNS; k++)); do
     s=$((SEED * 1000 + k))
     swapper=$((k % 2))              # odd runs: the real tesseract-swapper
-    restarts=$(( (k / 2) % 2 ))     # runs 2, 3: a SIGKILL and a restart
+    # runs 2, 3: a SIGKILL and a restart; 4, 5: a power failure and a
+    # restart on the crash state (and so on)
+    restarts=$(( (k / 2) % 3 == 1 ))
+    powerfails=$(( (k / 2) % 3 == 2 ))
     logb=$((3 + (k + k / 2) % 2))   # a log of 3 or 4 blocks: checkpoints
-    desc="powerloss seed=$s ($([ $swapper = 1 ] && echo tesseract-swapper || echo test page source), $restarts restarts, $logb log blocks)"
+    desc="powerloss seed=$s ($([ $swapper = 1 ] && echo tesseract-swapper || echo test page source), $restarts restarts, $powerfails power failures, $logb log blocks)"
     dir=$(scratch powerloss)
     "$DRIVER" record "$dir" seed=$s batches=$BATCHES restarts=$restarts \
-        swapper=$swapper log-blocks=$logb recorder="$RECORDER" delay=1000 \
-        mkfs="$CRASH/bsst-mkfs.py" > "$dir/driver.log" 2>&1
+        powerfails=$powerfails swapper=$swapper log-blocks=$logb \
+        recorder="$RECORDER" delay=1000 mkfs="$CRASH/bsst-mkfs.py" \
+        replay="$CRASH/replay.py" > "$dir/driver.log" 2>&1
     drc=$?
     grep -E '^# (VIOLATION|record:|store:|.*violate)' "$dir/driver.log" | head -20
     /usr/bin/python3 "$CRASH/replay.py" --run "$dir" --states "$STATES" \

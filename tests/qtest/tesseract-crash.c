@@ -132,6 +132,7 @@ static struct {
     int ev_fd;
     unsigned violations, checks, kills_done, check_fails;
     bool job_started;       /* a defrag job may still run */
+    bool maponly;           /* only writes of swapped-out pages: MAPs */
     off_t io_good;          /* io.log: length known to be whole records */
 } g;
 
@@ -1287,6 +1288,21 @@ static void one_op(void)
     int disk = rnd(0, 4) ? 0 : 1;
     unsigned w = rnd(0, 100);
 
+    if (g.maponly) {
+        /*
+         * Records of one size (MAP) fill every log block alike: a new
+         * writer after a power failure then lines its blocks up with the
+         * crashed writer's, sequence numbers included.
+         */
+        uint64_t np = rnd(2, 9), s = pick_sector(disk, np * SPB, SPB);
+
+        if (w < 25) {
+            do_flush(disk);
+        } else if (!busy_range(disk, s, np * SPB)) {
+            do_write(disk, s, np * SPB, (1u << np) - 1);
+        }
+        return;
+    }
     if (w < 18) {
         op_plain(disk);
     } else if (w < 36) {
@@ -1556,7 +1572,7 @@ static void iolog_repair(const char *path)
 static bool power_failure(const char *iof)
 {
     const char *files[] = { g.img[0], g.img[1], g.bsst };
-    uint64_t t = *g.seqp + 1, v = rnd(0, 3) ? rnd(2, 1u << 31) : 0;
+    uint64_t t, v = rnd(0, 4) ? rnd(2, 1u << 31) : 0;
     g_autofree char *out = NULL;
     g_autofree uint32_t *vals = NULL;
     uint64_t s, n;
@@ -1564,9 +1580,17 @@ static bool power_failure(const char *iof)
 
     g_autofree char *cmd = NULL;
 
+    /* most often while a commit writes the log: some of it gets lost */
+    if (v) {
+        v = v - v % 5 + rnd(0, 3);      /* replay.py: a subset or suffix */
+        do_flush(rnd(0, 2));
+        one_op();
+        g_usleep(rnd(0, g.delay + 500));
+    }
     vm_kill("power failure");
     iolog_repair(iof);
     snapshot_files(g.kills_done);
+    t = *g.seqp + 1;
     cmd = g_strdup_printf("/usr/bin/python3 %s --run %s --state %" PRIu64
                           ":%" PRIu64 " --keep %s --qemu-img %s", g.replay,
                           g.dir, t, v, g.dir, g.qemu_img);
@@ -1667,7 +1691,18 @@ static void mode_record(void)
         }
         for (r = 0; r < G_N_ELEMENTS(powerfail_at); r++) {
             if (powerfail_at[r] == i + 1) {
-                batch();
+                unsigned k;
+
+                /*
+                 * Only MAP records around the power failure, so that the
+                 * new writer's log blocks line up with the old one's (see
+                 * one_op()).  The new writer then fills the block the old
+                 * one was writing, and checkpoints.
+                 */
+                g.maponly = true;
+                for (k = rnd(3, 8); k; k--) {
+                    batch();
+                }
                 store_note();
                 g_usleep(rnd(0, 2000));
                 if (!power_failure(iof)) {
@@ -1675,6 +1710,10 @@ static void mode_record(void)
                            "that does not open\n");
                     return;
                 }
+                for (k = rnd(3, 12); k; k--) {
+                    batch();
+                }
+                g.maponly = false;
             }
         }
     }
