@@ -53,7 +53,7 @@ for i in 0 1; do
     else
         mkdir -p "$LOGS"
         cp "$d/driver.log" "$LOGS/kill-$i.log"
-        tail -5 "$d/driver.log" | sed 's/^/# /'
+        grep -v "starting QEMU" "$d/driver.log" | tail -5 | sed "s/^/# /"
         tap not-ok "$desc, exit status $rc (log: $LOGS/kill-$i.log)"
     fi
 done
