@@ -31,7 +31,7 @@
  *                     one write in two up to half of it), as on a
  *                     disk with a volatile cache; requests that complete
  *                     meanwhile race with it.  One value for every file,
- *                     or one per file: "N0:N1:..." 
+ *                     or one per file: "N0:N1:...".
  *
  * Copyright (c) 2026 The Tesseract for QEMU authors
  *
@@ -176,6 +176,7 @@ delays:
     for (int i = 0; i < rec.nfiles && delay && *delay; i++) {
         char *end;
 
+        /* a library of its own, not linked with QEMU's qemu_strtoul() */
         rec.delay_us[i] = strtoul(delay, &end, 10);
         delay = *end == ':' ? end + 1 : end;
         if (!*end) {
@@ -192,7 +193,7 @@ static inline void rec_ready(void)
     pthread_once(&rec_once, rec_init);
 }
 
-__attribute__((constructor)) static void rec_constructor(void)
+static void __attribute__((constructor)) rec_constructor(void)
 {
     rec_ready();
 }
@@ -596,8 +597,8 @@ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
     int file;
 
     rec_ready();
-    if ((prot & PROT_WRITE) && (flags & MAP_SHARED) &&
-        (file = rec_file(fd)) >= 0) {
+    file = (prot & PROT_WRITE) && (flags & MAP_SHARED) ? rec_file(fd) : -1;
+    if (file >= 0) {
         rec_log(TSR_REC_ESCAPE, file, TSR_ESC_MMAP, off, len, 0, 0, NULL, 0);
     }
     return real_mmap(addr, len, prot, flags, fd, off);

@@ -678,7 +678,8 @@ static void req_kick(Req *r)
 static void req_complete(Req *r)
 {
     Disk *d = &g.disk[r->disk];
-    uint8_t status = qtest_readb(g.qts, r->hdr + sizeof(struct virtio_blk_outhdr));
+    uint8_t status = qtest_readb(g.qts, r->hdr +
+                                 sizeof(struct virtio_blk_outhdr));
     uint64_t now;
 
     if (status != VIRTIO_BLK_S_OK) {
