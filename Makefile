@@ -10,7 +10,8 @@ UNIT_TESTS := $(patsubst tests/unit/%.c,tests/unit/tesseract/%,\
 # the unit tests again, under ASan and UBSan
 UNIT_TESTS_SAN := $(UNIT_TESTS:%=%-san)
 TEST_BINS  := $(UNIT_TESTS) $(UNIT_TESTS_SAN) tests/qtest/tesseract-test \
-              tests/qtest/tesseract-swapper-test
+              tests/qtest/tesseract-swapper-test \
+              tests/qtest/tesseract-crash
 
 .PHONY: configure-now all check check-unit check-qtest check-iotests check-guest \
         check-crash check-fuzz check-long demo \
