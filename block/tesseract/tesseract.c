@@ -93,6 +93,12 @@ typedef struct BDRVTesseractState {
     uint64_t visible;
     bool bound;
     bool labelled;          /* the image has our label: @label_bind */
+    /*
+     * The BSST binds the disk to @label_bind and the image has grown by
+     * the label's block, but the label is not (completely) there: a
+     * crash came between them.  The label is written again at binding.
+     */
+    bool label_pending;
     QemuUUID label_bind;
     CoMutex bind_lock;
 
@@ -190,7 +196,7 @@ static int GRAPH_RDLOCK tsr_open_label(BlockDriverState *bs, Error **errp)
     QemuUUID store, bind;
     uint64_t bind_size;
     BsstLabel l;
-    bool bound, labelled = false;
+    bool bound, pending, labelled = false;
     int64_t len;
     int ret;
 
@@ -203,6 +209,14 @@ static int GRAPH_RDLOCK tsr_open_label(BlockDriverState *bs, Error **errp)
     }
     bsst_store_uuid(s->store, &store);
     bound = bsst_disk_binding(s->disk, &bind, &bind_size);
+    /*
+     * The binding order (tsr_co_bind): BIND durable in the BSST, then the
+     * image grows by a block, then the label is written there.  After a
+     * crash between them the image is one block longer than the bound
+     * size and its last block holds no valid label (zeroes, or torn).
+     */
+    pending = bound && !qemu_uuid_is_null(&bind) &&
+              len == ROUND_UP(bind_size, TSR_BLOCK_SIZE) + TSR_BLOCK_SIZE;
     if (len >= 2 * TSR_BLOCK_SIZE && !(len & (TSR_BLOCK_SIZE - 1))) {
         Error *local_err = NULL;
 
@@ -215,13 +229,20 @@ static int GRAPH_RDLOCK tsr_open_label(BlockDriverState *bs, Error **errp)
             return ret;
         }
         ret = bsst_label_decode(buf, &l, &local_err);
-        if (ret == -EIO) {
+        if (ret == -EIO && !pending) {
             error_propagate_prepend(errp, local_err, "tesseract: guest image "
                                     "'%s': ", image);
             return ret;
         }
         error_free(local_err);
         labelled = ret == 0;
+    }
+    if (!labelled && pending) {
+        /* the label was never completely written: write it at binding */
+        s->visible = bind_size;
+        s->label_pending = true;
+        s->label_bind = bind;
+        return 0;
     }
     s->visible = len;
     if (labelled) {
@@ -281,11 +302,40 @@ other_image:
     return -EINVAL;
 }
 
+/* Grow the image (*@grown: it has its label block) and write the label */
+static int coroutine_fn GRAPH_RDLOCK tsr_co_label(BlockDriverState *bs,
+                                                  const BsstLabel *l,
+                                                  bool *grown)
+{
+    BDRVTesseractState *s = bs->opaque;
+    int64_t at = ROUND_UP(s->visible, TSR_BLOCK_SIZE);
+    uint8_t *buf = qemu_blockalign(bs, TSR_BLOCK_SIZE);
+    int ret = 0;
+
+    bsst_label_encode(l, buf);
+    if (!s->label_pending) {
+        ret = bdrv_co_truncate(bs->file, at + TSR_BLOCK_SIZE, false,
+                               PREALLOC_MODE_OFF, 0, NULL);
+    }
+    *grown = ret >= 0;
+    if (ret >= 0) {
+        ret = bdrv_co_pwrite(bs->file, at, TSR_BLOCK_SIZE, buf, 0);
+    }
+    if (ret >= 0) {
+        ret = bdrv_co_flush(bs->file->bs);
+    }
+    qemu_vfree(buf);
+    return ret;
+}
+
 /*
- * Before the disk's first indirection: label the guest image (grow it by
- * a block beyond what the guest sees, write the label, flush) and log
- * the binding.  An image that cannot grow (a host device, internal
- * snapshots) is bound by its size only.
+ * Before the disk's first indirection: bind the disk's maps to the guest
+ * image.  The binding is made durable in the BSST first (a BIND record
+ * with a new binding UUID and the guest-visible size), then the image
+ * grows by a block beyond what the guest sees and the label is written
+ * there and flushed: a crash anywhere in between leaves an image whose
+ * visible size tsr_open_label() still knows.  An image that cannot grow
+ * (a host device, internal snapshots) is bound by its size only.
  */
 static int coroutine_fn GRAPH_RDLOCK tsr_co_bind(BlockDriverState *bs)
 {
@@ -297,39 +347,49 @@ static int coroutine_fn GRAPH_RDLOCK tsr_co_bind(BlockDriverState *bs)
     }
     qemu_co_mutex_lock(&s->bind_lock);
     if (!s->bound) {
-        int64_t at = ROUND_UP(s->visible, TSR_BLOCK_SIZE);
         BsstLabel l = { .disk = bsst_disk_index(s->disk), .size = s->visible };
-        uint8_t *buf = qemu_blockalign(bs, TSR_BLOCK_SIZE);
 
         bsst_store_uuid(s->store, &l.store);
-        qemu_uuid_generate(&l.bind);
         pstrcpy(l.id, sizeof(l.id), s->disk_id);
-        bsst_label_encode(&l, buf);
-        if (s->labelled) {
-            l.bind = s->label_bind;     /* labelled already */
+        if (s->labelled || s->label_pending) {
+            l.bind = s->label_bind;
         } else {
-            ret = bdrv_co_truncate(bs->file, at + TSR_BLOCK_SIZE, false,
-                                   PREALLOC_MODE_OFF, 0, NULL);
+            qemu_uuid_generate(&l.bind);
+        }
+        if (s->labelled) {
+            /* labelled already: a BIND record before the first MAP */
+            ret = bsst_disk_bind(s->disk, &l.bind, s->visible);
+        } else {
+            ret = bsst_disk_bind(s->disk, &l.bind, s->visible);
             if (ret >= 0) {
-                ret = bdrv_co_pwrite(bs->file, at, TSR_BLOCK_SIZE, buf, 0);
+                ret = bsst_store_co_commit(s->store);
             }
             if (ret >= 0) {
-                ret = bdrv_co_flush(bs->file->bs);
-            }
-            if (ret >= 0) {
-                s->labelled = true;
-                s->label_bind = l.bind;
+                bool grown;
+
+                ret = tsr_co_label(bs, &l, &grown);
+                if (ret >= 0) {
+                    s->labelled = true;
+                    s->label_pending = false;
+                    s->label_bind = l.bind;
+                } else if (!grown) {
+                    warn_report("tesseract node '%s': cannot label guest "
+                                "image '%s' (%s): it is known by its size "
+                                "only", bdrv_get_node_name(bs),
+                                bs->file->bs->filename, strerror(-ret));
+                    memset(&l.bind, 0, sizeof(l.bind));
+                    ret = bsst_disk_bind(s->disk, &l.bind, s->visible);
+                } else {
+                    /* grown, label not written: again at the next write */
+                    warn_report("tesseract node '%s': cannot write the label "
+                                "of guest image '%s' (%s)",
+                                bdrv_get_node_name(bs),
+                                bs->file->bs->filename, strerror(-ret));
+                    s->label_pending = true;
+                    s->label_bind = l.bind;
+                }
             }
         }
-        if (ret < 0) {
-            warn_report("tesseract node '%s': cannot label guest image '%s' "
-                        "(%s): it is known by its size only",
-                        bdrv_get_node_name(bs), bs->file->bs->filename,
-                        strerror(-ret));
-            memset(&l.bind, 0, sizeof(l.bind));
-        }
-        qemu_vfree(buf);
-        ret = bsst_disk_bind(s->disk, &l.bind, s->visible);
         if (ret >= 0) {
             qatomic_store_release(&s->bound, true);
         }

@@ -164,6 +164,10 @@ def comment(text):
     sys.stdout.flush()
 
 
+class GuestOOM(Exception):
+    pass
+
+
 class Hang(Exception):
     pass
 
@@ -526,6 +530,7 @@ def run(wd, name, slow, R):
     con = Console(console)
     figures = []
     hang = None
+    oom = None
     stacks = None
     qemu_died = None
     stats = None
@@ -575,6 +580,11 @@ def run(wd, name, slow, R):
                 qemu_died = proc.returncode
                 break
             for line in con.poll():
+                if "Out of memory: Killed process" in line:
+                    # not the swapper's doing (it never changes what the
+                    # guest has): the soak's own sizes (workers, DMA
+                    # buffers, balloon) overfill the guest's RAM
+                    raise GuestOOM(line.strip())
                 m = PROGRESS.match(line)
                 if line.startswith("soak: ") and " processes for " in line:
                     started = run_time
@@ -636,6 +646,8 @@ def run(wd, name, slow, R):
                     json.dump(stats, f, indent=1)
             except (Hang, RuntimeError, QMPGone, OSError) as e:
                 comment("query-tesseract failed: %s" % e)
+    except GuestOOM as e:
+        oom = str(e)
     except Hang as e:
         hang = str(e)
         stacks = dump_stacks(proc.pid, os.path.join(wd, "hang-stacks.txt"))
@@ -672,7 +684,12 @@ def run(wd, name, slow, R):
             break
     when = "at guest t=%d s" % t_guest if t_guest is not None else \
         "before the guest's first progress line"
-    if hang:
+    if oom:
+        tap(False, "%s: the guest's OOM killer ran, %s: the soak's workers, "
+            "DMA buffers and balloon do not fit in %s of guest RAM (a test "
+            "setup error; the swapper never changes what the guest has): %s"
+            % (name, when, MEM, oom))
+    elif hang:
         tap(False, "%s: no hang (watchdog %g s): %s, %s (after %d stop/cont "
             "and %d balloon cycles)" % (
                 name, WATCHDOG, hang, when, cycles["stop"],

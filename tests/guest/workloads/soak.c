@@ -34,7 +34,7 @@
  *
  * Parameters (kernel command line words, environment): soak_secs (60),
  * soak_mem_mib (96), soak_churn_mib (16), soak_churn_pause_ms (1500),
- * soak_dma (""), soak_dma_mib (32: disk span read), soak_dma_buf_mib (8
+ * soak_dma (""), soak_dma_mib (32: disk span read), soak_dma_buf_mib (4
  * per disk), soak_dma_jobs (4), soak_dma_max_kib (256), soak_sub (""),
  * soak_sub_mib (8: disk span), soak_sub_buf_mib (8 per job),
  * soak_sub_jobs (2), soak_seed (1), soak_report_ms (1000).
@@ -646,7 +646,7 @@ int main(int argc, char **argv)
     const char *dma = wl_sparam(argc, argv, "--dma", "soak_dma");
     uint64_t dma_mib = wl_param(argc, argv, "--dma-mib", "soak_dma_mib", 32);
     uint64_t dma_buf = wl_param(argc, argv, "--dma-buf-mib",
-                                "soak_dma_buf_mib", 8);
+                                "soak_dma_buf_mib", 4);
     uint64_t dma_jobs = wl_param(argc, argv, "--dma-jobs", "soak_dma_jobs", 4);
     uint64_t dma_max = wl_param(argc, argv, "--dma-max-kib",
                                 "soak_dma_max_kib", 256);
