@@ -2145,6 +2145,35 @@ static const char *const tesseract_strong_runtime_opts[] = {
     NULL
 };
 
+/*
+ * qemu-img info, query-named-block-nodes: what the node is made of.  The
+ * guest image alone is the disk only while no block is in the BSST.
+ */
+static ImageInfoSpecific * GRAPH_RDLOCK
+tesseract_get_specific_info(BlockDriverState *bs, Error **errp)
+{
+    BDRVTesseractState *s = bs->opaque;
+    ImageInfoSpecific *spec = g_new0(ImageInfoSpecific, 1);
+    ImageInfoSpecificTesseract *t = g_new0(ImageInfoSpecificTesseract, 1);
+    BsstStoreStats st;
+
+    bsst_store_get_stats(s->store, &st);
+    t->disk_id = g_strdup(s->disk_id);
+    t->bsst = g_strdup(bdrv_get_node_name(s->bsst->bs));
+    t->format_version = BSST_FORMAT_VERSION;
+    t->indirections = bsst_disk_count(s->disk);
+    t->deferred_unmaps = bsst_disk_deferred(s->disk);
+    t->standalone = !t->indirections && !t->deferred_unmaps;
+    t->labelled = s->labelled;
+    t->bsst_blocks_total = st.blocks_total;
+    t->bsst_blocks_used = st.blocks_used;
+    t->bsst_blocks_free = st.blocks_free;
+    t->bsst_disks = st.disks;
+    spec->type = IMAGE_INFO_SPECIFIC_KIND_TESSERACT;
+    spec->u.tesseract.data = t;
+    return spec;
+}
+
 static BlockDriver bdrv_tesseract = {
     .format_name                = "tesseract",
     .instance_size              = sizeof(BDRVTesseractState),
@@ -2161,6 +2190,7 @@ static BlockDriver bdrv_tesseract = {
     .bdrv_co_flush              = tesseract_co_flush,
     .bdrv_co_block_status       = tesseract_co_block_status,
     .bdrv_co_check              = tesseract_co_check,
+    .bdrv_get_specific_info     = tesseract_get_specific_info,
 
     .bdrv_attach_aio_context    = tesseract_attach_aio_context,
     .bdrv_detach_aio_context    = tesseract_detach_aio_context,

@@ -24,6 +24,14 @@ bool tesseract_is_node(BlockDriverState *bs);
 /* Fill a freshly allocated TesseractDiskInfo for @bs (a tesseract node). */
 TesseractDiskInfo *tesseract_query_disk(BlockDriverState *bs);
 
+/*
+ * query-tesseract's swapper part: the tesseract-swapper (hw/mem) registers
+ * its statistics here, so that the block layer does not depend on it
+ * (qemu-storage-daemon has no swapper).
+ */
+typedef TesseractSwapperInfoList *TesseractSwapperQueryFn(void);
+void tesseract_register_swapper_query(TesseractSwapperQueryFn *fn);
+
 /* Most guest blocks one BSST defragmentation step relocates. */
 #define TESSERACT_DEFRAG_RUN_MAX 256
 

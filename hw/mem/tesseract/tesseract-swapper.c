@@ -813,13 +813,10 @@ static bool tsw_get_background_swapin(Object *obj, Error **errp)
     return TESSERACT_SWAPPER(obj)->background_swapin;
 }
 
+/* Also called before tsw_init() (the property's default): no lock */
 static void tsw_set_background_swapin(Object *obj, bool value, Error **errp)
 {
-    TesseractSwapper *sw = TESSERACT_SWAPPER(obj);
-
-    qemu_mutex_lock(&sw->lock);
-    sw->background_swapin = value;
-    qemu_mutex_unlock(&sw->lock);
+    qatomic_set(&TESSERACT_SWAPPER(obj)->background_swapin, value);
 }
 
 static void tsw_get_background_idle(Object *obj, Visitor *v,
@@ -1037,41 +1034,49 @@ static void tsw_class_init(ObjectClass *oc, void *data)
     ucc->complete = tsw_complete;
     ucc->can_be_deleted = tsw_can_be_deleted;
 
+    ObjectProperty *op;
+
     object_class_property_add_str(oc, "bsst", tsw_get_bsst, tsw_set_bsst);
     object_class_property_set_description(oc, "bsst",
-        "node name of the block-swap store");
+        "node name of the block-swap store (a qcow2 or raw node on a host "
+        "file; required)");
     object_class_property_add(oc, "limit", "size", tsw_get_limit,
                               tsw_set_limit, NULL, NULL);
     object_class_property_set_description(oc, "limit",
-        "resident guest RAM limit in bytes (settable at run time)");
+        "resident guest RAM limit in bytes, e.g. 512M (required; settable "
+        "at run time)");
     object_class_property_add_link(oc, "memdev", TYPE_MEMORY_BACKEND,
                                    offsetof(TesseractSwapper, memdev),
                                    object_property_allow_set_link,
                                    OBJ_PROP_LINK_STRONG);
     object_class_property_set_description(oc, "memdev",
         "memory backend to manage (default: the machine's RAM)");
-    object_class_property_add_enum(oc, "policy", "TesseractSwapPolicy",
-                                   &TesseractSwapPolicy_lookup,
-                                   tsw_get_policy, tsw_set_policy);
+    op = object_class_property_add_enum(oc, "policy", "TesseractSwapPolicy",
+                                        &TesseractSwapPolicy_lookup,
+                                        tsw_get_policy, tsw_set_policy);
+    object_property_set_default_str(op, "random");
     object_class_property_set_description(oc, "policy",
         "cold-page choice: random (with a victim cache), wp-age, or access "
         "(guest RAM in a shared memfd)");
-    object_class_property_add(oc, "scan-interval", "uint32",
-                              tsw_get_scan_interval, tsw_set_scan_interval,
-                              NULL, NULL);
+    op = object_class_property_add(oc, "scan-interval", "uint32",
+                                   tsw_get_scan_interval,
+                                   tsw_set_scan_interval, NULL, NULL);
+    object_property_set_default_uint(op, TSW_SCAN_MS_DEFAULT);
     object_class_property_set_description(oc, "scan-interval",
         "policy=access: milliseconds between access scans (settable at run "
         "time)");
-    object_class_property_add_bool(oc, "background-swapin",
-                                   tsw_get_background_swapin,
-                                   tsw_set_background_swapin);
+    op = object_class_property_add_bool(oc, "background-swapin",
+                                        tsw_get_background_swapin,
+                                        tsw_set_background_swapin);
+    object_property_set_default_bool(op, true);
     object_class_property_set_description(oc, "background-swapin",
         "swap a page in right after a guest write turned its swap-in into "
         "an indirection, without waiting for the guest to touch it again "
         "(settable at run time)");
-    object_class_property_add(oc, "background-idle", "uint32",
-                              tsw_get_background_idle,
-                              tsw_set_background_idle, NULL, NULL);
+    op = object_class_property_add(oc, "background-idle", "uint32",
+                                   tsw_get_background_idle,
+                                   tsw_set_background_idle, NULL, NULL);
+    object_property_set_default_uint(op, TSW_BG_IDLE_US_DEFAULT);
     object_class_property_set_description(oc, "background-idle",
         "microseconds without a fault in service before a background "
         "swap-in starts (0: as soon as none is; settable at run time)");
@@ -1120,6 +1125,7 @@ static const TypeInfo tsw_info = {
 static void tsw_register_types(void)
 {
     type_register_static(&tsw_info);
+    tesseract_register_swapper_query(tesseract_swapper_query_all);
 }
 
 type_init(tsw_register_types);
