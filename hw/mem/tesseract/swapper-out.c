@@ -155,6 +155,7 @@ void tsw_ram_mapped(void *opaque, RAMBlock *rb, uint64_t start,
     uint64_t end = MIN(DIV_ROUND_UP(start + length, TSW_PAGE), sw->npages);
     uint64_t i;
 
+    trace_tsw_ram_mapped(first, end > first ? end - first : 0, map);
     qemu_mutex_lock(&sw->lock);
     for (i = first; i < end; i++) {
         TswPage *pg = &sw->pages[i];
@@ -300,6 +301,7 @@ static int tsw_swap_out_pages(TesseractSwapper *sw, const uint64_t *idx,
          * protection; see tsw_ram_mapped())
          */
         keep = !saved || (pg->flags & PG_DIRTIED) || pg->pins || pg->holds;
+        trace_tsw_swap_out_page(idx[slot[i]], keep, pg->flags, pg->holds);
         if (keep) {
             pg->state = PG_RESIDENT;
             if (saved) {
