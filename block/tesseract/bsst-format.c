@@ -10,6 +10,7 @@
 #include "qapi/error.h"
 #include "qemu/bswap.h"
 #include "qemu/crc32c.h"
+#include "qemu/ctype.h"
 #include "qemu/cutils.h"
 #include "bsst-format.h"
 
@@ -418,9 +419,19 @@ int bsst_log_put(uint8_t *block, BsstLogCursor *c, uint16_t type,
     return BSST_BLOCK_SIZE - c->offset;
 }
 
-static bool disk_id_valid(const char *id, size_t len)
+bool bsst_disk_id_valid(const char *id, size_t len)
 {
-    return len >= 1 && len <= BSST_DISK_ID_MAX && !memchr(id, 0, len);
+    size_t i;
+
+    if (len < 1 || len > BSST_DISK_ID_LEN_MAX) {
+        return false;
+    }
+    for (i = 0; i < len; i++) {
+        if (!qemu_isalnum(id[i]) && (!id[i] || !strchr("-_.", id[i]))) {
+            return false;
+        }
+    }
+    return true;
 }
 
 int bsst_log_put_disk(uint8_t *block, BsstLogCursor *c, uint32_t disk,
@@ -429,7 +440,7 @@ int bsst_log_put_disk(uint8_t *block, BsstLogCursor *c, uint32_t disk,
     uint8_t p[REC_DISK_LEN(BSST_DISK_ID_MAX)];
     size_t idlen = strlen(id);
 
-    if (disk >= BSST_MAX_DISKS || !disk_id_valid(id, idlen)) {
+    if (disk >= BSST_MAX_DISKS || !bsst_disk_id_valid(id, idlen)) {
         return -EINVAL;
     }
     stl_le_p(p, disk);
@@ -610,7 +621,7 @@ static int replay_apply(BsstReplay *r, uint16_t type, const uint8_t *p,
         disk = ldl_le_p(p);
         idlen = lduw_le_p(p + 4);
         if (len != REC_DISK_LEN(idlen) ||
-            !disk_id_valid((const char *)p + 8, idlen) ||
+            !bsst_disk_id_valid((const char *)p + 8, idlen) ||
             disk >= BSST_MAX_DISKS || lduw_le_p(p + 6) != 0) {
             error_setg(errp, "damaged BSST: log record %" PRIu64
                        " registers an invalid disk", r->next_seq);
@@ -879,7 +890,7 @@ int bsst_ckpt_encode(const BsstCkptDisk *disks, unsigned ndisks, uint64_t seq,
         uint8_t *p;
 
         if (disk->index >= BSST_MAX_DISKS ||
-            !disk_id_valid(disk->id, idlen)) {
+            !bsst_disk_id_valid(disk->id, idlen)) {
             error_setg(errp, "invalid BSST disk %" PRIu32 " '%s'",
                        disk->index, disk->id);
             ret = -EINVAL;
@@ -985,7 +996,7 @@ int bsst_ckpt_read_block(BsstCkptReader *r, const uint8_t *block,
 
         if (p[0] == CK_ITEM_DISK && end - off >= CK_DISK_LEN(0) &&
             end - off >= CK_DISK_LEN(p[1]) &&
-            disk_id_valid((const char *)p + 8, p[1]) &&
+            bsst_disk_id_valid((const char *)p + 8, p[1]) &&
             (uint32_t)ldl_le_p(p + 4) < BSST_MAX_DISKS &&
             lduw_le_p(p + 2) == 0) {
             char id[BSST_DISK_ID_MAX + 1];
@@ -1107,7 +1118,7 @@ int bsst_label_decode(const uint8_t *block, BsstLabel *l, Error **errp)
         return -EIO;
     }
     idlen = lduw_le_p(block + LB_IDLEN);
-    if (!disk_id_valid((const char *)block + LB_ID, idlen) ||
+    if (!bsst_disk_id_valid((const char *)block + LB_ID, idlen) ||
         lduw_le_p(block + LB_IDLEN + 2) != 0 ||
         (uint32_t)ldl_le_p(block + LB_DISK) >= BSST_MAX_DISKS ||
         !buffer_is_zero(block + LB_ID + idlen,

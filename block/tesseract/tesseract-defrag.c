@@ -45,29 +45,26 @@ tesseract_co_defrag_guest(BlockDriverState *bs, uint64_t gblock)
     BlockReq req;
     uint32_t bblock;
     uint8_t *buf;
-    int ret = 0;
+    int ret;
 
     if (!s->writable) {
         return -EROFS;
     }
     /* no guest write to this block meanwhile: it would win anyway */
     tsr_req_begin(s, &req, gblock << TSR_BLOCK_BITS, TSR_BLOCK_SIZE);
-    if (tsr_block_mapped(s, gblock, &bblock)) {
-        buf = qemu_blockalign(bs, TSR_BLOCK_SIZE);
-        ret = tsr_bsst_pread(s, bblock, buf);
-        if (ret >= 0) {
-            ret = bdrv_co_pwrite(bs->file, gblock << TSR_BLOCK_BITS,
-                                 TSR_BLOCK_SIZE, buf, 0);
-        }
+    buf = qemu_blockalign(bs, TSR_BLOCK_SIZE);
+    ret = tsr_co_read_indirected(s, gblock, buf, &bblock);
+    if (ret > 0) {
+        ret = bdrv_co_pwrite(bs->file, gblock << TSR_BLOCK_BITS,
+                             TSR_BLOCK_SIZE, buf, 0);
         if (ret >= 0) {
             /* logged, and its block released, after the image is flushed */
             bsst_disk_unmap(s->disk, gblock, 1);
             tesseract_count(s, &s->defrag_blocks, 1);
             ret = 1;
         }
-        bsst_disk_unpin(s->disk, bblock);
-        qemu_vfree(buf);
     }
+    qemu_vfree(buf);
     tsr_req_end(s, &req);
     trace_tesseract_defrag_guest(bs, gblock, ret);
     return ret;
@@ -97,13 +94,12 @@ tesseract_co_defrag_bsst(BlockDriverState *bs, uint64_t gblock, uint64_t n,
     }
     buf = qemu_blockalign(bs, TSR_BLOCK_SIZE);
     for (i = 0; i < n; i++) {
-        if (ret >= 0 && tsr_block_mapped(s, gblock + i, &old)) {
+        if (ret >= 0) {
+            ret = tsr_co_read_indirected(s, gblock + i, buf, &old);
+        }
+        if (ret > 0) {
             /* copy, switch the indirection, drop the old reference */
-            ret = tsr_bsst_pread(s, old, buf);
-            if (ret >= 0) {
-                ret = tsr_bsst_pwrite(s, first + i, buf);
-            }
-            bsst_disk_unpin(s->disk, old);
+            ret = tsr_bsst_pwrite(s, first + i, buf);
             if (ret >= 0) {
                 ret = bsst_disk_co_remap(s->disk, gblock + i, old, first + i);
                 *moved += ret == 1;

@@ -125,6 +125,8 @@ void coroutine_fn tsr_req_begin(BDRVTesseractState *s, BlockReq *req,
                                 int64_t offset, int64_t bytes);
 void coroutine_fn tsr_req_end(BDRVTesseractState *s, BlockReq *req);
 bool tsr_block_mapped(BDRVTesseractState *s, uint64_t g, uint32_t *bblock);
+int coroutine_fn tsr_co_read_indirected(BDRVTesseractState *s, uint64_t g,
+                                        void *buf, uint32_t *bblock);
 
 /* tesseract-read.c */
 int coroutine_fn GRAPH_RDLOCK

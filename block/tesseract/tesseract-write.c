@@ -53,8 +53,11 @@ tsr_merge_block(BlockDriverState *bs, uint64_t g, int64_t offset,
     int ret;
 
     qemu_co_mutex_lock(&s->merge_lock);
-    if (!tsr_block_mapped(s, g, &bblock)) {
+    buf = qemu_blockalign(bs, TSR_BLOCK_SIZE);
+    ret = tsr_co_read_indirected(s, g, buf, &bblock);
+    if (ret == 0) {
         /* a concurrent write took it back to the image meanwhile */
+        qemu_vfree(buf);
         qemu_co_mutex_unlock(&s->merge_lock);
         if (!qiov) {
             return bdrv_co_pwrite_zeroes(bs->file, offset, bytes, flags);
@@ -62,9 +65,6 @@ tsr_merge_block(BlockDriverState *bs, uint64_t g, int64_t offset,
         return bdrv_co_pwritev_part(bs->file, offset, bytes, qiov,
                                     qiov_offset, flags);
     }
-    buf = qemu_blockalign(bs, TSR_BLOCK_SIZE);
-    ret = tsr_bsst_pread(s, bblock, buf);
-    bsst_disk_unpin(s->disk, bblock);
     if (ret >= 0) {
         if (qiov) {
             qemu_iovec_to_buf(qiov, qiov_offset, buf + (offset - start),

@@ -25,7 +25,6 @@
 #include "qapi/qapi-visit-block-core.h"
 #include "qobject/qdict.h"
 #include "qapi/qobject-input-visitor.h"
-#include "qemu/ctype.h"
 #include "qemu/cutils.h"
 #include "qemu/error-report.h"
 #include "qemu/memalign.h"
@@ -35,28 +34,11 @@
 #include "tesseract-int.h"
 #include "trace.h"
 
-#define TESSERACT_DISK_ID_MAX 63
-
 static BlockDriver bdrv_tesseract;
 
 bool tesseract_is_node(BlockDriverState *bs)
 {
     return bs->drv == &bdrv_tesseract;
-}
-
-static bool disk_id_valid(const char *id)
-{
-    size_t len = strlen(id);
-
-    if (len == 0 || len > TESSERACT_DISK_ID_MAX) {
-        return false;
-    }
-    for (; *id; id++) {
-        if (!qemu_isalnum(*id) && !strchr("-_.", *id)) {
-            return false;
-        }
-    }
-    return true;
 }
 
 static BlockdevOptions *tesseract_parse_options(QDict *options, Error **errp)
@@ -333,10 +315,11 @@ static int tesseract_open(BlockDriverState *bs, QDict *options, int flags,
     assert(full_opts->driver == BLOCKDEV_DRIVER_TESSERACT);
     opts = &full_opts->u.tesseract;
 
-    if (opts->disk_id && !disk_id_valid(opts->disk_id)) {
+    if (opts->disk_id &&
+        !bsst_disk_id_valid(opts->disk_id, strlen(opts->disk_id))) {
         error_setg(errp, "tesseract: invalid disk-id '%s': use 1 to %d "
                    "characters from [A-Za-z0-9._-]", opts->disk_id,
-                   TESSERACT_DISK_ID_MAX);
+                   BSST_DISK_ID_LEN_MAX);
         return -EINVAL;
     }
 
@@ -587,6 +570,24 @@ bool tsr_block_mapped(BDRVTesseractState *s, uint64_t g,
     }
     bsst_disk_unlock(s->disk);
     return mapped;
+}
+
+/*
+ * Read the BSST data of guest block @g into @buf (TSR_BLOCK_SIZE bytes,
+ * aligned) if @g is indirected: 1, with its BSST block in *@bblock; 0 if
+ * it is not; or -errno.  The BSST block stays pinned while it is read.
+ */
+int coroutine_fn tsr_co_read_indirected(BDRVTesseractState *s, uint64_t g,
+                                        void *buf, uint32_t *bblock)
+{
+    int ret;
+
+    if (!tsr_block_mapped(s, g, bblock)) {
+        return 0;
+    }
+    ret = tsr_bsst_pread(s, *bblock, buf);
+    bsst_disk_unpin(s->disk, *bblock);
+    return ret < 0 ? ret : 1;
 }
 
 static void tesseract_detach_aio_context(BlockDriverState *bs)
