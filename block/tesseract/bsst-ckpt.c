@@ -120,23 +120,39 @@ static int ckpt_enc_room(CkptEnc *e, uint32_t len)
     return 0;
 }
 
-static int ckpt_enc_run(CkptEnc *e, uint64_t gblock, uint32_t bblock,
-                        uint32_t count)
+/*
+ * Add an item of @len bytes to the current block (flushed first if it has
+ * no room), with the header every item starts with: u8 @type, u8 @arg,
+ * u16 0, u32 @index.  *@p: the item, for the rest of its fields.
+ */
+static int ckpt_enc_item(CkptEnc *e, uint8_t type, uint8_t arg,
+                         uint32_t index, uint32_t len, uint8_t **p)
 {
-    uint8_t *p;
-    int ret = ckpt_enc_room(e, CK_RUN_LEN);
+    int ret = ckpt_enc_room(e, len);
 
     if (ret < 0) {
         return ret;
     }
-    p = e->block + e->off;
-    p[0] = CK_ITEM_RUN;
-    p[1] = 0;
-    stw_le_p(p + 2, 0);
-    stl_le_p(p + 4, bblock);
+    *p = e->block + e->off;
+    (*p)[0] = type;
+    (*p)[1] = arg;
+    stw_le_p(*p + 2, 0);
+    stl_le_p(*p + 4, index);
+    e->off += len;
+    return 0;
+}
+
+static int ckpt_enc_run(CkptEnc *e, uint64_t gblock, uint32_t bblock,
+                        uint32_t count)
+{
+    uint8_t *p;
+    int ret = ckpt_enc_item(e, CK_ITEM_RUN, 0, bblock, CK_RUN_LEN, &p);
+
+    if (ret < 0) {
+        return ret;
+    }
     stq_le_p(p + 8, gblock);
     stl_le_p(p + 16, count);
-    e->off += CK_RUN_LEN;
     return 0;
 }
 
@@ -170,30 +186,20 @@ int bsst_ckpt_encode(const BsstCkptDisk *disks, unsigned ndisks, uint64_t seq,
             ret = -EINVAL;
             goto out;
         }
-        ret = ckpt_enc_room(e, CK_DISK_LEN(idlen));
+        ret = ckpt_enc_item(e, CK_ITEM_DISK, idlen, disk->index,
+                            CK_DISK_LEN(idlen), &p);
         if (ret < 0) {
             goto out;
         }
-        p = e->block + e->off;
-        p[0] = CK_ITEM_DISK;
-        p[1] = idlen;
-        stw_le_p(p + 2, 0);
-        stl_le_p(p + 4, disk->index);
         memcpy(p + 8, disk->id, idlen);
-        e->off += CK_DISK_LEN(idlen);
         if (disk->bind) {
-            ret = ckpt_enc_room(e, CK_BIND_LEN);
+            ret = ckpt_enc_item(e, CK_ITEM_BIND, 0, disk->index, CK_BIND_LEN,
+                                &p);
             if (ret < 0) {
                 goto out;
             }
-            p = e->block + e->off;
-            p[0] = CK_ITEM_BIND;
-            p[1] = 0;
-            stw_le_p(p + 2, 0);
-            stl_le_p(p + 4, disk->index);
             memcpy(p + 8, disk->bind->data, 16);
             stq_le_p(p + 24, disk->size);
-            e->off += CK_BIND_LEN;
         }
 
         while (bsst_map_find_next(disk->map, start, UINT64_MAX, &g, &b,

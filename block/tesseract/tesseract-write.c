@@ -457,6 +457,74 @@ tsr_redirect_data(BlockDriverState *bs, GArray *pieces, QEMUIOVector *qiov)
     return mapped;
 }
 
+/*
+ * Swapped-out pages become indirections: guest block -> the BSST block
+ * that already holds the page.  If that fails (log full...), the page
+ * takes the classic path and is written as data.  Returns the number of
+ * indirections; *@hosts (allocated if there are any) their host pages.
+ */
+static unsigned coroutine_fn GRAPH_RDLOCK
+tsr_indirect_pages(BlockDriverState *bs, GArray *pieces, QEMUIOVector *qiov,
+                   GArray **hosts)
+{
+    BDRVTesseractState *s = bs->opaque;
+    unsigned indirect = 0;
+    guint i;
+    int ret;
+
+    for (i = 0; i < pieces->len; i++) {
+        TsrPiece *p = &g_array_index(pieces, TsrPiece, i);
+        const void *host;
+        size_t eoff;
+        int e;
+
+        if (p->bblock == TSR_NO_BBLOCK) {
+            continue;
+        }
+        e = tsr_iov_locate(qiov->iov, qiov->niov, p->qiov_offset, &eoff);
+        host = (const uint8_t *)qiov->iov[e].iov_base + eoff;
+        ret = tsr_co_bind(bs);
+        if (ret >= 0) {
+            ret = bsst_disk_co_map(s->disk, p->offset >> TSR_BLOCK_BITS,
+                                   p->bblock);
+        }
+        trace_tesseract_write_indirect(bs, p->offset >> TSR_BLOCK_BITS,
+                                       p->bblock, ret);
+        bsst_store_page_unpin(s->store, host);
+        if (ret < 0) {
+            p->bblock = TSR_NO_BBLOCK;
+        } else {
+            indirect++;
+            if (!*hosts) {
+                *hosts = g_array_new(false, false, sizeof(const void *));
+            }
+            g_array_append_val(*hosts, host);
+        }
+    }
+    return indirect;
+}
+
+/*
+ * What is written as data must be in RAM: swap it in first.  Returns the
+ * number of pages swapped in.
+ */
+static uint64_t coroutine_fn GRAPH_RDLOCK
+tsr_swapin_data(BlockDriverState *bs, GArray *pieces, QEMUIOVector *qiov)
+{
+    uint64_t swapins = 0;
+    guint i;
+
+    for (i = 0; i < pieces->len; i++) {
+        TsrPiece *p = &g_array_index(pieces, TsrPiece, i);
+
+        if (p->bblock == TSR_NO_BBLOCK) {
+            swapins += tsr_swapin_buffer(bs, qiov, p->qiov_offset,
+                                         p->bytes, false);
+        }
+    }
+    return swapins;
+}
+
 /* After a write: FUA, or too many unmaps waiting for a flush. */
 int coroutine_fn GRAPH_RDLOCK
 tsr_write_done(BlockDriverState *bs, BdrvRequestFlags flags,
@@ -485,10 +553,9 @@ tesseract_co_pwritev_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
     int64_t t0 = get_clock(), t1, t2;
     bool can_indirect = s->indirect && s->writable &&
                         bsst_store_has_page_source(s->store);
-    unsigned indirect = 0;
+    unsigned indirect;
     uint64_t swapins = 0, redirected = 0;
     BlockReq req;
-    guint i;
     int ret;
 
     if (!bsst_store_has_page_source(s->store) && !bsst_disk_busy(s->disk)) {
@@ -507,51 +574,9 @@ tesseract_co_pwritev_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
     pieces = g_array_new(false, false, sizeof(TsrPiece));
     tsr_plan_write(offset, bytes, qiov->iov, qiov->niov, qiov_offset,
                    can_indirect ? tsr_page_lookup : NULL, s->store, pieces);
-
-    /*
-     * Swapped-out pages become indirections: guest block -> the BSST
-     * block that already holds the page.  If that fails (log full...),
-     * the page takes the classic path and is written as data.
-     */
-    for (i = 0; i < pieces->len; i++) {
-        TsrPiece *p = &g_array_index(pieces, TsrPiece, i);
-        const void *host;
-        size_t eoff;
-        int e;
-
-        if (p->bblock == TSR_NO_BBLOCK) {
-            continue;
-        }
-        e = tsr_iov_locate(qiov->iov, qiov->niov, p->qiov_offset, &eoff);
-        host = (const uint8_t *)qiov->iov[e].iov_base + eoff;
-        ret = tsr_co_bind(bs);
-        if (ret >= 0) {
-            ret = bsst_disk_co_map(s->disk, p->offset >> TSR_BLOCK_BITS,
-                                   p->bblock);
-        }
-        trace_tesseract_write_indirect(bs, p->offset >> TSR_BLOCK_BITS,
-                                       p->bblock, ret);
-        bsst_store_page_unpin(s->store, host);
-        if (ret < 0) {
-            p->bblock = TSR_NO_BBLOCK;
-        } else {
-            indirect++;
-            if (!hosts) {
-                hosts = g_array_new(false, false, sizeof(const void *));
-            }
-            g_array_append_val(hosts, host);
-        }
-    }
+    indirect = tsr_indirect_pages(bs, pieces, qiov, &hosts);
     if (bsst_store_has_page_source(s->store)) {
-        /* what is written as data must be in RAM: swap it in first */
-        for (i = 0; i < pieces->len; i++) {
-            TsrPiece *p = &g_array_index(pieces, TsrPiece, i);
-
-            if (p->bblock == TSR_NO_BBLOCK) {
-                swapins += tsr_swapin_buffer(bs, qiov, p->qiov_offset,
-                                             p->bytes, false);
-            }
-        }
+        swapins = tsr_swapin_data(bs, pieces, qiov);
     }
     t1 = get_clock();
 

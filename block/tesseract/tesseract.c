@@ -62,6 +62,111 @@ static BlockdevOptions *tesseract_parse_options(QDict *options, Error **errp)
     return opts;
 }
 
+/* The guest image's file name, or else its node's name */
+static const char *tsr_image_name(BlockDriverState *bs)
+{
+    return bs->file->bs->filename[0] ? bs->file->bs->filename :
+           bdrv_get_device_or_node_name(bs->file->bs);
+}
+
+static int tsr_other_image(BlockDriverState *bs, const QemuUUID *bind,
+                           Error **errp)
+{
+    BDRVTesseractState *s = bs->opaque;
+    char ustr[UUID_STR_LEN];
+
+    qemu_uuid_unparse(bind, ustr);
+    error_setg(errp, "tesseract: disk-id '%s' of BSST node '%s' holds "
+               "indirections of another guest image (labelled %s); '%s' is "
+               "not that image (use another disk-id for it)", s->disk_id,
+               bsst_store_node_name(s->store), ustr, tsr_image_name(bs));
+    return -EINVAL;
+}
+
+/*
+ * Read the label in the last block of the guest image (@len bytes):
+ * *@labelled and *@l if there is a valid one.  A damaged label is an
+ * error, unless the binding is @pending (a crash came while it was
+ * written).
+ */
+static int GRAPH_RDLOCK tsr_read_label(BlockDriverState *bs, int64_t len,
+                                       bool pending, BsstLabel *l,
+                                       bool *labelled, Error **errp)
+{
+    g_autofree uint8_t *buf = NULL;
+    Error *local_err = NULL;
+    int ret;
+
+    *labelled = false;
+    if (len < 2 * TSR_BLOCK_SIZE || (len & (TSR_BLOCK_SIZE - 1))) {
+        return 0;
+    }
+    buf = qemu_blockalign(bs, TSR_BLOCK_SIZE);
+    ret = bdrv_pread(bs->file, len - TSR_BLOCK_SIZE, TSR_BLOCK_SIZE, buf, 0);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "tesseract: cannot read guest "
+                         "image '%s'", tsr_image_name(bs));
+        return ret;
+    }
+    ret = bsst_label_decode(buf, l, &local_err);
+    if (ret == -EIO && !pending) {
+        error_propagate_prepend(errp, local_err, "tesseract: guest image "
+                                "'%s': ", tsr_image_name(bs));
+        return ret;
+    }
+    error_free(local_err);
+    *labelled = ret == 0;
+    return 0;
+}
+
+/*
+ * The guest image (@len bytes) has label @l: it must be this store's and
+ * disk-id's, of the image's size, and (when the disk holds indirections)
+ * of the image the disk is bound to (@bound, to @bind).
+ */
+static int tsr_open_labelled(BlockDriverState *bs, int64_t len,
+                             const BsstLabel *l, bool bound,
+                             const QemuUUID *bind, Error **errp)
+{
+    BDRVTesseractState *s = bs->opaque;
+    const char *image = tsr_image_name(bs);
+    char ustr[UUID_STR_LEN];
+    QemuUUID store;
+
+    bsst_store_uuid(s->store, &store);
+    if (!qemu_uuid_is_equal(&l->store, &store) || strcmp(l->id, s->disk_id)) {
+        qemu_uuid_unparse(&l->store, ustr);
+        error_setg(errp, "tesseract: guest image '%s' belongs to disk-id "
+                   "'%s' of the BSST with UUID %s, which may hold part of "
+                   "its data: open it with that BSST and disk-id (or, if "
+                   "that BSST held none of its data, drop the label with "
+                   "'qemu-img resize --shrink IMAGE -4096')", image, l->id,
+                   ustr);
+        return -EINVAL;
+    }
+    if (ROUND_UP(l->size, TSR_BLOCK_SIZE) + TSR_BLOCK_SIZE != len) {
+        error_setg(errp, "tesseract: guest image '%s' was resized behind "
+                   "the tesseract node (its label says %" PRIu64
+                   " bytes, it has %" PRId64 ")", image, l->size,
+                   len - TSR_BLOCK_SIZE);
+        return -EINVAL;
+    }
+    s->visible = l->size;
+    if (bound && !qemu_uuid_is_equal(bind, &l->bind) &&
+        bsst_disk_busy(s->disk)) {
+        return tsr_other_image(bs, bind, errp);
+    }
+    s->labelled = true;
+    s->label_bind = l->bind;
+    /*
+     * Labelled but not bound: a crash came between the label and its
+     * BIND record, or the maps were empty.  Bound (logged) again at
+     * the first indirection.
+     */
+    s->bound = bound && qemu_uuid_is_equal(bind, &l->bind);
+    return 0;
+}
+
 /*
  * Check that the guest image is the one the disk's maps belong to (its
  * label), and find the size the guest sees.  An image labelled for
@@ -70,24 +175,19 @@ static BlockdevOptions *tesseract_parse_options(QDict *options, Error **errp)
 static int GRAPH_RDLOCK tsr_open_label(BlockDriverState *bs, Error **errp)
 {
     BDRVTesseractState *s = bs->opaque;
-    const char *image = bdrv_get_device_or_node_name(bs->file->bs);
-    g_autofree uint8_t *buf = NULL;
-    char ustr[UUID_STR_LEN];
-    QemuUUID store, bind;
+    QemuUUID bind;
     uint64_t bind_size;
     BsstLabel l;
-    bool bound, pending, labelled = false;
+    bool bound, pending, labelled;
     int64_t len;
     int ret;
 
-    image = bs->file->bs->filename[0] ? bs->file->bs->filename : image;
     len = bdrv_getlength(bs->file->bs);
     if (len < 0) {
         error_setg_errno(errp, -len, "tesseract: cannot get the size of "
-                         "guest image '%s'", image);
+                         "guest image '%s'", tsr_image_name(bs));
         return len;
     }
-    bsst_store_uuid(s->store, &store);
     bound = bsst_disk_binding(s->disk, &bind, &bind_size);
     /*
      * The binding order (tsr_co_bind): BIND durable in the BSST, then the
@@ -97,25 +197,9 @@ static int GRAPH_RDLOCK tsr_open_label(BlockDriverState *bs, Error **errp)
      */
     pending = bound && !qemu_uuid_is_null(&bind) &&
               len == ROUND_UP(bind_size, TSR_BLOCK_SIZE) + TSR_BLOCK_SIZE;
-    if (len >= 2 * TSR_BLOCK_SIZE && !(len & (TSR_BLOCK_SIZE - 1))) {
-        Error *local_err = NULL;
-
-        buf = qemu_blockalign(bs, TSR_BLOCK_SIZE);
-        ret = bdrv_pread(bs->file, len - TSR_BLOCK_SIZE, TSR_BLOCK_SIZE,
-                         buf, 0);
-        if (ret < 0) {
-            error_setg_errno(errp, -ret, "tesseract: cannot read guest "
-                             "image '%s'", image);
-            return ret;
-        }
-        ret = bsst_label_decode(buf, &l, &local_err);
-        if (ret == -EIO && !pending) {
-            error_propagate_prepend(errp, local_err, "tesseract: guest image "
-                                    "'%s': ", image);
-            return ret;
-        }
-        error_free(local_err);
-        labelled = ret == 0;
+    ret = tsr_read_label(bs, len, pending, &l, &labelled, errp);
+    if (ret < 0) {
+        return ret;
     }
     if (!labelled && pending) {
         /* the label was never completely written: write it at binding */
@@ -126,60 +210,24 @@ static int GRAPH_RDLOCK tsr_open_label(BlockDriverState *bs, Error **errp)
     }
     s->visible = len;
     if (labelled) {
-        if (!qemu_uuid_is_equal(&l.store, &store) ||
-            strcmp(l.id, s->disk_id)) {
-            qemu_uuid_unparse(&l.store, ustr);
-            error_setg(errp, "tesseract: guest image '%s' belongs to disk-id "
-                       "'%s' of the BSST with UUID %s, which may hold part of "
-                       "its data: open it with that BSST and disk-id (or, if "
-                       "that BSST held none of its data, drop the label with "
-                       "'qemu-img resize --shrink IMAGE -4096')", image, l.id,
-                       ustr);
-            return -EINVAL;
-        }
-        if (ROUND_UP(l.size, TSR_BLOCK_SIZE) + TSR_BLOCK_SIZE != len) {
-            error_setg(errp, "tesseract: guest image '%s' was resized behind "
-                       "the tesseract node (its label says %" PRIu64
-                       " bytes, it has %" PRId64 ")", image, l.size,
-                       len - TSR_BLOCK_SIZE);
-            return -EINVAL;
-        }
-        s->visible = l.size;
-        if (bound && !qemu_uuid_is_equal(&bind, &l.bind) &&
-            bsst_disk_busy(s->disk)) {
-            goto other_image;
-        }
-        s->labelled = true;
-        s->label_bind = l.bind;
-        /*
-         * Labelled but not bound: a crash came between the label and its
-         * BIND record, or the maps were empty.  Bound (logged) again at
-         * the first indirection.
-         */
-        s->bound = bound && qemu_uuid_is_equal(&bind, &l.bind);
-    } else if (bound && bsst_disk_busy(s->disk)) {
+        return tsr_open_labelled(bs, len, &l, bound, &bind, errp);
+    }
+    if (bound && bsst_disk_busy(s->disk)) {
         if (!qemu_uuid_is_null(&bind)) {
-            goto other_image;
+            return tsr_other_image(bs, &bind, errp);
         }
         if (bind_size != len) {
             error_setg(errp, "tesseract: disk-id '%s' of BSST node '%s' holds "
                        "indirections of a guest image of %" PRIu64 " bytes; "
                        "'%s' has %" PRId64, s->disk_id,
-                       bsst_store_node_name(s->store), bind_size, image, len);
+                       bsst_store_node_name(s->store), bind_size,
+                       tsr_image_name(bs), len);
             return -EINVAL;
         }
         s->bound = true;
     }
     /* else: nothing of an image is in the BSST yet; bound when it is */
     return 0;
-
-other_image:
-    qemu_uuid_unparse(&bind, ustr);
-    error_setg(errp, "tesseract: disk-id '%s' of BSST node '%s' holds "
-               "indirections of another guest image (labelled %s); '%s' is "
-               "not that image (use another disk-id for it)", s->disk_id,
-               bsst_store_node_name(s->store), ustr, image);
-    return -EINVAL;
 }
 
 /* Grow the image (*@grown: it has its label block) and write the label */
@@ -300,28 +348,11 @@ static int tsr_open_failed(BDRVTesseractState *s)
     return -EINVAL;
 }
 
-static int tesseract_open(BlockDriverState *bs, QDict *options, int flags,
-                          Error **errp)
+/* The guest image ("file") and the BSST ("bsst") children */
+static int tsr_open_children(BlockDriverState *bs, QDict *options,
+                             Error **errp)
 {
     BDRVTesseractState *s = bs->opaque;
-    g_autoptr(BlockdevOptions) full_opts = NULL;
-    BlockdevOptionsTesseract *opts;
-    int i, ret;
-
-    full_opts = tesseract_parse_options(options, errp);
-    if (!full_opts) {
-        return -EINVAL;
-    }
-    assert(full_opts->driver == BLOCKDEV_DRIVER_TESSERACT);
-    opts = &full_opts->u.tesseract;
-
-    if (opts->disk_id &&
-        !bsst_disk_id_valid(opts->disk_id, strlen(opts->disk_id))) {
-        error_setg(errp, "tesseract: invalid disk-id '%s': use 1 to %d "
-                   "characters from [A-Za-z0-9._-]", opts->disk_id,
-                   BSST_DISK_ID_LEN_MAX);
-        return -EINVAL;
-    }
 
     bs->file = bdrv_open_child(NULL, options, "file", bs, &child_of_bds,
                                BDRV_CHILD_DATA | BDRV_CHILD_PRIMARY,
@@ -341,18 +372,18 @@ static int tesseract_open(BlockDriverState *bs, QDict *options, int flags,
                    "nodes (both are '%s')", bdrv_get_node_name(bs->file->bs));
         return -EINVAL;
     }
+    return 0;
+}
 
-    s->disk_id = g_strdup(opts->disk_id ?: "default");
-    s->indirect = opts->has_indirect ? opts->indirect : true;
-    s->defrag = opts->has_defrag ? opts->defrag : TESSERACT_DEFRAG_POLICY_OFF;
-    s->writable = (flags & BDRV_O_RDWR) && !(flags & BDRV_O_INACTIVE);
-    qemu_co_mutex_init(&s->merge_lock);
-    qemu_co_mutex_init(&s->req_lock);
-    QLIST_INIT(&s->reqs);
-    qemu_mutex_init(&s->stats_lock);
-    for (i = 0; i < TSR_PATH__MAX; i++) {
-        tsr_hist_init(&s->hist[i]);
-    }
+/*
+ * Block migration, open the store and the disk, check the guest image's
+ * label.  On failure, undoes all of it and what tesseract_open() set up
+ * before (tsr_open_failed()).
+ */
+static int tsr_open_store(BlockDriverState *bs, int flags, Error **errp)
+{
+    BDRVTesseractState *s = bs->opaque;
+    int ret;
 
     /*
      * The store keeps its log tail and maps in memory and cannot hand
@@ -390,6 +421,53 @@ static int tesseract_open(BlockDriverState *bs, QDict *options, int flags,
         s->store = NULL;
         tsr_del_blocker(s);
         tsr_open_failed(s);
+        return ret;
+    }
+    return 0;
+}
+
+static int tesseract_open(BlockDriverState *bs, QDict *options, int flags,
+                          Error **errp)
+{
+    BDRVTesseractState *s = bs->opaque;
+    g_autoptr(BlockdevOptions) full_opts = NULL;
+    BlockdevOptionsTesseract *opts;
+    int i, ret;
+
+    full_opts = tesseract_parse_options(options, errp);
+    if (!full_opts) {
+        return -EINVAL;
+    }
+    assert(full_opts->driver == BLOCKDEV_DRIVER_TESSERACT);
+    opts = &full_opts->u.tesseract;
+
+    if (opts->disk_id &&
+        !bsst_disk_id_valid(opts->disk_id, strlen(opts->disk_id))) {
+        error_setg(errp, "tesseract: invalid disk-id '%s': use 1 to %d "
+                   "characters from [A-Za-z0-9._-]", opts->disk_id,
+                   BSST_DISK_ID_LEN_MAX);
+        return -EINVAL;
+    }
+
+    ret = tsr_open_children(bs, options, errp);
+    if (ret < 0) {
+        return ret;
+    }
+
+    s->disk_id = g_strdup(opts->disk_id ?: "default");
+    s->indirect = opts->has_indirect ? opts->indirect : true;
+    s->defrag = opts->has_defrag ? opts->defrag : TESSERACT_DEFRAG_POLICY_OFF;
+    s->writable = (flags & BDRV_O_RDWR) && !(flags & BDRV_O_INACTIVE);
+    qemu_co_mutex_init(&s->merge_lock);
+    qemu_co_mutex_init(&s->req_lock);
+    QLIST_INIT(&s->reqs);
+    qemu_mutex_init(&s->stats_lock);
+    for (i = 0; i < TSR_PATH__MAX; i++) {
+        tsr_hist_init(&s->hist[i]);
+    }
+
+    ret = tsr_open_store(bs, flags, errp);
+    if (ret < 0) {
         return ret;
     }
 
