@@ -19,8 +19,11 @@
 #ifndef BLOCK_TESSERACT_SPLIT_H
 #define BLOCK_TESSERACT_SPLIT_H
 
-#define TSR_BLOCK_BITS 12
+#include "bsst-format.h"
+
+#define TSR_BLOCK_BITS BSST_BLOCK_BITS
 #define TSR_BLOCK_SIZE (1u << TSR_BLOCK_BITS)
+QEMU_BUILD_BUG_ON(TSR_BLOCK_SIZE != BSST_BLOCK_SIZE);
 #define TSR_NO_BBLOCK UINT32_MAX
 
 typedef struct TsrPiece {
