@@ -164,8 +164,8 @@ static uint64_t tsr_bsst_load(BDRVTesseractState *s)
 
 /*
  * defrag=auto: copy a few indirected blocks back into the guest image,
- * stopping as soon as the guest's own I/O picks up (the seed's future
- * work: throttle defragmentation by disk load).
+ * stopping as soon as the guest's own I/O picks up (Tesseract (VEE 2014),
+ * future work: throttle defragmentation by disk load).
  */
 static void coroutine_fn tsr_auto_co(void *opaque)
 {

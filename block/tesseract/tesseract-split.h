@@ -11,9 +11,9 @@
  * that become indirections: a page qualifies when it covers a whole,
  * aligned guest block, its buffer is one page-aligned stretch of one
  * iovec element, and the page source says that host page is swapped out
- * (the seed's "rewrite the scatter-gather list").  A read is cut into
- * pieces read from the guest image and pieces read from BSST blocks
- * (the seed's "split the original scatter-gather list").
+ * (Tesseract (VEE 2014): "rewrite the scatter-gather list").  A read is
+ * cut into pieces read from the guest image and pieces read from BSST
+ * blocks ("split the original scatter-gather list").
  */
 
 #ifndef BLOCK_TESSERACT_SPLIT_H

@@ -52,8 +52,8 @@ typedef struct TsrPageWalk {
 
 /*
  * The read overwrites these whole, aligned host pages: a swapped-out one
- * need not be read back from the BSST (the seed's stale and false swap
- * reads).
+ * need not be read back from the BSST (the stale and false swap reads of
+ * Tesseract (VEE 2014)).
  */
 static void tsr_cancel_stretch(void *opaque, uint8_t *base, size_t len)
 {
