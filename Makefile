@@ -7,6 +7,11 @@ QEMU_BINS  := qemu-system-x86_64 qemu-img qemu-io qemu-nbd \
               storage-daemon/qemu-storage-daemon
 UNIT_TESTS := $(patsubst tests/unit/%.c,tests/unit/tesseract/%,\
                 $(wildcard tests/unit/test-*.c))
+# make install PREFIX=... [DESTDIR=...]: the binaries and the docs
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+DOCDIR     ?= $(PREFIX)/share/doc/tesseract-qemu
+DOC_FILES  := README.md $(wildcard docs/*.md docs/*/*.rst) bench/README.md
 # the unit tests again, under ASan and UBSan
 UNIT_TESTS_SAN := $(UNIT_TESTS:%=%-san)
 TEST_BINS  := $(UNIT_TESTS) $(UNIT_TESTS_SAN) tests/qtest/tesseract-test \
@@ -14,7 +19,7 @@ TEST_BINS  := $(UNIT_TESTS) $(UNIT_TESTS_SAN) tests/qtest/tesseract-test \
               tests/qtest/tesseract-crash
 
 .PHONY: configure-now all check check-unit check-qtest check-iotests check-guest \
-        check-crash check-fuzz check-long demo \
+        check-crash check-fuzz check-long demo install \
         bench bench-io bench-open check-sanitizers clean distclean help
 
 all: $(BUILD)/.tesseract-configured
@@ -80,6 +85,21 @@ bench-open: all
 bench: all
 	bench/run.sh
 
+# Installs what 'make' built (it does not build: run 'make' first), the
+# binaries under their own names (qemu-storage-daemon without its
+# directory) and the docs with their tree, so that their links still work.
+install:
+	@for b in $(QEMU_BINS); do \
+	    [ -x "$(BUILD)/$$b" ] || { echo "make install: $(BUILD)/$$b is missing: run 'make' first" >&2; exit 1; }; \
+	done
+	install -d "$(DESTDIR)$(BINDIR)"
+	for b in $(QEMU_BINS); do \
+	    install -m 0755 "$(BUILD)/$$b" "$(DESTDIR)$(BINDIR)/$$(basename $$b)" || exit 1; \
+	done
+	for f in $(DOC_FILES); do \
+	    install -D -m 0644 "$$f" "$(DESTDIR)$(DOCDIR)/$$f" || exit 1; \
+	done
+
 clean:
 	$(NINJA) -C $(BUILD) clean
 
@@ -92,6 +112,7 @@ help:
 	@echo "make check-long the long campaigns (fuzzing, crash states, soaks)"
 	@echo "make check-sanitizers  qtest and iotest on an ASan+UBSan QEMU (build-san/)"
 	@echo "make demo       boot a small guest through a tesseract node"
+	@echo "make install    install the binaries and docs (PREFIX=/usr/local, DESTDIR)"
 	@echo "make bench-io   qemu-img bench: tesseract node vs plain qcow2"
 	@echo "make bench-open time opening a BSST of 1M indirections"
 	@echo "make distclean  remove build/ and qemu/ (the download cache stays)"

@@ -704,12 +704,12 @@ def report_header(summary, mode, env):
                 "holds %s MiB (allocated before jbb starts, so the guest "
                 "pages it out while jbb builds its heap)" % env["memhog_mib"]
                 if env.get("memhog_start_s") is None else
-                "inflates by %s MiB %s, as the seed's memhog did (the "
+                "inflates by %s MiB %s, as the paper's memhog did (the "
                 "guest's paging, and the double paging, fall into the "
                 "measured scores)"
                 % (env["memhog_mib"],
                    "as the measurement starts, right after jbb built its "
-                   "heap under the swapper's limit (the seed's two phases: "
+                   "heap under the swapper's limit (the paper's two phases: "
                    "the hypervisor swaps first, then the guest pages)"
                    if env["memhog_start_s"] == 0 else
                    "%s s into the measurement" % env["memhog_start_s"])))
@@ -721,7 +721,7 @@ def report_header(summary, mode, env):
              "measured in the nooc run). ssd = %s. hdd = %s.%s Extra guest "
              "kernel command line: `%s`."
              % (env["limit_mib"], env["ssd"], env["throttle"],
-                " hybrid = the seed's \"BSST placed on an SSD\": the guest's "
+                " hybrid = the paper's \"BSST placed on an SSD\": the guest's "
                 "images on the hdd model, the BSST (stock: the host swap) as "
                 "in ssd." if any(v["disk"] == "hybrid" for v in summary.values())
                 else "", env["guest_append"]))

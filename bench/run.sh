@@ -29,13 +29,13 @@
 #                      (Tesseract's 27-31 s): a 30 s window cut the
 #                      baseline's paging off and left it after the
 #                      measurement, so the two sides' scores covered
-#                      different parts of the same work (session 12)
+#                      different parts of the same work
 #   --rounds N         run every scenario N times and report the medians,
 #                      each round, and the --together pairs (full mode
 #                      default 4: single runs vary by +-30% on their own,
 #                      and the machine's speed drifts besides; with 2, the
 #                      ssd model's pauses came out either way from one run
-#                      to the next (session 15); keep it a multiple of the
+#                      to the next; keep it a multiple of the
 #                      host CPUs the pairs rotate over, so the report's
 #                      geometric mean of the pairs' ratios gives each side
 #                      each CPU equally often)
@@ -73,7 +73,7 @@
 # 100 ms, and memhog allocates 96 MiB.  The guest has ~172 MiB for the two
 # once its own memory is counted.  In the full mode memhog inflates as
 # jbb's measurement starts (BENCH_MEMHOG_START, default 0 s), right after
-# jbb built its heap under the swapper's limit: the seed's two phases (the
+# jbb built its heap under the swapper's limit: the paper's two phases (the
 # hypervisor swaps first, then the guest pages).  The guest pages jbb's
 # colder objects out to make room, the swapper already holds many of them
 # (double paging), and jbb then pages them back; all of it in the
@@ -85,7 +85,8 @@
 # init_on_alloc=0 (BENCH_APPEND): Debian's kernels zero every page they
 # allocate, which would fault in a host-swapped page just before a swap-in
 # read overwrites it whole and hide the swapper's cancelled swap-ins.
-# Host overcommit is 10% as in the seed (the swapper's limit 230 of 256 MiB).
+# Host overcommit is 10% as in Tesseract (VEE 2014) (the swapper's limit 230
+# of 256 MiB).
 # Scenarios:
 #   nooc              swapper limit = guest RAM (no host overcommit)
 #   baseline          swapper limit 230M, indirect=off
@@ -150,10 +151,10 @@ SWAP_DISK=512M
 # 512 MiB: 5x what the busiest run uses; opening a new BSST reads it all
 # (the blank check), which on hdd costs BSST_SIZE / HDD_BPS seconds
 BSST_SIZE=512M
-# The BSST is a raw image, a flat swap space as the seed's was;
+# The BSST is a raw image, a flat swap space as the paper's was;
 # BENCH_BSST_FORMAT=qcow2 gives a qcow2 one (make check's swap-qcow2-test
-# swaps to one; it deadlocked QEMU before the swapper's reads went to the
-# host file directly, see tests/guest/swap-test.sh).
+# swaps to one: the swapper's fault reads go to the BSST's host file
+# directly, past qcow2, see tests/guest/swap-qcow2-test.sh).
 BSST_FORMAT=${BENCH_BSST_FORMAT:-raw}
 # The BSST is written in full when created (qemu-img preallocation=full,
 # BENCH_BSST_PREALLOC overrides), as a hypervisor's swap space is: on a
@@ -221,9 +222,9 @@ fi
 # overcommit).  The swapper then takes the pages the guest does not touch,
 # as a hypervisor with access bits does, and it must take some the guest
 # still uses, which the guest then swaps out itself: double paging.  At
-# 230 MiB (the seed's 10%) policy=access finds enough untouched pages and
+# 230 MiB (the paper's 10%) policy=access finds enough untouched pages and
 # the guest never writes one the swapper holds (no double paging to
-# measure); with policy=random (the seed's ESX) at 230 MiB it does, among
+# measure); with policy=random (the paper's ESX) at 230 MiB it does, among
 # ~15k faults on hot pages.  The quick mode (a corruption check in 'make
 # check') keeps random at 230 MiB.  BENCH_LIMIT_MIB / BENCH_POLICY
 # override.
@@ -233,12 +234,12 @@ else
     LIMIT_MIB=${BENCH_LIMIT_MIB:-180}; POLICY=${BENCH_POLICY:-access}
 fi
 LIMIT=${LIMIT_MIB}M
-# When memhog inflates: the full mode (the report) as the seed's did,
+# When memhog inflates: the full mode (the report) as the paper's did,
 # while jbb is being measured, BENCH_MEMHOG_START (0) seconds into it, so
 # the guest's paging and the double paging fall into the measured scores
-# (until session 14 the default was 2 s: jbb ran alone first, those 2 s
-# carried half of all transactions and no double paging, and jbb's faults
-# brought back many of the pages the swapper held before the guest paged);
+# (with memhog 2 s in, jbb runs alone first, those 2 s carry half of all
+# transactions and no double paging, and jbb's faults bring back many of
+# the pages the swapper held before the guest paged);
 # the quick mode (and BENCH_MEMHOG_START=before) before jbb starts, so the
 # guest pages memhog out while jbb builds its heap, outside the
 # measurement.
@@ -507,7 +508,7 @@ run_one() {  # DISK SCENARIO ROUND [CPUS [TOGETHER-WITH [CPU-CGROUP]]]
         cg_max=$(cat "$MEMCG/memory.max_usage_in_bytes" 2>/dev/null || true)
         cg_fail=$(cat "$MEMCG/memory.failcnt" 2>/dev/null || true)
         # the kernel's OOM killer in the memory cgroup (killed QEMU in 2
-        # of 6 stock runs of one full run in session 12): a result of
+        # of 6 stock runs of one full run): a result of
         # host swapping, not of the harness
         cg_oom=$(awk '$1 == "oom_kill" { print $2 }' "$MEMCG/memory.oom_control" 2>/dev/null || true)
         host_swap_off

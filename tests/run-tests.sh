@@ -9,15 +9,15 @@
 #
 # Suites: foundation unit qtest iotests guest (the default set, with the
 # script suites below), and script suites: every executable
-# tests/SUITE/*-test.sh prints TAP.  'crash' and 'fuzz' run in 'make
-# check'; 'long' holds the campaigns of 'make check-long' (tens of
+# tests/SUITE/*-test.sh prints TAP.  'docs', 'crash' and 'fuzz' run in
+# 'make check'; 'long' holds the campaigns of 'make check-long' (tens of
 # minutes each), which CI does not run.
 set -uo pipefail
 
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 # TESSERACT_BUILD: another build directory (make check-sanitizers)
 BUILD="${TESSERACT_BUILD:-$TOP/build}"
-SUITES=${*:-foundation unit qtest iotests guest crash fuzz}
+SUITES=${*:-foundation docs unit qtest iotests guest crash fuzz}
 LOG_DIR="$BUILD/tesseract-test-logs"
 mkdir -p "$LOG_DIR"
 
@@ -56,12 +56,15 @@ run_tap() {  # label log command...
     fi
 }
 
-# The foundation's promises: nothing to rebuild after a build, no QEMU
-# source in git, a missing bsst named in the error.
-suite_foundation() {
+# make was just run by 'make check': a second one must have nothing to do.
+# Another tree's build (TESSERACT_BUILD) is not this tree's make.
+foundation_second_make() {
     local n t0 t1 out
 
-    # make was just run by 'make check': a second one must have nothing to do
+    if [ "$BUILD" != "$TOP/build" ]; then
+        result skip "second make: TESSERACT_BUILD is not this tree's build/"
+        return
+    fi
     t0=$(date +%s%N)
     out=$(make -C "$TOP" 2>&1)
     t1=$(date +%s%N)
@@ -76,6 +79,15 @@ suite_foundation() {
     else
         result fail "second make took $(( (t1 - t0) / 1000000 )) ms"
     fi
+}
+
+# The foundation's promises: nothing to rebuild after a build, no QEMU
+# source in git, a missing bsst named in the error, a repository that
+# speaks of the software only.
+suite_foundation() {
+    local out
+
+    foundation_second_make
     if [ "$(git -C "$TOP" ls-files qemu | wc -l)" -eq 0 ] && \
        [ "$(git -C "$TOP" ls-files | grep -vE '^(hw/mem/tesseract|block/tesseract|tests|bench|docs|patches|qapi/tesseract|\.ci|\.gitignore|configure|Makefile|README)' | wc -l)" -eq 0 ]; then
         result ok "git holds only the project's own files (no QEMU source)"
@@ -89,6 +101,14 @@ suite_foundation() {
         result ok "missing bsst is refused naming the option"
     else
         result fail "missing bsst: unexpected result: $out"
+    fi
+    # no development history, no nickname for the paper, no paths of one
+    # machine's directories (tests/docs/check-text.py says what it matches)
+    if out=$(/usr/bin/python3 "$TOP/tests/docs/check-text.py" "$TOP" 2>&1); then
+        result ok "tracked text speaks of the software only"
+    else
+        result fail "tracked text: $(echo "$out" | wc -l) lines name history, the paper's nickname or outside paths"
+        sed 's/^/    | /' <<< "$out"
     fi
 }
 
@@ -158,8 +178,8 @@ suite_scripts() {  # suite
 for s in $SUITES; do
     case "$s" in
     foundation|unit|qtest|iotests|guest) echo "== $s"; "suite_$s" ;;
-    crash|fuzz|long) echo "== $s"; suite_scripts "$s" ;;
-    *) echo "run-tests: unknown suite '$s' (foundation, unit, qtest, iotests, guest, crash, fuzz, long)" >&2; exit 2 ;;
+    docs|crash|fuzz|long) echo "== $s"; suite_scripts "$s" ;;
+    *) echo "run-tests: unknown suite '$s' (foundation, docs, unit, qtest, iotests, guest, crash, fuzz, long)" >&2; exit 2 ;;
     esac
 done
 

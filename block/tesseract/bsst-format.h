@@ -167,13 +167,24 @@
  *    64     disk-id bytes; the rest of the block is zero
  */
 
+/*
+ * The one block size: of the BSST, of a guest block that an indirection
+ * names, and of a page the swapper moves.  The driver's TSR_BLOCK_BITS
+ * (tesseract-split.h) is defined from it.
+ */
+#define BSST_BLOCK_BITS 12
 #define BSST_BLOCK_SIZE 4096
+QEMU_BUILD_BUG_ON(BSST_BLOCK_SIZE != 1 << BSST_BLOCK_BITS);
 #define BSST_FORMAT_VERSION 1
 #define BSST_MAGIC "TSRBSST"            /* 8 bytes with the NUL */
 #define BSST_LOG_MAGIC 0x4c525354u      /* "TSRL" */
 #define BSST_CKPT_MAGIC 0x43525354u     /* "TSRC" */
 #define BSST_MAX_DISKS 256
+/* Room the DISK items keep for an id (the checkpoint areas fit it) */
 #define BSST_DISK_ID_MAX 255
+/* What a disk-id may be: see bsst_disk_id_valid() */
+#define BSST_DISK_ID_LEN_MAX 63
+QEMU_BUILD_BUG_ON(BSST_DISK_ID_LEN_MAX > BSST_DISK_ID_MAX);
 
 /* Incompatible feature flags this code knows (see the format above) */
 #define BSST_FEATURE_DURABLE_MARKS 1u
@@ -324,8 +335,8 @@ typedef enum BsstReplayStop {
 typedef struct BsstReplay {
     uint64_t max_epoch;     /* superblock generation */
     uint64_t next_seq;      /* next record expected, then to be written */
-    uint64_t epoch;         /* epoch of the last record applied (at first:
-                             * the superblock's log epoch) */
+    /* epoch of the last record applied (at first: the superblock's) */
+    uint64_t epoch;
     uint64_t records;       /* records applied */
     uint32_t blocks;        /* blocks fed */
     uint32_t end_block;     /* block (from the head) where appending goes */
@@ -431,5 +442,13 @@ int bsst_label_decode(const uint8_t *block, BsstLabel *l, Error **errp);
 
 /* Chain the CRC of @len bytes onto @crc (start from 0). */
 uint32_t bsst_crc_chain(uint32_t crc, const void *buf, size_t len);
+
+/*
+ * Is @id (@len bytes, no NUL needed) a valid disk-id: 1 to
+ * BSST_DISK_ID_LEN_MAX characters from [A-Za-z0-9._-]?  The one rule: of
+ * the tesseract driver's disk-id option, of the encoders, and of the
+ * decoders (an id outside it in a record or label is damage).
+ */
+bool bsst_disk_id_valid(const char *id, size_t len);
 
 #endif

@@ -419,6 +419,77 @@ static BsstMap *bsst_map_copy_with_deferred(const BsstMap *map,
 }
 
 /*
+ * The disks a checkpoint holds, into @disks (store lock held): each map,
+ * or a copy of it with the disk's deferred unmaps (in @temps, *@ntemps of
+ * them, for the caller to free).  Returns the number of disks.
+ */
+static unsigned bsst_ckpt_disks_locked(BsstStore *s, BsstCkptDisk *disks,
+                                       BsstMap **temps, unsigned *ntemps)
+{
+    unsigned ndisks = 0, i;
+
+    for (i = 0; i < BSST_MAX_DISKS; i++) {
+        BsstDisk *d = s->disks[i].open;
+        const BsstMap *map = s->disks[i].map;
+
+        if (!s->disks[i].id) {
+            continue;
+        }
+        if (d && g_hash_table_size(d->deferred)) {
+            temps[*ntemps] = bsst_map_copy_with_deferred(map, d->deferred);
+            map = temps[(*ntemps)++];
+        }
+        disks[ndisks++] = (BsstCkptDisk) {
+            .index = i, .id = s->disks[i].id, .map = map,
+            .bind = s->disks[i].bound ? &s->disks[i].bind : NULL,
+            .size = s->disks[i].bind_size,
+        };
+    }
+    return ndisks;
+}
+
+/*
+ * Write checkpoint @ckpt (@sb's, in area sb->ckpt_area) and @sb, in
+ * bsst_log_co_checkpoint()'s order: flush the data the records before it
+ * name; write those records' blocks, @sealed (the old superblock still
+ * needs them); write the checkpoint; flush; write the superblock; flush.
+ */
+static int coroutine_fn bsst_co_write_checkpoint(BsstStore *s,
+                                                 GQueue *sealed,
+                                                 const BsstSuperblock *sb,
+                                                 const uint8_t *ckpt)
+{
+    g_autofree uint8_t *sbuf = NULL;
+    int ret;
+
+    ret = blk_co_flush(s->blk);
+    if (ret >= 0) {
+        ret = bsst_co_write_log_blocks(s, sealed);
+    }
+    if (ret >= 0) {
+        ret = blk_co_pwrite(s->blk,
+                            sb->layout.ckpt_start[sb->ckpt_area] *
+                            BSST_BLOCK_SIZE,
+                            (int64_t)sb->ckpt_blocks * BSST_BLOCK_SIZE, ckpt,
+                            0);
+    }
+    if (ret >= 0) {
+        ret = blk_co_flush(s->blk);
+    }
+    if (ret >= 0) {
+        sbuf = qemu_blockalign(s->bs, BSST_BLOCK_SIZE);
+        bsst_sb_encode(sb, sbuf);
+        ret = blk_co_pwrite(s->blk,
+                            bsst_sb_slot(sb->generation) * BSST_BLOCK_SIZE,
+                            BSST_BLOCK_SIZE, sbuf, 0);
+    }
+    if (ret >= 0) {
+        ret = blk_co_flush(s->blk);
+    }
+    return ret;
+}
+
+/*
  * Dump every map as a checkpoint and make it current: the log before it
  * is then free.  Order: flush the data the records before it name; write
  * those records' blocks (the old superblock still needs them); write the
@@ -432,11 +503,10 @@ int coroutine_fn bsst_log_co_checkpoint(BsstStore *s)
     BsstMap *temps[BSST_MAX_DISKS];
     unsigned ntemps = 0;
     CkptBuf cb = { .data = g_byte_array_new() };
-    g_autofree uint8_t *sbuf = NULL;
     GQueue sealed = G_QUEUE_INIT;
     BsstSuperblock sb;
     uint32_t nblocks = 0, crc = 0, area;
-    unsigned ndisks = 0, i;
+    unsigned ndisks, i;
     Error *local_err = NULL;
     int ret;
 
@@ -455,23 +525,7 @@ int coroutine_fn bsst_log_co_checkpoint(BsstStore *s)
          */
         bsst_log_push_tail_locked(s);
     }
-    for (i = 0; i < BSST_MAX_DISKS; i++) {
-        BsstDisk *d = s->disks[i].open;
-        const BsstMap *map = s->disks[i].map;
-
-        if (!s->disks[i].id) {
-            continue;
-        }
-        if (d && g_hash_table_size(d->deferred)) {
-            temps[ntemps] = bsst_map_copy_with_deferred(map, d->deferred);
-            map = temps[ntemps++];
-        }
-        disks[ndisks++] = (BsstCkptDisk) {
-            .index = i, .id = s->disks[i].id, .map = map,
-            .bind = s->disks[i].bound ? &s->disks[i].bind : NULL,
-            .size = s->disks[i].bind_size,
-        };
-    }
+    ndisks = bsst_ckpt_disks_locked(s, disks, temps, &ntemps);
     sb = s->sb;
     area = 1 - sb.ckpt_area;
     ret = bsst_ckpt_encode(disks, ndisks, s->cur.seq,
@@ -497,29 +551,7 @@ int coroutine_fn bsst_log_co_checkpoint(BsstStore *s)
         error_report_err(local_err);
         goto fail;
     }
-    ret = blk_co_flush(s->blk);
-    if (ret >= 0) {
-        ret = bsst_co_write_log_blocks(s, &sealed);
-    }
-    if (ret >= 0) {
-        ret = blk_co_pwrite(s->blk,
-                            sb.layout.ckpt_start[area] * BSST_BLOCK_SIZE,
-                            (int64_t)nblocks * BSST_BLOCK_SIZE, cb.data->data,
-                            0);
-    }
-    if (ret >= 0) {
-        ret = blk_co_flush(s->blk);
-    }
-    if (ret >= 0) {
-        sbuf = qemu_blockalign(s->bs, BSST_BLOCK_SIZE);
-        bsst_sb_encode(&sb, sbuf);
-        ret = blk_co_pwrite(s->blk,
-                            bsst_sb_slot(sb.generation) * BSST_BLOCK_SIZE,
-                            BSST_BLOCK_SIZE, sbuf, 0);
-    }
-    if (ret >= 0) {
-        ret = blk_co_flush(s->blk);
-    }
+    ret = bsst_co_write_checkpoint(s, &sealed, &sb, cb.data->data);
     if (ret < 0) {
         error_report("BSST node '%s': checkpoint failed: %s; no further "
                      "metadata is written", s->node_name, strerror(-ret));

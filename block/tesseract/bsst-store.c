@@ -429,6 +429,42 @@ static uint32_t bsst_discard_blocks(BlockDriverState *bs)
     return n;
 }
 
+/*
+ * Load the BSST image of @len bytes (leniently for a @check), or format
+ * it if it is blank
+ */
+static int bsst_store_load(BsstStore *s, int64_t len, bool check,
+                           Error **errp)
+{
+    g_auto(BsstLoad) ld = { 0 };
+    int ret;
+
+    if (check) {
+        ret = bsst_load_lenient(&ld, len / BSST_BLOCK_SIZE, bsst_load_read, s,
+                                errp);
+    } else {
+        ret = bsst_load(&ld, len / BSST_BLOCK_SIZE, bsst_load_read, s, errp);
+    }
+    if (ret == BSST_SB_BLANK) {
+        ret = bsst_image_is_blank(s, len, errp);
+        if (ret == 0) {
+            error_setg(errp, "not a BSST image: it has no BSST superblock "
+                       "but is not blank; refusing to format it (use a new "
+                       "image from 'qemu-img create')");
+            ret = -EINVAL;
+        }
+        if (ret < 0) {
+            return ret;
+        }
+        ret = bsst_format(s, len / BSST_BLOCK_SIZE, errp);
+    } else if (ret == BSST_SB_FOUND) {
+        trace_bsst_open(s->node_name, ret, ld.sb.generation,
+                        ld.replay.records, ld.replay.why ?: "");
+        ret = bsst_adopt(s, &ld, errp);
+    }
+    return ret;
+}
+
 BsstStore *bsst_store_get(BlockDriverState *bs, bool writable, Error **errp)
 {
     return bsst_store_open(bs, writable, false, errp);
@@ -438,7 +474,6 @@ BsstStore *bsst_store_open(BlockDriverState *bs, bool writable, bool check,
                            Error **errp)
 {
     BsstStore *s = bsst_store_find(bs);
-    g_auto(BsstLoad) ld = { 0 };
     uint64_t perm = BLK_PERM_CONSISTENT_READ;
     int64_t len;
     int ret;
@@ -491,29 +526,7 @@ BsstStore *bsst_store_open(BlockDriverState *bs, bool writable, bool check,
         goto fail;
     }
 
-    if (check) {
-        ret = bsst_load_lenient(&ld, len / BSST_BLOCK_SIZE, bsst_load_read, s,
-                                errp);
-    } else {
-        ret = bsst_load(&ld, len / BSST_BLOCK_SIZE, bsst_load_read, s, errp);
-    }
-    if (ret == BSST_SB_BLANK) {
-        ret = bsst_image_is_blank(s, len, errp);
-        if (ret == 0) {
-            error_setg(errp, "not a BSST image: it has no BSST superblock "
-                       "but is not blank; refusing to format it (use a new "
-                       "image from 'qemu-img create')");
-            ret = -EINVAL;
-        }
-        if (ret < 0) {
-            goto fail;
-        }
-        ret = bsst_format(s, len / BSST_BLOCK_SIZE, errp);
-    } else if (ret == BSST_SB_FOUND) {
-        trace_bsst_open(s->node_name, ret, ld.sb.generation,
-                        ld.replay.records, ld.replay.why ?: "");
-        ret = bsst_adopt(s, &ld, errp);
-    }
+    ret = bsst_store_load(s, len, check, errp);
     if (ret < 0) {
         goto fail;
     }

@@ -1,13 +1,16 @@
 /*
- * Tesseract: the tesseract-defrag block job
+ * Tesseract: defragmentation
  *
- * Restores guest-disk locality lost to indirections, in the background:
- * mode=guest copies indirected blocks back into the guest image and drops
- * the indirections; mode=bsst lays the BSST blocks of neighbouring guest
+ * Restores guest-disk locality lost to indirections: mode=guest copies
+ * indirected blocks back into the guest image and drops the
+ * indirections; mode=bsst lays the BSST blocks of neighbouring guest
  * blocks out consecutively.  Each step is serialised against guest writes
  * by the driver, and the metadata switch is crash-safe (the driver's
- * flush sequence), so a cancelled or crashed job leaves every block
- * readable with its last acknowledged data.
+ * flush sequence), so a cancelled or crashed defragmentation leaves every
+ * block readable with its last acknowledged data.
+ *
+ * Here: the steps, the defrag=auto policy (a guest-mode step when the
+ * node and its BSST are idle) and the tesseract-defrag block job.
  *
  * Copyright (c) 2026 The Tesseract for QEMU authors
  *
@@ -21,8 +24,221 @@
 #include "qapi/error.h"
 #include "qapi/qapi-commands-tesseract.h"
 #include "qemu/job.h"
-#include "tesseract.h"
+#include "qemu/memalign.h"
+#include "qemu/timer.h"
+#include "tesseract-int.h"
 #include "tesseract-split.h"
+#include "trace.h"
+
+/* defrag=auto: tick period, idle threshold, blocks per step, back-off */
+#define TESSERACT_AUTO_PERIOD_MS 100
+#define TESSERACT_AUTO_IDLE_IOS 8
+#define TESSERACT_AUTO_STEP 64
+#define TESSERACT_AUTO_BUSY_IOS 4
+
+/* ---- Steps (tesseract-defrag jobs and defrag=auto) ---- */
+
+int coroutine_fn GRAPH_RDLOCK
+tesseract_co_defrag_guest(BlockDriverState *bs, uint64_t gblock)
+{
+    BDRVTesseractState *s = bs->opaque;
+    BlockReq req;
+    uint32_t bblock;
+    uint8_t *buf;
+    int ret;
+
+    if (!s->writable) {
+        return -EROFS;
+    }
+    /* no guest write to this block meanwhile: it would win anyway */
+    tsr_req_begin(s, &req, gblock << TSR_BLOCK_BITS, TSR_BLOCK_SIZE);
+    buf = qemu_blockalign(bs, TSR_BLOCK_SIZE);
+    ret = tsr_co_read_indirected(s, gblock, buf, &bblock);
+    if (ret > 0) {
+        ret = bdrv_co_pwrite(bs->file, gblock << TSR_BLOCK_BITS,
+                             TSR_BLOCK_SIZE, buf, 0);
+        if (ret >= 0) {
+            /* logged, and its block released, after the image is flushed */
+            bsst_disk_unmap(s->disk, gblock, 1);
+            tesseract_count(s, &s->defrag_blocks, 1);
+            ret = 1;
+        }
+    }
+    qemu_vfree(buf);
+    tsr_req_end(s, &req);
+    trace_tesseract_defrag_guest(bs, gblock, ret);
+    return ret;
+}
+
+int coroutine_fn GRAPH_RDLOCK
+tesseract_co_defrag_bsst(BlockDriverState *bs, uint64_t gblock, uint64_t n,
+                         uint64_t *moved)
+{
+    BDRVTesseractState *s = bs->opaque;
+    uint32_t first, old;
+    BlockReq req;
+    uint8_t *buf;
+    uint64_t i;
+    int ret;
+
+    *moved = 0;
+    if (!s->writable) {
+        return -EROFS;
+    }
+    n = MIN(n, TESSERACT_DEFRAG_RUN_MAX);
+    tsr_req_begin(s, &req, gblock << TSR_BLOCK_BITS, n << TSR_BLOCK_BITS);
+    ret = bsst_store_alloc_contig(s->store, n, &first);
+    if (ret < 0) {
+        tsr_req_end(s, &req);
+        return ret;
+    }
+    buf = qemu_blockalign(bs, TSR_BLOCK_SIZE);
+    for (i = 0; i < n; i++) {
+        if (ret >= 0) {
+            ret = tsr_co_read_indirected(s, gblock + i, buf, &old);
+        }
+        if (ret > 0) {
+            /* copy, switch the indirection, drop the old reference */
+            ret = tsr_bsst_pwrite(s, first + i, buf);
+            if (ret >= 0) {
+                ret = bsst_disk_co_remap(s->disk, gblock + i, old, first + i);
+                *moved += ret == 1;
+            }
+        }
+        bsst_store_unref(s->store, first + i);     /* our allocation */
+    }
+    qemu_vfree(buf);
+    tsr_req_end(s, &req);
+    tesseract_count(s, &s->defrag_moved, *moved);
+    trace_tesseract_defrag_bsst(bs, gblock, n, *moved, ret);
+    return ret < 0 ? ret : 0;
+}
+
+bool tesseract_defrag_next(BlockDriverState *bs, uint64_t from,
+                           uint64_t *gblock, uint64_t *n, bool *contig)
+{
+    BDRVTesseractState *s = bs->opaque;
+    uint64_t g, run, g2, run2;
+    uint32_t b, b2;
+
+    if (!bsst_disk_next_run(s->disk, from, &g, &b, &run)) {
+        return false;
+    }
+    *gblock = g;
+    *n = run;
+    *contig = true;
+    while (*n < TESSERACT_DEFRAG_RUN_MAX &&
+           bsst_disk_next_run(s->disk, g + *n, &g2, &b2, &run2) &&
+           g2 == g + *n) {
+        *n += run2;
+        *contig = false;
+    }
+    *n = MIN(*n, TESSERACT_DEFRAG_RUN_MAX);
+    return true;
+}
+
+uint64_t tesseract_indirections(BlockDriverState *bs)
+{
+    BDRVTesseractState *s = bs->opaque;
+
+    return bsst_disk_count(s->disk);
+}
+
+/* ---- defrag=auto ---- */
+
+/*
+ * The load defrag=auto yields to: the guest's requests on this node and
+ * the page source's own BSST I/O (swap-ins and swap-outs: a guest
+ * stalled on page faults issues no disk requests, but its faults wait
+ * for the same BSST device as the defragmentation's reads).
+ */
+static uint64_t tsr_bsst_load(BDRVTesseractState *s)
+{
+    uint64_t n;
+
+    qemu_mutex_lock(&s->stats_lock);
+    n = s->reads + s->writes + s->discards;
+    qemu_mutex_unlock(&s->stats_lock);
+    return n + bsst_store_source_io(s->store);
+}
+
+/*
+ * defrag=auto: copy a few indirected blocks back into the guest image,
+ * stopping as soon as the guest's own I/O picks up (Tesseract (VEE 2014),
+ * future work: throttle defragmentation by disk load).
+ */
+static void coroutine_fn tsr_auto_co(void *opaque)
+{
+    BlockDriverState *bs = opaque;
+    BDRVTesseractState *s = bs->opaque;
+    uint64_t io0 = tsr_bsst_load(s), from = 0, g, n;
+    bool contig;
+    int i, ret = 0;
+
+    WITH_GRAPH_RDLOCK_GUARD() {
+        for (i = 0; i < TESSERACT_AUTO_STEP && !qatomic_read(&s->drained);
+             i++) {
+            if (tsr_bsst_load(s) - io0 > TESSERACT_AUTO_BUSY_IOS ||
+                !tesseract_defrag_next(bs, from, &g, &n, &contig)) {
+                break;
+            }
+            ret = tesseract_co_defrag_guest(bs, g);
+            if (ret < 0) {
+                break;
+            }
+            from = g + 1;
+        }
+        if (i) {
+            tesseract_co_flush(bs);
+        }
+    }
+    qatomic_set(&s->auto_running, false);
+    bdrv_dec_in_flight(bs);
+}
+
+static void tsr_auto_tick(void *opaque)
+{
+    BlockDriverState *bs = opaque;
+    BDRVTesseractState *s = bs->opaque;
+    uint64_t io = tsr_bsst_load(s);
+    bool idle = io - s->io_seen <= TESSERACT_AUTO_IDLE_IOS;
+
+    s->io_seen = io;
+    if (idle && !qatomic_read(&s->drained) && !qatomic_read(&s->auto_running)
+        && bsst_disk_count(s->disk)) {
+        qatomic_set(&s->auto_running, true);
+        bdrv_inc_in_flight(bs);
+        aio_co_enter(bdrv_get_aio_context(bs),
+                     qemu_coroutine_create(tsr_auto_co, bs));
+    }
+    timer_mod(s->auto_timer, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) +
+              TESSERACT_AUTO_PERIOD_MS);
+}
+
+void tsr_auto_timer_start(BlockDriverState *bs, AioContext *ctx)
+{
+    BDRVTesseractState *s = bs->opaque;
+
+    if (s->defrag != TESSERACT_DEFRAG_POLICY_AUTO || !s->writable) {
+        return;
+    }
+    s->auto_timer = aio_timer_new(ctx, QEMU_CLOCK_REALTIME, SCALE_MS,
+                                  tsr_auto_tick, bs);
+    timer_mod(s->auto_timer, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) +
+              TESSERACT_AUTO_PERIOD_MS);
+}
+
+void tsr_auto_timer_stop(BlockDriverState *bs)
+{
+    BDRVTesseractState *s = bs->opaque;
+
+    if (s->auto_timer) {
+        timer_free(s->auto_timer);
+        s->auto_timer = NULL;
+    }
+}
+
+/* ---- The tesseract-defrag job ---- */
 
 /* Blocks between two flushes of the defragmented metadata */
 #define DEFRAG_SYNC_BLOCKS 256

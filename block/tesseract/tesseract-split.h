@@ -11,16 +11,19 @@
  * that become indirections: a page qualifies when it covers a whole,
  * aligned guest block, its buffer is one page-aligned stretch of one
  * iovec element, and the page source says that host page is swapped out
- * (the seed's "rewrite the scatter-gather list").  A read is cut into
- * pieces read from the guest image and pieces read from BSST blocks
- * (the seed's "split the original scatter-gather list").
+ * (Tesseract (VEE 2014): "rewrite the scatter-gather list").  A read is
+ * cut into pieces read from the guest image and pieces read from BSST
+ * blocks ("split the original scatter-gather list").
  */
 
 #ifndef BLOCK_TESSERACT_SPLIT_H
 #define BLOCK_TESSERACT_SPLIT_H
 
-#define TSR_BLOCK_BITS 12
+#include "bsst-format.h"
+
+#define TSR_BLOCK_BITS BSST_BLOCK_BITS
 #define TSR_BLOCK_SIZE (1u << TSR_BLOCK_BITS)
+QEMU_BUILD_BUG_ON(TSR_BLOCK_SIZE != BSST_BLOCK_SIZE);
 #define TSR_NO_BBLOCK UINT32_MAX
 
 typedef struct TsrPiece {

@@ -4,8 +4,8 @@
 # 'make check': the tesseract-swapper under -accel kvm.  A KVM vCPU's
 # access to a swapped-out page is a fault in the kernel's KVM MMU, not a
 # userspace fault: it reaches the swapper through userfaultfd from the
-# kernel (get_user_pages).  This machine's KVM cannot boot a Linux guest
-# (../shared/reference/build-and-guest-facts.md), but it runs SeaBIOS and
+# kernel (get_user_pages).  Where KVM is nested (e.g. kvm_pvm) it may boot
+# no Linux guest, but it runs SeaBIOS and
 # a boot sector: tests/guest/kvm-boot.S fills 64 KiB of guest RAM, the
 # test swaps that out (x-tesseract-swap-out), and the boot sector then
 # writes half of it and sums all of it.

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 #
 # 'make check': Tesseract from a libvirt domain.  The <qemu:commandline>
-# block of docs/libvirt.md (its image paths and limit replaced) goes into
+# block of docs/system/tesseract.rst (its image paths and limit replaced)
+# goes into
 # a domain that boots the guest kit under TCG; libvirt's embedded QEMU
 # driver (qemu:///embed, no libvirtd) defines and starts it, the guest
 # runs diskcheck on the tesseract disk, and query-tesseract is read
@@ -21,7 +22,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 TOP=$(cd "$HERE/../.." && pwd)
-NAME="libvirt domain with a tesseract disk and swapper (docs/libvirt.md)"
+NAME="libvirt domain with a tesseract disk and swapper (docs/system/tesseract.rst)"
 LIMIT_MIB=32
 
 skip() {
@@ -63,14 +64,15 @@ EOF
 "$TOP/build/qemu-img" create -q -f qcow2 "$WD/img/vm1-bsst.qcow2" 256M
 "$TOP/build/qemu-img" create -q -f qcow2 "$WD/img/vm1.qcow2" 64M
 
-# docs/libvirt.md's <qemu:commandline>, with this run's paths and limit
-block=$(sed -n '/^  <qemu:commandline>/,/^  <\/qemu:commandline>/p' \
-            "$TOP/docs/libvirt.md")
+# the user guide's <qemu:commandline>, with this run's paths and limit
+# (the rST code block's indentation taken off)
+block=$(sed -n '/^ *<qemu:commandline>/,/^ *<\/qemu:commandline>/p' \
+            "$TOP/docs/system/tesseract.rst" | sed 's/^   //')
 for word in /var/lib/libvirt/images/ limit=1536M tesseract-swapper \
             driver=tesseract; do
     case "$block" in
     *"$word"*) ;;
-    *) not_ok "docs/libvirt.md's <qemu:commandline> lacks '$word'" ;;
+    *) not_ok "docs/system/tesseract.rst's <qemu:commandline> lacks '$word'" ;;
     esac
 done
 block=${block//\/var\/lib\/libvirt\/images\//$WD/img/}

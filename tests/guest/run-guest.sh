@@ -59,7 +59,7 @@
 #                       same disk)
 #   --bsst-ssd          with --hdd: the BSST stays off the hard-disk model, a
 #                       plain file (--cache) like the guest's in the ssd
-#                       runs (the seed's "BSST placed on an SSD")
+#                       runs (the paper's "BSST placed on an SSD")
 #   --hdd-extra-dev D   also throttle block device D (MAJ:MIN) in that group
 #                       (e.g. a host swap device)
 #   --throttle OPTS     put each guest image and the BSST image behind its

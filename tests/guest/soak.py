@@ -50,6 +50,8 @@
 #   SOAK_SMP          vCPUs [1]
 #   SOAK_SEED         the guest's pattern seed [1]
 #   SOAK_APPEND       more kernel command line words (soak_dma_jobs=8 ...)
+#   SOAK_QEMU_ARGS    more QEMU arguments (e.g. "-trace tsw_*")
+#   SOAK_SWAPPER      0: no tesseract-swapper (a control run) [1]
 #   SOAK_KEEP=DIR     keep the run's files (console.log, qemu.log,
 #                     hang-stacks.txt, stats.json, cmdline) in DIR
 #   QEMU, QEMU_IMG, GUEST_KIT   as for run-guest.sh
@@ -491,9 +493,10 @@ def run(wd, name, slow, R):
             "-chardev", "file,id=con0,path=" + console,
             "-serial", "chardev:con0",
             "-qmp", "unix:%s,server=on,wait=off" % qmp_sock,
-            "-blockdev", "driver=raw,node-name=bsst0," + blkdebug,
-            "-object", "tesseract-swapper,id=swapper0,bsst=bsst0,limit=%s,"
-            "policy=%s" % (LIMIT, POLICY)]
+            "-blockdev", "driver=raw,node-name=bsst0," + blkdebug]
+    if env("SOAK_SWAPPER", "1") != "0":
+        cmd += ["-object", "tesseract-swapper,id=swapper0,bsst=bsst0,"
+                "limit=%s,policy=%s" % (LIMIT, POLICY)]
     if "sub" in R.parts:
         sub = img("sub.raw", "16M")
         cmd += ["-blockdev", "driver=raw,node-name=sub-fmt,file.driver=file,"
@@ -519,6 +522,7 @@ def run(wd, name, slow, R):
         # init waits for /dev/vda
         cmd += ["-blockdev", "driver=null-co,node-name=null0,read-zeroes=on",
                 "-device", "virtio-blk-device,drive=null0,serial=null"]
+    cmd += shlex.split(env("SOAK_QEMU_ARGS", ""))
     with open(os.path.join(wd, "cmdline"), "w") as f:
         f.write(" ".join(shlex.quote(c) for c in cmd) + "\n")
 

@@ -21,6 +21,7 @@
 #include "qemu/osdep.h"
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/sysmacros.h>
 #include "libqtest-single.h"
 #include "qemu/bswap.h"
 #include "qobject/qdict.h"
@@ -475,6 +476,164 @@ static void test_dma_held_page(const void *aio)
     g_assert_cmpint(swapper_stat("swapped-pages"), ==, 1);
     memread(buf, back, SW_PAGE);
     g_assert_cmpmem(back, SW_PAGE, disk + 8 * 512, SW_PAGE);
+    sw_shutdown(&vm);
+}
+
+/*
+ * A disk whose reads stay in the host kernel for a second, their pages
+ * pinned: a loop device (direct I/O) over @image whose reads a cgroup v1
+ * blkio throttle holds to one a second for the processes in its cgroup
+ * (QEMU, once slow_disk_enter() has moved it there).  NULL (the test
+ * skipped) where that cannot be set up: not root, no blkio controller,
+ * no losetup.
+ */
+typedef struct SwSlowDisk {
+    char *loop;
+    char *cgroup;
+} SwSlowDisk;
+
+/* Write @text to the cgroup file @path (no temporary file, no rename) */
+static void cgroup_write(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY);
+
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(write(fd, text, strlen(text)), ==, strlen(text));
+    close(fd);
+}
+
+static void slow_disk_free(void *opaque)
+{
+    SwSlowDisk *sd = opaque;
+
+    rmdir(sd->cgroup);      /* empty once QEMU has quit */
+    g_free(sd->loop);
+    g_free(sd->cgroup);
+    g_free(sd);
+}
+
+static SwSlowDisk *slow_disk_new(const char *image)
+{
+    g_autofree char *cmd = NULL, *out = NULL, *limit = NULL;
+    g_autofree char *path = NULL;
+    g_autofree char *losetup = g_find_program_in_path("losetup");
+    struct stat st;
+    SwSlowDisk *sd;
+    int status;
+
+    if (geteuid() != 0 ||
+        access("/sys/fs/cgroup/blkio/blkio.throttle.read_iops_device",
+               W_OK) || !losetup) {
+        g_test_skip("needs root, a cgroup v1 blkio controller and losetup");
+        return NULL;
+    }
+    cmd = g_strdup_printf("losetup -f --show --direct-io=on %s", image);
+    if (!g_spawn_command_line_sync(cmd, &out, NULL, &status, NULL) ||
+        status || !*g_strstrip(out)) {
+        g_test_skip("losetup failed");
+        return NULL;
+    }
+    sd = g_new0(SwSlowDisk, 1);
+    sd->loop = g_strdup(out);
+    sd->cgroup = g_strdup("/sys/fs/cgroup/blkio/tesseract-swq");
+    g_test_queue_destroy(slow_disk_free, sd);
+    g_assert_cmpint(stat(sd->loop, &st), ==, 0);
+    g_assert_true(mkdir(sd->cgroup, 0755) == 0 || errno == EEXIST);
+    limit = g_strdup_printf("%u:%u 1\n", major(st.st_rdev),
+                            minor(st.st_rdev));
+    path = g_strdup_printf("%s/blkio.throttle.read_iops_device", sd->cgroup);
+    cgroup_write(path, limit);
+    return sd;
+}
+
+/*
+ * QEMU has opened @sd: from now on its reads of it wait in the host
+ * kernel.  The loop device goes away when QEMU closes it, however QEMU
+ * ends (detaching a device in use only marks it so).
+ */
+static void slow_disk_enter(SwSlowDisk *sd)
+{
+    g_autofree char *path = g_strdup_printf("%s/cgroup.procs", sd->cgroup);
+    g_autofree char *pid = g_strdup_printf("%d\n",
+                                           qtest_pid(global_qtest));
+    g_autofree char *cmd = g_strdup_printf("losetup -d %s", sd->loop);
+    int status;
+
+    cgroup_write(path, pid);
+    g_assert_true(g_spawn_command_line_sync(cmd, NULL, NULL, &status, NULL));
+    g_assert_cmpint(status, ==, 0);
+}
+
+/*
+ * The DMA of a request that a device mapped in the middle of a swap-out.
+ * The swap-out has chosen the page (PG_SWAPPING_OUT) but not yet
+ * write-protected it; the device maps the page, and the kernel pins it
+ * for the O_DIRECT read (no fault: nothing is protected yet).  The
+ * swap-out protects and copies the page; the DMA lands after the copy,
+ * through the pin, which the protection does not see; the device
+ * unmaps, and only then does the swap-out reach its final check.  No
+ * write fault and no hold is left to tell it: it must remember the
+ * mapping, or it discards the page with the DMA's data and later brings
+ * back the copy taken before it.  The read is held in the host kernel
+ * (slow_disk_new()), where its page is pinned; the device's notify is
+ * synchronous (ioeventfd=off), so the request is submitted when the
+ * kick returns.
+ */
+static void test_dma_pinned_before_protect(const void *aio)
+{
+    g_autofree uint8_t *pattern = g_malloc(SW_PAGE);
+    g_autofree uint8_t *disk = NULL;
+    g_autofree uint8_t *back = g_malloc(SW_PAGE);
+    g_autofree char *args = NULL;
+    char *bsst = make_image("qcow2", 64);
+    char *data = make_data_image(6, &disk);
+    SwSlowDisk *sd = slow_disk_new(data);
+    SwVM vm;
+    SwBlk *d;
+    SwReq r;
+    uint64_t buf;
+    int i;
+
+    if (!sd) {
+        return;
+    }
+    args = g_strdup_printf(BSST_QCOW2("%s") SWAPPER
+        " -blockdev driver=host_device,node-name=dfile,filename=%s,"
+        "cache.direct=on,aio=%s"
+        " -blockdev driver=raw,node-name=data0,file=dfile"
+        " -device virtio-blk-pci,id=vd0,drive=data0,addr=04.0,ioeventfd=off",
+        bsst, sd->loop, (const char *)aio);
+    sw_boot(&vm, args);
+    d = blk_start(&vm, 4);
+    buf = pattern_buffer(&vm, pattern, 1, 1);
+    slow_disk_enter(sd);
+
+    /* the swap-out chose the page and waits before protecting it */
+    qom_set_str("x-hold-swapout", "protect");
+    swap_out(buf, SW_PAGE, false);
+    wait_held();
+
+    /* mapped and pinned, the read waits in the kernel's throttle */
+    r = blk_submit(&vm, d, VIRTIO_BLK_T_IN, 8, buf, SW_PAGE);
+
+    /* protected and copied, the copy written: at its final check */
+    qom_set_str("x-hold-swapout", "check");
+    wait_held();
+    g_assert_false(blk_done(&r));
+
+    /* the DMA lands in the pinned page, the device unmaps it */
+    blk_wait(&vm, &r);
+
+    qom_set_str("x-hold-swapout", "");
+    for (i = 0; i < 1000 && swapper_stat("swap-outs") +
+                            swapper_stat("swapouts-abandoned") < 1; i++) {
+        g_usleep(10 * 1000);
+    }
+    /* the DMA's data, not the copy taken before it landed */
+    memread(buf, back, SW_PAGE);
+    g_assert_cmpmem(back, SW_PAGE, disk + 8 * 512, SW_PAGE);
+    g_assert_cmpint(swapper_stat("swapouts-abandoned"), ==, 1);
+    g_assert_cmpint(swapper_stat("swap-outs"), ==, 0);
     sw_shutdown(&vm);
 }
 
@@ -1037,6 +1196,11 @@ int main(int argc, char **argv)
                         test_dma_held_page);
     qtest_add_data_func("/tesseract-swapper/dma/held-page/io_uring",
                         "io_uring", test_dma_held_page);
+    qtest_add_data_func("/tesseract-swapper/dma/pinned-before-protect/native",
+                        "native", test_dma_pinned_before_protect);
+    qtest_add_data_func("/tesseract-swapper/dma/pinned-before-protect/"
+                        "io_uring", "io_uring",
+                        test_dma_pinned_before_protect);
     qtest_add_func("/tesseract-swapper/discard/during-swap-out",
                    test_discard_during_swap_out);
     qtest_add_func("/tesseract-swapper/classic/fault-during-swap-in",

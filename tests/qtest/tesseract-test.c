@@ -391,10 +391,10 @@ static void test_query_errors(void)
 }
 
 /*
- * The seed's write figure: of an 8-page guest write, the pages already
- * swapped out become indirections (no swap-in, no data write); the rest
- * is written.  Then partial and full overwrites, a flush, SIGKILL, and a
- * restart that must find every flushed byte.
+ * The write figure of Tesseract (VEE 2014): of an 8-page guest write,
+ * the pages already swapped out become indirections (no swap-in, no data
+ * write); the rest is written.  Then partial and full overwrites, a
+ * flush, SIGKILL, and a restart that must find every flushed byte.
  */
 static void test_indirection_crash(void)
 {
@@ -514,8 +514,9 @@ static void test_indirection_crash(void)
 }
 
 /*
- * The seed's stale and false swap reads: a device read that overwrites
- * whole swapped-out pages does not read them back from the BSST.
+ * The stale and false swap reads of Tesseract (VEE 2014): a device read
+ * that overwrites whole swapped-out pages does not read them back from
+ * the BSST.
  */
 static void test_cancel_swapin(void)
 {

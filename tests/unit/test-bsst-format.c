@@ -417,7 +417,8 @@ static void test_layout(void)
         g_assert_cmpuint(l.data_start + l.data_count, <=, sizes[i]);
         /* a checkpoint always has room for a run per data block */
         g_assert_cmpuint(bsst_ckpt_run_capacity(l.ckpt_len[0],
-                                                BSST_MAX_DISKS), >=, l.data_count);
+                                                BSST_MAX_DISKS),
+                         >=, l.data_count);
         bsst_sb_init(&sb, &l, &uuid);
         sb.generation = 2;
         bsst_sb_encode(&sb, blk);
@@ -443,6 +444,25 @@ static void test_layout(void)
     error_free(err);
 }
 
+/* ---- Disk-ids: one rule for the driver, the encoders and the decoders ---- */
+
+static void test_disk_id(void)
+{
+    char id[BSST_DISK_ID_LEN_MAX + 2];
+
+    g_assert_true(bsst_disk_id_valid("default", 7));
+    g_assert_true(bsst_disk_id_valid("Disk-0_a.b", 10));
+    g_assert_true(bsst_disk_id_valid("ab", 1));     /* only @len counts */
+    g_assert_false(bsst_disk_id_valid("", 0));
+    g_assert_false(bsst_disk_id_valid("a b", 3));
+    g_assert_false(bsst_disk_id_valid("a/b", 3));
+    g_assert_false(bsst_disk_id_valid("a\0b", 3));
+    g_assert_false(bsst_disk_id_valid("\xc3\xa9", 2));
+    memset(id, 'x', sizeof(id));
+    g_assert_true(bsst_disk_id_valid(id, BSST_DISK_ID_LEN_MAX));
+    g_assert_false(bsst_disk_id_valid(id, BSST_DISK_ID_LEN_MAX + 1));
+}
+
 /* ---- Log ---- */
 
 static void test_log_put(void)
@@ -450,19 +470,21 @@ static void test_log_put(void)
     g_autofree uint8_t *blk = g_malloc0(BS);
     g_autofree uint8_t *copy = g_malloc(BS);
     BsstLogCursor c = { .epoch = 2, .seq = 10 };
-    char longid[BSST_DISK_ID_MAX + 2];
+    char longid[BSST_DISK_ID_LEN_MAX + 2];
     int ret, prev = BS, n = 0;
 
     memset(longid, 'x', sizeof(longid) - 1);
     longid[sizeof(longid) - 1] = 0;
     g_assert_cmpint(bsst_log_put_disk(blk, &c, 0, longid), ==, -EINVAL);
     g_assert_cmpint(bsst_log_put_disk(blk, &c, 0, ""), ==, -EINVAL);
+    g_assert_cmpint(bsst_log_put_disk(blk, &c, 0, "a/b"), ==, -EINVAL);
+    g_assert_cmpint(bsst_log_put_disk(blk, &c, 0, "a b"), ==, -EINVAL);
     g_assert_cmpint(bsst_log_put_disk(blk, &c, BSST_MAX_DISKS, "a"), ==,
                     -EINVAL);
     g_assert_cmpint(bsst_log_put_unmap(blk, &c, 0, 5, 0), ==, -EINVAL);
-    longid[BSST_DISK_ID_MAX] = 0;
+    longid[BSST_DISK_ID_LEN_MAX] = 0;
     g_assert_cmpint(bsst_log_put_disk(blk, &c, 0, longid), ==,
-                    BS - BSST_LOG_HDR_SIZE - 8 - BSST_DISK_ID_MAX);
+                    BS - BSST_LOG_HDR_SIZE - 8 - BSST_DISK_ID_LEN_MAX);
     prev = BS - c.offset;
     n++;
     for (;;) {
@@ -754,6 +776,7 @@ static void test_replay_lost_block(void)
     BsstSuperblock sb = test_sb(3, 1);
     uint64_t first[4];
     unsigned flushed, v;
+    int room;
 
     /* 0: a flush after every block; 1: none once block 1 was written */
     for (flushed = 0; flushed < 2; flushed++) {
@@ -780,8 +803,9 @@ static void test_replay_lost_block(void)
         }
         /* an older writer's block (a previous lap: lower sequence numbers) */
         memset(old, 0, BS);
-        while (bsst_log_put_map(old, &oc, 0, 7, 7) > 0) {
-        }
+        do {
+            room = bsst_log_put_map(old, &oc, 0, 7, 7);
+        } while (room > 0);
 
         for (v = 0; v < 2; v++) {
             State *s = state_new();
@@ -1151,6 +1175,7 @@ int main(int argc, char **argv)
     g_test_add_func("/tesseract/bsst-format/sb-bitflip", test_sb_bitflip);
     g_test_add_func("/tesseract/bsst-format/sb-choose", test_sb_choose);
     g_test_add_func("/tesseract/bsst-format/layout", test_layout);
+    g_test_add_func("/tesseract/bsst-format/disk-id", test_disk_id);
     g_test_add_func("/tesseract/bsst-format/log-put", test_log_put);
     g_test_add_func("/tesseract/bsst-format/replay-prefixes",
                     test_replay_prefixes);

@@ -399,8 +399,9 @@ static void test_ckpt_capacity(void)
         uint64_t k;
 
         for (i = 0; i < nd; i++) {
-            unsigned idlen = t & 1 ? BSST_DISK_ID_MAX :
-                             g_rand_int_range(rand, 1, BSST_DISK_ID_MAX + 1);
+            unsigned idlen = t & 1 ? BSST_DISK_ID_LEN_MAX :
+                             g_rand_int_range(rand, 1,
+                                              BSST_DISK_ID_LEN_MAX + 1);
 
             ids[i] = g_malloc(idlen + 1);
             memset(ids[i], 'a' + i % 26, idlen);

@@ -85,7 +85,7 @@ static void test_write_no_source(void)
     check_cover(p, 512, 2 * BS, 0);
 }
 
-/* The seed's figure: pages 3 and 6 of an 8-page write are swapped out. */
+/* Tesseract (VEE 2014)'s figure: pages 3 and 6 of an 8-page write are swapped out. */
 static void test_write_rewrites_sg_list(void)
 {
     g_autoptr(GArray) p = g_array_new(false, false, sizeof(TsrPiece));
@@ -176,7 +176,7 @@ static void fake_map_reset(void)
     }
 }
 
-/* The seed's read figure: blocks 2-3 and 6 of 8 live in the BSST. */
+/* The paper's read figure: blocks 2-3 and 6 of 8 live in the BSST. */
 static void test_read_split(void)
 {
     g_autoptr(GArray) p = g_array_new(false, false, sizeof(TsrPiece));
@@ -251,7 +251,7 @@ static void test_read_random(void)
     g_rand_free(r);
 }
 
-/* The seed's read figure again: image pieces around indirections gather */
+/* The paper's read figure again: image pieces around indirections gather */
 static void test_gather_figure(void)
 {
     g_autoptr(GArray) p = g_array_new(false, false, sizeof(TsrPiece));

@@ -222,6 +222,7 @@ typedef struct TswSwapOutReq {
 /* x-hold-swapout: where swap-outs wait (test hook) */
 enum {
     TSW_HOLD_NONE,
+    TSW_HOLD_PROTECT,   /* PG_SWAPPING_OUT, before write-protecting */
     TSW_HOLD_CHECK,     /* copies written, before the final check */
     TSW_HOLD_DISCARD,   /* checked clean (PG_DISCARDING), before discarding */
 };

@@ -140,12 +140,15 @@ void tsw_ram_discarded(void *opaque, RAMBlock *rb, uint64_t start,
  * RAM for a device (patches/0006).  The kernel may write a mapped page by
  * DMA at any time (an O_DIRECT or io_uring read pins it when submitted),
  * which write protection does not see: the page must not be swapped out
- * until it is unmapped (holds).  A mapping that arrives after a swap-out's
- * final check, while the page is being discarded, waits until it is gone,
- * so that the device's first access faults it back in; any other state is
- * safe at once (a swap-out not yet at its check sees the hold, and a
- * swapped-out page faults in).  In the mapping thread; waits for nothing
- * but the worker's discard.
+ * until it is unmapped (holds).  A mapping that arrives in the middle of a
+ * swap-out (PG_SWAPPING_OUT) ends that swap-out as a write would
+ * (PG_DIRTIED): the hold alone is not enough, since the device may pin
+ * the page before it is write-protected (the pin faults on nothing), let
+ * the DMA land after the copy was taken, and unmap before the final check.
+ * A mapping that arrives after the final check, while the page is being
+ * discarded, waits until it is gone, so that the device's first access
+ * faults it back in; a swapped-out page faults in.  In the mapping thread;
+ * waits for nothing but the worker's discard.
  */
 void tsw_ram_mapped(void *opaque, RAMBlock *rb, uint64_t start,
                     uint64_t length, bool map)
@@ -155,6 +158,7 @@ void tsw_ram_mapped(void *opaque, RAMBlock *rb, uint64_t start,
     uint64_t end = MIN(DIV_ROUND_UP(start + length, TSW_PAGE), sw->npages);
     uint64_t i;
 
+    trace_tsw_ram_mapped(first, end > first ? end - first : 0, map);
     qemu_mutex_lock(&sw->lock);
     for (i = first; i < end; i++) {
         TswPage *pg = &sw->pages[i];
@@ -168,6 +172,15 @@ void tsw_ram_mapped(void *opaque, RAMBlock *rb, uint64_t start,
         }
         while (pg->state == PG_DISCARDING) {
             qemu_cond_wait(&sw->discard_done, &sw->lock);
+        }
+        if (pg->state == PG_SWAPPING_OUT) {
+            /*
+             * The device may pin the page before the swap-out
+             * write-protects it and be done, unmapped, before its final
+             * check: its DMA, which no fault reports, may land after the
+             * copy was taken.  The copy may be stale: keep the page.
+             */
+            pg->flags |= PG_DIRTIED;
         }
         if (pg->holds < UINT16_MAX) {
             pg->holds++;
@@ -230,6 +243,9 @@ static int tsw_swap_out_pages(TesseractSwapper *sw, const uint64_t *idx,
         slot[m++] = i;
     }
     qemu_mutex_unlock(&sw->lock);
+    if (m) {
+        tsw_test_hold(sw, TSW_HOLD_PROTECT);
+    }
 
     /* From here on a write to a page faults to us (PG_DIRTIED) */
     for (i = 0; i < m; i++) {
@@ -295,11 +311,12 @@ static int tsw_swap_out_pages(TesseractSwapper *sw, const uint64_t *idx,
 
         qemu_mutex_lock(&sw->lock);
         /*
-         * Written meanwhile (or discarded by someone else: PG_DIRTIED
-         * too), or mapped by a device since (DMA ignores the write
-         * protection; see tsw_ram_mapped())
+         * Written meanwhile (or discarded by someone else, or mapped by a
+         * device, even if unmapped again: PG_DIRTIED too), or still
+         * mapped (DMA ignores the write protection; see tsw_ram_mapped())
          */
         keep = !saved || (pg->flags & PG_DIRTIED) || pg->pins || pg->holds;
+        trace_tsw_swap_out_page(idx[slot[i]], keep, pg->flags, pg->holds);
         if (keep) {
             pg->state = PG_RESIDENT;
             if (saved) {

@@ -86,7 +86,9 @@
 #include "tesseract-swapper.h"
 #include "swapper-int.h"
 
-static const char *const tsw_hold_names[] = { "", "check", "discard" };
+static const char *const tsw_hold_names[] = {
+    "", "protect", "check", "discard"
+};
 
 GSList *tsw_all;     /* BQL */
 
@@ -872,8 +874,8 @@ static void tsw_set_hold(Object *obj, const char *value, Error **errp)
             return;
         }
     }
-    error_setg(errp, "tesseract-swapper: x-hold-swapout must be '', 'check' "
-               "or 'discard', not '%s'", value);
+    error_setg(errp, "tesseract-swapper: x-hold-swapout must be '', "
+               "'protect', 'check' or 'discard', not '%s'", value);
 }
 
 static bool tsw_get_held(Object *obj, Error **errp)
@@ -1085,9 +1087,10 @@ static void tsw_class_init(ObjectClass *oc, void *data)
     object_class_property_add_str(oc, "x-hold-swapout", tsw_get_hold,
                                   tsw_set_hold);
     object_class_property_set_description(oc, "x-hold-swapout",
-        "test hook: swap-outs wait at this step ('check': copies written, "
+        "test hook: swap-outs wait at this step ('protect': victims "
+        "chosen, before they are write-protected; 'check': copies written, "
         "before the final check; 'discard': checked clean, before the "
-        "discard) until it is set to ''");
+        "discard) until it is set to another value");
     object_class_property_add_bool(oc, "x-swapout-held", tsw_get_held, NULL);
     object_class_property_set_description(oc, "x-swapout-held",
         "test hook: a swap-out waits at x-hold-swapout");

@@ -168,6 +168,26 @@ static size_t differs(const uint64_t *w, size_t n, uint64_t magic,
     return bad;
 }
 
+/*
+ * The guest physical address of the page at @p (0 if unknown), to find
+ * the page on the host side (QEMU's traces, RAM offsets)
+ */
+static uint64_t guest_phys(const void *p)
+{
+    uint64_t e = 0;
+    int fd = open("/proc/self/pagemap", O_RDONLY);
+
+    if (fd < 0) {
+        return 0;
+    }
+    if (pread(fd, &e, sizeof(e), (uintptr_t)p / PAGE * sizeof(e)) !=
+        sizeof(e) || !(e & (1ULL << 63))) {
+        e = 0;
+    }
+    close(fd);
+    return (e & ((1ULL << 55) - 1)) * PAGE;
+}
+
 static bool all_zero(const uint64_t *w, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -441,7 +461,8 @@ static int run_dma(Counter *c, const char *serial, uint64_t mib,
                 if (c->bad < MAX_REPORTED) {
                     printf("soak: CORRUPT %s block %" PRIu64 " (read %"
                            PRIu64 " of %" PRIu64 " blocks, buffer page %"
-                           PRIu64 "): %s\n", c->name, blk + i, r, n, at + i,
+                           PRIu64 ", guest physical 0x%" PRIx64 "): %s\n",
+                           c->name, blk + i, r, n, at + i, guest_phys(w),
                            poison ? "the read's data never arrived (the "
                            "poison written before the read is still there)"
                            : w[0] == DMA_MAGIC ? "holds another block's data"
