@@ -817,7 +817,9 @@ tesseract_get_specific_info(BlockDriverState *bs, Error **errp)
 
     bsst_store_get_stats(s->store, &st);
     t->disk_id = g_strdup(s->disk_id);
-    t->bsst = g_strdup(bdrv_get_node_name(s->bsst->bs));
+    t->bsst = g_strdup(s->bsst->bs->node_name[0] == '#' ?
+                       s->bsst->bs->filename :
+                       bdrv_get_node_name(s->bsst->bs));
     t->format_version = BSST_FORMAT_VERSION;
     t->indirections = bsst_disk_count(s->disk);
     t->deferred_unmaps = bsst_disk_deferred(s->disk);
