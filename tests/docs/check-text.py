@@ -68,7 +68,9 @@ def check(top, path):
             rules.append("seed")
         if PATH_ANY.search(line) or (is_doc(path) and PATH_DOC.search(line)):
             rules.append("path")
-        elif os.path.basename(path) != "meson.build":
+        elif (os.path.basename(path) != "meson.build" and
+              not path.startswith("patches/")):
+            # a patch's relative paths are QEMU's, not this tree's
             for m in PATH_UP.finditer(line):
                 target = os.path.normpath(os.path.join(
                     os.path.dirname(full), m.group(1) + m.group(2)))
