@@ -264,6 +264,10 @@ void tsw_ram_mapped(void *opaque, RAMBlock *rb, uint64_t start,
 char *tsw_swapout_reason(TesseractSwapper *sw, int err);
 void *tsw_worker_thread(void *opaque);
 
+/* swapper-attach.c */
+bool tsw_attach(TesseractSwapper *sw, Error **errp);
+uint64_t tsw_clamp_limit(TesseractSwapper *sw, uint64_t value);
+
 extern const BsstPageSourceOps tsw_page_ops;
 
 #endif

@@ -219,71 +219,89 @@ static int tsw_discard(TesseractSwapper *sw, uint64_t idx)
  * number of pages swapped out (pages not resident, pinned or written
  * meanwhile are skipped), or a negative errno on BSST failure.
  */
-static int tsw_swap_out_pages(TesseractSwapper *sw, const uint64_t *idx,
-                              int n, uint8_t *buf)
-{
-    uint32_t bblock[TSW_BATCH];
-    uint32_t host_blk[TSW_BATCH];
+/* One batch of tsw_swap_out_pages() */
+typedef struct TswOutBatch {
+    const uint64_t *idx;        /* the candidates */
+    uint8_t *buf;               /* the copies, TSW_BATCH pages */
+    int m;                      /* candidates taken: slot[0..m) */
     int slot[TSW_BATCH];        /* index in @idx of each copied page */
     int bpos[TSW_BATCH];        /* its copy's place in @buf, -1: zeroes */
-    int i, m = 0, nz = 0, done = 0, ret = 0;
-    uint32_t w = 0;
+    int nz;                     /* copies that are not zeroes */
+    uint32_t w;                 /* copies [0, w) are in the BSST */
+    uint32_t bblock[TSW_BATCH];
+    uint32_t host_blk[TSW_BATCH];
+} TswOutBatch;
 
-    assert(n <= TSW_BATCH);
+/* Take the candidates still resident, unpinned and unheld */
+static void tsw_out_choose(TesseractSwapper *sw, TswOutBatch *b, int n)
+{
+    int i;
+
     qemu_mutex_lock(&sw->lock);
     for (i = 0; i < n; i++) {
-        TswPage *pg = &sw->pages[idx[i]];
+        TswPage *pg = &sw->pages[b->idx[i]];
 
         if (pg->state != PG_RESIDENT || pg->pins || pg->holds ||
-            sw->leaving || !tsr_policy_is_resident(sw->policy, idx[i])) {
+            sw->leaving || !tsr_policy_is_resident(sw->policy, b->idx[i])) {
             continue;
         }
         pg->state = PG_SWAPPING_OUT;
         pg->flags &= ~PG_DIRTIED;
-        slot[m++] = i;
+        b->slot[b->m++] = i;
     }
     qemu_mutex_unlock(&sw->lock);
-    if (m) {
-        tsw_test_hold(sw, TSW_HOLD_PROTECT);
-    }
+}
 
-    /* From here on a write to a page faults to us (PG_DIRTIED) */
-    for (i = 0; i < m; i++) {
-        uint8_t *addr = sw->host + idx[slot[i]] * TSW_PAGE;
+/* Write-protect and copy each page; from then on a write faults to us */
+static void tsw_out_copy(TesseractSwapper *sw, TswOutBatch *b)
+{
+    int i;
+
+    for (i = 0; i < b->m; i++) {
+        uint8_t *addr = sw->host + b->idx[b->slot[i]] * TSW_PAGE;
+        uint8_t *copy = b->buf + b->nz * TSW_PAGE;
 
         if (uffd_change_protection(sw->uffd, addr, TSW_PAGE, true, false)) {
             /* unprotected, a write would go unseen: keep the page */
             qemu_mutex_lock(&sw->lock);
-            sw->pages[idx[slot[i]]].flags |= PG_DIRTIED;
+            sw->pages[b->idx[b->slot[i]]].flags |= PG_DIRTIED;
             qemu_mutex_unlock(&sw->lock);
         }
-        memcpy(buf + nz * TSW_PAGE, addr, TSW_PAGE);
-        if (buffer_is_zero(buf + nz * TSW_PAGE, TSW_PAGE)) {
-            bpos[i] = -1;
+        memcpy(copy, addr, TSW_PAGE);
+        if (buffer_is_zero(copy, TSW_PAGE)) {
+            b->bpos[i] = -1;
         } else {
-            bpos[i] = nz++;
+            b->bpos[i] = b->nz++;
         }
     }
+}
 
-    /* write the copies that are not all zeroes in runs of consecutive
-     * blocks */
-    while (w < (uint32_t)nz) {
+/*
+ * Write the copies that are not all zeroes in runs of consecutive blocks;
+ * 0 or a negative errno, with b->w copies written
+ */
+static int tsw_out_write(TesseractSwapper *sw, TswOutBatch *b)
+{
+    int ret = 0;
+
+    while (b->w < (uint32_t)b->nz) {
         uint32_t first, count, k;
 
-        ret = bsst_store_alloc_run(sw->store, nz - w, &first, &count);
+        ret = bsst_store_alloc_run(sw->store, b->nz - b->w, &first, &count);
         if (ret == -ENOSPC) {
             /* blocks freed by earlier swap-ins wait for a commit */
             tsw_commit(sw);
-            ret = bsst_store_alloc_run(sw->store, nz - w, &first, &count);
+            ret = bsst_store_alloc_run(sw->store, b->nz - b->w, &first,
+                                       &count);
         }
         if (ret < 0) {
             break;
         }
-        ret = tsw_write_run(sw, first, count, buf + w * TSW_PAGE,
-                            host_blk + w);
+        ret = tsw_write_run(sw, first, count, b->buf + b->w * TSW_PAGE,
+                            b->host_blk + b->w);
         bsst_store_note_source_io(sw->store, 1);
         for (k = 0; k < count; k++) {
-            bblock[w + k] = first + k;
+            b->bblock[b->w + k] = first + k;
             if (ret < 0) {
                 bsst_store_unref(sw->store, first + k);
             }
@@ -291,92 +309,124 @@ static int tsw_swap_out_pages(TesseractSwapper *sw, const uint64_t *idx,
         if (ret < 0) {
             break;
         }
-        w += count;
+        b->w += count;
     }
+    return ret;
+}
 
-    if (m) {
+/*
+ * Finish the swap-out of taken page @i: keep it (written, held, mapped
+ * meanwhile, or its copy not written), or discard it.  1 if it is swapped
+ * out, 0 if kept, a negative errno if the discard failed (kept).
+ */
+static int tsw_out_finish(TesseractSwapper *sw, TswOutBatch *b, int i)
+{
+    uint64_t idx = b->idx[b->slot[i]];
+    uint8_t *addr = sw->host + idx * TSW_PAGE;
+    TswPage *pg = &sw->pages[idx];
+    int bp = b->bpos[i];
+    bool saved = bp < 0 || (uint32_t)bp < b->w;
+    bool keep;
+    int err;
+
+    qemu_mutex_lock(&sw->lock);
+    /*
+     * Written meanwhile (or discarded by someone else, or mapped by a
+     * device, even if unmapped again: PG_DIRTIED too), or still mapped
+     * (DMA ignores the write protection; see tsw_ram_mapped())
+     */
+    keep = !saved || (pg->flags & PG_DIRTIED) || pg->pins || pg->holds;
+    trace_tsw_swap_out_page(idx, keep, pg->flags, pg->holds);
+    if (keep) {
+        pg->state = PG_RESIDENT;
+        if (saved) {
+            sw->swapouts_abandoned++;
+        }
+        /*
+         * wp-age keeps the protection: the page is unwritten since it was
+         * set (a write lifted it already)
+         */
+        if (sw->policy_kind != TESSERACT_SWAP_POLICY_WP_AGE) {
+            uffd_change_protection(sw->uffd, addr, TSW_PAGE, false, false);
+        }
+        qemu_mutex_unlock(&sw->lock);
+        if (saved && bp >= 0) {
+            bsst_store_unref(sw->store, b->bblock[bp]);
+        }
+        return 0;
+    }
+    /*
+     * Clean and still write-protected: a writer from now on blocks (the
+     * fault thread leaves it waiting) until the page is gone; we wake it
+     * and its retry faults the page back in with its data.
+     */
+    pg->state = PG_DISCARDING;
+    qemu_mutex_unlock(&sw->lock);
+    tsw_test_hold(sw, TSW_HOLD_DISCARD);
+    err = tsw_discard(sw, idx);
+    if (err < 0) {
+        qemu_mutex_lock(&sw->lock);
+        tsw_discarding_end(sw, pg, PG_RESIDENT);
+        uffd_change_protection(sw->uffd, addr, TSW_PAGE, false, false);
+        qemu_mutex_unlock(&sw->lock);
+        uffd_wakeup(sw->uffd, addr, TSW_PAGE);
+        if (bp >= 0) {
+            bsst_store_unref(sw->store, b->bblock[bp]);
+        }
+        return err;
+    }
+    qemu_mutex_lock(&sw->lock);
+    if (bp < 0) {
+        /* not resident, no block: a touch places a zero page */
+        tsw_discarding_end(sw, pg, PG_RESIDENT);
+        pg->flags |= PG_ZEROED;
+        pg->host_blk = TSW_NO_HOST;
+        sw->zero_swapouts++;
+    } else {
+        pg->bblock = b->bblock[bp];
+        pg->host_blk = b->host_blk[bp];
+        tsw_discarding_end(sw, pg, PG_SWAPPED);
+        sw->swapped++;
+        sw->bytes_written += TSW_PAGE;
+    }
+    sw->swap_outs++;
+    tsr_policy_set_resident(sw->policy, idx, false);
+    qemu_mutex_unlock(&sw->lock);
+    uffd_wakeup(sw->uffd, addr, TSW_PAGE);  /* writers that waited */
+    return 1;
+}
+
+static int tsw_swap_out_pages(TesseractSwapper *sw, const uint64_t *idx,
+                              int n, uint8_t *buf)
+{
+    TswOutBatch *b = g_new0(TswOutBatch, 1);
+    int i, r, done = 0, ret;
+
+    assert(n <= TSW_BATCH);
+    b->idx = idx;
+    b->buf = buf;
+    tsw_out_choose(sw, b, n);
+    if (b->m) {
+        tsw_test_hold(sw, TSW_HOLD_PROTECT);
+    }
+    tsw_out_copy(sw, b);
+    ret = tsw_out_write(sw, b);
+    if (b->m) {
         tsw_test_hold(sw, TSW_HOLD_CHECK);
     }
     /*
      * Copies [0, w) are in the BSST, and the zero pages need nothing; the
      * rest go back to resident
      */
-    for (i = 0; i < m; i++) {
-        uint8_t *addr = sw->host + idx[slot[i]] * TSW_PAGE;
-        TswPage *pg = &sw->pages[idx[slot[i]]];
-        int b = bpos[i];
-        bool saved = b < 0 || (uint32_t)b < w;
-        bool keep;
-        int err;
-
-        qemu_mutex_lock(&sw->lock);
-        /*
-         * Written meanwhile (or discarded by someone else, or mapped by a
-         * device, even if unmapped again: PG_DIRTIED too), or still
-         * mapped (DMA ignores the write protection; see tsw_ram_mapped())
-         */
-        keep = !saved || (pg->flags & PG_DIRTIED) || pg->pins || pg->holds;
-        trace_tsw_swap_out_page(idx[slot[i]], keep, pg->flags, pg->holds);
-        if (keep) {
-            pg->state = PG_RESIDENT;
-            if (saved) {
-                sw->swapouts_abandoned++;
-            }
-            /*
-             * wp-age keeps the protection: the page is unwritten since it
-             * was set (a write lifted it already)
-             */
-            if (sw->policy_kind != TESSERACT_SWAP_POLICY_WP_AGE) {
-                uffd_change_protection(sw->uffd, addr, TSW_PAGE, false,
-                                       false);
-            }
-            qemu_mutex_unlock(&sw->lock);
-            if (saved && b >= 0) {
-                bsst_store_unref(sw->store, bblock[b]);
-            }
-            continue;
+    for (i = 0; i < b->m; i++) {
+        r = tsw_out_finish(sw, b, i);
+        if (r > 0) {
+            done++;
+        } else if (r < 0 && ret >= 0) {
+            ret = r;
         }
-        /*
-         * Clean and still write-protected: a writer from now on blocks
-         * (the fault thread leaves it waiting) until the page is gone; we
-         * wake it and its retry faults the page back in with its data.
-         */
-        pg->state = PG_DISCARDING;
-        qemu_mutex_unlock(&sw->lock);
-        tsw_test_hold(sw, TSW_HOLD_DISCARD);
-        err = tsw_discard(sw, idx[slot[i]]);
-        if (err < 0) {
-            qemu_mutex_lock(&sw->lock);
-            tsw_discarding_end(sw, pg, PG_RESIDENT);
-            uffd_change_protection(sw->uffd, addr, TSW_PAGE, false, false);
-            qemu_mutex_unlock(&sw->lock);
-            uffd_wakeup(sw->uffd, addr, TSW_PAGE);
-            if (b >= 0) {
-                bsst_store_unref(sw->store, bblock[b]);
-            }
-            ret = ret < 0 ? ret : err;
-            continue;
-        }
-        qemu_mutex_lock(&sw->lock);
-        if (b < 0) {
-            /* not resident, no block: a touch places a zero page */
-            tsw_discarding_end(sw, pg, PG_RESIDENT);
-            pg->flags |= PG_ZEROED;
-            pg->host_blk = TSW_NO_HOST;
-            sw->zero_swapouts++;
-        } else {
-            pg->bblock = bblock[b];
-            pg->host_blk = host_blk[b];
-            tsw_discarding_end(sw, pg, PG_SWAPPED);
-            sw->swapped++;
-            sw->bytes_written += TSW_PAGE;
-        }
-        sw->swap_outs++;
-        tsr_policy_set_resident(sw->policy, idx[slot[i]], false);
-        qemu_mutex_unlock(&sw->lock);
-        uffd_wakeup(sw->uffd, addr, TSW_PAGE);  /* writers that waited */
-        done++;
     }
+    g_free(b);
     trace_tsw_swap_out(n, ret < 0 ? ret : done);
     return ret < 0 ? ret : done;
 }
