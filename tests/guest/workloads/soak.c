@@ -236,7 +236,8 @@ static int run_mem(Counter *c, uint64_t mib)
         fprintf(stderr, "soak: mem: cannot allocate %" PRIu64 " MiB\n", mib);
         return 2;
     }
-    for (uint64_t pg = 0; pg < npages; pg++) {
+    /* a loaded host may need minutes for this: it stops at the deadline */
+    for (uint64_t pg = 0; pg < npages && !over(); pg++) {
         fill((uint64_t *)(mem + pg * PAGE), WORDS, MEM_MAGIC, pg, 0);
         ADD(c->work, 1);
     }
