@@ -91,9 +91,10 @@ int bsst_alloc_ref(BsstAlloc *a, uint32_t block);
 int bsst_alloc_pin(BsstAlloc *a, uint32_t block);
 
 /*
- * Drop a reference (or a pin).  Returns 1 if the refcount dropped to zero (the block
- * is now pending), 0 if references remain; -EINVAL if @block is out of
- * range; -ERANGE (underflow) if its refcount is already zero (unchanged).
+ * Drop a reference (or a pin).  Returns 1 if the refcount dropped to zero
+ * (the block is now pending), 0 if references remain; -EINVAL if @block
+ * is out of range; -ERANGE (underflow) if its refcount is already zero
+ * (unchanged).
  */
 int bsst_alloc_unref(BsstAlloc *a, uint32_t block);
 

@@ -471,8 +471,10 @@ static int bsst_disk_log_unmaps_locked(BsstDisk *d, uint64_t stamp)
         uint64_t first = g_array_index(g, uint64_t, i);
         guint k;
 
-        for (n = 1; i + n < g->len &&
-                    g_array_index(g, uint64_t, i + n) == first + n; n++) {
+        n = 1;
+        while (i + n < g->len &&
+               g_array_index(g, uint64_t, i + n) == first + n) {
+            n++;
         }
         ret = bsst_log_put_unmap_locked(s, d->index, first, n);
         if (ret < 0) {
@@ -504,8 +506,10 @@ int coroutine_fn bsst_disk_co_flush(BsstDisk *d, uint64_t stamp)
         if (ret != -ENOSPC || ++tries > 2) {
             break;
         }
-        /* log full: write it out and checkpoint (the maps no longer have
-         * what is logged), then go on */
+        /*
+         * log full: write it out and checkpoint (the maps no longer have
+         * what is logged), then go on
+         */
         ret = bsst_log_co_write_out(s);
         if (ret >= 0) {
             ret = bsst_log_co_checkpoint(s);

@@ -78,15 +78,18 @@ struct BsstStore {
     char *node_name;
     int refcnt;
     bool writable;
-    bool formatted;         /* a valid superblock in memory (maybe not on
-                             * disk yet: a blank image until activation) */
-    bool active;            /* our epoch's superblock is durable: writes may
-                             * go to the image (atomic; see activation) */
+    /*
+     * formatted: a valid superblock in memory (maybe not on disk yet: a
+     * blank image until activation); active: our epoch's superblock is
+     * durable, writes may go to the image (atomic; see activation)
+     */
+    bool formatted;
+    bool active;
     bool failed;            /* a checkpoint failed: no more metadata */
     bool drained;           /* @blk is quiesced (main loop) */
     uint64_t source_io;     /* page-source BSST I/Os (atomic) */
-    uint32_t discard_blocks;/* blocks per discard unit (cluster); 0: the
-                             * node ignores discards */
+    /* blocks per discard unit (cluster); 0: the node ignores discards */
+    uint32_t discard_blocks;
     uint64_t replayed_seq;  /* records before it were replayed at open */
     char *damage;           /* opened for a check: what is damaged */
     bool repairable;        /* ... and a repair can keep what was loaded */

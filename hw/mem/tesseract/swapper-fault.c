@@ -636,8 +636,10 @@ static void tsw_handle_wp(TesseractSwapper *sw, uint8_t *addr)
     qemu_mutex_lock(&sw->lock);
     trace_tsw_fault(addr, idx, sw->pages[idx].state, true);
     if (sw->pages[idx].state == PG_DISCARDING) {
-        /* too late to keep it: the swap-out wakes the writer when the page
-         * is gone, and its retry faults it back in */
+        /*
+         * too late to keep it: the swap-out wakes the writer when the page
+         * is gone, and its retry faults it back in
+         */
         qemu_mutex_unlock(&sw->lock);
         return;
     }

@@ -66,12 +66,12 @@ enum {
 
 #define PG_DIRTIED        0x1   /* written during the swap-out */
 #define PG_UNREF_ON_UNPIN 0x2   /* swapped in while pinned */
-#define PG_INDIRECTED     0x4   /* a guest write indirected it: its swap-in
-                                 * was avoided, not (yet) saved */
-#define PG_ZEROED         0x8   /* swapped out as all zeroes (PG_RESIDENT,
-                                 * not resident in the policy) */
-#define PG_PARKED         0x10  /* PG_SWAPPING_IN: its fault failed and
-                                 * waits for the fault thread's retry */
+/* a guest write indirected it: its swap-in was avoided, not (yet) saved */
+#define PG_INDIRECTED     0x4
+/* swapped out as all zeroes (PG_RESIDENT, not resident in the policy) */
+#define PG_ZEROED         0x8
+/* PG_SWAPPING_IN: its fault failed and waits for the fault thread's retry */
+#define PG_PARKED         0x10
 
 typedef struct TswPage {
     uint32_t bblock;

@@ -653,7 +653,9 @@ void *tsw_worker_thread(void *opaque)
                    tsr_policy_pick(sw->policy, &idx[n])) {
                 int j;
 
-                for (j = 0; j < n && idx[j] != idx[n]; j++) {
+                j = 0;
+                while (j < n && idx[j] != idx[n]) {
+                    j++;
                 }
                 if (j < n) {
                     break;      /* the pick came round again */
