@@ -297,6 +297,9 @@ static void check_append(const Image *orig, BsstLoad *ld)
         } else {
             ret = bsst_log_put(blk, &c, BSST_REC_OPTIONAL | 1, "x", 1);
         }
+        if (ret == -EOVERFLOW && c.seq == BSST_SEQ_MAX) {
+            return;     /* no sequence numbers left: no writer appends */
+        }
         if (ret != -ENOSPC) {
             break;
         }
@@ -369,6 +372,9 @@ static void check_crash(const Image *orig, const BsstLoad *ld)
         uint32_t start = c.offset;
 
         ret = bsst_log_put(blk, &c, BSST_REC_OPTIONAL | 2, payload, len);
+        if (ret == -EOVERFLOW && c.seq == BSST_SEQ_MAX) {
+            break;      /* no sequence numbers left */
+        }
         if (ret == -ENOSPC) {
             /* a writer's log uses at most all blocks but one */
             if ((tail + 1 + l->log_len - sb.log_head) % l->log_len + 2 >=
