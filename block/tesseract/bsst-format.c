@@ -276,6 +276,11 @@ int bsst_sb_decode(const uint8_t *block, unsigned slot, BsstSuperblock *sb,
                    " blocks", sb->log_head, l->log_len);
         return -EIO;
     }
+    if (sb->log_first_seq > BSST_SEQ_MAX) {
+        error_setg(errp, "log first sequence number %" PRIu64
+                   " out of range", sb->log_first_seq);
+        return -EIO;
+    }
     if (sb->log_epoch > sb->generation ||
         (sb->log_epoch && !(sb->features & BSST_FEATURE_DURABLE_MARKS))) {
         error_setg(errp, "log epoch %" PRIu64 " invalid (generation %"

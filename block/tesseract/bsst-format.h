@@ -51,6 +51,7 @@
  *   132  4  reserved (0)
  *   136  8  log first sequence number: the first record to replay; the
  *           checkpoint holds the state after every record before it
+ *           (at most 2^62: see Log)
  *   144  8  log head: block (index within the log area) whose first
  *           record has the log first sequence number
  *   152  8  log epoch: the lowest epoch a record at the log head may
@@ -88,6 +89,10 @@
  *    28  4  durable mark d: 0, or every record before sequence number
  *           (this one's - d + 1) was durable (flushed) before this record
  *           was written
+ * Sequence numbers never wrap: a record's is below 2^62 (it could never
+ * be reached).  A record that replay would apply whose sequence number is 2^62 or above, or a log first
+ * sequence number above 2^62, is damage; a writer whose next sequence
+ * number is 2^62 writes no more records.
  *    32     payload:
  *   DISK  (1)  u32 disk index (< BSST_MAX_DISKS), u16 id length (1..255),
  *              u16 0, id bytes (no NUL): registers a disk-id
@@ -191,6 +196,12 @@ QEMU_BUILD_BUG_ON(BSST_DISK_ID_LEN_MAX > BSST_DISK_ID_MAX);
 #define BSST_FEATURES_KNOWN BSST_FEATURE_DURABLE_MARKS
 /* Generations above this are damage: they could never be reached */
 #define BSST_GENERATION_MAX (UINT64_C(1) << 62)
+/*
+ * Log sequence numbers: a record's is below this, the log first sequence
+ * number at most this; beyond, damage (they could never be reached, and
+ * the durable marks and the replay order do not wrap)
+ */
+#define BSST_SEQ_MAX (UINT64_C(1) << 62)
 
 #define BSST_LOG_HDR_SIZE 32
 #define BSST_CKPT_HDR_SIZE 32
@@ -312,7 +323,9 @@ typedef struct BsstLogCursor {
  * Append a record to the log block @block at @c, which must have been
  * zero from @c->offset on.  Returns the bytes left in the block after it
  * and advances @c; or -ENOSPC if it does not fit (nothing written: start a
- * zeroed block, set offset 0, retry); -EINVAL for bad arguments.
+ * zeroed block, set offset 0, retry); -EOVERFLOW if @c->seq is
+ * BSST_SEQ_MAX (the sequence numbers are used up); -EINVAL for bad
+ * arguments.
  */
 int bsst_log_put(uint8_t *block, BsstLogCursor *c, uint16_t type,
                  const void *payload, uint16_t len);

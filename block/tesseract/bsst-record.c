@@ -44,6 +44,9 @@ int bsst_log_put(uint8_t *block, BsstLogCursor *c, uint16_t type,
     if (c->offset > BSST_BLOCK_SIZE || type == 0) {
         return -EINVAL;
     }
+    if (c->seq >= BSST_SEQ_MAX) {
+        return -EOVERFLOW;      /* replay would take it for damage */
+    }
     if (need > BSST_BLOCK_SIZE - c->offset) {
         return -ENOSPC;
     }
@@ -364,6 +367,12 @@ int bsst_replay_block(BsstReplay *r, const uint8_t *block,
         if (epoch < r->epoch) {
             return replay_stop(r, BSST_REPLAY_END, block, off,
                                "stale record epoch", errp);
+        }
+        if (seq >= BSST_SEQ_MAX) {
+            /* never written: the durable marks and this order would wrap */
+            error_setg(errp, "damaged BSST: log record %" PRIu64 " has a "
+                       "sequence number out of range", seq);
+            return -EIO;
         }
         if (epoch > r->max_epoch) {
             error_setg(errp, "damaged BSST: log record %" PRIu64 " written "

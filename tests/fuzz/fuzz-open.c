@@ -158,6 +158,19 @@ static void write_sb(Image *img, const BsstSuperblock *sb)
     bsst_sb_encode(sb, img->buf + bsst_sb_slot(sb->generation) * BS);
 }
 
+/*
+ * The writer's activation, as bsst_co_activate_held() does it: the next
+ * generation, with the durable-marks feature (an image written without
+ * it gains it: every record from here on carries a durable mark, and a
+ * checkpoint's superblock a log epoch, which needs the bit)
+ */
+static void activate(Image *img, BsstSuperblock *sb)
+{
+    sb->generation++;
+    sb->features |= BSST_FEATURE_DURABLE_MARKS;
+    write_sb(img, sb);
+}
+
 typedef struct CkptOut {
     Image *img;
     uint64_t start;
@@ -195,8 +208,7 @@ static void check_checkpoint(const Image *orig, const BsstLoad *ld)
     int ret;
 
     memcpy(img.buf, orig->buf, IMAGE_BLOCKS * BS);
-    sb.generation++;
-    write_sb(&img, &sb);
+    activate(&img, &sb);
     if (off) {
         memset(img.buf + (l->log_start + tail) * BS + off, 0, BS - off);
         tail = (tail + 1) % l->log_len;
@@ -274,8 +286,7 @@ static void check_append(const Image *orig, BsstLoad *ld)
            !ld->ids[0] ? BSST_REC_DISK : BSST_REC_OPTIONAL;
 
     memcpy(img.buf, orig->buf, IMAGE_BLOCKS * BS);
-    sb.generation++;
-    write_sb(&img, &sb);
+    activate(&img, &sb);
     for (i = 0; i < 2; i++) {
         blk = img.buf + (l->log_start + tail) * BS;
         memset(blk + c.offset, 0, BS - c.offset);
@@ -285,6 +296,9 @@ static void check_append(const Image *orig, BsstLoad *ld)
             ret = bsst_log_put_disk(blk, &c, 0, "fuzz");
         } else {
             ret = bsst_log_put(blk, &c, BSST_REC_OPTIONAL | 1, "x", 1);
+        }
+        if (ret == -EOVERFLOW && c.seq == BSST_SEQ_MAX) {
+            return;     /* no sequence numbers left: no writer appends */
         }
         if (ret != -ENOSPC) {
             break;
@@ -350,8 +364,7 @@ static void check_crash(const Image *orig, const BsstLoad *ld)
         return;
     }
     memcpy(img.buf, orig->buf, IMAGE_BLOCKS * BS);
-    sb.generation++;
-    write_sb(&img, &sb);
+    activate(&img, &sb);
     blk = img.buf + (l->log_start + tail) * BS;
     memset(blk + c.offset, 0, BS - c.offset);
     while (n < want) {
@@ -359,6 +372,9 @@ static void check_crash(const Image *orig, const BsstLoad *ld)
         uint32_t start = c.offset;
 
         ret = bsst_log_put(blk, &c, BSST_REC_OPTIONAL | 2, payload, len);
+        if (ret == -EOVERFLOW && c.seq == BSST_SEQ_MAX) {
+            break;      /* no sequence numbers left */
+        }
         if (ret == -ENOSPC) {
             /* a writer's log uses at most all blocks but one */
             if ((tail + 1 + l->log_len - sb.log_head) % l->log_len + 2 >=

@@ -47,7 +47,7 @@ static void parse(const uint8_t *data, size_t size, Input *in)
     memset(&in->sb, 0, sizeof(in->sb));
     /* what a decoded superblock can hold: 1 <= generation <= max */
     in->sb.generation = ldq_le_p(hdr) % BSST_GENERATION_MAX + 1;
-    in->sb.log_first_seq = ldq_le_p(hdr + 8);
+    in->sb.log_first_seq = ldq_le_p(hdr + 8) % (BSST_SEQ_MAX + 1);
     in->sb.log_epoch = ldq_le_p(hdr + 16) % (in->sb.generation + 1);
     in->sb.features = BSST_FEATURE_DURABLE_MARKS;
     size = size > HDR_LEN ? size - HDR_LEN : 0;
@@ -126,6 +126,11 @@ static void check_append(const Input *in, const BsstReplay *r,
     memset(log + tail * BS + c.offset, 0, BS - c.offset);
     ret = bsst_log_put(log + tail * BS, &c, REC_PROBE, payload,
                        sizeof(payload));
+    if (ret == -EOVERFLOW) {
+        FZ_ASSERT(c.seq == BSST_SEQ_MAX, "append refused at sequence %"
+                  PRIu64, c.seq);
+        return;     /* no sequence numbers left: no writer appends */
+    }
     if (ret == -ENOSPC) {
         if (tail + 1 >= in->nblocks) {
             return;     /* the log would wrap onto its head */
@@ -208,6 +213,9 @@ static void check_crash(const Input *in, const BsstReplay *r,
         uint32_t start = c.offset;
 
         ret = bsst_log_put(log + tail * BS, &c, REC_PROBE, payload, len);
+        if (ret == -EOVERFLOW && c.seq == BSST_SEQ_MAX) {
+            break;      /* no sequence numbers left */
+        }
         if (ret == -ENOSPC) {
             if (tail + 1 >= in->nblocks) {
                 break;

@@ -71,7 +71,8 @@ static int decode_slot(const uint8_t *block, unsigned slot,
     FZ_ASSERT(sb->ckpt_area <= 1 &&
               sb->ckpt_blocks <= sb->layout.ckpt_len[sb->ckpt_area] &&
               sb->log_head < sb->layout.log_len &&
-              sb->log_epoch <= sb->generation,
+              sb->log_epoch <= sb->generation &&
+              sb->log_first_seq <= BSST_SEQ_MAX,
               "slot %u: checkpoint or log position out of range", slot);
     return 0;
 }

@@ -8,6 +8,7 @@
 
 #include "qemu/osdep.h"
 #include "qapi/error.h"
+#include "qemu/bswap.h"
 #include "bsst-format.h"
 
 #define BS BSST_BLOCK_SIZE
@@ -908,6 +909,81 @@ static void test_replay_bad_records(void)
     state_free(s);
 }
 
+/*
+ * Sequence numbers never wrap (the durable marks and the replay order
+ * would not survive it): the writer stops at BSST_SEQ_MAX, the decoders
+ * take anything beyond for damage.  A log whose sequence numbers ran
+ * through 2^64 used to make replay read a torn record's later neighbour
+ * as evidence, or not, depending on which side of the wrap each lay.
+ */
+static void test_seq_limit(void)
+{
+    g_autofree uint8_t *blk = g_malloc0(BS);
+    g_autofree uint8_t *sbb = g_malloc0(BS);
+    BsstSuperblock sb = test_sb(3, BSST_SEQ_MAX - 2), out;
+    BsstLogCursor c = { .epoch = 3, .seq = BSST_SEQ_MAX - 2 };
+    uint8_t rec2[BSST_LOG_HDR_SIZE + 16];
+    uint32_t off2;
+    State *s;
+    BsstReplay r;
+    Error *err = NULL;
+
+    /* the log first sequence number: at most BSST_SEQ_MAX */
+    sb.log_first_seq = BSST_SEQ_MAX;
+    bsst_sb_encode(&sb, sbb);
+    g_assert_cmpint(bsst_sb_decode(sbb, bsst_sb_slot(3), &out, &error_abort),
+                    ==, 0);
+    g_assert_cmpuint(out.log_first_seq, ==, BSST_SEQ_MAX);
+    sb.log_first_seq = BSST_SEQ_MAX + 1;
+    bsst_sb_encode(&sb, sbb);
+    g_assert_cmpint(bsst_sb_decode(sbb, bsst_sb_slot(3), &out, &err), ==,
+                    -EIO);
+    g_assert_nonnull(strstr(error_get_pretty(err), "out of range"));
+    error_free(err);
+    err = NULL;
+    sb.log_first_seq = UINT64_MAX - 4;
+    bsst_sb_encode(&sb, sbb);
+    g_assert_cmpint(bsst_sb_decode(sbb, bsst_sb_slot(3), &out, &err), ==,
+                    -EIO);
+    error_free(err);
+    err = NULL;
+
+    /* the writer's last record is BSST_SEQ_MAX - 1 */
+    sb.log_first_seq = BSST_SEQ_MAX - 2;
+    g_assert_cmpint(bsst_log_put_map(blk, &c, 0, 1, 1), >, 0);
+    off2 = c.offset;
+    g_assert_cmpint(bsst_log_put_map(blk, &c, 0, 2, 2), >, 0);
+    g_assert_cmpuint(c.seq, ==, BSST_SEQ_MAX);
+    g_assert_cmpint(bsst_log_put_map(blk, &c, 0, 3, 3), ==, -EOVERFLOW);
+    g_assert_cmpuint(c.seq, ==, BSST_SEQ_MAX);
+    g_assert_cmpuint(ldl_le_p(blk + c.offset), ==, 0);
+
+    s = state_new();
+    st_disk(s, 0, "d0", &error_abort);
+    bsst_replay_init(&r, &sb);
+    g_assert_cmpint(bsst_replay_buffer(&r, blk, 1, &st_ops, s, &error_abort),
+                    ==, 0);
+    g_assert_cmpuint(r.records, ==, 2);
+    g_assert_cmpuint(r.next_seq, ==, BSST_SEQ_MAX);
+    state_free(s);
+
+    /* a record of sequence BSST_SEQ_MAX where replay expects it: damage */
+    memcpy(rec2, blk + off2, sizeof(rec2));
+    stq_le_p(rec2 + 8, BSST_SEQ_MAX);
+    stl_le_p(rec2 + 24, 0);
+    stl_le_p(rec2 + 24, bsst_crc_chain(0, rec2, sizeof(rec2)));
+    memcpy(blk + c.offset, rec2, sizeof(rec2));
+    s = state_new();
+    st_disk(s, 0, "d0", &error_abort);
+    bsst_replay_init(&r, &sb);
+    g_assert_cmpint(bsst_replay_buffer(&r, blk, 1, &st_ops, s, &err), ==,
+                    -EIO);
+    g_assert_nonnull(strstr(error_get_pretty(err),
+                            "sequence number out of range"));
+    error_free(err);
+    state_free(s);
+}
+
 /* ---- Checkpoint ---- */
 
 typedef struct CkptBuf {
@@ -1185,6 +1261,7 @@ int main(int argc, char **argv)
                     test_replay_lost_block);
     g_test_add_func("/tesseract/bsst-format/replay-bad-records",
                     test_replay_bad_records);
+    g_test_add_func("/tesseract/bsst-format/seq-limit", test_seq_limit);
     g_test_add_func("/tesseract/bsst-format/ckpt-roundtrip",
                     test_ckpt_roundtrip);
     g_test_add_func("/tesseract/bsst-format/ckpt-bitflip", test_ckpt_bitflip);
