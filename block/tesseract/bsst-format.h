@@ -89,10 +89,11 @@
  *    28  4  durable mark d: 0, or every record before sequence number
  *           (this one's - d + 1) was durable (flushed) before this record
  *           was written
- * Sequence numbers never wrap: a record's is below 2^62 (it could never
- * be reached).  A record that replay would apply whose sequence number is 2^62 or above, or a log first
- * sequence number above 2^62, is damage; a writer whose next sequence
- * number is 2^62 writes no more records.
+ *           (sequence numbers never wrap: a record's is below 2^62, which
+ *           could never be reached; a record replay would apply whose
+ *           sequence number is 2^62 or above, or a log first sequence
+ *           number above 2^62, is damage; a writer whose next sequence
+ *           number is 2^62 writes no more records)
  *    32     payload:
  *   DISK  (1)  u32 disk index (< BSST_MAX_DISKS), u16 id length (1..255),
  *              u16 0, id bytes (no NUL): registers a disk-id
