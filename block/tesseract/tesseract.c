@@ -86,11 +86,12 @@ static int tsr_other_image(BlockDriverState *bs, const QemuUUID *bind,
 /*
  * Read the label in the last block of the guest image (@len bytes):
  * *@labelled and *@l if there is a valid one.  A damaged label is an
- * error, unless the binding is @pending (a crash came while it was
- * written).
+ * error, unless the binding may be in progress (*@pending: a crash came
+ * while the label was written); *@pending stays true only if the block
+ * holds zeroes or a torn label, not data of the image's own.
  */
 static int GRAPH_RDLOCK tsr_read_label(BlockDriverState *bs, int64_t len,
-                                       bool pending, BsstLabel *l,
+                                       bool *pending, BsstLabel *l,
                                        bool *labelled, Error **errp)
 {
     g_autofree uint8_t *buf = NULL;
@@ -109,7 +110,13 @@ static int GRAPH_RDLOCK tsr_read_label(BlockDriverState *bs, int64_t len,
         return ret;
     }
     ret = bsst_label_decode(buf, l, &local_err);
-    if (ret == -EIO && !pending) {
+    /*
+     * A binding in progress leaves zeroes (the grown block) or a torn
+     * label there; anything else is the image's own data
+     */
+    *pending = *pending &&
+               (ret == -EIO || buffer_is_zero(buf, TSR_BLOCK_SIZE));
+    if (ret == -EIO && !*pending) {
         error_propagate_prepend(errp, local_err, "tesseract: guest image "
                                 "'%s': ", tsr_image_name(bs));
         return ret;
@@ -197,7 +204,7 @@ static int GRAPH_RDLOCK tsr_open_label(BlockDriverState *bs, Error **errp)
      */
     pending = bound && !qemu_uuid_is_null(&bind) &&
               len == ROUND_UP(bind_size, TSR_BLOCK_SIZE) + TSR_BLOCK_SIZE;
-    ret = tsr_read_label(bs, len, pending, &l, &labelled, errp);
+    ret = tsr_read_label(bs, len, &pending, &l, &labelled, errp);
     if (ret < 0) {
         return ret;
     }
