@@ -104,11 +104,11 @@
 # on one ext4 file system on one O_DIRECT loop device, opened with
 # cache.direct=on and limited to $HDD_IOPS IOPS and $HDD_BPS bytes/s each
 # way, all images together, by a cgroup v1 blkio group: run-guest.sh --hdd;
-# for stock, the host swap file is on the same spindle), and hybrid (the
-# seed's "BSST placed on an SSD": the guest's images on the hdd spindle, the
-# BSST a plain file as in ssd; stock's host swap as in ssd).  One budget for
-# all images is what one disk gives; BENCH_HDD_LAYOUT=per-image gives each
-# image its own loop device and budget instead (the stock scenario's host
+# for stock, the host swap file is on the same spindle), and hybrid
+# (Tesseract (VEE 2014): "BSST placed on an SSD": the guest's images on the
+# hdd spindle, the BSST a plain file as in ssd; stock's host swap as in
+# ssd).  One budget for all images is what one disk gives;
+# BENCH_HDD_LAYOUT=per-image gives each image its own loop device and budget instead (the stock scenario's host
 # swap then gets its own too).  QEMU's own throttle groups are not used:
 # the swapper reads the BSST's blocks from its host file with pread(), past
 # any throttle node, so only a limit below QEMU (the cgroup) covers them.

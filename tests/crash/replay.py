@@ -25,7 +25,7 @@
 # started (many variants before the flush that precedes a superblock
 # write: a checkpoint's), and random points; per cut, the durable writes
 # alone (variant 0), every write started (variant 1) or a random choice
-# (variant V > 1, the seed of the choice).  A state is named T:V and
+# (variant V > 1, V drives the random choice).  A state is named T:V and
 # rebuilt alone with --state T:V.
 #
 # Each state is opened through the tesseract driver, read-only, with

@@ -7,9 +7,9 @@
 #   history   development history: numbered sessions, "before this
 #             change", "work period", dated result folders of bench/results
 #             (git ignores them: nobody else has them)
-#   seed      "the seed" for the paper, which is "Tesseract (VEE 2014)";
-#             "the seed corpus" and a random generator's "seed of"/"seed
-#             for" are fuzzing terms and stay
+#   seed      the paper's nickname (the word "seed" after "the"); the
+#             paper is "Tesseract (VEE 2014)"; a fuzzer's corpus of
+#             starting inputs and a random generator's seed value stay
 #   path      a path that names one machine's directories: /work/, /home/,
 #             /root/, /mnt/, /scratch/ anywhere; /tmp/ and /var/tmp/ in
 #             documentation (README*, *.md, *.rst, docs/); a relative path
