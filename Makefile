@@ -111,7 +111,7 @@ help:
 	@echo "make check      build and run the project's tests"
 	@echo "make check-long the long campaigns (fuzzing, crash states, soaks)"
 	@echo "make check-sanitizers  qtest and iotest on an ASan+UBSan QEMU (build-san/)"
-	@echo "make demo       boot a small guest through a tesseract node"
+	@echo "make demo       a disk check, then double paging: baseline beside Tesseract"
 	@echo "make install    install the binaries and docs (PREFIX=/usr/local, DESTDIR)"
 	@echo "make bench-io   qemu-img bench: tesseract node vs plain qcow2"
 	@echo "make bench-open time opening a BSST of 1M indirections"
