@@ -10,7 +10,7 @@
  */
 
 #include "qemu/osdep.h"
-#include "qapi/qmp/qdict.h"
+#include "qobject/qdict.h"
 #include "qemu/keyval.h"
 #include "bsst-format.h"
 #include "tesseract-help.h"
