@@ -114,6 +114,167 @@ BsstDisk *bsst_disk_open(BsstStore *s, const char *disk_id, Error **errp)
     return d;
 }
 
+static void drop_ref(void *opaque, uint64_t gblock, uint32_t bblock)
+{
+    bsst_alloc_unref(opaque, bblock);
+}
+
+/* Find @disk_id and check that it may be dropped: its index or -errno */
+static int bsst_drop_check_locked(BsstStore *s, const char *disk_id,
+                                  bool force, Error **errp)
+{
+    uint64_t n;
+    int i;
+
+    for (i = 0; i < BSST_MAX_DISKS; i++) {
+        if (s->disks[i].id && !strcmp(s->disks[i].id, disk_id)) {
+            break;
+        }
+    }
+    if (i == BSST_MAX_DISKS) {
+        error_setg(errp, "BSST node '%s' holds no disk-id '%s'",
+                   s->node_name, disk_id);
+        return -ENOENT;
+    }
+    if (s->disks[i].open) {
+        error_setg(errp, "disk-id '%s' of BSST node '%s' is in use by a "
+                   "tesseract node: delete that node first", disk_id,
+                   s->node_name);
+        return -EBUSY;
+    }
+    n = bsst_map_count(s->disks[i].map);
+    if (n && !force) {
+        error_setg(errp, "disk-id '%s' of BSST node '%s' holds %" PRIu64
+                   " indirections: its guest image alone is not the disk. "
+                   "Copy them home first (tesseract-defrag mode=guest), or "
+                   "force the drop to lose them", disk_id, s->node_name, n);
+        return -EBUSY;
+    }
+    return i;
+}
+
+int coroutine_fn bsst_store_co_drop_disk(BsstStore *s, const char *disk_id,
+                                         bool force, uint64_t *dropped,
+                                         Error **errp)
+{
+    Error *local_err = NULL;
+    int i, ret, tries = 0;
+
+    if (!s->writable || !s->formatted) {
+        error_setg(errp, "BSST node '%s' is %s", s->node_name,
+                   s->writable ? "blank: it holds no disk" : "read-only");
+        return s->writable ? -ENOENT : -EROFS;
+    }
+    qemu_co_mutex_lock(&s->commit_lock);
+    for (;;) {
+        qemu_mutex_lock(&s->lock);
+        i = ret = bsst_drop_check_locked(s, disk_id, force, &local_err);
+        if (i >= 0) {
+            ret = bsst_log_put_drop_locked(s, i);
+        }
+        if (ret == 0) {
+            BsstDiskSlot *slot = &s->disks[i];
+
+            uint64_t n;
+
+            /* the blocks are pending until the DROP record is durable */
+            n = bsst_map_remove_range(slot->map, 0, UINT64_MAX, drop_ref,
+                                      s->alloc);
+            if (dropped) {
+                *dropped = n;
+            }
+            bsst_map_free(slot->map);
+            g_free(slot->id);
+            *slot = (BsstDiskSlot) { 0 };
+            s->ndisks--;
+        }
+        qemu_mutex_unlock(&s->lock);
+        if (ret != -ENOSPC || ++tries > 2) {
+            break;
+        }
+        /* log full: write it out and checkpoint, then go on */
+        ret = bsst_log_co_write_out(s);
+        if (ret >= 0) {
+            ret = bsst_log_co_checkpoint(s);
+        }
+        if (ret < 0) {
+            break;
+        }
+    }
+    if (ret >= 0) {
+        ret = bsst_log_co_write_out(s);
+    }
+    qemu_co_mutex_unlock(&s->commit_lock);
+    trace_bsst_drop_disk(s->node_name, disk_id, ret);
+    if (local_err) {
+        error_propagate(errp, local_err);
+    } else if (ret < 0) {
+        error_setg_errno(errp, -ret, "cannot drop disk-id '%s' of BSST "
+                         "node '%s'", disk_id, s->node_name);
+    }
+    return ret;
+}
+
+typedef struct BsstDropCo {
+    BsstStore *s;
+    const char *disk_id;
+    bool force;
+    uint64_t *dropped;
+    Error **errp;
+    int ret;
+    bool done;
+} BsstDropCo;
+
+static void coroutine_fn bsst_drop_co_entry(void *opaque)
+{
+    BsstDropCo *c = opaque;
+
+    c->ret = bsst_store_co_drop_disk(c->s, c->disk_id, c->force, c->dropped,
+                                     c->errp);
+    qatomic_store_release(&c->done, true);
+    aio_wait_kick();
+}
+
+int coroutine_mixed_fn bsst_store_drop_disk(BsstStore *s, const char *disk_id,
+                                            bool force, uint64_t *dropped,
+                                            Error **errp)
+{
+    BsstDropCo c = { .s = s, .disk_id = disk_id, .force = force,
+                     .dropped = dropped, .errp = errp };
+
+    if (qemu_in_coroutine()) {
+        bsst_drop_co_entry(&c);
+    } else {
+        AioContext *ctx = qemu_get_current_aio_context();
+
+        qemu_coroutine_enter(qemu_coroutine_create(bsst_drop_co_entry, &c));
+        AIO_WAIT_WHILE(ctx, !qatomic_load_acquire(&c.done));
+    }
+    return c.ret;
+}
+
+void bsst_store_foreach_disk(BsstStore *s,
+                             void (*fn)(const BsstDiskInfo *di, void *opaque),
+                             void *opaque)
+{
+    unsigned i;
+
+    qemu_mutex_lock(&s->lock);
+    for (i = 0; i < BSST_MAX_DISKS; i++) {
+        BsstDiskSlot *slot = &s->disks[i];
+
+        if (slot->id) {
+            BsstDiskInfo di = {
+                .id = slot->id, .indirections = bsst_map_count(slot->map),
+                .bound = slot->bound, .open = slot->open,
+            };
+
+            fn(&di, opaque);
+        }
+    }
+    qemu_mutex_unlock(&s->lock);
+}
+
 void bsst_disk_fill_purge_locked(BsstDisk *d)
 {
     g_autoptr(GArray) gone = g_array_new(false, false, sizeof(BsstFill));

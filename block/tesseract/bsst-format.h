@@ -95,8 +95,9 @@
  *           number above 2^62, is damage; a writer whose next sequence
  *           number is 2^62 writes no more records)
  *    32     payload:
- *   DISK  (1)  u32 disk index (< BSST_MAX_DISKS), u16 id length (1..255),
- *              u16 0, id bytes (no NUL): registers a disk-id
+ *   DISK  (1)  u32 disk index (< BSST_MAX_DISKS), u16 id length
+ *              (1..BSST_DISK_ID_LEN_MAX), u16 0, id bytes (no NUL):
+ *              registers a disk-id
  *   MAP   (2)  u32 disk index, u32 BSST block, u64 guest block
  *   UNMAP (3)  u32 disk index, u32 0, u64 guest block, u64 count
  *   BIND  (4)  u32 disk index, u32 0, 16 bytes binding UUID, u64 size:
@@ -104,6 +105,8 @@
  *              that UUID (see Label), whose guest-visible size is @size
  *              bytes; an all-zero UUID: an image that cannot be labelled,
  *              known by its size only (needs feature bit 0)
+ *   DROP  (5)  u32 disk index, u32 0: the disk's map (its references),
+ *              binding and id are gone; the index may be registered again
  *
  * A log block write is the unit of durability: the writer rewrites the
  * tail block with the same bytes plus the new records.  Replay starts at
@@ -212,6 +215,7 @@ enum {
     BSST_REC_MAP = 2,
     BSST_REC_UNMAP = 3,
     BSST_REC_BIND = 4,
+    BSST_REC_DROP = 5,
     BSST_REC_OPTIONAL = 0x8000,
 };
 
@@ -253,6 +257,11 @@ typedef struct BsstMetaOps {
     /* Disk @disk is bound to the image labelled @uuid of @size bytes. */
     int (*bind)(void *opaque, uint32_t disk, const QemuUUID *uuid,
                 uint64_t size, Error **errp);
+    /*
+     * Disk @disk is gone: its map (every reference it held), binding
+     * and id; the index may be registered again.  Log only.
+     */
+    int (*drop)(void *opaque, uint32_t disk, Error **errp);
 } BsstMetaOps;
 
 /* ---- Layout and superblock ---- */
@@ -338,6 +347,7 @@ int bsst_log_put_unmap(uint8_t *block, BsstLogCursor *c, uint32_t disk,
                        uint64_t gblock, uint64_t count);
 int bsst_log_put_bind(uint8_t *block, BsstLogCursor *c, uint32_t disk,
                       const QemuUUID *uuid, uint64_t size);
+int bsst_log_put_drop(uint8_t *block, BsstLogCursor *c, uint32_t disk);
 
 typedef enum BsstReplayStop {
     BSST_REPLAY_RUNNING,    /* feed the next block */

@@ -113,11 +113,31 @@ static int load_bind(void *opaque, uint32_t disk, const QemuUUID *uuid,
     return 0;
 }
 
+static int load_drop(void *opaque, uint32_t disk, Error **errp)
+{
+    BsstLoad *ld = opaque;
+    BsstMap *map = load_map_of(ld, disk, errp);
+
+    if (!map) {
+        return -EIO;
+    }
+    ld->entries -= bsst_map_count(map);
+    bsst_map_free(map);
+    ld->maps[disk] = NULL;
+    g_free(ld->ids[disk]);
+    ld->ids[disk] = NULL;
+    ld->bound[disk] = false;
+    memset(&ld->bind[disk], 0, sizeof(ld->bind[disk]));
+    ld->bind_size[disk] = 0;
+    return 0;
+}
+
 static const BsstMetaOps load_ops = {
     .disk = load_disk,
     .map = load_map,
     .unmap = load_unmap,
     .bind = load_bind,
+    .drop = load_drop,
 };
 
 /* ---- Loading ---- */

@@ -127,6 +127,20 @@ int bsst_log_put_bind_locked(BsstStore *s, uint32_t disk,
     return bsst_log_append_locked(s, put_bind, &r);
 }
 
+static int put_drop(uint8_t *block, BsstLogCursor *c, const void *arg)
+{
+    const PutRec *m = arg;
+
+    return bsst_log_put_drop(block, c, m->disk);
+}
+
+int bsst_log_put_drop_locked(BsstStore *s, uint32_t disk)
+{
+    PutRec r = { .disk = disk };
+
+    return bsst_log_append_locked(s, put_drop, &r);
+}
+
 int bsst_log_put_disk_locked(BsstStore *s, uint32_t disk, const char *id)
 {
     PutRec r = { .disk = disk, .id = id };

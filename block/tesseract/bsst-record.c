@@ -32,6 +32,7 @@
 #define REC_MAP_LEN     16
 #define REC_UNMAP_LEN   24
 #define REC_BIND_LEN    32
+#define REC_DROP_LEN    8
 
 /* ---- Log ---- */
 
@@ -127,6 +128,18 @@ int bsst_log_put_bind(uint8_t *block, BsstLogCursor *c, uint32_t disk,
     memcpy(p + 8, uuid->data, 16);
     stq_le_p(p + 24, size);
     return bsst_log_put(block, c, BSST_REC_BIND, p, sizeof(p));
+}
+
+int bsst_log_put_drop(uint8_t *block, BsstLogCursor *c, uint32_t disk)
+{
+    uint8_t p[REC_DROP_LEN];
+
+    if (disk >= BSST_MAX_DISKS) {
+        return -EINVAL;
+    }
+    stl_le_p(p, disk);
+    stl_le_p(p + 4, 0);
+    return bsst_log_put(block, c, BSST_REC_DROP, p, sizeof(p));
 }
 
 void bsst_replay_init(BsstReplay *r, const BsstSuperblock *sb)
@@ -301,6 +314,15 @@ static int replay_apply(BsstReplay *r, uint16_t type, const uint8_t *p,
         return ops->bind ? ops->bind(opaque, disk, &uuid, ldq_le_p(p + 24),
                                      errp) : 0;
     }
+    case BSST_REC_DROP:
+        if (len != REC_DROP_LEN) {
+            goto bad_len;
+        }
+        disk = ldl_le_p(p);
+        if (disk >= BSST_MAX_DISKS || ldl_le_p(p + 4) != 0) {
+            goto bad_payload;
+        }
+        return ops->drop(opaque, disk, errp);
     default:
         if (type & BSST_REC_OPTIONAL) {
             return 0;

@@ -143,6 +143,7 @@ int bsst_log_put_unmap_locked(BsstStore *s, uint32_t disk, uint64_t gblock,
                               uint64_t count);
 int bsst_log_put_bind_locked(BsstStore *s, uint32_t disk,
                              const QemuUUID *uuid, uint64_t size);
+int bsst_log_put_drop_locked(BsstStore *s, uint32_t disk);
 /* With commit_lock held: */
 int coroutine_fn bsst_log_co_write_out(BsstStore *s);
 int coroutine_fn bsst_log_co_checkpoint(BsstStore *s);

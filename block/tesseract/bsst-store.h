@@ -224,6 +224,36 @@ int coroutine_fn bsst_store_co_commit(BsstStore *s);
  * Refused if another node has it open.
  */
 BsstDisk *bsst_disk_open(BsstStore *s, const char *disk_id, Error **errp);
+
+/*
+ * Drop disk @disk_id from the store: its map, its binding and its id
+ * (logged as a DROP record, and committed).  The BSST blocks that only
+ * its map referenced are freed once that record is durable.  Refused
+ * while a tesseract node has the disk open and, unless @force, while its
+ * map holds indirections: its guest image alone is not the disk then.
+ * *@dropped (if non-NULL) gets the number of indirections dropped.
+ * Returns 0 or a negative errno with @errp set.
+ */
+int coroutine_fn bsst_store_co_drop_disk(BsstStore *s, const char *disk_id,
+                                         bool force, uint64_t *dropped,
+                                         Error **errp);
+/* The same from outside a coroutine too (main loop) */
+int coroutine_mixed_fn bsst_store_drop_disk(BsstStore *s, const char *disk_id,
+                                            bool force, uint64_t *dropped,
+                                            Error **errp);
+
+/* What bsst_store_foreach_disk() tells of each disk of a store */
+typedef struct BsstDiskInfo {
+    const char *id;
+    uint64_t indirections;  /* map entries */
+    bool bound;             /* its maps belong to a labelled guest image */
+    bool open;              /* a tesseract node has it open */
+} BsstDiskInfo;
+
+/* Call @fn for each disk of @s in index order (store lock held: no I/O) */
+void bsst_store_foreach_disk(BsstStore *s,
+                             void (*fn)(const BsstDiskInfo *di, void *opaque),
+                             void *opaque);
 void bsst_disk_close(BsstDisk *d);
 uint64_t bsst_disk_count(BsstDisk *d);
 uint32_t bsst_disk_index(BsstDisk *d);

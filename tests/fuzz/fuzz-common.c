@@ -279,10 +279,31 @@ static int st_unmap(void *opaque, uint32_t disk, uint64_t gblock,
     return 0;
 }
 
+static int st_drop(void *opaque, uint32_t disk, Error **errp)
+{
+    FzState *s = opaque;
+
+    FZ_ASSERT(disk < BSST_MAX_DISKS, "drop callback with disk %u", disk);
+    s->callbacks++;
+    digest(s, 5);
+    digest(s, disk);
+    if (!s->map[disk]) {
+        error_setg(errp, "drop of unregistered disk %u", disk);
+        return -EIO;
+    }
+    s->entries -= bsst_map_count(s->map[disk]);
+    bsst_map_free(s->map[disk]);
+    s->map[disk] = NULL;
+    g_free(s->id[disk]);
+    s->id[disk] = NULL;
+    return 0;
+}
+
 const BsstMetaOps fz_state_ops = {
     .disk = st_disk,
     .map = st_map,
     .unmap = st_unmap,
+    .drop = st_drop,
 };
 
 static bool map_equal(const BsstMap *a, const BsstMap *b)

@@ -81,10 +81,26 @@ static int st_unmap(void *opaque, uint32_t disk, uint64_t gblock,
     return 0;
 }
 
+static int st_drop(void *opaque, uint32_t disk, Error **errp)
+{
+    State *s = opaque;
+
+    if (!s->map[disk]) {
+        error_setg(errp, "drop of unregistered disk %u", disk);
+        return -EIO;
+    }
+    bsst_map_free(s->map[disk]);
+    s->map[disk] = NULL;
+    g_free(s->id[disk]);
+    s->id[disk] = NULL;
+    return 0;
+}
+
 static const BsstMetaOps st_ops = {
     .disk = st_disk,
     .map = st_map,
     .unmap = st_unmap,
+    .drop = st_drop,
 };
 
 typedef struct CmpState {
@@ -910,6 +926,71 @@ static void test_replay_bad_records(void)
 }
 
 /*
+ * DROP: the disk's map, binding and id go, and its index may name
+ * another disk afterwards; a DROP of an index never registered, or with
+ * a bad payload, is damage.
+ */
+static void test_replay_drop(void)
+{
+    g_autofree uint8_t *blk = g_malloc0(BS);
+    BsstSuperblock sb = test_sb(3, 1);
+    BsstLogCursor c = { .epoch = 3, .seq = 1 };
+    uint8_t junk[8] = { 7 };
+    State *s;
+    BsstReplay r;
+    Error *err = NULL;
+
+    g_assert_cmpint(bsst_log_put_drop(blk, &c, BSST_MAX_DISKS), ==, -EINVAL);
+    bsst_log_put_disk(blk, &c, 0, "old");
+    bsst_log_put_map(blk, &c, 0, 10, 100);
+    bsst_log_put_disk(blk, &c, 1, "kept");
+    bsst_log_put_map(blk, &c, 1, 11, 101);
+    g_assert_cmpint(bsst_log_put_drop(blk, &c, 0), >, 0);
+    bsst_log_put_disk(blk, &c, 0, "new");
+    bsst_log_put_map(blk, &c, 0, 12, 100);
+    s = state_new();
+    bsst_replay_init(&r, &sb);
+    g_assert_cmpint(bsst_replay_buffer(&r, blk, 1, &st_ops, s, &error_abort),
+                    ==, 0);
+    g_assert_cmpuint(r.records, ==, 7);
+    g_assert_cmpstr(s->id[0], ==, "new");
+    g_assert_cmpuint(bsst_map_count(s->map[0]), ==, 1);
+    g_assert_false(bsst_map_lookup(s->map[0], 10, NULL));
+    g_assert_true(bsst_map_lookup(s->map[0], 12, NULL));
+    g_assert_cmpstr(s->id[1], ==, "kept");
+    g_assert_true(bsst_map_lookup(s->map[1], 11, NULL));
+    state_free(s);
+
+    /* a drop of a disk never registered */
+    memset(blk, 0, BS);
+    c = (BsstLogCursor) { .epoch = 3, .seq = 1 };
+    bsst_log_put_drop(blk, &c, 4);
+    s = state_new();
+    bsst_replay_init(&r, &sb);
+    g_assert_cmpint(bsst_replay_buffer(&r, blk, 1, &st_ops, s, &err), ==,
+                    -EIO);
+    g_assert_nonnull(strstr(error_get_pretty(err), "unregistered disk 4"));
+    error_free(err);
+    err = NULL;
+    state_free(s);
+
+    /* a bad payload: reserved bytes not zero */
+    memset(blk, 0, BS);
+    c = (BsstLogCursor) { .epoch = 3, .seq = 1 };
+    bsst_log_put_disk(blk, &c, 0, "d");
+    junk[0] = 0;
+    junk[4] = 1;
+    bsst_log_put(blk, &c, BSST_REC_DROP, junk, sizeof(junk));
+    s = state_new();
+    bsst_replay_init(&r, &sb);
+    g_assert_cmpint(bsst_replay_buffer(&r, blk, 1, &st_ops, s, &err), ==,
+                    -EIO);
+    g_assert_nonnull(strstr(error_get_pretty(err), "invalid payload"));
+    error_free(err);
+    state_free(s);
+}
+
+/*
  * Sequence numbers never wrap (the durable marks and the replay order
  * would not survive it): the writer stops at BSST_SEQ_MAX, the decoders
  * take anything beyond for damage.  A log whose sequence numbers ran
@@ -1262,6 +1343,7 @@ int main(int argc, char **argv)
     g_test_add_func("/tesseract/bsst-format/replay-bad-records",
                     test_replay_bad_records);
     g_test_add_func("/tesseract/bsst-format/seq-limit", test_seq_limit);
+    g_test_add_func("/tesseract/bsst-format/replay-drop", test_replay_drop);
     g_test_add_func("/tesseract/bsst-format/ckpt-roundtrip",
                     test_ckpt_roundtrip);
     g_test_add_func("/tesseract/bsst-format/ckpt-bitflip", test_ckpt_bitflip);

@@ -314,8 +314,14 @@ static int count_unmap(void *opaque, uint32_t disk, uint64_t gblock,
     return 0;
 }
 
+static int count_drop(void *opaque, uint32_t disk, Error **errp)
+{
+    return 0;
+}
+
 static const BsstMetaOps check_ops = {
     .disk = count_disk, .map = count_map, .unmap = count_unmap,
+    .drop = count_drop,
 };
 
 /* A checkpoint DISK item's index is unsigned: 0xffffff00 is out of range */
