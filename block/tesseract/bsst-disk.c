@@ -153,12 +153,52 @@ static int bsst_drop_check_locked(BsstStore *s, const char *disk_id,
     return i;
 }
 
+typedef struct BsstDrop {
+    BsstStore *s;
+    const char *disk_id;
+    bool force;
+    uint64_t *dropped;
+    Error *err;
+} BsstDrop;
+
+/* Log the DROP record and forget the disk (store lock held) */
+static int bsst_drop_put_locked(BsstStore *s, void *opaque)
+{
+    BsstDrop *a = opaque;
+    BsstDiskSlot *slot;
+    uint64_t n;
+    int i, ret;
+
+    error_free(a->err);
+    a->err = NULL;
+    i = bsst_drop_check_locked(s, a->disk_id, a->force, &a->err);
+    if (i < 0) {
+        return i;
+    }
+    ret = bsst_log_put_drop_locked(s, i);
+    if (ret < 0) {
+        return ret;
+    }
+    /* its blocks are pending until the DROP record is durable */
+    slot = &s->disks[i];
+    n = bsst_map_remove_range(slot->map, 0, UINT64_MAX, drop_ref, s->alloc);
+    if (a->dropped) {
+        *a->dropped = n;
+    }
+    bsst_map_free(slot->map);
+    g_free(slot->id);
+    *slot = (BsstDiskSlot) { 0 };
+    s->ndisks--;
+    return 0;
+}
+
 int coroutine_fn bsst_store_co_drop_disk(BsstStore *s, const char *disk_id,
                                          bool force, uint64_t *dropped,
                                          Error **errp)
 {
-    Error *local_err = NULL;
-    int i, ret, tries = 0;
+    BsstDrop a = { .s = s, .disk_id = disk_id, .force = force,
+                   .dropped = dropped };
+    int ret;
 
     if (!s->writable || !s->formatted) {
         error_setg(errp, "BSST node '%s' is %s", s->node_name,
@@ -166,48 +206,11 @@ int coroutine_fn bsst_store_co_drop_disk(BsstStore *s, const char *disk_id,
         return s->writable ? -ENOENT : -EROFS;
     }
     qemu_co_mutex_lock(&s->commit_lock);
-    for (;;) {
-        qemu_mutex_lock(&s->lock);
-        i = ret = bsst_drop_check_locked(s, disk_id, force, &local_err);
-        if (i >= 0) {
-            ret = bsst_log_put_drop_locked(s, i);
-        }
-        if (ret == 0) {
-            BsstDiskSlot *slot = &s->disks[i];
-
-            uint64_t n;
-
-            /* the blocks are pending until the DROP record is durable */
-            n = bsst_map_remove_range(slot->map, 0, UINT64_MAX, drop_ref,
-                                      s->alloc);
-            if (dropped) {
-                *dropped = n;
-            }
-            bsst_map_free(slot->map);
-            g_free(slot->id);
-            *slot = (BsstDiskSlot) { 0 };
-            s->ndisks--;
-        }
-        qemu_mutex_unlock(&s->lock);
-        if (ret != -ENOSPC || ++tries > 2) {
-            break;
-        }
-        /* log full: write it out and checkpoint, then go on */
-        ret = bsst_log_co_write_out(s);
-        if (ret >= 0) {
-            ret = bsst_log_co_checkpoint(s);
-        }
-        if (ret < 0) {
-            break;
-        }
-    }
-    if (ret >= 0) {
-        ret = bsst_log_co_write_out(s);
-    }
+    ret = bsst_log_co_append_commit(s, bsst_drop_put_locked, &a);
     qemu_co_mutex_unlock(&s->commit_lock);
     trace_bsst_drop_disk(s->node_name, disk_id, ret);
-    if (local_err) {
-        error_propagate(errp, local_err);
+    if (a.err) {
+        error_propagate(errp, a.err);
     } else if (ret < 0) {
         error_setg_errno(errp, -ret, "cannot drop disk-id '%s' of BSST "
                          "node '%s'", disk_id, s->node_name);
@@ -215,42 +218,24 @@ int coroutine_fn bsst_store_co_drop_disk(BsstStore *s, const char *disk_id,
     return ret;
 }
 
-typedef struct BsstDropCo {
-    BsstStore *s;
-    const char *disk_id;
-    bool force;
-    uint64_t *dropped;
-    Error **errp;
-    int ret;
-    bool done;
-} BsstDropCo;
-
-static void coroutine_fn bsst_drop_co_entry(void *opaque)
+static int coroutine_fn bsst_drop_co(void *opaque)
 {
-    BsstDropCo *c = opaque;
+    BsstDrop *a = opaque;
 
-    c->ret = bsst_store_co_drop_disk(c->s, c->disk_id, c->force, c->dropped,
-                                     c->errp);
-    qatomic_store_release(&c->done, true);
-    aio_wait_kick();
+    return bsst_store_co_drop_disk(a->s, a->disk_id, a->force, a->dropped,
+                                   &a->err);
 }
 
 int coroutine_mixed_fn bsst_store_drop_disk(BsstStore *s, const char *disk_id,
                                             bool force, uint64_t *dropped,
                                             Error **errp)
 {
-    BsstDropCo c = { .s = s, .disk_id = disk_id, .force = force,
-                     .dropped = dropped, .errp = errp };
+    BsstDrop a = { .s = s, .disk_id = disk_id, .force = force,
+                   .dropped = dropped };
+    int ret = bsst_run_co(bsst_drop_co, &a);
 
-    if (qemu_in_coroutine()) {
-        bsst_drop_co_entry(&c);
-    } else {
-        AioContext *ctx = qemu_get_current_aio_context();
-
-        qemu_coroutine_enter(qemu_coroutine_create(bsst_drop_co_entry, &c));
-        AIO_WAIT_WHILE(ctx, !qatomic_load_acquire(&c.done));
-    }
-    return c.ret;
+    error_propagate(errp, a.err);
+    return ret;
 }
 
 void bsst_store_foreach_disk(BsstStore *s,
@@ -653,35 +638,28 @@ static int bsst_disk_log_unmaps_locked(BsstDisk *d, uint64_t stamp)
     return 0;
 }
 
+typedef struct BsstFlushUnmaps {
+    BsstDisk *d;
+    uint64_t stamp;
+} BsstFlushUnmaps;
+
+static int bsst_flush_put_locked(BsstStore *s, void *opaque)
+{
+    BsstFlushUnmaps *f = opaque;
+    int ret = bsst_disk_log_unmaps_locked(f->d, f->stamp);
+
+    bsst_disk_update_busy_locked(f->d);
+    return ret;
+}
+
 int coroutine_fn bsst_disk_co_flush(BsstDisk *d, uint64_t stamp)
 {
     BsstStore *s = d->s;
-    int ret, tries = 0;
+    BsstFlushUnmaps f = { .d = d, .stamp = stamp };
+    int ret;
 
     qemu_co_mutex_lock(&s->commit_lock);
-    for (;;) {
-        qemu_mutex_lock(&s->lock);
-        ret = bsst_disk_log_unmaps_locked(d, stamp);
-        bsst_disk_update_busy_locked(d);
-        qemu_mutex_unlock(&s->lock);
-        if (ret != -ENOSPC || ++tries > 2) {
-            break;
-        }
-        /*
-         * log full: write it out and checkpoint (the maps no longer have
-         * what is logged), then go on
-         */
-        ret = bsst_log_co_write_out(s);
-        if (ret >= 0) {
-            ret = bsst_log_co_checkpoint(s);
-        }
-        if (ret < 0) {
-            break;
-        }
-    }
-    if (ret >= 0) {
-        ret = bsst_log_co_write_out(s);
-    }
+    ret = bsst_log_co_append_commit(s, bsst_flush_put_locked, &f);
     qemu_co_mutex_unlock(&s->commit_lock);
     trace_bsst_flush_unmaps(s->node_name, d->index, stamp, d->unmap_records,
                             ret);

@@ -164,6 +164,40 @@ int bsst_log_put_unmap_locked(BsstStore *s, uint32_t disk, uint64_t gblock,
     return bsst_log_append_locked(s, put_unmap, &r);
 }
 
+/*
+ * With commit_lock held: append records with @put (called with the store
+ * lock held; returns 0 or -errno, -ENOSPC when the log is full) and
+ * commit them.  A full log is written out and checkpointed (the maps then
+ * hold what it logged), and @put called again, twice at most.
+ */
+int coroutine_fn bsst_log_co_append_commit(BsstStore *s,
+                                           int (*put)(BsstStore *s,
+                                                      void *opaque),
+                                           void *opaque)
+{
+    int ret, tries = 0;
+
+    for (;;) {
+        qemu_mutex_lock(&s->lock);
+        ret = put(s, opaque);
+        qemu_mutex_unlock(&s->lock);
+        if (ret != -ENOSPC || ++tries > 2) {
+            break;
+        }
+        ret = bsst_log_co_write_out(s);
+        if (ret >= 0) {
+            ret = bsst_log_co_checkpoint(s);
+        }
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    if (ret >= 0) {
+        ret = bsst_log_co_write_out(s);
+    }
+    return ret;
+}
+
 /* ---- Writing blocks out (commit_lock held) ---- */
 
 static gint bsst_cmp_u32(gconstpointer a, gconstpointer b)

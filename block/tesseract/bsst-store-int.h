@@ -129,6 +129,9 @@ struct BsstStore {
 int coroutine_fn bsst_co_activate_held(BsstStore *s);
 int coroutine_mixed_fn bsst_pwrite_blocks(BsstStore *s, uint64_t block,
                                           uint64_t n, const void *buf);
+/* Run @fn(@opaque) in a coroutine, from any context; its result */
+int coroutine_mixed_fn bsst_run_co(int coroutine_fn (*fn)(void *opaque),
+                                   void *opaque);
 /* Run @fn(@s) in a coroutine holding commit_lock, from any context */
 int coroutine_mixed_fn bsst_run_locked(BsstStore *s,
                                        int coroutine_fn (*fn)(BsstStore *));
@@ -145,6 +148,10 @@ int bsst_log_put_bind_locked(BsstStore *s, uint32_t disk,
                              const QemuUUID *uuid, uint64_t size);
 int bsst_log_put_drop_locked(BsstStore *s, uint32_t disk);
 /* With commit_lock held: */
+int coroutine_fn bsst_log_co_append_commit(BsstStore *s,
+                                           int (*put)(BsstStore *s,
+                                                      void *opaque),
+                                           void *opaque);
 int coroutine_fn bsst_log_co_write_out(BsstStore *s);
 int coroutine_fn bsst_log_co_checkpoint(BsstStore *s);
 

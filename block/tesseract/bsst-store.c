@@ -63,38 +63,60 @@ int64_t bsst_store_block_offset(BsstStore *s, uint32_t bblock)
 
 /* ---- Running a step under commit_lock from any context ---- */
 
-typedef struct BsstLockedCo {
-    BsstStore *s;
-    int coroutine_fn (*fn)(BsstStore *s);
+typedef struct BsstCo {
+    int coroutine_fn (*fn)(void *opaque);
+    void *opaque;
     int ret;
     bool done;
-} BsstLockedCo;
+} BsstCo;
 
-static void coroutine_fn bsst_locked_co_entry(void *opaque)
+static void coroutine_fn bsst_co_entry(void *opaque)
 {
-    BsstLockedCo *c = opaque;
+    BsstCo *c = opaque;
 
-    qemu_co_mutex_lock(&c->s->commit_lock);
-    c->ret = c->fn(c->s);
-    qemu_co_mutex_unlock(&c->s->commit_lock);
+    c->ret = c->fn(c->opaque);
     qatomic_store_release(&c->done, true);
     aio_wait_kick();
+}
+
+int coroutine_mixed_fn bsst_run_co(int coroutine_fn (*fn)(void *opaque),
+                                   void *opaque)
+{
+    BsstCo c = { .fn = fn, .opaque = opaque };
+
+    if (qemu_in_coroutine()) {
+        bsst_co_entry(&c);
+    } else {
+        AioContext *ctx = qemu_get_current_aio_context();
+
+        qemu_coroutine_enter(qemu_coroutine_create(bsst_co_entry, &c));
+        AIO_WAIT_WHILE(ctx, !qatomic_load_acquire(&c.done));
+    }
+    return c.ret;
+}
+
+typedef struct BsstLockedStep {
+    BsstStore *s;
+    int coroutine_fn (*fn)(BsstStore *s);
+} BsstLockedStep;
+
+static int coroutine_fn bsst_locked_step(void *opaque)
+{
+    BsstLockedStep *st = opaque;
+    int ret;
+
+    qemu_co_mutex_lock(&st->s->commit_lock);
+    ret = st->fn(st->s);
+    qemu_co_mutex_unlock(&st->s->commit_lock);
+    return ret;
 }
 
 int coroutine_mixed_fn bsst_run_locked(BsstStore *s,
                                        int coroutine_fn (*fn)(BsstStore *))
 {
-    BsstLockedCo c = { .s = s, .fn = fn };
+    BsstLockedStep st = { .s = s, .fn = fn };
 
-    if (qemu_in_coroutine()) {
-        bsst_locked_co_entry(&c);
-    } else {
-        AioContext *ctx = qemu_get_current_aio_context();
-
-        qemu_coroutine_enter(qemu_coroutine_create(bsst_locked_co_entry, &c));
-        AIO_WAIT_WHILE(ctx, !qatomic_load_acquire(&c.done));
-    }
-    return c.ret;
+    return bsst_run_co(bsst_locked_step, &st);
 }
 
 /* ---- Activation ---- */

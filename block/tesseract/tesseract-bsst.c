@@ -16,6 +16,7 @@
  */
 
 #include "qemu/osdep.h"
+#include "block/block-io.h"
 #include "block/block_int.h"
 #include "migration/blocker.h"
 #include "qapi/error.h"
@@ -24,6 +25,7 @@
 #include "qemu/option.h"
 #include "bsst-format.h"
 #include "bsst-store.h"
+#include "tesseract.h"
 
 typedef struct BDRVTesseractBsstState {
     BsstStore *store;
@@ -92,26 +94,37 @@ tsb_co_getlength(BlockDriverState *bs)
     return 0;
 }
 
+int coroutine_fn GRAPH_RDLOCK
+tesseract_check_format(BlockDriverState *bs, BdrvCheckResult *res,
+                       BdrvCheckMode fix)
+{
+    BdrvCheckResult sub = { 0 };
+    int ret;
+
+    if (!bs->drv->bdrv_co_check) {
+        return 0;
+    }
+    ret = bdrv_check(bs, &sub, fix);
+    if (ret < 0) {
+        return ret;
+    }
+    res->corruptions += sub.corruptions;
+    res->leaks += sub.leaks;
+    res->check_errors += sub.check_errors;
+    res->corruptions_fixed += sub.corruptions_fixed;
+    res->leaks_fixed += sub.leaks_fixed;
+    return 0;
+}
+
 static int coroutine_fn GRAPH_RDLOCK
 tsb_co_check(BlockDriverState *bs, BdrvCheckResult *res, BdrvCheckMode fix)
 {
     BDRVTesseractBsstState *s = bs->opaque;
-    BdrvCheckResult sub = { 0 };
     int ret;
 
     /* the BSST's own format (qcow2) first, as qemu-img would */
-    if (bs->file->bs->drv->bdrv_co_check) {
-        ret = bdrv_co_check(bs->file->bs, &sub, fix);
-        if (ret < 0) {
-            return ret;
-        }
-        res->corruptions += sub.corruptions;
-        res->leaks += sub.leaks;
-        res->check_errors += sub.check_errors;
-        res->corruptions_fixed += sub.corruptions_fixed;
-        res->leaks_fixed += sub.leaks_fixed;
-    }
-    return bsst_store_co_check(s->store, res, fix);
+    ret = tesseract_check_format(bs->file->bs, res, fix);
+    return ret < 0 ? ret : bsst_store_co_check(s->store, res, fix);
 }
 
 static void tsb_add_disk(const BsstDiskInfo *di, void *opaque)

@@ -709,21 +709,9 @@ tesseract_co_check(BlockDriverState *bs, BdrvCheckResult *res,
                    BdrvCheckMode fix)
 {
     BDRVTesseractState *s = bs->opaque;
-    BdrvCheckResult sub = { 0 };
-    int ret;
+    int ret = tesseract_check_format(bs->file->bs, res, fix);
 
-    if (bs->file->bs->drv->bdrv_co_check) {
-        ret = bdrv_check(bs->file->bs, &sub, fix);
-        if (ret < 0) {
-            return ret;
-        }
-        res->corruptions += sub.corruptions;
-        res->leaks += sub.leaks;
-        res->check_errors += sub.check_errors;
-        res->corruptions_fixed += sub.corruptions_fixed;
-        res->leaks_fixed += sub.leaks_fixed;
-    }
-    return bsst_store_co_check(s->store, res, fix);
+    return ret < 0 ? ret : bsst_store_co_check(s->store, res, fix);
 }
 
 static void coroutine_fn GRAPH_RDLOCK

@@ -32,6 +32,14 @@ TesseractDiskInfo *tesseract_query_disk(BlockDriverState *bs);
 typedef TesseractSwapperInfoList *TesseractSwapperQueryFn(void);
 void tesseract_register_swapper_query(TesseractSwapperQueryFn *fn);
 
+/*
+ * qemu-img check of a tesseract or tesseract-bsst node's image child
+ * @bs with its own driver (qcow2...), its counts added to @res.
+ */
+int coroutine_fn GRAPH_RDLOCK
+tesseract_check_format(BlockDriverState *bs, BdrvCheckResult *res,
+                       BdrvCheckMode fix);
+
 /* Most guest blocks one BSST defragmentation step relocates. */
 #define TESSERACT_DEFRAG_RUN_MAX 256
 

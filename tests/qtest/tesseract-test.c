@@ -2841,6 +2841,103 @@ static int qemu_img_check(const TsrImages *img, const char *args,
                    bsst_opts);
 }
 
+static int qemu_img_bsst(const char *bsst, const char *cmd, char **out)
+{
+    return run_cmd(out, "%s %s --image-opts driver=tesseract-bsst,"
+                   "file.driver=qcow2,file.file.driver=file,"
+                   "file.file.filename=%s", getenv("QTEST_QEMU_IMG"), cmd,
+                   bsst);
+}
+
+static QDict *drop_disk(const char *id, bool force)
+{
+    return qmp("{'execute': 'tesseract-drop-disk', 'arguments': {"
+               " 'bsst': 'bsst0', 'disk-id': %s, 'force': %i}}", id, force);
+}
+
+/*
+ * Dropping a disk from a BSST: refused while a node has it open, and
+ * while it holds indirections unless forced; then its blocks are free
+ * (blocks-used, qemu-img check), its guest image alone is the disk, and
+ * the store forgets its id.  Through QMP and through qemu-img (the
+ * tesseract-bsst driver: info lists the disks, amend drops one).
+ */
+static void test_store_drop_disk(void)
+{
+    const unsigned np = 8;
+    g_autofree uint8_t *data = g_malloc(np * TSR_PAGE);
+    g_autofree uint8_t *zero = g_malloc0(np * TSR_PAGE);
+    char *out = NULL;
+    TsrImages img, img2;
+    QDict *resp;
+    TsrVM vm;
+    uint64_t buf;
+    int ret;
+
+    images_new(&img);
+    img2.guest = make_image("qcow2");
+    img2.bsst = img.bsst;
+    vm_start(&vm, &img, ",disk-id=old");
+    buf = guest_alloc(vm.alloc, np * TSR_PAGE);
+    make_indirections(&vm, buf, data, np, 2048, 61, NULL);
+    expect_error(drop_disk("old", true), "is in use by a tesseract node");
+    vm_stop(&vm);
+
+    vm_start(&vm, &img2, ",disk-id=new");
+    g_assert_cmpint(store_stat("disks"), ==, 2);
+    g_assert_cmpint(store_stat("blocks-used"), ==, np);
+    expect_error(drop_disk("old", false), "holds 8 indirections");
+    expect_error(drop_disk("nosuch", true), "holds no disk-id 'nosuch'");
+    resp = drop_disk("old", true);
+    g_assert_cmpint(qdict_get_int(qdict_get_qdict(resp, "return"),
+                                  "indirections"), ==, np);
+    qobject_unref(resp);
+    g_assert_cmpint(store_stat("disks"), ==, 1);
+    g_assert_cmpint(store_stat("blocks-used"), ==, 0);
+    expect_error(drop_disk("old", true), "holds no disk-id 'old'");
+    buf = guest_alloc(vm.alloc, np * TSR_PAGE);
+    make_indirections(&vm, buf, data, np, 4096, 62, NULL);
+    vm_stop(&vm);
+
+    /* nothing leaked, nothing dangling */
+    ret = qemu_img_check(&img2, "", ",disk-id=new", &out);
+    assert_output(out, "No errors");
+    g_assert_cmpint(ret, ==, 0);
+    g_free(out);
+
+    /* the old image alone: what it held beneath the indirections */
+    vm_start(&vm, &img, ",disk-id=old");
+    g_assert_cmpint(disk_stat("indirections"), ==, 0);
+    buf = guest_alloc(vm.alloc, np * TSR_PAGE);
+    check_disk(&vm, 2048, zero, np);
+    vm_stop(&vm);
+
+    /* offline: info lists the disks, amend drops one */
+    ret = qemu_img_bsst(img.bsst, "info", &out);
+    g_assert_cmpint(ret, ==, 0);
+    assert_output(out, "disk id: new");
+    assert_output(out, "indirections: 8");
+    assert_output(out, "disk id: old");
+    g_free(out);
+    ret = qemu_img_bsst(img.bsst, "amend -o drop-disk=new", &out);
+    g_assert_cmpint(ret, !=, 0);
+    assert_output(out, "holds 8 indirections");
+    g_free(out);
+    ret = qemu_img_bsst(img.bsst, "amend --force -o drop-disk=new", &out);
+    g_assert_cmpint(ret, ==, 0);
+    assert_output(out, "Dropped disk-id 'new' and its 8 indirections");
+    g_free(out);
+    ret = qemu_img_bsst(img.bsst, "check", &out);
+    assert_output(out, "No errors");
+    g_assert_cmpint(ret, ==, 0);
+    g_free(out);
+    ret = qemu_img_bsst(img.bsst, "info", &out);
+    g_assert_cmpint(ret, ==, 0);
+    g_assert_null(strstr(out, "disk id: new"));
+    assert_output(out, "blocks used: 0");
+    g_free(out);
+}
+
 /*
  * qemu-img check finds leaked BSST space and a log damaged after its
  * records were durable, and -r repairs both; a normal open refuses the
@@ -3190,6 +3287,7 @@ int main(int argc, char **argv)
     qtest_add_func("/tesseract/store/checkpoint-capacity",
                    test_store_checkpoint_capacity);
     qtest_add_func("/tesseract/store/check", test_store_check);
+    qtest_add_func("/tesseract/store/drop-disk", test_store_drop_disk);
     qtest_add_func("/tesseract/store/image-binding",
                    test_store_image_binding);
     qtest_add_func("/tesseract/store/io-errors", test_store_io_errors);

@@ -191,9 +191,14 @@ static void tsw_background_queue(TesseractSwapper *sw, uint64_t idx)
     }
 }
 
-static bool tsw_lookup_pin(void *opaque, const void *host, uint32_t *bblock)
+/*
+ * Pin the swapped-out page at @host (its block stays): true and its block
+ * in *@bblock, or false if it is not swapped out (or cannot be pinned).
+ * @indirected: the pin is for an indirection, which avoids a swap-in.
+ */
+static bool tsw_pin_swapped(TesseractSwapper *sw, const void *host,
+                            uint32_t *bblock, bool indirected)
 {
-    TesseractSwapper *sw = opaque;
     uint64_t idx;
     bool ret = false;
 
@@ -203,13 +208,20 @@ static bool tsw_lookup_pin(void *opaque, const void *host, uint32_t *bblock)
     qemu_mutex_lock(&sw->lock);
     if (sw->pages[idx].state == PG_SWAPPED &&
         tsw_pin_locked(sw, &sw->pages[idx])) {
-        sw->pages[idx].flags |= PG_INDIRECTED;
+        if (indirected) {
+            sw->pages[idx].flags |= PG_INDIRECTED;
+            sw->swapins_avoided++;
+        }
         *bblock = sw->pages[idx].bblock;
-        sw->swapins_avoided++;
         ret = true;
     }
     qemu_mutex_unlock(&sw->lock);
     return ret;
+}
+
+static bool tsw_lookup_pin(void *opaque, const void *host, uint32_t *bblock)
+{
+    return tsw_pin_swapped(opaque, host, bblock, true);
 }
 
 /*
@@ -306,21 +318,7 @@ static bool tsw_cancel_swapin(void *opaque, void *host)
  */
 static bool tsw_swapin_begin(void *opaque, void *host, uint32_t *bblock)
 {
-    TesseractSwapper *sw = opaque;
-    uint64_t idx;
-    bool ret = false;
-
-    if (!tsw_page_index(sw, host, &idx)) {
-        return false;
-    }
-    qemu_mutex_lock(&sw->lock);
-    if (sw->pages[idx].state == PG_SWAPPED &&
-        tsw_pin_locked(sw, &sw->pages[idx])) {
-        *bblock = sw->pages[idx].bblock;
-        ret = true;
-    }
-    qemu_mutex_unlock(&sw->lock);
-    return ret;
+    return tsw_pin_swapped(opaque, host, bblock, false);
 }
 
 /*
