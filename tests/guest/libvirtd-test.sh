@@ -30,7 +30,12 @@
 #      restarted, and the document's virsh commands in order: start,
 #      query-tesseract, 'info tesseract', tesseract-defrag, qom-set of the
 #      limit, qemu-monitor-event (with --timeout for --loop), destroy,
-#      undefine.
+#      undefine;
+#   7. the variants the document describes, each started and removed:
+#      without <acpi/> (refused: -no-acpi), <locked/> (refused by the
+#      swapper; where root may not raise RLIMIT_MEMLOCK, libvirt cannot
+#      try and the test says so), and policy=access with the document's
+#      memfd and balloon (runs).
 #
 # Passes if every command succeeds and: QEMU ran as libvirt-qemu in a
 # mount namespace of its own whose /dev is libvirt's tmpfs with
@@ -39,10 +44,11 @@
 # diskcheck verified every block; query-tesseract shows disk0 with the
 # guest's writes and swap0 attached, swapping and within its limit (then
 # at the limit qom-set gave); 'info tesseract' shows both; a defrag job
-# runs to its end; and what the document says libvirt does not know holds
+# runs to its end; what the document says libvirt does not know holds
 # (not in domblklist, tainted custom-argv and custom-monitor, 'virsh
-# save' refused by the migration blockers).  Afterwards no domain, daemon, rule, device mode
-# or cgroup of the test is left.
+# save' refused by the migration blockers); and the variants end as the
+# document says.  Afterwards no domain, daemon, rule, device mode or
+# cgroup of the test is left.
 #
 # Skips (with the reason) when not root, without libvirt's daemon, client
 # or the user libvirt-qemu, where / is not a mount point (a chroot: libvirt
@@ -175,10 +181,10 @@ stop_daemon() {  # VAR: SIGTERM to the daemon whose pid VAR holds; wait
 
 # --- the doc's blocks ---------------------------------------------------
 block() {  # VAR LANG KEY: the block into VAR
-    local text
-    text=$(/usr/bin/python3 "$HERE/doc-block.py" "$DOC" "$SECTION" "$2" "$3" \
-           2> "$WD/err") || not_ok "$(cat "$WD/err")"
-    printf -v "$1" '%s' "$text"
+    local _text
+    _text=$(/usr/bin/python3 "$HERE/doc-block.py" "$DOC" "$SECTION" "$2" "$3" \
+            2> "$WD/err") || not_ok "$(cat "$WD/err")"
+    printf -v "$1" '%s' "$_text"
 }
 block XML xml "<domain"
 block RULE text /etc/udev/rules.d/
@@ -186,14 +192,16 @@ block UDEV_CMDS shell udevadm
 block QEMU_CONF text /etc/libvirt/qemu.conf
 block IMG_CMDS shell "qemu-img create"
 block VIRSH_CMDS shell "virsh define"
+block MEMFD xml "<memoryBacking>"
+block BALLOON xml "<memballoon"
 
 replace() {  # VAR OLD NEW: in $VAR, OLD must be there
-    local v=${!1}
-    case "$v" in
+    local _text=${!1}
+    case "$_text" in
     *"$2"*) ;;
     *) not_ok "the document's block no longer holds '$2'" ;;
     esac
-    printf -v "$1" '%s' "${v//"$2"/"$3"}"
+    printf -v "$1" '%s' "${_text//"$2"/"$3"}"
 }
 
 # --- the daemons --------------------------------------------------------
@@ -285,7 +293,7 @@ UGROUP=${BASH_REMATCH[1]} UMODE=${BASH_REMATCH[2]}
 if command -v udevadm > /dev/null && udevadm control --ping 2> /dev/null; then
     # a runtime rule (/run is volatile), the document's commands
     mkdir -p /run/udev/rules.d
-    UDEV_RULE=/run/udev/rules.d/99-userfaultfd.rules
+    UDEV_RULE=/run/udev/rules.d/99-tesseract-test-userfaultfd.rules
     printf '%s\n' "$RULE" > "$UDEV_RULE"
     /bin/bash -euo pipefail -c "$UDEV_CMDS" > "$WD/err" 2>&1 || \
         not_ok "the document's udevadm commands failed"
@@ -502,8 +510,79 @@ grep -qx "Domain 'vm1' has been undefined" "$WD"/out.* || not_ok "the document's
 [ -z "$(test_virsh list --all --name 2> /dev/null | tr -d '[:space:]')" ] || \
     not_ok "a domain is left after the document's commands"
 
-# --- the results ------------------------------------------------------------
+# the guest's console of the document's flow (the variants rewrite it)
 tr -d '\r' < "$NS/log/qemu/vm1-console.log" > "$WD/console.txt"
+
+# --- the variants the document describes ----------------------------------
+# vm1 again, from the same XML: without ACPI and locked it must not
+# start, with the document's memfd and balloon and policy=access it must
+# variant WHAT XML [MESSAGE [HOST-LIMIT WHY]]: define, start; it must be
+# refused with MESSAGE (or, where this host cannot try, with HOST-LIMIT:
+# WHY is said) or run
+variant() {
+    local what=$1 msg=${3:-} limit=${4:-}
+    printf '%s\n' "$2" > "$WD/variant.xml"
+    test_virsh define "$WD/variant.xml" > "$WD/err" 2>&1 || \
+        not_ok "$what: virsh define failed"
+    if [ -n "$msg" ]; then
+        if test_virsh start vm1 > "$WD/err" 2>&1; then
+            not_ok "$what: the domain started"
+        fi
+        if grep -qF -- "$msg" "$WD/err"; then
+            echo "$what: refused ($msg)" >> "$WD/figures"
+        elif [ -n "$limit" ] && grep -qF -- "$limit" "$WD/err"; then
+            echo "$what: not tried here: $5" >> "$WD/figures"
+        else
+            not_ok "$what: not refused with '$msg'"
+        fi
+    else
+        test_virsh start vm1 > "$WD/err" 2>&1 || not_ok "$what: virsh start failed"
+    fi
+}
+variant_end() {
+    if [ "$(test_virsh domstate vm1 2> /dev/null | head -1)" = running ]; then
+        test_virsh destroy vm1 > "$WD/err" 2>&1 || not_ok "virsh destroy failed"
+    fi
+    test_virsh undefine vm1 > "$WD/err" 2>&1 || not_ok "virsh undefine failed"
+}
+T_VAR=$(date +%s)
+VX=$XML
+replace VX "<features><acpi/></features>" ""
+variant "without <acpi/>" "$VX" "-no-acpi: invalid option"
+variant_end
+VX=$XML
+replace VX "<features>" "<memoryBacking><locked/></memoryBacking>
+  <features>"
+# (libvirt raises QEMU's RLIMIT_MEMLOCK first, which needs
+# CAP_SYS_RESOURCE: a sandbox's root may lack it)
+variant "<locked/>" "$VX" "tesseract-swapper: guest memory is locked" \
+    "cannot limit locked memory" \
+    "libvirt cannot raise RLIMIT_MEMLOCK (root without CAP_SYS_RESOURCE)"
+variant_end
+VX=$XML
+replace VX "limit=${LIMIT_MIB}M" "limit=${LIMIT_MIB}M,policy=access"
+replace VX "<features>" "$MEMFD
+  <features>"
+replace VX "</devices>" "  $BALLOON
+  </devices>"
+variant "policy=access with the document's memfd and balloon" "$VX"
+for t in $(seq 60); do
+    qmp '{"execute": "query-tesseract"}' > "$WD/access" 2> "$WD/err" || \
+        not_ok "policy=access: query-tesseract failed"
+    /usr/bin/python3 -c 'import json, sys
+sw = json.load(open(sys.argv[1]))["return"]["swappers"][0]
+sys.exit(0 if sw["attached"] and sw["policy"] == "access" else 1)' "$WD/access" && break
+    [ "$t" -lt 60 ] || not_ok "policy=access: swap0 not attached after 30 s: $(cat "$WD/access")"
+    sleep 0.5
+done
+fpr=$(qmp '{"execute": "qom-get", "arguments": {"path": "/machine/peripheral/balloon0/virtio-backend", "property": "free-page-reporting"}}' 2> "$WD/err") || \
+    not_ok "qom-get of the balloon's free-page-reporting failed"
+[[ $fpr == *'"return":true'* ]] || not_ok "the balloon's free-page-reporting: $fpr"
+variant_end
+echo "policy=access with the document's memfd: swap0 attached; its balloon has free-page-reporting on" >> "$WD/figures"
+T_VAR_END=$(date +%s)
+
+# --- the results ------------------------------------------------------------
 dc=$(grep -m1 '^diskcheck: wrote' "$WD/console.txt" || true)
 case "$dc" in
 "diskcheck: wrote 16 MiB, read 16 MiB, 0 corrupt blocks,"*) ;;
@@ -571,5 +650,5 @@ sys.exit("; ".join(errs) or None)
 PY
 
 T3=$(date +%s)
-echo "seconds: $((T1 - T0)) daemons and host setup (with the refused start), $((T_GUEST - T_START)) boot and diskcheck, $((T2 - T_GUEST)) the document's monitor commands to undefine; $((T3 - T0)) in all" >> "$WD/figures"
+echo "seconds: $((T1 - T0)) daemons and host setup (with the refused start), $((T_GUEST - T_START)) boot and diskcheck, $((T2 - T_GUEST)) the document's monitor commands to undefine, $((T_VAR_END - T_VAR)) the variants; $((T3 - T0)) in all" >> "$WD/figures"
 gt_ok
