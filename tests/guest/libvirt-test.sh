@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0-or-later
 #
-# 'make check': Tesseract from a libvirt domain.  The <qemu:commandline>
-# block of docs/system/tesseract.rst (its image paths and limit replaced)
-# goes into
-# a domain that boots the guest kit under TCG; libvirt's embedded QEMU
-# driver (qemu:///embed, no libvirtd) defines and starts it, the guest
-# runs diskcheck on the tesseract disk, and query-tesseract is read
-# through libvirt (tests/guest/libvirt-run.py).
+# 'make check': Tesseract from a libvirt domain, where no libvirtd can
+# run as a host runs it.  The <qemu:commandline> block of
+# docs/system/tesseract.rst (its image paths and limit replaced) goes
+# into a domain that boots the guest kit under TCG; libvirt's embedded
+# QEMU driver (qemu:///embed, no libvirtd) defines and starts it, as
+# root, without namespaces or cgroups (so it also runs in a chroot); the
+# guest runs diskcheck on the tesseract disk, and query-tesseract is read
+# through libvirt (tests/guest/libvirt-run.py).  The whole documented
+# flow, under libvirtd with QEMU as libvirt-qemu in libvirt's namespace
+# and device cgroup, is tests/guest/libvirtd-test.sh.
 #
 # Passes if diskcheck verified every block, libvirt kept the passthrough
 # in the live domain, and query-tesseract through libvirt shows the disk
@@ -17,12 +20,16 @@
 #
 #   tests/guest/libvirt-test.sh
 #
-# Environment: LIBVIRT_TEST_KEEP=DIR (keep the run's files in DIR).
+# Environment: TESSERACT_BUILD (the build, default build/), GUEST_KIT (a
+# built guest kit, default tests/guest/out, built if missing),
+# LIBVIRT_TEST_KEEP=DIR (keep the run's files in DIR).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 TOP=$(cd "$HERE/../.." && pwd)
 NAME="libvirt domain with a tesseract disk and swapper (docs/system/tesseract.rst)"
+BUILD=${TESSERACT_BUILD:-$TOP/build}
+KIT=${GUEST_KIT:-$HERE/out}
 LIMIT_MIB=32
 
 skip() {
@@ -38,12 +45,15 @@ ls /usr/lib/*/libvirt/connection-driver/libvirt_driver_qemu.so \
     skip "libvirt's Python binding is not installed (python3-libvirt)"
 # the driver resolves its built-in default user before reading qemu.conf
 getent passwd libvirt-qemu >/dev/null || \
-    skip "no user libvirt-qemu (configure creates it)"
+    skip "no user libvirt-qemu (libvirt-daemon-system creates it)"
 
 # shellcheck source=tests/guest/test-lib.sh
 . "$HERE/test-lib.sh"
 gt_workdir "${LIBVIRT_TEST_KEEP:-}"
-gt_kit
+[ -n "${GUEST_KIT:-}" ] || gt_kit
+if [ ! -f "$KIT/vmlinuz" ] || [ ! -f "$KIT/initramfs.cpio.gz" ]; then
+    not_ok "no guest kit in $KIT (tests/guest/build-kit.sh $KIT)"
+fi
 rm -rf "$WD/root" "$WD/img" "$WD/run"
 mkdir -p "$WD/root/etc" "$WD/img" "$WD/run"
 
@@ -61,8 +71,8 @@ namespaces = [ ]
 stdio_handler = "file"
 EOF
 
-"$TOP/build/qemu-img" create -q -f qcow2 "$WD/img/vm1-bsst.qcow2" 256M
-"$TOP/build/qemu-img" create -q -f qcow2 "$WD/img/vm1.qcow2" 64M
+"$BUILD/qemu-img" create -q -f qcow2 "$WD/img/vm1-bsst.qcow2" 256M
+"$BUILD/qemu-img" create -q -f qcow2 "$WD/img/vm1.qcow2" 64M
 
 # the user guide's <qemu:commandline>, with this run's paths and limit
 # (the rST code block's indentation taken off)
@@ -85,14 +95,14 @@ cat > "$WD/domain.xml" <<EOF
   <vcpu>1</vcpu>
   <os>
     <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>$HERE/out/vmlinuz</kernel>
-    <initrd>$HERE/out/initramfs.cpio.gz</initrd>
+    <kernel>$KIT/vmlinuz</kernel>
+    <initrd>$KIT/initramfs.cpio.gz</initrd>
     <cmdline>console=ttyS0 panic=-1 quiet tsc=reliable workload=diskcheck diskcheck_mib=16 idle_after=60</cmdline>
   </os>
   <features><acpi/></features>
   <on_poweroff>destroy</on_poweroff>
   <devices>
-    <emulator>$TOP/build/qemu-system-x86_64</emulator>
+    <emulator>$BUILD/qemu-system-x86_64</emulator>
     <serial type='file'><source path='$WD/run/console.log'/></serial>
     <memballoon model='none'/>
   </devices>
