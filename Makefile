@@ -51,8 +51,8 @@ check-long: all
 # like build/) and the project's qtest and iotest against it.  An hour or
 # more of build on 2 cores; not run by CI.  The sanitizers write to
 # build-san/sanitizer-logs/ (on stderr, ASan's warnings about QEMU's
-# coroutines would change the outputs the tests compare); any report
-# there fails the target.
+# coroutines would change the outputs the tests compare; world-writable:
+# a qtest runs QEMU as nobody); any report there fails the target.
 SAN_BUILD := build-san
 SAN_LOGS   = $(CURDIR)/$(SAN_BUILD)/sanitizer-logs
 SAN_ENV    = TESSERACT_BUILD=$(CURDIR)/$(SAN_BUILD) \
@@ -61,8 +61,9 @@ SAN_ENV    = TESSERACT_BUILD=$(CURDIR)/$(SAN_BUILD) \
              UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$(SAN_LOGS)/ubsan
 check-sanitizers:
 	./configure --sanitizers
-	$(NINJA) -C $(SAN_BUILD) $(QEMU_BINS) tests/qtest/tesseract-test
-	rm -rf $(SAN_LOGS) && mkdir -p $(SAN_LOGS)
+	$(NINJA) -C $(SAN_BUILD) $(QEMU_BINS) tests/qtest/tesseract-test \
+	    tests/qtest/tesseract-swapper-test
+	rm -rf $(SAN_LOGS) && mkdir -p -m 1777 $(SAN_LOGS)
 	$(SAN_ENV) tests/run-tests.sh qtest iotests; st=$$?; \
 	reports=$$(grep -lE 'ERROR: (Address|Leak)Sanitizer|runtime error' \
 	           $(SAN_LOGS)/* 2>/dev/null); \
