@@ -27,7 +27,8 @@
 #ifndef BLOCK_TESSERACT_BSST_STORE_H
 #define BLOCK_TESSERACT_BSST_STORE_H
 
-#include "block/block_int.h"
+#include "block/block-common.h"
+#include "qemu/iov.h"
 #include "qemu/uuid.h"
 #include "bsst-map.h"
 
@@ -126,6 +127,16 @@ BsstStore *bsst_store_open(BlockDriverState *bs, bool writable, bool check,
 int coroutine_fn bsst_store_co_check(BsstStore *s, BdrvCheckResult *res,
                                      BdrvCheckMode fix);
 void bsst_store_put(BsstStore *s);
+
+/*
+ * For the tesseract-swapper, which reads BSST blocks with pread() of the
+ * host file (bsst-host.c): the name of the file or host device that holds
+ * @bs's data blocks (to free), and whether @bs bypasses the host's page
+ * cache (*@nocache); NULL with @errp if the data is not in one (NBD, RBD,
+ * LUKS, ...).  And a throttle node at or below @bs, or NULL.
+ */
+char *bsst_node_host_file(BlockDriverState *bs, bool *nocache, Error **errp);
+BlockDriverState *bsst_node_find_throttle(BlockDriverState *bs);
 
 /* The store of @bs if one is open, without a new reference. */
 BsstStore *bsst_store_find(BlockDriverState *bs);

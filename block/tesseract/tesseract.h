@@ -13,24 +13,14 @@
 #include "block/block_int.h"
 #include "qapi/qapi-types-tesseract.h"
 #include "bsst-store.h"
+#include "tesseract-query.h"
 #include "tesseract-stats.h"
-
-/* A histogram as QAPI count/mean/p50/p99/max in microseconds. */
-TesseractLatency *tesseract_latency_info(const TsrHistogram *h);
 
 /* Is @bs a node of the tesseract driver? */
 bool tesseract_is_node(BlockDriverState *bs);
 
 /* Fill a freshly allocated TesseractDiskInfo for @bs (a tesseract node). */
 TesseractDiskInfo *tesseract_query_disk(BlockDriverState *bs);
-
-/*
- * query-tesseract's swapper part: the tesseract-swapper (hw/mem) registers
- * its statistics here, so that the block layer does not depend on it
- * (qemu-storage-daemon has no swapper).
- */
-typedef TesseractSwapperInfoList *TesseractSwapperQueryFn(void);
-void tesseract_register_swapper_query(TesseractSwapperQueryFn *fn);
 
 /*
  * qemu-img check of a tesseract or tesseract-bsst node's image child

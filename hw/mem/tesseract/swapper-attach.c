@@ -20,7 +20,6 @@
 #include <sys/utsname.h>
 #include <sys/vfs.h>
 #include <linux/magic.h>
-#include "block/block_int.h"
 #include "exec/address-spaces.h"
 #include "hw/core/cpu.h"
 #include "exec/cpu-common.h"
@@ -50,7 +49,6 @@
 #include "system/runstate-action.h"
 #include "system/system.h"
 #include "block/tesseract/bsst-store.h"
-#include "block/tesseract/tesseract.h"
 #include "swap-policy.h"
 #include "tesseract-swapper.h"
 #include "swapper-int.h"
@@ -168,27 +166,6 @@ static bool tsw_check_ram(TesseractSwapper *sw, RAMBlock *rb, Error **errp)
     return true;
 }
 
-/*
- * Fault resolution reads the BSST from the swapper's IOThread while the
- * faulting thread may be the one that runs the BSST node's AioContext.
- * A throttle node waits for timers in that context: it could never fire.
- */
-static BlockDriverState *tsw_find_throttle(BlockDriverState *bs)
-{
-    BdrvChild *child;
-
-    if (bs->drv && !strcmp(bs->drv->format_name, "throttle")) {
-        return bs;
-    }
-    QLIST_FOREACH(child, &bs->children, next) {
-        BlockDriverState *t = tsw_find_throttle(child->bs);
-
-        if (t) {
-            return t;
-        }
-    }
-    return NULL;
-}
 
 /*
  * Another attached swapper on RAM block @rb, or one that uses @store as
@@ -210,59 +187,6 @@ static TesseractSwapper *tsw_find_other(TesseractSwapper *sw, RAMBlock *rb,
     return NULL;
 }
 
-/*
- * The node whose host file holds the BSST's data blocks.  Page faults are
- * served with a plain pread() of that file, never through QEMU's block
- * layer: a fault waiting for a block driver could wait for the very
- * thread that faulted (the one that runs that driver's requests, or holds
- * the BQL that its completion needs).  So the BSST must be a qcow2 or raw
- * image, not encrypted, over filters, in a file or a host block device
- * (not NBD, RBD, iSCSI, curl, LUKS, ...).
- */
-static BlockDriverState *tsw_bsst_host_file(BlockDriverState *bs,
-                                            Error **errp)
-{
-    BlockDriverState *b = bs;
-    const char *why = "no driver";
-
-    GRAPH_RDLOCK_GUARD_MAINLOOP();
-    while (b && b->drv) {
-        const char *fmt = b->drv->format_name;
-        BdrvChild *c, *data = NULL;
-
-        if (!strcmp(fmt, "file") || !strcmp(fmt, "host_device")) {
-            return b;
-        }
-        why = fmt;
-        if (b->encrypted) {
-            why = "an encrypted image";
-            break;
-        }
-        if (b->drv->is_filter) {
-            b = bdrv_filter_bs(b);
-            continue;
-        }
-        if (strcmp(fmt, "qcow2") && strcmp(fmt, "raw")) {
-            break;
-        }
-        QLIST_FOREACH(c, &b->children, next) {
-            if (!strcmp(c->name, "data-file")) {
-                data = c;
-            }
-        }
-        b = data ? data->bs : (b->file ? b->file->bs : NULL);
-    }
-    error_setg(errp, "tesseract-swapper: the fault thread cannot read its "
-               "blocks directly: BSST node '%s' is not a qcow2 or raw image "
-               "in a local file or block device (it goes through %s%s%s); "
-               "page faults are served with plain reads of that file, "
-               "never through QEMU's block layer, which may wait for the "
-               "thread that faulted", bdrv_get_node_name(bs),
-               b && b->drv && strcmp(why, "an encrypted image") ? "driver '"
-               : "", why, b && b->drv && strcmp(why, "an encrypted image") ?
-               "'" : "");
-    return NULL;
-}
 
 /*
  * Can this process open a userfaultfd at all?  Without CAP_SYS_PTRACE
@@ -355,7 +279,8 @@ static bool tsw_attach_check(TesseractSwapper *sw, RAMBlock **prb,
                              Error **errp)
 {
     TesseractSwapper *other;
-    BlockDriverState *bs, *t, *file;
+    BlockDriverState *bs, *t;
+    bool nocache;
     uint64_t features = 0;
     RAMBlock *rb;
 
@@ -377,9 +302,7 @@ static bool tsw_attach_check(TesseractSwapper *sw, RAMBlock **prb,
                    "(bsst=)", sw->bsst);
         return false;
     }
-    bdrv_graph_rdlock_main_loop();
-    t = tsw_find_throttle(bs);
-    bdrv_graph_rdunlock_main_loop();
+    t = bsst_node_find_throttle(bs);
     if (t) {
         error_setg(errp, "tesseract-swapper: BSST node '%s' is throttled "
                    "by node '%s'; page faults cannot wait for throttling "
@@ -390,17 +313,15 @@ static bool tsw_attach_check(TesseractSwapper *sw, RAMBlock **prb,
     if (!tsw_check_uffd_access(errp)) {
         return false;
     }
-    file = tsw_bsst_host_file(bs, errp);
-    if (!file) {
+    sw->direct_path = bsst_node_host_file(bs, &nocache, errp);
+    if (!sw->direct_path) {
         return false;
     }
-    sw->direct_path = g_strdup(file->filename);
-    sw->direct_fd = tsw_open_direct(file->filename,
-                                    file->open_flags & BDRV_O_NOCACHE);
+    sw->direct_fd = tsw_open_direct(sw->direct_path, nocache);
     if (sw->direct_fd < 0) {
         error_setg_errno(errp, -sw->direct_fd, "tesseract-swapper: "
                          "cannot open BSST file '%s' for the fault "
-                         "thread's reads", file->filename);
+                         "thread's reads", sw->direct_path);
         return false;
     }
     if (uffd_query_features(&features) ||

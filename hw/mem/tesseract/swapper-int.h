@@ -24,7 +24,7 @@
 #include "system/iothread.h"
 #include "system/runstate.h"
 #include "block/tesseract/bsst-store.h"
-#include "block/tesseract/tesseract.h"
+#include "block/tesseract/tesseract-query.h"
 #include "swap-policy.h"
 #include "tesseract-swapper.h"
 

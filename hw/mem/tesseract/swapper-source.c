@@ -19,7 +19,6 @@
 #include <sys/utsname.h>
 #include <sys/vfs.h>
 #include <linux/magic.h>
-#include "block/block_int.h"
 #include "exec/address-spaces.h"
 #include "hw/core/cpu.h"
 #include "exec/cpu-common.h"
@@ -49,7 +48,6 @@
 #include "system/runstate-action.h"
 #include "system/system.h"
 #include "block/tesseract/bsst-store.h"
-#include "block/tesseract/tesseract.h"
 #include "swap-policy.h"
 #include "tesseract-swapper.h"
 #include "swapper-int.h"
