@@ -18,7 +18,8 @@
  * faulting thread may be the one that runs the BSST node's AioContext.
  * A throttle node waits for timers in that context: it could never fire.
  */
-static BlockDriverState * GRAPH_RDLOCK find_throttle(BlockDriverState *bs)
+static BlockDriverState * GRAPH_RDLOCK
+find_throttle(BlockDriverState *bs)
 {
     BdrvChild *child;
 
