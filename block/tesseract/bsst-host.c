@@ -18,28 +18,30 @@
  * faulting thread may be the one that runs the BSST node's AioContext.
  * A throttle node waits for timers in that context: it could never fire.
  */
-static BlockDriverState * GRAPH_RDLOCK
-find_throttle(BlockDriverState *bs)
+static bool GRAPH_RDLOCK find_throttle(BlockDriverState *bs,
+                                       BlockDriverState **t)
 {
     BdrvChild *child;
 
     if (bs->drv && !strcmp(bs->drv->format_name, "throttle")) {
-        return bs;
+        *t = bs;
+        return true;
     }
     QLIST_FOREACH(child, &bs->children, next) {
-        BlockDriverState *t = find_throttle(child->bs);
-
-        if (t) {
-            return t;
+        if (find_throttle(child->bs, t)) {
+            return true;
         }
     }
-    return NULL;
+    return false;
 }
 
 BlockDriverState *bsst_node_find_throttle(BlockDriverState *bs)
 {
+    BlockDriverState *t = NULL;
+
     GRAPH_RDLOCK_GUARD_MAINLOOP();
-    return find_throttle(bs);
+    find_throttle(bs, &t);
+    return t;
 }
 
 /*
