@@ -2,10 +2,10 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Print step 2 of 'make demo': the baseline and Tesseract side by side.
 
-   demo-report.py BENCH_OUT_DIR
+   demo-report.py BENCH_OUT_DIR [DISK]
 
 Reads bench/run.sh's summary.json and each run's query-tesseract
-(runs/ssd-SCENARIO/stats.json).  Exits 1 when a run failed or saw a
+(runs/DISK-SCENARIO/stats.json; DISK: ssd unless given).  Exits 1 when a run failed or saw a
 corrupt page.
 """
 
@@ -23,11 +23,12 @@ def disk(stats, disk_id):
 
 def main():
     top = sys.argv[1]
+    dm = sys.argv[2] if len(sys.argv) > 2 else "ssd"
     summary = json.load(open(os.path.join(top, "summary.json")))
     cols = []
     for sc in ("baseline", "tesseract"):
-        r = summary["ssd/" + sc]
-        run = os.path.join(top, "runs", "ssd-" + sc)
+        r = summary[dm + "/" + sc]
+        run = os.path.join(top, "runs", dm + "-" + sc)
         st = json.load(open(os.path.join(run, "stats.json")))
         sw = disk(st, "swap")
         tsw = st["swappers"][0]
