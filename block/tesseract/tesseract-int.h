@@ -93,6 +93,7 @@ typedef struct BDRVTesseractState {
     uint64_t reads, writes, discards, flushes;
     uint64_t bytes_read, bytes_written;
     uint64_t indirect_pages, swapins_cancelled, merges, classic_swapins;
+    uint64_t classic_swapin_reads;
     uint64_t bsst_read_bytes, redirected_pages, slot_fills, slot_fill_writes;
     uint64_t read_pieces, read_requests;
     TsrHistogram hist[TSR_PATH__MAX];

@@ -768,6 +768,7 @@ TesseractDiskInfo *tesseract_query_disk(BlockDriverState *bs)
     info->swapins_cancelled = s->swapins_cancelled;
     info->merges = s->merges;
     info->classic_swapins = s->classic_swapins;
+    info->classic_swapin_reads = s->classic_swapin_reads;
     info->bsst_bytes_read = s->bsst_read_bytes;
     info->read_pieces = s->read_pieces;
     info->read_requests = s->read_requests;

@@ -1248,6 +1248,49 @@ static void test_swapper_bsst_full(void)
 }
 
 /*
+ * The classic path (indirect=off) reads a write's swapped-out pages by
+ * runs of consecutive BSST blocks, one request each, as the swapper's
+ * background swap-in does: 16 pages swapped out together take 1 read,
+ * also when the buffer holds them in the reverse order of their blocks;
+ * 33 take 2 (runs of at most 32).  The data written is the pages'.
+ */
+static void test_classic_runs(void)
+{
+    const unsigned np = 33;
+    const uint32_t len = np * TSR_PAGE;
+    g_autofree uint8_t *data = g_malloc(len);
+    TsrImages img;
+    TsrVM vm;
+    uint64_t buf;
+    unsigned i;
+
+    buf = vm_start_pattern(&vm, &img, ",indirect=off", SWAPPER, data, len,
+                           81);
+    swapper_swap_out(buf, 16 * TSR_PAGE);
+    blk_write(&vm, 100, buf, 16 * TSR_PAGE);
+    g_assert_cmpint(disk_stat("classic-swapins"), ==, 16);
+    g_assert_cmpint(disk_stat("classic-swapin-reads"), ==, 1);
+    check_disk(&vm, 100, data, 16);
+
+    for (i = 16; i-- > 0;) {
+        swapper_swap_out(buf + i * TSR_PAGE, TSR_PAGE);
+    }
+    blk_write(&vm, 400, buf, 16 * TSR_PAGE);
+    g_assert_cmpint(disk_stat("classic-swapins"), ==, 32);
+    g_assert_cmpint(disk_stat("classic-swapin-reads"), ==, 2);
+    check_disk(&vm, 400, data, 16);
+
+    swapper_swap_out(buf, len);
+    blk_write(&vm, 800, buf, len);
+    g_assert_cmpint(disk_stat("classic-swapins"), ==, 32 + np);
+    g_assert_cmpint(disk_stat("classic-swapin-reads"), ==, 4);
+    g_assert_cmpint(swapper_stat("swapped-pages"), ==, 0);
+    check_disk(&vm, 800, data, np);
+    g_assert_cmpint(disk_stat("indirections"), ==, 0);
+    vm_stop(&vm);
+}
+
+/*
  * The baseline (indirect=off): a write of swapped-out pages swaps them in
  * first, in the driver's coroutine (no thread blocks on a fault), then
  * writes them as data.
@@ -3231,6 +3274,7 @@ int main(int argc, char **argv)
                    test_indirection_crash);
     qtest_add_func("/tesseract/virtio-blk/cancel-swapin", test_cancel_swapin);
     qtest_add_func("/tesseract/virtio-blk/indirect-off", test_indirect_off);
+    qtest_add_func("/tesseract/virtio-blk/classic-runs", test_classic_runs);
     qtest_add_func("/tesseract/qmp/migration-blocked",
                    test_migration_blocked);
     qtest_add_func("/tesseract/swapper/write-indirection",
