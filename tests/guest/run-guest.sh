@@ -501,6 +501,18 @@ SERIES_ARGS=()
 timeout -k 5 $((TIMEOUT + 30)) /usr/bin/python3 "$HERE/qmp.py" "$SOCK" --pid "$QPID" \
     --wait-shutdown "$TIMEOUT" --console "$WD/console.log" --out "$WD/stats.json" \
     "${SERIES_ARGS[@]}" query-tesseract query-blockstats > "$WD/qmp.out" 2> "$WD/qmp.err" || qmp_rc=$?
+# A guest that made no progress: what QEMU was doing, before it goes
+# (the run state and tesseract figures by QMP; with gdb, every node's
+# requests in flight and every thread's stack: tests/guest/hang.gdb)
+case "$qmp_rc" in
+3|124|137)
+    timeout -k 5 20 /usr/bin/python3 "$HERE/qmp.py" "$SOCK" --pid "$QPID" \
+        query-status query-tesseract > "$WD/hang-qmp.txt" 2>&1 || true
+    if command -v gdb > /dev/null; then
+        timeout 60 gdb -p "$QPID" -batch -x "$HERE/hang.gdb" \
+            > "$WD/hang-backtrace.txt" 2>&1 || true
+    fi ;;
+esac
 if [ "$qmp_rc" = 0 ]; then
     sed -n 2p "$WD/qmp.out" | /usr/bin/python3 -c \
         'import json, sys; json.dump(json.load(sys.stdin)["return"], sys.stdout, indent=1)' \
@@ -573,6 +585,15 @@ fail() {
         [ -s "$WD/qemu.log" ] && sed 's/^/run-guest: qemu: /' "$WD/qemu.log" >&2
     fi
     [ -s "$WD/qmp.err" ] && sed 's/^/run-guest: /' "$WD/qmp.err" >&2
+    if [ -s "$WD/hang-qmp.txt" ]; then
+        say "QEMU when the guest timed out (query-status, query-tesseract):"
+        cut -c1-2000 "$WD/hang-qmp.txt" | sed 's/^/    /' >&2
+    fi
+    if [ -s "$WD/hang-backtrace.txt" ]; then
+        say "QEMU's state and threads then (gdb, tests/guest/hang.gdb):"
+        grep -E '^(run state|node |  tesseract: |Thread |#[0-9]+ )' \
+            "$WD/hang-backtrace.txt" | head -400 | sed 's/^/    /' >&2
+    fi
     exit 1
 }
 
