@@ -48,7 +48,7 @@ typedef struct TsrPageWalk {
     BDRVTesseractState *s;
     uint64_t count;
     bool flag;
-    uint8_t *buf;
+    GArray *pages;          /* TsrSwapinPage: the swapped pages found */
 } TsrPageWalk;
 
 /*
@@ -102,7 +102,6 @@ typedef struct TsrSwapinPage {
 static void tsr_swapin_collect(void *opaque, uint8_t *base, size_t len)
 {
     TsrPageWalk *w = opaque;
-    GArray *pages = (GArray *)w->buf;
     uintptr_t a = (uintptr_t)base, b = a + len;
     uintptr_t p = QEMU_ALIGN_DOWN(a, TSR_BLOCK_SIZE);
 
@@ -113,7 +112,7 @@ static void tsr_swapin_collect(void *opaque, uint8_t *base, size_t len)
             continue;
         }
         if (bsst_store_page_swapin_begin(w->s->store, pg.host, &pg.bblock)) {
-            g_array_append_val(pages, pg);
+            g_array_append_val(w->pages, pg);
         }
     }
 }
@@ -166,7 +165,7 @@ tsr_swapin_buffer(BlockDriverState *bs, QEMUIOVector *qiov,
     g_autoptr(GArray) pages = g_array_new(false, false,
                                           sizeof(TsrSwapinPage));
     TsrPageWalk w = { .bs = bs, .s = bs->opaque, .flag = skip_whole,
-                      .buf = (uint8_t *)pages };
+                      .pages = pages };
     AioTaskPool *pool;
     uint64_t placed = 0;
     guint i, n;

@@ -123,33 +123,18 @@ esac
 grep -q 'tesseract-swapper,id=swap0' "$WD/run/domain-live.xml" || \
     not_ok "the live domain lost the <qemu:commandline> passthrough"
 
-/usr/bin/python3 - "$WD/run/stats.json" "$line" "$LIMIT_MIB" \
+/usr/bin/python3 - "$WD/run/stats.json" "$line" "$LIMIT_MIB" "$HERE" \
     > "$WD/figures" 2> "$WD/err" <<'EOF' || not_ok "$(tail -1 "$WD/err")"
 import json
 import sys
 
-st = json.load(open(sys.argv[1]))
-limit = int(sys.argv[3]) * 256
-dk = [d for d in st.get("disks", []) if d["node-name"] == "disk0"]
-sw = [s for s in st.get("swappers", []) if s["id"] == "swap0"]
-if not dk or not sw:
-    sys.exit("query-tesseract through libvirt lacks disk0 or swap0: %s"
-             % json.dumps(st)[:300])
-dk, sw = dk[0], sw[0]
+sys.path.insert(0, sys.argv[4])
+from libvirt_checks import check_disk_and_swapper  # noqa: E402
+
 print(sys.argv[2])
-print("through libvirt: disk0 writes %d (%d bytes), reads %d; swap0 "
-      "resident %d of a %d-page limit, swap-outs %d, swap-ins %d" % (
-          dk["writes"], dk["bytes-written"], dk["reads"],
-          sw["resident-pages"], limit, sw["swap-outs"], sw["swap-ins"]))
-errs = []
-if dk["bytes-written"] < 16 << 20:
-    errs.append("disk0 bytes-written %d < 16 MiB" % dk["bytes-written"])
-if not sw["attached"] or sw["swap-outs"] <= 0:
-    errs.append("swap0 attached %s, swap-outs %d" % (sw["attached"],
-                                                     sw["swap-outs"]))
-if sw["resident-pages"] > limit * 11 // 10:
-    errs.append("swap0 resident %d over its limit %d" % (
-        sw["resident-pages"], limit))
+dk, sw, errs = check_disk_and_swapper(json.load(open(sys.argv[1])),
+                                      int(sys.argv[3]) * 256,
+                                      "through libvirt")
 sys.exit("; ".join(errs) or None)
 EOF
 

@@ -595,11 +595,14 @@ if ! grep -q "^swapper swap0 (bsst bsst0, limit $LIMIT_MIB MiB" "$WD/out.$INFO_N
     not_ok "'info tesseract' through virsh lacks swap0 or disk0: $(head -3 "$WD/out.$INFO_N")"
 fi
 
-/usr/bin/python3 - "$WD" "$QT_N" "$DEFRAG_N" "$QOM_N" "$LIMIT_MIB" "$QOM_LINE" \
+GUEST_TESTS=$HERE /usr/bin/python3 - "$WD" "$QT_N" "$DEFRAG_N" "$QOM_N" "$LIMIT_MIB" "$QOM_LINE" \
     >> "$WD/figures" 2> "$WD/err" <<'PY' || not_ok "$(tail -1 "$WD/err")"
 import json
 import os
 import sys
+
+sys.path.insert(0, os.environ["GUEST_TESTS"])
+from libvirt_checks import check_disk_and_swapper  # noqa: E402
 
 wd, qt, defrag, qom, limit_mib, qom_line = sys.argv[1:7]
 
@@ -620,25 +623,7 @@ for n, what in ((defrag, "tesseract-defrag"), (qom, "qom-set")):
     if reply(n, what) != {}:
         sys.exit("%s through virsh returned %s" % (what, reply(n, what)))
 limit = int(limit_mib) * 256
-dk = [d for d in st.get("disks", []) if d["node-name"] == "disk0"]
-sw = [s for s in st.get("swappers", []) if s["id"] == "swap0"]
-if not dk or not sw:
-    sys.exit("query-tesseract through virsh lacks disk0 or swap0: %s"
-             % json.dumps(st)[:300])
-dk, sw = dk[0], sw[0]
-print("virsh query-tesseract: disk0 writes %d (%d bytes), reads %d; swap0 "
-      "resident %d of a %d-page limit, swap-outs %d, swap-ins %d" % (
-          dk["writes"], dk["bytes-written"], dk["reads"],
-          sw["resident-pages"], limit, sw["swap-outs"], sw["swap-ins"]))
-errs = []
-if dk["bytes-written"] < 16 << 20:
-    errs.append("disk0 bytes-written %d < 16 MiB" % dk["bytes-written"])
-if not sw["attached"] or sw["swap-outs"] <= 0:
-    errs.append("swap0 attached %s, swap-outs %d" % (sw["attached"],
-                                                     sw["swap-outs"]))
-if sw["resident-pages"] > limit * 11 // 10:
-    errs.append("swap0 resident %d over its limit %d" % (
-        sw["resident-pages"], limit))
+dk, sw, errs = check_disk_and_swapper(st, limit, "virsh query-tesseract")
 # the document's qom-set; a limit above the RAM is taken as the RAM's
 # size (no limit)
 value = json.loads(qom_line.split(" ", 3)[3].strip("'"))["arguments"]["value"]
