@@ -16,7 +16,7 @@ DOC_FILES  := README.md $(wildcard docs/*.md docs/*/*.rst) bench/README.md
 UNIT_TESTS_SAN := $(UNIT_TESTS:%=%-san)
 TEST_BINS  := $(UNIT_TESTS) $(UNIT_TESTS_SAN) tests/qtest/tesseract-test \
               tests/qtest/tesseract-swapper-test \
-              tests/qtest/tesseract-crash
+              tests/qtest/tesseract-migrate-test tests/qtest/tesseract-crash
 
 .PHONY: configure-now all check check-unit check-qtest check-iotests check-guest \
         check-crash check-fuzz check-long demo install \
@@ -62,7 +62,7 @@ SAN_ENV    = TESSERACT_BUILD=$(CURDIR)/$(SAN_BUILD) \
 check-sanitizers:
 	./configure --sanitizers
 	$(NINJA) -C $(SAN_BUILD) $(QEMU_BINS) tests/qtest/tesseract-test \
-	    tests/qtest/tesseract-swapper-test
+	    tests/qtest/tesseract-swapper-test tests/qtest/tesseract-migrate-test
 	rm -rf $(SAN_LOGS) && mkdir -p -m 1777 $(SAN_LOGS)
 	$(SAN_ENV) tests/run-tests.sh qtest iotests; st=$$?; \
 	reports=$$(grep -lE 'ERROR: (Address|Leak)Sanitizer|runtime error' \

@@ -133,6 +133,8 @@ suite_qtest() {
         "$BUILD/tests/qtest/tesseract-test" --tap -k
     run_tap "tesseract-swapper-test" "$LOG_DIR/qtest-swapper.log" \
         "$BUILD/tests/qtest/tesseract-swapper-test" --tap -k
+    run_tap "tesseract-migrate-test" "$LOG_DIR/qtest-migrate.log" \
+        "$BUILD/tests/qtest/tesseract-migrate-test" --tap -k
 }
 
 suite_iotests() {

@@ -357,6 +357,10 @@ int coroutine_fn bsst_log_co_write_out(BsstStore *s)
     if (!s->writable || !s->formatted) {
         return 0;
     }
+    if (bsst_store_inactive(s)) {
+        /* kept for when it is activated again (a failed migration) */
+        return -EPERM;
+    }
     if (s->failed) {
         return -EIO;
     }

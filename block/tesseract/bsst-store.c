@@ -39,6 +39,19 @@ static int bsst_load_read(void *opaque, uint64_t block, uint32_t n,
                      (int64_t)n * BSST_BLOCK_SIZE, buf, 0);
 }
 
+/*
+ * The BSST node was inactivated: a migration's switchover handed the
+ * image over (or the source of one stays paused after it).  Nothing may
+ * be written to it until it is activated again; a write would trip the
+ * block layer's assertion, so the store fails it with -EPERM instead.
+ */
+bool bsst_store_inactive(BsstStore *s)
+{
+    BlockDriverState *bs = blk_bs(s->blk);
+
+    return bs && (qatomic_read(&bs->open_flags) & BDRV_O_INACTIVE);
+}
+
 int coroutine_mixed_fn bsst_pwrite_blocks(BsstStore *s, uint64_t block,
                                           uint64_t n, const void *buf)
 {
@@ -178,6 +191,9 @@ static int coroutine_mixed_fn bsst_store_activate(BsstStore *s)
     if (!s->writable || !s->formatted) {
         return -EROFS;
     }
+    if (bsst_store_inactive(s)) {
+        return -EPERM;
+    }
     return bsst_run_locked(s, bsst_co_activate_held);
 }
 
@@ -197,6 +213,9 @@ int coroutine_mixed_fn bsst_store_write_blocks(BsstStore *s, uint32_t first,
 
     if (ret < 0) {
         return ret;
+    }
+    if (bsst_store_inactive(s)) {
+        return -EPERM;
     }
     return blk_pwrite(s->blk, bsst_store_block_offset(s, first),
                       (int64_t)count * BSST_BLOCK_SIZE, buf, 0);
@@ -226,6 +245,9 @@ int coroutine_fn bsst_store_co_pwritev(BsstStore *s, uint64_t data_off,
     if (ret < 0) {
         return ret;
     }
+    if (bsst_store_inactive(s)) {
+        return -EPERM;
+    }
     return blk_co_pwritev_part(s->blk,
                                bsst_store_block_offset(s, 0) + data_off,
                                bytes, qiov, qiov_offset, 0);
@@ -233,6 +255,9 @@ int coroutine_fn bsst_store_co_pwritev(BsstStore *s, uint64_t data_off,
 
 int coroutine_fn bsst_store_co_flush(BsstStore *s)
 {
+    if (bsst_store_inactive(s)) {
+        return 0;   /* inactivation flushed it */
+    }
     return blk_co_flush(s->blk);
 }
 
@@ -535,6 +560,12 @@ BsstStore *bsst_store_open(BlockDriverState *bs, bool writable, bool check,
                      BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE_UNCHANGED);
     blk_set_allow_aio_context_change(s->blk, true);
     blk_set_disable_request_queuing(s->blk, true);
+    /*
+     * A migration inactivates the node at its switchover; the store then
+     * writes nothing (bsst_store_inactive()).  The tesseract nodes that
+     * could not hand their metadata over block such a migration.
+     */
+    blk_set_force_allow_inactivate(s->blk);
     blk_set_dev_ops(s->blk, &bsst_blk_dev_ops, s);
     ret = blk_insert_bs(s->blk, bs, errp);
     if (ret < 0) {
@@ -578,7 +609,8 @@ void bsst_store_put(BsstStore *s)
     if (--s->refcnt) {
         return;
     }
-    if (s->writable && s->formatted && !s->failed && bsst_store_is_open(s)) {
+    if (s->writable && s->formatted && !s->failed && bsst_store_is_open(s) &&
+        !bsst_store_inactive(s)) {
         int ret = bsst_run_locked(s, bsst_log_co_write_out);
 
         if (ret < 0) {

@@ -145,6 +145,7 @@ const char *bsst_store_node_name(BsstStore *s);
 void bsst_store_uuid(BsstStore *s, QemuUUID *uuid);
 /* False once QEMU's shutdown detached the BSST node from the store. */
 bool bsst_store_is_open(BsstStore *s);
+bool bsst_store_inactive(BsstStore *s);
 void bsst_store_get_stats(BsstStore *s, BsstStoreStats *st);
 void bsst_store_foreach(void (*fn)(BsstStore *s, void *opaque), void *opaque);
 

@@ -27,7 +27,6 @@
 #include "exec/ramblock.h"
 #include "hw/boards.h"
 #include "hw/qdev-core.h"
-#include "migration/blocker.h"
 #include "qapi/error.h"
 #include "qapi/qapi-commands-tesseract.h"
 #include "qapi/qapi-events-tesseract.h"
@@ -84,6 +83,7 @@ static void tsw_vm_state(void *opaque, bool running, RunState state)
     TesseractSwapper *sw = opaque;
 
     qatomic_set(&sw->running, running);
+    tsw_migrate_vm_state(sw, running, state);
     if (running) {
         qemu_sem_post(&sw->kick);
         tsw_kick_retry(sw);     /* 'cont': faults that wait try again */
@@ -530,10 +530,7 @@ bool tsw_attach(TesseractSwapper *sw, Error **errp)
     if (!sw->iothread) {
         goto fail_register;
     }
-    error_setg(&sw->migration_blocker, "tesseract-swapper '%s' keeps guest "
-               "pages in its BSST; migration is not supported",
-               object_get_canonical_path_component(OBJECT(sw)));
-    if (migrate_add_blocker(&sw->migration_blocker, errp) < 0) {
+    if (!tsw_migrate_attach(sw, errp)) {
         goto fail_iothread;
     }
     tsw_attach_start(sw);

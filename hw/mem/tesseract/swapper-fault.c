@@ -27,7 +27,6 @@
 #include "exec/ramblock.h"
 #include "hw/boards.h"
 #include "hw/qdev-core.h"
-#include "migration/blocker.h"
 #include "qapi/error.h"
 #include "qapi/qapi-commands-tesseract.h"
 #include "qapi/qapi-events-tesseract.h"
@@ -394,6 +393,9 @@ static void tsw_handle_missing(TesseractSwapper *sw, uint8_t *addr,
     if (pg->flags & PG_INDIRECTED) {
         pg->flags &= ~PG_INDIRECTED;
         sw->deferred_swapins++;
+    }
+    if (sw->mig_send) {
+        sw->mig_faults++;
     }
     qemu_mutex_unlock(&sw->lock);
     tsw_serve(sw, idx, false, buf, parked, tid);

@@ -10,6 +10,7 @@
  *   swapper-source.c     the page source the tesseract driver asks
  *   swapper-fault.c      the fault thread and the background swap-in
  *   swapper-out.c        the swap-out worker, discards and DMA mappings
+ *   swapper-migrate.c    swapped-out pages in migrations and snapshots
  */
 
 #ifndef HW_MEM_TESSERACT_SWAPPER_INT_H
@@ -133,7 +134,6 @@ struct TesseractSwapper {
     QemuSemaphore kick;
     QemuThread background_thread;
     QemuSemaphore bg_kick;
-    Error *migration_blocker;
     VMChangeStateEntry *vmstate;
     bool running;           /* swap out only while the VM runs */
 
@@ -192,6 +192,21 @@ struct TesseractSwapper {
     uint64_t bg_head, bg_tail;
     TsrHistogram fault_hist;
     TsrHistogram bsst_read_hist;
+
+    /*
+     * Migration and snapshots (swapper-migrate.c): the pages this
+     * swapper's section still sends, one bit each (NULL while none is
+     * being saved), and the figures.  mig_frozen: the VM stopped for a
+     * migration's switchover, whose BSST node becomes inactive; the
+     * worker and the background thread start no BSST I/O until the VM
+     * runs again (tsw_io_enter())
+     */
+    unsigned long *mig_send;
+    uint64_t mig_pending;
+    uint64_t mig_sent_bsst, mig_sent_zero, mig_sent_ram;
+    uint64_t mig_faults, mig_received;
+    bool mig_frozen;
+    char *mig_idstr;
 
     /*
      * x-tesseract-swap-out requests for the worker (under the lock);
@@ -263,6 +278,12 @@ void tsw_ram_mapped(void *opaque, RAMBlock *rb, uint64_t start,
                     uint64_t length, bool map);
 char *tsw_swapout_reason(TesseractSwapper *sw, int err);
 void *tsw_worker_thread(void *opaque);
+
+/* swapper-migrate.c */
+bool tsw_migrate_attach(TesseractSwapper *sw, Error **errp);
+void tsw_migrate_detach(TesseractSwapper *sw);
+void tsw_migrate_vm_state(TesseractSwapper *sw, bool running,
+                          RunState state);
 
 /* swapper-attach.c */
 bool tsw_attach(TesseractSwapper *sw, Error **errp);

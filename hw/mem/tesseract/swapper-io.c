@@ -27,7 +27,6 @@
 #include "exec/ramblock.h"
 #include "hw/boards.h"
 #include "hw/qdev-core.h"
-#include "migration/blocker.h"
 #include "qapi/error.h"
 #include "qapi/qapi-commands-tesseract.h"
 #include "qapi/qapi-events-tesseract.h"
@@ -73,7 +72,7 @@ void tsw_io_enter(TesseractSwapper *sw, bool wait)
         return;
     }
     qemu_mutex_lock(&sw->lock);
-    while (sw->drained && !qatomic_read(&sw->quit)) {
+    while ((sw->drained || sw->mig_frozen) && !qatomic_read(&sw->quit)) {
         qemu_cond_wait(&sw->io_resume, &sw->lock);
     }
     qatomic_inc(&sw->io_busy);

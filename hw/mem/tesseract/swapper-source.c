@@ -26,7 +26,6 @@
 #include "exec/ramblock.h"
 #include "hw/boards.h"
 #include "hw/qdev-core.h"
-#include "migration/blocker.h"
 #include "qapi/error.h"
 #include "qapi/qapi-commands-tesseract.h"
 #include "qapi/qapi-events-tesseract.h"

@@ -58,7 +58,7 @@
 #include "exec/ramblock.h"
 #include "hw/boards.h"
 #include "hw/qdev-core.h"
-#include "migration/blocker.h"
+#include "migration/misc.h"
 #include "qapi/error.h"
 #include "qapi/qapi-commands-tesseract.h"
 #include "qapi/qapi-events-tesseract.h"
@@ -145,6 +145,11 @@ static bool tsw_can_be_deleted(UserCreatable *uc)
 
     if (!sw->attached) {
         return true;
+    }
+    if (migration_is_running()) {
+        error_report("tesseract-swapper '%s': cannot be deleted while a "
+                     "migration is running", id);
+        return false;
     }
     qemu_mutex_lock(&sw->lock);
     qatomic_set(&sw->leaving, true);
@@ -458,7 +463,7 @@ static void tsw_finalize(Object *obj)
         uffd_close_fd(sw->uffd);
         close(sw->quit_fd);
         close(sw->retry_fd);
-        migrate_del_blocker(&sw->migration_blocker);
+        tsw_migrate_detach(sw);
         bsst_store_put(sw->store);
         iothread_destroy(sw->iothread);
         ram_block_swap_require(false);
@@ -665,6 +670,11 @@ TesseractSwapperInfoList *tesseract_swapper_query_all(void)
         i->bsst_bytes_read = sw->bytes_read;
         i->fault_service = tesseract_latency_info(&sw->fault_hist);
         i->bsst_read = tesseract_latency_info(&sw->bsst_read_hist);
+        i->migration_pages_sent = sw->mig_sent_bsst;
+        i->migration_zero_pages_sent = sw->mig_sent_zero;
+        i->migration_resident_pages_sent = sw->mig_sent_ram;
+        i->migration_faults = sw->mig_faults;
+        i->migration_pages_received = sw->mig_received;
         qemu_mutex_unlock(&sw->lock);
         QAPI_LIST_APPEND(tail, i);
     }

@@ -1,0 +1,464 @@
+/*
+ * Tesseract: swapped-out guest pages in migrations and snapshots
+ *
+ * Copyright (c) 2026 The Tesseract for QEMU authors
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * A RAM migration (or savevm, or 'migrate file:') reads every dirty page
+ * of guest RAM; reading a page the swapper swapped out would fault it
+ * back in.  Instead, RAM's section asks the swapper before it reads each
+ * page (ram_block_set_migrate_elsewhere(), patches/0013): a page that is
+ * not plainly resident is taken over by this section, which marks it in
+ * mig_send and sends it itself, read straight from the BSST, and it stays
+ * swapped out.
+ *
+ * Why every page arrives with its last contents: a swapped-out page
+ * cannot change (a write faults it in first), so its contents are those
+ * of its BSST block.  A page the guest writes is resident, and the write
+ * sets its dirty bit: RAM's section sees it again, and either sends it
+ * (resident) or hands it over (swapped out again meanwhile).  This
+ * section runs after RAM's in each round and at the end, in the same
+ * stream, so what it sends overrides RAM's older copy; RAM's newer copy
+ * of a page comes after it.  A page taken over but swapped in before it
+ * is sent is sent from RAM: any write after that copy dirties it again.
+ *
+ * The stream, in each part of the section: big-endian 64-bit words,
+ * a page's RAM block offset ORed with TSW_MIG_DATA (then its 4 KiB) or
+ * TSW_MIG_ZERO, ended by TSW_MIG_EOS.
+ *
+ * At the switchover of a migration the VM stops and QEMU inactivates
+ * every block node, the BSST's too: from then on the swapper must not
+ * write to it, so its threads start no BSST I/O while the VM is stopped
+ * for it (mig_frozen), and this section reads the BSST's host file
+ * directly, as faults do.
+ */
+
+#include "qemu/osdep.h"
+#include "qemu/bitmap.h"
+#include "qemu/cutils.h"
+#include "qemu/error-report.h"
+#include "qemu/memalign.h"
+#include "qapi/error.h"
+#include "qapi/qapi-commands-migration.h"
+#include "migration/misc.h"
+#include "migration/qemu-file-types.h"
+#include "migration/register.h"
+#include "system/runstate.h"
+#include "trace.h"
+#include "swapper-int.h"
+
+#define TSW_MIG_DATA    0x1ULL
+#define TSW_MIG_ZERO    0x2ULL
+#define TSW_MIG_EOS     0x4ULL
+#define TSW_MIG_FLAGS   (TSW_PAGE - 1)
+/* pages one round of save_live_iterate sends at most (4 MiB) */
+#define TSW_MIG_ROUND   1024
+/* a page in the middle of a swap-out or swap-in: how long the end waits */
+#define TSW_MIG_SETTLE_MS 10000
+
+/* Migration capabilities whose stream this section cannot be part of */
+static bool tsw_migrate_check_caps(TesseractSwapper *sw, Error **errp)
+{
+    static const struct {
+        MigrationCapability cap;
+        const char *why;
+    } refused[] = {
+        { MIGRATION_CAPABILITY_POSTCOPY_RAM, "postcopy registers guest RAM "
+          "with a userfaultfd of its own" },
+        { MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT, "a background snapshot "
+          "write-protects guest RAM with a userfaultfd of its own" },
+        { MIGRATION_CAPABILITY_MULTIFD, "multifd sends RAM on channels of "
+          "its own, which the swapper's pages would race" },
+        { MIGRATION_CAPABILITY_MAPPED_RAM, "mapped-ram writes RAM to fixed "
+          "places in the file, which the swapper's pages bypass" },
+        { MIGRATION_CAPABILITY_X_COLO, "COLO keeps a copy of guest RAM" },
+    };
+    MigrationCapabilityStatusList *caps, *c;
+    bool ok = true;
+    size_t i;
+
+    caps = qmp_query_migrate_capabilities(NULL);
+    for (c = caps; c && ok; c = c->next) {
+        if (!c->value->state) {
+            continue;
+        }
+        for (i = 0; i < ARRAY_SIZE(refused); i++) {
+            if (c->value->capability == refused[i].cap) {
+                error_setg(errp, "tesseract-swapper '%s': migration "
+                           "capability '%s' is not supported: %s",
+                           object_get_canonical_path_component(OBJECT(sw)),
+                           MigrationCapability_str(refused[i].cap),
+                           refused[i].why);
+                ok = false;
+                break;
+            }
+        }
+    }
+    qapi_free_MigrationCapabilityStatusList(caps);
+    return ok;
+}
+
+/*
+ * Whether page @idx is in RAM (under sw->lock): not swapped out or being
+ * swapped, and populated (a page never touched, given back by the guest
+ * or swapped out as zeroes is not: it reads as zeroes, through a fault)
+ */
+static bool tsw_migrate_in_ram(TesseractSwapper *sw, uint64_t idx)
+{
+    return sw->pages[idx].state == PG_RESIDENT &&
+           tsr_policy_is_resident(sw->policy, idx);
+}
+
+/*
+ * RAM's section is about to read page @offset of @rb (the migration
+ * thread): take it over unless it is in RAM.
+ */
+static bool tsw_migrate_elsewhere(void *opaque, RAMBlock *rb,
+                                  uint64_t offset)
+{
+    TesseractSwapper *sw = opaque;
+    uint64_t idx = offset / TSW_PAGE;
+    bool mine = false;
+
+    if (idx >= sw->npages) {
+        return false;
+    }
+    qemu_mutex_lock(&sw->lock);
+    if (sw->mig_send && !tsw_migrate_in_ram(sw, idx)) {
+        if (!test_and_set_bit(idx, sw->mig_send)) {
+            sw->mig_pending++;
+        }
+        mine = true;
+    }
+    qemu_mutex_unlock(&sw->lock);
+    return mine;
+}
+
+static bool tsw_migrate_is_active(void *opaque)
+{
+    TesseractSwapper *sw = opaque;
+
+    return sw->attached;
+}
+
+static int tsw_migrate_save_setup(QEMUFile *f, void *opaque, Error **errp)
+{
+    TesseractSwapper *sw = opaque;
+
+    if (runstate_check(RUN_STATE_SAVE_VM)) {
+        /*
+         * savevm takes an internal snapshot of every writable image, the
+         * BSST's too, and loadvm would revert that image under the store
+         */
+        error_setg(errp, "tesseract-swapper '%s': savevm is not supported "
+                   "(loadvm would revert BSST node '%s' under it); "
+                   "use 'migrate' to a file: URI",
+                   object_get_canonical_path_component(OBJECT(sw)),
+                   sw->bsst);
+        return -ENOTSUP;
+    }
+    if (!tsw_migrate_check_caps(sw, errp)) {
+        return -ENOTSUP;
+    }
+    qemu_mutex_lock(&sw->lock);
+    g_free(sw->mig_send);
+    sw->mig_send = bitmap_new(sw->npages);
+    sw->mig_pending = 0;
+    qemu_mutex_unlock(&sw->lock);
+    qemu_put_be64(f, TSW_MIG_EOS);
+    return 0;
+}
+
+static void tsw_migrate_save_cleanup(void *opaque)
+{
+    TesseractSwapper *sw = opaque;
+
+    qemu_mutex_lock(&sw->lock);
+    g_free(sw->mig_send);
+    sw->mig_send = NULL;
+    sw->mig_pending = 0;
+    qemu_mutex_unlock(&sw->lock);
+}
+
+/*
+ * Send the pages of mig_send from @start on, at most @max of them; a page
+ * in the middle of a swap-out or swap-in is left for later.  Returns the
+ * number sent, or a negative errno (the BSST cannot be read).
+ * *@settling: pages were left for later.
+ */
+static int64_t tsw_migrate_send(TesseractSwapper *sw, QEMUFile *f,
+                                uint64_t max, bool *settling)
+{
+    g_autofree uint8_t *buf = qemu_memalign(TSW_PAGE, TSW_PAGE);
+    uint64_t idx = 0, sent = 0;
+    int ret = 0;
+
+    *settling = false;
+    while (sent < max) {
+        TswPage *pg;
+        bool zero = false, swapped = false;
+        uint32_t host_blk = 0, unref = UINT32_MAX;
+
+        qemu_mutex_lock(&sw->lock);
+        idx = find_next_bit(sw->mig_send, sw->npages, idx);
+        if (idx >= sw->npages) {
+            qemu_mutex_unlock(&sw->lock);
+            break;
+        }
+        pg = &sw->pages[idx];
+        if (pg->state == PG_SWAPPED && !sw->leaving && pg->pins < UINT16_MAX) {
+            /* pinned: its block stays while it is read */
+            if (!pg->pins++) {
+                sw->npinned++;
+            }
+            host_blk = pg->host_blk;
+            swapped = true;
+        } else if (pg->state == PG_RESIDENT) {
+            zero = !tsw_migrate_in_ram(sw, idx);
+        } else {
+            /* being swapped out, in or discarded: later */
+            *settling = true;
+            qemu_mutex_unlock(&sw->lock);
+            idx++;
+            continue;
+        }
+        clear_bit(idx, sw->mig_send);
+        sw->mig_pending--;
+        qemu_mutex_unlock(&sw->lock);
+
+        if (swapped) {
+            tsw_io_enter(sw, false);
+            ret = tsw_pread(sw, sw->direct_fd, buf, TSW_PAGE,
+                            (int64_t)host_blk * TSW_PAGE);
+            tsw_io_leave(sw);
+            qemu_mutex_lock(&sw->lock);
+            assert(pg->pins);
+            if (!--pg->pins) {
+                sw->npinned--;
+                if (pg->flags & PG_UNREF_ON_UNPIN) {
+                    pg->flags &= ~PG_UNREF_ON_UNPIN;
+                    unref = pg->bblock;
+                }
+            }
+            if (ret < 0) {
+                /* keep it to send, and give up */
+                if (!test_and_set_bit(idx, sw->mig_send)) {
+                    sw->mig_pending++;
+                }
+            } else {
+                sw->mig_sent_bsst++;
+                sw->bytes_read += TSW_PAGE;
+            }
+            qemu_mutex_unlock(&sw->lock);
+            if (unref != UINT32_MAX) {
+                bsst_store_unref(sw->store, unref);
+            }
+            if (ret < 0) {
+                return ret;
+            }
+        } else if (!zero) {
+            /*
+             * Swapped in since RAM's section handed it over: copy it (not
+             * under the lock: this may fault if it is swapped out again)
+             */
+            memcpy(buf, sw->host + idx * TSW_PAGE, TSW_PAGE);
+            qemu_mutex_lock(&sw->lock);
+            sw->mig_sent_ram++;
+            qemu_mutex_unlock(&sw->lock);
+        } else {
+            qemu_mutex_lock(&sw->lock);
+            sw->mig_sent_zero++;
+            qemu_mutex_unlock(&sw->lock);
+        }
+        if (zero) {
+            qemu_put_be64(f, idx * TSW_PAGE | TSW_MIG_ZERO);
+        } else {
+            qemu_put_be64(f, idx * TSW_PAGE | TSW_MIG_DATA);
+            qemu_put_buffer(f, buf, TSW_PAGE);
+        }
+        trace_tsw_migrate_send(idx, swapped, zero);
+        sent++;
+        idx++;
+    }
+    return sent;
+}
+
+static int tsw_migrate_save_iterate(QEMUFile *f, void *opaque)
+{
+    TesseractSwapper *sw = opaque;
+    bool settling;
+    int64_t ret;
+
+    ret = tsw_migrate_send(sw, f, TSW_MIG_ROUND, &settling);
+    qemu_put_be64(f, TSW_MIG_EOS);
+    if (ret < 0) {
+        error_report("tesseract-swapper '%s': cannot read a swapped-out "
+                     "page from its BSST for the migration: %s",
+                     object_get_canonical_path_component(OBJECT(sw)),
+                     strerror(-ret));
+        return ret;
+    }
+    qemu_mutex_lock(&sw->lock);
+    ret = !sw->mig_pending;
+    qemu_mutex_unlock(&sw->lock);
+    return ret;
+}
+
+/*
+ * The VM is stopped: send every page left.  A swap-out or swap-in under
+ * way when it stopped ends soon (or fails, and is retried); wait for
+ * those, up to TSW_MIG_SETTLE_MS.
+ */
+static int tsw_migrate_save_complete(QEMUFile *f, void *opaque)
+{
+    TesseractSwapper *sw = opaque;
+    int64_t deadline = get_clock() + (int64_t)TSW_MIG_SETTLE_MS * SCALE_MS;
+    bool settling;
+    int64_t ret;
+
+    for (;;) {
+        ret = tsw_migrate_send(sw, f, UINT64_MAX, &settling);
+        if (ret < 0 || !settling) {
+            break;
+        }
+        if (get_clock() > deadline) {
+            ret = -ETIMEDOUT;
+            break;
+        }
+        g_usleep(1000);
+    }
+    qemu_put_be64(f, TSW_MIG_EOS);
+    if (ret < 0) {
+        error_report("tesseract-swapper '%s': cannot send its swapped-out "
+                     "pages: %s", object_get_canonical_path_component(
+                         OBJECT(sw)),
+                     ret == -ETIMEDOUT ? "a page stayed in the middle of a "
+                     "swap-out or swap-in" : strerror(-ret));
+        return ret;
+    }
+    return 0;
+}
+
+static void tsw_migrate_pending(void *opaque, uint64_t *must_precopy,
+                                uint64_t *can_postcopy)
+{
+    TesseractSwapper *sw = opaque;
+
+    qemu_mutex_lock(&sw->lock);
+    *must_precopy += sw->mig_pending * TSW_PAGE;
+    qemu_mutex_unlock(&sw->lock);
+}
+
+/* Destination (or loadvm): put the pages where they belong */
+static int tsw_migrate_load(QEMUFile *f, void *opaque, int version_id)
+{
+    TesseractSwapper *sw = opaque;
+    uint64_t n = 0;
+
+    for (;;) {
+        uint64_t w = qemu_get_be64(f), off = w & ~(uint64_t)TSW_MIG_FLAGS;
+        int ret = qemu_file_get_error(f);
+        uint8_t *host;
+
+        if (ret < 0) {
+            return ret;
+        }
+        if (w == TSW_MIG_EOS) {
+            break;
+        }
+        if (off / TSW_PAGE >= sw->npages ||
+            ((w & TSW_MIG_FLAGS) != TSW_MIG_DATA &&
+             (w & TSW_MIG_FLAGS) != TSW_MIG_ZERO)) {
+            error_report("tesseract-swapper '%s': bad page record 0x%" PRIx64
+                         " in the migration stream (the guest RAM here has "
+                         "%" PRIu64 " pages)",
+                         object_get_canonical_path_component(OBJECT(sw)), w,
+                         sw->npages);
+            return -EINVAL;
+        }
+        /* an access here that faults is served like any other */
+        host = sw->host + off;
+        if (w & TSW_MIG_DATA) {
+            qemu_get_buffer(f, host, TSW_PAGE);
+        } else {
+            bool in_ram;
+
+            /* a page not in RAM here reads as zeroes already */
+            qemu_mutex_lock(&sw->lock);
+            in_ram = tsw_migrate_in_ram(sw, off / TSW_PAGE);
+            qemu_mutex_unlock(&sw->lock);
+            if (in_ram && !buffer_is_zero(host, TSW_PAGE)) {
+                memset(host, 0, TSW_PAGE);
+            }
+        }
+        n++;
+    }
+    qemu_mutex_lock(&sw->lock);
+    sw->mig_received += n;
+    qemu_mutex_unlock(&sw->lock);
+    return qemu_file_get_error(f);
+}
+
+static const SaveVMHandlers tsw_migrate_handlers = {
+    .save_setup = tsw_migrate_save_setup,
+    .save_cleanup = tsw_migrate_save_cleanup,
+    .save_live_iterate = tsw_migrate_save_iterate,
+    .save_live_complete_precopy = tsw_migrate_save_complete,
+    .state_pending_estimate = tsw_migrate_pending,
+    .state_pending_exact = tsw_migrate_pending,
+    .is_active = tsw_migrate_is_active,
+    .load_state = tsw_migrate_load,
+};
+
+bool tsw_migrate_attach(TesseractSwapper *sw, Error **errp)
+{
+    if (migration_is_running()) {
+        error_setg(errp, "tesseract-swapper: cannot take over guest RAM "
+                   "while a migration is running");
+        return false;
+    }
+    /* the RAM block's name: the same on both sides of a migration */
+    sw->mig_idstr = g_strdup_printf("tesseract-swapper/%s", sw->rb->idstr);
+    if (register_savevm_live(sw->mig_idstr, 0, 1, &tsw_migrate_handlers,
+                             sw) < 0) {
+        error_setg(errp, "tesseract-swapper: cannot register its migration "
+                   "section '%s'", sw->mig_idstr);
+        g_free(sw->mig_idstr);
+        sw->mig_idstr = NULL;
+        return false;
+    }
+    ram_block_set_migrate_elsewhere(sw->rb, tsw_migrate_elsewhere, sw);
+    return true;
+}
+
+void tsw_migrate_detach(TesseractSwapper *sw)
+{
+    if (!sw->mig_idstr) {
+        return;
+    }
+    ram_block_set_migrate_elsewhere(sw->rb, NULL, NULL);
+    unregister_savevm(NULL, sw->mig_idstr, sw);
+    g_free(sw->mig_idstr);
+    sw->mig_idstr = NULL;
+    g_free(sw->mig_send);
+    sw->mig_send = NULL;
+}
+
+/*
+ * The VM stops for a migration's switchover, after which its block nodes
+ * are inactive: no more BSST I/O from the swapper's threads (those under
+ * way end in the drain that follows) until it runs again, here or, once
+ * migrated, never.
+ */
+void tsw_migrate_vm_state(TesseractSwapper *sw, bool running, RunState state)
+{
+    qemu_mutex_lock(&sw->lock);
+    if (running) {
+        sw->mig_frozen = false;
+        qemu_cond_broadcast(&sw->io_resume);
+    } else if (state == RUN_STATE_FINISH_MIGRATE) {
+        sw->mig_frozen = true;
+    }
+    qemu_mutex_unlock(&sw->lock);
+}

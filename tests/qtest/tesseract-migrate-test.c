@@ -1,0 +1,351 @@
+/*
+ * QTest: migrating a VM whose guest RAM a tesseract-swapper manages
+ *
+ * Two QEMUs on this host.  The source swaps pages out (x-tesseract-swap-out)
+ * and migrates to the destination; every page must arrive with its
+ * contents, the swapped-out ones read from the source's BSST without
+ * being faulted back in (query-tesseract: migration-pages-sent,
+ * migration-faults, swap-ins), and stay swapped out on the source.
+ *
+ * Copyright (c) 2026 The Tesseract for QEMU authors
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "libqtest.h"
+#include "qobject/qdict.h"
+#include "qobject/qlist.h"
+
+#define MG_PAGE     4096
+#define MG_NDATA    256                 /* pages holding a pattern */
+#define MG_NZERO    32                  /* pages holding zeroes */
+#define MG_DATA     0x1000000ULL        /* their guest addresses */
+#define MG_ZERO     0x2000000ULL
+#define MG_RESIDENT 0x3000000ULL        /* pattern, never swapped out */
+#define MG_NRES     64
+
+typedef struct MgVM {
+    QTestState *qts;
+    char *bsst;
+} MgVM;
+
+static void unlink_and_free(void *path)
+{
+    unlink(path);
+    g_free(path);
+}
+
+static char *mg_tmp(const char *what, bool keep)
+{
+    char *path;
+    int fd = g_file_open_tmp(what, &path, NULL);
+
+    g_assert_cmpint(fd, >=, 0);
+    close(fd);
+    if (!keep) {
+        unlink(path);
+    }
+    g_test_queue_destroy(unlink_and_free, path);
+    return path;
+}
+
+static void fill(uint8_t *buf, size_t len, unsigned seed)
+{
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        buf[i] = (uint8_t)(seed * 131 + i * 7 + (i >> 12) * 13 + 1);
+    }
+}
+
+/* A VM with a swapper on a BSST of its own; @extra: e.g. -incoming */
+static void mg_start(MgVM *vm, const char *extra)
+{
+    vm->bsst = mg_tmp("tesseract-mg-bsst.XXXXXX", true);
+    g_assert_true(mkimg(vm->bsst, "qcow2", 64));
+    vm->qts = qtest_initf("-machine pc -m 128 -display none"
+                          " -blockdev driver=qcow2,node-name=bsst0,"
+                          "file.driver=file,file.filename=%s"
+                          " -object tesseract-swapper,id=swap0,bsst=bsst0,"
+                          "limit=128M %s", vm->bsst, extra ? extra : "");
+}
+
+static QDict *mg_swapper(QTestState *qts)
+{
+    QDict *resp = qtest_qmp(qts, "{'execute': 'query-tesseract'}");
+    QList *list = qdict_get_qlist(qdict_get_qdict(resp, "return"),
+                                  "swappers");
+    QDict *sw;
+
+    g_assert_cmpint(qlist_size(list), ==, 1);
+    sw = qobject_to(QDict, qlist_peek(list));
+    qobject_ref(sw);
+    qobject_unref(resp);
+    return sw;
+}
+
+static int64_t mg_stat(QTestState *qts, const char *key)
+{
+    QDict *sw = mg_swapper(qts);
+    int64_t v = qdict_get_int(sw, key);
+
+    qobject_unref(sw);
+    return v;
+}
+
+static void mg_swap_out(QTestState *qts, uint64_t gpa, uint64_t size)
+{
+    qtest_qmp_assert_success(qts,
+        "{'execute': 'x-tesseract-swap-out', 'arguments': "
+        "{'id': 'swap0', 'addr': %" PRIu64 ", 'size': %" PRIu64 ", "
+        "'wait': true}}", gpa, size);
+}
+
+/* Fill the source: patterned pages and zero pages swapped out, more resident */
+static void mg_fill(QTestState *qts, uint8_t *data, uint8_t *res)
+{
+    g_autofree uint8_t *zero = g_malloc0(MG_NZERO * MG_PAGE);
+
+    fill(data, MG_NDATA * MG_PAGE, 3);
+    fill(res, MG_NRES * MG_PAGE, 5);
+    qtest_memwrite(qts, MG_DATA, data, MG_NDATA * MG_PAGE);
+    qtest_memwrite(qts, MG_ZERO, zero, MG_NZERO * MG_PAGE);
+    qtest_memwrite(qts, MG_RESIDENT, res, MG_NRES * MG_PAGE);
+    mg_swap_out(qts, MG_DATA, MG_NDATA * MG_PAGE);
+    mg_swap_out(qts, MG_ZERO, MG_NZERO * MG_PAGE);
+    g_assert_cmpint(mg_stat(qts, "swapped-pages"), ==, MG_NDATA);
+    g_assert_cmpint(mg_stat(qts, "zero-swapouts"), >=, MG_NZERO);
+}
+
+static char *mg_status(QTestState *qts, char **error)
+{
+    QDict *resp = qtest_qmp(qts, "{'execute': 'query-migrate'}");
+    QDict *ret = qdict_get_qdict(resp, "return");
+    char *status = g_strdup(qdict_haskey(ret, "status") ?
+                            qdict_get_str(ret, "status") : "none");
+
+    if (error) {
+        *error = qdict_haskey(ret, "error-desc") ?
+                 g_strdup(qdict_get_str(ret, "error-desc")) : NULL;
+    }
+    qobject_unref(resp);
+    return status;
+}
+
+/* Wait until @qts's migration reaches @want (or fails: returns false) */
+static bool mg_wait(QTestState *qts, const char *want, char **error)
+{
+    int i;
+
+    for (i = 0; i < 6000; i++) {
+        g_autofree char *st = mg_status(qts, error);
+
+        if (!strcmp(st, want)) {
+            return true;
+        }
+        if (!strcmp(st, "failed") || !strcmp(st, "cancelled")) {
+            return false;
+        }
+        if (error) {
+            g_free(*error);
+            *error = NULL;
+        }
+        g_usleep(10 * 1000);
+    }
+    g_assert_not_reached();
+}
+
+static void mg_migrate(QTestState *qts, const char *uri)
+{
+    qtest_qmp_assert_success(qts, "{'execute': 'migrate', 'arguments': "
+                             "{'uri': %s}}", uri);
+}
+
+static void mg_check(QTestState *qts, uint64_t gpa, const uint8_t *expect,
+                     size_t len)
+{
+    g_autofree uint8_t *back = g_malloc(len);
+
+    qtest_memread(qts, gpa, back, len);
+    g_assert_cmpmem(back, len, expect, len);
+}
+
+/*
+ * Swapped-out pages travel from the BSST: none is faulted in, they stay
+ * swapped out on the source, and all arrive.
+ */
+static void test_private_bsst(void)
+{
+    g_autofree uint8_t *data = g_malloc(MG_NDATA * MG_PAGE);
+    g_autofree uint8_t *res = g_malloc(MG_NRES * MG_PAGE);
+    g_autofree uint8_t *zero = g_malloc0(MG_NZERO * MG_PAGE);
+    char *sock = mg_tmp("tesseract-mg-sock.XXXXXX", false);
+    g_autofree char *incoming = g_strdup_printf("-incoming unix:%s", sock);
+    g_autofree char *uri = g_strdup_printf("unix:%s", sock);
+    MgVM src, dst;
+    int64_t fills;
+
+    mg_start(&src, NULL);
+    mg_fill(src.qts, data, res);
+    fills = mg_stat(src.qts, "zero-fills");
+    mg_start(&dst, incoming);
+    mg_migrate(src.qts, uri);
+    g_assert_true(mg_wait(src.qts, "completed", NULL));
+    g_assert_true(mg_wait(dst.qts, "completed", NULL));
+
+    g_assert_cmpint(mg_stat(src.qts, "migration-pages-sent"), ==, MG_NDATA);
+    /* pages never touched were not faulted in to be read either */
+    g_assert_cmpint(mg_stat(src.qts, "zero-fills") - fills, <, 64);
+    g_assert_cmpint(mg_stat(src.qts, "migration-zero-pages-sent"), >,
+                    mg_stat(src.qts, "ram-pages") / 2);
+    g_assert_cmpint(mg_stat(src.qts, "migration-zero-pages-sent"), >=,
+                    MG_NZERO);
+    g_assert_cmpint(mg_stat(src.qts, "migration-faults"), ==, 0);
+    g_assert_cmpint(mg_stat(src.qts, "swap-ins"), ==, 0);
+    g_assert_cmpint(mg_stat(src.qts, "swapped-pages"), ==, MG_NDATA);
+    g_assert_cmpint(mg_stat(dst.qts, "migration-pages-received"), >=,
+                    MG_NDATA + MG_NZERO);
+
+    mg_check(dst.qts, MG_DATA, data, MG_NDATA * MG_PAGE);
+    mg_check(dst.qts, MG_ZERO, zero, MG_NZERO * MG_PAGE);
+    mg_check(dst.qts, MG_RESIDENT, res, MG_NRES * MG_PAGE);
+    /* the destination's swapper works on what arrived */
+    mg_swap_out(dst.qts, MG_DATA, MG_NDATA * MG_PAGE);
+    mg_check(dst.qts, MG_DATA, data, MG_NDATA * MG_PAGE);
+    qtest_quit(dst.qts);
+    qtest_quit(src.qts);
+}
+
+/*
+ * Pages written after the swapper took them over (the VM stopped for the
+ * switchover: pause-before-switchover) arrive with their new contents:
+ * the write faults the page in and dirties it, and it is sent again.
+ */
+static void test_written_during(void)
+{
+    g_autofree uint8_t *data = g_malloc(MG_NDATA * MG_PAGE);
+    g_autofree uint8_t *res = g_malloc(MG_NRES * MG_PAGE);
+    g_autofree uint8_t *upd = g_malloc(64 * MG_PAGE);
+    char *sock = mg_tmp("tesseract-mg-sock.XXXXXX", false);
+    g_autofree char *incoming = g_strdup_printf("-incoming unix:%s", sock);
+    g_autofree char *uri = g_strdup_printf("unix:%s", sock);
+    MgVM src, dst;
+
+    mg_start(&src, NULL);
+    mg_fill(src.qts, data, res);
+    mg_start(&dst, incoming);
+    qtest_qmp_assert_success(src.qts,
+        "{'execute': 'migrate-set-capabilities', 'arguments': "
+        "{'capabilities': [{'capability': 'pause-before-switchover', "
+        "'state': true}]}}");
+    mg_migrate(src.qts, uri);
+    g_assert_true(mg_wait(src.qts, "pre-switchover", NULL));
+
+    /* half swapped-out pages, half resident ones */
+    fill(upd, 64 * MG_PAGE, 11);
+    qtest_memwrite(src.qts, MG_DATA + 32 * MG_PAGE, upd, 32 * MG_PAGE);
+    qtest_memwrite(src.qts, MG_RESIDENT, upd + 32 * MG_PAGE, 32 * MG_PAGE);
+    memcpy(data + 32 * MG_PAGE, upd, 32 * MG_PAGE);
+    memcpy(res, upd + 32 * MG_PAGE, 32 * MG_PAGE);
+    g_assert_cmpint(mg_stat(src.qts, "migration-faults"), ==, 32);
+
+    qtest_qmp_assert_success(src.qts,
+        "{'execute': 'migrate-continue', 'arguments': "
+        "{'state': 'pre-switchover'}}");
+    g_assert_true(mg_wait(src.qts, "completed", NULL));
+    g_assert_true(mg_wait(dst.qts, "completed", NULL));
+    mg_check(dst.qts, MG_DATA, data, MG_NDATA * MG_PAGE);
+    mg_check(dst.qts, MG_RESIDENT, res, MG_NRES * MG_PAGE);
+    qtest_quit(dst.qts);
+    qtest_quit(src.qts);
+}
+
+/* migrate to a file, and a new QEMU started from it */
+static void test_file(void)
+{
+    g_autofree uint8_t *data = g_malloc(MG_NDATA * MG_PAGE);
+    g_autofree uint8_t *res = g_malloc(MG_NRES * MG_PAGE);
+    char *file = mg_tmp("tesseract-mg-file.XXXXXX", false);
+    g_autofree char *incoming = g_strdup_printf("-incoming file:%s", file);
+    g_autofree char *uri = g_strdup_printf("file:%s", file);
+    MgVM src, dst;
+
+    mg_start(&src, NULL);
+    mg_fill(src.qts, data, res);
+    mg_migrate(src.qts, uri);
+    g_assert_true(mg_wait(src.qts, "completed", NULL));
+    g_assert_cmpint(mg_stat(src.qts, "migration-pages-sent"), ==, MG_NDATA);
+    g_assert_cmpint(mg_stat(src.qts, "swap-ins"), ==, 0);
+    qtest_quit(src.qts);
+
+    mg_start(&dst, incoming);
+    g_assert_true(mg_wait(dst.qts, "completed", NULL));
+    mg_check(dst.qts, MG_DATA, data, MG_NDATA * MG_PAGE);
+    mg_check(dst.qts, MG_RESIDENT, res, MG_NRES * MG_PAGE);
+    qtest_quit(dst.qts);
+}
+
+/*
+ * What the swapper cannot be part of is refused up front, naming the
+ * conflict, and the source carries on with its pages intact.
+ */
+static void test_refused(void)
+{
+    g_autofree uint8_t *data = g_malloc(MG_NDATA * MG_PAGE);
+    g_autofree uint8_t *res = g_malloc(MG_NRES * MG_PAGE);
+    char *sock = mg_tmp("tesseract-mg-sock.XXXXXX", false);
+    g_autofree char *incoming = g_strdup_printf("-incoming unix:%s", sock);
+    g_autofree char *uri = g_strdup_printf("unix:%s", sock);
+    g_autofree char *err = NULL;
+    MgVM src, dst;
+    QDict *resp;
+
+    mg_start(&src, NULL);
+    mg_fill(src.qts, data, res);
+    mg_start(&dst, incoming);
+    /* on both sides, so that only the swapper refuses */
+    qtest_qmp_assert_success(src.qts,
+        "{'execute': 'migrate-set-capabilities', 'arguments': "
+        "{'capabilities': [{'capability': 'postcopy-ram', "
+        "'state': true}]}}");
+    qtest_qmp_assert_success(dst.qts,
+        "{'execute': 'migrate-set-capabilities', 'arguments': "
+        "{'capabilities': [{'capability': 'postcopy-ram', "
+        "'state': true}]}}");
+    mg_migrate(src.qts, uri);
+    g_assert_false(mg_wait(src.qts, "completed", &err));
+    g_assert_nonnull(err);
+    g_test_message("refused: %s", err);
+    g_assert_nonnull(strstr(err, "postcopy-ram"));
+    g_assert_nonnull(strstr(err, "tesseract-swapper"));
+    /* the destination found the section start and exits */
+    qtest_set_expected_status(dst.qts, 1);
+    qtest_quit(dst.qts);
+
+    /* savevm: loadvm would revert the BSST image under the swapper */
+    resp = qtest_qmp(src.qts, "{'execute': 'human-monitor-command', "
+                     "'arguments': {'command-line': 'savevm s1'}}");
+    g_assert_nonnull(strstr(qdict_get_str(resp, "return"),
+                            "tesseract-swapper"));
+    qobject_unref(resp);
+
+    mg_check(src.qts, MG_DATA, data, MG_NDATA * MG_PAGE);
+    mg_check(src.qts, MG_RESIDENT, res, MG_NRES * MG_PAGE);
+    qtest_quit(src.qts);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    if (!getenv("QTEST_QEMU_IMG") || access("/dev/userfaultfd", R_OK | W_OK)) {
+        g_test_skip("QTEST_QEMU_IMG is not set, or no /dev/userfaultfd");
+        return g_test_run();
+    }
+    qtest_add_func("/tesseract-migrate/private-bsst", test_private_bsst);
+    qtest_add_func("/tesseract-migrate/written-during-switchover",
+                   test_written_during);
+    qtest_add_func("/tesseract-migrate/file", test_file);
+    qtest_add_func("/tesseract-migrate/refused", test_refused);
+    return g_test_run();
+}
