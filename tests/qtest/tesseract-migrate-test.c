@@ -261,6 +261,82 @@ static void test_written_during(void)
     qtest_quit(src.qts);
 }
 
+/*
+ * A migration cancelled at the switchover (the VM stopped, the swapper's
+ * BSST I/O held), and one whose destination dies: the source runs on,
+ * swaps out again, keeps every page, and a later migration succeeds.
+ */
+static void test_cancel(void)
+{
+    g_autofree uint8_t *data = g_malloc(MG_NDATA * MG_PAGE);
+    g_autofree uint8_t *res = g_malloc(MG_NRES * MG_PAGE);
+    char *sock1 = mg_tmp("tesseract-mg-sock.XXXXXX", false);
+    char *sock2 = mg_tmp("tesseract-mg-sock.XXXXXX", false);
+    char *sock3 = mg_tmp("tesseract-mg-sock.XXXXXX", false);
+    g_autofree char *in1 = g_strdup_printf("-incoming unix:%s", sock1);
+    g_autofree char *in2 = g_strdup_printf("-incoming unix:%s", sock2);
+    g_autofree char *in3 = g_strdup_printf("-incoming unix:%s", sock3);
+    g_autofree char *uri1 = g_strdup_printf("unix:%s", sock1);
+    g_autofree char *uri2 = g_strdup_printf("unix:%s", sock2);
+    g_autofree char *uri3 = g_strdup_printf("unix:%s", sock3);
+    MgVM src, dst;
+    QDict *resp;
+
+    mg_start(&src, NULL);
+    mg_fill(src.qts, data, res);
+    qtest_qmp_assert_success(src.qts,
+        "{'execute': 'migrate-set-capabilities', 'arguments': "
+        "{'capabilities': [{'capability': 'pause-before-switchover', "
+        "'state': true}]}}");
+
+    /* cancelled with the VM stopped for the switchover */
+    mg_start(&dst, in1);
+    mg_migrate(src.qts, uri1);
+    g_assert_true(mg_wait(src.qts, "pre-switchover", NULL));
+    qtest_qmp_assert_success(src.qts, "{'execute': 'migrate_cancel'}");
+    g_assert_false(mg_wait(src.qts, "completed", NULL));
+    qtest_set_expected_status(dst.qts, 1);
+    qtest_quit(dst.qts);
+    resp = qtest_qmp(src.qts, "{'execute': 'query-status'}");
+    g_assert_cmpstr(qdict_get_str(qdict_get_qdict(resp, "return"), "status"),
+                    ==, "running");
+    qobject_unref(resp);
+    /* its BSST I/O runs again: this swap-out waits for it */
+    mg_swap_out(src.qts, MG_RESIDENT, MG_NRES * MG_PAGE);
+    g_assert_cmpint(mg_stat(src.qts, "swapped-pages"), ==,
+                    MG_NDATA + MG_NRES);
+
+    /* the destination dies in the middle */
+    mg_start(&dst, in2);
+    mg_migrate(src.qts, uri2);
+    g_assert_true(mg_wait(src.qts, "pre-switchover", NULL));
+    qtest_kill_qemu(dst.qts);
+    qtest_quit(dst.qts);
+    qtest_qmp_assert_success(src.qts,
+        "{'execute': 'migrate-continue', 'arguments': "
+        "{'state': 'pre-switchover'}}");
+    g_assert_false(mg_wait(src.qts, "completed", NULL));
+    mg_check(src.qts, MG_DATA, data, MG_NDATA * MG_PAGE);
+    mg_check(src.qts, MG_RESIDENT, res, MG_NRES * MG_PAGE);
+    g_assert_cmpint(mg_stat(src.qts, "swap-ins"), ==, MG_NDATA + MG_NRES);
+
+    /* and then it migrates */
+    qtest_qmp_assert_success(src.qts, "{'execute': 'cont'}");
+    mg_swap_out(src.qts, MG_DATA, MG_NDATA * MG_PAGE);
+    mg_start(&dst, in3);
+    mg_migrate(src.qts, uri3);
+    g_assert_true(mg_wait(src.qts, "pre-switchover", NULL));
+    qtest_qmp_assert_success(src.qts,
+        "{'execute': 'migrate-continue', 'arguments': "
+        "{'state': 'pre-switchover'}}");
+    g_assert_true(mg_wait(src.qts, "completed", NULL));
+    g_assert_true(mg_wait(dst.qts, "completed", NULL));
+    mg_check(dst.qts, MG_DATA, data, MG_NDATA * MG_PAGE);
+    mg_check(dst.qts, MG_RESIDENT, res, MG_NRES * MG_PAGE);
+    qtest_quit(dst.qts);
+    qtest_quit(src.qts);
+}
+
 /* migrate to a file, and a new QEMU started from it */
 static void test_file(void)
 {
@@ -345,6 +421,7 @@ int main(int argc, char **argv)
     qtest_add_func("/tesseract-migrate/private-bsst", test_private_bsst);
     qtest_add_func("/tesseract-migrate/written-during-switchover",
                    test_written_during);
+    qtest_add_func("/tesseract-migrate/cancel", test_cancel);
     qtest_add_func("/tesseract-migrate/file", test_file);
     qtest_add_func("/tesseract-migrate/refused", test_refused);
     return g_test_run();
