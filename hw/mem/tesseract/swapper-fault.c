@@ -394,7 +394,7 @@ static void tsw_handle_missing(TesseractSwapper *sw, uint8_t *addr,
         pg->flags &= ~PG_INDIRECTED;
         sw->deferred_swapins++;
     }
-    if (sw->mig_send) {
+    if (sw->mig_send && tid && tid == sw->mig_tid) {
         sw->mig_faults++;
     }
     qemu_mutex_unlock(&sw->lock);

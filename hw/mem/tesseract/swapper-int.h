@@ -205,6 +205,7 @@ struct TesseractSwapper {
     uint64_t mig_pending;
     uint64_t mig_sent_bsst, mig_sent_zero, mig_sent_ram;
     uint64_t mig_faults, mig_received;
+    uint32_t mig_tid;       /* the migration thread */
     bool mig_frozen;
     char *mig_idstr;
 

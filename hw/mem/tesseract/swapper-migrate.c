@@ -165,6 +165,8 @@ static int tsw_migrate_save_setup(QEMUFile *f, void *opaque, Error **errp)
     g_free(sw->mig_send);
     sw->mig_send = bitmap_new(sw->npages);
     sw->mig_pending = 0;
+    /* the thread that reads RAM for the migration (or savevm's) */
+    sw->mig_tid = qemu_get_thread_id();
     qemu_mutex_unlock(&sw->lock);
     qemu_put_be64(f, TSW_MIG_EOS);
     return 0;
@@ -178,6 +180,7 @@ static void tsw_migrate_save_cleanup(void *opaque)
     g_free(sw->mig_send);
     sw->mig_send = NULL;
     sw->mig_pending = 0;
+    sw->mig_tid = 0;
     qemu_mutex_unlock(&sw->lock);
 }
 
