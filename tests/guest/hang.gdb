@@ -13,4 +13,12 @@ while $bs
   end
   set $bs = $bs->bs_list.tqe_next
 end
+# a vCPU asleep with an interrupt pending: stopped?  the virtual clock off?
+set $cpu = cpus_queue.tqh_first
+while $cpu
+  printf "vCPU %d: halted %d stop %d stopped %d interrupt_request 0x%x exit_request %d kicked %d\n", $cpu->cpu_index, $cpu->halted, $cpu->stop, $cpu->stopped, $cpu->interrupt_request, $cpu->exit_request, $cpu->thread_kicked
+  set $cpu = $cpu->node.tqe_next
+end
+printf "virtual clock enabled %d, cpu ticks enabled %d\n", 'qemu-timer.c'::qemu_clocks[1].enabled, 'cpu-timers.c'::timers_state.cpu_ticks_enabled
+printf "main loop virtual timers: first %p expires %ld\n", main_loop_tlg.tl[1]->active_timers, main_loop_tlg.tl[1]->active_timers ? main_loop_tlg.tl[1]->active_timers->expire_time : -1
 thread apply all bt 30

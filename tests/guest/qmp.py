@@ -5,7 +5,8 @@
 #
 #   qmp.py SOCKET [--pid PID] [--wait-shutdown SECS] [--console FILE]
 #          [--out FILE] [--series FILE [--series-every SECS]]
-#          [COMMAND[=JSON-ARGS]]...
+#          [--migrate URI --migrate-on PATTERN [--migrate-out FILE]
+#           [--migrate-before FILE]] [COMMAND[=JSON-ARGS]]...
 #
 # Connects to QEMU's QMP unix socket (retrying while QEMU starts; --pid
 # gives up at once when that process has exited),
@@ -25,8 +26,20 @@
 # A time series of the counters, to line up with the workload's scores.  A trailing "quit"
 # command is allowed: its closing of the connection is not an error.
 #
+# With --migrate URI --migrate-on PATTERN (and --wait-shutdown SECS and
+# --console FILE), the wait ends with a migration instead of the guest's
+# power-off: once the --console file contains PATTERN (a fixed string),
+# "migrate" {"uri": URI} is sent, and the wait goes on until
+# query-migrate's status is "completed", all within SECS.  A migration
+# that fails (or is cancelled) prints its error-desc and exits 5; so does
+# a guest that powers off or prints "GUEST-RESULT:" before PATTERN, or
+# powers off before the migration completed.
+# --migrate-out writes query-migrate's last result to FILE (also when it
+# failed or timed out), --migrate-before the first COMMAND's result just
+# before "migrate" was sent.  The COMMANDs then run as usual.
+#
 # Exit status: 0 ok, 1 QMP error or a command failed, 3 wait timed out,
-# 4 QEMU went away.
+# 4 QEMU went away, 5 the migration failed or did not start.
 
 import json
 import os
@@ -119,12 +132,23 @@ def alive(pid):
         return True
 
 
-def console_has_result(path):
+def console_has(path, pattern):
     try:
         with open(path, "rb") as f:
-            return b"GUEST-RESULT:" in f.read()
+            return pattern in f.read()
     except OSError:
         return False
+
+
+def console_has_result(path):
+    return console_has(path, b"GUEST-RESULT:")
+
+
+def write_json(path, value):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(value, f, indent=1)
+    os.replace(tmp, path)
 
 
 def thread_ticks(pid):
@@ -227,11 +251,87 @@ def wait_shutdown(qmp, secs, console, series=None):
             qmp.events.append(ev)
 
 
+class MigrationFailed(Exception):
+    pass
+
+
+def wait_migrate(qmp, secs, console, pattern, uri, series=None,
+                 before=None, before_cmd=None, out=None):
+    """Wait for @pattern on the console, migrate to @uri and wait until
+    the migration completed; True if it did, False on the timeout.
+    Raises MigrationFailed if it failed or never started."""
+    deadline = time.monotonic() + secs
+    pat = pattern.encode()
+
+    def pause(every):
+        if series is not None:
+            series.poll(qmp)
+        ev = qmp.recv(timeout=every if series is None else
+                      min(every, max(0.0, series.next - time.monotonic())))
+        if ev is not None and "event" in ev:
+            qmp.events.append(ev)
+
+    # the console is read often: the migration should begin right after
+    # PATTERN (the guest goes on meanwhile)
+    status = qmp.execute("query-status").get("return", {})
+    while not console_has(console, pat):
+        if (status.get("status") == "shutdown" or
+                any(e["event"] == "SHUTDOWN" for e in qmp.events)):
+            raise MigrationFailed("the guest powered off before its console "
+                                  "showed '%s': no migration" % pattern)
+        if console_has_result(console):
+            raise MigrationFailed("the guest printed its result before its "
+                                  "console showed '%s': no migration"
+                                  % pattern)
+        if time.monotonic() > deadline:
+            print("qmp.py: the console did not show '%s' within %g s"
+                  % (pattern, secs), file=sys.stderr)
+            return False
+        pause(0.05)
+
+    if before:
+        resp = qmp.execute(*before_cmd)
+        if "return" in resp:
+            write_json(before, resp["return"])
+    t0 = time.monotonic()
+    resp = qmp.execute("migrate", {"uri": uri})
+    if "error" in resp:
+        raise MigrationFailed("migrate: %s" % resp["error"].get("desc"))
+    while True:
+        resp = qmp.execute("query-migrate")
+        if "error" in resp:
+            raise MigrationFailed("query-migrate: %s"
+                                  % resp["error"].get("desc"))
+        info = resp["return"]
+        st = info.get("status")
+        if st in ("completed", "failed", "cancelled") or \
+                time.monotonic() > deadline:
+            if out:
+                write_json(out, info)
+            if st == "completed":
+                if any(e["event"] == "SHUTDOWN" for e in qmp.events):
+                    # its last state, shut down, is what arrived
+                    raise MigrationFailed("the guest powered off before the "
+                                          "migration completed")
+                return True
+            if st != "failed" and st != "cancelled":
+                print("qmp.py: the migration did not complete within %g s "
+                      "(%.1f s after it began; status '%s')"
+                      % (secs, time.monotonic() - t0, st), file=sys.stderr)
+                return False
+            raise MigrationFailed("migration %s: %s"
+                                  % (st, info.get("error-desc",
+                                                  "no error-desc")))
+        pause(0.2)
+
+
 def main(argv):
     if len(argv) < 2 or argv[1] in ("-h", "--help"):
         print("usage: qmp.py SOCKET [--pid PID] [--wait-shutdown SECS] "
               "[--console FILE] [--out FILE] [--series FILE "
-              "[--series-every SECS]] [COMMAND[=JSON-ARGS]]...",
+              "[--series-every SECS]] [--migrate URI --migrate-on PATTERN "
+              "[--migrate-out FILE] [--migrate-before FILE]] "
+              "[COMMAND[=JSON-ARGS]]...",
               file=sys.stderr)
         return 1
     path = argv[1]
@@ -241,6 +341,10 @@ def main(argv):
     pid = None
     series_path = None
     series_every = 0.5
+    mig_uri = None
+    mig_on = None
+    mig_out = None
+    mig_before = None
     cmds = []
     i = 2
     while i < len(argv):
@@ -267,6 +371,18 @@ def main(argv):
                       file=sys.stderr)
                 return 1
             i += 2
+        elif a == "--migrate":
+            mig_uri = argv[i + 1]
+            i += 2
+        elif a == "--migrate-on":
+            mig_on = argv[i + 1]
+            i += 2
+        elif a == "--migrate-out":
+            mig_out = argv[i + 1]
+            i += 2
+        elif a == "--migrate-before":
+            mig_before = argv[i + 1]
+            i += 2
         else:
             name, _, args = a.partition("=")
             cmds.append((name, json.loads(args) if args else None))
@@ -277,10 +393,30 @@ def main(argv):
             print("qmp.py: --series needs --wait-shutdown and a COMMAND",
                   file=sys.stderr)
             return 1
+        migrating = (mig_uri, mig_on, mig_out, mig_before) != (None,) * 4
+        if migrating and (mig_uri is None or mig_on is None or wait is None
+                          or console is None or not mig_on):
+            print("qmp.py: --migrate needs --migrate-on PATTERN, "
+                  "--wait-shutdown and --console", file=sys.stderr)
+            return 1
+        if mig_before and not cmds:
+            print("qmp.py: --migrate-before needs a COMMAND",
+                  file=sys.stderr)
+            return 1
         qmp = QMP(path, pid=pid)
         series = (Series(series_path, series_every, cmds[0], console)
                   if series_path else None)
-        if wait is not None and not wait_shutdown(qmp, wait, console, series):
+        if migrating:
+            try:
+                if not wait_migrate(qmp, wait, console, mig_on, mig_uri,
+                                    series, mig_before,
+                                    cmds[0] if cmds else None, mig_out):
+                    return 3
+            except MigrationFailed as e:
+                print("qmp.py: %s" % e, file=sys.stderr)
+                return 5
+        elif wait is not None and not wait_shutdown(qmp, wait, console,
+                                                    series):
             print("qmp.py: guest did not finish within %g s" % wait,
                   file=sys.stderr)
             return 3
@@ -298,10 +434,7 @@ def main(argv):
                       file=sys.stderr)
                 status = 1
             elif n == 0 and out:
-                tmp = out + ".tmp"
-                with open(tmp, "w") as f:
-                    json.dump(resp["return"], f, indent=1)
-                os.replace(tmp, out)
+                write_json(out, resp["return"])
         return status
     except QMPGone as e:
         print("qmp.py: %s" % e, file=sys.stderr)

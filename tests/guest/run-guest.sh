@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0-or-later
 #
-# Boot the guest kit under QEMU with its disk behind a tesseract node, run
-# one workload, then read the node's statistics over QMP.
+# Boot the guest kit under QEMU with its disk behind a tesseract node (or,
+# with --plain-disk, without one), run one workload, then read the node's
+# statistics over QMP.
 #
 #   tests/guest/run-guest.sh [options] [-- extra QEMU arguments]
 #
@@ -19,6 +20,16 @@
 #   --append WORDS      more kernel command line ($GUEST_APPEND), e.g.
 #                       "diskcheck_mib=32 diskcheck_seed=7"
 #   --disk-size SIZE    guest disk (default 64M); --bsst-size SIZE (256M)
+#   --disk-image PATH   use this existing guest disk image (qcow2 or raw)
+#                       instead of creating one, e.g. a migration source's,
+#                       which its destination opens too (shared storage on
+#                       this host: -incoming opens images inactive, so its
+#                       lock does not conflict); not with --hdd
+#   --plain-disk        no tesseract node: the guest disk's own qcow2 (or
+#                       raw) node, disk0, is the virtio device's drive (a
+#                       tesseract node blocks migration); with --swapper the
+#                       BSST node bsst0 is still there for the swapper (no
+#                       BSST at all without it); not with --swap-disk
 #   --bsst-format FMT   qcow2 (default) or raw: the BSST image's format
 #   --bsst-preallocation MODE
 #                       qemu-img's preallocation for the BSST image (off,
@@ -31,6 +42,22 @@
 #                       serial=swap; the guest runs mkswap + swapon on it
 #   --swapper OPTS      -object tesseract-swapper,id=swapper0,bsst=bsst0,OPTS
 #                       (e.g. "limit=160M,policy=random")
+#   --incoming URI      start QEMU with -incoming URI: the destination of a
+#                       migration (give it the source's options, and
+#                       --disk-image with the source's disk); the guest goes
+#                       on here, and the run waits for its result as usual
+#   --migrate-to URI    with --migrate-on PATTERN: once the guest console
+#   --migrate-on PATTERN
+#                       contains PATTERN (a fixed string), migrate to URI
+#                       (QMP migrate) and wait until query-migrate says
+#                       'completed' (a failed migration fails the run, with
+#                       its error-desc); then save query-tesseract's result
+#                       (stats.json, --stats) and query-migrate's
+#                       (WORKDIR/migrate.json) and quit: the run is done
+#                       without a GUEST-RESULT (which the destination
+#                       prints).  WORKDIR/stats-premigrate.json gets
+#                       query-tesseract's answer just before the migrate
+#                       command
 #   --balloon           a virtio-balloon with free page reporting: the guest
 #                       gives the host its free memory back (in 2 MiB
 #                       blocks, 2 s after they became free)
@@ -95,8 +122,8 @@
 #   --kernel-log        show the kernel's boot messages (no 'quiet')
 #   --shell             interactive: workload=shell on this terminal, no QMP
 #
-# Exit status 0 only if the guest printed "GUEST-RESULT: ok" and
-# query-tesseract answered.
+# Exit status 0 only if the guest printed "GUEST-RESULT: ok" (with
+# --migrate-to: the migration completed) and query-tesseract answered.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -114,6 +141,11 @@ APPEND=${GUEST_APPEND:-}
 TIMEOUT=${GUEST_TIMEOUT:-120}
 WORKLOAD=
 DISK_SIZE=64M
+DISK_IMAGE=
+PLAIN_DISK=no
+INCOMING=
+MIGRATE_TO=
+MIGRATE_ON=
 BSST_SIZE=256M
 BSST_FMT=qcow2
 BSST_PREALLOC=
@@ -155,6 +187,11 @@ while [ $# -gt 0 ]; do
     --workload) WORKLOAD=$2; shift ;;
     --append) APPEND="$APPEND $2"; shift ;;
     --disk-size) DISK_SIZE=$2; shift ;;
+    --disk-image) DISK_IMAGE=$2; shift ;;
+    --plain-disk) PLAIN_DISK=yes ;;
+    --incoming) INCOMING=$2; shift ;;
+    --migrate-to) MIGRATE_TO=$2; shift ;;
+    --migrate-on) MIGRATE_ON=$2; shift ;;
     --bsst-size) BSST_SIZE=$2; shift ;;
     --bsst-format) BSST_FMT=$2; shift ;;
     --bsst-preallocation) BSST_PREALLOC=$2; shift ;;
@@ -216,6 +253,7 @@ if [ "$ACCEL" = tcg ]; then
     CMDLINE="$CMDLINE tsc=reliable"
 fi
 [ "$SHELL_MODE" = yes ] && WORKLOAD=shell
+[ "$SHELL_MODE" = no ] || [ -z "$MIGRATE_TO" ] || die "--shell has no QMP to migrate with (--migrate-to)"
 [ -n "$WORKLOAD" ] && CMDLINE="$CMDLINE workload=$WORKLOAD"
 [ -n "$SWAP_DISK" ] && CMDLINE="$CMDLINE guest_swap=swap"
 read -ra words <<< "$APPEND"
@@ -231,7 +269,7 @@ done
 if [ -n "$WORKDIR" ]; then
     mkdir -p "$WORKDIR"
     WD=$(cd "$WORKDIR" && pwd)
-    rm -f "$WD"/{console.log,qemu.log,stats.json,blockstats.json,qemu-proc.txt,qemu-threads.txt,host-cpu.txt,bsst-bench.txt,blkio.txt,cmdline,cmdline.short}
+    rm -f "$WD"/{console.log,qemu.log,stats.json,blockstats.json,qemu-proc.txt,qemu-threads.txt,host-cpu.txt,bsst-bench.txt,blkio.txt,cmdline,cmdline.short,migrate.json,stats-premigrate.json}
 else
     WD=$(mktemp -d "${TMPDIR:-/tmp}/tesseract-guest.XXXXXX")
 fi
@@ -291,6 +329,22 @@ case "$BSST_FMT" in qcow2|raw) ;; *) die "--bsst-format: qcow2 or raw" ;; esac
 case "$CACHE" in writeback|direct) ;; *) die "--cache: writeback or direct, not '$CACHE'" ;; esac
 case "$HDD_LAYOUT" in shared|per-image) ;; *) die "--hdd-layout: shared or per-image, not '$HDD_LAYOUT'" ;; esac
 [ "$BSST_SSD" = no ] || [ -n "$HDD" ] || die "--bsst-ssd needs --hdd"
+if [ "$PLAIN_DISK" = yes ] && [ -n "$SWAP_DISK" ]; then
+    die "--plain-disk and --swap-disk: the swap disk is a tesseract node, which --plain-disk is without"
+fi
+[ "$PLAIN_DISK" = no ] || [ -n "$SWAPPER" ] || [ -z "$BSST_BENCH" ] || \
+    die "--bsst-bench: --plain-disk without --swapper has no BSST"
+if [ -n "$DISK_IMAGE" ]; then
+    [ -f "$DISK_IMAGE" ] || die "--disk-image: no image at '$DISK_IMAGE'"
+    [ -z "$HDD" ] || die "--disk-image and --hdd: the hard-disk model holds images of its own"
+    DISK_IMAGE=$(cd "$(dirname "$DISK_IMAGE")" && pwd)/$(basename "$DISK_IMAGE")
+fi
+if [ -n "$MIGRATE_TO" ] || [ -n "$MIGRATE_ON" ]; then
+    if [ -z "$MIGRATE_TO" ] || [ -z "$MIGRATE_ON" ]; then
+        die "--migrate-to URI and --migrate-on PATTERN go together"
+    fi
+    [ -z "$INCOMING" ] || die "--migrate-to and --incoming: one side of a migration per run"
+fi
 if [ -n "$HDD_SWAP" ] && { [ -z "$HDD" ] || [ "$HDD_LAYOUT" != shared ]; }; then
     die "--hdd-swap needs --hdd with the shared layout"
 fi
@@ -368,13 +422,27 @@ if [ -n "$HDD" ] && [ "$HDD_LAYOUT" = shared ]; then
 elif [ -n "$HDD" ]; then
     QCOW_OPTS=(-o preallocation=metadata)
 fi
-"$QEMU_IMG" create -q -f qcow2 "${QCOW_OPTS[@]}" "$IMGDIR/guest.qcow2" "$DISK_SIZE"
+if [ -n "$DISK_IMAGE" ]; then
+    GUEST_IMG=$DISK_IMAGE
+    # -U: the migration source may be running on it
+    GUEST_FMT=$("$QEMU_IMG" info -U --output=json "$DISK_IMAGE" | /usr/bin/python3 -c \
+        'import json, sys; print(json.load(sys.stdin)["format"])') || \
+        die "--disk-image: qemu-img info cannot read '$DISK_IMAGE'"
+    case "$GUEST_FMT" in qcow2|raw) ;; *) die "--disk-image: a qcow2 or raw image, not '${GUEST_FMT:-?}'" ;; esac
+else
+    GUEST_IMG=$IMGDIR/guest.qcow2 GUEST_FMT=qcow2
+    "$QEMU_IMG" create -q -f qcow2 "${QCOW_OPTS[@]}" "$GUEST_IMG" "$DISK_SIZE"
+fi
+# --plain-disk without a swapper: nothing uses a BSST
+HAVE_BSST=yes
+[ "$PLAIN_DISK" = no ] || [ -n "$SWAPPER" ] || HAVE_BSST=no
 BSST_OPTS=("${RAW_OPTS[@]}")
 [ "$BSST_FMT" = raw ] || BSST_OPTS=("${QCOW_OPTS[@]}")
 [ "$BSST_SSD" = no ] || BSST_OPTS=()
 [ -z "$BSST_PREALLOC" ] || [ "$BSST_DIR" = "$IMGDIR" -a -n "$SPINDLE_MNT" ] || \
     BSST_OPTS=(-o "preallocation=$BSST_PREALLOC")
-"$QEMU_IMG" create -q -f "$BSST_FMT" "${BSST_OPTS[@]}" "$BSST_DIR/bsst.$BSST_FMT" "$BSST_SIZE"
+[ "$HAVE_BSST" = no ] || \
+    "$QEMU_IMG" create -q -f "$BSST_FMT" "${BSST_OPTS[@]}" "$BSST_DIR/bsst.$BSST_FMT" "$BSST_SIZE"
 [ -z "$SWAP_DISK" ] || "$QEMU_IMG" create -q -f qcow2 "${QCOW_OPTS[@]}" "$IMGDIR/swap.qcow2" "$SWAP_DISK"
 
 # the protocol options of an image FILE (sets PROTO); "plain" as the second
@@ -437,10 +505,16 @@ case ",$SWAPPER," in
 esac
 CORE+=(-kernel "$KIT/vmlinuz" -initrd "$KIT/initramfs.cpio.gz"
        -append "$CMDLINE")
-image_nodes disk0-fmt "$IMGDIR/guest.qcow2"
-image_nodes bsst0 "$BSST_DIR/bsst.$BSST_FMT" "$BSST_FMT"
-CORE+=(-blockdev "driver=tesseract,node-name=disk0,file=disk0-fmt,bsst=bsst0${TOPTS:+,$TOPTS}"
-       -device "$BLKDEV,drive=disk0")
+if [ "$PLAIN_DISK" = yes ]; then
+    image_nodes disk0 "$GUEST_IMG" "$GUEST_FMT"
+    [ "$HAVE_BSST" = no ] || image_nodes bsst0 "$BSST_DIR/bsst.$BSST_FMT" "$BSST_FMT"
+    CORE+=(-device "$BLKDEV,drive=disk0")
+else
+    image_nodes disk0-fmt "$GUEST_IMG" "$GUEST_FMT"
+    image_nodes bsst0 "$BSST_DIR/bsst.$BSST_FMT" "$BSST_FMT"
+    CORE+=(-blockdev "driver=tesseract,node-name=disk0,file=disk0-fmt,bsst=bsst0${TOPTS:+,$TOPTS}"
+           -device "$BLKDEV,drive=disk0")
+fi
 if [ -n "$SWAP_DISK" ]; then
     image_nodes swapdisk-fmt "$IMGDIR/swap.qcow2"
     CORE+=(-blockdev "driver=tesseract,node-name=swapdisk,file=swapdisk-fmt,bsst=bsst0,disk-id=swap${TOPTS:+,$TOPTS}"
@@ -448,6 +522,7 @@ if [ -n "$SWAP_DISK" ]; then
 fi
 [ -z "$SWAPPER" ] || CORE+=(-object "tesseract-swapper,id=swapper0,bsst=bsst0,$SWAPPER")
 [ "$BALLOON" = no ] || CORE+=(-device "$BALLOONDEV,id=balloon0,free-page-reporting=on")
+[ -z "$INCOMING" ] || CORE+=(-incoming "$INCOMING")
 CORE=("${CORE[@]:0:1}" "${TGROUPS[@]}" "${CORE[@]:1}")
 # QEMU starts in the blkio cgroup (the shell moves itself, then execs)
 CGWRAP=()
@@ -494,24 +569,50 @@ CPU0=$(grep '^cpu' /proc/stat)
 "${ALL[@]}" < /dev/null 2> "$WD/qemu.log" &
 QPID=$!
 
-# Wait for the guest to power off, then ask for the statistics and quit.
+# Wait for the guest to power off (or, --migrate-to, for the migration),
+# then ask for the statistics and quit.
 qmp_rc=0
 SERIES_ARGS=()
 [ -n "$SERIES" ] && SERIES_ARGS=(--series "$WD/series.jsonl" --series-every "$SERIES")
+MIGRATE_ARGS=()
+[ -z "$MIGRATE_TO" ] || MIGRATE_ARGS=(--migrate "$MIGRATE_TO" --migrate-on "$MIGRATE_ON"
+    --migrate-out "$WD/migrate.json" --migrate-before "$WD/stats-premigrate.json")
 timeout -k 5 $((TIMEOUT + 30)) /usr/bin/python3 "$HERE/qmp.py" "$SOCK" --pid "$QPID" \
     --wait-shutdown "$TIMEOUT" --console "$WD/console.log" --out "$WD/stats.json" \
-    "${SERIES_ARGS[@]}" query-tesseract query-blockstats > "$WD/qmp.out" 2> "$WD/qmp.err" || qmp_rc=$?
+    "${SERIES_ARGS[@]}" "${MIGRATE_ARGS[@]}" query-tesseract query-blockstats \
+    > "$WD/qmp.out" 2> "$WD/qmp.err" || qmp_rc=$?
+# A migration that failed: the swapper's figures then, for the evidence
+[ "$qmp_rc" != 5 ] || timeout -k 5 20 /usr/bin/python3 "$HERE/qmp.py" "$SOCK" --pid "$QPID" \
+    --out "$WD/stats.json" query-tesseract > /dev/null 2>&1 || true
 # A guest that made no progress: what QEMU was doing, before it goes
 # (the run state and tesseract figures by QMP; with gdb, every node's
 # requests in flight and every thread's stack: tests/guest/hang.gdb)
 case "$qmp_rc" in
 3|124|137)
-    timeout -k 5 20 /usr/bin/python3 "$HERE/qmp.py" "$SOCK" --pid "$QPID" \
-        query-status query-tesseract > "$WD/hang-qmp.txt" 2>&1 || true
+    # gdb first: what follows changes the vCPU's state
     if command -v gdb > /dev/null; then
         timeout 60 gdb -p "$QPID" -batch -x "$HERE/hang.gdb" \
             > "$WD/hang-backtrace.txt" 2>&1 || true
-    fi ;;
+    fi
+    timeout -k 5 20 /usr/bin/python3 "$HERE/qmp.py" "$SOCK" --pid "$QPID" \
+        query-status query-tesseract \
+        'human-monitor-command={"command-line": "info registers"}' \
+        'human-monitor-command={"command-line": "info lapic"}' \
+        'human-monitor-command={"command-line": "info pic"}' \
+        > "$WD/hang-qmp.txt" 2>&1 || true
+    # A guest that waits for an interrupt it never gets goes on after
+    # one; a guest that is stuck (or whose memory is not what it wrote)
+    # does not.  Kick it with an NMI and see whether its console moves.
+    hang_con=$(stat -c %s "$WD/console.log" 2>/dev/null || echo 0)
+    timeout -k 5 20 /usr/bin/python3 "$HERE/qmp.py" "$SOCK" --pid "$QPID" \
+        inject-nmi >> "$WD/hang-qmp.txt" 2>&1 || true
+    sleep 15
+    if [ "$(stat -c %s "$WD/console.log" 2>/dev/null || echo 0)" != "$hang_con" ]; then
+        echo "after an NMI the guest's console moved: it was waiting for a wakeup" >> "$WD/hang-qmp.txt"
+    else
+        echo "after an NMI the guest's console did not move" >> "$WD/hang-qmp.txt"
+    fi
+    ;;
 esac
 if [ "$qmp_rc" = 0 ]; then
     sed -n 2p "$WD/qmp.out" | /usr/bin/python3 -c \
@@ -591,7 +692,7 @@ fail() {
     fi
     if [ -s "$WD/hang-backtrace.txt" ]; then
         say "QEMU's state and threads then (gdb, tests/guest/hang.gdb):"
-        grep -E '^(run state|node |  tesseract: |Thread |#[0-9]+ )' \
+        grep -E '^(run state|node |  tesseract: |vCPU |virtual clock|main loop virtual|Thread |#[0-9]+ )' \
             "$WD/hang-backtrace.txt" | head -400 | sed 's/^/    /' >&2
     fi
     exit 1
@@ -605,15 +706,22 @@ case "$qmp_rc" in
            fail "timeout: no guest result within $TIMEOUT s" ;;
 4) [ -n "$RESULT" ] || fail "QEMU exited before the guest printed a result"
    fail "QEMU exited (${RESULT})" ;;
+5) fail "$(sed -n 's/^qmp.py: //p' "$WD/qmp.err" | tail -1)" ;;
 *) [ "$RESULT" = "GUEST-RESULT: ok" ] || fail "${RESULT:-no GUEST-RESULT line}"
    fail "query-tesseract failed" ;;
 esac
-[ -n "$RESULT" ] || fail "the guest stopped without printing GUEST-RESULT"
-[ "$RESULT" = "GUEST-RESULT: ok" ] || fail "$RESULT"
+if [ -n "$MIGRATE_TO" ]; then
+    # the guest goes on at the destination: a result here is no requirement
+    [ -z "$RESULT" ] || [ "$RESULT" = "GUEST-RESULT: ok" ] || fail "$RESULT"
+else
+    [ -n "$RESULT" ] || fail "the guest stopped without printing GUEST-RESULT"
+    [ "$RESULT" = "GUEST-RESULT: ok" ] || fail "$RESULT"
+fi
 
 [ -n "$STATS" ] && cp "$WD/stats.json" "$STATS"
 if [ "$QUIET" = no ]; then
     say "query-tesseract: $(tr -d ' \n' < "$WD/stats.json")"
+    [ -z "$MIGRATE_TO" ] || say "migrated to $MIGRATE_TO: $(tr -d ' \n' < "$WD/migrate.json")"
     say "PASS ($ELAPSED s)"
 fi
 exit 0
