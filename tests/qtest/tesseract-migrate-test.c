@@ -339,6 +339,41 @@ static void test_cancel(void)
     qtest_quit(src.qts);
 }
 
+/*
+ * A destination whose swapper opened the source's own BSST image refuses
+ * at the start, before the source hands the image over; the source runs
+ * on with its pages.
+ */
+static void test_same_bsst(void)
+{
+    g_autofree uint8_t *data = g_malloc(MG_NDATA * MG_PAGE);
+    g_autofree uint8_t *res = g_malloc(MG_NRES * MG_PAGE);
+    char *sock = mg_tmp("tesseract-mg-sock.XXXXXX", false);
+    g_autofree char *uri = g_strdup_printf("unix:%s", sock);
+    g_autofree char *err = NULL;
+    QTestState *dst;
+    MgVM src;
+
+    mg_start(&src, NULL);
+    mg_fill(src.qts, data, res);
+    dst = qtest_initf("-machine pc -m 128 -display none"
+                      " -blockdev driver=qcow2,node-name=bsst0,"
+                      "file.driver=file,file.filename=%s"
+                      " -object tesseract-swapper,id=swap0,bsst=bsst0,"
+                      "limit=128M -incoming unix:%s", src.bsst, sock);
+    mg_migrate(src.qts, uri);
+    g_assert_false(mg_wait(src.qts, "completed", &err));
+    qtest_set_expected_status(dst, 1);
+    qtest_quit(dst);
+
+    mg_check(src.qts, MG_DATA, data, MG_NDATA * MG_PAGE);
+    mg_check(src.qts, MG_RESIDENT, res, MG_NRES * MG_PAGE);
+    /* its BSST is its own still: it swaps out again */
+    mg_swap_out(src.qts, MG_DATA, MG_NDATA * MG_PAGE);
+    mg_check(src.qts, MG_DATA, data, MG_NDATA * MG_PAGE);
+    qtest_quit(src.qts);
+}
+
 /* migrate to a file, and a new QEMU started from it */
 static void test_file(void)
 {
@@ -424,6 +459,7 @@ int main(int argc, char **argv)
     qtest_add_func("/tesseract-migrate/written-during-switchover",
                    test_written_during);
     qtest_add_func("/tesseract-migrate/cancel", test_cancel);
+    qtest_add_func("/tesseract-migrate/same-bsst", test_same_bsst);
     qtest_add_func("/tesseract-migrate/file", test_file);
     qtest_add_func("/tesseract-migrate/refused", test_refused);
     return g_test_run();

@@ -25,7 +25,10 @@
  *
  * The stream, in each part of the section: big-endian 64-bit words,
  * a page's RAM block offset ORed with TSW_MIG_DATA (then its 4 KiB) or
- * TSW_MIG_ZERO, ended by TSW_MIG_EOS.
+ * TSW_MIG_ZERO, ended by TSW_MIG_EOS.  The first part carries the
+ * source's BSST UUID (TSW_MIG_UUID, then 16 bytes): a destination whose
+ * swapper opened the same image refuses, before the source hands the
+ * image over (its store's state would be the source's, stale).
  *
  * At the switchover of a migration the VM stops and QEMU inactivates
  * every block node, the BSST's too: from then on the swapper must not
@@ -41,6 +44,7 @@
 #include "qemu/memalign.h"
 #include "qapi/error.h"
 #include "qapi/qapi-commands-migration.h"
+#include "qemu/uuid.h"
 #include "migration/misc.h"
 #include "migration/qemu-file-types.h"
 #include "migration/register.h"
@@ -51,6 +55,7 @@
 #define TSW_MIG_DATA    0x1ULL
 #define TSW_MIG_ZERO    0x2ULL
 #define TSW_MIG_EOS     0x4ULL
+#define TSW_MIG_UUID    0x8ULL
 #define TSW_MIG_FLAGS   (TSW_PAGE - 1)
 /* pages one round of save_live_iterate sends at most (4 MiB) */
 #define TSW_MIG_ROUND   1024
@@ -145,6 +150,7 @@ static bool tsw_migrate_is_active(void *opaque)
 static int tsw_migrate_save_setup(QEMUFile *f, void *opaque, Error **errp)
 {
     TesseractSwapper *sw = opaque;
+    QemuUUID uuid;
 
     if (runstate_check(RUN_STATE_SAVE_VM)) {
         /*
@@ -168,6 +174,9 @@ static int tsw_migrate_save_setup(QEMUFile *f, void *opaque, Error **errp)
     /* the thread that reads RAM for the migration (or savevm's) */
     sw->mig_tid = qemu_get_thread_id();
     qemu_mutex_unlock(&sw->lock);
+    bsst_store_uuid(sw->store, &uuid);
+    qemu_put_be64(f, TSW_MIG_UUID);
+    qemu_put_buffer(f, uuid.data, sizeof(uuid.data));
     qemu_put_be64(f, TSW_MIG_EOS);
     return 0;
 }
@@ -369,6 +378,25 @@ static int tsw_migrate_load(QEMUFile *f, void *opaque, int version_id)
         }
         if (w == TSW_MIG_EOS) {
             break;
+        }
+        if (w == TSW_MIG_UUID) {
+            QemuUUID src, mine;
+
+            qemu_get_buffer(f, src.data, sizeof(src.data));
+            bsst_store_uuid(sw->store, &mine);
+            /* (a BSST not formatted yet has none) */
+            if (!qemu_uuid_is_null(&mine) &&
+                qemu_uuid_is_equal(&src, &mine)) {
+                g_autofree char *u = qemu_uuid_unparse_strdup(&mine);
+
+                error_report("tesseract-swapper '%s': BSST node '%s' is the "
+                             "migration source's BSST (UUID %s); the "
+                             "destination needs a BSST image of its own",
+                             object_get_canonical_path_component(OBJECT(sw)),
+                             sw->bsst, u);
+                return -EEXIST;
+            }
+            continue;
         }
         if (off / TSW_PAGE >= sw->npages ||
             ((w & TSW_MIG_FLAGS) != TSW_MIG_DATA &&
