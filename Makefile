@@ -20,7 +20,7 @@ TEST_BINS  := $(UNIT_TESTS) $(UNIT_TESTS_SAN) tests/qtest/tesseract-test \
 
 .PHONY: configure-now all check check-unit check-qtest check-iotests check-guest \
         check-crash check-fuzz check-long demo install \
-        bench bench-io bench-open check-sanitizers clean distclean help
+        bench bench-io bench-open bench-migrate check-sanitizers clean distclean help
 
 all: $(BUILD)/.tesseract-configured
 	$(NINJA) -C $(BUILD) $(QEMU_BINS)
@@ -86,6 +86,11 @@ bench-open: all
 bench: all
 	bench/run.sh
 
+# Live migration with half of guest RAM swapped out: stock QEMU over host
+# swap against the tesseract-swapper (needs root, cgroup v1 memory, swapon)
+bench-migrate: all
+	bench/migrate.sh
+
 # Installs what 'make' built (it does not build: run 'make' first), the
 # binaries under their own names (qemu-storage-daemon without its
 # directory) and the docs with their tree, so that their links still work.
@@ -116,4 +121,5 @@ help:
 	@echo "make install    install the binaries and docs (PREFIX=/usr/local, DESTDIR)"
 	@echo "make bench-io   qemu-img bench: tesseract node vs plain qcow2"
 	@echo "make bench-open time opening a BSST of 1M indirections"
+	@echo "make bench-migrate  live migration: stock over host swap vs the swapper"
 	@echo "make distclean  remove build/ and qemu/ (the download cache stays)"

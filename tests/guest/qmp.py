@@ -6,7 +6,8 @@
 #   qmp.py SOCKET [--pid PID] [--wait-shutdown SECS] [--console FILE]
 #          [--out FILE] [--series FILE [--series-every SECS]]
 #          [--migrate URI --migrate-on PATTERN [--migrate-out FILE]
-#           [--migrate-before FILE]] [COMMAND[=JSON-ARGS]]...
+#           [--migrate-before FILE] [--migrate-gate FILE]]
+#          [COMMAND[=JSON-ARGS]]...
 #
 # Connects to QEMU's QMP unix socket (retrying while QEMU starts; --pid
 # gives up at once when that process has exited),
@@ -36,7 +37,10 @@
 # powers off before the migration completed.
 # --migrate-out writes query-migrate's last result to FILE (also when it
 # failed or timed out), --migrate-before the first COMMAND's result just
-# before "migrate" was sent.  The COMMANDs then run as usual.
+# before "migrate" was sent.  With --migrate-gate FILE, the migration
+# also waits, after PATTERN, until FILE exists (another program says
+# when: bench/migrate.sh, once the swapped-out share has settled).  The
+# COMMANDs then run as usual.
 #
 # Exit status: 0 ok, 1 QMP error or a command failed, 3 wait timed out,
 # 4 QEMU went away, 5 the migration failed or did not start.
@@ -256,10 +260,11 @@ class MigrationFailed(Exception):
 
 
 def wait_migrate(qmp, secs, console, pattern, uri, series=None,
-                 before=None, before_cmd=None, out=None):
-    """Wait for @pattern on the console, migrate to @uri and wait until
-    the migration completed; True if it did, False on the timeout.
-    Raises MigrationFailed if it failed or never started."""
+                 before=None, before_cmd=None, out=None, gate=None):
+    """Wait for @pattern on the console (and then for the file @gate, if
+    given), migrate to @uri and wait until the migration completed; True
+    if it did, False on the timeout.  Raises MigrationFailed if it failed
+    or never started."""
     deadline = time.monotonic() + secs
     pat = pattern.encode()
 
@@ -286,6 +291,18 @@ def wait_migrate(qmp, secs, console, pattern, uri, series=None,
         if time.monotonic() > deadline:
             print("qmp.py: the console did not show '%s' within %g s"
                   % (pattern, secs), file=sys.stderr)
+            return False
+        pause(0.05)
+    while gate and not os.path.exists(gate):
+        if any(e["event"] == "SHUTDOWN" for e in qmp.events):
+            raise MigrationFailed("the guest powered off before %s "
+                                  "appeared: no migration" % gate)
+        if console_has_result(console):
+            raise MigrationFailed("the guest printed its result before %s "
+                                  "appeared: no migration" % gate)
+        if time.monotonic() > deadline:
+            print("qmp.py: %s did not appear within %g s" % (gate, secs),
+                  file=sys.stderr)
             return False
         pause(0.05)
 
@@ -330,7 +347,8 @@ def main(argv):
         print("usage: qmp.py SOCKET [--pid PID] [--wait-shutdown SECS] "
               "[--console FILE] [--out FILE] [--series FILE "
               "[--series-every SECS]] [--migrate URI --migrate-on PATTERN "
-              "[--migrate-out FILE] [--migrate-before FILE]] "
+              "[--migrate-out FILE] [--migrate-before FILE] "
+              "[--migrate-gate FILE]] "
               "[COMMAND[=JSON-ARGS]]...",
               file=sys.stderr)
         return 1
@@ -345,6 +363,7 @@ def main(argv):
     mig_on = None
     mig_out = None
     mig_before = None
+    mig_gate = None
     cmds = []
     i = 2
     while i < len(argv):
@@ -383,6 +402,9 @@ def main(argv):
         elif a == "--migrate-before":
             mig_before = argv[i + 1]
             i += 2
+        elif a == "--migrate-gate":
+            mig_gate = argv[i + 1]
+            i += 2
         else:
             name, _, args = a.partition("=")
             cmds.append((name, json.loads(args) if args else None))
@@ -393,7 +415,8 @@ def main(argv):
             print("qmp.py: --series needs --wait-shutdown and a COMMAND",
                   file=sys.stderr)
             return 1
-        migrating = (mig_uri, mig_on, mig_out, mig_before) != (None,) * 4
+        migrating = (mig_uri, mig_on, mig_out, mig_before,
+                     mig_gate) != (None,) * 5
         if migrating and (mig_uri is None or mig_on is None or wait is None
                           or console is None or not mig_on):
             print("qmp.py: --migrate needs --migrate-on PATTERN, "
@@ -410,7 +433,8 @@ def main(argv):
             try:
                 if not wait_migrate(qmp, wait, console, mig_on, mig_uri,
                                     series, mig_before,
-                                    cmds[0] if cmds else None, mig_out):
+                                    cmds[0] if cmds else None, mig_out,
+                                    mig_gate):
                     return 3
             except MigrationFailed as e:
                 print("qmp.py: %s" % e, file=sys.stderr)

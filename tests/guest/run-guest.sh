@@ -58,6 +58,12 @@
 #                       prints).  WORKDIR/stats-premigrate.json gets
 #                       query-tesseract's answer just before the migrate
 #                       command
+#   --migrate-gate FILE with --migrate-on: after PATTERN, also wait until
+#                       FILE exists before migrating (another program
+#                       decides when, e.g. bench/migrate.sh once the
+#                       swapped-out share has settled; it can reach QEMU
+#                       meanwhile on a QMP monitor of its own, given after
+#                       '--')
 #   --balloon           a virtio-balloon with free page reporting: the guest
 #                       gives the host its free memory back (in 2 MiB
 #                       blocks, 2 s after they became free)
@@ -146,6 +152,7 @@ PLAIN_DISK=no
 INCOMING=
 MIGRATE_TO=
 MIGRATE_ON=
+MIGRATE_GATE=
 BSST_SIZE=256M
 BSST_FMT=qcow2
 BSST_PREALLOC=
@@ -192,6 +199,7 @@ while [ $# -gt 0 ]; do
     --incoming) INCOMING=$2; shift ;;
     --migrate-to) MIGRATE_TO=$2; shift ;;
     --migrate-on) MIGRATE_ON=$2; shift ;;
+    --migrate-gate) MIGRATE_GATE=$2; shift ;;
     --bsst-size) BSST_SIZE=$2; shift ;;
     --bsst-format) BSST_FMT=$2; shift ;;
     --bsst-preallocation) BSST_PREALLOC=$2; shift ;;
@@ -345,6 +353,7 @@ if [ -n "$MIGRATE_TO" ] || [ -n "$MIGRATE_ON" ]; then
     fi
     [ -z "$INCOMING" ] || die "--migrate-to and --incoming: one side of a migration per run"
 fi
+[ -z "$MIGRATE_GATE" ] || [ -n "$MIGRATE_TO" ] || die "--migrate-gate needs --migrate-to and --migrate-on"
 if [ -n "$HDD_SWAP" ] && { [ -z "$HDD" ] || [ "$HDD_LAYOUT" != shared ]; }; then
     die "--hdd-swap needs --hdd with the shared layout"
 fi
@@ -577,6 +586,7 @@ SERIES_ARGS=()
 MIGRATE_ARGS=()
 [ -z "$MIGRATE_TO" ] || MIGRATE_ARGS=(--migrate "$MIGRATE_TO" --migrate-on "$MIGRATE_ON"
     --migrate-out "$WD/migrate.json" --migrate-before "$WD/stats-premigrate.json")
+[ -z "$MIGRATE_GATE" ] || MIGRATE_ARGS+=(--migrate-gate "$MIGRATE_GATE")
 timeout -k 5 $((TIMEOUT + 30)) /usr/bin/python3 "$HERE/qmp.py" "$SOCK" --pid "$QPID" \
     --wait-shutdown "$TIMEOUT" --console "$WD/console.log" --out "$WD/stats.json" \
     "${SERIES_ARGS[@]}" "${MIGRATE_ARGS[@]}" query-tesseract query-blockstats \
