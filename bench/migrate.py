@@ -478,6 +478,7 @@ def figures(rd):
             f["swapped_share_pct"] = (100.0 * spre["swapped-pages"] /
                                       spre["ram-pages"])
         for k in ("migration-faults", "swap-ins", "migration-pages-sent",
+                  "migration-bsst-reads",
                   "migration-zero-pages-sent",
                   "migration-resident-pages-sent"):
             if k in spre and k in spost:
@@ -526,6 +527,7 @@ ROWS = [  # key, label, format
     ("migration_faults", "swapper: migration-faults", "%.0f"),
     ("swap_ins", "swapper: swap-ins", "%.0f"),
     ("migration_pages_sent", "swapper: pages sent from the BSST", "%.0f"),
+    ("migration_bsst_reads", "swapper: BSST reads for them", "%.0f"),
     ("migration_zero_pages_sent", "swapper: zero pages sent", "%.0f"),
     ("migration_resident_pages_sent", "swapper: swapped in to send", "%.0f"),
     ("settle_s", "seconds to swap out and settle", "%.1f"),

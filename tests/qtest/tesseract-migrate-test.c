@@ -374,6 +374,58 @@ static void test_same_bsst(void)
     qtest_quit(src.qts);
 }
 
+/*
+ * Pages sent from the BSST early in a (slow) migration, then swapped in,
+ * written and swapped out again before it ends: RAM's section hands them
+ * over again and they arrive with their new contents, not the copy sent
+ * first.
+ */
+static void test_rewritten_and_swapped(void)
+{
+    g_autofree uint8_t *data = g_malloc(MG_NDATA * MG_PAGE);
+    g_autofree uint8_t *res = g_malloc(MG_NRES * MG_PAGE);
+    g_autofree uint8_t *upd = g_malloc(32 * MG_PAGE);
+    char *sock = mg_tmp("tesseract-mg-sock.XXXXXX", false);
+    g_autofree char *incoming = g_strdup_printf("-incoming unix:%s", sock);
+    g_autofree char *uri = g_strdup_printf("unix:%s", sock);
+    MgVM src, dst;
+    int i;
+
+    mg_start(&src, NULL);
+    mg_fill(src.qts, data, res);
+    mg_start(&dst, incoming);
+    qtest_qmp_assert_success(src.qts,
+        "{'execute': 'migrate-set-parameters', 'arguments': "
+        "{'max-bandwidth': 262144}}");
+    mg_migrate(src.qts, uri);
+    for (i = 0; i < 3000 &&
+         mg_stat(src.qts, "migration-pages-sent") < MG_NDATA; i++) {
+        g_usleep(10 * 1000);
+    }
+    g_assert_cmpint(mg_stat(src.qts, "migration-pages-sent"), ==, MG_NDATA);
+    {
+        g_autofree char *st = mg_status(src.qts, NULL);
+
+        g_assert_cmpstr(st, ==, "active");
+    }
+    fill(upd, 32 * MG_PAGE, 13);
+    qtest_memwrite(src.qts, MG_DATA + 64 * MG_PAGE, upd, 32 * MG_PAGE);
+    memcpy(data + 64 * MG_PAGE, upd, 32 * MG_PAGE);
+    mg_swap_out(src.qts, MG_DATA + 64 * MG_PAGE, 32 * MG_PAGE);
+    qtest_qmp_assert_success(src.qts,
+        "{'execute': 'migrate-set-parameters', 'arguments': "
+        "{'max-bandwidth': 1073741824}}");
+    g_assert_true(mg_wait(src.qts, "completed", NULL));
+    g_assert_true(mg_wait(dst.qts, "completed", NULL));
+    /* the 32 again, and nothing else twice */
+    g_assert_cmpint(mg_stat(src.qts, "migration-pages-sent"), ==,
+                    MG_NDATA + 32);
+    mg_check(dst.qts, MG_DATA, data, MG_NDATA * MG_PAGE);
+    mg_check(dst.qts, MG_RESIDENT, res, MG_NRES * MG_PAGE);
+    qtest_quit(dst.qts);
+    qtest_quit(src.qts);
+}
+
 /* migrate to a file, and a new QEMU started from it */
 static void test_file(void)
 {
@@ -458,6 +510,8 @@ int main(int argc, char **argv)
     qtest_add_func("/tesseract-migrate/private-bsst", test_private_bsst);
     qtest_add_func("/tesseract-migrate/written-during-switchover",
                    test_written_during);
+    qtest_add_func("/tesseract-migrate/rewritten-and-swapped",
+                   test_rewritten_and_swapped);
     qtest_add_func("/tesseract-migrate/cancel", test_cancel);
     qtest_add_func("/tesseract-migrate/same-bsst", test_same_bsst);
     qtest_add_func("/tesseract-migrate/file", test_file);

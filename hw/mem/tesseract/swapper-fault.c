@@ -110,6 +110,7 @@ static int64_t tsw_swap_in(TesseractSwapper *sw, uint64_t idx, uint8_t *buf,
     sw->swap_ins++;
     sw->bytes_read += TSW_PAGE;
     tsr_policy_set_resident(sw->policy, idx, true);
+    tsw_migrate_note_in_ram(sw, idx);
     tsr_policy_note_swapin(sw->policy, idx);
     qemu_mutex_unlock(&sw->lock);
     uffd_wakeup(sw->uffd, addr, TSW_PAGE);
@@ -310,6 +311,7 @@ static bool tsw_serve(TesseractSwapper *sw, uint64_t idx, bool zero,
         if (zero) {
             qemu_mutex_lock(&sw->lock);
             tsr_policy_set_resident(sw->policy, idx, true);
+            tsw_migrate_note_in_ram(sw, idx);
             if (pg->flags & PG_ZEROED) {
                 /* a swap-in with nothing to read: the guest needed it */
                 pg->flags &= ~PG_ZEROED;

@@ -16,6 +16,7 @@
 #ifndef HW_MEM_TESSERACT_SWAPPER_INT_H
 #define HW_MEM_TESSERACT_SWAPPER_INT_H
 
+#include "qemu/bitops.h"
 #include "qemu/queue.h"
 #include "qemu/thread.h"
 #include "qemu/coroutine.h"
@@ -202,9 +203,15 @@ struct TesseractSwapper {
      * runs again (tsw_io_enter())
      */
     unsigned long *mig_send;
+    /*
+     * pages this section sent while they were not in RAM, and not in RAM
+     * since (tsw_migrate_note_in_ram()): unchanged, RAM's section need not
+     * hand them over again
+     */
+    unsigned long *mig_sent;
     uint64_t mig_pending;
     uint64_t mig_sent_bsst, mig_sent_zero, mig_sent_ram;
-    uint64_t mig_faults, mig_received;
+    uint64_t mig_faults, mig_received, mig_reads;
     uint32_t mig_tid;       /* the migration thread */
     bool mig_frozen;
     char *mig_idstr;
@@ -281,6 +288,17 @@ char *tsw_swapout_reason(TesseractSwapper *sw, int err);
 void *tsw_worker_thread(void *opaque);
 
 /* swapper-migrate.c */
+/*
+ * Page @idx enters RAM (under sw->lock): a migration's copy of it from
+ * the BSST (or as zeroes) may become stale
+ */
+static inline void tsw_migrate_note_in_ram(TesseractSwapper *sw,
+                                           uint64_t idx)
+{
+    if (sw->mig_sent) {
+        clear_bit(idx, sw->mig_sent);
+    }
+}
 bool tsw_migrate_attach(TesseractSwapper *sw, Error **errp);
 void tsw_migrate_detach(TesseractSwapper *sw);
 void tsw_migrate_vm_state(TesseractSwapper *sw, bool running,

@@ -23,6 +23,12 @@
  * of a page comes after it.  A page taken over but swapped in before it
  * is sent is sent from RAM: any write after that copy dirties it again.
  *
+ * The pages not in RAM when the migration starts are taken at once (RAM's
+ * first pass would hand each over), so that they are read in the BSST's
+ * order, close blocks in one read, as host swap reads ahead.  A page sent
+ * while not in RAM, and not in RAM since (mig_sent), is unchanged: when
+ * RAM's section comes to it, it is not sent again.
+ *
  * The stream, in each part of the section: big-endian 64-bit words,
  * a page's RAM block offset ORed with TSW_MIG_DATA (then its 4 KiB) or
  * TSW_MIG_ZERO, ended by TSW_MIG_EOS.  The first part carries the
@@ -59,6 +65,14 @@
 #define TSW_MIG_FLAGS   (TSW_PAGE - 1)
 /* pages one round of save_live_iterate sends at most (4 MiB) */
 #define TSW_MIG_ROUND   1024
+/*
+ * Swapped-out pages gathered and sorted by block before they are read;
+ * one read covers at most TSW_MIG_SPAN blocks, with gaps of at most
+ * TSW_MIG_GAP blocks between two pages it sends
+ */
+#define TSW_MIG_GATHER  16384
+#define TSW_MIG_SPAN    64
+#define TSW_MIG_GAP     8
 /* a page in the middle of a swap-out or swap-in: how long the end waits */
 #define TSW_MIG_SETTLE_MS 10000
 
@@ -131,7 +145,9 @@ static bool tsw_migrate_elsewhere(void *opaque, RAMBlock *rb,
     }
     qemu_mutex_lock(&sw->lock);
     if (sw->mig_send && !tsw_migrate_in_ram(sw, idx)) {
-        if (!test_and_set_bit(idx, sw->mig_send)) {
+        /* sent from the BSST, and not in RAM since: unchanged */
+        if (!test_bit(idx, sw->mig_sent) &&
+            !test_and_set_bit(idx, sw->mig_send)) {
             sw->mig_pending++;
         }
         mine = true;
@@ -151,6 +167,7 @@ static int tsw_migrate_save_setup(QEMUFile *f, void *opaque, Error **errp)
 {
     TesseractSwapper *sw = opaque;
     QemuUUID uuid;
+    uint64_t i;
 
     if (runstate_check(RUN_STATE_SAVE_VM)) {
         /*
@@ -169,8 +186,24 @@ static int tsw_migrate_save_setup(QEMUFile *f, void *opaque, Error **errp)
     }
     qemu_mutex_lock(&sw->lock);
     g_free(sw->mig_send);
+    g_free(sw->mig_sent);
     sw->mig_send = bitmap_new(sw->npages);
+    sw->mig_sent = bitmap_new(sw->npages);
     sw->mig_pending = 0;
+    /*
+     * Every page not in RAM now is this section's: RAM's first pass would
+     * hand each over anyway, and knowing them all at once lets their
+     * reads go in the BSST's order (those in the middle of a swap-out or
+     * swap-in are handed over when RAM's pass reaches them)
+     */
+    for (i = 0; i < sw->npages; i++) {
+        if ((sw->pages[i].state == PG_SWAPPED ||
+             sw->pages[i].state == PG_RESIDENT) &&
+            !tsw_migrate_in_ram(sw, i)) {
+            set_bit(i, sw->mig_send);
+            sw->mig_pending++;
+        }
+    }
     /* the thread that reads RAM for the migration (or savevm's) */
     sw->mig_tid = qemu_get_thread_id();
     qemu_mutex_unlock(&sw->lock);
@@ -187,111 +220,210 @@ static void tsw_migrate_save_cleanup(void *opaque)
 
     qemu_mutex_lock(&sw->lock);
     g_free(sw->mig_send);
+    g_free(sw->mig_sent);
     sw->mig_send = NULL;
+    sw->mig_sent = NULL;
     sw->mig_pending = 0;
     sw->mig_tid = 0;
     qemu_mutex_unlock(&sw->lock);
 }
 
+/* A page this section sends next (tsw_migrate_send()) */
+typedef struct TswMigPage {
+    uint64_t idx;
+    uint32_t host_blk;      /* TSW_MIG_SWAPPED: its block, pinned */
+    uint8_t kind;
+} TswMigPage;
+
+enum { TSW_MIG_SWAPPED, TSW_MIG_IN_RAM, TSW_MIG_ZEROES };
+
+static int tsw_mig_page_cmp(const void *a, const void *b)
+{
+    const TswMigPage *x = a, *y = b;
+
+    return x->host_blk < y->host_blk ? -1 : x->host_blk > y->host_blk;
+}
+
 /*
- * Send the pages of mig_send from @start on, at most @max of them; a page
- * in the middle of a swap-out or swap-in is left for later.  Returns the
- * number sent, or a negative errno (the BSST cannot be read).
- * *@settling: pages were left for later.
+ * Take up to TSW_MIG_GATHER pages of mig_send into @pg (under sw->lock);
+ * swapped-out ones are pinned.  A page in the middle of a swap-out or
+ * swap-in is left for later (*@settling).  Returns how many.
+ */
+static int tsw_migrate_gather(TesseractSwapper *sw, TswMigPage *pg,
+                              bool *settling)
+{
+    uint64_t idx = 0;
+    int n = 0;
+
+    while (n < TSW_MIG_GATHER) {
+        TswPage *p;
+
+        idx = find_next_bit(sw->mig_send, sw->npages, idx);
+        if (idx >= sw->npages) {
+            break;
+        }
+        p = &sw->pages[idx];
+        if (p->state == PG_SWAPPED && !sw->leaving && p->pins < UINT16_MAX) {
+            /* pinned: its block stays while it is read */
+            if (!p->pins++) {
+                sw->npinned++;
+            }
+            pg[n].kind = TSW_MIG_SWAPPED;
+            pg[n].host_blk = p->host_blk;
+            set_bit(idx, sw->mig_sent);
+        } else if (p->state == PG_RESIDENT) {
+            if (tsw_migrate_in_ram(sw, idx)) {
+                /* (a write after the copy dirties it: not mig_sent) */
+                pg[n].kind = TSW_MIG_IN_RAM;
+            } else {
+                pg[n].kind = TSW_MIG_ZEROES;
+                set_bit(idx, sw->mig_sent);
+            }
+        } else {
+            *settling = true;
+            idx++;
+            continue;
+        }
+        pg[n++].idx = idx;
+        clear_bit(idx, sw->mig_send);
+        sw->mig_pending--;
+        idx++;
+    }
+    return n;
+}
+
+/* Unpin the swapped-out page @idx that was read (or not: @ret < 0) */
+static void tsw_migrate_unpin(TesseractSwapper *sw, uint64_t idx, int ret)
+{
+    TswPage *p = &sw->pages[idx];
+    uint32_t unref = UINT32_MAX;
+
+    qemu_mutex_lock(&sw->lock);
+    assert(p->pins);
+    if (!--p->pins) {
+        sw->npinned--;
+        if (p->flags & PG_UNREF_ON_UNPIN) {
+            p->flags &= ~PG_UNREF_ON_UNPIN;
+            unref = p->bblock;
+        }
+    }
+    if (ret < 0) {
+        /* still to send */
+        clear_bit(idx, sw->mig_sent);
+        if (!test_and_set_bit(idx, sw->mig_send)) {
+            sw->mig_pending++;
+        }
+    } else {
+        sw->mig_sent_bsst++;
+        sw->bytes_read += TSW_PAGE;
+    }
+    qemu_mutex_unlock(&sw->lock);
+    if (unref != UINT32_MAX) {
+        bsst_store_unref(sw->store, unref);
+    }
+    trace_tsw_migrate_send(idx, true, false);
+}
+
+/*
+ * Send the swapped-out pages @pg[0..@n) (sorted by block), read from the
+ * BSST's host file: one read covers pages whose blocks lie close
+ * together (at most TSW_MIG_SPAN blocks, gaps of at most TSW_MIG_GAP),
+ * as host swap's readahead would.  Returns 0 or a negative errno (the
+ * pages not sent are marked to send again).
+ */
+static int tsw_migrate_send_swapped(TesseractSwapper *sw, QEMUFile *f,
+                                    TswMigPage *pg, int n, uint8_t *buf)
+{
+    int i = 0, j, k, ret = 0;
+
+    while (i < n) {
+        uint32_t first = pg[i].host_blk;
+
+        for (j = i; j + 1 < n &&
+             pg[j + 1].host_blk - first < TSW_MIG_SPAN &&
+             pg[j + 1].host_blk - pg[j].host_blk <= TSW_MIG_GAP; j++) {
+            /* extend the span */
+        }
+        if (ret == 0) {
+            tsw_io_enter(sw, false);
+            ret = tsw_pread(sw, sw->direct_fd, buf,
+                            (size_t)(pg[j].host_blk - first + 1) * TSW_PAGE,
+                            (int64_t)first * TSW_PAGE);
+            tsw_io_leave(sw);
+            qemu_mutex_lock(&sw->lock);
+            sw->mig_reads++;
+            qemu_mutex_unlock(&sw->lock);
+        }
+        for (k = i; k <= j; k++) {
+            if (ret == 0) {
+                qemu_put_be64(f, pg[k].idx * TSW_PAGE | TSW_MIG_DATA);
+                qemu_put_buffer(f, buf + (size_t)(pg[k].host_blk - first) *
+                                TSW_PAGE, TSW_PAGE);
+            }
+            tsw_migrate_unpin(sw, pg[k].idx, ret);
+        }
+        i = j + 1;
+    }
+    return ret;
+}
+
+/*
+ * Send the pages of mig_send, at most about @max of them (a batch more);
+ * a page in the middle of a swap-out or swap-in is left for later
+ * (*@settling).  Returns the number sent, or a negative errno (the BSST
+ * cannot be read).
  */
 static int64_t tsw_migrate_send(TesseractSwapper *sw, QEMUFile *f,
                                 uint64_t max, bool *settling)
 {
-    g_autofree uint8_t *buf = qemu_memalign(TSW_PAGE, TSW_PAGE);
-    uint64_t idx = 0, sent = 0;
-    int ret = 0;
+    g_autofree TswMigPage *pg = g_new(TswMigPage, TSW_MIG_GATHER);
+    g_autofree uint8_t *buf = qemu_memalign(TSW_PAGE,
+                                            TSW_MIG_SPAN * TSW_PAGE);
+    uint64_t sent = 0;
+    int n, i, nswapped, ret;
 
     *settling = false;
     while (sent < max) {
-        TswPage *pg;
-        bool zero = false, swapped = false;
-        uint32_t host_blk = 0, unref = UINT32_MAX;
-
         qemu_mutex_lock(&sw->lock);
-        idx = find_next_bit(sw->mig_send, sw->npages, idx);
-        if (idx >= sw->npages) {
-            qemu_mutex_unlock(&sw->lock);
+        n = tsw_migrate_gather(sw, pg, settling);
+        qemu_mutex_unlock(&sw->lock);
+        if (!n) {
             break;
         }
-        pg = &sw->pages[idx];
-        if (pg->state == PG_SWAPPED && !sw->leaving && pg->pins < UINT16_MAX) {
-            /* pinned: its block stays while it is read */
-            if (!pg->pins++) {
-                sw->npinned++;
+        /* the others first (not under the lock: RAM may fault) */
+        nswapped = 0;
+        for (i = 0; i < n; i++) {
+            if (pg[i].kind == TSW_MIG_SWAPPED) {
+                pg[nswapped++] = pg[i];
+                continue;
             }
-            host_blk = pg->host_blk;
-            swapped = true;
-        } else if (pg->state == PG_RESIDENT) {
-            zero = !tsw_migrate_in_ram(sw, idx);
-        } else {
-            /* being swapped out, in or discarded: later */
-            *settling = true;
-            qemu_mutex_unlock(&sw->lock);
-            idx++;
-            continue;
-        }
-        clear_bit(idx, sw->mig_send);
-        sw->mig_pending--;
-        qemu_mutex_unlock(&sw->lock);
-
-        if (swapped) {
-            tsw_io_enter(sw, false);
-            ret = tsw_pread(sw, sw->direct_fd, buf, TSW_PAGE,
-                            (int64_t)host_blk * TSW_PAGE);
-            tsw_io_leave(sw);
-            qemu_mutex_lock(&sw->lock);
-            assert(pg->pins);
-            if (!--pg->pins) {
-                sw->npinned--;
-                if (pg->flags & PG_UNREF_ON_UNPIN) {
-                    pg->flags &= ~PG_UNREF_ON_UNPIN;
-                    unref = pg->bblock;
-                }
-            }
-            if (ret < 0) {
-                /* keep it to send, and give up */
-                if (!test_and_set_bit(idx, sw->mig_send)) {
-                    sw->mig_pending++;
-                }
+            if (pg[i].kind == TSW_MIG_ZEROES) {
+                qemu_put_be64(f, pg[i].idx * TSW_PAGE | TSW_MIG_ZERO);
             } else {
-                sw->mig_sent_bsst++;
-                sw->bytes_read += TSW_PAGE;
+                /*
+                 * Swapped in since RAM's section handed it over: any write
+                 * after this copy dirties it again
+                 */
+                memcpy(buf, sw->host + pg[i].idx * TSW_PAGE, TSW_PAGE);
+                qemu_put_be64(f, pg[i].idx * TSW_PAGE | TSW_MIG_DATA);
+                qemu_put_buffer(f, buf, TSW_PAGE);
             }
-            qemu_mutex_unlock(&sw->lock);
-            if (unref != UINT32_MAX) {
-                bsst_store_unref(sw->store, unref);
-            }
-            if (ret < 0) {
-                return ret;
-            }
-        } else if (!zero) {
-            /*
-             * Swapped in since RAM's section handed it over: copy it (not
-             * under the lock: this may fault if it is swapped out again)
-             */
-            memcpy(buf, sw->host + idx * TSW_PAGE, TSW_PAGE);
             qemu_mutex_lock(&sw->lock);
-            sw->mig_sent_ram++;
+            if (pg[i].kind == TSW_MIG_ZEROES) {
+                sw->mig_sent_zero++;
+            } else {
+                sw->mig_sent_ram++;
+            }
             qemu_mutex_unlock(&sw->lock);
-        } else {
-            qemu_mutex_lock(&sw->lock);
-            sw->mig_sent_zero++;
-            qemu_mutex_unlock(&sw->lock);
+            trace_tsw_migrate_send(pg[i].idx, false,
+                                   pg[i].kind == TSW_MIG_ZEROES);
         }
-        if (zero) {
-            qemu_put_be64(f, idx * TSW_PAGE | TSW_MIG_ZERO);
-        } else {
-            qemu_put_be64(f, idx * TSW_PAGE | TSW_MIG_DATA);
-            qemu_put_buffer(f, buf, TSW_PAGE);
+        qsort(pg, nswapped, sizeof(*pg), tsw_mig_page_cmp);
+        ret = tsw_migrate_send_swapped(sw, f, pg, nswapped, buf);
+        if (ret < 0) {
+            return ret;
         }
-        trace_tsw_migrate_send(idx, swapped, zero);
-        sent++;
-        idx++;
+        sent += n;
     }
     return sent;
 }
@@ -473,7 +605,9 @@ void tsw_migrate_detach(TesseractSwapper *sw)
     g_free(sw->mig_idstr);
     sw->mig_idstr = NULL;
     g_free(sw->mig_send);
+    g_free(sw->mig_sent);
     sw->mig_send = NULL;
+    sw->mig_sent = NULL;
 }
 
 /*

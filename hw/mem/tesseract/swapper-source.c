@@ -300,6 +300,7 @@ static bool tsw_cancel_swapin(void *opaque, void *host)
      * faults and places a zero page
      */
     tsr_policy_set_resident(sw->policy, idx, !ret || ret == -EEXIST);
+    tsw_migrate_note_in_ram(sw, idx);   /* the read overwrites it */
     qemu_mutex_unlock(&sw->lock);
     bsst_store_unref(sw->store, bblock);
     return true;
@@ -356,6 +357,7 @@ static void tsw_swapin_end(void *opaque, void *host, const void *data)
             sw->swap_ins++;
             sw->bytes_read += TSW_PAGE;
             tsr_policy_set_resident(sw->policy, idx, true);
+            tsw_migrate_note_in_ram(sw, idx);
             tsr_policy_note_swapin(sw->policy, idx);
         }
     }

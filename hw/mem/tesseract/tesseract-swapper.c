@@ -675,6 +675,7 @@ TesseractSwapperInfoList *tesseract_swapper_query_all(void)
         i->migration_resident_pages_sent = sw->mig_sent_ram;
         i->migration_faults = sw->mig_faults;
         i->migration_pages_received = sw->mig_received;
+        i->migration_bsst_reads = sw->mig_reads;
         qemu_mutex_unlock(&sw->lock);
         QAPI_LIST_APPEND(tail, i);
     }
