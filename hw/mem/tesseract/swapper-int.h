@@ -272,6 +272,8 @@ int tsw_place(TesseractSwapper *sw, void *host, const void *data);
 bool tsw_page_index(TesseractSwapper *sw, const void *host,
                     uint64_t *idx);
 void tsw_discarding_end(TesseractSwapper *sw, TswPage *pg, int state);
+bool tsw_pin_locked(TesseractSwapper *sw, TswPage *pg);
+uint32_t tsw_unpin_locked(TesseractSwapper *sw, uint64_t idx);
 
 /* swapper-fault.c */
 char *tsw_swapin_reason(TesseractSwapper *sw);

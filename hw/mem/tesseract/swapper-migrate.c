@@ -131,7 +131,12 @@ static bool tsw_migrate_in_ram(TesseractSwapper *sw, uint64_t idx)
 
 /*
  * RAM's section is about to read page @offset of @rb (the migration
- * thread): take it over unless it is in RAM.
+ * thread, once per dirty page): take it over unless it is in RAM.  Most
+ * dirty pages are in RAM, and answered without sw->lock: a page that
+ * leaves RAM just after is read by RAM's section like one that leaves
+ * after the lock is dropped (and faulted in, counted in
+ * migration-faults); one that enters RAM just after is taken and sent
+ * from RAM by the swapper's section.
  */
 static bool tsw_migrate_elsewhere(void *opaque, RAMBlock *rb,
                                   uint64_t offset)
@@ -141,6 +146,10 @@ static bool tsw_migrate_elsewhere(void *opaque, RAMBlock *rb,
     bool mine = false;
 
     if (idx >= sw->npages) {
+        return false;
+    }
+    if (qatomic_read(&sw->pages[idx].state) == PG_RESIDENT &&
+        tsr_policy_is_resident(sw->policy, idx)) {
         return false;
     }
     qemu_mutex_lock(&sw->lock);
@@ -263,11 +272,8 @@ static int tsw_migrate_gather(TesseractSwapper *sw, TswMigPage *pg,
             break;
         }
         p = &sw->pages[idx];
-        if (p->state == PG_SWAPPED && !sw->leaving && p->pins < UINT16_MAX) {
+        if (p->state == PG_SWAPPED && tsw_pin_locked(sw, p)) {
             /* pinned: its block stays while it is read */
-            if (!p->pins++) {
-                sw->npinned++;
-            }
             pg[n].kind = TSW_MIG_SWAPPED;
             pg[n].host_blk = p->host_blk;
             set_bit(idx, sw->mig_sent);
@@ -295,18 +301,10 @@ static int tsw_migrate_gather(TesseractSwapper *sw, TswMigPage *pg,
 /* Unpin the swapped-out page @idx that was read (or not: @ret < 0) */
 static void tsw_migrate_unpin(TesseractSwapper *sw, uint64_t idx, int ret)
 {
-    TswPage *p = &sw->pages[idx];
-    uint32_t unref = UINT32_MAX;
+    uint32_t unref;
 
     qemu_mutex_lock(&sw->lock);
-    assert(p->pins);
-    if (!--p->pins) {
-        sw->npinned--;
-        if (p->flags & PG_UNREF_ON_UNPIN) {
-            p->flags &= ~PG_UNREF_ON_UNPIN;
-            unref = p->bblock;
-        }
-    }
+    unref = tsw_unpin_locked(sw, idx);
     if (ret < 0) {
         /* still to send */
         clear_bit(idx, sw->mig_sent);

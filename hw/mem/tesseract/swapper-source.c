@@ -127,7 +127,7 @@ bool tsw_page_index(TesseractSwapper *sw, const void *host,
 }
 
 /* Pin @pg (under sw->lock): false if it cannot be pinned now */
-static bool tsw_pin_locked(TesseractSwapper *sw, TswPage *pg)
+bool tsw_pin_locked(TesseractSwapper *sw, TswPage *pg)
 {
     if (sw->leaving || pg->pins == UINT16_MAX) {
         return false;
@@ -142,7 +142,7 @@ static bool tsw_pin_locked(TesseractSwapper *sw, TswPage *pg)
  * Unpin page @idx: at the last unpin, returns the block whose reference
  * the page dropped meanwhile (or UINT32_MAX); the caller unrefs it.
  */
-static uint32_t tsw_unpin_locked(TesseractSwapper *sw, uint64_t idx)
+uint32_t tsw_unpin_locked(TesseractSwapper *sw, uint64_t idx)
 {
     TswPage *pg = &sw->pages[idx];
 
