@@ -78,6 +78,8 @@ struct BsstStore {
     char *node_name;
     int refcnt;
     bool writable;
+    /* the node is left out of VM snapshots (bsst_store_get) */
+    bool snapshot_excluded;
     /*
      * formatted: a valid superblock in memory (maybe not on disk yet: a
      * blank image until activation); active: our epoch's superblock is

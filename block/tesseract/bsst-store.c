@@ -10,6 +10,7 @@
 #include "block/aio-wait.h"
 #include "block/block-io.h"
 #include "block/block_int.h"
+#include "block/snapshot.h"
 #include "qapi/error.h"
 #include "qemu/cutils.h"
 #include "qemu/error-report.h"
@@ -396,6 +397,10 @@ static void bsst_store_free(BsstStore *s)
     }
     bsst_fill_free(s->fills);
     bsst_alloc_free(s->alloc);
+    if (s->snapshot_excluded && blk_bs(s->blk) == s->bs) {
+        /* (QEMU's exit removes the node from @blk first) */
+        bdrv_set_vm_snapshot_excluded(s->bs, NULL);
+    }
     if (s->blk) {
         blk_unref(s->blk);
     }
@@ -570,6 +575,16 @@ BsstStore *bsst_store_open(BlockDriverState *bs, bool writable, bool check,
     ret = blk_insert_bs(s->blk, bs, errp);
     if (ret < 0) {
         goto fail;
+    }
+    if (writable) {
+        /*
+         * Reverting the image under the store would corrupt it; a VM
+         * snapshot saves swapped-out pages in its VM state instead
+         */
+        bdrv_set_vm_snapshot_excluded(bs, "it is a BSST, written by its "
+                                      "store; swapped-out pages are saved "
+                                      "in the VM state");
+        s->snapshot_excluded = true;
     }
 
     len = blk_getlength(s->blk);

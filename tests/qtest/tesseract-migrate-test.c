@@ -464,7 +464,6 @@ static void test_refused(void)
     g_autofree char *uri = g_strdup_printf("unix:%s", sock);
     g_autofree char *err = NULL;
     MgVM src, dst;
-    QDict *resp;
 
     mg_start(&src, NULL);
     mg_fill(src.qts, data, res);
@@ -488,16 +487,147 @@ static void test_refused(void)
     qtest_set_expected_status(dst.qts, 1);
     qtest_quit(dst.qts);
 
-    /* savevm: loadvm would revert the BSST image under the swapper */
-    resp = qtest_qmp(src.qts, "{'execute': 'human-monitor-command', "
-                     "'arguments': {'command-line': 'savevm s1'}}");
-    g_assert_nonnull(strstr(qdict_get_str(resp, "return"),
-                            "tesseract-swapper"));
-    qobject_unref(resp);
-
     mg_check(src.qts, MG_DATA, data, MG_NDATA * MG_PAGE);
     mg_check(src.qts, MG_RESIDENT, res, MG_NRES * MG_PAGE);
     qtest_quit(src.qts);
+}
+
+/* An HMP command's output ("" when it succeeded quietly) */
+static char *mg_hmp(QTestState *qts, const char *cmd)
+{
+    QDict *resp = qtest_qmp(qts, "{'execute': 'human-monitor-command', "
+                            "'arguments': {'command-line': %s}}", cmd);
+    char *out = g_strdup(qdict_get_str(resp, "return"));
+
+    qobject_unref(resp);
+    return out;
+}
+
+/* The names of node @node's internal snapshots, comma-separated */
+static char *mg_node_snapshots(QTestState *qts, const char *node)
+{
+    QDict *resp = qtest_qmp(qts, "{'execute': 'query-named-block-nodes', "
+                            "'arguments': {'flat': true}}");
+    QListEntry *e;
+    GString *names = g_string_new("");
+
+    QLIST_FOREACH_ENTRY(qdict_get_qlist(resp, "return"), e) {
+        QDict *n = qobject_to(QDict, qlist_entry_obj(e));
+        QDict *image = qdict_get_qdict(n, "image");
+        QListEntry *sn;
+
+        if (strcmp(qdict_get_str(n, "node-name"), node) ||
+            !qdict_haskey(image, "snapshots")) {
+            continue;
+        }
+        QLIST_FOREACH_ENTRY(qdict_get_qlist(image, "snapshots"), sn) {
+            g_string_append_printf(names, "%s%s", names->len ? "," : "",
+                qdict_get_str(qobject_to(QDict, qlist_entry_obj(sn)),
+                              "name"));
+        }
+    }
+    qobject_unref(resp);
+    return g_string_free(names, false);
+}
+
+/* Wait for job @id to conclude; its error ("" if none), dismissed */
+static char *mg_job_error(QTestState *qts, const char *id)
+{
+    int i;
+
+    for (i = 0; i < 6000; i++) {
+        QDict *resp = qtest_qmp(qts, "{'execute': 'query-jobs'}");
+        QListEntry *e;
+        char *err = NULL;
+
+        QLIST_FOREACH_ENTRY(qdict_get_qlist(resp, "return"), e) {
+            QDict *j = qobject_to(QDict, qlist_entry_obj(e));
+
+            if (!strcmp(qdict_get_str(j, "id"), id) &&
+                !strcmp(qdict_get_str(j, "status"), "concluded")) {
+                err = g_strdup(qdict_haskey(j, "error") ?
+                               qdict_get_str(j, "error") : "");
+            }
+        }
+        qobject_unref(resp);
+        if (err) {
+            qtest_qmp_assert_success(qts, "{'execute': 'job-dismiss', "
+                                     "'arguments': {'id': %s}}", id);
+            return err;
+        }
+        g_usleep(10 * 1000);
+    }
+    g_assert_not_reached();
+}
+
+/*
+ * savevm under a limit saves swapped-out pages from the BSST (none is
+ * faulted in) and leaves the BSST out of the snapshot; loadvm, after the
+ * guest rewrote everything and the swapper swapped the new contents out,
+ * brings back every page: those swapped out here are rewritten, a zero
+ * page swapped out with data here is cleared.
+ */
+static void test_savevm(void)
+{
+    g_autofree uint8_t *data = g_malloc(MG_NDATA * MG_PAGE);
+    g_autofree uint8_t *res = g_malloc(MG_NRES * MG_PAGE);
+    g_autofree uint8_t *zero = g_malloc0(MG_NZERO * MG_PAGE);
+    g_autofree uint8_t *other = g_malloc(MG_NDATA * MG_PAGE);
+    char *disk = mg_tmp("tesseract-mg-disk.XXXXXX", true);
+    g_autofree char *drive = NULL;
+    g_autofree char *out = NULL;
+    g_autofree char *sn_disk = NULL;
+    g_autofree char *sn_bsst = NULL;
+    MgVM vm;
+
+    /* the VM state goes to the guest disk, a qcow2 image */
+    g_assert_true(mkimg(disk, "qcow2", 16));
+    drive = g_strdup_printf("-blockdev driver=qcow2,node-name=disk0,"
+                            "file.driver=file,file.filename=%s"
+                            " -device virtio-blk-pci,drive=disk0", disk);
+    mg_start(&vm, drive);
+    mg_fill(vm.qts, data, res);
+
+    out = mg_hmp(vm.qts, "savevm s1");
+    g_assert_cmpstr(out, ==, "");
+    g_assert_cmpint(mg_stat(vm.qts, "migration-pages-sent"), ==, MG_NDATA);
+    g_assert_cmpint(mg_stat(vm.qts, "migration-faults"), ==, 0);
+    g_assert_cmpint(mg_stat(vm.qts, "swap-ins"), ==, 0);
+    g_assert_cmpint(mg_stat(vm.qts, "swapped-pages"), ==, MG_NDATA);
+    sn_disk = mg_node_snapshots(vm.qts, "disk0");
+    sn_bsst = mg_node_snapshots(vm.qts, "bsst0");
+    g_assert_cmpstr(sn_disk, ==, "s1");
+    g_assert_cmpstr(sn_bsst, ==, "");
+
+    /* naming the BSST in a snapshot's devices is refused, naming it */
+    qtest_qmp_assert_success(vm.qts, "{'execute': 'snapshot-save', "
+        "'arguments': {'job-id': 'j1', 'tag': 's2', 'vmstate': 'disk0', "
+        "'devices': ['disk0', 'bsst0']}}");
+    g_free(out);
+    out = mg_job_error(vm.qts, "j1");
+    g_assert_nonnull(strstr(out, "'bsst0' cannot be in a VM snapshot"));
+
+    /* everything changes, and the new contents are swapped out */
+    fill(other, MG_NDATA * MG_PAGE, 9);
+    qtest_memwrite(vm.qts, MG_DATA, other, MG_NDATA * MG_PAGE);
+    qtest_memwrite(vm.qts, MG_ZERO, other, MG_NZERO * MG_PAGE);
+    qtest_memwrite(vm.qts, MG_RESIDENT, other, MG_NRES * MG_PAGE);
+    mg_swap_out(vm.qts, MG_DATA, MG_NDATA * MG_PAGE);
+    mg_swap_out(vm.qts, MG_ZERO, MG_NZERO * MG_PAGE);
+    mg_swap_out(vm.qts, MG_RESIDENT, MG_NRES * MG_PAGE);
+    g_assert_cmpint(mg_stat(vm.qts, "swapped-pages"), ==,
+                    MG_NDATA + MG_NZERO + MG_NRES);
+
+    g_free(out);
+    out = mg_hmp(vm.qts, "loadvm s1");
+    g_assert_cmpstr(out, ==, "");
+    mg_check(vm.qts, MG_DATA, data, MG_NDATA * MG_PAGE);
+    mg_check(vm.qts, MG_ZERO, zero, MG_NZERO * MG_PAGE);
+    mg_check(vm.qts, MG_RESIDENT, res, MG_NRES * MG_PAGE);
+    /* and the swapper goes on with what loadvm brought back */
+    mg_swap_out(vm.qts, MG_DATA, MG_NDATA * MG_PAGE);
+    mg_check(vm.qts, MG_DATA, data, MG_NDATA * MG_PAGE);
+    qtest_quit(vm.qts);
 }
 
 int main(int argc, char **argv)
@@ -516,5 +646,6 @@ int main(int argc, char **argv)
     qtest_add_func("/tesseract-migrate/same-bsst", test_same_bsst);
     qtest_add_func("/tesseract-migrate/file", test_file);
     qtest_add_func("/tesseract-migrate/refused", test_refused);
+    qtest_add_func("/tesseract-migrate/savevm", test_savevm);
     return g_test_run();
 }

@@ -36,6 +36,13 @@
  * swapper opened the same image refuses, before the source hands the
  * image over (its store's state would be the source's, stale).
  *
+ * savevm leaves the BSST out of the internal snapshot (patches/0015:
+ * loadvm would revert the image under its store) and saves the pages of
+ * this section in the VM state, like a migration to a file.  loadvm
+ * loads into a running swapper: a page the stream rewrites that is
+ * swapped out here is faulted in first, one that arrives as zeroes is
+ * cleared unless it reads as zeroes already.
+ *
  * At the switchover of a migration the VM stops and QEMU inactivates
  * every block node, the BSST's too: from then on the swapper must not
  * write to it, so its threads start no BSST I/O while the VM is stopped
@@ -178,18 +185,6 @@ static int tsw_migrate_save_setup(QEMUFile *f, void *opaque, Error **errp)
     QemuUUID uuid;
     uint64_t i;
 
-    if (runstate_check(RUN_STATE_SAVE_VM)) {
-        /*
-         * savevm takes an internal snapshot of every writable image, the
-         * BSST's too, and loadvm would revert that image under the store
-         */
-        error_setg(errp, "tesseract-swapper '%s': savevm is not supported "
-                   "(loadvm would revert BSST node '%s' under it); "
-                   "use 'migrate' to a file: URI",
-                   object_get_canonical_path_component(OBJECT(sw)),
-                   sw->bsst);
-        return -ENOTSUP;
-    }
     if (!tsw_migrate_check_caps(sw, errp)) {
         return -ENOTSUP;
     }
@@ -514,8 +509,12 @@ static int tsw_migrate_load(QEMUFile *f, void *opaque, int version_id)
 
             qemu_get_buffer(f, src.data, sizeof(src.data));
             bsst_store_uuid(sw->store, &mine);
-            /* (a BSST not formatted yet has none) */
-            if (!qemu_uuid_is_null(&mine) &&
+            /*
+             * (a BSST not formatted yet has none; loadvm restores this
+             * QEMU's own snapshot, with its own BSST)
+             */
+            if (runstate_check(RUN_STATE_INMIGRATE) &&
+                !qemu_uuid_is_null(&mine) &&
                 qemu_uuid_is_equal(&src, &mine)) {
                 g_autofree char *u = qemu_uuid_unparse_strdup(&mine);
 
@@ -543,13 +542,19 @@ static int tsw_migrate_load(QEMUFile *f, void *opaque, int version_id)
         if (w & TSW_MIG_DATA) {
             qemu_get_buffer(f, host, TSW_PAGE);
         } else {
-            bool in_ram;
+            TswPage *p = &sw->pages[off / TSW_PAGE];
+            bool zero;
 
-            /* a page not in RAM here reads as zeroes already */
+            /*
+             * A page never touched, given back or swapped out as zeroes
+             * reads as zeroes already; one swapped out (loadvm over a
+             * running swapper) is faulted in and cleared
+             */
             qemu_mutex_lock(&sw->lock);
-            in_ram = tsw_migrate_in_ram(sw, off / TSW_PAGE);
+            zero = p->state == PG_RESIDENT &&
+                   !tsr_policy_is_resident(sw->policy, off / TSW_PAGE);
             qemu_mutex_unlock(&sw->lock);
-            if (in_ram && !buffer_is_zero(host, TSW_PAGE)) {
+            if (!zero && !buffer_is_zero(host, TSW_PAGE)) {
                 memset(host, 0, TSW_PAGE);
             }
         }
