@@ -73,14 +73,15 @@
 # bench-meta.json, and runs/CONFIG.rN/ with bench.json (the snapshots),
 # meta.json, and the source's and destination's run-guest.sh workdirs
 # (src/, dst/: console, query-tesseract, query-migrate, cmdline).
-# Needs root, /sys/fs/cgroup/memory (cgroup v1) and swapon.
+# Needs root, /sys/fs/cgroup/memory (cgroup v1) and swapon.  QEMU comes
+# from build/ (TESSERACT_BUILD, or QEMU and QEMU_IMG, for another;
+# bench/lib.sh).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-TOP=$(cd "$HERE/.." && pwd)
-GUEST=$TOP/tests/guest
-QEMU_IMG=${QEMU_IMG:-$TOP/build/qemu-img}
-PY=/usr/bin/python3
+BENCH_NAME=bench-migrate
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
 
 ROUNDS=3
 SHARE=50
@@ -92,9 +93,6 @@ KEEP_IMAGES=no
 GUEST_MEM=256M
 PATTERN="memhog: holding"
 
-say() { printf 'bench-migrate: %s\n' "$*" >&2; }
-die() { printf 'bench-migrate: error: %s\n' "$*" >&2; exit 2; }
-
 while [ $# -gt 0 ]; do
     case "$1" in
     --rounds) ROUNDS=$2; shift ;;
@@ -105,25 +103,23 @@ while [ $# -gt 0 ]; do
     --max-bandwidth) MAX_BW=$2; shift ;;
     --out) OUT=$2; shift ;;
     --keep-images) KEEP_IMAGES=yes ;;
-    -h|--help) sed -n '4,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
+    -h|--help) bench_usage; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
     esac
     shift
 done
 for v in "$ROUNDS" "$SHARE" "$MIB" "$HOLD" ${MAX_BW:+"$MAX_BW"}; do
-    case "$v" in ''|*[!0-9]*|0) die "not a positive number: '$v'" ;; esac
+    bench_positive "$v" || die "not a positive number: '$v'"
 done
 [ "$SHARE" -lt 90 ] || die "--share: below 90"
 
 # --- Prerequisites -----------------------------------------------------------
 [ "$(id -u)" = 0 ] || die "needs root (memory cgroup, swapon)"
-[ -f /sys/fs/cgroup/memory/memory.limit_in_bytes ] || \
-    die "no cgroup v1 memory controller at /sys/fs/cgroup/memory"
+memcg_v1 || die "$MEMCG_V1_MISSING"
 for c in mkswap swapon swapoff; do
     command -v "$c" > /dev/null || die "no $c (util-linux)"
 done
-[ -x "$TOP/build/qemu-system-x86_64" ] || die "no QEMU in build/ (run 'make')"
-"$GUEST/build-kit.sh" > /dev/null || die "cannot build the guest kit"
+bench_tools
 
 if [ -z "$OUT" ]; then
     OUT=$HERE/results/migrate-$(date +%Y%m%d-%H%M%S)
@@ -132,8 +128,7 @@ mkdir -p "$OUT/runs"
 OUT=$(cd "$OUT" && pwd)
 
 # --- Cleanup: our QEMUs, swap file and cgroups, at any exit ----------------------
-SWAPFILE=
-MEMCG=
+# (the memory cgroup and swap file: bench/lib.sh)
 PIDS=()
 kill_tree() {  # pid: the process and everything under it, children first
     local c
@@ -152,42 +147,18 @@ stop_runs() {
     done
     PIDS=()
 }
-memcg_off() {
-    [ -n "$MEMCG" ] || return 0
-    local p
-    # a QEMU still in it (stop_runs failed to end it): ours, by pid
-    while read -r p; do
-        kill -KILL "$p" 2>/dev/null || true
-    done 2>/dev/null < "$MEMCG/cgroup.procs" || true
-    for _ in $(seq 50); do
-        rmdir "$MEMCG" 2>/dev/null && break
-        sleep 0.1
-    done
-    [ ! -d "$MEMCG" ] || say "warning: cannot remove the cgroup $MEMCG"
-    MEMCG=
-}
 # shellcheck disable=SC2317  # called from the trap
 cleanup() {
     stop_runs
-    memcg_off
-    if [ -n "$SWAPFILE" ]; then
-        swapoff "$SWAPFILE" 2>/dev/null || true
-        rm -f "$SWAPFILE"
-        SWAPFILE=
-    fi
+    host_cleanup
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
+bench_traps
 
 # --- Host swap ----------------------------------------------------------------------
 if [ -n "$(swapon --show --noheadings)" ]; then
     say "the host already has swap ($(swapon --show --noheadings | awk '{ print $1 }' | xargs)): left alone, ours comes first"
 fi
-SWAPFILE=$OUT/host-swap
-dd if=/dev/zero of="$SWAPFILE" bs=1M count=1024 status=none || die "cannot write $SWAPFILE"
-chmod 600 "$SWAPFILE"
-mkswap "$SWAPFILE" > /dev/null || die "mkswap $SWAPFILE failed"
-swapon -p 32767 "$SWAPFILE" || die "swapon $SWAPFILE failed"
+swap_file_on "$OUT/host-swap" file 32767
 
 DATE=$(date '+%Y-%m-%d %H:%M:%S %Z')
 COMMIT=$(git -C "$TOP" rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -250,9 +221,7 @@ run_one() {  # CONFIG ROUND
         return 0
     fi
     if [ "$cfg" = stock ]; then
-        MEMCG=/sys/fs/cgroup/memory/tesseract-bench-migrate-$$
-        mkdir "$MEMCG"
-        echo -1 > "$MEMCG/memory.limit_in_bytes"
+        memcg_on "tesseract-bench-migrate-$$" -1
         src_args=(--wrap "$HERE/cgroup-exec.sh $MEMCG")
     fi
     "$GUEST/run-guest.sh" "${common[@]}" "${src_args[@]}" --workdir "$wd/src" \
@@ -280,8 +249,8 @@ run_one() {  # CONFIG ROUND
     wait "$dst_pid" || dst_rc=$?
     PIDS=()
     if [ "$cfg" = stock ]; then
-        cg_oom=$(awk '$1 == "oom_kill" { print $2 }' "$MEMCG/memory.oom_control" 2>/dev/null || true)
-        cg_max=$(cat "$MEMCG/memory.max_usage_in_bytes" 2>/dev/null || true)
+        cg_oom=$(memcg_oom_kills)
+        cg_max=$(memcg_stat max_usage_in_bytes)
         memcg_off
     fi
     rm -f "$msock" "$bsock"

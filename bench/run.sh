@@ -121,11 +121,14 @@
 # Outputs in the results directory: summary.json, report.md, scores-*.png,
 # and runs/DISK-SCENARIO/ ('=' and ',' as '_'; console log, query-tesseract, blockstats,
 # QEMU's /proc status, meta.json).  See bench/analyze.py for the metrics.
+# QEMU comes from build/ (TESSERACT_BUILD, or QEMU and QEMU_IMG, for
+# another; bench/lib.sh).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-TOP=$(cd "$HERE/.." && pwd)
-GUEST=$TOP/tests/guest
+BENCH_NAME=bench
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
 
 MODE=full
 DISKS=
@@ -180,9 +183,6 @@ SSD_CACHE=${BENCH_SSD_CACHE:-direct}
 # series.jsonl (the swapper's counters over time; BENCH_SERIES= for none)
 SERIES=${BENCH_SERIES-0.5}
 
-say() { printf 'bench: %s\n' "$*" >&2; }
-die() { printf 'bench: error: %s\n' "$*" >&2; exit 2; }
-
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) MODE=quick ;;
@@ -197,7 +197,7 @@ while [ $# -gt 0 ]; do
     --pin) PIN=$2; shift ;;
     --out) OUT=$2; shift ;;
     --keep-images) KEEP_IMAGES=yes ;;
-    -h|--help) sed -n '4,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
+    -h|--help) bench_usage; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
     esac
     shift
@@ -210,7 +210,7 @@ if [ -z "$SECS" ]; then
 fi
 [ -n "$HDD_SECS" ] || HDD_SECS=$SECS
 for v in "$SECS" "$HDD_SECS"; do
-    case "$v" in ''|*[!0-9]*|0) die "--secs/--hdd-secs: a positive number of seconds, not '$v'" ;; esac
+    bench_positive "$v" || die "--secs/--hdd-secs: a positive number of seconds, not '$v'"
 done
 if [ -z "$DISKS" ]; then
     if [ "$MODE" = quick ]; then DISKS="ssd hdd"; else DISKS="ssd hdd hybrid"; fi
@@ -261,7 +261,7 @@ fi
 if [ -z "$ROUNDS" ]; then
     if [ "$MODE" = quick ]; then ROUNDS=1; else ROUNDS=4; fi
 fi
-case "$ROUNDS" in ''|*[!0-9]*|0) die "--rounds: a positive number, not '$ROUNDS'" ;; esac
+bench_positive "$ROUNDS" || die "--rounds: a positive number, not '$ROUNDS'"
 if [ -z "$TOGETHER" ]; then
     if [ "$MODE" = quick ]; then TOGETHER=none; else TOGETHER="baseline tesseract"; fi
 fi
@@ -292,9 +292,7 @@ run_timeout() {  # SECS: run-guest.sh's limit for a run measuring SECS
 }
 
 # --- Tools: the guest kit and matplotlib --------------------------------------
-PY=/usr/bin/python3
-[ -x "$TOP/build/qemu-system-x86_64" ] || die "no QEMU in build/ (run 'make')"
-"$GUEST/build-kit.sh" > /dev/null || die "cannot build the guest kit"
+bench_tools
 if ! "$PY" -c 'import matplotlib' 2>/dev/null; then
     if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
         say "installing python3-matplotlib (Debian package) for the plots"
@@ -322,22 +320,9 @@ mkdir -p "$OUT/runs"
 say "mode $MODE, $ROUNDS round(s) of $SECS s per run (hdd: $HDD_SECS s), results in $OUT"
 
 # --- Host swap and cgroups for the stock scenario -----------------------------------
+# (the memory cgroup and swap file: bench/lib.sh)
 CG_NAME=tesseract-bench-$$
-MEMCG=/sys/fs/cgroup/memory/$CG_NAME
-SWAPFILE=
-LOOPDEV=
 HOST_SWAP_ARGS=()
-# shellcheck disable=SC2317  # called from traps
-host_swap_off() {
-    if [ -n "$LOOPDEV" ]; then
-        swapoff "$LOOPDEV" 2>/dev/null || true
-        losetup -d "$LOOPDEV" 2>/dev/null || true
-        LOOPDEV=
-    fi
-    [ -z "$SWAPFILE" ] || rm -f "$SWAPFILE"
-    SWAPFILE=
-    rmdir "$MEMCG" 2>/dev/null || true
-}
 
 # --pin shares: one CPU cgroup per side-by-side run, equal weights, in
 # CPU_GROUPS (cgroup v1's cpu controller, else v2's).  Not in a subshell:
@@ -363,18 +348,17 @@ cpu_groups_on() {  # N
         fi
     done
 }
+# shellcheck disable=SC2317  # called from traps
 cleanup() {
     local d
-    host_swap_off
+    host_cleanup
     for d in "${CPU_GROUPS[@]}"; do rmdir "$d" 2>/dev/null || true; done
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_traps
 
 stock_unsupported() {  # prints a reason, or nothing if stock can run
     [ "$(id -u)" = 0 ] || { echo "needs root (cgroups, swapon)"; return; }
-    [ -f /sys/fs/cgroup/memory/memory.limit_in_bytes ] || \
-        { echo "no cgroup v1 memory controller at /sys/fs/cgroup/memory"; return; }
+    memcg_v1 || { echo "$MEMCG_V1_MISSING"; return; }
     command -v losetup > /dev/null && command -v mkswap > /dev/null && \
         command -v swapon > /dev/null || { echo "no losetup/mkswap/swapon"; return; }
     if [ "$(tail -n +2 /proc/swaps | wc -l)" != 0 ]; then
@@ -388,22 +372,17 @@ stock_unsupported() {  # prints a reason, or nothing if stock can run
 # with the images); on the shared hdd, run-guest.sh --hdd-swap puts the
 # swap file on the spindle instead.  Sets LOOPDEV, and HOST_SWAP_ARGS:
 # the run-guest.sh options that go with the layout.  Not in a subshell:
-# host_swap_off must see LOOPDEV.
+# host_cleanup must see MEMCG and LOOPDEV.
 host_swap_on() {
     local disk=$1 limit_bytes=$2 dio=on
-    mkdir -p "$MEMCG"
-    echo "$limit_bytes" > "$MEMCG/memory.limit_in_bytes"
+    memcg_on "$CG_NAME" "$limit_bytes"
     HOST_SWAP_ARGS=()
     if [ "$disk" = hdd ] && [ "$HDD_LAYOUT" = shared ]; then
         HOST_SWAP_ARGS=(--hdd-swap 1G)
         return 0
     fi
     [ "$disk" = hdd ] || [ "$SSD_CACHE" = direct ] || dio=off
-    SWAPFILE=$OUT/runs/.host-swap.img
-    dd if=/dev/zero of="$SWAPFILE" bs=1M count=1024 status=none
-    LOOPDEV=$(losetup -f --show --direct-io=$dio "$SWAPFILE")
-    mkswap "$LOOPDEV" > /dev/null
-    swapon "$LOOPDEV"
+    swap_file_on "$OUT/runs/.host-swap.img" "$dio"
     if [ "$disk" = hdd ]; then
         HOST_SWAP_ARGS=(--hdd-extra-dev "$(lsblk -dno MAJ:MIN "$LOOPDEV" | tr -d ' ')")
     fi
@@ -505,13 +484,13 @@ run_one() {  # DISK SCENARIO ROUND [CPUS [TOGETHER-WITH [CPU-CGROUP]]]
 
     local cg_max= cg_fail= cg_oom=
     if [ "$sc" = stock ]; then
-        cg_max=$(cat "$MEMCG/memory.max_usage_in_bytes" 2>/dev/null || true)
-        cg_fail=$(cat "$MEMCG/memory.failcnt" 2>/dev/null || true)
+        cg_max=$(memcg_stat max_usage_in_bytes)
+        cg_fail=$(memcg_stat failcnt)
         # the kernel's OOM killer in the memory cgroup (killed QEMU in 2
         # of 6 stock runs of one full run): a result of
         # host swapping, not of the harness
-        cg_oom=$(awk '$1 == "oom_kill" { print $2 }' "$MEMCG/memory.oom_control" 2>/dev/null || true)
-        host_swap_off
+        cg_oom=$(memcg_oom_kills)
+        host_cleanup
     fi
     # the BSST image's own 4 KiB read latency (run-guest.sh --bsst-bench:
     # queue depth 1, QEMU's cache mode and cgroup), next to the fault time

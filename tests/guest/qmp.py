@@ -42,9 +42,13 @@
 # when: bench/migrate.sh, once the swapped-out share has settled).  The
 # COMMANDs then run as usual.
 #
-# Exit status: 0 ok, 1 QMP error or a command failed, 3 wait timed out,
-# 4 QEMU went away, 5 the migration failed or did not start.
+# Options may come before, between or after the COMMANDs (argparse).
+#
+# Exit status: 0 ok, 1 QMP error, a command failed or a usage error,
+# 3 wait timed out, 4 QEMU went away, 5 the migration failed or did not
+# start.
 
+import argparse
 import json
 import os
 import select
@@ -342,106 +346,123 @@ def wait_migrate(qmp, secs, console, pattern, uri, series=None,
         pause(0.2)
 
 
-def main(argv):
-    if len(argv) < 2 or argv[1] in ("-h", "--help"):
-        print("usage: qmp.py SOCKET [--pid PID] [--wait-shutdown SECS] "
-              "[--console FILE] [--out FILE] [--series FILE "
-              "[--series-every SECS]] [--migrate URI --migrate-on PATTERN "
-              "[--migrate-out FILE] [--migrate-before FILE] "
-              "[--migrate-gate FILE]] "
-              "[COMMAND[=JSON-ARGS]]...",
-              file=sys.stderr)
-        return 1
-    path = argv[1]
-    wait = None
-    console = None
-    out = None
-    pid = None
-    series_path = None
-    series_every = 0.5
-    mig_uri = None
-    mig_on = None
-    mig_out = None
-    mig_before = None
-    mig_gate = None
-    cmds = []
-    i = 2
-    while i < len(argv):
-        a = argv[i]
-        if a == "--wait-shutdown":
-            wait = float(argv[i + 1])
-            i += 2
-        elif a == "--console":
-            console = argv[i + 1]
-            i += 2
-        elif a == "--pid":
-            pid = int(argv[i + 1])
-            i += 2
-        elif a == "--out":
-            out = argv[i + 1]
-            i += 2
-        elif a == "--series":
-            series_path = argv[i + 1]
-            i += 2
-        elif a == "--series-every":
-            series_every = float(argv[i + 1])
-            if series_every <= 0:
-                print("qmp.py: --series-every must be positive",
-                      file=sys.stderr)
-                return 1
-            i += 2
-        elif a == "--migrate":
-            mig_uri = argv[i + 1]
-            i += 2
-        elif a == "--migrate-on":
-            mig_on = argv[i + 1]
-            i += 2
-        elif a == "--migrate-out":
-            mig_out = argv[i + 1]
-            i += 2
-        elif a == "--migrate-before":
-            mig_before = argv[i + 1]
-            i += 2
-        elif a == "--migrate-gate":
-            mig_gate = argv[i + 1]
-            i += 2
-        else:
-            name, _, args = a.partition("=")
-            cmds.append((name, json.loads(args) if args else None))
-            i += 1
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors exit 1, qmp.py's status for
+    a QMP error or a command that failed (argparse's own is 2)."""
 
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(1, "%s: error: %s\n" % (self.prog, message))
+
+
+def command(arg):
+    """COMMAND[=JSON-ARGS] -> (name, arguments or None)."""
+    name, _, args = arg.partition("=")
+    if not args:
+        return name, None
     try:
-        if series_path and (wait is None or not cmds):
-            print("qmp.py: --series needs --wait-shutdown and a COMMAND",
-                  file=sys.stderr)
-            return 1
-        migrating = (mig_uri, mig_on, mig_out, mig_before,
-                     mig_gate) != (None,) * 5
-        if migrating and (mig_uri is None or mig_on is None or wait is None
-                          or console is None or not mig_on):
-            print("qmp.py: --migrate needs --migrate-on PATTERN, "
-                  "--wait-shutdown and --console", file=sys.stderr)
-            return 1
-        if mig_before and not cmds:
-            print("qmp.py: --migrate-before needs a COMMAND",
-                  file=sys.stderr)
-            return 1
-        qmp = QMP(path, pid=pid)
-        series = (Series(series_path, series_every, cmds[0], console)
-                  if series_path else None)
-        if migrating:
+        return name, json.loads(args)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError("%s: bad JSON arguments: %s"
+                                         % (name, e))
+
+
+def positive(arg):
+    try:
+        v = float(arg)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a number: '%s'" % arg)
+    if v <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return v
+
+
+def parse_args(argv):
+    """The command line (without the program name) -> argparse.Namespace.
+    Options may come before, between or after the COMMANDs."""
+    ap = Parser(
+        prog="qmp.py", allow_abbrev=False,
+        description="Minimal QMP client for the guest kit: connect to "
+        "QEMU's QMP socket, optionally wait for the guest to power off "
+        "(or to migrate), then run each COMMAND and print one JSON line "
+        "per result.  See the comment at the top of qmp.py.",
+        epilog="exit status: 0 ok, 1 QMP error, a command failed or a "
+        "usage error, 3 wait timed out, 4 QEMU went away, 5 the "
+        "migration failed or did not start")
+    ap.add_argument("socket", metavar="SOCKET",
+                    help="QEMU's QMP unix socket")
+    ap.add_argument("cmds", metavar="COMMAND[=JSON-ARGS]", nargs="*",
+                    type=command, default=[],
+                    help="QMP commands to run, in order (a trailing "
+                    "'quit' may close the connection)")
+    ap.add_argument("--pid", type=int,
+                    help="QEMU's pid: give up at once when it has exited")
+    ap.add_argument("--out", metavar="FILE",
+                    help="write the first COMMAND's result to FILE")
+
+    wait = ap.add_argument_group("waiting for the guest")
+    wait.add_argument("--wait-shutdown", metavar="SECS", type=float,
+                      dest="wait", help="first wait up to SECS for the "
+                      "guest to power off")
+    wait.add_argument("--console", metavar="FILE",
+                      help="the guest's console log: 'GUEST-RESULT:' in "
+                      "it also ends the wait (10 s later)")
+    wait.add_argument("--series", metavar="FILE", dest="series_path",
+                      help="while waiting, run the first COMMAND every "
+                      "--series-every SECS and append its result to FILE")
+    wait.add_argument("--series-every", metavar="SECS", type=positive,
+                      default=0.5, help="(default 0.5)")
+
+    mig = ap.add_argument_group(
+        "migrating instead of waiting for the power-off",
+        "(with --wait-shutdown and --console)")
+    mig.add_argument("--migrate", metavar="URI", dest="mig_uri",
+                     help='send "migrate" to URI once the console shows '
+                     "--migrate-on's PATTERN")
+    mig.add_argument("--migrate-on", metavar="PATTERN", dest="mig_on",
+                     help="a fixed string of the console")
+    mig.add_argument("--migrate-out", metavar="FILE", dest="mig_out",
+                     help="write query-migrate's last result to FILE")
+    mig.add_argument("--migrate-before", metavar="FILE", dest="mig_before",
+                     help='write the first COMMAND\'s result just before '
+                     '"migrate" to FILE')
+    mig.add_argument("--migrate-gate", metavar="FILE", dest="mig_gate",
+                     help="after PATTERN, also wait until FILE exists")
+
+    a = ap.parse_intermixed_args(argv)
+    if a.series_path and (a.wait is None or not a.cmds):
+        ap.error("--series needs --wait-shutdown and a COMMAND")
+    a.migrating = (a.mig_uri, a.mig_on, a.mig_out, a.mig_before,
+                   a.mig_gate) != (None,) * 5
+    if a.migrating and (a.mig_uri is None or not a.mig_on or a.wait is None
+                        or a.console is None):
+        ap.error("--migrate needs --migrate-on PATTERN, --wait-shutdown "
+                 "and --console")
+    if a.mig_before and not a.cmds:
+        ap.error("--migrate-before needs a COMMAND")
+    return a
+
+
+def main(argv):
+    a = parse_args(argv[1:])
+    cmds = a.cmds
+    try:
+        qmp = QMP(a.socket, pid=a.pid)
+        series = (Series(a.series_path, a.series_every, cmds[0], a.console)
+                  if a.series_path else None)
+        if a.migrating:
             try:
-                if not wait_migrate(qmp, wait, console, mig_on, mig_uri,
-                                    series, mig_before,
-                                    cmds[0] if cmds else None, mig_out,
-                                    mig_gate):
+                if not wait_migrate(qmp, a.wait, a.console, a.mig_on,
+                                    a.mig_uri, series, a.mig_before,
+                                    cmds[0] if cmds else None, a.mig_out,
+                                    a.mig_gate):
                     return 3
             except MigrationFailed as e:
                 print("qmp.py: %s" % e, file=sys.stderr)
                 return 5
-        elif wait is not None and not wait_shutdown(qmp, wait, console,
-                                                    series):
-            print("qmp.py: guest did not finish within %g s" % wait,
+        elif a.wait is not None and not wait_shutdown(qmp, a.wait, a.console,
+                                                      series):
+            print("qmp.py: guest did not finish within %g s" % a.wait,
                   file=sys.stderr)
             return 3
         status = 0
@@ -457,8 +478,8 @@ def main(argv):
                 print("qmp.py: %s: %s" % (name, resp["error"].get("desc")),
                       file=sys.stderr)
                 status = 1
-            elif n == 0 and out:
-                write_json(out, resp["return"])
+            elif n == 0 and a.out:
+                write_json(a.out, resp["return"])
         return status
     except QMPGone as e:
         print("qmp.py: %s" % e, file=sys.stderr)
