@@ -42,11 +42,20 @@
 # when: bench/migrate.sh, once the swapped-out share has settled).  The
 # COMMANDs then run as usual.
 #
+# With --hmp-on PATTERN=COMMAND (repeatable; with --wait-shutdown and
+# --console), the HMP COMMAND runs once the console shows PATTERN, each
+# after the one before it and matched only in what the console printed
+# after that one ran (e.g. "savevm s1" at pass 2, then "loadvm s1" at the
+# next pass 6: the guest prints pass 6 again after the loadvm).  A
+# command that prints anything (HMP's savevm and loadvm print only
+# errors) exits 5 with that output; --hmp-out FILE writes what ran, when,
+# and query-tesseract's answer just before it.
+#
 # Options may come before, between or after the COMMANDs (argparse).
 #
 # Exit status: 0 ok, 1 QMP error, a command failed or a usage error,
 # 3 wait timed out, 4 QEMU went away, 5 the migration failed or did not
-# start.
+# start, or an --hmp-on command failed or did not run.
 
 import argparse
 import json
@@ -232,7 +241,54 @@ class Series:
         self.f.flush()
 
 
-def wait_shutdown(qmp, secs, console, series=None):
+class HmpFailed(Exception):
+    pass
+
+
+class HmpTriggers:
+    """--hmp-on: HMP commands run in turn as the console shows patterns."""
+
+    def __init__(self, console, triggers, out_path):
+        self.console = console
+        self.todo = list(triggers)
+        self.offset = 0         # console bytes seen before the last one ran
+        self.done = []
+        self.out_path = out_path
+        self.t0 = time.monotonic()
+
+    def poll(self, qmp):
+        while self.todo:
+            pattern, cmd = self.todo[0]
+            try:
+                with open(self.console, "rb") as f:
+                    f.seek(self.offset)
+                    text = f.read()
+            except OSError:
+                return
+            at = text.find(pattern.encode())
+            if at < 0:
+                return
+            self.offset += at + len(pattern)
+            self.todo.pop(0)
+            before = qmp.execute("query-tesseract").get("return")
+            start = time.monotonic()
+            resp = qmp.execute("human-monitor-command",
+                               {"command-line": cmd})
+            output = resp.get("return", "")
+            self.done.append({"pattern": pattern, "command": cmd,
+                              "t": round(start - self.t0, 3),
+                              "seconds": round(time.monotonic() - start, 3),
+                              "output": output,
+                              "query-tesseract-before": before,
+                              "error": resp.get("error", {}).get("desc")})
+            if self.out_path:
+                write_json(self.out_path, self.done)
+            if "error" in resp or output.strip():
+                raise HmpFailed("%s: %s" % (cmd, (output.strip() or
+                                resp["error"].get("desc"))))
+
+
+def wait_shutdown(qmp, secs, console, series=None, hmp=None):
     """Wait for the guest to power off; True if it did or printed a result."""
     deadline = time.monotonic() + secs
     result_seen_at = None
@@ -242,6 +298,8 @@ def wait_shutdown(qmp, secs, console, series=None):
     while True:
         if any(e["event"] == "SHUTDOWN" for e in qmp.events):
             return True
+        if hmp is not None:
+            hmp.poll(qmp)
         now = time.monotonic()
         if console and result_seen_at is None and console_has_result(console):
             result_seen_at = now
@@ -367,6 +425,15 @@ def command(arg):
                                          % (name, e))
 
 
+def hmp_trigger(arg):
+    """PATTERN=COMMAND -> (pattern, HMP command line)."""
+    pattern, eq, cmd = arg.partition("=")
+    if not eq or not pattern or not cmd:
+        raise argparse.ArgumentTypeError("--hmp-on wants PATTERN=COMMAND, "
+                                         "not '%s'" % arg)
+    return pattern, cmd
+
+
 def positive(arg):
     try:
         v = float(arg)
@@ -429,7 +496,20 @@ def parse_args(argv):
     mig.add_argument("--migrate-gate", metavar="FILE", dest="mig_gate",
                      help="after PATTERN, also wait until FILE exists")
 
+    hmp = ap.add_argument_group(
+        "HMP commands at console patterns (with --wait-shutdown and "
+        "--console)")
+    hmp.add_argument("--hmp-on", metavar="PATTERN=COMMAND", action="append",
+                     type=hmp_trigger, default=[], dest="hmp_on",
+                     help="run HMP COMMAND once the console shows PATTERN "
+                     "(after the previous --hmp-on ran)")
+    hmp.add_argument("--hmp-out", metavar="FILE", dest="hmp_out",
+                     help="write the --hmp-on commands run, when, and "
+                     "their output to FILE")
+
     a = ap.parse_intermixed_args(argv)
+    if a.hmp_on and (a.wait is None or a.console is None):
+        ap.error("--hmp-on needs --wait-shutdown and --console")
     if a.series_path and (a.wait is None or not a.cmds):
         ap.error("--series needs --wait-shutdown and a COMMAND")
     a.migrating = (a.mig_uri, a.mig_on, a.mig_out, a.mig_before,
@@ -440,6 +520,8 @@ def parse_args(argv):
                  "and --console")
     if a.mig_before and not a.cmds:
         ap.error("--migrate-before needs a COMMAND")
+    if a.hmp_on and a.migrating:
+        ap.error("--hmp-on does not go with --migrate")
     return a
 
 
@@ -460,11 +542,21 @@ def main(argv):
             except MigrationFailed as e:
                 print("qmp.py: %s" % e, file=sys.stderr)
                 return 5
-        elif a.wait is not None and not wait_shutdown(qmp, a.wait, a.console,
-                                                      series):
-            print("qmp.py: guest did not finish within %g s" % a.wait,
-                  file=sys.stderr)
-            return 3
+        elif a.wait is not None:
+            hmp = (HmpTriggers(a.console, a.hmp_on, a.hmp_out)
+                   if a.hmp_on else None)
+            try:
+                if not wait_shutdown(qmp, a.wait, a.console, series, hmp):
+                    print("qmp.py: guest did not finish within %g s" % a.wait,
+                          file=sys.stderr)
+                    return 3
+            except HmpFailed as e:
+                print("qmp.py: %s" % e, file=sys.stderr)
+                return 5
+            if hmp is not None and hmp.todo:
+                print("qmp.py: the guest finished before the console "
+                      "showed '%s'" % hmp.todo[0][0], file=sys.stderr)
+                return 5
         status = 0
         for n, (name, args) in enumerate(cmds):
             try:

@@ -64,6 +64,14 @@
 #                       swapped-out share has settled; it can reach QEMU
 #                       meanwhile on a QMP monitor of its own, given after
 #                       '--')
+#   --hmp-on PATTERN=COMMAND
+#                       run the HMP COMMAND once the guest console shows
+#                       PATTERN (a fixed string), after the --hmp-on before
+#                       it and in what the console printed since (e.g.
+#                       "pass 2=savevm s1" then "pass 5=loadvm s1"); one
+#                       that prints anything fails the run (QMP's
+#                       human-monitor-command: savevm and loadvm print only
+#                       errors); WORKDIR/hmp.json: what ran, when
 #   --balloon           a virtio-balloon with free page reporting: the guest
 #                       gives the host its free memory back (in 2 MiB
 #                       blocks, 2 s after they became free)
@@ -153,6 +161,7 @@ INCOMING=
 MIGRATE_TO=
 MIGRATE_ON=
 MIGRATE_GATE=
+HMP_ON=()
 BSST_SIZE=256M
 BSST_FMT=qcow2
 BSST_PREALLOC=
@@ -200,6 +209,7 @@ while [ $# -gt 0 ]; do
     --migrate-to) MIGRATE_TO=$2; shift ;;
     --migrate-on) MIGRATE_ON=$2; shift ;;
     --migrate-gate) MIGRATE_GATE=$2; shift ;;
+    --hmp-on) HMP_ON+=(--hmp-on "$2"); shift ;;
     --bsst-size) BSST_SIZE=$2; shift ;;
     --bsst-format) BSST_FMT=$2; shift ;;
     --bsst-preallocation) BSST_PREALLOC=$2; shift ;;
@@ -277,7 +287,7 @@ done
 if [ -n "$WORKDIR" ]; then
     mkdir -p "$WORKDIR"
     WD=$(cd "$WORKDIR" && pwd)
-    rm -f "$WD"/{console.log,qemu.log,stats.json,blockstats.json,qemu-proc.txt,qemu-threads.txt,host-cpu.txt,bsst-bench.txt,blkio.txt,cmdline,cmdline.short,migrate.json,stats-premigrate.json}
+    rm -f "$WD"/{console.log,qemu.log,stats.json,blockstats.json,qemu-proc.txt,qemu-threads.txt,host-cpu.txt,bsst-bench.txt,blkio.txt,cmdline,cmdline.short,migrate.json,stats-premigrate.json,hmp.json}
 else
     WD=$(mktemp -d "${TMPDIR:-/tmp}/tesseract-guest.XXXXXX")
 fi
@@ -587,6 +597,7 @@ MIGRATE_ARGS=()
 [ -z "$MIGRATE_TO" ] || MIGRATE_ARGS=(--migrate "$MIGRATE_TO" --migrate-on "$MIGRATE_ON"
     --migrate-out "$WD/migrate.json" --migrate-before "$WD/stats-premigrate.json")
 [ -z "$MIGRATE_GATE" ] || MIGRATE_ARGS+=(--migrate-gate "$MIGRATE_GATE")
+[ "${#HMP_ON[@]}" = 0 ] || MIGRATE_ARGS+=("${HMP_ON[@]}" --hmp-out "$WD/hmp.json")
 timeout -k 5 $((TIMEOUT + 30)) /usr/bin/python3 "$HERE/qmp.py" "$SOCK" --pid "$QPID" \
     --wait-shutdown "$TIMEOUT" --console "$WD/console.log" --out "$WD/stats.json" \
     "${SERIES_ARGS[@]}" "${MIGRATE_ARGS[@]}" query-tesseract query-blockstats \

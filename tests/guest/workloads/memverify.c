@@ -20,6 +20,9 @@
  *   --rewrite N      memverify_rewrite   rewrite 1 page in N per pass (4,
  *                                        0 = never)
  *   --seed N         memverify_seed      pattern seed                (1)
+ *   --pause-ms N     memverify_pause_ms  idle N ms at the end of each
+ *                                        verify pass, before its line:
+ *                                        the pages go cold      (0)
  *
  * Prints one summary line
  *   memverify: N MiB, P passes, V pages verified, R rewritten, C corrupt pages, T s
@@ -149,6 +152,8 @@ int main(int argc, char **argv)
     int passes = wl_param(argc, argv, "--passes", "memverify_passes", 3);
     uint64_t rewrite = wl_param(argc, argv, "--rewrite", "memverify_rewrite", 4);
     uint64_t seed = wl_param(argc, argv, "--seed", "memverify_seed", 1);
+    uint64_t pause_ms = wl_param(argc, argv, "--pause-ms",
+                                 "memverify_pause_ms", 0);
     uint64_t npages = mib * (1024 * 1024 / PAGE);
     uint64_t verified = 0, rewritten = 0, corrupt = 0;
     uint64_t in0, out0, in1, out1;
@@ -202,11 +207,15 @@ int main(int argc, char **argv)
         }
         corrupt += bad;
         rewritten += rw;
+        t = now() - t;
+        if (pause_ms) {
+            usleep(pause_ms * 1000);
+        }
         vmstat(&in1, &out1);
         printf("memverify: pass %d verified %" PRIu64 " pages, rewrote %"
                PRIu64 ", %" PRIu64 " corrupt, %.1f s "
                "(guest pswpin %" PRIu64 " pswpout %" PRIu64 ")\n",
-               p, npages, rw, bad, now() - t, in1 - in0, out1 - out0);
+               p, npages, rw, bad, t, in1 - in0, out1 - out0);
     }
 
     vmstat(&in1, &out1);
