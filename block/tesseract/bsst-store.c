@@ -823,6 +823,38 @@ void bsst_store_unref(BsstStore *s, uint32_t bblock)
     }
 }
 
+int bsst_store_adopt_block(BsstStore *s, uint32_t bblock)
+{
+    int ret = bsst_store_alloc_check(s);
+
+    if (ret < 0) {
+        return ret;
+    }
+    qemu_mutex_lock(&s->lock);
+    if (bblock >= bsst_alloc_total(s->alloc)) {
+        ret = -EINVAL;
+    } else if (!bsst_alloc_is_free(s->alloc, bblock)) {
+        ret = -EBUSY;
+    } else {
+        ret = bsst_alloc_claim(s->alloc, bblock);
+    }
+    qemu_mutex_unlock(&s->lock);
+    return ret;
+}
+
+void bsst_store_drop_adopted(BsstStore *s, uint32_t bblock)
+{
+    int ret;
+
+    qemu_mutex_lock(&s->lock);
+    ret = bsst_alloc_free_now(s->alloc, bblock);
+    qemu_mutex_unlock(&s->lock);
+    if (ret < 0) {
+        error_report("BSST node '%s': adopted block %" PRIu32 " cannot be "
+                     "given back: %s", s->node_name, bblock, strerror(-ret));
+    }
+}
+
 int coroutine_fn bsst_store_co_commit(BsstStore *s)
 {
     int ret;

@@ -222,6 +222,15 @@ int coroutine_fn bsst_store_co_blocks_host(BsstStore *s, uint32_t first,
                                            const char **filename,
                                            int64_t *host_offs, bool *direct);
 void bsst_store_unref(BsstStore *s, uint32_t bblock);
+/*
+ * A migration over a shared BSST: take block @bblock, which the source's
+ * swapper wrote and no metadata names, as this store's (refcount 1).
+ * -EBUSY if this store holds it already, -EINVAL if out of range,
+ * -EROFS if the store cannot allocate.  bsst_store_drop_adopted() gives
+ * it back at once (a newer copy of its page arrived).
+ */
+int bsst_store_adopt_block(BsstStore *s, uint32_t bblock);
+void bsst_store_drop_adopted(BsstStore *s, uint32_t bblock);
 
 /*
  * Make every record appended so far durable (after flushing the BSST's

@@ -59,16 +59,36 @@ static void fill(uint8_t *buf, size_t len, unsigned seed)
     }
 }
 
-/* A VM with a swapper on a BSST of its own; @extra: e.g. -incoming */
-static void mg_start(MgVM *vm, const char *extra)
+/*
+ * A VM with a swapper on BSST image @bsst (NULL: a new one of its own);
+ * @extra: e.g. -incoming
+ */
+static void mg_start_on(MgVM *vm, const char *bsst, const char *extra)
 {
-    vm->bsst = mg_tmp("tesseract-mg-bsst.XXXXXX", true);
-    g_assert_true(mkimg(vm->bsst, "qcow2", 64));
+    if (bsst) {
+        vm->bsst = g_strdup(bsst);
+        g_test_queue_free(vm->bsst);
+    } else {
+        vm->bsst = mg_tmp("tesseract-mg-bsst.XXXXXX", true);
+        g_assert_true(mkimg(vm->bsst, "qcow2", 64));
+    }
     vm->qts = qtest_initf("-machine pc -m 128 -display none"
                           " -blockdev driver=qcow2,node-name=bsst0,"
                           "file.driver=file,file.filename=%s"
                           " -object tesseract-swapper,id=swap0,bsst=bsst0,"
                           "limit=128M %s", vm->bsst, extra ? extra : "");
+}
+
+static void mg_start(MgVM *vm, const char *extra)
+{
+    mg_start_on(vm, NULL, extra);
+}
+
+static void mg_set_shared(QTestState *qts)
+{
+    qtest_qmp_assert_success(qts, "{'execute': 'qom-set', 'arguments': "
+                             "{'path': '/objects/swap0', "
+                             "'property': 'shared-bsst', 'value': true}}");
 }
 
 static QDict *mg_swapper(QTestState *qts)
@@ -380,7 +400,7 @@ static void test_same_bsst(void)
  * over again and they arrive with their new contents, not the copy sent
  * first.
  */
-static void test_rewritten_and_swapped(void)
+static void rewritten_and_swapped(bool shared)
 {
     g_autofree uint8_t *data = g_malloc(MG_NDATA * MG_PAGE);
     g_autofree uint8_t *res = g_malloc(MG_NRES * MG_PAGE);
@@ -389,20 +409,25 @@ static void test_rewritten_and_swapped(void)
     g_autofree char *incoming = g_strdup_printf("-incoming unix:%s", sock);
     g_autofree char *uri = g_strdup_printf("unix:%s", sock);
     MgVM src, dst;
+    /* with a shared BSST, pages travel as blocks */
+    const char *sent = shared ? "migration-blocks-sent" :
+                                "migration-pages-sent";
     int i;
 
     mg_start(&src, NULL);
     mg_fill(src.qts, data, res);
-    mg_start(&dst, incoming);
+    if (shared) {
+        mg_set_shared(src.qts);
+    }
+    mg_start_on(&dst, shared ? src.bsst : NULL, incoming);
     qtest_qmp_assert_success(src.qts,
         "{'execute': 'migrate-set-parameters', 'arguments': "
         "{'max-bandwidth': 262144}}");
     mg_migrate(src.qts, uri);
-    for (i = 0; i < 3000 &&
-         mg_stat(src.qts, "migration-pages-sent") < MG_NDATA; i++) {
+    for (i = 0; i < 3000 && mg_stat(src.qts, sent) < MG_NDATA; i++) {
         g_usleep(10 * 1000);
     }
-    g_assert_cmpint(mg_stat(src.qts, "migration-pages-sent"), ==, MG_NDATA);
+    g_assert_cmpint(mg_stat(src.qts, sent), ==, MG_NDATA);
     {
         g_autofree char *st = mg_status(src.qts, NULL);
 
@@ -418,11 +443,103 @@ static void test_rewritten_and_swapped(void)
     g_assert_true(mg_wait(src.qts, "completed", NULL));
     g_assert_true(mg_wait(dst.qts, "completed", NULL));
     /* the 32 again, and nothing else twice */
-    g_assert_cmpint(mg_stat(src.qts, "migration-pages-sent"), ==,
-                    MG_NDATA + 32);
+    g_assert_cmpint(mg_stat(src.qts, sent), ==, MG_NDATA + 32);
+    if (shared) {
+        /* each new copy replaced the older one's block */
+        g_assert_cmpint(mg_stat(dst.qts, "migration-pages-adopted"), ==,
+                        MG_NDATA + 32);
+        g_assert_cmpint(mg_stat(dst.qts, "swapped-pages"), ==, MG_NDATA);
+        g_assert_cmpint(mg_stat(src.qts, "migration-pages-sent"), ==, 0);
+    }
+    qtest_quit(src.qts);
     mg_check(dst.qts, MG_DATA, data, MG_NDATA * MG_PAGE);
     mg_check(dst.qts, MG_RESIDENT, res, MG_NRES * MG_PAGE);
     qtest_quit(dst.qts);
+}
+
+static void test_rewritten_and_swapped(void)
+{
+    rewritten_and_swapped(false);
+}
+
+static void test_shared_rewritten(void)
+{
+    rewritten_and_swapped(true);
+}
+
+/*
+ * shared-bsst=on: both QEMUs open one BSST image.  Swapped-out pages
+ * travel as their blocks: nothing is read on the source, the destination
+ * adopts the blocks, and once the source is gone it reads them, and
+ * swaps more pages out into blocks of its own without touching them.
+ */
+static void test_shared_bsst(void)
+{
+    g_autofree uint8_t *data = g_malloc(MG_NDATA * MG_PAGE);
+    g_autofree uint8_t *res = g_malloc(MG_NRES * MG_PAGE);
+    g_autofree uint8_t *zero = g_malloc0(MG_NZERO * MG_PAGE);
+    char *sock = mg_tmp("tesseract-mg-sock.XXXXXX", false);
+    g_autofree char *incoming = g_strdup_printf("-incoming unix:%s", sock);
+    g_autofree char *uri = g_strdup_printf("unix:%s", sock);
+    MgVM src, dst;
+
+    mg_start(&src, NULL);
+    mg_fill(src.qts, data, res);
+    mg_set_shared(src.qts);
+    /* the same image: -incoming opens it inactive, without its lock */
+    mg_start_on(&dst, src.bsst, incoming);
+    mg_migrate(src.qts, uri);
+    g_assert_true(mg_wait(src.qts, "completed", NULL));
+    g_assert_true(mg_wait(dst.qts, "completed", NULL));
+
+    g_assert_cmpint(mg_stat(src.qts, "migration-blocks-sent"), ==, MG_NDATA);
+    g_assert_cmpint(mg_stat(src.qts, "migration-pages-sent"), ==, 0);
+    g_assert_cmpint(mg_stat(src.qts, "migration-bsst-reads"), ==, 0);
+    g_assert_cmpint(mg_stat(src.qts, "migration-faults"), ==, 0);
+    g_assert_cmpint(mg_stat(src.qts, "swap-ins"), ==, 0);
+    g_assert_cmpint(mg_stat(dst.qts, "migration-pages-adopted"), ==,
+                    MG_NDATA);
+    g_assert_cmpint(mg_stat(dst.qts, "swapped-pages"), ==, MG_NDATA);
+    qtest_quit(src.qts);
+
+    /* new blocks for the destination's own swap-outs: none adopted */
+    mg_swap_out(dst.qts, MG_RESIDENT, MG_NRES * MG_PAGE);
+    mg_check(dst.qts, MG_DATA, data, MG_NDATA * MG_PAGE);
+    mg_check(dst.qts, MG_ZERO, zero, MG_NZERO * MG_PAGE);
+    mg_check(dst.qts, MG_RESIDENT, res, MG_NRES * MG_PAGE);
+    g_assert_cmpint(mg_stat(dst.qts, "swap-ins"), >=, MG_NDATA + MG_NRES);
+    mg_swap_out(dst.qts, MG_DATA, MG_NDATA * MG_PAGE);
+    mg_check(dst.qts, MG_DATA, data, MG_NDATA * MG_PAGE);
+    mg_check(dst.qts, MG_RESIDENT, res, MG_NRES * MG_PAGE);
+    qtest_quit(dst.qts);
+}
+
+/*
+ * shared-bsst=on, but the destination opened another image: it refuses
+ * (its UUID is not the source's), and the source keeps its pages.
+ */
+static void test_shared_other_image(void)
+{
+    g_autofree uint8_t *data = g_malloc(MG_NDATA * MG_PAGE);
+    g_autofree uint8_t *res = g_malloc(MG_NRES * MG_PAGE);
+    char *sock = mg_tmp("tesseract-mg-sock.XXXXXX", false);
+    g_autofree char *incoming = g_strdup_printf("-incoming unix:%s", sock);
+    g_autofree char *uri = g_strdup_printf("unix:%s", sock);
+    MgVM src, dst;
+
+    mg_start(&src, NULL);
+    mg_fill(src.qts, data, res);
+    mg_set_shared(src.qts);
+    mg_start(&dst, incoming);
+    /* a fresh BSST has its UUID only once written */
+    mg_swap_out(dst.qts, MG_RESIDENT, MG_PAGE);
+    mg_migrate(src.qts, uri);
+    g_assert_false(mg_wait(src.qts, "completed", NULL));
+    qtest_set_expected_status(dst.qts, 1);
+    qtest_quit(dst.qts);
+    g_assert_cmpint(mg_stat(src.qts, "migration-pages-adopted"), ==, 0);
+    mg_check(src.qts, MG_DATA, data, MG_NDATA * MG_PAGE);
+    mg_check(src.qts, MG_RESIDENT, res, MG_NRES * MG_PAGE);
     qtest_quit(src.qts);
 }
 
@@ -647,5 +764,10 @@ int main(int argc, char **argv)
     qtest_add_func("/tesseract-migrate/file", test_file);
     qtest_add_func("/tesseract-migrate/refused", test_refused);
     qtest_add_func("/tesseract-migrate/savevm", test_savevm);
+    qtest_add_func("/tesseract-migrate/shared-bsst", test_shared_bsst);
+    qtest_add_func("/tesseract-migrate/shared-rewritten",
+                   test_shared_rewritten);
+    qtest_add_func("/tesseract-migrate/shared-other-image",
+                   test_shared_other_image);
     return g_test_run();
 }

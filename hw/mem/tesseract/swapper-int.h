@@ -210,8 +210,16 @@ struct TesseractSwapper {
      */
     unsigned long *mig_sent;
     uint64_t mig_pending;
-    uint64_t mig_sent_bsst, mig_sent_zero, mig_sent_ram;
-    uint64_t mig_faults, mig_received, mig_reads;
+    /*
+     * shared_bsst: the property; mig_shared: this migration sends the
+     * blocks of swapped-out pages (the destination adopts them), and
+     * mig_held the blocks it sent, each referenced once more until the
+     * migration ends so that none is reused meanwhile
+     */
+    bool shared_bsst, mig_shared;
+    GArray *mig_held;
+    uint64_t mig_sent_bsst, mig_sent_zero, mig_sent_ram, mig_sent_loc;
+    uint64_t mig_faults, mig_received, mig_reads, mig_adopted;
     uint32_t mig_tid;       /* the migration thread */
     bool mig_frozen;
     char *mig_idstr;
@@ -288,6 +296,7 @@ void tsw_ram_mapped(void *opaque, RAMBlock *rb, uint64_t start,
                     uint64_t length, bool map);
 char *tsw_swapout_reason(TesseractSwapper *sw, int err);
 void *tsw_worker_thread(void *opaque);
+int tsw_discard(TesseractSwapper *sw, uint64_t idx);
 
 /* swapper-migrate.c */
 /*

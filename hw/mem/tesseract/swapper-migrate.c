@@ -36,6 +36,22 @@
  * swapper opened the same image refuses, before the source hands the
  * image over (its store's state would be the source's, stale).
  *
+ * With shared-bsst=on, source and destination open the same BSST image
+ * (shared storage): a swapped-out page travels as its block
+ * (TSW_MIG_BLOCK: the offset word, then the BSST block and its block in
+ * the host file, 32 bits each), and the destination adopts the block
+ * (bsst_store_adopt_block()) and registers the page as swapped out,
+ * without reading it; a TSW_MIG_SHARED record before the UUID says so,
+ * and the destination then insists on the same UUID.  Each block sent
+ * is referenced once more until the migration ends (mig_held), so that
+ * the source, which goes on running and swapping, does not reuse it for
+ * another page meanwhile: the destination's copy of a page stays valid
+ * until a newer copy overrides it.  The source's swapper writes no BSST
+ * metadata for its pages, so the destination's store, which read the
+ * image when it opened it, knows every other block in use.  savevm and
+ * a migration to a file get contents: they are read back when the
+ * blocks may have been reused.
+ *
  * savevm leaves the BSST out of the internal snapshot (patches/0015:
  * loadvm would revert the image under its store) and saves the pages of
  * this section in the VM state, like a migration to a file.  loadvm
@@ -59,6 +75,8 @@
 #include "qapi/qapi-commands-migration.h"
 #include "qemu/uuid.h"
 #include "migration/misc.h"
+#include "io/channel-file.h"
+#include "migration/qemu-file.h"
 #include "migration/qemu-file-types.h"
 #include "migration/register.h"
 #include "system/runstate.h"
@@ -69,6 +87,8 @@
 #define TSW_MIG_ZERO    0x2ULL
 #define TSW_MIG_EOS     0x4ULL
 #define TSW_MIG_UUID    0x8ULL
+#define TSW_MIG_BLOCK   0x10ULL
+#define TSW_MIG_SHARED  0x20ULL
 #define TSW_MIG_FLAGS   (TSW_PAGE - 1)
 /* pages one round of save_live_iterate sends at most (4 MiB) */
 #define TSW_MIG_ROUND   1024
@@ -210,8 +230,22 @@ static int tsw_migrate_save_setup(QEMUFile *f, void *opaque, Error **errp)
     }
     /* the thread that reads RAM for the migration (or savevm's) */
     sw->mig_tid = qemu_get_thread_id();
+    /*
+     * Blocks outlive this stream only as long as nobody else writes the
+     * BSST: a snapshot or a file is read back later, so it gets contents
+     */
+    sw->mig_shared = qatomic_read(&sw->shared_bsst) &&
+                     !runstate_check(RUN_STATE_SAVE_VM) &&
+                     !object_dynamic_cast(OBJECT(qemu_file_get_ioc(f)),
+                                          TYPE_QIO_CHANNEL_FILE);
+    if (!sw->mig_held) {
+        sw->mig_held = g_array_new(false, false, sizeof(uint32_t));
+    }
     qemu_mutex_unlock(&sw->lock);
     bsst_store_uuid(sw->store, &uuid);
+    if (sw->mig_shared) {
+        qemu_put_be64(f, TSW_MIG_SHARED);
+    }
     qemu_put_be64(f, TSW_MIG_UUID);
     qemu_put_buffer(f, uuid.data, sizeof(uuid.data));
     qemu_put_be64(f, TSW_MIG_EOS);
@@ -221,8 +255,12 @@ static int tsw_migrate_save_setup(QEMUFile *f, void *opaque, Error **errp)
 static void tsw_migrate_save_cleanup(void *opaque)
 {
     TesseractSwapper *sw = opaque;
+    g_autoptr(GArray) held = NULL;
+    guint i;
 
     qemu_mutex_lock(&sw->lock);
+    held = g_steal_pointer(&sw->mig_held);
+    sw->mig_shared = false;
     g_free(sw->mig_send);
     g_free(sw->mig_sent);
     sw->mig_send = NULL;
@@ -230,16 +268,22 @@ static void tsw_migrate_save_cleanup(void *opaque)
     sw->mig_pending = 0;
     sw->mig_tid = 0;
     qemu_mutex_unlock(&sw->lock);
+    /* the blocks sent: the destination has them now, or the source again */
+    for (i = 0; held && i < held->len; i++) {
+        bsst_store_unref(sw->store, g_array_index(held, uint32_t, i));
+    }
 }
 
 /* A page this section sends next (tsw_migrate_send()) */
 typedef struct TswMigPage {
     uint64_t idx;
-    uint32_t host_blk;      /* TSW_MIG_SWAPPED: its block, pinned */
+    uint32_t host_blk;      /* TSW_MIG_SWAPPED, _ITS_BLOCK: pinned */
+    uint32_t bblock;        /* TSW_MIG_ITS_BLOCK */
     uint8_t kind;
 } TswMigPage;
 
-enum { TSW_MIG_SWAPPED, TSW_MIG_IN_RAM, TSW_MIG_ZEROES };
+/* TSW_MIG_ITS_BLOCK: swapped out, its block sent (mig_shared) */
+enum { TSW_MIG_SWAPPED, TSW_MIG_IN_RAM, TSW_MIG_ZEROES, TSW_MIG_ITS_BLOCK };
 
 static int tsw_mig_page_cmp(const void *a, const void *b)
 {
@@ -268,9 +312,11 @@ static int tsw_migrate_gather(TesseractSwapper *sw, TswMigPage *pg,
         }
         p = &sw->pages[idx];
         if (p->state == PG_SWAPPED && tsw_pin_locked(sw, p)) {
-            /* pinned: its block stays while it is read */
-            pg[n].kind = TSW_MIG_SWAPPED;
+            /* pinned: its block stays while it is read (or held) */
+            pg[n].kind = sw->mig_shared && p->host_blk != TSW_NO_HOST ?
+                         TSW_MIG_ITS_BLOCK : TSW_MIG_SWAPPED;
             pg[n].host_blk = p->host_blk;
+            pg[n].bblock = p->bblock;
             set_bit(idx, sw->mig_sent);
         } else if (p->state == PG_RESIDENT) {
             if (tsw_migrate_in_ram(sw, idx)) {
@@ -293,8 +339,12 @@ static int tsw_migrate_gather(TesseractSwapper *sw, TswMigPage *pg,
     return n;
 }
 
-/* Unpin the swapped-out page @idx that was read (or not: @ret < 0) */
-static void tsw_migrate_unpin(TesseractSwapper *sw, uint64_t idx, int ret)
+/*
+ * Unpin the swapped-out page @idx that was read, or whose block was sent
+ * (@block), or neither (@ret < 0)
+ */
+static void tsw_migrate_unpin(TesseractSwapper *sw, uint64_t idx, int ret,
+                              bool block)
 {
     uint32_t unref;
 
@@ -306,6 +356,8 @@ static void tsw_migrate_unpin(TesseractSwapper *sw, uint64_t idx, int ret)
         if (!test_and_set_bit(idx, sw->mig_send)) {
             sw->mig_pending++;
         }
+    } else if (block) {
+        sw->mig_sent_loc++;
     } else {
         sw->mig_sent_bsst++;
         sw->bytes_read += TSW_PAGE;
@@ -353,11 +405,32 @@ static int tsw_migrate_send_swapped(TesseractSwapper *sw, QEMUFile *f,
                 qemu_put_buffer(f, buf + (size_t)(pg[k].host_blk - first) *
                                 TSW_PAGE, TSW_PAGE);
             }
-            tsw_migrate_unpin(sw, pg[k].idx, ret);
+            tsw_migrate_unpin(sw, pg[k].idx, ret, false);
         }
         i = j + 1;
     }
     return ret;
+}
+
+/*
+ * Send pinned page @pg's block for the destination to adopt (mig_shared):
+ * referenced once more until the migration ends, so that the source
+ * does not reuse it meanwhile.  False if it cannot be held.
+ */
+static bool tsw_migrate_send_block(TesseractSwapper *sw, QEMUFile *f,
+                                   TswMigPage *pg)
+{
+    if (bsst_store_ref(sw->store, pg->bblock) < 0) {
+        return false;
+    }
+    qemu_put_be64(f, pg->idx * TSW_PAGE | TSW_MIG_BLOCK);
+    qemu_put_be32(f, pg->bblock);
+    qemu_put_be32(f, pg->host_blk);
+    qemu_mutex_lock(&sw->lock);
+    g_array_append_val(sw->mig_held, pg->bblock);
+    qemu_mutex_unlock(&sw->lock);
+    tsw_migrate_unpin(sw, pg->idx, 0, true);
+    return true;
 }
 
 /*
@@ -386,6 +459,12 @@ static int64_t tsw_migrate_send(TesseractSwapper *sw, QEMUFile *f,
         /* the others first (not under the lock: RAM may fault) */
         nswapped = 0;
         for (i = 0; i < n; i++) {
+            if (pg[i].kind == TSW_MIG_ITS_BLOCK) {
+                if (tsw_migrate_send_block(sw, f, &pg[i])) {
+                    continue;
+                }
+                pg[i].kind = TSW_MIG_SWAPPED;   /* cannot hold: contents */
+            }
             if (pg[i].kind == TSW_MIG_SWAPPED) {
                 pg[nswapped++] = pg[i];
                 continue;
@@ -487,10 +566,119 @@ static void tsw_migrate_pending(void *opaque, uint64_t *must_precopy,
     qemu_mutex_unlock(&sw->lock);
 }
 
+/* The source's BSST UUID @src arrived: whether this side may go on */
+static int tsw_migrate_check_uuid(TesseractSwapper *sw, const QemuUUID *src,
+                                  bool shared)
+{
+    const char *id = object_get_canonical_path_component(OBJECT(sw));
+    g_autofree char *su = qemu_uuid_unparse_strdup(src);
+    g_autofree char *mu = NULL;
+    QemuUUID mine;
+
+    bsst_store_uuid(sw->store, &mine);
+    mu = qemu_uuid_unparse_strdup(&mine);
+    sw->mig_shared = shared;
+    if (shared && !qemu_uuid_is_equal(src, &mine)) {
+        error_report("tesseract-swapper '%s': the source shares its BSST "
+                     "(UUID %s), but BSST node '%s' here is another image "
+                     "(UUID %s): open the source's image, or turn "
+                     "shared-bsst off on the source", id, su, sw->bsst, mu);
+        return -EINVAL;
+    }
+    /*
+     * (a BSST not formatted yet has none; loadvm restores this QEMU's own
+     * snapshot, with its own BSST)
+     */
+    if (!shared && runstate_check(RUN_STATE_INMIGRATE) &&
+        !qemu_uuid_is_null(&mine) && qemu_uuid_is_equal(src, &mine)) {
+        error_report("tesseract-swapper '%s': BSST node '%s' is the "
+                     "migration source's BSST (UUID %s); the destination "
+                     "needs a BSST image of its own, or the source "
+                     "shared-bsst=on", id, sw->bsst, mu);
+        return -EEXIST;
+    }
+    return 0;
+}
+
+/*
+ * Shared BSST: page @idx is swapped out in block @bblock (@host_blk in
+ * the BSST's host file), which the source wrote: adopt it.  Whatever the
+ * page held here (an older copy, in RAM or adopted) goes.
+ */
+static int tsw_migrate_adopt(TesseractSwapper *sw, uint64_t idx,
+                             uint32_t bblock, uint32_t host_blk)
+{
+    const char *id = object_get_canonical_path_component(OBJECT(sw));
+    TswPage *p = &sw->pages[idx];
+    uint32_t old = UINT32_MAX;
+    bool in_ram;
+    int ret;
+
+    if (!sw->mig_shared) {
+        error_report("tesseract-swapper '%s': a BSST block arrived for "
+                     "page %" PRIu64 ", but the source did not say it "
+                     "shares its BSST", id, idx);
+        return -EINVAL;
+    }
+    ret = bsst_store_adopt_block(sw->store, bblock);
+    if (ret < 0) {
+        error_report("tesseract-swapper '%s': cannot adopt block %" PRIu32
+                     " of BSST node '%s' for page %" PRIu64 ": %s", id,
+                     bblock, sw->bsst, idx, ret == -EBUSY ?
+                     "this QEMU's store uses it (it opened the image before "
+                     "the source last changed it?)" : strerror(-ret));
+        return ret;
+    }
+    qemu_mutex_lock(&sw->lock);
+    in_ram = tsw_migrate_in_ram(sw, idx);
+    if (p->state == PG_SWAPPED) {
+        old = p->bblock;
+        sw->swapped--;
+    } else if (p->state != PG_RESIDENT) {
+        qemu_mutex_unlock(&sw->lock);
+        bsst_store_drop_adopted(sw->store, bblock);
+        error_report("tesseract-swapper '%s': page %" PRIu64 " is busy "
+                     "(state %d) in an incoming migration", id, idx,
+                     p->state);
+        return -EBUSY;
+    }
+    p->state = in_ram ? PG_DISCARDING : PG_SWAPPED;
+    qemu_mutex_unlock(&sw->lock);
+    if (old != UINT32_MAX) {
+        bsst_store_drop_adopted(sw->store, old);
+    }
+    if (in_ram) {
+        /* an older copy RAM's section sent */
+        ret = tsw_discard(sw, idx);
+        if (ret < 0) {
+            qemu_mutex_lock(&sw->lock);
+            tsw_discarding_end(sw, p, PG_RESIDENT);
+            qemu_mutex_unlock(&sw->lock);
+            bsst_store_drop_adopted(sw->store, bblock);
+            error_report("tesseract-swapper '%s': cannot drop page %" PRIu64
+                         " from RAM: %s", id, idx, strerror(-ret));
+            return ret;
+        }
+    }
+    qemu_mutex_lock(&sw->lock);
+    p->bblock = bblock;
+    p->host_blk = host_blk;
+    p->flags &= ~PG_ZEROED;
+    if (in_ram) {
+        tsw_discarding_end(sw, p, PG_SWAPPED);
+    }
+    sw->swapped++;
+    sw->mig_adopted++;
+    tsr_policy_set_resident(sw->policy, idx, false);
+    qemu_mutex_unlock(&sw->lock);
+    return 0;
+}
+
 /* Destination (or loadvm): put the pages where they belong */
 static int tsw_migrate_load(QEMUFile *f, void *opaque, int version_id)
 {
     TesseractSwapper *sw = opaque;
+    bool shared = false;
     uint64_t n = 0;
 
     for (;;) {
@@ -504,32 +692,24 @@ static int tsw_migrate_load(QEMUFile *f, void *opaque, int version_id)
         if (w == TSW_MIG_EOS) {
             break;
         }
+        if (w == TSW_MIG_SHARED) {
+            shared = true;
+            continue;
+        }
         if (w == TSW_MIG_UUID) {
-            QemuUUID src, mine;
+            QemuUUID src;
 
             qemu_get_buffer(f, src.data, sizeof(src.data));
-            bsst_store_uuid(sw->store, &mine);
-            /*
-             * (a BSST not formatted yet has none; loadvm restores this
-             * QEMU's own snapshot, with its own BSST)
-             */
-            if (runstate_check(RUN_STATE_INMIGRATE) &&
-                !qemu_uuid_is_null(&mine) &&
-                qemu_uuid_is_equal(&src, &mine)) {
-                g_autofree char *u = qemu_uuid_unparse_strdup(&mine);
-
-                error_report("tesseract-swapper '%s': BSST node '%s' is the "
-                             "migration source's BSST (UUID %s); the "
-                             "destination needs a BSST image of its own",
-                             object_get_canonical_path_component(OBJECT(sw)),
-                             sw->bsst, u);
-                return -EEXIST;
+            ret = tsw_migrate_check_uuid(sw, &src, shared);
+            if (ret < 0) {
+                return ret;
             }
             continue;
         }
         if (off / TSW_PAGE >= sw->npages ||
             ((w & TSW_MIG_FLAGS) != TSW_MIG_DATA &&
-             (w & TSW_MIG_FLAGS) != TSW_MIG_ZERO)) {
+             (w & TSW_MIG_FLAGS) != TSW_MIG_ZERO &&
+             (w & TSW_MIG_FLAGS) != TSW_MIG_BLOCK)) {
             error_report("tesseract-swapper '%s': bad page record 0x%" PRIx64
                          " in the migration stream (the guest RAM here has "
                          "%" PRIu64 " pages)",
@@ -539,7 +719,18 @@ static int tsw_migrate_load(QEMUFile *f, void *opaque, int version_id)
         }
         /* an access here that faults is served like any other */
         host = sw->host + off;
-        if (w & TSW_MIG_DATA) {
+        if (w & TSW_MIG_BLOCK) {
+            uint32_t bblock = qemu_get_be32(f);
+            uint32_t host_blk = qemu_get_be32(f);
+
+            ret = qemu_file_get_error(f);
+            if (ret == 0) {
+                ret = tsw_migrate_adopt(sw, off / TSW_PAGE, bblock, host_blk);
+            }
+            if (ret < 0) {
+                return ret;
+            }
+        } else if (w & TSW_MIG_DATA) {
             qemu_get_buffer(f, host, TSW_PAGE);
         } else {
             TswPage *p = &sw->pages[off / TSW_PAGE];

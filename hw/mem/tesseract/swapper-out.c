@@ -194,7 +194,7 @@ void tsw_ram_mapped(void *opaque, RAMBlock *rb, uint64_t start,
  * each kind of RAM (MADV_DONTNEED for anonymous RAM; a shared memfd keeps
  * the page in the file, so it punches a hole there) and reports failures.
  */
-static int tsw_discard(TesseractSwapper *sw, uint64_t idx)
+int tsw_discard(TesseractSwapper *sw, uint64_t idx)
 {
     int ret;
 

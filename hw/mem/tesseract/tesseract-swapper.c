@@ -304,6 +304,16 @@ static void tsw_set_background_swapin(Object *obj, bool value, Error **errp)
     qatomic_set(&TESSERACT_SWAPPER(obj)->background_swapin, value);
 }
 
+static bool tsw_get_shared_bsst(Object *obj, Error **errp)
+{
+    return qatomic_read(&TESSERACT_SWAPPER(obj)->shared_bsst);
+}
+
+static void tsw_set_shared_bsst(Object *obj, bool value, Error **errp)
+{
+    qatomic_set(&TESSERACT_SWAPPER(obj)->shared_bsst, value);
+}
+
 static void tsw_get_background_idle(Object *obj, Visitor *v,
                                     const char *name, void *opaque,
                                     Error **errp)
@@ -558,6 +568,14 @@ static void tsw_class_init(ObjectClass *oc, void *data)
         "swap a page in right after a guest write turned its swap-in into "
         "an indirection, without waiting for the guest to touch it again "
         "(settable at run time)");
+    op = object_class_property_add_bool(oc, "shared-bsst",
+                                        tsw_get_shared_bsst,
+                                        tsw_set_shared_bsst);
+    object_property_set_default_bool(op, false);
+    object_class_property_set_description(oc, "shared-bsst",
+        "the BSST image is on storage a migration destination opens too: "
+        "a migration sends the blocks of swapped-out pages, which the "
+        "destination adopts, not their contents (settable at run time)");
     op = object_class_property_add(oc, "background-idle", "uint32",
                                    tsw_get_background_idle,
                                    tsw_set_background_idle, NULL, NULL);
@@ -676,6 +694,8 @@ TesseractSwapperInfoList *tesseract_swapper_query_all(void)
         i->migration_faults = sw->mig_faults;
         i->migration_pages_received = sw->mig_received;
         i->migration_bsst_reads = sw->mig_reads;
+        i->migration_blocks_sent = sw->mig_sent_loc;
+        i->migration_pages_adopted = sw->mig_adopted;
         qemu_mutex_unlock(&sw->lock);
         QAPI_LIST_APPEND(tail, i);
     }
