@@ -60,6 +60,7 @@
 #include "libqos/virtio.h"
 #include "libqos/virtio-pci.h"
 #include "tesseract-crash-log.h"
+#include "tesseract-qtest.h"
 
 #define NDISKS          2
 #define SECTOR          512
@@ -1444,13 +1445,7 @@ static void kill_somewhere(void)
 /* The store's counter @key (query-tesseract) */
 static int64_t store_stat(const char *key)
 {
-    QDict *resp = qtest_qmp(g.qts, "{'execute': 'query-tesseract'}");
-    QList *stores = qdict_get_qlist(qdict_get_qdict(resp, "return"),
-                                    "stores");
-    int64_t v = qdict_get_int(qobject_to(QDict, qlist_peek(stores)), key);
-
-    qobject_unref(resp);
-    return v;
+    return tq_store_stat(g.qts, NULL, key);
 }
 
 /*
@@ -1474,17 +1469,14 @@ static bool checkpoint_due(void)
 /* What the store did: how many checkpoints the workload caused, etc. */
 static void store_note(void)
 {
-    QDict *resp = qtest_qmp(g.qts, "{'execute': 'query-tesseract'}");
-    QList *stores = qdict_get_qlist(qdict_get_qdict(resp, "return"),
-                                    "stores");
-    QDict *st = qobject_to(QDict, qlist_peek(stores));
+    QDict *st = tq_store_query(g.qts, NULL);
 
     printf("# store: %" PRId64 " log records, %" PRId64 " commits, %" PRId64
            " checkpoints, %" PRId64 " indirections\n",
            qdict_get_int(st, "log-records"), qdict_get_int(st, "commits"),
            qdict_get_int(st, "checkpoints"),
            qdict_get_int(st, "indirections"));
-    qobject_unref(resp);
+    qobject_unref(st);
 }
 
 /*

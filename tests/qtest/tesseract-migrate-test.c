@@ -5,7 +5,9 @@
  * and migrates to the destination; every page must arrive with its
  * contents, the swapped-out ones read from the source's BSST without
  * being faulted back in (query-tesseract: migration-pages-sent,
- * migration-faults, swap-ins), and stay swapped out on the source.
+ * migration-faults, swap-ins), and stay swapped out on the source; with
+ * shared-bsst=on both open one BSST and the pages travel as its blocks.
+ * Also savevm and loadvm under a limit.
  *
  * Copyright (c) 2026 The Tesseract for QEMU authors
  *
@@ -16,6 +18,7 @@
 #include "libqtest.h"
 #include "qobject/qdict.h"
 #include "qobject/qlist.h"
+#include "tesseract-qtest.h"
 
 #define MG_PAGE     4096
 #define MG_NDATA    256                 /* pages holding a pattern */
@@ -27,28 +30,16 @@
 
 typedef struct MgVM {
     QTestState *qts;
-    char *bsst;
+    const char *bsst;
 } MgVM;
 
-static void unlink_and_free(void *path)
-{
-    unlink(path);
-    g_free(path);
-}
-
-static char *mg_tmp(const char *what, bool keep)
-{
-    char *path;
-    int fd = g_file_open_tmp(what, &path, NULL);
-
-    g_assert_cmpint(fd, >=, 0);
-    close(fd);
-    if (!keep) {
-        unlink(path);
-    }
-    g_test_queue_destroy(unlink_and_free, path);
-    return path;
-}
+/* A source and its destination */
+typedef struct MgPair {
+    MgVM src, dst;
+    uint8_t *data;          /* what MG_DATA's pages hold */
+    uint8_t *res;           /* and MG_RESIDENT's */
+    char *uri;              /* where the destination listens */
+} MgPair;
 
 static void fill(uint8_t *buf, size_t len, unsigned seed)
 {
@@ -60,18 +51,12 @@ static void fill(uint8_t *buf, size_t len, unsigned seed)
 }
 
 /*
- * A VM with a swapper on BSST image @bsst (NULL: a new one of its own);
- * @extra: e.g. -incoming
+ * A VM with a swapper on BSST image @bsst, or on a new one of its own
+ * when @bsst is NULL; @extra: e.g. -incoming
  */
-static void mg_start_on(MgVM *vm, const char *bsst, const char *extra)
+static void mg_start(MgVM *vm, const char *bsst, const char *extra)
 {
-    if (bsst) {
-        vm->bsst = g_strdup(bsst);
-        g_test_queue_free(vm->bsst);
-    } else {
-        vm->bsst = mg_tmp("tesseract-mg-bsst.XXXXXX", true);
-        g_assert_true(mkimg(vm->bsst, "qcow2", 64));
-    }
+    vm->bsst = bsst ? bsst : tq_image("qcow2", 64);
     vm->qts = qtest_initf("-machine pc -m 128 -display none"
                           " -blockdev driver=qcow2,node-name=bsst0,"
                           "file.driver=file,file.filename=%s"
@@ -79,47 +64,17 @@ static void mg_start_on(MgVM *vm, const char *bsst, const char *extra)
                           "limit=128M %s", vm->bsst, extra ? extra : "");
 }
 
-static void mg_start(MgVM *vm, const char *extra)
+/* Quit @vm's QEMU, which must exit with @status */
+static void mg_quit(MgVM *vm, int status)
 {
-    mg_start_on(vm, NULL, extra);
-}
-
-static void mg_set_shared(QTestState *qts)
-{
-    qtest_qmp_assert_success(qts, "{'execute': 'qom-set', 'arguments': "
-                             "{'path': '/objects/swap0', "
-                             "'property': 'shared-bsst', 'value': true}}");
-}
-
-static QDict *mg_swapper(QTestState *qts)
-{
-    QDict *resp = qtest_qmp(qts, "{'execute': 'query-tesseract'}");
-    QList *list = qdict_get_qlist(qdict_get_qdict(resp, "return"),
-                                  "swappers");
-    QDict *sw;
-
-    g_assert_cmpint(qlist_size(list), ==, 1);
-    sw = qobject_to(QDict, qlist_peek(list));
-    qobject_ref(sw);
-    qobject_unref(resp);
-    return sw;
-}
-
-static int64_t mg_stat(QTestState *qts, const char *key)
-{
-    QDict *sw = mg_swapper(qts);
-    int64_t v = qdict_get_int(sw, key);
-
-    qobject_unref(sw);
-    return v;
+    qtest_set_expected_status(vm->qts, status);
+    qtest_quit(vm->qts);
+    vm->qts = NULL;
 }
 
 static void mg_swap_out(QTestState *qts, uint64_t gpa, uint64_t size)
 {
-    qtest_qmp_assert_success(qts,
-        "{'execute': 'x-tesseract-swap-out', 'arguments': "
-        "{'id': 'swap0', 'addr': %" PRIu64 ", 'size': %" PRIu64 ", "
-        "'wait': true}}", gpa, size);
+    tq_swap_out(qts, gpa, size, true);
 }
 
 /* Fill the source: patterned pages and zero pages swapped out, more resident */
@@ -134,8 +89,53 @@ static void mg_fill(QTestState *qts, uint8_t *data, uint8_t *res)
     qtest_memwrite(qts, MG_RESIDENT, res, MG_NRES * MG_PAGE);
     mg_swap_out(qts, MG_DATA, MG_NDATA * MG_PAGE);
     mg_swap_out(qts, MG_ZERO, MG_NZERO * MG_PAGE);
-    g_assert_cmpint(mg_stat(qts, "swapped-pages"), ==, MG_NDATA);
-    g_assert_cmpint(mg_stat(qts, "zero-swapouts"), >=, MG_NZERO);
+    g_assert_cmpint(tq_swapper_stat(qts, "swapped-pages"), ==, MG_NDATA);
+    g_assert_cmpint(tq_swapper_stat(qts, "zero-swapouts"), >=, MG_NZERO);
+}
+
+/* Start the source of @p and fill it (mg_fill()) */
+static void mg_source(MgPair *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->data = g_malloc(MG_NDATA * MG_PAGE);
+    p->res = g_malloc(MG_NRES * MG_PAGE);
+    mg_start(&p->src, NULL, NULL);
+    mg_fill(p->src.qts, p->data, p->res);
+}
+
+/*
+ * Start a destination for @p, listening on a new socket (@p->uri), with
+ * its swapper on BSST image @bsst, or on a new one when @bsst is NULL
+ */
+static void mg_dest(MgPair *p, const char *bsst)
+{
+    char *sock = tq_tmp("tesseract-mg-sock.XXXXXX", false);
+    g_autofree char *incoming = g_strdup_printf("-incoming unix:%s", sock);
+
+    g_free(p->uri);
+    p->uri = g_strdup_printf("unix:%s", sock);
+    mg_start(&p->dst, bsst, incoming);
+}
+
+/* A filled source and a destination waiting for it */
+static void mg_pair(MgPair *p)
+{
+    mg_source(p);
+    mg_dest(p, NULL);
+}
+
+/* Quit the QEMUs of @p still running (the destination first) */
+static void mg_finish(MgPair *p)
+{
+    if (p->dst.qts) {
+        mg_quit(&p->dst, 0);
+    }
+    if (p->src.qts) {
+        mg_quit(&p->src, 0);
+    }
+    g_free(p->data);
+    g_free(p->res);
+    g_free(p->uri);
 }
 
 static char *mg_status(QTestState *qts, char **error)
@@ -176,10 +176,34 @@ static bool mg_wait(QTestState *qts, const char *want, char **error)
     g_assert_not_reached();
 }
 
-static void mg_migrate(QTestState *qts, const char *uri)
+/* Migrate @p's source to @p->uri */
+static void mg_migrate(MgPair *p)
 {
-    qtest_qmp_assert_success(qts, "{'execute': 'migrate', 'arguments': "
-                             "{'uri': %s}}", uri);
+    qtest_qmp_assert_success(p->src.qts, "{'execute': 'migrate', "
+                             "'arguments': {'uri': %s}}", p->uri);
+}
+
+/* Both sides of @p's migration complete */
+static void mg_complete(MgPair *p)
+{
+    g_assert_true(mg_wait(p->src.qts, "completed", NULL));
+    g_assert_true(mg_wait(p->dst.qts, "completed", NULL));
+}
+
+/* Migration capability @cap on */
+static void mg_capability(QTestState *qts, const char *cap)
+{
+    qtest_qmp_assert_success(qts,
+        "{'execute': 'migrate-set-capabilities', 'arguments': "
+        "{'capabilities': [{'capability': %s, 'state': true}]}}", cap);
+}
+
+/* Go on from pause-before-switchover */
+static void mg_continue(QTestState *qts)
+{
+    qtest_qmp_assert_success(qts,
+        "{'execute': 'migrate-continue', 'arguments': "
+        "{'state': 'pre-switchover'}}");
 }
 
 static void mg_check(QTestState *qts, uint64_t gpa, const uint8_t *expect,
@@ -191,50 +215,60 @@ static void mg_check(QTestState *qts, uint64_t gpa, const uint8_t *expect,
     g_assert_cmpmem(back, len, expect, len);
 }
 
+/* @qts's guest RAM holds @p's patterned and resident pages */
+static void mg_check_pages(QTestState *qts, MgPair *p)
+{
+    mg_check(qts, MG_DATA, p->data, MG_NDATA * MG_PAGE);
+    mg_check(qts, MG_RESIDENT, p->res, MG_NRES * MG_PAGE);
+}
+
+/* shared-bsst=on: migrations send the blocks of swapped-out pages */
+static void mg_set_shared(QTestState *qts)
+{
+    qtest_qmp_assert_success(qts, "{'execute': 'qom-set', 'arguments': "
+                             "{'path': '/objects/swap0', "
+                             "'property': 'shared-bsst', 'value': true}}");
+}
+
 /*
  * Swapped-out pages travel from the BSST: none is faulted in, they stay
  * swapped out on the source, and all arrive.
  */
 static void test_private_bsst(void)
 {
-    g_autofree uint8_t *data = g_malloc(MG_NDATA * MG_PAGE);
-    g_autofree uint8_t *res = g_malloc(MG_NRES * MG_PAGE);
     g_autofree uint8_t *zero = g_malloc0(MG_NZERO * MG_PAGE);
-    char *sock = mg_tmp("tesseract-mg-sock.XXXXXX", false);
-    g_autofree char *incoming = g_strdup_printf("-incoming unix:%s", sock);
-    g_autofree char *uri = g_strdup_printf("unix:%s", sock);
-    MgVM src, dst;
+    MgPair p;
+    QTestState *src, *dst;
     int64_t fills;
 
-    mg_start(&src, NULL);
-    mg_fill(src.qts, data, res);
-    fills = mg_stat(src.qts, "zero-fills");
-    mg_start(&dst, incoming);
-    mg_migrate(src.qts, uri);
-    g_assert_true(mg_wait(src.qts, "completed", NULL));
-    g_assert_true(mg_wait(dst.qts, "completed", NULL));
+    mg_source(&p);
+    fills = tq_swapper_stat(p.src.qts, "zero-fills");
+    mg_dest(&p, NULL);
+    src = p.src.qts;
+    dst = p.dst.qts;
+    mg_migrate(&p);
+    mg_complete(&p);
 
-    g_assert_cmpint(mg_stat(src.qts, "migration-pages-sent"), ==, MG_NDATA);
+    g_assert_cmpint(tq_swapper_stat(src, "migration-pages-sent"), ==,
+                    MG_NDATA);
     /* pages never touched were not faulted in to be read either */
-    g_assert_cmpint(mg_stat(src.qts, "zero-fills") - fills, <, 64);
-    g_assert_cmpint(mg_stat(src.qts, "migration-zero-pages-sent"), >,
-                    mg_stat(src.qts, "ram-pages") / 2);
-    g_assert_cmpint(mg_stat(src.qts, "migration-zero-pages-sent"), >=,
+    g_assert_cmpint(tq_swapper_stat(src, "zero-fills") - fills, <, 64);
+    g_assert_cmpint(tq_swapper_stat(src, "migration-zero-pages-sent"), >,
+                    tq_swapper_stat(src, "ram-pages") / 2);
+    g_assert_cmpint(tq_swapper_stat(src, "migration-zero-pages-sent"), >=,
                     MG_NZERO);
-    g_assert_cmpint(mg_stat(src.qts, "migration-faults"), ==, 0);
-    g_assert_cmpint(mg_stat(src.qts, "swap-ins"), ==, 0);
-    g_assert_cmpint(mg_stat(src.qts, "swapped-pages"), ==, MG_NDATA);
-    g_assert_cmpint(mg_stat(dst.qts, "migration-pages-received"), >=,
+    g_assert_cmpint(tq_swapper_stat(src, "migration-faults"), ==, 0);
+    g_assert_cmpint(tq_swapper_stat(src, "swap-ins"), ==, 0);
+    g_assert_cmpint(tq_swapper_stat(src, "swapped-pages"), ==, MG_NDATA);
+    g_assert_cmpint(tq_swapper_stat(dst, "migration-pages-received"), >=,
                     MG_NDATA + MG_NZERO);
 
-    mg_check(dst.qts, MG_DATA, data, MG_NDATA * MG_PAGE);
-    mg_check(dst.qts, MG_ZERO, zero, MG_NZERO * MG_PAGE);
-    mg_check(dst.qts, MG_RESIDENT, res, MG_NRES * MG_PAGE);
+    mg_check_pages(dst, &p);
+    mg_check(dst, MG_ZERO, zero, MG_NZERO * MG_PAGE);
     /* the destination's swapper works on what arrived */
-    mg_swap_out(dst.qts, MG_DATA, MG_NDATA * MG_PAGE);
-    mg_check(dst.qts, MG_DATA, data, MG_NDATA * MG_PAGE);
-    qtest_quit(dst.qts);
-    qtest_quit(src.qts);
+    mg_swap_out(dst, MG_DATA, MG_NDATA * MG_PAGE);
+    mg_check(dst, MG_DATA, p.data, MG_NDATA * MG_PAGE);
+    mg_finish(&p);
 }
 
 /*
@@ -244,43 +278,28 @@ static void test_private_bsst(void)
  */
 static void test_written_during(void)
 {
-    g_autofree uint8_t *data = g_malloc(MG_NDATA * MG_PAGE);
-    g_autofree uint8_t *res = g_malloc(MG_NRES * MG_PAGE);
     g_autofree uint8_t *upd = g_malloc(64 * MG_PAGE);
-    char *sock = mg_tmp("tesseract-mg-sock.XXXXXX", false);
-    g_autofree char *incoming = g_strdup_printf("-incoming unix:%s", sock);
-    g_autofree char *uri = g_strdup_printf("unix:%s", sock);
-    MgVM src, dst;
+    MgPair p;
 
-    mg_start(&src, NULL);
-    mg_fill(src.qts, data, res);
-    mg_start(&dst, incoming);
-    qtest_qmp_assert_success(src.qts,
-        "{'execute': 'migrate-set-capabilities', 'arguments': "
-        "{'capabilities': [{'capability': 'pause-before-switchover', "
-        "'state': true}]}}");
-    mg_migrate(src.qts, uri);
-    g_assert_true(mg_wait(src.qts, "pre-switchover", NULL));
+    mg_pair(&p);
+    mg_capability(p.src.qts, "pause-before-switchover");
+    mg_migrate(&p);
+    g_assert_true(mg_wait(p.src.qts, "pre-switchover", NULL));
 
     /* half swapped-out pages, half resident ones */
     fill(upd, 64 * MG_PAGE, 11);
-    qtest_memwrite(src.qts, MG_DATA + 32 * MG_PAGE, upd, 32 * MG_PAGE);
-    qtest_memwrite(src.qts, MG_RESIDENT, upd + 32 * MG_PAGE, 32 * MG_PAGE);
-    memcpy(data + 32 * MG_PAGE, upd, 32 * MG_PAGE);
-    memcpy(res, upd + 32 * MG_PAGE, 32 * MG_PAGE);
+    qtest_memwrite(p.src.qts, MG_DATA + 32 * MG_PAGE, upd, 32 * MG_PAGE);
+    qtest_memwrite(p.src.qts, MG_RESIDENT, upd + 32 * MG_PAGE, 32 * MG_PAGE);
+    memcpy(p.data + 32 * MG_PAGE, upd, 32 * MG_PAGE);
+    memcpy(p.res, upd + 32 * MG_PAGE, 32 * MG_PAGE);
     /* faulted in by the writer, not by the migration */
-    g_assert_cmpint(mg_stat(src.qts, "swap-ins"), ==, 32);
-    g_assert_cmpint(mg_stat(src.qts, "migration-faults"), ==, 0);
+    g_assert_cmpint(tq_swapper_stat(p.src.qts, "swap-ins"), ==, 32);
+    g_assert_cmpint(tq_swapper_stat(p.src.qts, "migration-faults"), ==, 0);
 
-    qtest_qmp_assert_success(src.qts,
-        "{'execute': 'migrate-continue', 'arguments': "
-        "{'state': 'pre-switchover'}}");
-    g_assert_true(mg_wait(src.qts, "completed", NULL));
-    g_assert_true(mg_wait(dst.qts, "completed", NULL));
-    mg_check(dst.qts, MG_DATA, data, MG_NDATA * MG_PAGE);
-    mg_check(dst.qts, MG_RESIDENT, res, MG_NRES * MG_PAGE);
-    qtest_quit(dst.qts);
-    qtest_quit(src.qts);
+    mg_continue(p.src.qts);
+    mg_complete(&p);
+    mg_check_pages(p.dst.qts, &p);
+    mg_finish(&p);
 }
 
 /*
@@ -290,73 +309,50 @@ static void test_written_during(void)
  */
 static void test_cancel(void)
 {
-    g_autofree uint8_t *data = g_malloc(MG_NDATA * MG_PAGE);
-    g_autofree uint8_t *res = g_malloc(MG_NRES * MG_PAGE);
-    char *sock1 = mg_tmp("tesseract-mg-sock.XXXXXX", false);
-    char *sock2 = mg_tmp("tesseract-mg-sock.XXXXXX", false);
-    char *sock3 = mg_tmp("tesseract-mg-sock.XXXXXX", false);
-    g_autofree char *in1 = g_strdup_printf("-incoming unix:%s", sock1);
-    g_autofree char *in2 = g_strdup_printf("-incoming unix:%s", sock2);
-    g_autofree char *in3 = g_strdup_printf("-incoming unix:%s", sock3);
-    g_autofree char *uri1 = g_strdup_printf("unix:%s", sock1);
-    g_autofree char *uri2 = g_strdup_printf("unix:%s", sock2);
-    g_autofree char *uri3 = g_strdup_printf("unix:%s", sock3);
-    MgVM src, dst;
+    MgPair p;
     QDict *resp;
 
-    mg_start(&src, NULL);
-    mg_fill(src.qts, data, res);
-    qtest_qmp_assert_success(src.qts,
-        "{'execute': 'migrate-set-capabilities', 'arguments': "
-        "{'capabilities': [{'capability': 'pause-before-switchover', "
-        "'state': true}]}}");
+    mg_source(&p);
+    mg_capability(p.src.qts, "pause-before-switchover");
 
     /* cancelled with the VM stopped for the switchover */
-    mg_start(&dst, in1);
-    mg_migrate(src.qts, uri1);
-    g_assert_true(mg_wait(src.qts, "pre-switchover", NULL));
-    qtest_qmp_assert_success(src.qts, "{'execute': 'migrate_cancel'}");
-    g_assert_false(mg_wait(src.qts, "completed", NULL));
-    qtest_set_expected_status(dst.qts, 1);
-    qtest_quit(dst.qts);
-    resp = qtest_qmp(src.qts, "{'execute': 'query-status'}");
+    mg_dest(&p, NULL);
+    mg_migrate(&p);
+    g_assert_true(mg_wait(p.src.qts, "pre-switchover", NULL));
+    qtest_qmp_assert_success(p.src.qts, "{'execute': 'migrate_cancel'}");
+    g_assert_false(mg_wait(p.src.qts, "completed", NULL));
+    mg_quit(&p.dst, 1);
+    resp = qtest_qmp(p.src.qts, "{'execute': 'query-status'}");
     g_assert_cmpstr(qdict_get_str(qdict_get_qdict(resp, "return"), "status"),
                     ==, "running");
     qobject_unref(resp);
     /* its BSST I/O runs again: this swap-out waits for it */
-    mg_swap_out(src.qts, MG_RESIDENT, MG_NRES * MG_PAGE);
-    g_assert_cmpint(mg_stat(src.qts, "swapped-pages"), ==,
+    mg_swap_out(p.src.qts, MG_RESIDENT, MG_NRES * MG_PAGE);
+    g_assert_cmpint(tq_swapper_stat(p.src.qts, "swapped-pages"), ==,
                     MG_NDATA + MG_NRES);
 
     /* the destination dies in the middle */
-    mg_start(&dst, in2);
-    mg_migrate(src.qts, uri2);
-    g_assert_true(mg_wait(src.qts, "pre-switchover", NULL));
-    qtest_kill_qemu(dst.qts);
-    qtest_quit(dst.qts);
-    qtest_qmp_assert_success(src.qts,
-        "{'execute': 'migrate-continue', 'arguments': "
-        "{'state': 'pre-switchover'}}");
-    g_assert_false(mg_wait(src.qts, "completed", NULL));
-    mg_check(src.qts, MG_DATA, data, MG_NDATA * MG_PAGE);
-    mg_check(src.qts, MG_RESIDENT, res, MG_NRES * MG_PAGE);
-    g_assert_cmpint(mg_stat(src.qts, "swap-ins"), ==, MG_NDATA + MG_NRES);
+    mg_dest(&p, NULL);
+    mg_migrate(&p);
+    g_assert_true(mg_wait(p.src.qts, "pre-switchover", NULL));
+    qtest_kill_qemu(p.dst.qts);
+    mg_quit(&p.dst, 0);
+    mg_continue(p.src.qts);
+    g_assert_false(mg_wait(p.src.qts, "completed", NULL));
+    mg_check_pages(p.src.qts, &p);
+    g_assert_cmpint(tq_swapper_stat(p.src.qts, "swap-ins"), ==,
+                    MG_NDATA + MG_NRES);
 
     /* and then it migrates */
-    qtest_qmp_assert_success(src.qts, "{'execute': 'cont'}");
-    mg_swap_out(src.qts, MG_DATA, MG_NDATA * MG_PAGE);
-    mg_start(&dst, in3);
-    mg_migrate(src.qts, uri3);
-    g_assert_true(mg_wait(src.qts, "pre-switchover", NULL));
-    qtest_qmp_assert_success(src.qts,
-        "{'execute': 'migrate-continue', 'arguments': "
-        "{'state': 'pre-switchover'}}");
-    g_assert_true(mg_wait(src.qts, "completed", NULL));
-    g_assert_true(mg_wait(dst.qts, "completed", NULL));
-    mg_check(dst.qts, MG_DATA, data, MG_NDATA * MG_PAGE);
-    mg_check(dst.qts, MG_RESIDENT, res, MG_NRES * MG_PAGE);
-    qtest_quit(dst.qts);
-    qtest_quit(src.qts);
+    qtest_qmp_assert_success(p.src.qts, "{'execute': 'cont'}");
+    mg_swap_out(p.src.qts, MG_DATA, MG_NDATA * MG_PAGE);
+    mg_dest(&p, NULL);
+    mg_migrate(&p);
+    g_assert_true(mg_wait(p.src.qts, "pre-switchover", NULL));
+    mg_continue(p.src.qts);
+    mg_complete(&p);
+    mg_check_pages(p.dst.qts, &p);
+    mg_finish(&p);
 }
 
 /*
@@ -366,32 +362,20 @@ static void test_cancel(void)
  */
 static void test_same_bsst(void)
 {
-    g_autofree uint8_t *data = g_malloc(MG_NDATA * MG_PAGE);
-    g_autofree uint8_t *res = g_malloc(MG_NRES * MG_PAGE);
-    char *sock = mg_tmp("tesseract-mg-sock.XXXXXX", false);
-    g_autofree char *uri = g_strdup_printf("unix:%s", sock);
     g_autofree char *err = NULL;
-    QTestState *dst;
-    MgVM src;
+    MgPair p;
 
-    mg_start(&src, NULL);
-    mg_fill(src.qts, data, res);
-    dst = qtest_initf("-machine pc -m 128 -display none"
-                      " -blockdev driver=qcow2,node-name=bsst0,"
-                      "file.driver=file,file.filename=%s"
-                      " -object tesseract-swapper,id=swap0,bsst=bsst0,"
-                      "limit=128M -incoming unix:%s", src.bsst, sock);
-    mg_migrate(src.qts, uri);
-    g_assert_false(mg_wait(src.qts, "completed", &err));
-    qtest_set_expected_status(dst, 1);
-    qtest_quit(dst);
+    mg_source(&p);
+    mg_dest(&p, p.src.bsst);
+    mg_migrate(&p);
+    g_assert_false(mg_wait(p.src.qts, "completed", &err));
+    mg_quit(&p.dst, 1);
 
-    mg_check(src.qts, MG_DATA, data, MG_NDATA * MG_PAGE);
-    mg_check(src.qts, MG_RESIDENT, res, MG_NRES * MG_PAGE);
+    mg_check_pages(p.src.qts, &p);
     /* its BSST is its own still: it swaps out again */
-    mg_swap_out(src.qts, MG_DATA, MG_NDATA * MG_PAGE);
-    mg_check(src.qts, MG_DATA, data, MG_NDATA * MG_PAGE);
-    qtest_quit(src.qts);
+    mg_swap_out(p.src.qts, MG_DATA, MG_NDATA * MG_PAGE);
+    mg_check(p.src.qts, MG_DATA, p.data, MG_NDATA * MG_PAGE);
+    mg_finish(&p);
 }
 
 /*
@@ -402,59 +386,53 @@ static void test_same_bsst(void)
  */
 static void rewritten_and_swapped(bool shared)
 {
-    g_autofree uint8_t *data = g_malloc(MG_NDATA * MG_PAGE);
-    g_autofree uint8_t *res = g_malloc(MG_NRES * MG_PAGE);
     g_autofree uint8_t *upd = g_malloc(32 * MG_PAGE);
-    char *sock = mg_tmp("tesseract-mg-sock.XXXXXX", false);
-    g_autofree char *incoming = g_strdup_printf("-incoming unix:%s", sock);
-    g_autofree char *uri = g_strdup_printf("unix:%s", sock);
-    MgVM src, dst;
+    g_autofree char *st = NULL;
     /* with a shared BSST, pages travel as blocks */
     const char *sent = shared ? "migration-blocks-sent" :
                                 "migration-pages-sent";
+    MgPair p;
     int i;
 
-    mg_start(&src, NULL);
-    mg_fill(src.qts, data, res);
+    mg_source(&p);
     if (shared) {
-        mg_set_shared(src.qts);
+        mg_set_shared(p.src.qts);
     }
-    mg_start_on(&dst, shared ? src.bsst : NULL, incoming);
-    qtest_qmp_assert_success(src.qts,
+    mg_dest(&p, shared ? p.src.bsst : NULL);
+    qtest_qmp_assert_success(p.src.qts,
         "{'execute': 'migrate-set-parameters', 'arguments': "
         "{'max-bandwidth': 262144}}");
-    mg_migrate(src.qts, uri);
-    for (i = 0; i < 3000 && mg_stat(src.qts, sent) < MG_NDATA; i++) {
+    mg_migrate(&p);
+    for (i = 0; i < 3000 && tq_swapper_stat(p.src.qts, sent) < MG_NDATA;
+         i++) {
         g_usleep(10 * 1000);
     }
-    g_assert_cmpint(mg_stat(src.qts, sent), ==, MG_NDATA);
-    {
-        g_autofree char *st = mg_status(src.qts, NULL);
-
-        g_assert_cmpstr(st, ==, "active");
-    }
+    g_assert_cmpint(tq_swapper_stat(p.src.qts, sent), ==, MG_NDATA);
+    st = mg_status(p.src.qts, NULL);
+    g_assert_cmpstr(st, ==, "active");
     fill(upd, 32 * MG_PAGE, 13);
-    qtest_memwrite(src.qts, MG_DATA + 64 * MG_PAGE, upd, 32 * MG_PAGE);
-    memcpy(data + 64 * MG_PAGE, upd, 32 * MG_PAGE);
-    mg_swap_out(src.qts, MG_DATA + 64 * MG_PAGE, 32 * MG_PAGE);
-    qtest_qmp_assert_success(src.qts,
+    qtest_memwrite(p.src.qts, MG_DATA + 64 * MG_PAGE, upd, 32 * MG_PAGE);
+    memcpy(p.data + 64 * MG_PAGE, upd, 32 * MG_PAGE);
+    mg_swap_out(p.src.qts, MG_DATA + 64 * MG_PAGE, 32 * MG_PAGE);
+    qtest_qmp_assert_success(p.src.qts,
         "{'execute': 'migrate-set-parameters', 'arguments': "
         "{'max-bandwidth': 1073741824}}");
-    g_assert_true(mg_wait(src.qts, "completed", NULL));
-    g_assert_true(mg_wait(dst.qts, "completed", NULL));
+    mg_complete(&p);
     /* the 32 again, and nothing else twice */
-    g_assert_cmpint(mg_stat(src.qts, sent), ==, MG_NDATA + 32);
+    g_assert_cmpint(tq_swapper_stat(p.src.qts, sent), ==, MG_NDATA + 32);
     if (shared) {
         /* each new copy replaced the older one's block */
-        g_assert_cmpint(mg_stat(dst.qts, "migration-pages-adopted"), ==,
-                        MG_NDATA + 32);
-        g_assert_cmpint(mg_stat(dst.qts, "swapped-pages"), ==, MG_NDATA);
-        g_assert_cmpint(mg_stat(src.qts, "migration-pages-sent"), ==, 0);
+        g_assert_cmpint(tq_swapper_stat(p.dst.qts, "migration-pages-adopted"),
+                        ==, MG_NDATA + 32);
+        g_assert_cmpint(tq_swapper_stat(p.dst.qts, "swapped-pages"), ==,
+                        MG_NDATA);
+        g_assert_cmpint(tq_swapper_stat(p.src.qts, "migration-pages-sent"),
+                        ==, 0);
     }
-    qtest_quit(src.qts);
-    mg_check(dst.qts, MG_DATA, data, MG_NDATA * MG_PAGE);
-    mg_check(dst.qts, MG_RESIDENT, res, MG_NRES * MG_PAGE);
-    qtest_quit(dst.qts);
+    /* the destination on its own */
+    mg_quit(&p.src, 0);
+    mg_check_pages(p.dst.qts, &p);
+    mg_finish(&p);
 }
 
 static void test_rewritten_and_swapped(void)
@@ -475,43 +453,38 @@ static void test_shared_rewritten(void)
  */
 static void test_shared_bsst(void)
 {
-    g_autofree uint8_t *data = g_malloc(MG_NDATA * MG_PAGE);
-    g_autofree uint8_t *res = g_malloc(MG_NRES * MG_PAGE);
     g_autofree uint8_t *zero = g_malloc0(MG_NZERO * MG_PAGE);
-    char *sock = mg_tmp("tesseract-mg-sock.XXXXXX", false);
-    g_autofree char *incoming = g_strdup_printf("-incoming unix:%s", sock);
-    g_autofree char *uri = g_strdup_printf("unix:%s", sock);
-    MgVM src, dst;
+    MgPair p;
+    QTestState *src, *dst;
 
-    mg_start(&src, NULL);
-    mg_fill(src.qts, data, res);
-    mg_set_shared(src.qts);
+    mg_source(&p);
+    mg_set_shared(p.src.qts);
     /* the same image: -incoming opens it inactive, without its lock */
-    mg_start_on(&dst, src.bsst, incoming);
-    mg_migrate(src.qts, uri);
-    g_assert_true(mg_wait(src.qts, "completed", NULL));
-    g_assert_true(mg_wait(dst.qts, "completed", NULL));
+    mg_dest(&p, p.src.bsst);
+    src = p.src.qts;
+    dst = p.dst.qts;
+    mg_migrate(&p);
+    mg_complete(&p);
 
-    g_assert_cmpint(mg_stat(src.qts, "migration-blocks-sent"), ==, MG_NDATA);
-    g_assert_cmpint(mg_stat(src.qts, "migration-pages-sent"), ==, 0);
-    g_assert_cmpint(mg_stat(src.qts, "migration-bsst-reads"), ==, 0);
-    g_assert_cmpint(mg_stat(src.qts, "migration-faults"), ==, 0);
-    g_assert_cmpint(mg_stat(src.qts, "swap-ins"), ==, 0);
-    g_assert_cmpint(mg_stat(dst.qts, "migration-pages-adopted"), ==,
+    g_assert_cmpint(tq_swapper_stat(src, "migration-blocks-sent"), ==,
                     MG_NDATA);
-    g_assert_cmpint(mg_stat(dst.qts, "swapped-pages"), ==, MG_NDATA);
-    qtest_quit(src.qts);
+    g_assert_cmpint(tq_swapper_stat(src, "migration-pages-sent"), ==, 0);
+    g_assert_cmpint(tq_swapper_stat(src, "migration-bsst-reads"), ==, 0);
+    g_assert_cmpint(tq_swapper_stat(src, "migration-faults"), ==, 0);
+    g_assert_cmpint(tq_swapper_stat(src, "swap-ins"), ==, 0);
+    g_assert_cmpint(tq_swapper_stat(dst, "migration-pages-adopted"), ==,
+                    MG_NDATA);
+    g_assert_cmpint(tq_swapper_stat(dst, "swapped-pages"), ==, MG_NDATA);
+    mg_quit(&p.src, 0);
 
     /* new blocks for the destination's own swap-outs: none adopted */
-    mg_swap_out(dst.qts, MG_RESIDENT, MG_NRES * MG_PAGE);
-    mg_check(dst.qts, MG_DATA, data, MG_NDATA * MG_PAGE);
-    mg_check(dst.qts, MG_ZERO, zero, MG_NZERO * MG_PAGE);
-    mg_check(dst.qts, MG_RESIDENT, res, MG_NRES * MG_PAGE);
-    g_assert_cmpint(mg_stat(dst.qts, "swap-ins"), >=, MG_NDATA + MG_NRES);
-    mg_swap_out(dst.qts, MG_DATA, MG_NDATA * MG_PAGE);
-    mg_check(dst.qts, MG_DATA, data, MG_NDATA * MG_PAGE);
-    mg_check(dst.qts, MG_RESIDENT, res, MG_NRES * MG_PAGE);
-    qtest_quit(dst.qts);
+    mg_swap_out(dst, MG_RESIDENT, MG_NRES * MG_PAGE);
+    mg_check_pages(dst, &p);
+    mg_check(dst, MG_ZERO, zero, MG_NZERO * MG_PAGE);
+    g_assert_cmpint(tq_swapper_stat(dst, "swap-ins"), >=, MG_NDATA + MG_NRES);
+    mg_swap_out(dst, MG_DATA, MG_NDATA * MG_PAGE);
+    mg_check_pages(dst, &p);
+    mg_finish(&p);
 }
 
 /*
@@ -520,52 +493,39 @@ static void test_shared_bsst(void)
  */
 static void test_shared_other_image(void)
 {
-    g_autofree uint8_t *data = g_malloc(MG_NDATA * MG_PAGE);
-    g_autofree uint8_t *res = g_malloc(MG_NRES * MG_PAGE);
-    char *sock = mg_tmp("tesseract-mg-sock.XXXXXX", false);
-    g_autofree char *incoming = g_strdup_printf("-incoming unix:%s", sock);
-    g_autofree char *uri = g_strdup_printf("unix:%s", sock);
-    MgVM src, dst;
+    MgPair p;
 
-    mg_start(&src, NULL);
-    mg_fill(src.qts, data, res);
-    mg_set_shared(src.qts);
-    mg_start(&dst, incoming);
+    mg_pair(&p);
+    mg_set_shared(p.src.qts);
     /* a fresh BSST has its UUID only once written */
-    mg_swap_out(dst.qts, MG_RESIDENT, MG_PAGE);
-    mg_migrate(src.qts, uri);
-    g_assert_false(mg_wait(src.qts, "completed", NULL));
-    qtest_set_expected_status(dst.qts, 1);
-    qtest_quit(dst.qts);
-    g_assert_cmpint(mg_stat(src.qts, "migration-pages-adopted"), ==, 0);
-    mg_check(src.qts, MG_DATA, data, MG_NDATA * MG_PAGE);
-    mg_check(src.qts, MG_RESIDENT, res, MG_NRES * MG_PAGE);
-    qtest_quit(src.qts);
+    mg_swap_out(p.dst.qts, MG_RESIDENT, MG_PAGE);
+    mg_migrate(&p);
+    g_assert_false(mg_wait(p.src.qts, "completed", NULL));
+    mg_quit(&p.dst, 1);
+    mg_check_pages(p.src.qts, &p);
+    mg_finish(&p);
 }
 
 /* migrate to a file, and a new QEMU started from it */
 static void test_file(void)
 {
-    g_autofree uint8_t *data = g_malloc(MG_NDATA * MG_PAGE);
-    g_autofree uint8_t *res = g_malloc(MG_NRES * MG_PAGE);
-    char *file = mg_tmp("tesseract-mg-file.XXXXXX", false);
+    char *file = tq_tmp("tesseract-mg-file.XXXXXX", false);
     g_autofree char *incoming = g_strdup_printf("-incoming file:%s", file);
-    g_autofree char *uri = g_strdup_printf("file:%s", file);
-    MgVM src, dst;
+    MgPair p;
 
-    mg_start(&src, NULL);
-    mg_fill(src.qts, data, res);
-    mg_migrate(src.qts, uri);
-    g_assert_true(mg_wait(src.qts, "completed", NULL));
-    g_assert_cmpint(mg_stat(src.qts, "migration-pages-sent"), ==, MG_NDATA);
-    g_assert_cmpint(mg_stat(src.qts, "swap-ins"), ==, 0);
-    qtest_quit(src.qts);
+    mg_source(&p);
+    p.uri = g_strdup_printf("file:%s", file);
+    mg_migrate(&p);
+    g_assert_true(mg_wait(p.src.qts, "completed", NULL));
+    g_assert_cmpint(tq_swapper_stat(p.src.qts, "migration-pages-sent"), ==,
+                    MG_NDATA);
+    g_assert_cmpint(tq_swapper_stat(p.src.qts, "swap-ins"), ==, 0);
+    mg_quit(&p.src, 0);
 
-    mg_start(&dst, incoming);
-    g_assert_true(mg_wait(dst.qts, "completed", NULL));
-    mg_check(dst.qts, MG_DATA, data, MG_NDATA * MG_PAGE);
-    mg_check(dst.qts, MG_RESIDENT, res, MG_NRES * MG_PAGE);
-    qtest_quit(dst.qts);
+    mg_start(&p.dst, NULL, incoming);
+    g_assert_true(mg_wait(p.dst.qts, "completed", NULL));
+    mg_check_pages(p.dst.qts, &p);
+    mg_finish(&p);
 }
 
 /*
@@ -574,39 +534,24 @@ static void test_file(void)
  */
 static void test_refused(void)
 {
-    g_autofree uint8_t *data = g_malloc(MG_NDATA * MG_PAGE);
-    g_autofree uint8_t *res = g_malloc(MG_NRES * MG_PAGE);
-    char *sock = mg_tmp("tesseract-mg-sock.XXXXXX", false);
-    g_autofree char *incoming = g_strdup_printf("-incoming unix:%s", sock);
-    g_autofree char *uri = g_strdup_printf("unix:%s", sock);
     g_autofree char *err = NULL;
-    MgVM src, dst;
+    MgPair p;
 
-    mg_start(&src, NULL);
-    mg_fill(src.qts, data, res);
-    mg_start(&dst, incoming);
+    mg_pair(&p);
     /* on both sides, so that only the swapper refuses */
-    qtest_qmp_assert_success(src.qts,
-        "{'execute': 'migrate-set-capabilities', 'arguments': "
-        "{'capabilities': [{'capability': 'postcopy-ram', "
-        "'state': true}]}}");
-    qtest_qmp_assert_success(dst.qts,
-        "{'execute': 'migrate-set-capabilities', 'arguments': "
-        "{'capabilities': [{'capability': 'postcopy-ram', "
-        "'state': true}]}}");
-    mg_migrate(src.qts, uri);
-    g_assert_false(mg_wait(src.qts, "completed", &err));
+    mg_capability(p.src.qts, "postcopy-ram");
+    mg_capability(p.dst.qts, "postcopy-ram");
+    mg_migrate(&p);
+    g_assert_false(mg_wait(p.src.qts, "completed", &err));
     g_assert_nonnull(err);
     g_test_message("refused: %s", err);
     g_assert_nonnull(strstr(err, "postcopy-ram"));
     g_assert_nonnull(strstr(err, "tesseract-swapper"));
     /* the destination found the section start and exits */
-    qtest_set_expected_status(dst.qts, 1);
-    qtest_quit(dst.qts);
+    mg_quit(&p.dst, 1);
 
-    mg_check(src.qts, MG_DATA, data, MG_NDATA * MG_PAGE);
-    mg_check(src.qts, MG_RESIDENT, res, MG_NRES * MG_PAGE);
-    qtest_quit(src.qts);
+    mg_check_pages(p.src.qts, &p);
+    mg_finish(&p);
 }
 
 /* An HMP command's output ("" when it succeeded quietly) */
@@ -690,7 +635,7 @@ static void test_savevm(void)
     g_autofree uint8_t *res = g_malloc(MG_NRES * MG_PAGE);
     g_autofree uint8_t *zero = g_malloc0(MG_NZERO * MG_PAGE);
     g_autofree uint8_t *other = g_malloc(MG_NDATA * MG_PAGE);
-    char *disk = mg_tmp("tesseract-mg-disk.XXXXXX", true);
+    const char *disk = tq_image("qcow2", 16);
     g_autofree char *drive = NULL;
     g_autofree char *out = NULL;
     g_autofree char *sn_disk = NULL;
@@ -698,19 +643,18 @@ static void test_savevm(void)
     MgVM vm;
 
     /* the VM state goes to the guest disk, a qcow2 image */
-    g_assert_true(mkimg(disk, "qcow2", 16));
     drive = g_strdup_printf("-blockdev driver=qcow2,node-name=disk0,"
                             "file.driver=file,file.filename=%s"
                             " -device virtio-blk-pci,drive=disk0", disk);
-    mg_start(&vm, drive);
+    mg_start(&vm, NULL, drive);
     mg_fill(vm.qts, data, res);
 
     out = mg_hmp(vm.qts, "savevm s1");
     g_assert_cmpstr(out, ==, "");
-    g_assert_cmpint(mg_stat(vm.qts, "migration-pages-sent"), ==, MG_NDATA);
-    g_assert_cmpint(mg_stat(vm.qts, "migration-faults"), ==, 0);
-    g_assert_cmpint(mg_stat(vm.qts, "swap-ins"), ==, 0);
-    g_assert_cmpint(mg_stat(vm.qts, "swapped-pages"), ==, MG_NDATA);
+    g_assert_cmpint(tq_swapper_stat(vm.qts, "migration-pages-sent"), ==, MG_NDATA);
+    g_assert_cmpint(tq_swapper_stat(vm.qts, "migration-faults"), ==, 0);
+    g_assert_cmpint(tq_swapper_stat(vm.qts, "swap-ins"), ==, 0);
+    g_assert_cmpint(tq_swapper_stat(vm.qts, "swapped-pages"), ==, MG_NDATA);
     sn_disk = mg_node_snapshots(vm.qts, "disk0");
     sn_bsst = mg_node_snapshots(vm.qts, "bsst0");
     g_assert_cmpstr(sn_disk, ==, "s1");
@@ -732,7 +676,7 @@ static void test_savevm(void)
     mg_swap_out(vm.qts, MG_DATA, MG_NDATA * MG_PAGE);
     mg_swap_out(vm.qts, MG_ZERO, MG_NZERO * MG_PAGE);
     mg_swap_out(vm.qts, MG_RESIDENT, MG_NRES * MG_PAGE);
-    g_assert_cmpint(mg_stat(vm.qts, "swapped-pages"), ==,
+    g_assert_cmpint(tq_swapper_stat(vm.qts, "swapped-pages"), ==,
                     MG_NDATA + MG_NZERO + MG_NRES);
 
     g_free(out);
@@ -744,7 +688,7 @@ static void test_savevm(void)
     /* and the swapper goes on with what loadvm brought back */
     mg_swap_out(vm.qts, MG_DATA, MG_NDATA * MG_PAGE);
     mg_check(vm.qts, MG_DATA, data, MG_NDATA * MG_PAGE);
-    qtest_quit(vm.qts);
+    mg_quit(&vm, 0);
 }
 
 int main(int argc, char **argv)

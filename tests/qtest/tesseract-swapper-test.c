@@ -20,17 +20,16 @@
 
 #include "qemu/osdep.h"
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/sysmacros.h>
 #include "libqtest-single.h"
 #include "qemu/bswap.h"
 #include "qobject/qdict.h"
-#include "qobject/qlist.h"
 #include "standard-headers/linux/virtio_balloon.h"
 #include "standard-headers/linux/virtio_blk.h"
 #include "libqos/libqos-pc.h"
 #include "libqos/virtio.h"
 #include "libqos/virtio-pci.h"
+#include "tesseract-qtest.h"
 
 #define SW_PAGE         4096
 #define SW_IMAGE_MB     16
@@ -99,28 +98,10 @@ static void watchdog_disarm(void)
 
 /* ---- Images, VM, devices ---- */
 
-static void unlink_and_free(void *path)
-{
-    unlink(path);
-    g_free(path);
-}
-
-static char *make_image(const char *fmt, unsigned mb)
-{
-    char *path;
-    int fd = g_file_open_tmp("tesseract-swq.XXXXXX", &path, NULL);
-
-    g_assert_cmpint(fd, >=, 0);
-    close(fd);
-    g_assert_true(mkimg(path, fmt, mb));
-    g_test_queue_destroy(unlink_and_free, path);
-    return path;
-}
-
 /* A raw image of SW_IMAGE_MB MiB whose every page holds pattern @seed */
 static char *make_data_image(unsigned seed, uint8_t **content)
 {
-    char *path = make_image("raw", SW_IMAGE_MB);
+    char *path = tq_image("raw", SW_IMAGE_MB);
     size_t len = SW_IMAGE_MB << 20, i;
     uint8_t *buf = g_malloc(len);
 
@@ -130,15 +111,6 @@ static char *make_data_image(unsigned seed, uint8_t **content)
     g_assert_true(g_file_set_contents(path, (char *)buf, len, NULL));
     *content = buf;
     return path;
-}
-
-static void fill_pattern(uint8_t *buf, size_t len, unsigned seed)
-{
-    size_t i;
-
-    for (i = 0; i < len; i++) {
-        buf[i] = (uint8_t)(seed * 131 + i * 7 + (i >> 12) * 13);
-    }
 }
 
 static void sw_boot(SwVM *vm, const char *args)
@@ -260,54 +232,13 @@ static void blk_check(SwVM *vm, SwBlk *b, uint64_t sector,
 
 /* ---- QMP ---- */
 
-static QDict *swapper_query(void)
-{
-    QDict *resp = qmp("{'execute': 'query-tesseract'}");
-    QList *list = qdict_get_qlist(qdict_get_qdict(resp, "return"),
-                                  "swappers");
-    QDict *sw;
-
-    g_assert_cmpint(qlist_size(list), ==, 1);
-    sw = qobject_to(QDict, qlist_peek(list));
-    qobject_ref(sw);
-    qobject_unref(resp);
-    return sw;
-}
-
-static int64_t swapper_stat(const char *key)
-{
-    QDict *sw = swapper_query();
-    int64_t v = qdict_get_int(sw, key);
-
-    qobject_unref(sw);
-    return v;
-}
-
-/* The swapper's @key string, or NULL (freed by the caller) */
-static char *swapper_str(const char *key)
-{
-    QDict *sw = swapper_query();
-    char *v = g_strdup(qdict_get_try_str(sw, key));
-
-    qobject_unref(sw);
-    return v;
-}
-
-static void swap_out(uint64_t gpa, uint64_t size, bool wait)
-{
-    qtest_qmp_assert_success(global_qtest,
-        "{'execute': 'x-tesseract-swap-out', 'arguments': "
-        "{'id': 'swap0', 'addr': %" PRIu64 ", 'size': %" PRIu64 ", "
-        "'wait': %i}}", gpa, size, wait);
-}
-
 /* A guest buffer of @np pages holding pattern @seed (in @pattern) */
 static uint64_t pattern_buffer(SwVM *vm, uint8_t *pattern, unsigned np,
                                unsigned seed)
 {
     uint64_t buf = guest_alloc(vm->alloc, np * SW_PAGE);
 
-    fill_pattern(pattern, np * SW_PAGE, seed);
+    tq_fill_pattern(pattern, np * SW_PAGE, seed);
     memwrite(buf, pattern, np * SW_PAGE);
     return buf;
 }
@@ -438,7 +369,7 @@ static void test_dma_held_page(const void *aio)
     g_autofree uint8_t *disk = NULL;
     g_autofree uint8_t *back = g_malloc(SW_PAGE);
     g_autofree char *args = NULL;
-    char *bsst = make_image("qcow2", 64);
+    char *bsst = tq_image("qcow2", 64);
     char *data = make_data_image(5, &disk);
     SwVM vm;
     SwBlk *d;
@@ -462,7 +393,7 @@ static void test_dma_held_page(const void *aio)
     hmp_quiet("qemu-io -d " VD0 " \"wait_break r1\"");
 
     /* the swapper must leave the mapped page alone */
-    swap_out(buf, SW_PAGE, true);
+    swapper_swap_out(buf, SW_PAGE);
     g_assert_cmpint(swapper_stat("swapped-pages"), ==, 0);
     g_assert_cmpint(swapper_stat("swap-outs"), ==, 0);
 
@@ -472,7 +403,7 @@ static void test_dma_held_page(const void *aio)
     g_assert_cmpmem(back, SW_PAGE, disk + 8 * 512, SW_PAGE);
 
     /* unmapped: it can go now, and comes back with the DMA's data */
-    swap_out(buf, SW_PAGE, true);
+    swapper_swap_out(buf, SW_PAGE);
     g_assert_cmpint(swapper_stat("swapped-pages"), ==, 1);
     memread(buf, back, SW_PAGE);
     g_assert_cmpmem(back, SW_PAGE, disk + 8 * 512, SW_PAGE);
@@ -585,7 +516,7 @@ static void test_dma_pinned_before_protect(const void *aio)
     g_autofree uint8_t *disk = NULL;
     g_autofree uint8_t *back = g_malloc(SW_PAGE);
     g_autofree char *args = NULL;
-    char *bsst = make_image("qcow2", 64);
+    char *bsst = tq_image("qcow2", 64);
     char *data = make_data_image(6, &disk);
     SwSlowDisk *sd = slow_disk_new(data);
     SwVM vm;
@@ -610,7 +541,7 @@ static void test_dma_pinned_before_protect(const void *aio)
 
     /* the swap-out chose the page and waits before protecting it */
     qom_set_str("x-hold-swapout", "protect");
-    swap_out(buf, SW_PAGE, false);
+    tq_swap_out(global_qtest, buf, SW_PAGE, false);
     wait_held();
 
     /* mapped and pinned, the read waits in the kernel's throttle */
@@ -692,7 +623,7 @@ static void test_discard_during_swap_out(void)
     g_autofree uint8_t *new = g_malloc(SW_PAGE);
     g_autofree uint8_t *back = g_malloc(SW_PAGE);
     g_autofree char *args = NULL;
-    char *bsst = make_image("qcow2", 64);
+    char *bsst = tq_image("qcow2", 64);
     SwBalloon bal;
     SwVM vm;
     uint64_t buf;
@@ -704,11 +635,11 @@ static void test_discard_during_swap_out(void)
     sw_boot(&vm, args);
     balloon_start(&vm, &bal, 5);
     buf = pattern_buffer(&vm, old, 1, 2);
-    fill_pattern(new, SW_PAGE, 3);
+    tq_fill_pattern(new, SW_PAGE, 3);
 
     /* the swap-out copied and wrote the page, and waits before its check */
     qom_set_str("x-hold-swapout", "check");
-    swap_out(buf, SW_PAGE, false);
+    tq_swap_out(global_qtest, buf, SW_PAGE, false);
     wait_held();
 
     /* given back, taken again, written */
@@ -742,8 +673,8 @@ static void test_classic_fault(void)
     g_autofree uint8_t *pattern = g_malloc(SW_PAGE);
     g_autofree uint8_t *back = g_malloc(SW_PAGE);
     g_autofree char *args = NULL;
-    char *bsst = make_image("qcow2", 64);
-    char *guest = make_image("qcow2", SW_IMAGE_MB);
+    char *bsst = tq_image("qcow2", 64);
+    char *guest = tq_image("qcow2", SW_IMAGE_MB);
     SwVM vm;
     SwBlk *d;
     SwReq r;
@@ -753,7 +684,7 @@ static void test_classic_fault(void)
     sw_boot(&vm, args);
     d = blk_start(&vm, 4);
     buf = pattern_buffer(&vm, pattern, 1, 4);
-    swap_out(buf, SW_PAGE, true);
+    swapper_swap_out(buf, SW_PAGE);
     g_assert_cmpint(swapper_stat("swapped-pages"), ==, 1);
 
     /* a write of the page: its classic swap-in waits in blkdebug */
@@ -778,16 +709,6 @@ static void test_classic_fault(void)
 
 /* ---- A BSST the fault thread cannot read directly ---- */
 
-static void qsd_child_setup(gpointer data)
-{
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-}
-
-static void qsd_kill(void *opaque)
-{
-    kill(*(GPid *)opaque, SIGTERM);
-}
-
 /*
  * A fault is served by a plain pread() of the BSST's host file, which
  * needs no thread of QEMU.  A BSST that is no such file (here: over NBD)
@@ -798,7 +719,7 @@ static void test_bsst_not_a_host_file(void)
 {
     const char *qsd = getenv("QTEST_QEMU_STORAGE_DAEMON_BINARY");
     g_autofree char *dir = NULL, *sock = NULL, *cmd = NULL, *args = NULL;
-    char *bsst = make_image("raw", 64);
+    char *bsst = tq_image("raw", 64);
     gchar **argv = NULL;
     QDict *resp;
     GPid pid;
@@ -818,10 +739,10 @@ static void test_bsst_not_a_host_file(void)
                           "node-name=f0,writable=on", qsd, bsst, sock);
     g_assert_true(g_shell_parse_argv(cmd, NULL, &argv, NULL));
     g_assert_true(g_spawn_async(NULL, argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD |
-                                G_SPAWN_STDOUT_TO_DEV_NULL, qsd_child_setup,
+                                G_SPAWN_STDOUT_TO_DEV_NULL, tq_child_setup,
                                 NULL, &pid, NULL));
     g_strfreev(argv);
-    qtest_add_abrt_handler(qsd_kill, &pid);
+    qtest_add_abrt_handler(tq_child_kill, &pid);
     for (i = 0; i < 1000 && !g_file_test(sock, G_FILE_TEST_EXISTS); i++) {
         g_usleep(10 * 1000);
     }
@@ -867,7 +788,7 @@ static void test_bsst_errors(void)
     g_autofree uint8_t *disk = NULL;
     g_autofree char *args = NULL, *err = NULL, *status = NULL;
     g_autofree char *info = NULL;
-    char *bsst = make_image("qcow2", 64);
+    char *bsst = tq_image("qcow2", 64);
     char *data = make_data_image(6, &disk);
     QDict *ev, *evd;
     SwVM vm;
@@ -884,7 +805,7 @@ static void test_bsst_errors(void)
     sw_boot(&vm, args);
     d = blk_start(&vm, 4);
     buf = pattern_buffer(&vm, pattern, np, 7);
-    swap_out(buf, np * SW_PAGE, true);
+    swapper_swap_out(buf, np * SW_PAGE);
     g_assert_cmpint(swapper_stat("swapped-pages"), ==, np);
 
     /* reads fail: the write's thread faults and waits */
@@ -956,7 +877,7 @@ static void test_wp_age_placed(void)
     g_autofree uint8_t *pattern = g_malloc(SW_PAGE);
     g_autofree uint8_t *back = g_malloc(SW_PAGE);
     g_autofree char *args = NULL;
-    char *bsst = make_image("qcow2", 64);
+    char *bsst = tq_image("qcow2", 64);
     uint64_t buf, fresh = 100 << 20;    /* never touched */
     int64_t w;
     SwVM vm;
@@ -964,7 +885,7 @@ static void test_wp_age_placed(void)
     args = g_strdup_printf(BSST_QCOW2("%s") SWAPPER ",policy=wp-age", bsst);
     sw_boot(&vm, args);
     buf = pattern_buffer(&vm, pattern, 1, 8);
-    swap_out(buf, SW_PAGE, true);
+    swapper_swap_out(buf, SW_PAGE);
     g_assert_cmpint(swapper_stat("swapped-pages"), ==, 1);
 
     /* swapped in by a read, then written */
@@ -1011,8 +932,8 @@ static void test_object_del_swapped(void)
     g_autofree uint8_t *pattern = g_malloc(np * SW_PAGE);
     g_autofree uint8_t *back = g_malloc(np * SW_PAGE);
     g_autofree char *args = NULL;
-    char *bsst = make_image("qcow2", 64);
-    char *guest = make_image("qcow2", SW_IMAGE_MB);
+    char *bsst = tq_image("qcow2", 64);
+    char *guest = tq_image("qcow2", SW_IMAGE_MB);
     QDict *resp;
     SwVM vm;
     SwBlk *d;
@@ -1022,7 +943,7 @@ static void test_object_del_swapped(void)
     sw_boot(&vm, args);
     d = blk_start(&vm, 4);
     buf = pattern_buffer(&vm, pattern, np, 9);
-    swap_out(buf, np * SW_PAGE, true);
+    swapper_swap_out(buf, np * SW_PAGE);
     g_assert_cmpint(swapper_stat("swapped-pages"), ==, np);
     /* half of them written to the disk: indirections */
     blk_io(&vm, d, VIRTIO_BLK_T_OUT, 0, buf, np / 2 * SW_PAGE);
@@ -1050,7 +971,7 @@ static void test_object_del_bsst_failing(void)
     g_autofree uint8_t *pattern = g_malloc(np * SW_PAGE);
     g_autofree uint8_t *back = g_malloc(np * SW_PAGE);
     g_autofree char *args = NULL;
-    char *bsst = make_image("qcow2", 64);
+    char *bsst = tq_image("qcow2", 64);
     QDict *resp;
     SwVM vm;
     uint64_t buf;
@@ -1058,7 +979,7 @@ static void test_object_del_bsst_failing(void)
     args = g_strdup_printf(BSST_QCOW2("%s") SWAPPER, bsst);
     sw_boot(&vm, args);
     buf = pattern_buffer(&vm, pattern, np, 10);
-    swap_out(buf, np * SW_PAGE, true);
+    swapper_swap_out(buf, np * SW_PAGE);
 
     qom_set_bool("x-fail-reads", true);
     resp = object_del();
@@ -1091,8 +1012,8 @@ static void test_object_del_classic_in_flight(void)
     g_autofree uint8_t *pattern = g_malloc(SW_PAGE);
     g_autofree uint8_t *back = g_malloc(SW_PAGE);
     g_autofree char *args = NULL;
-    char *bsst = make_image("qcow2", 64);
-    char *guest = make_image("qcow2", SW_IMAGE_MB);
+    char *bsst = tq_image("qcow2", 64);
+    char *guest = tq_image("qcow2", SW_IMAGE_MB);
     QDict *resp;
     SwVM vm;
     SwBlk *d;
@@ -1103,7 +1024,7 @@ static void test_object_del_classic_in_flight(void)
     sw_boot(&vm, args);
     d = blk_start(&vm, 4);
     buf = pattern_buffer(&vm, pattern, 1, 11);
-    swap_out(buf, SW_PAGE, true);
+    swapper_swap_out(buf, SW_PAGE);
 
     hmp_quiet("qemu-io bsstdrv \"break read_aio c1\"");
     r = blk_submit(&vm, d, VIRTIO_BLK_T_OUT, 16, buf, SW_PAGE);
@@ -1139,8 +1060,8 @@ static void test_object_del_under_io(void)
     g_autofree uint8_t *pattern = g_malloc(np * SW_PAGE);
     g_autofree uint8_t *back = g_malloc(np * SW_PAGE);
     g_autofree char *args = NULL;
-    char *bsst = make_image("qcow2", 64);
-    char *guest = make_image("qcow2", SW_IMAGE_MB);
+    char *bsst = tq_image("qcow2", 64);
+    char *guest = tq_image("qcow2", SW_IMAGE_MB);
     unsigned i, tries;
     QDict *resp;
     SwVM vm;
@@ -1164,9 +1085,9 @@ static void test_object_del_under_io(void)
             "{'execute': 'object-add', 'arguments': {'qom-type': "
             "'tesseract-swapper', 'id': 'swap0', 'bsst': 'bsst0', "
             "'limit': 1073741824}}");
-        fill_pattern(pattern, np * SW_PAGE, 20 + i);
+        tq_fill_pattern(pattern, np * SW_PAGE, 20 + i);
         memwrite(buf, pattern, np * SW_PAGE);
-        swap_out(buf, np * SW_PAGE, true);
+        swapper_swap_out(buf, np * SW_PAGE);
         r = blk_submit(&vm, d, VIRTIO_BLK_T_OUT, i * 64, buf, np * SW_PAGE);
         for (tries = 0; ; tries++) {
             resp = object_del();

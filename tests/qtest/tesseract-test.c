@@ -15,7 +15,6 @@
 
 #include "qemu/osdep.h"
 #include <signal.h>
-#include <sys/prctl.h>
 #include "libqtest-single.h"
 #include "qemu/bswap.h"
 #include "qemu/cutils.h"
@@ -27,6 +26,7 @@
 #include "libqos/libqos-pc.h"
 #include "libqos/virtio.h"
 #include "libqos/virtio-pci.h"
+#include "tesseract-qtest.h"
 
 #define TSR_IMAGE_MB        64
 #define TSR_TIMEOUT_US      (30 * 1000 * 1000)
@@ -37,24 +37,6 @@ typedef struct TsrReqHdr {
     uint32_t ioprio;
     uint64_t sector;
 } TsrReqHdr;
-
-static void unlink_and_free(void *path)
-{
-    unlink(path);
-    g_free(path);
-}
-
-static char *make_image(const char *fmt)
-{
-    char *path;
-    int fd = g_file_open_tmp("tesseract-qtest.XXXXXX", &path, NULL);
-
-    g_assert_cmpint(fd, >=, 0);
-    close(fd);
-    g_assert_true(mkimg(path, fmt, TSR_IMAGE_MB));
-    g_test_queue_destroy(unlink_and_free, path);
-    return path;
-}
 
 /*
  * One virtio-blk request with a data buffer of @len bytes at guest
@@ -121,15 +103,6 @@ static QVirtQueue *blk_start(QVirtioDevice *dev, QGuestAllocator *alloc)
     return vq;
 }
 
-static void fill_pattern(uint8_t *buf, size_t len, unsigned seed)
-{
-    size_t i;
-
-    for (i = 0; i < len; i++) {
-        buf[i] = (uint8_t)(seed * 131 + i * 7 + (i >> 12) * 13);
-    }
-}
-
 static QDict *query_disk(const char *node)
 {
     QDict *resp, *ret, *disk;
@@ -162,8 +135,8 @@ typedef struct TsrImages {
 
 static void images_new(TsrImages *img)
 {
-    img->guest = make_image("qcow2");
-    img->bsst = make_image("qcow2");
+    img->guest = tq_image("qcow2", TSR_IMAGE_MB);
+    img->bsst = tq_image("qcow2", TSR_IMAGE_MB);
 }
 
 static void vm_start_with(TsrVM *vm, const TsrImages *img, const char *opts,
@@ -202,7 +175,7 @@ static uint64_t vm_start_pattern(TsrVM *vm, TsrImages *img, const char *opts,
     images_new(img);
     vm_start_with(vm, img, opts, extra);
     buf = guest_alloc(vm->alloc, len);
-    fill_pattern(pattern, len, seed);
+    tq_fill_pattern(pattern, len, seed);
     memwrite(buf, pattern, len);
     return buf;
 }
@@ -310,13 +283,13 @@ static void test_rw_pattern(void)
     vm_start(&vm, &img, NULL);
     wbuf = guest_alloc(vm.alloc, len);
 
-    fill_pattern(pattern, len, 1);
+    tq_fill_pattern(pattern, len, 1);
     memwrite(wbuf, pattern, len);
     blk_write(&vm, 2048, wbuf, len);
     check_disk(&vm, 2048, pattern, 8);
 
     /* an unaligned single sector right after it */
-    fill_pattern(pattern, 512, 2);
+    tq_fill_pattern(pattern, 512, 2);
     memwrite(wbuf, pattern, 512);
     blk_rw(&vm.dev->vdev, vm.alloc, vm.vq, VIRTIO_BLK_T_OUT,
            2048 + len / 512, wbuf, 512);
@@ -418,7 +391,7 @@ static void test_indirection_crash(void)
     wbuf = guest_alloc(vm.alloc, len);
     g_assert_cmpuint(wbuf % TSR_PAGE, ==, 0);
 
-    fill_pattern(expect, len, 3);
+    tq_fill_pattern(expect, len, 3);
     memwrite(wbuf, expect, len);
     /* pages 2..5 are swapped out */
     swap_out(wbuf + 2 * TSR_PAGE, 4 * TSR_PAGE);
@@ -436,7 +409,7 @@ static void test_indirection_crash(void)
     g_assert_cmpint(disk_stat("bsst-bytes-read"), ==, 8 * TSR_PAGE);
 
     /* partial overwrite of indirected page 3: merged with its BSST data */
-    fill_pattern(part, 512, 4);
+    tq_fill_pattern(part, 512, 4);
     pbuf = guest_alloc(vm.alloc, TSR_PAGE);
     memwrite(pbuf, part, 512);
     blk_write(&vm, sector + 3 * 8 + 2, pbuf, 512);
@@ -445,7 +418,7 @@ static void test_indirection_crash(void)
     g_assert_cmpint(disk_stat("indirections"), ==, 7);
 
     /* full overwrite of indirected page 4: back to the guest image */
-    fill_pattern(expect + 4 * TSR_PAGE, TSR_PAGE, 5);
+    tq_fill_pattern(expect + 4 * TSR_PAGE, TSR_PAGE, 5);
     memwrite(pbuf, expect + 4 * TSR_PAGE, TSR_PAGE);
     blk_write(&vm, sector + 4 * 8, pbuf, TSR_PAGE);
     g_assert_cmpint(disk_stat("indirections"), ==, 6);
@@ -475,7 +448,7 @@ static void test_indirection_crash(void)
      * Unflushed: indirected page 5 overwritten after the flush.  After the
      * crash it reads back old or new data, never anything else.
      */
-    fill_pattern(newer, TSR_PAGE, 9);
+    tq_fill_pattern(newer, TSR_PAGE, 9);
     memwrite(pbuf, newer, TSR_PAGE);
     blk_write(&vm, sector + 5 * 8, pbuf, TSR_PAGE);
     vm_kill(&vm);
@@ -531,11 +504,11 @@ static void test_cancel_swapin(void)
     vm_start(&vm, &img, NULL);
     buf = guest_alloc(vm.alloc, len);
 
-    fill_pattern(disk_data, len, 6);
+    tq_fill_pattern(disk_data, len, 6);
     memwrite(buf, disk_data, len);
     blk_write(&vm, 8192, buf, len);
 
-    fill_pattern(ram, len, 7);
+    tq_fill_pattern(ram, len, 7);
     memwrite(buf, ram, len);
     swap_out(buf, len);
     blk_read(&vm, 8192, buf, len);
@@ -577,7 +550,7 @@ static void test_indirect_off(void)
     images_new(&img);
     vm_start(&vm, &img, ",indirect=off");
     buf = guest_alloc(vm.alloc, len);
-    fill_pattern(data, len, 8);
+    tq_fill_pattern(data, len, 8);
     memwrite(buf, data, len);
     swap_out(buf, len);
     blk_write(&vm, 100, buf, len);
@@ -592,30 +565,6 @@ static void test_indirect_off(void)
 #define SWAPPER " -object tesseract-swapper,id=swap0,bsst=bsst0,limit=1G"
 
 static int64_t store_stat(const char *key);
-
-/* query-tesseract's one swapper (a new reference) */
-static QDict *swapper_query(void)
-{
-    QDict *resp = qmp("{'execute': 'query-tesseract'}");
-    QList *list = qdict_get_qlist(qdict_get_qdict(resp, "return"),
-                                  "swappers");
-    QDict *sw;
-
-    g_assert_cmpint(qlist_size(list), ==, 1);
-    sw = qobject_to(QDict, qlist_peek(list));
-    qobject_ref(sw);
-    qobject_unref(resp);
-    return sw;
-}
-
-static int64_t swapper_stat(const char *key)
-{
-    QDict *sw = swapper_query();
-    int64_t v = qdict_get_int(sw, key);
-
-    qobject_unref(sw);
-    return v;
-}
 
 /*
  * Poll @stat(@key) for up to 5 s until it has come down to @target
@@ -634,21 +583,13 @@ static int64_t wait_stat(int64_t (*stat)(const char *), const char *key,
     return v;
 }
 
-static void swapper_swap_out(uint64_t gpa, uint64_t size)
-{
-    qtest_qmp_assert_success(global_qtest,
-        "{'execute': 'x-tesseract-swap-out', 'arguments': "
-        "{'id': 'swap0', 'addr': %" PRIu64 ", 'size': %" PRIu64 "}}",
-        gpa, size);
-}
-
 /* A guest buffer of @len bytes holding @pattern (seed @seed), swapped out */
 static uint64_t swapped_buffer(TsrVM *vm, uint8_t *pattern, uint32_t len,
                                int seed)
 {
     uint64_t buf = guest_alloc(vm->alloc, len);
 
-    fill_pattern(pattern, len, seed);
+    tq_fill_pattern(pattern, len, seed);
     memwrite(buf, pattern, len);
     swapper_swap_out(buf, len);
     g_assert_cmpint(swapper_stat("swapped-pages"), ==, len / TSR_PAGE);
@@ -747,7 +688,7 @@ static void test_swapper_background_swapin(void)
     /* the disk reads its indirections; a new write replaces them */
     check_disk(&vm, 2048, pattern, np);
     g_assert_cmpint(store_stat("indirections"), ==, np);
-    fill_pattern(pattern, len, 17);
+    tq_fill_pattern(pattern, len, 17);
     memwrite(buf, pattern, len);
     blk_write(&vm, 2048, buf, len);
     blk_flush(&vm);
@@ -788,7 +729,7 @@ static void test_swapper_background_idle(void)
     vm_start_with(&vm, &img, NULL, SWAPPER ",background-idle=3000000");
     g_assert_cmpint(swapper_stat("background-idle"), ==, 3000000);
     page = swapped_buffer(&vm, other, TSR_PAGE, 5);
-    fill_pattern(pattern, len, 16);
+    tq_fill_pattern(pattern, len, 16);
     buf = guest_alloc(vm.alloc, len);
     memwrite(buf, pattern, len);
     swapper_swap_out(buf, len);
@@ -862,7 +803,7 @@ static void test_swapper_slot_fill(void)
     vm_start_with(&vm, &img, NULL, SWAPPER ",background-swapin=off");
     buf = guest_alloc(vm.alloc, len);
     far = guest_alloc(vm.alloc, 2 * len);
-    fill_pattern(pattern, len, 18);
+    tq_fill_pattern(pattern, len, 18);
     memwrite(buf, pattern, len);
     memwrite(far, pattern, len);
     memwrite(far + len, pattern, len);
@@ -959,7 +900,7 @@ static void test_swapper_slot_fill_quit(void)
 
         vm_start_with(&vm, &img, NULL, SWAPPER);
         buf = guest_alloc(vm.alloc, len);
-        fill_pattern(pattern + r * len, len, 30 + r);
+        tq_fill_pattern(pattern + r * len, len, 30 + r);
         memwrite(buf, pattern + r * len, len);
         for (i = 1; i < np; i += 2) {
             swapper_swap_out(buf + i * TSR_PAGE, TSR_PAGE);
@@ -992,11 +933,11 @@ static void test_swapper_cancel(void)
     images_new(&img);
     vm_start_with(&vm, &img, NULL, SWAPPER);
     buf = guest_alloc(vm.alloc, len);
-    fill_pattern(disk_data, len, 12);
+    tq_fill_pattern(disk_data, len, 12);
     memwrite(buf, disk_data, len);
     blk_write(&vm, 4096, buf, len);
 
-    fill_pattern(ram, len, 13);
+    tq_fill_pattern(ram, len, 13);
     memwrite(buf, ram, len);
     swapper_swap_out(buf, len);
     blk_read(&vm, 4096, buf, len);
@@ -1031,7 +972,7 @@ static void test_swapper_zero_pages(void)
     images_new(&img);
     vm_start_with(&vm, &img, NULL, SWAPPER ",background-swapin=off");
     buf = guest_alloc(vm.alloc, len);
-    fill_pattern(data, len, 21);
+    tq_fill_pattern(data, len, 21);
     for (i = 1; i < np; i += 2) {
         memset(data + i * TSR_PAGE, 0, TSR_PAGE);
     }
@@ -1083,7 +1024,7 @@ static void test_swapper_zero_victim(void)
     zero = guest_alloc(vm.alloc, nz * TSR_PAGE);
     memwrite(zero, back, nz * TSR_PAGE);
     buf = guest_alloc(vm.alloc, nd * TSR_PAGE);
-    fill_pattern(data, nd * TSR_PAGE, 23);
+    tq_fill_pattern(data, nd * TSR_PAGE, 23);
     memwrite(buf, data, nd * TSR_PAGE);
 
     swapper_swap_out(zero, nz * TSR_PAGE);
@@ -1173,17 +1114,13 @@ static void test_swapper_bsst_full(void)
     TsrVM vm;
     QDict *ev, *data;
     uint64_t buf;
-    int fd, i;
+    int i;
 
-    img.guest = make_image("qcow2");
-    fd = g_file_open_tmp("tesseract-qtest.XXXXXX", &img.bsst, NULL);
-    g_assert_cmpint(fd, >=, 0);
-    close(fd);
-    g_assert_true(mkimg(img.bsst, "qcow2", 3));
-    g_test_queue_destroy(unlink_and_free, img.bsst);
+    img.guest = tq_image("qcow2", TSR_IMAGE_MB);
+    img.bsst = tq_image("qcow2", 3);
     vm_start_with(&vm, &img, NULL, SWAPPER);
     buf = guest_alloc(vm.alloc, len);
-    fill_pattern(pattern, len, 33);
+    tq_fill_pattern(pattern, len, 33);
     memwrite(buf, pattern, len);
     total = store_stat("blocks-total");
     /* fewer than the pages, more than a swap-out's minimum (256 pages) */
@@ -1479,7 +1416,7 @@ static void test_swapper_uffd_permission(void)
  */
 static void test_aio_io_uring(void)
 {
-    char *path = make_image("raw");
+    char *path = tq_image("raw", TSR_IMAGE_MB);
     QDict *resp;
 
     qtest_start("-machine none -display none");
@@ -1504,17 +1441,6 @@ static void test_aio_io_uring(void)
  * qemu-storage-daemon's vhost-user-blk export.  A vhost-user netdev is
  * refused when it is created (no backend needed).
  */
-/* The storage daemon goes with the test, even when an assertion fails */
-static void qsd_child_setup(gpointer data)
-{
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-}
-
-static void qsd_kill(void *opaque)
-{
-    kill(*(GPid *)opaque, SIGTERM);
-}
-
 static void test_swapper_vhost_user(void)
 {
     const char *qsd = getenv("QTEST_QEMU_STORAGE_DAEMON_BINARY");
@@ -1544,10 +1470,10 @@ static void test_swapper_vhost_user(void)
                           qsd, img_path, sock);
     g_assert_true(g_shell_parse_argv(cmd, NULL, &argv, NULL));
     g_assert_true(g_spawn_async(NULL, argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD |
-                                G_SPAWN_STDOUT_TO_DEV_NULL, qsd_child_setup,
+                                G_SPAWN_STDOUT_TO_DEV_NULL, tq_child_setup,
                                 NULL, &pid, NULL));
     g_strfreev(argv);
-    qtest_add_abrt_handler(qsd_kill, &pid);
+    qtest_add_abrt_handler(tq_child_kill, &pid);
     for (i = 0; i < 1000 && !g_file_test(sock, G_FILE_TEST_EXISTS); i++) {
         g_usleep(10 * 1000);
     }
@@ -1824,7 +1750,7 @@ static void test_swapper_access_policy(void)
     /* hot below cold: a clock hand blind to ages would take hot first */
     hot = guest_alloc(vm.alloc, len);
     cold = guest_alloc(vm.alloc, len);
-    fill_pattern(pattern, len, 21);
+    tq_fill_pattern(pattern, len, 21);
     memwrite(cold, pattern, len);
     memwrite(hot, pattern, len);
     /* four scans with the hot pages read in each interval */
@@ -2002,14 +1928,7 @@ static void defrag_wait_completed(void)
 
 static int64_t store_stat(const char *key)
 {
-    QDict *resp = qmp("{'execute': 'query-tesseract', "
-                      " 'arguments': {'node-name': 'drive0'}}");
-    QList *stores = qdict_get_qlist(qdict_get_qdict(resp, "return"),
-                                    "stores");
-    int64_t v = qdict_get_int(qobject_to(QDict, qlist_peek(stores)), key);
-
-    qobject_unref(resp);
-    return v;
+    return tq_store_stat(global_qtest, "drive0", key);
 }
 
 /* qemu-img compare of a qcow2 image alone against @expect at @sector. */
@@ -2043,7 +1962,7 @@ static void make_indirections(TsrVM *vm, uint64_t buf, uint8_t *data,
 {
     unsigned i;
 
-    fill_pattern(data, np * TSR_PAGE, seed);
+    tq_fill_pattern(data, np * TSR_PAGE, seed);
     memwrite(buf, data, np * TSR_PAGE);
     for (i = 0; i < np; i++) {
         swap_out(buf + (order ? order[i] : i) * TSR_PAGE, TSR_PAGE);
@@ -2140,16 +2059,16 @@ static void test_defrag_race(void)
         "{'execute': 'job-pause', 'arguments': {'id': 'd0'}}");
     /* full overwrites, a partial one, and a new indirection */
     for (i = 0; i < np; i += 8) {
-        fill_pattern(newer, TSR_PAGE, 100 + i);
+        tq_fill_pattern(newer, TSR_PAGE, 100 + i);
         memwrite(pbuf, newer, TSR_PAGE);
         blk_write(&vm, 8192 + i * 8, pbuf, TSR_PAGE);
         memcpy(data + i * TSR_PAGE, newer, TSR_PAGE);
     }
-    fill_pattern(newer, 512, 200);
+    tq_fill_pattern(newer, 512, 200);
     memwrite(pbuf, newer, 512);
     blk_write(&vm, 8192 + 3 * 8 + 1, pbuf, 512);
     memcpy(data + 3 * TSR_PAGE + 512, newer, 512);
-    fill_pattern(newer, TSR_PAGE, 201);
+    tq_fill_pattern(newer, TSR_PAGE, 201);
     memwrite(pbuf, newer, TSR_PAGE);
     swap_out(pbuf, TSR_PAGE);
     blk_write(&vm, 8192 + 5 * 8, pbuf, TSR_PAGE);
@@ -2275,7 +2194,7 @@ static void model_write(TsrVM *vm, uint8_t *model, uint64_t model_sector,
     uint8_t *dst = model + (sector - model_sector) * 512;
     uint64_t buf = guest_alloc(vm->alloc, len);
 
-    fill_pattern(dst, len, seed);
+    tq_fill_pattern(dst, len, seed);
     memwrite(buf, dst, len);
     if (swapped) {
         swap_out(buf, len);
@@ -2297,12 +2216,12 @@ static void test_block_mirror(void)
 {
     const uint32_t model_len = 3 * 1024 * 1024;
     g_autofree uint8_t *model = g_malloc0(model_len);
-    char *target;  /* freed with the test (make_image) */
+    char *target;  /* freed with the test (tq_image) */
     TsrImages img;
     TsrVM vm;
 
     images_new(&img);
-    target = make_image("qcow2");
+    target = tq_image("qcow2", TSR_IMAGE_MB);
     vm_start(&vm, &img, NULL);
     model_write(&vm, model, 0, 0, 8, 40, false);
     model_write(&vm, model, 0, 2048, 16, 41, true);
@@ -2343,12 +2262,12 @@ static void test_block_backup(void)
     const uint32_t len = np * TSR_PAGE;
     g_autofree uint8_t *before = g_malloc(len);
     g_autofree uint8_t *after = NULL;
-    char *target;  /* freed with the test (make_image) */
+    char *target;  /* freed with the test (tq_image) */
     TsrImages img;
     TsrVM vm;
 
     images_new(&img);
-    target = make_image("qcow2");
+    target = tq_image("qcow2", TSR_IMAGE_MB);
     vm_start(&vm, &img, NULL);
     model_write(&vm, before, at, at, 16, 50, false);
     model_write(&vm, before, at, at + 16 * 8, 16, 51, true);
@@ -2375,19 +2294,6 @@ static void test_block_backup(void)
 }
 
 /* ---- The store: permissions, attach order, limits, space ---- */
-
-/* An image of @mb MiB in format @fmt, removed when the test ends */
-static char *make_image_mb(const char *fmt, unsigned mb)
-{
-    char *path;
-    int fd = g_file_open_tmp("tesseract-qtest.XXXXXX", &path, NULL);
-
-    g_assert_cmpint(fd, >=, 0);
-    close(fd);
-    g_assert_true(mkimg(path, fmt, mb));
-    g_test_queue_destroy(unlink_and_free, path);
-    return path;
-}
 
 /*
  * A VM like vm_start_with()'s, but the guest disk is @disk_mb MiB and
@@ -2585,7 +2491,7 @@ static void test_store_refused_open_unchanged(void)
 {
     const unsigned np = 8;
     g_autofree uint8_t *data = g_malloc(np * TSR_PAGE);
-    char *guest2 = make_image("qcow2");
+    char *guest2 = tq_image("qcow2", TSR_IMAGE_MB);
     g_autofree char *sum_g = NULL, *sum_b = NULL, *sum_g2 = NULL;
     g_autofree char *out = NULL, *sum = NULL;
     TsrImages img;
@@ -2633,8 +2539,8 @@ static void test_store_refused_open_unchanged(void)
  */
 static void test_store_exclusive_bsst(void)
 {
-    char *guest = make_image("qcow2");
-    char *bsst = make_image("raw");
+    char *guest = tq_image("qcow2", TSR_IMAGE_MB);
+    char *bsst = tq_image("raw", TSR_IMAGE_MB);
     g_autofree char *opts = g_strdup_printf("driver=raw,node-name=bsst0,"
                                             "file.driver=file,"
                                             "file.filename=%s", bsst);
@@ -2684,11 +2590,11 @@ static void test_store_discard_indirected(void)
         images_new(&img);
         vm_start(&vm, &img, ",discard=unmap");
         buf = guest_alloc(vm.alloc, TSR_PAGE);
-        fill_pattern(old, TSR_PAGE, 41);
+        tq_fill_pattern(old, TSR_PAGE, 41);
         memwrite(buf, old, TSR_PAGE);
         blk_write(&vm, 800, buf, TSR_PAGE);
         blk_flush(&vm);
-        fill_pattern(newer, TSR_PAGE, 42);
+        tq_fill_pattern(newer, TSR_PAGE, 42);
         memwrite(buf, newer, TSR_PAGE);
         swap_out(buf, TSR_PAGE);
         blk_write(&vm, 800, buf, TSR_PAGE);
@@ -2724,8 +2630,8 @@ static void test_store_sparse_shrinks(void)
 {
     const unsigned np = 128;
     g_autofree uint8_t *data = g_malloc(np * TSR_PAGE);
-    char *guest = make_image("qcow2");
-    char *bsst = make_image_mb("qcow2", 64);
+    char *guest = tq_image("qcow2", TSR_IMAGE_MB);
+    char *bsst = tq_image("qcow2", 64);
     g_autofree char *opts = g_strdup_printf("driver=qcow2,node-name=bsst0,"
                                             "discard=unmap,file.driver=file,"
                                             "file.filename=%s", bsst);
@@ -2767,8 +2673,8 @@ static void test_store_reference_limit(void)
     const unsigned nseg = 254, disk_mb = 320;
     const unsigned nreq = DIV_ROUND_UP(65535, nseg) + 2;
     g_autofree uint8_t *page = g_malloc(TSR_PAGE);
-    char *guest = make_image_mb("qcow2", disk_mb);
-    char *bsst = make_image_mb("qcow2", 512);
+    char *guest = tq_image("qcow2", disk_mb);
+    char *bsst = tq_image("qcow2", 512);
     g_autofree char *opts = g_strdup_printf("driver=qcow2,node-name=bsst0,"
                                             "file.driver=file,"
                                             "file.filename=%s", bsst);
@@ -2779,7 +2685,7 @@ static void test_store_reference_limit(void)
 
     vm_boot(&vm, guest, disk_mb, opts, NULL);
     buf = guest_alloc(vm.alloc, TSR_PAGE);
-    fill_pattern(page, TSR_PAGE, 47);
+    tq_fill_pattern(page, TSR_PAGE, 47);
     memwrite(buf, page, TSR_PAGE);
     swap_out(buf, TSR_PAGE);
     for (i = 0; i < nreq; i++) {
@@ -2817,8 +2723,8 @@ static void test_store_checkpoint_capacity(void)
 {
     const unsigned nseg = 254, nreq = 60;
     g_autofree uint8_t *page = g_malloc(TSR_PAGE);
-    char *guest = make_image("qcow2");
-    char *bsst = make_image_mb("qcow2", 2);
+    char *guest = tq_image("qcow2", TSR_IMAGE_MB);
+    char *bsst = tq_image("qcow2", 2);
     g_autofree char *opts = g_strdup_printf("driver=qcow2,node-name=bsst0,"
                                             "file.driver=file,"
                                             "file.filename=%s", bsst);
@@ -2829,7 +2735,7 @@ static void test_store_checkpoint_capacity(void)
 
     vm_boot(&vm, guest, TSR_IMAGE_MB, opts, NULL);
     buf = guest_alloc(vm.alloc, TSR_PAGE);
-    fill_pattern(page, TSR_PAGE, 49);
+    tq_fill_pattern(page, TSR_PAGE, 49);
     memwrite(buf, page, TSR_PAGE);
     swap_out(buf, TSR_PAGE);
     for (i = 0; i < nreq; i++) {
@@ -2918,7 +2824,7 @@ static void test_store_drop_disk(void)
     int ret;
 
     images_new(&img);
-    img2.guest = make_image("qcow2");
+    img2.guest = tq_image("qcow2", TSR_IMAGE_MB);
     img2.bsst = img.bsst;
     vm_start(&vm, &img, ",disk-id=old");
     buf = guest_alloc(vm.alloc, np * TSR_PAGE);
@@ -3078,7 +2984,8 @@ static void test_store_image_binding(void)
 {
     const unsigned np = 4;
     g_autofree uint8_t *data = g_malloc(np * TSR_PAGE);
-    char *other = make_image("qcow2"), *fresh_bsst = make_image("qcow2");
+    char *other = tq_image("qcow2", TSR_IMAGE_MB);
+    char *fresh_bsst = tq_image("qcow2", TSR_IMAGE_MB);
     g_autofree char *out = NULL;
     TsrImages img, swapped;
     TsrVM vm;
@@ -3151,14 +3058,10 @@ static char *blkdebug_opts(const char *path, const char *event,
 
 static bool store_failed(void)
 {
-    QDict *resp = qmp("{'execute': 'query-tesseract', "
-                      " 'arguments': {'node-name': 'drive0'}}");
-    QList *stores = qdict_get_qlist(qdict_get_qdict(resp, "return"),
-                                    "stores");
-    bool failed = qdict_get_bool(qobject_to(QDict, qlist_peek(stores)),
-                                 "failed");
+    QDict *st = tq_store_query(global_qtest, "drive0");
+    bool failed = qdict_get_bool(st, "failed");
 
-    qobject_unref(resp);
+    qobject_unref(st);
     return failed;
 }
 
@@ -3183,7 +3086,8 @@ static void test_store_io_errors(void)
     unsigned c;
 
     for (c = 0; c < ARRAY_SIZE(cases); c++) {
-        char *guest = make_image("qcow2"), *bsst = make_image("qcow2");
+        char *guest = tq_image("qcow2", TSR_IMAGE_MB);
+        char *bsst = tq_image("qcow2", TSR_IMAGE_MB);
         g_autofree char *gopts = NULL, *bopts = NULL;
         TsrImages img = { .guest = guest, .bsst = bsst };
         QPCIAddress addr = { .devfn = QPCI_DEVFN(4, 0) };
@@ -3217,12 +3121,12 @@ static void test_store_io_errors(void)
         buf = guest_alloc(vm.alloc, np * TSR_PAGE);
         rbuf = guest_alloc(vm.alloc, np * TSR_PAGE);
         make_indirections(&vm, buf, model, np, 1024, 70 + c, NULL);
-        fill_pattern(model + np * TSR_PAGE, np * TSR_PAGE, 80 + c);
+        tq_fill_pattern(model + np * TSR_PAGE, np * TSR_PAGE, 80 + c);
         memwrite(rbuf, model + np * TSR_PAGE, np * TSR_PAGE);
         blk_write(&vm, 1024 + np * 8, rbuf, np * TSR_PAGE);
         blk_flush(&vm);
         /* more indirections, not flushed yet */
-        fill_pattern(model + 2 * np * TSR_PAGE, np * TSR_PAGE, 90 + c);
+        tq_fill_pattern(model + 2 * np * TSR_PAGE, np * TSR_PAGE, 90 + c);
         memwrite(buf, model + 2 * np * TSR_PAGE, np * TSR_PAGE);
         swap_out(buf, np * TSR_PAGE);
         blk_write(&vm, 1024 + 2 * np * 8, buf, np * TSR_PAGE);
@@ -3235,7 +3139,7 @@ static void test_store_io_errors(void)
                                VIRTIO_BLK_T_IN, 1024, rbuf, np * TSR_PAGE);
             g_assert_cmpint(st, ==, VIRTIO_BLK_S_IOERR);
         } else if (!strcmp(cases[c].fails, "write")) {
-            fill_pattern(model + 3 * np * TSR_PAGE, np * TSR_PAGE, 95 + c);
+            tq_fill_pattern(model + 3 * np * TSR_PAGE, np * TSR_PAGE, 95 + c);
             memwrite(rbuf, model + 3 * np * TSR_PAGE, np * TSR_PAGE);
             st = blk_rw_status(&vm.dev->vdev, vm.alloc, vm.vq,
                                VIRTIO_BLK_T_OUT, 1024 + 3 * np * 8, rbuf,

@@ -1,0 +1,182 @@
+/*
+ * Helpers shared by the tesseract qtests
+ *
+ * Temporary files and images that go away when the test ends, a data
+ * pattern, a child process that goes away with the test, the counters of
+ * query-tesseract's swapper and store, and a swap-out.  Each QMP helper
+ * takes the QTestState it asks; a test built on libqtest-single.h
+ * (included before this header) also gets swapper_query(),
+ * swapper_stat(), swapper_str() and swapper_swap_out() on global_qtest.
+ *
+ * Copyright (c) 2026 The Tesseract for QEMU authors
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#ifndef TESSERACT_QTEST_H
+#define TESSERACT_QTEST_H
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include "libqtest.h"
+#include "qobject/qdict.h"
+#include "qobject/qlist.h"
+
+static inline void tq_unlink_and_free(void *path)
+{
+    unlink(path);
+    g_free(path);
+}
+
+/*
+ * A new temporary file (g_file_open_tmp() template @tmpl), removed when
+ * the test ends.  With !@keep only its name is reserved: the file is
+ * removed at once, for a socket or a file to be created there.
+ */
+static inline char *tq_tmp(const char *tmpl, bool keep)
+{
+    char *path;
+    int fd = g_file_open_tmp(tmpl, &path, NULL);
+
+    g_assert_cmpint(fd, >=, 0);
+    close(fd);
+    if (!keep) {
+        unlink(path);
+    }
+    g_test_queue_destroy(tq_unlink_and_free, path);
+    return path;
+}
+
+/* A new image of @mb MiB in format @fmt, removed when the test ends */
+static inline char *tq_image(const char *fmt, unsigned mb)
+{
+    char *path = tq_tmp("tesseract-qtest.XXXXXX", true);
+
+    g_assert_true(mkimg(path, fmt, mb));
+    return path;
+}
+
+/* @len bytes of pattern @seed: each page differs from the others */
+static inline void tq_fill_pattern(uint8_t *buf, size_t len, unsigned seed)
+{
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        buf[i] = (uint8_t)(seed * 131 + i * 7 + (i >> 12) * 13);
+    }
+}
+
+/* g_spawn_*()'s child setup: the child is sent SIGTERM when the test dies */
+static inline void tq_child_setup(gpointer data)
+{
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+}
+
+/* qtest_add_abrt_handler()'s: SIGTERM to the child whose GPid @opaque is */
+static inline void tq_child_kill(void *opaque)
+{
+    kill(*(GPid *)opaque, SIGTERM);
+}
+
+/* query-tesseract's one swapper (a new reference) */
+static inline QDict *tq_swapper_query(QTestState *qts)
+{
+    QDict *resp = qtest_qmp(qts, "{'execute': 'query-tesseract'}");
+    QList *list = qdict_get_qlist(qdict_get_qdict(resp, "return"),
+                                  "swappers");
+    QDict *sw;
+
+    g_assert_cmpint(qlist_size(list), ==, 1);
+    sw = qobject_to(QDict, qlist_peek(list));
+    qobject_ref(sw);
+    qobject_unref(resp);
+    return sw;
+}
+
+/* The swapper's counter @key */
+static inline int64_t tq_swapper_stat(QTestState *qts, const char *key)
+{
+    QDict *sw = tq_swapper_query(qts);
+    int64_t v = qdict_get_int(sw, key);
+
+    qobject_unref(sw);
+    return v;
+}
+
+/* The swapper's @key string, or NULL (freed by the caller) */
+static inline char *tq_swapper_str(QTestState *qts, const char *key)
+{
+    QDict *sw = tq_swapper_query(qts);
+    char *v = g_strdup(qdict_get_try_str(sw, key));
+
+    qobject_unref(sw);
+    return v;
+}
+
+/*
+ * query-tesseract's first store (a new reference): of node @node, or of
+ * every node when @node is NULL
+ */
+static inline QDict *tq_store_query(QTestState *qts, const char *node)
+{
+    QDict *resp = node ?
+        qtest_qmp(qts, "{'execute': 'query-tesseract', "
+                  " 'arguments': {'node-name': %s}}", node) :
+        qtest_qmp(qts, "{'execute': 'query-tesseract'}");
+    QList *stores = qdict_get_qlist(qdict_get_qdict(resp, "return"),
+                                    "stores");
+    QDict *st = qobject_to(QDict, qlist_peek(stores));
+
+    qobject_ref(st);
+    qobject_unref(resp);
+    return st;
+}
+
+/* The store's counter @key (of @node, or the first store) */
+static inline int64_t tq_store_stat(QTestState *qts, const char *node,
+                                    const char *key)
+{
+    QDict *st = tq_store_query(qts, node);
+    int64_t v = qdict_get_int(st, key);
+
+    qobject_unref(st);
+    return v;
+}
+
+/*
+ * x-tesseract-swap-out of [@gpa, @gpa + @size) by swapper swap0; with
+ * !@wait it returns while the swapper's worker swaps the pages out
+ */
+static inline void tq_swap_out(QTestState *qts, uint64_t gpa, uint64_t size,
+                               bool wait)
+{
+    qtest_qmp_assert_success(qts,
+        "{'execute': 'x-tesseract-swap-out', 'arguments': "
+        "{'id': 'swap0', 'addr': %" PRIu64 ", 'size': %" PRIu64 ", "
+        "'wait': %i}}", gpa, size, wait);
+}
+
+#ifdef LIBQTEST_SINGLE_H
+static inline QDict *swapper_query(void)
+{
+    return tq_swapper_query(global_qtest);
+}
+
+static inline int64_t swapper_stat(const char *key)
+{
+    return tq_swapper_stat(global_qtest, key);
+}
+
+static inline char *swapper_str(const char *key)
+{
+    return tq_swapper_str(global_qtest, key);
+}
+
+/* Swap out [@gpa, @gpa + @size) and wait until it is done */
+static inline void swapper_swap_out(uint64_t gpa, uint64_t size)
+{
+    tq_swap_out(global_qtest, gpa, size, true);
+}
+#endif
+
+#endif
