@@ -823,6 +823,22 @@ void bsst_store_unref(BsstStore *s, uint32_t bblock)
     }
 }
 
+int bsst_store_format_now(BsstStore *s)
+{
+    GLOBAL_STATE_CODE();
+    return bsst_store_activate(s);
+}
+
+bool bsst_store_opened_blank(BsstStore *s)
+{
+    bool blank;
+
+    qemu_mutex_lock(&s->lock);
+    blank = !qatomic_read(&s->active) && s->sb.generation == 0;
+    qemu_mutex_unlock(&s->lock);
+    return blank;
+}
+
 int bsst_store_adopt_block(BsstStore *s, uint32_t bblock)
 {
     int ret = bsst_store_alloc_check(s);

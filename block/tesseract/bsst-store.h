@@ -230,6 +230,14 @@ void bsst_store_unref(BsstStore *s, uint32_t bblock);
  * it back at once (a newer copy of its page arrived).
  */
 int bsst_store_adopt_block(BsstStore *s, uint32_t bblock);
+/*
+ * Format a blank image now, not at the first write (a migration
+ * destination opening it later finds its UUID); 0 if it is formatted
+ * already, -EPERM if the node is inactive.
+ */
+int bsst_store_format_now(BsstStore *s);
+/* The image was blank when this store opened it, and is unwritten since */
+bool bsst_store_opened_blank(BsstStore *s);
 void bsst_store_drop_adopted(BsstStore *s, uint32_t bblock);
 
 /*

@@ -49,6 +49,11 @@
 # MIGRATE_TEST_SEED (pattern seed, default 7), MIGRATE_TEST_TIMEOUT (s,
 # the destination's guest timeout, default 150; the source gets 30 s
 # less, and a hang ends the test within 5 minutes),
+# MIGRATE_TEST_SHARED=1 (both QEMUs open one BSST image, the source with
+# shared-bsst=on: the swapped-out pages travel as their blocks, which
+# the destination adopts; then migration-blocks-sent > 0 stands for
+# migration-pages-sent > 0, the source reads nothing from its BSST, and
+# the destination adopts every block sent),
 # MIGRATE_TEST_KEEP=DIR (keep the run's files in DIR: src/ and dst/ are
 # the two run-guest.sh workdirs; a first run's, if there was a second,
 # are first-src/ and first-dst/).
@@ -63,9 +68,11 @@ PASSES=${MIGRATE_TEST_PASSES:-50}
 REWRITE=${MIGRATE_TEST_REWRITE:-32}
 SEED=${MIGRATE_TEST_SEED:-7}
 TIMEOUT=${MIGRATE_TEST_TIMEOUT:-150}
+SHARED=${MIGRATE_TEST_SHARED:-0}
 # the guest's first pass line: the working set is written (and swapped)
 PATTERN="memverify: pass 0 wrote"
 NAME="live migration of a guest under the tesseract-swapper (qcow2 BSST): swapped-out pages sent from the BSST"
+[ "$SHARED" = 0 ] || NAME="live migration of a guest under the tesseract-swapper over a shared BSST: swapped-out pages travel as blocks the destination adopts"
 
 # shellcheck source=tests/guest/test-lib.sh
 . "$HERE/test-lib.sh"
@@ -106,7 +113,13 @@ MSOCK=$WD/migrate.sock
 COMMON=(--quiet -m 256M --workload memverify
         --append "memverify_mib=$MIB memverify_passes=$PASSES memverify_rewrite=$REWRITE memverify_seed=$SEED"
         --plain-disk --disk-image "$WD/guest.qcow2" --bsst-format qcow2
-        --bsst-size 1G --swapper "limit=$LIMIT" "$@")
+        --bsst-size 1G)
+if [ "$SHARED" = 0 ]; then
+    COMMON+=(--swapper "limit=$LIMIT")
+else
+    COMMON+=(--bsst-image "$WD/bsst.qcow2" --swapper "limit=$LIMIT,shared-bsst=on")
+fi
+COMMON+=("$@")
 run_error() {  # ERRFILE: run-guest's first error line
     grep -m1 -E 'FAIL|error' "$1" | sed -E 's/^run-guest: (FAIL|error): //'
 }
@@ -122,9 +135,32 @@ migrate_once() {
     # the switchover)
     "$QEMU_IMG" create -q -f qcow2 "$WD/guest.qcow2" 64M 2> "$WD/err" || \
         not_ok "cannot create the guest disk"
+    # and, shared, one BSST
+    [ "$SHARED" = 0 ] || "$QEMU_IMG" create -q -f qcow2 "$WD/bsst.qcow2" 1G \
+        2> "$WD/err" || not_ok "cannot create the BSST"
+    rm -f "$WD/gate"
     # each run-guest.sh also under a timeout of its own: its hang
     # diagnostics take up to ~100 s more
     t0=$(date +%s)
+    start_src() {  # [run-guest.sh options]
+        timeout -k 10 $((TIMEOUT + 70)) "$HERE/run-guest.sh" "${COMMON[@]}" \
+            --workdir "$WD/src" --timeout $((TIMEOUT - 30)) \
+            --migrate-to "unix:$MSOCK" --migrate-on "$PATTERN" "$@" \
+            > /dev/null 2> "$WD/src.err" &
+        SRC_PID=$!
+    }
+    if [ "$SHARED" != 0 ]; then
+        # a shared BSST: the source's swapper formats it when it starts,
+        # and the destination must open it after that (as libvirt starts
+        # a destination long after its source); the source migrates
+        # once the destination listens (the gate)
+        start_src --migrate-gate "$WD/gate"
+        for _ in $(seq 300); do
+            [ ! -s "$WD/src/console.log" ] || break
+            kill -0 "$SRC_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+    fi
     timeout -k 10 $((TIMEOUT + 100)) "$HERE/run-guest.sh" "${COMMON[@]}" \
         --workdir "$WD/dst" --timeout "$TIMEOUT" --incoming "unix:$MSOCK" \
         > /dev/null 2> "$WD/dst.err" &
@@ -135,11 +171,11 @@ migrate_once() {
         sleep 0.1
     done
     [ -S "$MSOCK" ] || not_ok "the destination QEMU does not listen on $MSOCK: $(run_error "$WD/dst.err")"
-    timeout -k 10 $((TIMEOUT + 70)) "$HERE/run-guest.sh" "${COMMON[@]}" \
-        --workdir "$WD/src" --timeout $((TIMEOUT - 30)) \
-        --migrate-to "unix:$MSOCK" --migrate-on "$PATTERN" \
-        > /dev/null 2> "$WD/src.err" &
-    SRC_PID=$!
+    if [ "$SHARED" != 0 ]; then
+        touch "$WD/gate"
+    else
+        start_src
+    fi
     wait "$SRC_PID" || src_rc=$?
     SRC_PID=
     src_time=$(( $(date +%s) - t0 ))
@@ -163,13 +199,14 @@ migrate_once() {
     tr -d '\r' < "$WD/src/console.log" > "$WD/src-console.txt"
 
     fig_rc=0
-    /usr/bin/python3 - "$WD" "$src_time" "$elapsed" \
+    /usr/bin/python3 - "$WD" "$src_time" "$elapsed" "$SHARED" \
         > "$WD/figures" 2> "$WD/err" <<'EOF' || fig_rc=$?
 import json
 import re
 import sys
 
 wd = sys.argv[1]
+shared = sys.argv[4] != "0"
 
 
 def load(path):
@@ -218,22 +255,25 @@ print("migration: %s, total-time %s ms, downtime %s ms, setup %s ms, "
 # when it checks them: one the swapper swaps out in between faults back
 # in.  A guest pounding 160 MiB under a 32M limit: up to ~7% on a quiet
 # host.  Far more would mean swapped-out pages read by the migration.
-max_faults = src["migration-pages-sent"] * 15 // 100 + 100
-print("source swapper: sent from the BSST %d pages, zero pages %d, resident "
-      "pages %d; migration-faults %d (at most %d)"
-      % (src["migration-pages-sent"], src["migration-zero-pages-sent"],
-         src["migration-resident-pages-sent"], src["migration-faults"],
-         max_faults))
+sent = src["migration-pages-sent"] + src["migration-blocks-sent"]
+max_faults = sent * 15 // 100 + 100
+print("source swapper: sent from the BSST %d pages, as blocks %d, zero pages "
+      "%d, resident pages %d; migration-faults %d (at most %d), BSST reads "
+      "%d" % (src["migration-pages-sent"], src["migration-blocks-sent"],
+              src["migration-zero-pages-sent"],
+              src["migration-resident-pages-sent"], src["migration-faults"],
+              max_faults, src["migration-bsst-reads"]))
 print("source swapper: swapped pages before %d (%.0f%% of guest RAM), after "
       "%d; resident before %d, after %d; swap-ins %d during the migration "
       "(the guest's)"
       % (pre["swapped-pages"], 100.0 * pre["swapped-pages"] / guest_pages,
          src["swapped-pages"], pre["resident-pages"], src["resident-pages"],
          src["swap-ins"] - pre["swap-ins"]))
-print("destination swapper: received %d pages, swap-outs %d, swap-ins %d, "
-      "resident %d, swapped %d at the end"
-      % (dst["migration-pages-received"], dst["swap-outs"], dst["swap-ins"],
-         dst["resident-pages"], dst["swapped-pages"]))
+print("destination swapper: received %d pages, adopted %d blocks, swap-outs "
+      "%d, swap-ins %d, resident %d, swapped %d at the end"
+      % (dst["migration-pages-received"], dst["migration-pages-adopted"],
+         dst["swap-outs"], dst["swap-ins"], dst["resident-pages"],
+         dst["swapped-pages"]))
 
 errs = []
 premise = None
@@ -244,18 +284,29 @@ if pre["swapped-pages"] * 10 < guest_pages * 3:
 if len(dst_passes) < 2:
     errs.append("memverify did not verify one whole pass on the destination "
                 "(pass lines there: %s)" % (",".join(dst_passes) or "none"))
-if src["migration-pages-sent"] <= 0:
+if shared:
+    if src["migration-blocks-sent"] <= 0:
+        errs.append("the source's swapper sent no blocks of its shared BSST")
+    if src["migration-bsst-reads"] or src["migration-pages-sent"]:
+        errs.append("the source read %d pages from its shared BSST (%d "
+                    "reads) instead of sending their blocks"
+                    % (src["migration-pages-sent"],
+                       src["migration-bsst-reads"]))
+    if dst["migration-pages-adopted"] != src["migration-blocks-sent"]:
+        errs.append("the destination adopted %d blocks, the source sent %d"
+                    % (dst["migration-pages-adopted"],
+                       src["migration-blocks-sent"]))
+elif src["migration-pages-sent"] <= 0:
     errs.append("the source's swapper sent no pages from its BSST")
 if src["migration-faults"] > max_faults:
     errs.append("the migration faulted %d swapped-out pages back in: more "
-                "than 15%% of migration-pages-sent (%d) + 100"
-                % (src["migration-faults"], src["migration-pages-sent"]))
+                "than 15%% of the pages it sent (%d) + 100"
+                % (src["migration-faults"], sent))
 if src["swapped-pages"] <= 0:
     errs.append("no pages stayed swapped out on the source")
-if dst["migration-pages-received"] < src["migration-pages-sent"]:
+if dst["migration-pages-received"] < sent:
     errs.append("the destination received %d pages, the source sent %d"
-                % (dst["migration-pages-received"],
-                   src["migration-pages-sent"]))
+                % (dst["migration-pages-received"], sent))
 if errs:
     sys.exit("; ".join(([premise] if premise else []) + errs))
 if premise:

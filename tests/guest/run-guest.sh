@@ -25,6 +25,10 @@
 #                       which its destination opens too (shared storage on
 #                       this host: -incoming opens images inactive, so its
 #                       lock does not conflict); not with --hdd
+#   --bsst-image PATH   use this existing BSST image instead of creating
+#                       one: a migration source's, with shared-bsst=on
+#                       in its --swapper options (the destination opens
+#                       it inactive, like --disk-image); not with --hdd
 #   --plain-disk        no tesseract node: the guest disk's own qcow2 (or
 #                       raw) node, disk0, is the virtio device's drive (a
 #                       tesseract node blocks migration); with --swapper the
@@ -156,6 +160,7 @@ TIMEOUT=${GUEST_TIMEOUT:-120}
 WORKLOAD=
 DISK_SIZE=64M
 DISK_IMAGE=
+BSST_IMAGE=
 PLAIN_DISK=no
 INCOMING=
 MIGRATE_TO=
@@ -204,6 +209,7 @@ while [ $# -gt 0 ]; do
     --append) APPEND="$APPEND $2"; shift ;;
     --disk-size) DISK_SIZE=$2; shift ;;
     --disk-image) DISK_IMAGE=$2; shift ;;
+    --bsst-image) BSST_IMAGE=$2; shift ;;
     --plain-disk) PLAIN_DISK=yes ;;
     --incoming) INCOMING=$2; shift ;;
     --migrate-to) MIGRATE_TO=$2; shift ;;
@@ -352,6 +358,11 @@ if [ "$PLAIN_DISK" = yes ] && [ -n "$SWAP_DISK" ]; then
 fi
 [ "$PLAIN_DISK" = no ] || [ -n "$SWAPPER" ] || [ -z "$BSST_BENCH" ] || \
     die "--bsst-bench: --plain-disk without --swapper has no BSST"
+if [ -n "$BSST_IMAGE" ]; then
+    [ -f "$BSST_IMAGE" ] || die "--bsst-image: no image at '$BSST_IMAGE'"
+    [ -z "$HDD" ] || die "--bsst-image and --hdd: the hard-disk model holds images of its own"
+    BSST_IMAGE=$(cd "$(dirname "$BSST_IMAGE")" && pwd)/$(basename "$BSST_IMAGE")
+fi
 if [ -n "$DISK_IMAGE" ]; then
     [ -f "$DISK_IMAGE" ] || die "--disk-image: no image at '$DISK_IMAGE'"
     [ -z "$HDD" ] || die "--disk-image and --hdd: the hard-disk model holds images of its own"
@@ -460,8 +471,15 @@ BSST_OPTS=("${RAW_OPTS[@]}")
 [ "$BSST_SSD" = no ] || BSST_OPTS=()
 [ -z "$BSST_PREALLOC" ] || [ "$BSST_DIR" = "$IMGDIR" -a -n "$SPINDLE_MNT" ] || \
     BSST_OPTS=(-o "preallocation=$BSST_PREALLOC")
-[ "$HAVE_BSST" = no ] || \
-    "$QEMU_IMG" create -q -f "$BSST_FMT" "${BSST_OPTS[@]}" "$BSST_DIR/bsst.$BSST_FMT" "$BSST_SIZE"
+BSST_IMG=$BSST_DIR/bsst.$BSST_FMT
+if [ -n "$BSST_IMAGE" ]; then
+    BSST_IMG=$BSST_IMAGE
+    BSST_FMT=$("$QEMU_IMG" info -U --output=json "$BSST_IMAGE" | /usr/bin/python3 -c \
+        'import json, sys; print(json.load(sys.stdin)["format"])') || \
+        die "--bsst-image: qemu-img info cannot read '$BSST_IMAGE'"
+elif [ "$HAVE_BSST" = yes ]; then
+    "$QEMU_IMG" create -q -f "$BSST_FMT" "${BSST_OPTS[@]}" "$BSST_IMG" "$BSST_SIZE"
+fi
 [ -z "$SWAP_DISK" ] || "$QEMU_IMG" create -q -f qcow2 "${QCOW_OPTS[@]}" "$IMGDIR/swap.qcow2" "$SWAP_DISK"
 
 # the protocol options of an image FILE (sets PROTO); "plain" as the second
@@ -526,11 +544,11 @@ CORE+=(-kernel "$KIT/vmlinuz" -initrd "$KIT/initramfs.cpio.gz"
        -append "$CMDLINE")
 if [ "$PLAIN_DISK" = yes ]; then
     image_nodes disk0 "$GUEST_IMG" "$GUEST_FMT"
-    [ "$HAVE_BSST" = no ] || image_nodes bsst0 "$BSST_DIR/bsst.$BSST_FMT" "$BSST_FMT"
+    [ "$HAVE_BSST" = no ] || image_nodes bsst0 "$BSST_IMG" "$BSST_FMT"
     CORE+=(-device "$BLKDEV,drive=disk0")
 else
     image_nodes disk0-fmt "$GUEST_IMG" "$GUEST_FMT"
-    image_nodes bsst0 "$BSST_DIR/bsst.$BSST_FMT" "$BSST_FMT"
+    image_nodes bsst0 "$BSST_IMG" "$BSST_FMT"
     CORE+=(-blockdev "driver=tesseract,node-name=disk0,file=disk0-fmt,bsst=bsst0${TOPTS:+,$TOPTS}"
            -device "$BLKDEV,drive=disk0")
 fi

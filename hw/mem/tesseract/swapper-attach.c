@@ -535,6 +535,9 @@ bool tsw_attach(TesseractSwapper *sw, Error **errp)
     }
     tsw_attach_start(sw);
     sw->attached = true;
+    if (qatomic_read(&sw->shared_bsst)) {
+        tsw_format_shared(sw);
+    }
     return true;
 
 fail_iothread:

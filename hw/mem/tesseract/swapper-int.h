@@ -311,6 +311,7 @@ static inline void tsw_migrate_note_in_ram(TesseractSwapper *sw,
     }
 }
 bool tsw_migrate_attach(TesseractSwapper *sw, Error **errp);
+void tsw_format_shared(TesseractSwapper *sw);
 void tsw_migrate_detach(TesseractSwapper *sw);
 void tsw_migrate_vm_state(TesseractSwapper *sw, bool running,
                           RunState state);

@@ -579,10 +579,19 @@ static int tsw_migrate_check_uuid(TesseractSwapper *sw, const QemuUUID *src,
     mu = qemu_uuid_unparse_strdup(&mine);
     sw->mig_shared = shared;
     if (shared && !qemu_uuid_is_equal(src, &mine)) {
-        error_report("tesseract-swapper '%s': the source shares its BSST "
-                     "(UUID %s), but BSST node '%s' here is another image "
-                     "(UUID %s): open the source's image, or turn "
-                     "shared-bsst off on the source", id, su, sw->bsst, mu);
+        if (bsst_store_opened_blank(sw->store)) {
+            error_report("tesseract-swapper '%s': the source shares its "
+                         "BSST (UUID %s), but BSST node '%s' was blank when "
+                         "this QEMU opened it: start the destination after "
+                         "the source's swapper formatted it (with "
+                         "shared-bsst=on it does at once)", id, su, sw->bsst);
+        } else {
+            error_report("tesseract-swapper '%s': the source shares its "
+                         "BSST (UUID %s), but BSST node '%s' here is another "
+                         "image (UUID %s): open the source's image, or turn "
+                         "shared-bsst off on the source", id, su, sw->bsst,
+                         mu);
+        }
         return -EINVAL;
     }
     /*
@@ -767,6 +776,23 @@ static const SaveVMHandlers tsw_migrate_handlers = {
     .is_active = tsw_migrate_is_active,
     .load_state = tsw_migrate_load,
 };
+
+/*
+ * shared-bsst=on: a destination opening the BSST must find the source's
+ * UUID there, not a blank image, even before the first swap-out
+ */
+void tsw_format_shared(TesseractSwapper *sw)
+{
+    int ret = bsst_store_format_now(sw->store);
+
+    /* (-EPERM: inactive, this is an incoming migration's destination) */
+    if (ret < 0 && ret != -EPERM) {
+        warn_report("tesseract-swapper '%s': cannot format BSST node '%s' "
+                    "for shared-bsst: %s",
+                    object_get_canonical_path_component(OBJECT(sw)),
+                    sw->bsst, strerror(-ret));
+    }
+}
 
 bool tsw_migrate_attach(TesseractSwapper *sw, Error **errp)
 {

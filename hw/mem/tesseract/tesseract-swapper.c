@@ -311,7 +311,12 @@ static bool tsw_get_shared_bsst(Object *obj, Error **errp)
 
 static void tsw_set_shared_bsst(Object *obj, bool value, Error **errp)
 {
-    qatomic_set(&TESSERACT_SWAPPER(obj)->shared_bsst, value);
+    TesseractSwapper *sw = TESSERACT_SWAPPER(obj);
+
+    qatomic_set(&sw->shared_bsst, value);
+    if (value && sw->attached) {
+        tsw_format_shared(sw);
+    }
 }
 
 static void tsw_get_background_idle(Object *obj, Visitor *v,
