@@ -307,7 +307,7 @@ class Driver:
         target = ram * a["share"] // 100
         self.res["target_swapped_bytes"] = target
         self.res["guest_ram_bytes"] = ram
-        if a["config"] == "swapper":
+        if a["config"] in ("swapper", "shared"):
             self.swap_out_swapper(target)
             self.res["settled"] = self.settle(target)
             # pages of zeroes leave no BSST copy and are not counted as
@@ -478,7 +478,7 @@ def figures(rd):
             f["swapped_share_pct"] = (100.0 * spre["swapped-pages"] /
                                       spre["ram-pages"])
         for k in ("migration-faults", "swap-ins", "migration-pages-sent",
-                  "migration-bsst-reads",
+                  "migration-bsst-reads", "migration-blocks-sent",
                   "migration-zero-pages-sent",
                   "migration-resident-pages-sent"):
             if k in spre and k in spost:
@@ -487,6 +487,17 @@ def figures(rd):
         dst = [s for s in dst.get("swappers", []) if s["id"] == "swapper0"]
         if dst:
             f["dst_pages_received"] = dst[0].get("migration-pages-received")
+            f["dst_pages_adopted"] = dst[0].get("migration-pages-adopted")
+    # what the swapped-out pages cost on the wire: a RAM page record is a
+    # 4 KiB page and an 8-byte header, and so is a page of the swapper's
+    # section; a block record is 16 bytes.  Stock sends every swapped-out
+    # page as a RAM page (estimated from the share swapped out at start)
+    if f.get("swapped_share_pct") is not None and b["config"] == "stock":
+        f["swapped_wire_mib"] = (f["swapped_share_pct"] / 100.0 * gram /
+                                 PAGE * (PAGE + 8) / MIB)
+    elif "migration_pages_sent" in f:
+        f["swapped_wire_mib"] = (f["migration_pages_sent"] * (PAGE + 8) +
+                                 f.get("migration_blocks_sent", 0) * 16) / MIB
     # memhog's own check, on the destination
     con = read(os.path.join(rd, "dst", "console.log"))
     held = [ln for ln in con.splitlines() if ln.startswith("memhog: held ")]
@@ -520,6 +531,8 @@ ROWS = [  # key, label, format
     ("total_ms", "migration total-time (ms)", "%.0f"),
     ("downtime_ms", "downtime (ms)", "%.0f"),
     ("transferred_mib", "RAM transferred (MiB)", "%.1f"),
+    ("swapped_wire_mib", "of which for swapped-out pages (MiB, est.)",
+     "%.1f"),
     ("majflt", "source QEMU major faults", "%.0f"),
     ("cg_pgmajfault", "stock: cgroup pgmajfault", "%.0f"),
     ("host_pswpin", "host swap-ins (pswpin, pages)", "%.0f"),
@@ -528,11 +541,13 @@ ROWS = [  # key, label, format
     ("swap_ins", "swapper: swap-ins", "%.0f"),
     ("migration_pages_sent", "swapper: pages sent from the BSST", "%.0f"),
     ("migration_bsst_reads", "swapper: BSST reads for them", "%.0f"),
+    ("migration_blocks_sent", "swapper: pages sent as BSST blocks", "%.0f"),
+    ("dst_pages_adopted", "destination: blocks adopted", "%.0f"),
     ("migration_zero_pages_sent", "swapper: zero pages sent", "%.0f"),
     ("migration_resident_pages_sent", "swapper: swapped in to send", "%.0f"),
     ("settle_s", "seconds to swap out and settle", "%.1f"),
 ]
-CONFIGS = ("stock", "swapper")
+CONFIGS = ("stock", "swapper", "shared")
 
 
 def fmt(form, v):
@@ -559,7 +574,8 @@ def report(out):
         med[c]["valid"] = len(ok)
     lines = []
     p = lines.append
-    p("Live migration, stock QEMU over host swap vs the tesseract-swapper")
+    p("Live migration, stock QEMU over host swap vs the tesseract-swapper "
+      "(private BSST; shared: one BSST both open, shared-bsst=on)")
     p("date %s, commit %s, run directory %s" %
       (meta.get("date", "?"), meta.get("commit", "?"), out))
     p("guest: %s, %s; %s; %d%% of guest RAM swapped out before migrating; "
@@ -568,26 +584,35 @@ def report(out):
                        meta.get("rounds", "?")))
     p("")
     w = 40
-    p("%-*s %12s %12s %14s" % (w, "median over the rounds", "stock",
-                               "swapper", "swapper/stock"))
+    cols = [c for c in CONFIGS if per[c]]
+    p("%-*s%s%s" % (w, "median over the rounds",
+                    "".join(" %12s" % c for c in cols),
+                    "".join(" %14s" % ("%s/stock" % c) for c in cols
+                            if c != "stock")))
     for k, label, form in ROWS:
-        a, b = med["stock"].get(k), med["swapper"].get(k)
-        if a is None and b is None:
+        vals = [med[c].get(k) for c in cols]
+        if all(v is None for v in vals):
             continue
-        ratio = "-"
-        if a is not None and b is not None and a != 0:
-            ratio = "%.2f" % (b / a)
-        elif a == 0 and b == 0:
-            ratio = "="
-        p("%-*s %12s %12s %14s" % (w, label, fmt(form, a), fmt(form, b),
-                                   ratio))
-    p("%-*s %12s %12s" % (w, "runs (completed / all)",
-                          "%d/%d" % (med["stock"]["valid"], med["stock"]["runs"]),
-                          "%d/%d" % (med["swapper"]["valid"],
-                                     med["swapper"]["runs"])))
+        ratios = []
+        for c in cols:
+            if c == "stock":
+                continue
+            a, b = med["stock"].get(k), med[c].get(k)
+            ratio = "-"
+            if a is not None and b is not None and a != 0:
+                ratio = "%.3f" % (b / a)
+            elif a == 0 and b == 0:
+                ratio = "="
+            ratios.append(" %14s" % ratio)
+        p("%-*s%s%s" % (w, label, "".join(" %12s" % fmt(form, v)
+                                          for v in vals), "".join(ratios)))
+    p("%-*s%s" % (w, "runs (completed / all)",
+                  "".join(" %12s" % ("%d/%d" % (med[c]["valid"],
+                                                med[c]["runs"]))
+                          for c in cols)))
     p("")
     # each round: the same rows, one column per run, round by round
-    runs = sorted(per["stock"] + per["swapper"],
+    runs = sorted(sum((per[c] for c in CONFIGS), []),
                   key=lambda f: (f.get("round") or 0, f["config"]))
     p("each round:")
     p("%-*s%s" % (w, "", "".join(" %11s" % f["run"] for f in runs)))

@@ -2,15 +2,15 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 #
 # 'make bench-migrate': live migration of a guest with half its RAM
-# swapped out, stock QEMU over host swap against the tesseract-swapper,
-# side by side in one run.  A benchmark: it prints figures, it passes or
+# swapped out, stock QEMU over host swap against the tesseract-swapper
+# over a private BSST and over a shared one, side by side in one run.  A benchmark: it prints figures, it passes or
 # fails on nothing but the runs themselves.
 #
 #   bench/migrate.sh [--quick] [--rounds N] [options]
 #
-#   --rounds N        rounds (default 3); each round runs both
+#   --rounds N        rounds (default 3); each round runs the three
 #                     configurations, one after the other, the order
-#                     alternating from round to round
+#                     reversed from round to round
 #   --quick           one round
 #   --share PCT       the share of guest RAM swapped out before the
 #                     migration (default 50)
@@ -53,11 +53,16 @@
 #   swapper  a tesseract-swapper over a private qcow2 BSST (as
 #            tests/guest/migrate-test.sh), its limit set by qom-set to the
 #            pages the guest touched minus that share
+#   shared   the same with shared-bsst=on, both QEMUs on one BSST image
+#            (run-guest.sh --bsst-image; the source starts first, as its
+#            swapper formats the image, then the destination): the
+#            swapped-out pages travel as their blocks, which the
+#            destination adopts
 # The source QEMU then migrates (run-guest.sh --migrate-to, with
 # --migrate-gate: the bench opens the gate) over a unix socket to a
 # second QEMU on this host started with -incoming (the same guest disk,
 # --disk-image; stock: no cgroup; swapper: a swapper of its own, no
-# limit, over its own BSST).  The guest stays idle throughout: the faults
+# limit, over its own BSST; shared: over the source's BSST).  The guest stays idle throughout: the faults
 # counted are the migration's own.
 #
 # Figures per configuration, median over the rounds and each round:
@@ -65,8 +70,9 @@
 # QEMU's major faults (/proc/PID/stat majflt just before "migrate" and
 # just after "completed"), the host's swap-ins (/proc/vmstat pswpin) and,
 # stock, the cgroup's pgmajfault; swapper, the deltas of migration-faults,
-# swap-ins and the pages sent from the BSST; the swapped-out share of
-# guest RAM when the migration began.  Ratios swapper/stock.  The
+# swap-ins and the pages sent from the BSST (or as blocks, and the
+# destination's adopted blocks); the swapped-out share of guest RAM when
+# the migration began.  Ratios to stock.  The
 # destination's memhog verifies every page afterwards (its line is shown).
 #
 # Output: the table on stdout (also in report.txt), summary.json,
@@ -174,7 +180,7 @@ json.dump({"date": e["D_DATE"], "commit": e["D_COMMIT"],
            "max_bandwidth": int(e["D_BW"]) if e["D_BW"] else None,
            "host": e["D_HOST"]}, open(sys.argv[1], "w"), indent=1)
 EOF
-say "$ROUNDS round(s), stock and swapper, $SHARE% of $GUEST_MEM swapped out; results in $OUT"
+say "$ROUNDS round(s), stock, swapper and shared, $SHARE% of $GUEST_MEM swapped out; results in $OUT"
 
 # unix socket paths: < 108 bytes
 sock_path() {  # DIR NAME
@@ -201,10 +207,36 @@ run_one() {  # CONFIG ROUND
     if [ "$cfg" = swapper ]; then
         # no limit until the working set is written (qom-set lowers it)
         common+=(--bsst-format qcow2 --bsst-size 1G --swapper "limit=$GUEST_MEM")
+    elif [ "$cfg" = shared ]; then
+        # one BSST image for both, which the source formats as it starts
+        "$QEMU_IMG" create -q -f qcow2 "$wd/bsst.qcow2" 1G
+        common+=(--bsst-image "$wd/bsst.qcow2" --swapper "limit=$GUEST_MEM,shared-bsst=on")
     fi
     say "$cfg (round $rn/$ROUNDS): running"
     t0=$(date +%s)
-    # the destination listens first; it runs until memhog's hold ends
+    if [ "$cfg" = stock ]; then
+        memcg_on "tesseract-bench-migrate-$$" -1
+        src_args=(--wrap "$HERE/cgroup-exec.sh $MEMCG")
+    fi
+    # the source migrates when the bench opens the gate
+    start_src() {
+        "$GUEST/run-guest.sh" "${common[@]}" "${src_args[@]}" --workdir "$wd/src" \
+            --timeout 400 --migrate-to "unix:$msock" --migrate-on "$PATTERN" \
+            --migrate-gate "$gate" -- -qmp "unix:$bsock,server=on,wait=off" \
+            > /dev/null 2> "$wd/src.err" &
+        src_pid=$!
+        PIDS+=("$src_pid")
+    }
+    if [ "$cfg" = shared ]; then
+        # the destination opens the BSST once the source formatted it
+        start_src
+        for _ in $(seq 300); do
+            [ ! -s "$wd/src/console.log" ] || break
+            kill -0 "$src_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+    fi
+    # the destination runs until memhog's hold ends
     "$GUEST/run-guest.sh" "${common[@]}" --workdir "$wd/dst" \
         --timeout $((HOLD + 240)) --incoming "unix:$msock" \
         > /dev/null 2> "$wd/dst.err" &
@@ -220,16 +252,7 @@ run_one() {  # CONFIG ROUND
         stop_runs
         return 0
     fi
-    if [ "$cfg" = stock ]; then
-        memcg_on "tesseract-bench-migrate-$$" -1
-        src_args=(--wrap "$HERE/cgroup-exec.sh $MEMCG")
-    fi
-    "$GUEST/run-guest.sh" "${common[@]}" "${src_args[@]}" --workdir "$wd/src" \
-        --timeout 400 --migrate-to "unix:$msock" --migrate-on "$PATTERN" \
-        --migrate-gate "$gate" -- -qmp "unix:$bsock,server=on,wait=off" \
-        > /dev/null 2> "$wd/src.err" &
-    src_pid=$!
-    PIDS+=("$src_pid")
+    [ "$cfg" = shared ] || start_src
     local drive=(drive --config "$cfg" --src "$wd/src" --sock "$bsock" --gate "$gate"
                  --pattern "$PATTERN" --share "$SHARE" --run-pid "$src_pid"
                  --out "$wd/bench.json")
@@ -254,7 +277,7 @@ run_one() {  # CONFIG ROUND
         memcg_off
     fi
     rm -f "$msock" "$bsock"
-    [ "$KEEP_IMAGES" = yes ] || rm -f "$wd"/guest.qcow2 "$wd"/src/bsst.qcow2 "$wd"/dst/bsst.qcow2
+    [ "$KEEP_IMAGES" = yes ] || rm -f "$wd"/guest.qcow2 "$wd"/bsst.qcow2 "$wd"/src/bsst.qcow2 "$wd"/dst/bsst.qcow2
     M_CFG=$cfg M_RN=$rn M_SRC=$src_rc M_DST=$dst_rc M_DRIVE=$drive_rc \
     M_DRIVE_ERR=$(tail -1 "$wd/drive.err" 2>/dev/null || true) \
     M_SRC_ERR=$(grep -m1 -E 'FAIL|error' "$wd/src.err" 2>/dev/null || true) \
@@ -283,7 +306,7 @@ EOF
 T0=$(date +%s)
 for rn in $(seq 1 "$ROUNDS"); do
     # alternate the order: neither configuration always runs first
-    if [ $((rn % 2)) = 1 ]; then order="stock swapper"; else order="swapper stock"; fi
+    if [ $((rn % 2)) = 1 ]; then order="stock swapper shared"; else order="shared swapper stock"; fi
     for cfg in $order; do
         run_one "$cfg" "$rn"
     done
