@@ -839,6 +839,28 @@ bool bsst_store_opened_blank(BsstStore *s)
     return blank;
 }
 
+int bsst_store_read_disk_uuid(BsstStore *s, QemuUUID *uuid)
+{
+    g_autofree uint8_t *slots = g_malloc0(2 * BSST_BLOCK_SIZE);
+    BsstSuperblock sb;
+    int ret;
+
+    GLOBAL_STATE_CODE();
+    ret = blk_pread(s->blk, 0, 2 * BSST_BLOCK_SIZE, slots, 0);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = bsst_sb_choose(slots, slots + BSST_BLOCK_SIZE, &sb, NULL);
+    if (ret < 0) {
+        return ret;
+    }
+    if (ret == BSST_SB_BLANK) {
+        return 0;
+    }
+    *uuid = sb.uuid;
+    return 1;
+}
+
 int bsst_store_adopt_block(BsstStore *s, uint32_t bblock)
 {
     int ret = bsst_store_alloc_check(s);

@@ -238,6 +238,12 @@ int bsst_store_adopt_block(BsstStore *s, uint32_t bblock);
 int bsst_store_format_now(BsstStore *s);
 /* The image was blank when this store opened it, and is unwritten since */
 bool bsst_store_opened_blank(BsstStore *s);
+/*
+ * The UUID in the image's superblocks as they are now (another QEMU may
+ * have written them since this store opened it): 1 and *@uuid, 0 if
+ * the image is blank, or a negative errno.
+ */
+int bsst_store_read_disk_uuid(BsstStore *s, QemuUUID *uuid);
 void bsst_store_drop_adopted(BsstStore *s, uint32_t bblock);
 
 /*

@@ -15,6 +15,7 @@
  */
 
 #include "qemu/osdep.h"
+#include "qemu/units.h"
 #include "libqtest.h"
 #include "qobject/qdict.h"
 #include "qobject/qlist.h"
@@ -488,6 +489,92 @@ static void test_shared_bsst(void)
 }
 
 /*
+ * The destination keeps its limit while the pages arrive: its own BSST
+ * (not the source's) is activated at once, and its swapper swaps out
+ * before the VM runs there, instead of holding every page the stream
+ * brings until then.
+ */
+static void test_dest_limit(void)
+{
+    const uint64_t addr = 0x4000000, size = 48 * MiB;
+    const int64_t limit_pages = 16 * MiB / MG_PAGE;
+    g_autofree uint8_t *big = g_malloc(size);
+    int64_t resident, most = 0, swapped_early = 0;
+    MgPair p;
+    int i;
+
+    mg_pair(&p);
+    fill(big, size, 17);
+    qtest_bufwrite(p.src.qts, addr, big, size);
+    qtest_qmp_assert_success(p.dst.qts, "{'execute': 'qom-set', "
+                             "'arguments': {'path': '/objects/swap0', "
+                             "'property': 'limit', 'value': %" PRId64 "}}",
+                             limit_pages * MG_PAGE);
+    qtest_qmp_assert_success(p.src.qts,
+        "{'execute': 'migrate-set-parameters', 'arguments': "
+        "{'max-bandwidth': 33554432}}");
+    mg_migrate(&p);
+    for (i = 0; i < 6000; i++) {
+        g_autofree char *st = mg_status(p.dst.qts, NULL);
+
+        if (strcmp(st, "active") && strcmp(st, "setup") &&
+            strcmp(st, "none")) {
+            break;
+        }
+        resident = tq_swapper_stat(p.dst.qts, "resident-pages");
+        most = MAX(most, resident);
+        swapped_early = tq_swapper_stat(p.dst.qts, "swap-outs");
+        g_usleep(20 * 1000);
+    }
+    mg_complete(&p);
+    g_test_message("destination while pages arrived: at most %" PRId64
+                   " pages resident (limit %" PRId64 "), %" PRId64
+                   " swap-outs", most, limit_pages, swapped_early);
+    /* without: the whole 48 MiB (12288 pages) and more */
+    g_assert_cmpint(swapped_early, >, 0);
+    g_assert_cmpint(most, <=, limit_pages + 2048);
+    mg_quit(&p.src, 0);
+    mg_check_pages(p.dst.qts, &p);
+    {
+        g_autofree uint8_t *back = g_malloc(size);
+
+        qtest_bufread(p.dst.qts, addr, back, size);
+        g_assert_cmpmem(back, size, big, size);
+    }
+    mg_finish(&p);
+}
+
+/*
+ * shared-bsst=on, cancelled at the switchover after every block went:
+ * the source runs on with its pages, and gives back the references it
+ * held on the blocks it sent (once its pages are swapped in, no block is
+ * in use)
+ */
+static void test_shared_cancel(void)
+{
+    MgPair p;
+
+    mg_source(&p);
+    mg_set_shared(p.src.qts);
+    mg_capability(p.src.qts, "pause-before-switchover");
+    mg_dest(&p, p.src.bsst);
+    mg_migrate(&p);
+    g_assert_true(mg_wait(p.src.qts, "pre-switchover", NULL));
+    g_assert_cmpint(tq_swapper_stat(p.src.qts, "migration-blocks-sent"), ==,
+                    MG_NDATA);
+    qtest_qmp_assert_success(p.src.qts, "{'execute': 'migrate_cancel'}");
+    g_assert_false(mg_wait(p.src.qts, "completed", NULL));
+    mg_quit(&p.dst, 1);
+
+    mg_check_pages(p.src.qts, &p);
+    g_assert_cmpint(tq_swapper_stat(p.src.qts, "swapped-pages"), ==, 0);
+    g_assert_cmpint(tq_store_stat(p.src.qts, NULL, "blocks-used"), ==, 0);
+    mg_swap_out(p.src.qts, MG_DATA, MG_NDATA * MG_PAGE);
+    mg_check_pages(p.src.qts, &p);
+    mg_finish(&p);
+}
+
+/*
  * shared-bsst=on, but the destination opened another image: it refuses
  * (its UUID is not the source's), and the source keeps its pages.
  */
@@ -506,7 +593,10 @@ static void test_shared_other_image(void)
     mg_finish(&p);
 }
 
-/* migrate to a file, and a new QEMU started from it */
+/*
+ * migrate to a file, and a new QEMU started from it; shared-bsst=on
+ * does not apply to a file (loaded later, when the blocks may be reused)
+ */
 static void test_file(void)
 {
     char *file = tq_tmp("tesseract-mg-file.XXXXXX", false);
@@ -514,11 +604,14 @@ static void test_file(void)
     MgPair p;
 
     mg_source(&p);
+    mg_set_shared(p.src.qts);
     p.uri = g_strdup_printf("file:%s", file);
     mg_migrate(&p);
     g_assert_true(mg_wait(p.src.qts, "completed", NULL));
     g_assert_cmpint(tq_swapper_stat(p.src.qts, "migration-pages-sent"), ==,
                     MG_NDATA);
+    g_assert_cmpint(tq_swapper_stat(p.src.qts, "migration-blocks-sent"), ==,
+                    0);
     g_assert_cmpint(tq_swapper_stat(p.src.qts, "swap-ins"), ==, 0);
     mg_quit(&p.src, 0);
 
@@ -713,5 +806,7 @@ int main(int argc, char **argv)
                    test_shared_rewritten);
     qtest_add_func("/tesseract-migrate/shared-other-image",
                    test_shared_other_image);
+    qtest_add_func("/tesseract-migrate/shared-cancel", test_shared_cancel);
+    qtest_add_func("/tesseract-migrate/destination-limit", test_dest_limit);
     return g_test_run();
 }

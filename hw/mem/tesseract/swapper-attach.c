@@ -83,6 +83,9 @@ static void tsw_vm_state(void *opaque, bool running, RunState state)
     TesseractSwapper *sw = opaque;
 
     qatomic_set(&sw->running, running);
+    if (running) {
+        qatomic_set(&sw->incoming_swap, false);
+    }
     tsw_migrate_vm_state(sw, running, state);
     if (running) {
         qemu_sem_post(&sw->kick);

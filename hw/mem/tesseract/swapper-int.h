@@ -137,6 +137,11 @@ struct TesseractSwapper {
     QemuSemaphore bg_kick;
     VMChangeStateEntry *vmstate;
     bool running;           /* swap out only while the VM runs */
+    /*
+     * or while an incoming migration fills RAM, once the swapper's own
+     * BSST is active (tsw_migrate_check_uuid())
+     */
+    bool incoming_swap;
 
     /* protects everything below; never held across I/O */
     QemuMutex lock;
@@ -218,6 +223,15 @@ struct TesseractSwapper {
      */
     bool shared_bsst, mig_shared;
     GArray *mig_held;
+    /*
+     * destination: the source's BSST UUID; an error found outside the
+     * load (tsw_migrate_incoming_bh()) that fails it; blocks adopted and
+     * the BSST's host file read before the switchover (its page cache
+     * may be stale once another host wrote the blocks)
+     */
+    QemuUUID mig_src_uuid;
+    int mig_load_error;
+    bool mig_drop_cache;
     uint64_t mig_sent_bsst, mig_sent_zero, mig_sent_ram, mig_sent_loc;
     uint64_t mig_faults, mig_received, mig_reads, mig_adopted;
     uint32_t mig_tid;       /* the migration thread */

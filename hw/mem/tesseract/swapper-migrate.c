@@ -48,9 +48,8 @@
  * another page meanwhile: the destination's copy of a page stays valid
  * until a newer copy overrides it.  The source's swapper writes no BSST
  * metadata for its pages, so the destination's store, which read the
- * image when it opened it, knows every other block in use.  savevm and
- * a migration to a file get contents: they are read back when the
- * blocks may have been reused.
+ * image when it opened it, knows every other block in use.  Only a
+ * stream to a socket carries blocks (tsw_migrate_to_live_peer()).
  *
  * savevm leaves the BSST out of the internal snapshot (patches/0015:
  * loadvm would revert the image under its store) and saves the pages of
@@ -70,12 +69,17 @@
 #include "qemu/bitmap.h"
 #include "qemu/cutils.h"
 #include "qemu/error-report.h"
+#include "qemu/main-loop.h"
 #include "qemu/memalign.h"
 #include "qapi/error.h"
 #include "qapi/qapi-commands-migration.h"
+#include "qemu/userfaultfd.h"
 #include "qemu/uuid.h"
 #include "migration/misc.h"
-#include "io/channel-file.h"
+#include "block/block-global-state.h"
+#include "block/graph-lock.h"
+#include "io/channel-socket.h"
+#include "io/channel-tls.h"
 #include "migration/qemu-file.h"
 #include "migration/qemu-file-types.h"
 #include "migration/register.h"
@@ -199,6 +203,22 @@ static bool tsw_migrate_is_active(void *opaque)
     return sw->attached;
 }
 
+/*
+ * Whether @f goes to a QEMU that loads it as it arrives: a socket (or TLS
+ * over one).  Blocks outlive the stream only while nobody else writes
+ * the BSST: what goes to a file, a pipe or a command (savevm, 'virsh
+ * save', 'exec:') may be loaded long after, so it gets contents.
+ */
+static bool tsw_migrate_to_live_peer(QEMUFile *f)
+{
+    QIOChannel *ioc = qemu_file_get_ioc(f);
+
+    if (object_dynamic_cast(OBJECT(ioc), TYPE_QIO_CHANNEL_TLS)) {
+        ioc = QIO_CHANNEL_TLS(ioc)->master;
+    }
+    return object_dynamic_cast(OBJECT(ioc), TYPE_QIO_CHANNEL_SOCKET);
+}
+
 static int tsw_migrate_save_setup(QEMUFile *f, void *opaque, Error **errp)
 {
     TesseractSwapper *sw = opaque;
@@ -230,18 +250,18 @@ static int tsw_migrate_save_setup(QEMUFile *f, void *opaque, Error **errp)
     }
     /* the thread that reads RAM for the migration (or savevm's) */
     sw->mig_tid = qemu_get_thread_id();
-    /*
-     * Blocks outlive this stream only as long as nobody else writes the
-     * BSST: a snapshot or a file is read back later, so it gets contents
-     */
     sw->mig_shared = qatomic_read(&sw->shared_bsst) &&
                      !runstate_check(RUN_STATE_SAVE_VM) &&
-                     !object_dynamic_cast(OBJECT(qemu_file_get_ioc(f)),
-                                          TYPE_QIO_CHANNEL_FILE);
+                     tsw_migrate_to_live_peer(f);
     if (!sw->mig_held) {
         sw->mig_held = g_array_new(false, false, sizeof(uint32_t));
     }
     qemu_mutex_unlock(&sw->lock);
+    /*
+     * The UUID sent is on disk: a destination that opened this image
+     * blank by mistake sees it there before it writes (private BSST)
+     */
+    bsst_store_format_now(sw->store);
     bsst_store_uuid(sw->store, &uuid);
     if (sw->mig_shared) {
         qemu_put_be64(f, TSW_MIG_SHARED);
@@ -566,6 +586,82 @@ static void tsw_migrate_pending(void *opaque, uint64_t *must_precopy,
     qemu_mutex_unlock(&sw->lock);
 }
 
+/*
+ * The BSST node, active now, is this QEMU's own: its superblocks on disk
+ * are still blank or this store's, not the source's (which formats its
+ * own before it sends its UUID: another host may have written the image
+ * since this QEMU opened it).  The source's image fails the migration.
+ */
+static bool tsw_migrate_own_bsst(TesseractSwapper *sw)
+{
+    const char *id = object_get_canonical_path_component(OBJECT(sw));
+    QemuUUID disk, mine;
+    int ret = bsst_store_read_disk_uuid(sw->store, &disk);
+
+    bsst_store_uuid(sw->store, &mine);
+    if (ret < 0) {
+        warn_report("tesseract-swapper '%s': cannot read BSST node '%s' "
+                    "(%s): the limit applies once the VM runs", id, sw->bsst,
+                    strerror(-ret));
+        return false;
+    }
+    if (ret == 1 && qemu_uuid_is_equal(&disk, &sw->mig_src_uuid)) {
+        g_autofree char *u = qemu_uuid_unparse_strdup(&disk);
+
+        error_report("tesseract-swapper '%s': BSST node '%s' is the "
+                     "migration source's BSST (UUID %s, written since this "
+                     "QEMU opened it); the destination needs a BSST image "
+                     "of its own, or the source shared-bsst=on", id,
+                     sw->bsst, u);
+        qatomic_set(&sw->mig_load_error, -EEXIST);
+        return false;
+    }
+    if (ret == 1 && !qemu_uuid_is_equal(&disk, &mine)) {
+        warn_report("tesseract-swapper '%s': BSST node '%s' changed since "
+                    "this QEMU opened it: the limit applies once the VM "
+                    "runs", id, sw->bsst);
+        return false;
+    }
+    return true;
+}
+
+/*
+ * An incoming migration, and the BSST is this QEMU's own (not the
+ * source's: the UUIDs differ), so it may be written before the
+ * switchover: activate it (QEMU opened it inactive, like every node of a
+ * destination), so that the swapper keeps the limit as pages arrive
+ * rather than once the VM runs.  The guest's disks stay inactive.
+ */
+static void tsw_migrate_incoming_bh(void *opaque)
+{
+    TesseractSwapper *sw = opaque;
+    BlockDriverState *bs;
+    Error *err = NULL;
+    int ret = -ENOENT;
+
+    if (runstate_check(RUN_STATE_INMIGRATE) && sw->attached) {
+        bdrv_graph_rdlock_main_loop();
+        bs = bdrv_find_node(sw->bsst);
+        if (bs) {
+            /* (on one host, the image lock fails this for the source's) */
+            ret = bdrv_activate(bs, &err);
+        }
+        bdrv_graph_rdunlock_main_loop();
+        if (ret < 0 && err) {
+            warn_reportf_err(err, "tesseract-swapper '%s': BSST node '%s' "
+                             "stays inactive until the switchover, and the "
+                             "limit applies once the VM runs: ",
+                             object_get_canonical_path_component(OBJECT(sw)),
+                             sw->bsst);
+        } else if (ret >= 0 && tsw_migrate_own_bsst(sw)) {
+            trace_tsw_migrate_incoming_active(sw->bsst);
+            qatomic_set(&sw->incoming_swap, true);
+            qemu_sem_post(&sw->kick);
+        }
+    }
+    object_unref(OBJECT(sw));
+}
+
 /* The source's BSST UUID @src arrived: whether this side may go on */
 static int tsw_migrate_check_uuid(TesseractSwapper *sw, const QemuUUID *src,
                                   bool shared)
@@ -578,6 +674,8 @@ static int tsw_migrate_check_uuid(TesseractSwapper *sw, const QemuUUID *src,
     bsst_store_uuid(sw->store, &mine);
     mu = qemu_uuid_unparse_strdup(&mine);
     sw->mig_shared = shared;
+    sw->mig_src_uuid = *src;
+    qatomic_set(&sw->mig_load_error, 0);
     if (shared && !qemu_uuid_is_equal(src, &mine)) {
         if (bsst_store_opened_blank(sw->store)) {
             error_report("tesseract-swapper '%s': the source shares its "
@@ -606,7 +704,29 @@ static int tsw_migrate_check_uuid(TesseractSwapper *sw, const QemuUUID *src,
                      "shared-bsst=on", id, sw->bsst, mu);
         return -EEXIST;
     }
+    if (!shared && runstate_check(RUN_STATE_INMIGRATE)) {
+        /* from the main loop, out of the incoming coroutine */
+        object_ref(OBJECT(sw));
+        aio_bh_schedule_oneshot(qemu_get_aio_context(),
+                                tsw_migrate_incoming_bh, sw);
+    }
     return 0;
+}
+
+/* Page @idx, its block set, is swapped out (under sw->lock) */
+static void tsw_migrate_adopted_locked(TesseractSwapper *sw, uint64_t idx)
+{
+    TswPage *p = &sw->pages[idx];
+
+    if (p->state == PG_DISCARDING) {
+        tsw_discarding_end(sw, p, PG_SWAPPED);
+    } else {
+        p->state = PG_SWAPPED;
+    }
+    sw->swapped++;
+    sw->mig_adopted++;
+    sw->mig_drop_cache = true;
+    tsr_policy_set_resident(sw->policy, idx, false);
 }
 
 /*
@@ -651,7 +771,16 @@ static int tsw_migrate_adopt(TesseractSwapper *sw, uint64_t idx,
                      p->state);
         return -EBUSY;
     }
-    p->state = in_ram ? PG_DISCARDING : PG_SWAPPED;
+    /* its block first: a fault that sees the state reads it */
+    p->bblock = bblock;
+    p->host_blk = host_blk;
+    p->flags &= ~PG_ZEROED;
+    if (in_ram) {
+        /* a fault waits until tsw_discarding_end() */
+        p->state = PG_DISCARDING;
+    } else {
+        tsw_migrate_adopted_locked(sw, idx);
+    }
     qemu_mutex_unlock(&sw->lock);
     if (old != UINT32_MAX) {
         bsst_store_drop_adopted(sw->store, old);
@@ -659,28 +788,46 @@ static int tsw_migrate_adopt(TesseractSwapper *sw, uint64_t idx,
     if (in_ram) {
         /* an older copy RAM's section sent */
         ret = tsw_discard(sw, idx);
+        qemu_mutex_lock(&sw->lock);
         if (ret < 0) {
-            qemu_mutex_lock(&sw->lock);
             tsw_discarding_end(sw, p, PG_RESIDENT);
-            qemu_mutex_unlock(&sw->lock);
+        } else {
+            tsw_migrate_adopted_locked(sw, idx);
+        }
+        qemu_mutex_unlock(&sw->lock);
+        uffd_wakeup(sw->uffd, sw->host + idx * TSW_PAGE, TSW_PAGE);
+        if (ret < 0) {
             bsst_store_drop_adopted(sw->store, bblock);
             error_report("tesseract-swapper '%s': cannot drop page %" PRIu64
                          " from RAM: %s", id, idx, strerror(-ret));
             return ret;
         }
     }
-    qemu_mutex_lock(&sw->lock);
-    p->bblock = bblock;
-    p->host_blk = host_blk;
-    p->flags &= ~PG_ZEROED;
-    if (in_ram) {
-        tsw_discarding_end(sw, p, PG_SWAPPED);
-    }
-    sw->swapped++;
-    sw->mig_adopted++;
-    tsr_policy_set_resident(sw->policy, idx, false);
-    qemu_mutex_unlock(&sw->lock);
     return 0;
+}
+
+/*
+ * Shared BSST: page @idx, adopted, arrives as contents (this section's
+ * data or zero record): its block goes at once, and the page reads as
+ * zeroes until the record is placed (instead of being faulted in from
+ * the block, which the source may not have flushed yet)
+ */
+static void tsw_migrate_unadopt(TesseractSwapper *sw, uint64_t idx)
+{
+    TswPage *p = &sw->pages[idx];
+    uint32_t old = UINT32_MAX;
+
+    qemu_mutex_lock(&sw->lock);
+    if (sw->mig_shared && p->state == PG_SWAPPED) {
+        old = p->bblock;
+        p->state = PG_RESIDENT;     /* not resident in the policy: zeroes */
+        p->host_blk = TSW_NO_HOST;
+        sw->swapped--;
+    }
+    qemu_mutex_unlock(&sw->lock);
+    if (old != UINT32_MAX) {
+        bsst_store_drop_adopted(sw->store, old);
+    }
 }
 
 /* Destination (or loadvm): put the pages where they belong */
@@ -689,6 +836,11 @@ static int tsw_migrate_load(QEMUFile *f, void *opaque, int version_id)
     TesseractSwapper *sw = opaque;
     bool shared = false;
     uint64_t n = 0;
+    int err = qatomic_read(&sw->mig_load_error);
+
+    if (err < 0) {
+        return err;     /* tsw_migrate_own_bsst() said why */
+    }
 
     for (;;) {
         uint64_t w = qemu_get_be64(f), off = w & ~(uint64_t)TSW_MIG_FLAGS;
@@ -739,7 +891,12 @@ static int tsw_migrate_load(QEMUFile *f, void *opaque, int version_id)
             if (ret < 0) {
                 return ret;
             }
-        } else if (w & TSW_MIG_DATA) {
+            n++;
+            continue;
+        }
+        /* a newer copy of an adopted page: not read from its block */
+        tsw_migrate_unadopt(sw, off / TSW_PAGE);
+        if (w & TSW_MIG_DATA) {
             qemu_get_buffer(f, host, TSW_PAGE);
         } else {
             TswPage *p = &sw->pages[off / TSW_PAGE];
@@ -838,12 +995,25 @@ void tsw_migrate_detach(TesseractSwapper *sw)
  */
 void tsw_migrate_vm_state(TesseractSwapper *sw, bool running, RunState state)
 {
+    bool drop_cache = false;
+
     qemu_mutex_lock(&sw->lock);
     if (running) {
+        drop_cache = sw->mig_drop_cache;
+        sw->mig_drop_cache = false;
         sw->mig_frozen = false;
         qemu_cond_broadcast(&sw->io_resume);
     } else if (state == RUN_STATE_FINISH_MIGRATE) {
         sw->mig_frozen = true;
     }
     qemu_mutex_unlock(&sw->lock);
+    if (drop_cache && sw->direct_fd >= 0) {
+        /*
+         * Adopted blocks read before the switchover (whole pages RAM's
+         * section then overwrote) may have left the host's page cache
+         * with older contents than the source flushed at the switchover
+         * (another host's writes): read them from the disk from now on
+         */
+        posix_fadvise(sw->direct_fd, 0, 0, POSIX_FADV_DONTNEED);
+    }
 }

@@ -609,6 +609,14 @@ static void tsw_worker_requests(TesseractSwapper *sw, uint8_t *buf)
     }
 }
 
+/* The VM runs, or an incoming migration fills RAM under the limit */
+static bool tsw_may_swap_out(TesseractSwapper *sw)
+{
+    return qatomic_read(&sw->running) ||
+           (qatomic_read(&sw->incoming_swap) &&
+            runstate_check(RUN_STATE_INMIGRATE));
+}
+
 void *tsw_worker_thread(void *opaque)
 {
     TesseractSwapper *sw = opaque;
@@ -630,14 +638,14 @@ void *tsw_worker_thread(void *opaque)
         qemu_mutex_lock(&sw->lock);
         resident = tsr_policy_resident(sw->policy);
         qemu_mutex_unlock(&sw->lock);
-        if (resident <= limit || !qatomic_read(&sw->running)) {
+        if (resident <= limit || !tsw_may_swap_out(sw)) {
             qemu_sem_timedwait(&sw->kick, 100);
             continue;
         }
         tsw_maybe_sweep(sw);
         low = limit - MIN(limit, MAX(limit / 64, TSW_MIN_BATCH_PAGES));
         /* a VM stopping (QEMU quitting closes the BSST next) ends it too */
-        while (!qatomic_read(&sw->quit) && qatomic_read(&sw->running) &&
+        while (!qatomic_read(&sw->quit) && tsw_may_swap_out(sw) &&
                !qatomic_read(&sw->leaving)) {
             uint64_t idx[TSW_BATCH];
             int n = 0, ret;
