@@ -101,7 +101,7 @@
  * one read covers at most TSW_MIG_SPAN blocks, with gaps of at most
  * TSW_MIG_GAP blocks between two pages it sends
  */
-#define TSW_MIG_GATHER  16384
+#define TSW_MIG_GATHER  262144
 #define TSW_MIG_SPAN    64
 #define TSW_MIG_GAP     8
 /* a page in the middle of a swap-out or swap-in: how long the end waits */
@@ -830,10 +830,41 @@ static void tsw_migrate_unadopt(TesseractSwapper *sw, uint64_t idx)
     }
 }
 
+/*
+ * Place @data in page @idx if it is not in RAM and reads as zeroes (on a
+ * destination, every page the stream brings first): in one
+ * UFFDIO_COPY, instead of a write that faults and waits for the fault
+ * thread to map a zero page first.  False if it is not such a page (or
+ * was placed meanwhile): the caller writes it.
+ */
+static bool tsw_migrate_place(TesseractSwapper *sw, uint64_t idx,
+                              const void *data)
+{
+    TswPage *p = &sw->pages[idx];
+    uint8_t *addr = sw->host + idx * TSW_PAGE;
+    bool fresh;
+
+    qemu_mutex_lock(&sw->lock);
+    fresh = p->state == PG_RESIDENT &&
+            !tsr_policy_is_resident(sw->policy, idx);
+    qemu_mutex_unlock(&sw->lock);
+    if (!fresh || tsw_place_wake(sw, addr, data, true) < 0) {
+        return false;
+    }
+    qemu_mutex_lock(&sw->lock);
+    tsr_policy_set_resident(sw->policy, idx, true);
+    tsw_migrate_note_in_ram(sw, idx);
+    p->flags &= ~PG_ZEROED;
+    qemu_mutex_unlock(&sw->lock);
+    uffd_wakeup(sw->uffd, addr, TSW_PAGE);
+    return true;
+}
+
 /* Destination (or loadvm): put the pages where they belong */
 static int tsw_migrate_load(QEMUFile *f, void *opaque, int version_id)
 {
     TesseractSwapper *sw = opaque;
+    g_autofree uint8_t *buf = NULL;
     bool shared = false;
     uint64_t n = 0;
     int err = qatomic_read(&sw->mig_load_error);
@@ -897,7 +928,13 @@ static int tsw_migrate_load(QEMUFile *f, void *opaque, int version_id)
         /* a newer copy of an adopted page: not read from its block */
         tsw_migrate_unadopt(sw, off / TSW_PAGE);
         if (w & TSW_MIG_DATA) {
-            qemu_get_buffer(f, host, TSW_PAGE);
+            if (!buf) {
+                buf = g_malloc(TSW_PAGE);
+            }
+            qemu_get_buffer(f, buf, TSW_PAGE);
+            if (!tsw_migrate_place(sw, off / TSW_PAGE, buf)) {
+                memcpy(host, buf, TSW_PAGE);
+            }
         } else {
             TswPage *p = &sw->pages[off / TSW_PAGE];
             bool zero;
