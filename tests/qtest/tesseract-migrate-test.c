@@ -733,6 +733,7 @@ static void test_savevm(void)
     g_autofree char *out = NULL;
     g_autofree char *sn_disk = NULL;
     g_autofree char *sn_bsst = NULL;
+    int64_t swap_ins;
     MgVM vm;
 
     /* the VM state goes to the guest disk, a qcow2 image */
@@ -773,8 +774,16 @@ static void test_savevm(void)
                     MG_NDATA + MG_NZERO + MG_NRES);
 
     g_free(out);
+    swap_ins = tq_swapper_stat(vm.qts, "swap-ins");
     out = mg_hmp(vm.qts, "loadvm s1");
     g_assert_cmpstr(out, ==, "");
+    /*
+     * The swapper's section's pages replace the swapped-out copies
+     * without reading them; RAM's section writes MG_RESIDENT's through
+     * faults, which swap them in first
+     */
+    g_assert_cmpint(tq_swapper_stat(vm.qts, "swap-ins") - swap_ins, <=,
+                    MG_NRES);
     mg_check(vm.qts, MG_DATA, data, MG_NDATA * MG_PAGE);
     mg_check(vm.qts, MG_ZERO, zero, MG_NZERO * MG_PAGE);
     mg_check(vm.qts, MG_RESIDENT, res, MG_NRES * MG_PAGE);

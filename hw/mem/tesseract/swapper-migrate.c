@@ -54,9 +54,9 @@
  * savevm leaves the BSST out of the internal snapshot (patches/0015:
  * loadvm would revert the image under its store) and saves the pages of
  * this section in the VM state, like a migration to a file.  loadvm
- * loads into a running swapper: a page the stream rewrites that is
- * swapped out here is faulted in first, one that arrives as zeroes is
- * cleared unless it reads as zeroes already.
+ * loads into a running swapper: a page this section rewrites (data or
+ * zeroes) that is swapped out here is dropped, not read back first;
+ * RAM's section writes through a fault, which swaps it in first.
  *
  * At the switchover of a migration the VM stops and QEMU inactivates
  * every block node, the BSST's too: from then on the swapper must not
@@ -807,26 +807,35 @@ static int tsw_migrate_adopt(TesseractSwapper *sw, uint64_t idx,
 }
 
 /*
- * Shared BSST: page @idx, adopted, arrives as contents (this section's
- * data or zero record): its block goes at once, and the page reads as
- * zeroes until the record is placed (instead of being faulted in from
- * the block, which the source may not have flushed yet)
+ * Page @idx arrives whole (this section's data or zero record): a copy
+ * of it swapped out here (a block adopted from the source, or under
+ * loadvm this swapper's own) goes at once, and the page reads as zeroes
+ * until it is placed.  Not faulted in first: no BSST read (whose failure
+ * would leave the loading thread waiting for the BSST), none from a
+ * block the source may not have flushed yet.
  */
-static void tsw_migrate_unadopt(TesseractSwapper *sw, uint64_t idx)
+static void tsw_migrate_drop_swapped(TesseractSwapper *sw, uint64_t idx)
 {
     TswPage *p = &sw->pages[idx];
     uint32_t old = UINT32_MAX;
+    bool adopted = false;
 
     qemu_mutex_lock(&sw->lock);
-    if (sw->mig_shared && p->state == PG_SWAPPED) {
+    if (p->state == PG_SWAPPED && !p->pins && !p->holds) {
         old = p->bblock;
+        adopted = sw->mig_shared;
         p->state = PG_RESIDENT;     /* not resident in the policy: zeroes */
         p->host_blk = TSW_NO_HOST;
         sw->swapped--;
     }
     qemu_mutex_unlock(&sw->lock);
-    if (old != UINT32_MAX) {
+    if (old == UINT32_MAX) {
+        return;
+    }
+    if (adopted) {
         bsst_store_drop_adopted(sw->store, old);
+    } else {
+        bsst_store_unref(sw->store, old);
     }
 }
 
@@ -925,8 +934,8 @@ static int tsw_migrate_load(QEMUFile *f, void *opaque, int version_id)
             n++;
             continue;
         }
-        /* a newer copy of an adopted page: not read from its block */
-        tsw_migrate_unadopt(sw, off / TSW_PAGE);
+        /* a newer copy of a swapped-out page: not read from its block */
+        tsw_migrate_drop_swapped(sw, off / TSW_PAGE);
         if (w & TSW_MIG_DATA) {
             if (!buf) {
                 buf = g_malloc(TSW_PAGE);
@@ -940,9 +949,9 @@ static int tsw_migrate_load(QEMUFile *f, void *opaque, int version_id)
             bool zero;
 
             /*
-             * A page never touched, given back or swapped out as zeroes
-             * reads as zeroes already; one swapped out (loadvm over a
-             * running swapper) is faulted in and cleared
+             * A page never touched, given back, swapped out as zeroes or
+             * just dropped reads as zeroes already; one busy in a
+             * swap-out or swap-in is faulted in and cleared
              */
             qemu_mutex_lock(&sw->lock);
             zero = p->state == PG_RESIDENT &&
