@@ -11,6 +11,8 @@
 #include "block/block-io.h"
 #include "block/block_int.h"
 #include "qapi/error.h"
+#include "qobject/qdict.h"
+#include "system/block-backend.h"
 #include "bsst-store.h"
 
 /*
@@ -45,27 +47,41 @@ BlockDriverState *bsst_node_find_throttle(BlockDriverState *bs)
 }
 
 /*
- * The node whose host file holds the BSST's data blocks.  Page faults are
- * served with a plain pread() of that file, never through QEMU's block
- * layer: a fault waiting for a block driver could wait for the very
- * thread that faulted (the one that runs that driver's requests, or holds
- * the BQL that its completion needs).  So the BSST must be a qcow2 or raw
- * image, not encrypted, over filters, in a file or a host block device
- * (not NBD, RBD, iSCSI, curl, LUKS, ...).
+ * Network protocols whose second connection the swapper's fault path may
+ * read through: they run their requests and completions in the AioContext
+ * of the node (the swapper's own IOThread), never in the main loop.
  */
-char *bsst_node_host_file(BlockDriverState *bs, bool *nocache, Error **errp)
+static bool is_network_leaf(const char *fmt)
+{
+    return !strcmp(fmt, "nbd") || !strcmp(fmt, "rbd");
+}
+
+/*
+ * The leaf node that holds @bs's data blocks: a file or host block device
+ * under qcow2 or raw (and filters), or a network protocol node.  Page
+ * faults never go through @bs's own graph: a fault waiting for a block
+ * driver could wait for the very thread that faulted (the one that runs
+ * that driver's requests, or holds the BQL that its completion needs, or
+ * a lock of qcow2's that a request of that thread holds).  A host file is
+ * read with a plain pread(); a network leaf through a second connection
+ * that only the swapper's IOThread uses (bsst_node_open_reader()).  So
+ * the BSST must be a qcow2 or raw image, not encrypted, over filters, in
+ * a file, a host block device, an NBD export or an RBD image (not iSCSI,
+ * curl, LUKS, ...).
+ */
+static BlockDriverState *GRAPH_RDLOCK bsst_node_leaf(BlockDriverState *bs,
+                                                     Error **errp)
 {
     BlockDriverState *b = bs;
     const char *why = "no driver";
 
-    GRAPH_RDLOCK_GUARD_MAINLOOP();
     while (b && b->drv) {
         const char *fmt = b->drv->format_name;
         BdrvChild *c, *data = NULL;
 
-        if (!strcmp(fmt, "file") || !strcmp(fmt, "host_device")) {
-            *nocache = b->open_flags & BDRV_O_NOCACHE;
-            return g_strdup(b->filename);
+        if (!strcmp(fmt, "file") || !strcmp(fmt, "host_device") ||
+            is_network_leaf(fmt)) {
+            return b;
         }
         why = fmt;
         if (b->encrypted) {
@@ -88,12 +104,116 @@ char *bsst_node_host_file(BlockDriverState *bs, bool *nocache, Error **errp)
     }
     error_setg(errp, "tesseract-swapper: the fault thread cannot read its "
                "blocks directly: BSST node '%s' is not a qcow2 or raw image "
-               "in a local file or block device (it goes through %s%s%s); "
-               "page faults are served with plain reads of that file, "
-               "never through QEMU's block layer, which may wait for the "
-               "thread that faulted", bdrv_get_node_name(bs),
+               "in a local file, a block device, an NBD export or an RBD "
+               "image (it goes through %s%s%s); page faults are served "
+               "without QEMU's block graph of the BSST, which may wait for "
+               "the thread that faulted", bdrv_get_node_name(bs),
                b && b->drv && strcmp(why, "an encrypted image") ? "driver '"
                : "", why, b && b->drv && strcmp(why, "an encrypted image") ?
                "'" : "");
     return NULL;
+}
+
+char *bsst_node_host_file(BlockDriverState *bs, bool *nocache,
+                          bool *network, Error **errp)
+{
+    BlockDriverState *b;
+
+    GRAPH_RDLOCK_GUARD_MAINLOOP();
+    b = bsst_node_leaf(bs, errp);
+    if (!b) {
+        return NULL;
+    }
+    *nocache = b->open_flags & BDRV_O_NOCACHE;
+    *network = is_network_leaf(b->drv->format_name);
+    return g_strdup(b->filename);
+}
+
+bool bsst_leaf_is_host(BlockDriverState *file)
+{
+    return file && file->drv &&
+        (!strcmp(file->drv->format_name, "file") ||
+         !strcmp(file->drv->format_name, "host_device") ||
+         is_network_leaf(file->drv->format_name));
+}
+
+/*
+ * A second, read-only instance of @bs's network leaf (its own NBD
+ * connection, its own RBD image handle), in @ctx: the swapper reads the
+ * blocks of faulting pages there, so that nothing but @ctx's thread and
+ * the network serves a fault.  The leaf's options are those that
+ * reopen it (full_open_options).
+ */
+BlockBackend *bsst_node_open_reader(BlockDriverState *bs, AioContext *ctx,
+                                    Error **errp)
+{
+    BlockDriverState *b;
+    BlockBackend *blk;
+    QDict *opts;
+
+    GLOBAL_STATE_CODE();
+    bdrv_graph_rdlock_main_loop();
+    b = bsst_node_leaf(bs, errp);
+    if (b) {
+        bdrv_refresh_filename(b);
+    }
+    if (!b || !b->full_open_options) {
+        if (b) {
+            error_setg(errp, "tesseract-swapper: cannot open a second "
+                       "connection to BSST node '%s' (%s) for the fault "
+                       "thread's reads: its options do not say how",
+                       bdrv_get_node_name(bs), b->filename);
+        }
+        bdrv_graph_rdunlock_main_loop();
+        return NULL;
+    }
+    opts = qdict_clone_shallow(b->full_open_options);
+    bdrv_graph_rdunlock_main_loop();
+    qdict_put_str(opts, BDRV_OPT_READ_ONLY, "on");
+    blk = blk_new_open(NULL, NULL, opts, 0, errp);
+    if (!blk) {
+        error_prepend(errp, "tesseract-swapper: cannot open a second "
+                      "connection to BSST node '%s' for the fault thread's "
+                      "reads: ", bdrv_get_node_name(bs));
+        return NULL;
+    }
+    /* a fault must not wait for a drain to end (see tsw_io_enter()) */
+    blk_set_disable_request_queuing(blk, true);
+    if (blk_set_aio_context(blk, ctx, errp) < 0) {
+        blk_unref(blk);
+        return NULL;
+    }
+    return blk;
+}
+
+/*
+ * A qcow2 image grows its file as it allocates clusters, and an NBD
+ * export has a fixed size: a qcow2 BSST over NBD fails its first write
+ * past the export's end.  Export the qcow2 node itself instead, and open
+ * the BSST here with driver=raw over it.
+ */
+bool bsst_node_check_growable(BlockDriverState *bs, Error **errp)
+{
+    BlockDriverState *b = bs, *f;
+
+    GRAPH_RDLOCK_GUARD_MAINLOOP();
+    while (b && b->drv && b->drv->is_filter) {
+        b = bdrv_filter_bs(b);
+    }
+    if (!b || !b->drv || strcmp(b->drv->format_name, "qcow2") || !b->file) {
+        return true;
+    }
+    f = b->file->bs;
+    while (f && f->drv && f->drv->is_filter && bdrv_filter_bs(f)) {
+        f = bdrv_filter_bs(f);
+    }
+    if (f && f->drv && !strcmp(f->drv->format_name, "nbd")) {
+        error_setg(errp, "BSST node '%s' is a qcow2 image over an NBD "
+                   "export, which cannot grow as qcow2 allocates: export "
+                   "the qcow2 image itself (qemu-storage-daemon --blockdev "
+                   "driver=qcow2,...) and open the BSST with driver=raw "
+                   "over the export", bdrv_get_node_name(bs));
+        return false;
+    }
+    return true;
 }

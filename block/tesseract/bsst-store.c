@@ -542,6 +542,9 @@ BsstStore *bsst_store_open(BlockDriverState *bs, bool writable, bool check,
         return s;
     }
 
+    if (writable && !bsst_node_check_growable(bs, errp)) {
+        return NULL;
+    }
     s = g_new0(BsstStore, 1);
     s->bs = bs;
     s->refcnt = 1;
@@ -736,9 +739,7 @@ int coroutine_fn bsst_store_co_blocks_host(BsstStore *s, uint32_t first,
             continue;
         }
         mapped = (ret & BDRV_BLOCK_OFFSET_VALID) && (ret & BDRV_BLOCK_DATA) &&
-                 file && file->drv &&
-                 (!strcmp(file->drv->format_name, "file") ||
-                  !strcmp(file->drv->format_name, "host_device")) &&
+                 bsst_leaf_is_host(file) &&
                  (!fname || !strcmp(fname, file->filename));
         if (mapped && !fname) {
             fname = file->filename;

@@ -129,14 +129,24 @@ int coroutine_fn bsst_store_co_check(BsstStore *s, BdrvCheckResult *res,
 void bsst_store_put(BsstStore *s);
 
 /*
- * For the tesseract-swapper, which reads BSST blocks with pread() of the
- * host file (bsst-host.c): the name of the file or host device that holds
- * @bs's data blocks (to free), and whether @bs bypasses the host's page
- * cache (*@nocache); NULL with @errp if the data is not in one (NBD, RBD,
- * LUKS, ...).  And a throttle node at or below @bs, or NULL.
+ * For the tesseract-swapper, whose fault thread reads BSST blocks outside
+ * the BSST's graph (bsst-host.c): the name of the file, host block device
+ * or network leaf that holds @bs's data blocks (to free), whether @bs
+ * bypasses the host's page cache (*@nocache), whether the leaf is a
+ * network node (*@network: read it through bsst_node_open_reader());
+ * NULL with @errp if the data is in none of them (iSCSI, LUKS, ...).
+ * bsst_leaf_is_host(): whether block status's leaf @file is such a node.
+ * A second, read-only instance of @bs's network leaf in @ctx.  And a
+ * throttle node at or below @bs, or NULL.
  */
-char *bsst_node_host_file(BlockDriverState *bs, bool *nocache, Error **errp);
+char *bsst_node_host_file(BlockDriverState *bs, bool *nocache,
+                          bool *network, Error **errp);
+bool bsst_leaf_is_host(BlockDriverState *file);
+BlockBackend *bsst_node_open_reader(BlockDriverState *bs, AioContext *ctx,
+                                    Error **errp);
 BlockDriverState *bsst_node_find_throttle(BlockDriverState *bs);
+/* false with @errp if a writable BSST on @bs could not grow (NBD) */
+bool bsst_node_check_growable(BlockDriverState *bs, Error **errp);
 
 /* The store of @bs if one is open, without a new reference. */
 BsstStore *bsst_store_find(BlockDriverState *bs);

@@ -53,16 +53,26 @@ static void fill(uint8_t *buf, size_t len, unsigned seed)
 
 /*
  * A VM with a swapper on BSST image @bsst, or on a new one of its own
- * when @bsst is NULL; @extra: e.g. -incoming
+ * when @bsst is NULL; "nbd:SOCKET": the image qemu-storage-daemon exports
+ * on SOCKET (tq_nbd_start()), opened raw over NBD; @extra: e.g. -incoming
  */
 static void mg_start(MgVM *vm, const char *bsst, const char *extra)
 {
+    g_autofree char *node = NULL;
+
     vm->bsst = bsst ? bsst : tq_image("qcow2", 64);
-    vm->qts = qtest_initf("-machine pc -m 128 -display none"
-                          " -blockdev driver=qcow2,node-name=bsst0,"
-                          "file.driver=file,file.filename=%s"
+    if (g_str_has_prefix(vm->bsst, "nbd:")) {
+        node = g_strdup_printf("driver=raw,node-name=bsst0,file.driver=nbd,"
+                               "file.server.type=unix,file.server.path=%s,"
+                               "file.export=f0", vm->bsst + 4);
+    } else {
+        node = g_strdup_printf("driver=qcow2,node-name=bsst0,"
+                               "file.driver=file,file.filename=%s",
+                               vm->bsst);
+    }
+    vm->qts = qtest_initf("-machine pc -m 128 -display none -blockdev %s"
                           " -object tesseract-swapper,id=swap0,bsst=bsst0,"
-                          "limit=128M %s", vm->bsst, extra ? extra : "");
+                          "limit=128M %s", node, extra ? extra : "");
 }
 
 /* Quit @vm's QEMU, which must exit with @status */
@@ -94,14 +104,20 @@ static void mg_fill(QTestState *qts, uint8_t *data, uint8_t *res)
     g_assert_cmpint(tq_swapper_stat(qts, "zero-swapouts"), >=, MG_NZERO);
 }
 
-/* Start the source of @p and fill it (mg_fill()) */
-static void mg_source(MgPair *p)
+/* Start the source of @p on BSST @bsst (mg_start()) and fill it */
+static void mg_source_on(MgPair *p, const char *bsst)
 {
     memset(p, 0, sizeof(*p));
     p->data = g_malloc(MG_NDATA * MG_PAGE);
     p->res = g_malloc(MG_NRES * MG_PAGE);
-    mg_start(&p->src, NULL, NULL);
+    mg_start(&p->src, bsst, NULL);
     mg_fill(p->src.qts, p->data, p->res);
+}
+
+/* Start the source of @p on a BSST of its own and fill it (mg_fill()) */
+static void mg_source(MgPair *p)
+{
+    mg_source_on(p, NULL);
 }
 
 /*
@@ -447,18 +463,29 @@ static void test_shared_rewritten(void)
 }
 
 /*
- * shared-bsst=on: both QEMUs open one BSST image.  Swapped-out pages
- * travel as their blocks: nothing is read on the source, the destination
- * adopts the blocks, and once the source is gone it reads them, and
- * swaps more pages out into blocks of its own without touching them.
+ * shared-bsst=on: both QEMUs open one BSST image (a file, or an NBD
+ * export of qemu-storage-daemon).  Swapped-out pages travel as their
+ * blocks: nothing is read on the source, the destination adopts the
+ * blocks, and once the source is gone it reads them, and swaps more
+ * pages out into blocks of its own without touching them.
  */
-static void test_shared_bsst(void)
+static void shared_bsst(bool nbd)
 {
     g_autofree uint8_t *zero = g_malloc0(MG_NZERO * MG_PAGE);
+    g_autofree char *nbd_bsst = NULL;
+    const char *sock;
+    TqNbd server = { 0 };
     MgPair p;
     QTestState *src, *dst;
 
-    mg_source(&p);
+    if (nbd) {
+        sock = tq_nbd_start(&server, tq_image("qcow2", 64), "qcow2");
+        if (!sock) {
+            return;
+        }
+        nbd_bsst = g_strdup_printf("nbd:%s", sock);
+    }
+    mg_source_on(&p, nbd_bsst);
     mg_set_shared(p.src.qts);
     /* the same image: -incoming opens it inactive, without its lock */
     mg_dest(&p, p.src.bsst);
@@ -486,6 +513,17 @@ static void test_shared_bsst(void)
     mg_swap_out(dst, MG_DATA, MG_NDATA * MG_PAGE);
     mg_check_pages(dst, &p);
     mg_finish(&p);
+    tq_nbd_stop(&server);
+}
+
+static void test_shared_bsst(void)
+{
+    shared_bsst(false);
+}
+
+static void test_shared_nbd(void)
+{
+    shared_bsst(true);
 }
 
 /*
@@ -811,6 +849,7 @@ int main(int argc, char **argv)
     qtest_add_func("/tesseract-migrate/refused", test_refused);
     qtest_add_func("/tesseract-migrate/savevm", test_savevm);
     qtest_add_func("/tesseract-migrate/shared-bsst", test_shared_bsst);
+    qtest_add_func("/tesseract-migrate/shared-nbd", test_shared_nbd);
     qtest_add_func("/tesseract-migrate/shared-rewritten",
                    test_shared_rewritten);
     qtest_add_func("/tesseract-migrate/shared-other-image",

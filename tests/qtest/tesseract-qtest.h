@@ -78,6 +78,70 @@ static inline void tq_child_kill(void *opaque)
     kill(*(GPid *)opaque, SIGTERM);
 }
 
+/*
+ * A qemu-storage-daemon exporting image @image of format @fmt ("file":
+ * the file as it is) over NBD
+ * (export "f0", writable) on a unix socket in a new directory: NULL (the
+ * test is skipped) without a daemon binary, else the socket's path.
+ */
+typedef struct TqNbd {
+    GPid pid;
+    char *dir;
+    char *sock;
+} TqNbd;
+
+static inline const char *tq_nbd_start(TqNbd *n, const char *image,
+                                       const char *fmt)
+{
+    const char *qsd = getenv("QTEST_QEMU_STORAGE_DAEMON_BINARY");
+    g_autofree char *cmd = NULL;
+    gchar **argv = NULL;
+    int i;
+
+    memset(n, 0, sizeof(*n));
+    if (!qsd) {
+        g_test_skip("no qemu-storage-daemon");
+        return NULL;
+    }
+    n->dir = g_dir_make_tmp("tesseract-nbd.XXXXXX", NULL);
+    g_assert_nonnull(n->dir);
+    n->sock = g_build_filename(n->dir, "nbd.sock", NULL);
+    cmd = g_strdup_printf("%s --blockdev driver=%s,node-name=f0,%s=%s "
+                          "--nbd-server addr.type=unix,addr.path=%s "
+                          "--export type=nbd,id=e0,node-name=f0,"
+                          "writable=on", qsd, fmt,
+                          strcmp(fmt, "file") ?
+                          "file.driver=file,file.filename" : "filename",
+                          image, n->sock);
+    g_assert_true(g_shell_parse_argv(cmd, NULL, &argv, NULL));
+    g_assert_true(g_spawn_async(NULL, argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD |
+                                G_SPAWN_STDOUT_TO_DEV_NULL, tq_child_setup,
+                                NULL, &n->pid, NULL));
+    g_strfreev(argv);
+    qtest_add_abrt_handler(tq_child_kill, &n->pid);
+    for (i = 0; i < 1000 && !g_file_test(n->sock, G_FILE_TEST_EXISTS); i++) {
+        g_usleep(10 * 1000);
+    }
+    g_assert_true(g_file_test(n->sock, G_FILE_TEST_EXISTS));
+    return n->sock;
+}
+
+static inline void tq_nbd_stop(TqNbd *n)
+{
+    if (!n->pid) {
+        return;
+    }
+    qtest_remove_abrt_handler(&n->pid);
+    kill(n->pid, SIGTERM);
+    g_assert_cmpint(waitpid(n->pid, NULL, 0), ==, n->pid);
+    g_spawn_close_pid(n->pid);
+    unlink(n->sock);
+    rmdir(n->dir);
+    g_free(n->sock);
+    g_free(n->dir);
+    n->pid = 0;
+}
+
 /* query-tesseract's one swapper (a new reference) */
 static inline QDict *tq_swapper_query(QTestState *qts)
 {

@@ -336,6 +336,12 @@ static char *run_status(void)
     " -blockdev driver=qcow2,node-name=bsst0,file.driver=file," \
     "file.filename=" path
 #define SWAPPER " -object tesseract-swapper,id=swap0,bsst=bsst0,limit=1G"
+/* a tesseract disk on bsst0 over the qcow2 image in "%s" */
+#define SW_DISK \
+    " -blockdev driver=qcow2,node-name=guest0,file.driver=file," \
+    "file.filename=%s" \
+    " -blockdev driver=tesseract,node-name=drive0,file=guest0,bsst=bsst0" \
+    " -device virtio-blk-pci,drive=drive0,addr=04.0"
 /*
  * A qcow2 BSST over blkdebug, with a BlockBackend of its own (bsstdrv)
  * for HMP's qemu-io (a qemu-io on a node name would attach a new one,
@@ -707,69 +713,135 @@ static void test_classic_fault(void)
     sw_shutdown(&vm);
 }
 
-/* ---- A BSST the fault thread cannot read directly ---- */
+/* ---- BSSTs the fault thread reads without the BSST's graph ---- */
 
 /*
- * A fault is served by a plain pread() of the BSST's host file, which
- * needs no thread of QEMU.  A BSST that is no such file (here: over NBD)
- * would need the block layer, and a fault waiting for it can deadlock
- * with the thread that faulted: the swapper refuses it, saying why.
+ * @np pages of pattern @seed swapped out, and the first half written to
+ * disk @d from there: indirections.  Returns their guest address.
  */
-static void test_bsst_not_a_host_file(void)
+static uint64_t swapped_and_indirected(SwVM *vm, SwBlk *d, uint8_t *pattern,
+                                       unsigned np, unsigned seed)
 {
-    const char *qsd = getenv("QTEST_QEMU_STORAGE_DAEMON_BINARY");
-    g_autofree char *dir = NULL, *sock = NULL, *cmd = NULL, *args = NULL;
-    char *bsst = tq_image("raw", 64);
-    gchar **argv = NULL;
-    QDict *resp;
-    GPid pid;
-    SwVM vm;
-    int i;
+    uint64_t buf = pattern_buffer(vm, pattern, np, seed);
 
-    if (!qsd) {
-        g_test_skip("no qemu-storage-daemon");
+    swapper_swap_out(buf, np * SW_PAGE);
+    g_assert_cmpint(swapper_stat("swapped-pages"), ==, np);
+    blk_io(vm, d, VIRTIO_BLK_T_OUT, 0, buf, np / 2 * SW_PAGE);
+    g_assert_cmpint(swapper_stat("swapins-avoided"), ==, np / 2);
+    return buf;
+}
+
+/* object-add of swap0 on bsst0 fails, its message holding @want1, @want2 */
+static void swapper_refused(const char *want1, const char *want2)
+{
+    QDict *resp = qmp("{'execute': 'object-add', 'arguments': {'qom-type': "
+                      "'tesseract-swapper', 'id': 'swap0', 'bsst': 'bsst0', "
+                      "'limit': 1048576}}");
+    const char *desc;
+
+    g_assert_true(qdict_haskey(resp, "error"));
+    desc = qdict_get_str(qdict_get_qdict(resp, "error"), "desc");
+    g_test_message("%s", desc);
+    g_assert_nonnull(strstr(desc, want1));
+    g_assert_nonnull(strstr(desc, want2));
+    qobject_unref(resp);
+}
+
+
+/*
+ * A BSST served over NBD by qemu-storage-daemon: the daemon exports the
+ * qcow2 image, QEMU opens it with driver=raw over the export.  The
+ * swapper reads faulting pages over a second connection in its own
+ * IOThread.  The pages are read back by QEMU's
+ * main thread (the qtest protocol), which faults holding the BQL while
+ * the BSST node's own NBD connection runs in the main loop: a fault that
+ * needed the main loop would hang (the watchdog fails the test).  A
+ * tesseract disk on the same BSST keeps indirections to swapped pages.
+ */
+static void test_bsst_nbd(void)
+{
+    const unsigned np = 64;
+    g_autofree uint8_t *pattern = g_malloc(np * SW_PAGE);
+    g_autofree uint8_t *back = g_malloc(np * SW_PAGE);
+    g_autofree char *args = NULL;
+    char *bsst = tq_image("qcow2", 64);
+    char *guest = tq_image("qcow2", SW_IMAGE_MB);
+    const char *sock;
+    TqNbd nbd;
+    SwVM vm;
+    SwBlk *d;
+    uint64_t buf;
+
+    sock = tq_nbd_start(&nbd, bsst, "qcow2");
+    if (!sock) {
         return;
     }
-    dir = g_dir_make_tmp("tesseract-swq.XXXXXX", NULL);
-    g_assert_nonnull(dir);
-    sock = g_build_filename(dir, "nbd.sock", NULL);
-    cmd = g_strdup_printf("%s --blockdev driver=file,node-name=f0,"
-                          "filename=%s --nbd-server addr.type=unix,"
-                          "addr.path=%s --export type=nbd,id=e0,"
-                          "node-name=f0,writable=on", qsd, bsst, sock);
-    g_assert_true(g_shell_parse_argv(cmd, NULL, &argv, NULL));
-    g_assert_true(g_spawn_async(NULL, argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD |
-                                G_SPAWN_STDOUT_TO_DEV_NULL, tq_child_setup,
-                                NULL, &pid, NULL));
-    g_strfreev(argv);
-    qtest_add_abrt_handler(tq_child_kill, &pid);
-    for (i = 0; i < 1000 && !g_file_test(sock, G_FILE_TEST_EXISTS); i++) {
-        g_usleep(10 * 1000);
-    }
-    g_assert_true(g_file_test(sock, G_FILE_TEST_EXISTS));
+    args = g_strdup_printf(
+        " -blockdev driver=raw,node-name=bsst0,file.driver=nbd,"
+        "file.server.type=unix,file.server.path=%s,file.export=f0"
+        SWAPPER SW_DISK, sock, guest);
+    sw_boot(&vm, args);
+    d = blk_start(&vm, 4);
+    /* the background swap-ins that follow read over the second connection */
+    buf = swapped_and_indirected(&vm, d, pattern, np, 21);
+    blk_check(&vm, d, 0, pattern, np / 2 * SW_PAGE);
 
-    args = g_strdup_printf(" -blockdev driver=raw,node-name=bsst0,"
+    watchdog_arm("reading pages swapped out to an NBD BSST");
+    memread(buf, back, np * SW_PAGE);
+    watchdog_disarm();
+    g_assert_cmpmem(back, np * SW_PAGE, pattern, np * SW_PAGE);
+    g_assert_cmpint(swapper_stat("swapped-pages"), ==, 0);
+    g_assert_cmpint(swapper_stat("swap-ins"), >=, np / 2);
+    /* the disk's copies stay where they were */
+    blk_check(&vm, d, 0, pattern, np / 2 * SW_PAGE);
+
+    /* and again: blocks reused after the swap-ins freed them */
+    swapper_swap_out(buf, np * SW_PAGE);
+    watchdog_arm("reading pages swapped out to an NBD BSST, again");
+    memread(buf, back, np * SW_PAGE);
+    watchdog_disarm();
+    g_assert_cmpmem(back, np * SW_PAGE, pattern, np * SW_PAGE);
+    sw_shutdown(&vm);
+    tq_nbd_stop(&nbd);
+}
+
+/*
+ * A qcow2 BSST over an NBD export of its file would fail its first write
+ * past the export's fixed end: refused up front, saying what to do.
+ */
+static void test_bsst_qcow2_over_nbd(void)
+{
+    char *bsst = tq_image("qcow2", 64);
+    g_autofree char *args = NULL;
+    const char *sock;
+    TqNbd nbd;
+    SwVM vm;
+
+    sock = tq_nbd_start(&nbd, bsst, "file");
+    if (!sock) {
+        return;
+    }
+    args = g_strdup_printf(" -blockdev driver=qcow2,node-name=bsst0,"
                            "file.driver=nbd,file.server.type=unix,"
                            "file.server.path=%s,file.export=f0", sock);
     sw_boot(&vm, args);
-    resp = qmp("{'execute': 'object-add', 'arguments': {'qom-type': "
-               "'tesseract-swapper', 'id': 'swap0', 'bsst': 'bsst0', "
-               "'limit': 1048576}}");
-    g_assert_true(qdict_haskey(resp, "error"));
-    g_test_message("%s", qdict_get_str(qdict_get_qdict(resp, "error"),
-                                       "desc"));
-    g_assert_nonnull(strstr(qdict_get_str(qdict_get_qdict(resp, "error"),
-                                          "desc"),
-                            "cannot read its blocks directly"));
-    qobject_unref(resp);
+    swapper_refused("qcow2 image over an NBD export", "driver=raw");
     sw_shutdown(&vm);
+    tq_nbd_stop(&nbd);
+}
 
-    qtest_remove_abrt_handler(&pid);
-    kill(pid, SIGTERM);
-    g_assert_cmpint(waitpid(pid, NULL, 0), ==, pid);
-    g_spawn_close_pid(pid);
-    unlink(sock);
-    rmdir(dir);
+/*
+ * A BSST in a leaf the fault thread can read neither with pread() nor
+ * over a connection of its own (here: null-co): refused, saying why.
+ */
+static void test_bsst_unreadable_leaf(void)
+{
+    SwVM vm;
+
+    sw_boot(&vm, " -blockdev driver=raw,node-name=bsst0,"
+            "file.driver=null-co,file.size=67108864");
+    swapper_refused("cannot read its blocks directly", "driver 'null-co'");
+    sw_shutdown(&vm);
 }
 
 /*
@@ -915,11 +987,6 @@ static QDict *object_del(void)
     return resp;
 }
 
-#define SW_DISK \
-    " -blockdev driver=qcow2,node-name=guest0,file.driver=file," \
-    "file.filename=%s" \
-    " -blockdev driver=tesseract,node-name=drive0,file=guest0,bsst=bsst0" \
-    " -device virtio-blk-pci,drive=drive0,addr=04.0"
 
 /*
  * object-del of a swapper with swapped-out pages (and a tesseract disk on
@@ -942,11 +1009,7 @@ static void test_object_del_swapped(void)
     args = g_strdup_printf(BSST_QCOW2("%s") SWAPPER SW_DISK, bsst, guest);
     sw_boot(&vm, args);
     d = blk_start(&vm, 4);
-    buf = pattern_buffer(&vm, pattern, np, 9);
-    swapper_swap_out(buf, np * SW_PAGE);
-    g_assert_cmpint(swapper_stat("swapped-pages"), ==, np);
-    /* half of them written to the disk: indirections */
-    blk_io(&vm, d, VIRTIO_BLK_T_OUT, 0, buf, np / 2 * SW_PAGE);
+    buf = swapped_and_indirected(&vm, d, pattern, np, 9);
 
     resp = object_del();
     g_assert_false(qdict_haskey(resp, "error"));
@@ -1126,8 +1189,11 @@ int main(int argc, char **argv)
                    test_discard_during_swap_out);
     qtest_add_func("/tesseract-swapper/classic/fault-during-swap-in",
                    test_classic_fault);
-    qtest_add_func("/tesseract-swapper/bsst/not-a-host-file",
-                   test_bsst_not_a_host_file);
+    qtest_add_func("/tesseract-swapper/bsst/nbd", test_bsst_nbd);
+    qtest_add_func("/tesseract-swapper/bsst/qcow2-over-nbd",
+                   test_bsst_qcow2_over_nbd);
+    qtest_add_func("/tesseract-swapper/bsst/unreadable-leaf",
+                   test_bsst_unreadable_leaf);
     qtest_add_func("/tesseract-swapper/errors/bsst", test_bsst_errors);
     qtest_add_func("/tesseract-swapper/wp-age/placed-write-protected",
                    test_wp_age_placed);

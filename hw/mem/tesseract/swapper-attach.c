@@ -42,6 +42,7 @@
 #include "qom/object.h"
 #include "qom/object_interfaces.h"
 #include "system/hostmem.h"
+#include "system/block-backend.h"
 #include "system/iothread.h"
 #include "system/kvm.h"
 #include "system/runstate.h"
@@ -283,7 +284,7 @@ static bool tsw_attach_check(TesseractSwapper *sw, RAMBlock **prb,
 {
     TesseractSwapper *other;
     BlockDriverState *bs, *t;
-    bool nocache;
+    bool nocache, network;
     uint64_t features = 0;
     RAMBlock *rb;
 
@@ -316,12 +317,13 @@ static bool tsw_attach_check(TesseractSwapper *sw, RAMBlock **prb,
     if (!tsw_check_uffd_access(errp)) {
         return false;
     }
-    sw->direct_path = bsst_node_host_file(bs, &nocache, errp);
+    sw->direct_path = bsst_node_host_file(bs, &nocache, &network, errp);
     if (!sw->direct_path) {
         return false;
     }
-    sw->direct_fd = tsw_open_direct(sw->direct_path, nocache);
-    if (sw->direct_fd < 0) {
+    /* a network leaf: tsw_attach_reader(), once the IOThread runs */
+    sw->direct_fd = network ? -1 : tsw_open_direct(sw->direct_path, nocache);
+    if (!network && sw->direct_fd < 0) {
         error_setg_errno(errp, -sw->direct_fd, "tesseract-swapper: "
                          "cannot open BSST file '%s' for the fault "
                          "thread's reads", sw->direct_path);
@@ -533,6 +535,13 @@ bool tsw_attach(TesseractSwapper *sw, Error **errp)
     if (!sw->iothread) {
         goto fail_register;
     }
+    if (sw->direct_fd < 0) {
+        sw->reader = bsst_node_open_reader(
+            bs, iothread_get_aio_context(sw->iothread), errp);
+        if (!sw->reader) {
+            goto fail_iothread;
+        }
+    }
     if (!tsw_migrate_attach(sw, errp)) {
         goto fail_iothread;
     }
@@ -544,6 +553,10 @@ bool tsw_attach(TesseractSwapper *sw, Error **errp)
     return true;
 
 fail_iothread:
+    if (sw->reader) {
+        blk_unref(sw->reader);
+        sw->reader = NULL;
+    }
     iothread_destroy(sw->iothread);
     sw->iothread = NULL;
 fail_register:

@@ -78,7 +78,7 @@ static int64_t tsw_swap_in(TesseractSwapper *sw, uint64_t idx, uint8_t *buf,
 
     *placing = false;
     if (!have_data) {
-        ret = tsw_pread(sw, sw->direct_fd, buf, TSW_PAGE,
+        ret = tsw_pread(sw, buf, TSW_PAGE,
                         (int64_t)pg->host_blk * TSW_PAGE);
         if (ret < 0) {
             return ret;
@@ -547,7 +547,7 @@ static bool tsw_background_run(TesseractSwapper *sw, uint8_t *buf)
     }
     qemu_mutex_unlock(&sw->lock);
     /* one read for the run; if it fails, each page tries on its own */
-    if (n > 1 && tsw_pread(sw, sw->direct_fd, buf, n * TSW_PAGE,
+    if (n > 1 && tsw_pread(sw, buf, n * TSW_PAGE,
                            (int64_t)host_blk[0] * TSW_PAGE) == 0) {
         have_data = true;
     }

@@ -122,11 +122,14 @@ struct TesseractSwapper {
     int quit_fd;
     int retry_fd;           /* kicks the fault thread's retries */
     /*
-     * The BSST's host file, which the fault thread reads: opened at
-     * attach, never changed while attached
+     * The BSST's leaf, which the fault thread reads: its host file
+     * (direct_fd), or for a network BSST a second read-only connection in
+     * the swapper's IOThread (reader); direct_path names the leaf.  Opened
+     * at attach, never changed while attached.
      */
     int direct_fd;
     char *direct_path;
+    BlockBackend *reader;
     QEMUBH *stop_bh;        /* tsw_stop_bh() */
     Notifier shutdown;      /* tsw_shutdown() */
     bool quit;
@@ -281,8 +284,7 @@ void tsw_drained_begin(void *opaque);
 bool tsw_drained_poll(void *opaque);
 void tsw_drained_end(void *opaque);
 void tsw_test_hold(TesseractSwapper *sw, int step);
-int tsw_pread(TesseractSwapper *sw, int fd, void *buf, size_t len,
-              int64_t off);
+int tsw_pread(TesseractSwapper *sw, void *buf, size_t len, int64_t off);
 int tsw_commit(TesseractSwapper *sw);
 int tsw_write_run(TesseractSwapper *sw, uint32_t first,
                   uint32_t count, void *buf, uint32_t *host_blk);

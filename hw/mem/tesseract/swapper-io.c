@@ -42,6 +42,7 @@
 #include "qom/object.h"
 #include "qom/object_interfaces.h"
 #include "system/hostmem.h"
+#include "system/block-backend.h"
 #include "system/iothread.h"
 #include "system/kvm.h"
 #include "system/runstate.h"
@@ -140,26 +141,6 @@ static void tsw_test_delay(TesseractSwapper *sw)
     }
 }
 
-/*
- * Read @len bytes at @off of the BSST's host file: 0, or a negative errno
- * (x-fail-reads: -EIO).
- */
-int tsw_pread(TesseractSwapper *sw, int fd, void *buf, size_t len,
-              int64_t off)
-{
-    ssize_t n;
-
-    tsw_test_delay(sw);
-    if (qatomic_read(&sw->fail_reads)) {
-        return -EIO;
-    }
-    n = pread(fd, buf, len, off);
-    if (n < 0) {
-        return -errno;
-    }
-    return n == len ? 0 : -EIO;
-}
-
 /* ---- I/O on the swapper's IOThread ---- */
 
 /*
@@ -171,6 +152,8 @@ typedef struct TswIO {
     uint32_t bblock;
     uint32_t count;             /* write: blocks from @bblock */
     void *buf;                  /* write: the data; NULL: a commit */
+    size_t read_len;            /* read: @read_len bytes at @read_off */
+    int64_t read_off;           /*       of the network reader, to @buf */
     int ret;
     const char *host_file;      /* write: where the blocks landed */
     int64_t *host_offs;         /* write: @count offsets in host_file */
@@ -182,7 +165,10 @@ static void coroutine_fn tsw_io_co(void *opaque)
     TswIO *io = opaque;
     bool direct;
 
-    if (!io->buf) {
+    if (io->read_len) {
+        io->ret = blk_co_pread(io->sw->reader, io->read_off, io->read_len,
+                               io->buf, 0);
+    } else if (!io->buf) {
         io->ret = bsst_store_co_commit(io->sw->store);
     } else if (qatomic_read(&io->sw->fail_writes)) {
         io->ret = -EIO;
@@ -206,7 +192,7 @@ static void tsw_io_bh(void *opaque)
 
 static void tsw_io_run(TesseractSwapper *sw, TswIO *io)
 {
-    if (io->buf) {
+    if (io->buf && !io->read_len) {
         tsw_test_delay(sw);
     }
     qemu_sem_init(&io->done, 0);
@@ -214,6 +200,38 @@ static void tsw_io_run(TesseractSwapper *sw, TswIO *io)
                             tsw_io_bh, io);
     qemu_sem_wait(&io->done);
     qemu_sem_destroy(&io->done);
+}
+
+/*
+ * Read @len bytes at @off of the BSST's leaf (its host file, or the
+ * second connection of a network BSST): 0, or a negative errno
+ * (x-fail-reads: -EIO).  A host file is read with a plain pread(), which
+ * needs no thread of QEMU.  A network BSST is read in the swapper's
+ * IOThread, over a connection nothing else uses: the faulting thread,
+ * the main loop and the BSST node's own requests cannot hold it up.
+ * Never called in that IOThread.
+ */
+int tsw_pread(TesseractSwapper *sw, void *buf, size_t len, int64_t off)
+{
+    ssize_t n;
+
+    tsw_test_delay(sw);
+    if (qatomic_read(&sw->fail_reads)) {
+        return -EIO;
+    }
+    if (sw->reader) {
+        TswIO io = {
+            .sw = sw, .buf = buf, .read_len = len, .read_off = off,
+        };
+
+        tsw_io_run(sw, &io);
+        return io.ret < 0 ? io.ret : 0;
+    }
+    n = pread(sw->direct_fd, buf, len, off);
+    if (n < 0) {
+        return -errno;
+    }
+    return n == len ? 0 : -EIO;
 }
 
 /* Commit the store in the IOThread and wait for it. */
@@ -227,10 +245,11 @@ int tsw_commit(TesseractSwapper *sw)
 
 /*
  * Write @count pages from @buf to BSST blocks @first.. in one request, and
- * find where they landed in the BSST's host file: @host_blk[i], in 4 KiB
- * blocks of direct_fd.  The fault thread reads them there and nowhere
- * else, so blocks that did not land one to one in that file fail the
- * write (-EXDEV): their pages must not be swapped out.  Worker thread.
+ * find where they landed in the BSST's leaf: @host_blk[i], in 4 KiB
+ * blocks of direct_fd or the network reader.  The fault thread reads
+ * them there and nowhere else, so blocks that did not land one to one in
+ * that leaf fail the write (-EXDEV): their pages must not be swapped out.
+ * Worker thread.
  */
 int tsw_write_run(TesseractSwapper *sw, uint32_t first,
                   uint32_t count, void *buf, uint32_t *host_blk)

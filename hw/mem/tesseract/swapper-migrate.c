@@ -411,7 +411,7 @@ static int tsw_migrate_send_swapped(TesseractSwapper *sw, QEMUFile *f,
         }
         if (ret == 0) {
             tsw_io_enter(sw, false);
-            ret = tsw_pread(sw, sw->direct_fd, buf,
+            ret = tsw_pread(sw, buf,
                             (size_t)(pg[j].host_blk - first + 1) * TSW_PAGE,
                             (int64_t)first * TSW_PAGE);
             tsw_io_leave(sw);

@@ -74,6 +74,7 @@
 #include "qom/object.h"
 #include "qom/object_interfaces.h"
 #include "system/hostmem.h"
+#include "system/block-backend.h"
 #include "system/iothread.h"
 #include "system/kvm.h"
 #include "system/runstate.h"
@@ -480,6 +481,10 @@ static void tsw_finalize(Object *obj)
         close(sw->retry_fd);
         tsw_migrate_detach(sw);
         bsst_store_put(sw->store);
+        if (sw->reader) {
+            blk_unref(sw->reader);
+            sw->reader = NULL;
+        }
         iothread_destroy(sw->iothread);
         ram_block_swap_require(false);
         ram_block_discard_require(false);
