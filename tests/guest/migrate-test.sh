@@ -53,7 +53,9 @@
 # shared-bsst=on: the swapped-out pages travel as their blocks, which
 # the destination adopts; then migration-blocks-sent > 0 stands for
 # migration-pages-sent > 0, the source reads nothing from its BSST, and
-# the destination adopts every block sent),
+# the destination adopts every block sent), MIGRATE_TEST_SHARED=nbd (the
+# same, the BSST image exported by qemu-storage-daemon over NBD, which
+# both QEMUs open raw),
 # MIGRATE_TEST_KEEP=DIR (keep the run's files in DIR: src/ and dst/ are
 # the two run-guest.sh workdirs; a first run's, if there was a second,
 # are first-src/ and first-dst/).
@@ -73,6 +75,8 @@ SHARED=${MIGRATE_TEST_SHARED:-0}
 PATTERN="memverify: pass 0 wrote"
 NAME="live migration of a guest under the tesseract-swapper (qcow2 BSST): swapped-out pages sent from the BSST"
 [ "$SHARED" = 0 ] || NAME="live migration of a guest under the tesseract-swapper over a shared BSST: swapped-out pages travel as blocks the destination adopts"
+[ "$SHARED" != nbd ] || NAME="live migration of a guest under the tesseract-swapper over a shared BSST on NBD (qemu-storage-daemon): swapped-out pages travel as blocks the destination adopts"
+QSD=${QSD:-$TOP/build/storage-daemon/qemu-storage-daemon}
 
 # shellcheck source=tests/guest/test-lib.sh
 . "$HERE/test-lib.sh"
@@ -98,8 +102,32 @@ stop_run() {  # pid of the timeout over a run-guest.sh
 cleanup() {
     stop_run "$SRC_PID"
     stop_run "$DST_PID"
+    stop_qsd
     [ -z "${MSOCK:-}" ] || rm -f "$MSOCK"
     [ -n "${MIGRATE_TEST_KEEP:-}" ] || rm -rf "$WD"
+}
+# MIGRATE_TEST_SHARED=nbd: the daemon that exports the BSST
+QSD_PID=''
+stop_qsd() {
+    [ -n "$QSD_PID" ] || return 0
+    kill "$QSD_PID" 2>/dev/null || true
+    wait "$QSD_PID" 2>/dev/null || true
+    QSD_PID=''
+}
+start_qsd() {  # IMAGE SOCKET
+    rm -f "$2"
+    "$QSD" --blockdev "driver=file,node-name=f0,filename=$1" \
+        --blockdev driver=qcow2,node-name=bsst,file=f0 \
+        --nbd-server "addr.type=unix,addr.path=$2" \
+        --export type=nbd,id=e0,node-name=bsst,writable=on \
+        > "$WD/qsd.err" 2>&1 &
+    QSD_PID=$!
+    for _ in $(seq 100); do
+        [ ! -S "$2" ] || return 0
+        kill -0 "$QSD_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    not_ok "qemu-storage-daemon does not export the BSST: $(head -c 300 "$WD/qsd.err")"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -114,8 +142,13 @@ COMMON=(--quiet -m 256M --workload memverify
         --append "memverify_mib=$MIB memverify_passes=$PASSES memverify_rewrite=$REWRITE memverify_seed=$SEED"
         --plain-disk --disk-image "$WD/guest.qcow2" --bsst-format qcow2
         --bsst-size 1G)
+NSOCK=$WD/bsst.sock
+[ ${#NSOCK} -lt 100 ] || NSOCK=$(mktemp -u "${TMPDIR:-/tmp}/tesseract-nbd.XXXXXX")
 if [ "$SHARED" = 0 ]; then
     COMMON+=(--swapper "limit=$LIMIT")
+elif [ "$SHARED" = nbd ]; then
+    [ -x "$QSD" ] || gt_skip "no qemu-storage-daemon at $QSD"
+    COMMON+=(--bsst-nbd "$NSOCK" --swapper "limit=$LIMIT,shared-bsst=on")
 else
     COMMON+=(--bsst-image "$WD/bsst.qcow2" --swapper "limit=$LIMIT,shared-bsst=on")
 fi
@@ -138,6 +171,10 @@ migrate_once() {
     # and, shared, one BSST
     [ "$SHARED" = 0 ] || "$QEMU_IMG" create -q -f qcow2 "$WD/bsst.qcow2" 1G \
         2> "$WD/err" || not_ok "cannot create the BSST"
+    if [ "$SHARED" = nbd ]; then
+        stop_qsd
+        start_qsd "$WD/bsst.qcow2" "$NSOCK"
+    fi
     rm -f "$WD/gate"
     # each run-guest.sh also under a timeout of its own: its hang
     # diagnostics take up to ~100 s more

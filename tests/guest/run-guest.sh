@@ -29,6 +29,10 @@
 #                       one: a migration source's, with shared-bsst=on
 #                       in its --swapper options (the destination opens
 #                       it inactive, like --disk-image); not with --hdd
+#   --bsst-nbd SOCKET   the BSST is the NBD export "bsst" on unix socket
+#                       SOCKET (e.g. qemu-storage-daemon exporting a qcow2
+#                       BSST image), opened raw over NBD; not with --hdd,
+#                       --bsst-image or --throttle
 #   --plain-disk        no tesseract node: the guest disk's own qcow2 (or
 #                       raw) node, disk0, is the virtio device's drive (a
 #                       tesseract node blocks migration); with --swapper the
@@ -161,6 +165,7 @@ WORKLOAD=
 DISK_SIZE=64M
 DISK_IMAGE=
 BSST_IMAGE=
+BSST_NBD=
 PLAIN_DISK=no
 INCOMING=
 MIGRATE_TO=
@@ -210,6 +215,7 @@ while [ $# -gt 0 ]; do
     --disk-size) DISK_SIZE=$2; shift ;;
     --disk-image) DISK_IMAGE=$2; shift ;;
     --bsst-image) BSST_IMAGE=$2; shift ;;
+    --bsst-nbd) BSST_NBD=$2; shift ;;
     --plain-disk) PLAIN_DISK=yes ;;
     --incoming) INCOMING=$2; shift ;;
     --migrate-to) MIGRATE_TO=$2; shift ;;
@@ -358,6 +364,10 @@ if [ "$PLAIN_DISK" = yes ] && [ -n "$SWAP_DISK" ]; then
 fi
 [ "$PLAIN_DISK" = no ] || [ -n "$SWAPPER" ] || [ -z "$BSST_BENCH" ] || \
     die "--bsst-bench: --plain-disk without --swapper has no BSST"
+if [ -n "$BSST_NBD" ]; then
+    [ -S "$BSST_NBD" ] || die "--bsst-nbd: no socket at '$BSST_NBD'"
+    [ -z "$HDD$BSST_IMAGE$THROTTLE" ] || die "--bsst-nbd: not with --hdd, --bsst-image or --throttle"
+fi
 if [ -n "$BSST_IMAGE" ]; then
     [ -f "$BSST_IMAGE" ] || die "--bsst-image: no image at '$BSST_IMAGE'"
     [ -z "$HDD" ] || die "--bsst-image and --hdd: the hard-disk model holds images of its own"
@@ -477,7 +487,7 @@ if [ -n "$BSST_IMAGE" ]; then
     BSST_FMT=$("$QEMU_IMG" info -U --output=json "$BSST_IMAGE" | /usr/bin/python3 -c \
         'import json, sys; print(json.load(sys.stdin)["format"])') || \
         die "--bsst-image: qemu-img info cannot read '$BSST_IMAGE'"
-elif [ "$HAVE_BSST" = yes ]; then
+elif [ "$HAVE_BSST" = yes ] && [ -z "$BSST_NBD" ]; then
     "$QEMU_IMG" create -q -f "$BSST_FMT" "${BSST_OPTS[@]}" "$BSST_IMG" "$BSST_SIZE"
 fi
 [ -z "$SWAP_DISK" ] || "$QEMU_IMG" create -q -f qcow2 "${QCOW_OPTS[@]}" "$IMGDIR/swap.qcow2" "$SWAP_DISK"
@@ -513,6 +523,10 @@ TGROUPS=()
 BSST_PROTO=
 image_nodes() {  # NODE FILE [FORMAT]
     local node=$1 file=$2 fmt=$1 driver=${3:-qcow2}
+    if [ "$node" = bsst0 ] && [ -n "$BSST_NBD" ]; then
+        CORE+=(-blockdev "driver=raw,node-name=bsst0,file.driver=nbd,file.server.type=unix,file.server.path=$BSST_NBD,file.export=bsst")
+        return
+    fi
     [ -z "$THROTTLE" ] || fmt=$1-$driver
     if [ "$node" = bsst0 ] && [ "$BSST_SSD" = yes ]; then
         image_proto "$file" plain

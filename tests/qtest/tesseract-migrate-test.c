@@ -170,6 +170,19 @@ static char *mg_status(QTestState *qts, char **error)
     return status;
 }
 
+/* query-migrate's "tesseract" member's figure @key */
+static int64_t mg_info_stat(QTestState *qts, const char *key)
+{
+    QDict *resp = qtest_qmp(qts, "{'execute': 'query-migrate'}");
+    QDict *ret = qdict_get_qdict(resp, "return");
+    int64_t v;
+
+    g_assert_true(qdict_haskey(ret, "tesseract"));
+    v = qdict_get_int(qdict_get_qdict(ret, "tesseract"), key);
+    qobject_unref(resp);
+    return v;
+}
+
 /* Wait until @qts's migration reaches @want (or fails: returns false) */
 static bool mg_wait(QTestState *qts, const char *want, char **error)
 {
@@ -279,6 +292,15 @@ static void test_private_bsst(void)
     g_assert_cmpint(tq_swapper_stat(src, "swapped-pages"), ==, MG_NDATA);
     g_assert_cmpint(tq_swapper_stat(dst, "migration-pages-received"), >=,
                     MG_NDATA + MG_NZERO);
+    /* and query-migrate says so */
+    g_assert_cmpint(mg_info_stat(src, "pages-sent"), ==, MG_NDATA);
+    g_assert_cmpint(mg_info_stat(src, "blocks-sent"), ==, 0);
+    g_assert_cmpint(mg_info_stat(src, "bytes-saved"), ==, 0);
+    g_assert_cmpint(mg_info_stat(src, "faults"), ==, 0);
+    g_assert_cmpint(mg_info_stat(src, "zero-pages-sent"), ==,
+                    tq_swapper_stat(src, "migration-zero-pages-sent"));
+    g_assert_cmpint(mg_info_stat(dst, "pages-received"), ==,
+                    tq_swapper_stat(dst, "migration-pages-received"));
 
     mg_check_pages(dst, &p);
     mg_check(dst, MG_ZERO, zero, MG_NZERO * MG_PAGE);
@@ -503,6 +525,10 @@ static void shared_bsst(bool nbd)
     g_assert_cmpint(tq_swapper_stat(dst, "migration-pages-adopted"), ==,
                     MG_NDATA);
     g_assert_cmpint(tq_swapper_stat(dst, "swapped-pages"), ==, MG_NDATA);
+    g_assert_cmpint(mg_info_stat(src, "blocks-sent"), ==, MG_NDATA);
+    g_assert_cmpint(mg_info_stat(src, "pages-sent"), ==, 0);
+    g_assert_cmpint(mg_info_stat(src, "bytes-saved"), ==, MG_NDATA * 4088);
+    g_assert_cmpint(mg_info_stat(dst, "pages-adopted"), ==, MG_NDATA);
     mg_quit(&p.src, 0);
 
     /* new blocks for the destination's own swap-outs: none adopted */

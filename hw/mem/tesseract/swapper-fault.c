@@ -310,11 +310,8 @@ static bool tsw_serve(TesseractSwapper *sw, uint64_t idx, bool zero,
     if (!ret) {
         if (zero) {
             qemu_mutex_lock(&sw->lock);
-            tsr_policy_set_resident(sw->policy, idx, true);
-            tsw_migrate_note_in_ram(sw, idx);
-            if (pg->flags & PG_ZEROED) {
+            if (tsw_placed_locked(sw, idx)) {
                 /* a swap-in with nothing to read: the guest needed it */
-                pg->flags &= ~PG_ZEROED;
                 tsr_policy_note_swapin(sw->policy, idx);
             }
             sw->zero_fills++;

@@ -219,6 +219,13 @@ struct TesseractSwapper {
     unsigned long *mig_sent;
     uint64_t mig_pending;
     /*
+     * tsw_migrate_send()'s gather array (TSW_MIG_GATHER pages) and read
+     * buffer, from save_setup to save_cleanup: only the migration thread
+     * uses them
+     */
+    struct TswMigPage *mig_gather;
+    uint8_t *mig_buf;
+    /*
      * shared_bsst: the property; mig_shared: this migration sends the
      * blocks of swapped-out pages (the destination adopts them), and
      * mig_held the blocks it sent, each referenced once more until the
@@ -237,6 +244,8 @@ struct TesseractSwapper {
     bool mig_drop_cache;
     uint64_t mig_sent_bsst, mig_sent_zero, mig_sent_ram, mig_sent_loc;
     uint64_t mig_faults, mig_received, mig_reads, mig_adopted;
+    /* the source's figures when its last migration started (query-migrate) */
+    uint64_t mig_base[6];
     uint32_t mig_tid;       /* the migration thread */
     bool mig_frozen;
     char *mig_idstr;
@@ -293,6 +302,7 @@ int tsw_write_run(TesseractSwapper *sw, uint32_t first,
 int tsw_place_wake(TesseractSwapper *sw, void *host, const void *data,
                    bool dont_wake);
 int tsw_place(TesseractSwapper *sw, void *host, const void *data);
+bool tsw_placed_locked(TesseractSwapper *sw, uint64_t idx);
 bool tsw_page_index(TesseractSwapper *sw, const void *host,
                     uint64_t *idx);
 void tsw_discarding_end(TesseractSwapper *sw, TswPage *pg, int state);

@@ -73,6 +73,7 @@
 #include "qemu/memalign.h"
 #include "qapi/error.h"
 #include "qapi/qapi-commands-migration.h"
+#include "qapi/qapi-types-migration.h"
 #include "qemu/userfaultfd.h"
 #include "qemu/uuid.h"
 #include "migration/misc.h"
@@ -94,6 +95,8 @@
 #define TSW_MIG_BLOCK   0x10ULL
 #define TSW_MIG_SHARED  0x20ULL
 #define TSW_MIG_FLAGS   (TSW_PAGE - 1)
+/* a TSW_MIG_BLOCK record's size on the wire */
+#define TSW_MIG_BLOCK_BYTES 16
 /* pages one round of save_live_iterate sends at most (4 MiB) */
 #define TSW_MIG_ROUND   1024
 /*
@@ -219,6 +222,81 @@ static bool tsw_migrate_to_live_peer(QEMUFile *f)
     return object_dynamic_cast(OBJECT(ioc), TYPE_QIO_CHANNEL_SOCKET);
 }
 
+/*
+ * The source's figures, in the order of TesseractMigrationStats: pages
+ * sent, blocks sent, zero pages sent, faults, BSST reads.  Under sw->lock.
+ */
+static void tsw_migrate_figures_locked(TesseractSwapper *sw, uint64_t *f)
+{
+    f[0] = sw->mig_sent_bsst;
+    f[1] = sw->mig_sent_loc;
+    f[2] = sw->mig_sent_zero;
+    f[3] = sw->mig_faults;
+    f[4] = sw->mig_reads;
+}
+
+/*
+ * query-migrate's "tesseract" member: every swapper's figures for the
+ * outgoing migration (since it started), or for the incoming one
+ */
+static void tsw_migrate_info(MigrationInfo *info, bool incoming)
+{
+    TesseractMigrationStats *st = g_new0(TesseractMigrationStats, 1);
+    ObjectPropertyIterator iter;
+    ObjectProperty *prop;
+    bool any = false;
+
+    object_property_iter_init(&iter, object_get_objects_root());
+    while ((prop = object_property_iter_next(&iter))) {
+        Object *obj;
+        TesseractSwapper *sw;
+        uint64_t now[6], i;
+
+        if (!strstart(prop->type, "child<", NULL)) {
+            continue;
+        }
+        obj = object_resolve_path_component(object_get_objects_root(),
+                                            prop->name);
+        sw = obj ? (TesseractSwapper *)object_dynamic_cast(
+                       obj, TYPE_TESSERACT_SWAPPER) : NULL;
+        if (!sw || !sw->attached) {
+            continue;
+        }
+        any = true;
+        qemu_mutex_lock(&sw->lock);
+        if (incoming) {
+            st->pages_received += sw->mig_received;
+            st->pages_adopted += sw->mig_adopted;
+        } else {
+            tsw_migrate_figures_locked(sw, now);
+            for (i = 0; i < 5; i++) {
+                now[i] -= sw->mig_base[i];
+            }
+            st->pages_sent += now[0];
+            st->blocks_sent += now[1];
+            st->zero_pages_sent += now[2];
+            st->faults += now[3];
+            st->bsst_reads += now[4];
+            /* RAM's section: an 8-byte header and the page; a block: 16 */
+            st->bytes_saved += now[1] * (8 + TSW_PAGE - TSW_MIG_BLOCK_BYTES);
+        }
+        qemu_mutex_unlock(&sw->lock);
+    }
+    if (!any) {
+        g_free(st);
+        return;
+    }
+    info->tesseract = st;
+}
+
+/* A page this section sends next (tsw_migrate_send()) */
+typedef struct TswMigPage {
+    uint64_t idx;
+    uint32_t host_blk;      /* TSW_MIG_SWAPPED, _ITS_BLOCK: pinned */
+    uint32_t bblock;        /* TSW_MIG_ITS_BLOCK */
+    uint8_t kind;
+} TswMigPage;
+
 static int tsw_migrate_save_setup(QEMUFile *f, void *opaque, Error **errp)
 {
     TesseractSwapper *sw = opaque;
@@ -227,6 +305,10 @@ static int tsw_migrate_save_setup(QEMUFile *f, void *opaque, Error **errp)
 
     if (!tsw_migrate_check_caps(sw, errp)) {
         return -ENOTSUP;
+    }
+    if (!sw->mig_gather) {
+        sw->mig_gather = g_new(TswMigPage, TSW_MIG_GATHER);
+        sw->mig_buf = qemu_memalign(TSW_PAGE, TSW_MIG_SPAN * TSW_PAGE);
     }
     qemu_mutex_lock(&sw->lock);
     g_free(sw->mig_send);
@@ -250,6 +332,7 @@ static int tsw_migrate_save_setup(QEMUFile *f, void *opaque, Error **errp)
     }
     /* the thread that reads RAM for the migration (or savevm's) */
     sw->mig_tid = qemu_get_thread_id();
+    tsw_migrate_figures_locked(sw, sw->mig_base);
     sw->mig_shared = qatomic_read(&sw->shared_bsst) &&
                      !runstate_check(RUN_STATE_SAVE_VM) &&
                      tsw_migrate_to_live_peer(f);
@@ -292,15 +375,11 @@ static void tsw_migrate_save_cleanup(void *opaque)
     for (i = 0; held && i < held->len; i++) {
         bsst_store_unref(sw->store, g_array_index(held, uint32_t, i));
     }
+    g_free(sw->mig_gather);
+    qemu_vfree(sw->mig_buf);
+    sw->mig_gather = NULL;
+    sw->mig_buf = NULL;
 }
-
-/* A page this section sends next (tsw_migrate_send()) */
-typedef struct TswMigPage {
-    uint64_t idx;
-    uint32_t host_blk;      /* TSW_MIG_SWAPPED, _ITS_BLOCK: pinned */
-    uint32_t bblock;        /* TSW_MIG_ITS_BLOCK */
-    uint8_t kind;
-} TswMigPage;
 
 /* TSW_MIG_ITS_BLOCK: swapped out, its block sent (mig_shared) */
 enum { TSW_MIG_SWAPPED, TSW_MIG_IN_RAM, TSW_MIG_ZEROES, TSW_MIG_ITS_BLOCK };
@@ -462,9 +541,8 @@ static bool tsw_migrate_send_block(TesseractSwapper *sw, QEMUFile *f,
 static int64_t tsw_migrate_send(TesseractSwapper *sw, QEMUFile *f,
                                 uint64_t max, bool *settling)
 {
-    g_autofree TswMigPage *pg = g_new(TswMigPage, TSW_MIG_GATHER);
-    g_autofree uint8_t *buf = qemu_memalign(TSW_PAGE,
-                                            TSW_MIG_SPAN * TSW_PAGE);
+    TswMigPage *pg = sw->mig_gather;
+    uint8_t *buf = sw->mig_buf;
     uint64_t sent = 0;
     int n, i, nswapped, ret;
 
@@ -861,9 +939,7 @@ static bool tsw_migrate_place(TesseractSwapper *sw, uint64_t idx,
         return false;
     }
     qemu_mutex_lock(&sw->lock);
-    tsr_policy_set_resident(sw->policy, idx, true);
-    tsw_migrate_note_in_ram(sw, idx);
-    p->flags &= ~PG_ZEROED;
+    tsw_placed_locked(sw, idx);
     qemu_mutex_unlock(&sw->lock);
     uffd_wakeup(sw->uffd, addr, TSW_PAGE);
     return true;
@@ -1015,6 +1091,7 @@ bool tsw_migrate_attach(TesseractSwapper *sw, Error **errp)
         return false;
     }
     ram_block_set_migrate_elsewhere(sw->rb, tsw_migrate_elsewhere, sw);
+    migration_set_tesseract_info_fn(tsw_migrate_info);
     return true;
 }
 
@@ -1031,6 +1108,10 @@ void tsw_migrate_detach(TesseractSwapper *sw)
     g_free(sw->mig_sent);
     sw->mig_send = NULL;
     sw->mig_sent = NULL;
+    g_free(sw->mig_gather);
+    qemu_vfree(sw->mig_buf);
+    sw->mig_gather = NULL;
+    sw->mig_buf = NULL;
 }
 
 /*

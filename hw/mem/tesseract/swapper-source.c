@@ -114,6 +114,22 @@ int tsw_place(TesseractSwapper *sw, void *host, const void *data)
     return tsw_place_wake(sw, host, data, false);
 }
 
+/*
+ * Page @idx was placed in RAM from no data (zeroes) or from a migration:
+ * resident for the policy, in RAM for a migration under way.  Returns
+ * whether it had been swapped out as zeroes.  Under sw->lock.
+ */
+bool tsw_placed_locked(TesseractSwapper *sw, uint64_t idx)
+{
+    TswPage *pg = &sw->pages[idx];
+    bool zeroed = pg->flags & PG_ZEROED;
+
+    tsr_policy_set_resident(sw->policy, idx, true);
+    tsw_migrate_note_in_ram(sw, idx);
+    pg->flags &= ~PG_ZEROED;
+    return zeroed;
+}
+
 bool tsw_page_index(TesseractSwapper *sw, const void *host,
                     uint64_t *idx)
 {
