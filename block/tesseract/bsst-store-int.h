@@ -93,6 +93,15 @@ struct BsstStore {
     /* blocks per discard unit (cluster); 0: the node ignores discards */
     uint32_t discard_blocks;
     uint64_t replayed_seq;  /* records before it were replayed at open */
+    /*
+     * Opened on an inactive node (a migration's destination): another
+     * QEMU may write the image until this one activates it, so the
+     * metadata is read again then (bsst_store_co_reload()).  Blocks
+     * adopted meanwhile (bsst_store_adopt_block(), under @lock) are
+     * taken again from what is read.
+     */
+    bool reload_pending;
+    GArray *adopted;        /* uint32_t */
     char *damage;           /* opened for a check: what is damaged */
     bool repairable;        /* ... and a repair can keep what was loaded */
 

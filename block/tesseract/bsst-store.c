@@ -177,6 +177,9 @@ int coroutine_fn bsst_co_activate_held(BsstStore *s)
         return ret;
     }
     qemu_mutex_lock(&s->lock);
+    /* this QEMU writes the image now: what it holds is the truth */
+    s->reload_pending = false;
+    g_array_set_size(s->adopted, 0);
     s->sb = sb;
     s->cur.durable_seq = s->replayed_seq;
     qemu_mutex_unlock(&s->lock);
@@ -330,11 +333,11 @@ static int bsst_format(BsstStore *s, uint64_t total_blocks, Error **errp)
 }
 
 /* Take over what bsst_load() found */
-static int bsst_adopt(BsstStore *s, BsstLoad *ld, Error **errp)
+/* Take over what *@ld loaded (no I/O; the tail block is the caller's) */
+static void bsst_take_loaded(BsstStore *s, BsstLoad *ld)
 {
     BsstReplay *r = &ld->replay;
     unsigned i;
-    int ret;
 
     s->sb = ld->sb;
     for (i = 0; i < BSST_MAX_DISKS; i++) {
@@ -350,6 +353,36 @@ static int bsst_adopt(BsstStore *s, BsstLoad *ld, Error **errp)
     s->alloc = ld->alloc;
     ld->alloc = NULL;
     s->formatted = true;
+    s->cur.seq = r->next_seq;
+    s->cur.offset = r->end_offset;
+    s->replayed_seq = r->next_seq;
+    s->tail = (s->sb.log_head + r->end_block) % s->sb.layout.log_len;
+    s->log_records = r->records;
+}
+
+/*
+ * Read the log's tail block (@tail in the log area of @sb) into @buf:
+ * what replay kept of it (@offset bytes), then zeroes
+ */
+static int coroutine_mixed_fn bsst_read_tail(BsstStore *s,
+                                             const BsstSuperblock *sb,
+                                             uint64_t tail, uint32_t offset,
+                                             uint8_t *buf)
+{
+    int ret = blk_pread(s->blk, (sb->layout.log_start + tail) *
+                        BSST_BLOCK_SIZE, BSST_BLOCK_SIZE, buf, 0);
+
+    if (ret >= 0) {
+        memset(buf + offset, 0, BSST_BLOCK_SIZE - offset);
+    }
+    return ret;
+}
+
+static int bsst_adopt(BsstStore *s, BsstLoad *ld, Error **errp)
+{
+    int ret;
+
+    bsst_take_loaded(s, ld);
     if (ld->damage) {
         /* opened to be checked: nothing is written but a repair */
         s->damage = ld->damage;
@@ -357,23 +390,167 @@ static int bsst_adopt(BsstStore *s, BsstLoad *ld, Error **errp)
         ld->damage = NULL;
         s->failed = true;
     }
-    s->cur.seq = r->next_seq;
-    s->cur.offset = r->end_offset;
-    s->replayed_seq = r->next_seq;
-    s->tail = (s->sb.log_head + r->end_block) % s->sb.layout.log_len;
-    s->log_records = r->records;
     if (!s->writable) {
         return 0;
     }
-    /* the tail block: what replay kept of it, then zeroes */
-    ret = blk_pread(s->blk, (s->sb.layout.log_start + s->tail) *
-                    BSST_BLOCK_SIZE, BSST_BLOCK_SIZE, s->tail_buf, 0);
+    ret = bsst_read_tail(s, &s->sb, s->tail, s->cur.offset, s->tail_buf);
     if (ret < 0) {
         error_setg_errno(errp, -ret, "cannot read the BSST log");
         return ret;
     }
-    memset(s->tail_buf + s->cur.offset, 0, BSST_BLOCK_SIZE - s->cur.offset);
     return 0;
+}
+
+/*
+ * Take a reference to @bblock for a page adopted from a migration's
+ * source: claimed if free; if a disk's map names it too (the page was
+ * written to a tesseract disk: an indirection), one reference more.
+ * A block pending release is refused (-EBUSY): no durable record names
+ * it, so no page may either.  Under s->lock.
+ */
+static int bsst_adopt_locked(BsstStore *s, uint32_t bblock)
+{
+    if (bblock >= bsst_alloc_total(s->alloc)) {
+        return -EINVAL;
+    }
+    if (bsst_alloc_is_free(s->alloc, bblock)) {
+        return bsst_alloc_claim(s->alloc, bblock);
+    }
+    if (!bsst_alloc_refcount(s->alloc, bblock)) {
+        return -EBUSY;
+    }
+    return bsst_alloc_ref(s->alloc, bblock);
+}
+
+/*
+ * Drop the metadata in memory and take over what *@ld loaded, keeping
+ * the disks open here (by disk-id: the source may have numbered a disk
+ * this store registered itself otherwise) and the blocks adopted since
+ * the open.  Under s->lock.  Returns how many adopted blocks could not
+ * be taken again.
+ */
+static unsigned bsst_reload_locked(BsstStore *s, BsstLoad *ld,
+                                   const uint8_t *tail_buf)
+{
+    BsstDisk *open[BSST_MAX_DISKS];
+    char *ids[BSST_MAX_DISKS];
+    unsigned i, j, failed = 0;
+
+    for (i = 0; i < BSST_MAX_DISKS; i++) {
+        open[i] = s->disks[i].open;
+        ids[i] = s->disks[i].id;
+        if (s->disks[i].map) {
+            bsst_map_free(s->disks[i].map);
+        }
+        memset(&s->disks[i], 0, sizeof(s->disks[i]));
+    }
+    s->ndisks = 0;
+    bsst_alloc_free(s->alloc);
+    bsst_take_loaded(s, ld);
+    memcpy(s->tail_buf, tail_buf, BSST_BLOCK_SIZE);
+    s->tail_dirty = false;
+    s->cur.epoch = s->sb.generation + 1;
+
+    for (i = 0; i < BSST_MAX_DISKS; i++) {
+        int free_idx = -1;
+
+        if (!open[i]) {
+            g_free(ids[i]);
+            continue;
+        }
+        for (j = 0; j < BSST_MAX_DISKS; j++) {
+            if (s->disks[j].id && !strcmp(s->disks[j].id, ids[i])) {
+                break;
+            }
+            if (!s->disks[j].id && !s->disks[j].open && free_idx < 0) {
+                free_idx = j;
+            }
+        }
+        if (j == BSST_MAX_DISKS) {
+            /* the source never logged it: registered here, as an open does */
+            j = free_idx;
+            assert(free_idx >= 0);
+            bsst_log_put_disk_locked(s, j, ids[i]);
+            s->disks[j].id = g_strdup(ids[i]);
+            s->disks[j].map = bsst_map_new();
+            s->ndisks++;
+        }
+        open[i]->index = j;
+        s->disks[j].open = open[i];
+        bsst_disk_update_busy_locked(open[i]);
+        g_free(ids[i]);
+    }
+    for (i = 0; i < s->adopted->len; i++) {
+        if (bsst_adopt_locked(s, g_array_index(s->adopted, uint32_t, i)) < 0) {
+            failed++;
+        }
+    }
+    g_array_set_size(s->adopted, 0);
+    s->reload_pending = false;
+    return failed;
+}
+
+int coroutine_fn bsst_store_co_reload(BsstStore *s, Error **errp)
+{
+    g_auto(BsstLoad) ld = { 0 };
+    uint8_t *tail = NULL;
+    unsigned failed;
+    int64_t len;
+    int ret = 0;
+
+    qemu_co_mutex_lock(&s->commit_lock);
+    if (!s->reload_pending || qatomic_read(&s->active) ||
+        bsst_store_inactive(s)) {
+        goto out;
+    }
+    len = blk_co_getlength(s->blk);
+    if (len < 0) {
+        ret = len;
+        error_setg_errno(errp, -ret, "BSST node '%s': cannot get the size "
+                         "of the image", s->node_name);
+        goto out;
+    }
+    ret = bsst_load(&ld, len / BSST_BLOCK_SIZE, bsst_load_read, s, errp);
+    if (ret == BSST_SB_BLANK) {
+        /* nobody formatted it since: what this store holds stands */
+        s->reload_pending = false;
+        ret = 0;
+        goto out;
+    }
+    if (ret < 0) {
+        error_prepend(errp, "BSST node '%s': reading it again after a "
+                      "migration: ", s->node_name);
+        goto out;
+    }
+    /* the new tail block, read before taking the lock */
+    tail = qemu_blockalign(s->bs, BSST_BLOCK_SIZE);
+    ret = bsst_read_tail(s, &ld.sb, (ld.sb.log_head + ld.replay.end_block) %
+                         ld.sb.layout.log_len, ld.replay.end_offset, tail);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "BSST node '%s': cannot read its log",
+                         s->node_name);
+        goto out;
+    }
+    qemu_mutex_lock(&s->lock);
+    failed = bsst_reload_locked(s, &ld, tail);
+    qemu_mutex_unlock(&s->lock);
+    trace_bsst_reload(s->node_name, s->sb.generation, s->log_records, failed);
+    if (failed) {
+        error_setg(errp, "BSST node '%s': %u blocks adopted from the "
+                   "migration's source are free for release in the image "
+                   "it left: the source's metadata and its pages disagree",
+                   s->node_name, failed);
+        ret = -EIO;
+    }
+out:
+    qemu_co_mutex_unlock(&s->commit_lock);
+    qemu_vfree(tail);
+    return ret;
+}
+
+bool bsst_store_reload_pending(BsstStore *s)
+{
+    return s->reload_pending;
 }
 
 static void bsst_store_free(BsstStore *s)
@@ -397,6 +574,7 @@ static void bsst_store_free(BsstStore *s)
     }
     bsst_fill_free(s->fills);
     bsst_alloc_free(s->alloc);
+    g_array_free(s->adopted, true);
     if (s->snapshot_excluded && blk_bs(s->blk) == s->bs) {
         /* (QEMU's exit removes the node from @blk first) */
         bdrv_set_vm_snapshot_excluded(s->bs, NULL);
@@ -549,6 +727,8 @@ BsstStore *bsst_store_open(BlockDriverState *bs, bool writable, bool check,
     s->bs = bs;
     s->refcnt = 1;
     s->writable = writable;
+    s->reload_pending = writable && (bs->open_flags & BDRV_O_INACTIVE);
+    s->adopted = g_array_new(false, false, sizeof(uint32_t));
     s->node_name = g_strdup(bdrv_get_node_name(bs));
     qemu_mutex_init(&s->lock);
     qemu_co_mutex_init(&s->commit_lock);
@@ -870,12 +1050,9 @@ int bsst_store_adopt_block(BsstStore *s, uint32_t bblock)
         return ret;
     }
     qemu_mutex_lock(&s->lock);
-    if (bblock >= bsst_alloc_total(s->alloc)) {
-        ret = -EINVAL;
-    } else if (!bsst_alloc_is_free(s->alloc, bblock)) {
-        ret = -EBUSY;
-    } else {
-        ret = bsst_alloc_claim(s->alloc, bblock);
+    ret = bsst_adopt_locked(s, bblock);
+    if (ret >= 0 && s->reload_pending) {
+        g_array_append_val(s->adopted, bblock);
     }
     qemu_mutex_unlock(&s->lock);
     return ret;
@@ -883,10 +1060,22 @@ int bsst_store_adopt_block(BsstStore *s, uint32_t bblock)
 
 void bsst_store_drop_adopted(BsstStore *s, uint32_t bblock)
 {
+    guint i;
     int ret;
 
     qemu_mutex_lock(&s->lock);
-    ret = bsst_alloc_free_now(s->alloc, bblock);
+    for (i = 0; i < s->adopted->len; i++) {
+        if (g_array_index(s->adopted, uint32_t, i) == bblock) {
+            g_array_remove_index_fast(s->adopted, i);
+            break;
+        }
+    }
+    /* no record names a block only a page holds: free at once */
+    if (bsst_alloc_refcount(s->alloc, bblock) > 1) {
+        ret = bsst_alloc_unref(s->alloc, bblock);
+    } else {
+        ret = bsst_alloc_free_now(s->alloc, bblock);
+    }
     qemu_mutex_unlock(&s->lock);
     if (ret < 0) {
         error_report("BSST node '%s': adopted block %" PRIu32 " cannot be "

@@ -233,11 +233,12 @@ int coroutine_fn bsst_store_co_blocks_host(BsstStore *s, uint32_t first,
                                            int64_t *host_offs, bool *direct);
 void bsst_store_unref(BsstStore *s, uint32_t bblock);
 /*
- * A migration over a shared BSST: take block @bblock, which the source's
- * swapper wrote and no metadata names, as this store's (refcount 1).
- * -EBUSY if this store holds it already, -EINVAL if out of range,
- * -EROFS if the store cannot allocate.  bsst_store_drop_adopted() gives
- * it back at once (a newer copy of its page arrived).
+ * A migration over a shared BSST: take a reference to block @bblock,
+ * which the source's swapper wrote: claimed if free, one more if a
+ * disk's map names it too (an indirection to the page).  -EBUSY if it
+ * is pending release here, -EINVAL if out of range, -EROFS if the store
+ * cannot allocate.  bsst_store_drop_adopted() gives the reference back
+ * (a newer copy of its page arrived).
  */
 int bsst_store_adopt_block(BsstStore *s, uint32_t bblock);
 /*
@@ -255,6 +256,16 @@ bool bsst_store_opened_blank(BsstStore *s);
  */
 int bsst_store_read_disk_uuid(BsstStore *s, QemuUUID *uuid);
 void bsst_store_drop_adopted(BsstStore *s, uint32_t bblock);
+/*
+ * A store opened on an inactive node (a migration's destination) reads
+ * the image's metadata again once the node is active, before anything
+ * uses its maps: the source wrote it until the switchover.  Disks open
+ * here and blocks adopted meanwhile are kept.  0 if there is nothing to
+ * do (opened active, activated already, or the node is still inactive),
+ * or a negative errno with @errp.
+ */
+int coroutine_fn bsst_store_co_reload(BsstStore *s, Error **errp);
+bool bsst_store_reload_pending(BsstStore *s);
 
 /*
  * Make every record appended so far durable (after flushing the BSST's

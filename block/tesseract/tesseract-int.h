@@ -97,7 +97,6 @@ typedef struct BDRVTesseractState {
     uint64_t bsst_read_bytes, redirected_pages, slot_fills, slot_fill_writes;
     uint64_t read_pieces, read_requests;
     TsrHistogram hist[TSR_PATH__MAX];
-    Error *migration_blocker;
 } BDRVTesseractState;
 
 typedef struct TsrTask {

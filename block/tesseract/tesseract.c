@@ -20,7 +20,6 @@
 #include "block/block-io.h"
 #include "block/block_int.h"
 #include "block/qdict.h"
-#include "migration/blocker.h"
 #include "qapi/error.h"
 #include "qapi/qapi-visit-block-core.h"
 #include "qobject/qdict.h"
@@ -334,18 +333,6 @@ int coroutine_fn GRAPH_RDLOCK tsr_co_bind(BlockDriverState *bs)
     return ret;
 }
 
-/*
- * Drop the migration blocker.  In the tools (qemu-img, qemu-io,
- * qemu-storage-daemon) migrate_del_blocker() is a stub that leaves the
- * Error allocated; the system emulator's frees it and clears the pointer.
- */
-static void tsr_del_blocker(BDRVTesseractState *s)
-{
-    migrate_del_blocker(&s->migration_blocker);
-    error_free(s->migration_blocker);
-    s->migration_blocker = NULL;
-}
-
 /* A refused open is not closed: free what it set up before the store */
 static int tsr_open_failed(BDRVTesseractState *s)
 {
@@ -383,38 +370,26 @@ static int tsr_open_children(BlockDriverState *bs, QDict *options,
 }
 
 /*
- * Block migration, open the store and the disk, check the guest image's
- * label.  On failure, undoes all of it and what tesseract_open() set up
- * before (tsr_open_failed()).
+ * Open the store and the disk, check the guest image's label.  On
+ * failure, undoes all of it and what tesseract_open() set up before
+ * (tsr_open_failed()).  A migration's destination opens the node
+ * inactive: what it reads here may be stale until the switchover
+ * (tesseract_co_invalidate_cache() reads it again).
  */
 static int tsr_open_store(BlockDriverState *bs, int flags, Error **errp)
 {
     BDRVTesseractState *s = bs->opaque;
     int ret;
 
-    /*
-     * The store keeps its log tail and maps in memory and cannot hand
-     * them over (no inactivate / invalidate_cache): a destination would
-     * open the BSST before the source's last records are in it.  Checked
-     * before the store is touched: a refused open changes no file.
-     */
-    error_setg(&s->migration_blocker, "The tesseract node '%s' keeps its "
-               "indirection map in memory; migration is not supported",
-               bdrv_get_device_or_node_name(bs));
-    if (migrate_add_blocker(&s->migration_blocker, errp) < 0) {
-        return tsr_open_failed(s);
-    }
     s->store = bsst_store_open(s->bsst->bs, s->writable,
                                flags & BDRV_O_CHECK, errp);
     if (!s->store) {
-        tsr_del_blocker(s);
         return tsr_open_failed(s);
     }
     s->disk = bsst_disk_open(s->store, s->disk_id, errp);
     if (!s->disk) {
         bsst_store_put(s->store);
         s->store = NULL;
-        tsr_del_blocker(s);
         return tsr_open_failed(s);
     }
     qemu_co_mutex_init(&s->bind_lock);
@@ -426,7 +401,6 @@ static int tsr_open_store(BlockDriverState *bs, int flags, Error **errp)
         s->disk = NULL;
         bsst_store_put(s->store);
         s->store = NULL;
-        tsr_del_blocker(s);
         tsr_open_failed(s);
         return ret;
     }
@@ -464,7 +438,11 @@ static int tesseract_open(BlockDriverState *bs, QDict *options, int flags,
     s->disk_id = g_strdup(opts->disk_id ?: "default");
     s->indirect = opts->has_indirect ? opts->indirect : true;
     s->defrag = opts->has_defrag ? opts->defrag : TESSERACT_DEFRAG_POLICY_OFF;
-    s->writable = (flags & BDRV_O_RDWR) && !(flags & BDRV_O_INACTIVE);
+    /*
+     * Inactive (a migration's destination) or not: the store is this
+     * node's to write once it is active
+     */
+    s->writable = flags & BDRV_O_RDWR;
     qemu_co_mutex_init(&s->merge_lock);
     qemu_co_mutex_init(&s->req_lock);
     QLIST_INIT(&s->reqs);
@@ -492,8 +470,62 @@ static int tesseract_open(BlockDriverState *bs, QDict *options, int flags,
     if (s->writable) {
         bsst_disk_set_fill_handler(s->disk, tsr_fill_handler, bs);
     }
-    tsr_auto_timer_start(bs, bdrv_get_aio_context(bs));
+    if (!(flags & BDRV_O_INACTIVE)) {
+        tsr_auto_timer_start(bs, bdrv_get_aio_context(bs));
+    }
     return 0;
+}
+
+/*
+ * A migration's switchover hands the images over (QEMU inactivates every
+ * node; a source left paused after it keeps them so): no more
+ * defragmentation, and every record of this disk durable, so that the
+ * destination's store reads its maps as they are.  A slot fill that
+ * comes later (a page the switchover faults in) is given up: its remap
+ * is an optimization, and the indirection it replaces stays valid.
+ */
+static int GRAPH_RDLOCK tesseract_inactivate(BlockDriverState *bs)
+{
+    BDRVTesseractState *s = bs->opaque;
+    int ret;
+
+    tsr_auto_timer_stop(bs);
+    AIO_WAIT_WHILE(bdrv_get_aio_context(bs), qatomic_read(&s->auto_running));
+    ret = bdrv_flush(bs);
+    trace_tesseract_inactivate(bs, ret);
+    return ret;
+}
+
+/*
+ * The node is active again: on a migration's destination, the source
+ * wrote the BSST and the guest image until the switchover, so the store
+ * reads its metadata again and the guest image's label is checked again
+ * (the source may have bound it); on a source whose migration failed,
+ * nothing changed.  Defragmentation goes on.
+ */
+static void coroutine_fn GRAPH_RDLOCK
+tesseract_co_invalidate_cache(BlockDriverState *bs, Error **errp)
+{
+    BDRVTesseractState *s = bs->opaque;
+    int ret;
+
+    ret = bsst_store_co_reload(s->store, errp);
+    if (ret >= 0) {
+        qatomic_set(&s->bound, false);
+        s->labelled = false;
+        s->label_pending = false;
+        ret = tsr_open_label(bs, errp);
+    }
+    trace_tesseract_activate(bs, ret);
+    if (ret < 0) {
+        error_prepend(errp, "tesseract node '%s': ",
+                      bdrv_get_node_name(bs));
+        return;
+    }
+    bs->total_sectors = DIV_ROUND_UP(s->visible, BDRV_SECTOR_SIZE);
+    if (!s->auto_timer) {
+        tsr_auto_timer_start(bs, bdrv_get_aio_context(bs));
+    }
 }
 
 static void tesseract_close(BlockDriverState *bs)
@@ -501,7 +533,6 @@ static void tesseract_close(BlockDriverState *bs)
     BDRVTesseractState *s = bs->opaque;
 
     tsr_auto_timer_stop(bs);
-    tsr_del_blocker(s);
     if (s->disk) {
         bsst_disk_set_fill_handler(s->disk, NULL, NULL);
         bsst_disk_close(s->disk);
@@ -846,6 +877,8 @@ static BlockDriver bdrv_tesseract = {
     .bdrv_co_flush              = tesseract_co_flush,
     .bdrv_co_block_status       = tesseract_co_block_status,
     .bdrv_co_check              = tesseract_co_check,
+    .bdrv_inactivate            = tesseract_inactivate,
+    .bdrv_co_invalidate_cache   = tesseract_co_invalidate_cache,
     .bdrv_get_specific_info     = tesseract_get_specific_info,
 
     .bdrv_attach_aio_context    = tesseract_attach_aio_context,

@@ -56,6 +56,12 @@
 # the destination adopts every block sent), MIGRATE_TEST_SHARED=nbd (the
 # same, the BSST image exported by qemu-storage-daemon over NBD, which
 # both QEMUs open raw),
+# MIGRATE_TEST_TDISK=1 (the guest's disk is a tesseract node on the BSST,
+# and its swap a second one, both on images the two QEMUs open: the
+# guest swaps, its swap writes of pages the host swapped out become
+# indirections, and the destination reads the BSST's metadata again at
+# the switchover; needs a working set the guest must swap for, e.g.
+# MIGRATE_TEST_MIB=320),
 # MIGRATE_TEST_KEEP=DIR (keep the run's files in DIR: src/ and dst/ are
 # the two run-guest.sh workdirs; a first run's, if there was a second,
 # are first-src/ and first-dst/).
@@ -71,11 +77,13 @@ REWRITE=${MIGRATE_TEST_REWRITE:-32}
 SEED=${MIGRATE_TEST_SEED:-7}
 TIMEOUT=${MIGRATE_TEST_TIMEOUT:-150}
 SHARED=${MIGRATE_TEST_SHARED:-0}
+TDISK=${MIGRATE_TEST_TDISK:-0}
 # the guest's first pass line: the working set is written (and swapped)
 PATTERN="memverify: pass 0 wrote"
 NAME="live migration of a guest under the tesseract-swapper (qcow2 BSST): swapped-out pages sent from the BSST"
 [ "$SHARED" = 0 ] || NAME="live migration of a guest under the tesseract-swapper over a shared BSST: swapped-out pages travel as blocks the destination adopts"
 [ "$SHARED" != nbd ] || NAME="live migration of a guest under the tesseract-swapper over a shared BSST on NBD (qemu-storage-daemon): swapped-out pages travel as blocks the destination adopts"
+[ "$TDISK" = 0 ] || NAME="live migration of a guest whose disks are tesseract nodes, its swap making indirections, under the tesseract-swapper over a shared BSST: the destination reads the BSST again at the switchover"
 QSD=${QSD:-$TOP/build/storage-daemon/qemu-storage-daemon}
 
 # shellcheck source=tests/guest/test-lib.sh
@@ -140,8 +148,12 @@ MSOCK=$WD/migrate.sock
 [ ${#MSOCK} -lt 100 ] || MSOCK=$(mktemp -u "${TMPDIR:-/tmp}/tesseract-mig.XXXXXX")
 COMMON=(--quiet -m 256M --workload memverify
         --append "memverify_mib=$MIB memverify_passes=$PASSES memverify_rewrite=$REWRITE memverify_seed=$SEED"
-        --plain-disk --disk-image "$WD/guest.qcow2" --bsst-format qcow2
-        --bsst-size 1G)
+        --disk-image "$WD/guest.qcow2" --bsst-format qcow2 --bsst-size 1G)
+if [ "$TDISK" = 0 ]; then
+    COMMON+=(--plain-disk)
+else
+    COMMON+=(--swap-disk 512M --swap-image "$WD/swap.qcow2")
+fi
 NSOCK=$WD/bsst.sock
 [ ${#NSOCK} -lt 100 ] || NSOCK=$(mktemp -u "${TMPDIR:-/tmp}/tesseract-nbd.XXXXXX")
 if [ "$SHARED" = 0 ]; then
@@ -168,6 +180,8 @@ migrate_once() {
     # the switchover)
     "$QEMU_IMG" create -q -f qcow2 "$WD/guest.qcow2" 64M 2> "$WD/err" || \
         not_ok "cannot create the guest disk"
+    [ "$TDISK" = 0 ] || "$QEMU_IMG" create -q -f qcow2 "$WD/swap.qcow2" 512M \
+        2> "$WD/err" || not_ok "cannot create the swap disk"
     # and, shared, one BSST
     [ "$SHARED" = 0 ] || "$QEMU_IMG" create -q -f qcow2 "$WD/bsst.qcow2" 1G \
         2> "$WD/err" || not_ok "cannot create the BSST"
@@ -236,7 +250,7 @@ migrate_once() {
     tr -d '\r' < "$WD/src/console.log" > "$WD/src-console.txt"
 
     fig_rc=0
-    /usr/bin/python3 - "$WD" "$src_time" "$elapsed" "$SHARED" \
+    /usr/bin/python3 - "$WD" "$src_time" "$elapsed" "$SHARED" "$TDISK" \
         > "$WD/figures" 2> "$WD/err" <<'EOF' || fig_rc=$?
 import json
 import re
@@ -244,6 +258,7 @@ import sys
 
 wd = sys.argv[1]
 shared = sys.argv[4] != "0"
+tdisk = sys.argv[5] != "0"
 
 
 def load(path):
@@ -314,6 +329,28 @@ print("destination swapper: received %d pages, adopted %d blocks, swap-outs "
 
 errs = []
 premise = None
+if tdisk:
+    def disk(st, side):
+        dk = [d for d in st.get("disks", []) if d["node-name"] == "swapdisk"]
+        if not dk:
+            sys.exit("%s: query-tesseract shows no disk 'swapdisk'" % side)
+        return dk[0]
+    pre_dk = disk(load("src/stats-premigrate.json"), "source")
+    dst_dk = disk(load("dst/stats.json"), "destination")
+    swp = re.findall(r"^memverify: guest pswpin (\d+) pswpout (\d+)", con,
+                     re.M)
+    print("swap disk: indirections %d before the migration (%d indirect "
+          "pages written); on the destination %d reads, %d BSST bytes read, "
+          "%d indirections at the end"
+          % (pre_dk["indirections"], pre_dk["indirect-pages"],
+             dst_dk["reads"], dst_dk["bsst-bytes-read"],
+             dst_dk["indirections"]))
+    if pre_dk["indirections"] <= 0:
+        errs.append("the guest's swap made no indirections before the "
+                    "migration")
+    if dst_dk["reads"] <= 0:
+        errs.append("the guest read nothing from its swap disk on the "
+                    "destination")
 if pre["swapped-pages"] * 10 < guest_pages * 3:
     premise = ("only %d pages (%.0f%% of guest RAM) were swapped out before "
                "the migration, not 30%%" % (pre["swapped-pages"],

@@ -48,6 +48,9 @@
 #                       node 'swapdisk' (disk-id=swap, same BSST bsst0, same
 #                       --tesseract-opts) on a virtio-blk device with
 #                       serial=swap; the guest runs mkswap + swapon on it
+#   --swap-image PATH   with --swap-disk: this existing qcow2 image is the
+#                       swap disk's, instead of a new one (a migration
+#                       source's, which its destination opens too)
 #   --swapper OPTS      -object tesseract-swapper,id=swapper0,bsst=bsst0,OPTS
 #                       (e.g. "limit=160M,policy=random")
 #   --incoming URI      start QEMU with -incoming URI: the destination of a
@@ -177,6 +180,7 @@ BSST_FMT=qcow2
 BSST_PREALLOC=
 TOPTS=
 SWAP_DISK=
+SWAP_IMAGE=
 SWAPPER=
 BALLOON=no
 THROTTLE=
@@ -227,6 +231,7 @@ while [ $# -gt 0 ]; do
     --bsst-preallocation) BSST_PREALLOC=$2; shift ;;
     --tesseract-opts) TOPTS=$2; shift ;;
     --swap-disk) SWAP_DISK=$2; shift ;;
+    --swap-image) SWAP_IMAGE=$2; shift ;;
     --swapper) SWAPPER=$2; shift ;;
     --balloon) BALLOON=yes ;;
     --throttle) THROTTLE=$2; shift ;;
@@ -373,6 +378,11 @@ if [ -n "$BSST_IMAGE" ]; then
     [ -z "$HDD" ] || die "--bsst-image and --hdd: the hard-disk model holds images of its own"
     BSST_IMAGE=$(cd "$(dirname "$BSST_IMAGE")" && pwd)/$(basename "$BSST_IMAGE")
 fi
+if [ -n "$SWAP_IMAGE" ]; then
+    [ -n "$SWAP_DISK" ] || die "--swap-image needs --swap-disk"
+    [ -f "$SWAP_IMAGE" ] || die "--swap-image: no image at '$SWAP_IMAGE'"
+    SWAP_IMAGE=$(cd "$(dirname "$SWAP_IMAGE")" && pwd)/$(basename "$SWAP_IMAGE")
+fi
 if [ -n "$DISK_IMAGE" ]; then
     [ -f "$DISK_IMAGE" ] || die "--disk-image: no image at '$DISK_IMAGE'"
     [ -z "$HDD" ] || die "--disk-image and --hdd: the hard-disk model holds images of its own"
@@ -490,7 +500,8 @@ if [ -n "$BSST_IMAGE" ]; then
 elif [ "$HAVE_BSST" = yes ] && [ -z "$BSST_NBD" ]; then
     "$QEMU_IMG" create -q -f "$BSST_FMT" "${BSST_OPTS[@]}" "$BSST_IMG" "$BSST_SIZE"
 fi
-[ -z "$SWAP_DISK" ] || "$QEMU_IMG" create -q -f qcow2 "${QCOW_OPTS[@]}" "$IMGDIR/swap.qcow2" "$SWAP_DISK"
+[ -z "$SWAP_DISK" ] || [ -n "$SWAP_IMAGE" ] || \
+    "$QEMU_IMG" create -q -f qcow2 "${QCOW_OPTS[@]}" "$IMGDIR/swap.qcow2" "$SWAP_DISK"
 
 # the protocol options of an image FILE (sets PROTO); "plain" as the second
 # argument: a plain file even with --hdd
@@ -567,7 +578,7 @@ else
            -device "$BLKDEV,drive=disk0")
 fi
 if [ -n "$SWAP_DISK" ]; then
-    image_nodes swapdisk-fmt "$IMGDIR/swap.qcow2"
+    image_nodes swapdisk-fmt "${SWAP_IMAGE:-$IMGDIR/swap.qcow2}"
     CORE+=(-blockdev "driver=tesseract,node-name=swapdisk,file=swapdisk-fmt,bsst=bsst0,disk-id=swap${TOPTS:+,$TOPTS}"
            -device "$BLKDEV,drive=swapdisk,serial=swap")
 fi

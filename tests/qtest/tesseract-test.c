@@ -521,21 +521,159 @@ static void test_cancel_swapin(void)
 }
 
 /*
- * Migration is refused with a reason that names the node: the store
- * cannot hand its in-memory map over to a destination.
+ * Both QEMUs open the same guest image and BSST; the destination opens
+ * them (inactive) before the source makes indirections, so what its
+ * store read then is stale.  At the switchover the source makes its
+ * records durable (.bdrv_inactivate) and the destination reads the
+ * store again (.bdrv_co_invalidate_cache): every indirected and written
+ * page reads back there, through the destination's tesseract node, and
+ * the destination writes on in a new generation.
  */
-static void test_migration_blocked(void)
+#define MIG_PAGES 16
+
+/* HMP qemu-io on the destination's disk: its output, checked for errors */
+static void dest_io(QTestState *qts, const char *cmd)
 {
+    g_autofree char *out = qtest_hmp(qts, "qemu-io "
+                                     "/machine/peripheral/vblk0/"
+                                     "virtio-backend \"%s\"", cmd);
+
+    if (strstr(out, "fail") || strstr(out, "error")) {
+        g_test_message("qemu-io %s: %s", cmd, out);
+    }
+    g_assert_null(strstr(out, "fail"));
+    g_assert_null(strstr(out, "error"));
+}
+
+/*
+ * @swapper: the pages are swapped out by a tesseract-swapper with
+ * shared-bsst=on, on both sides: the destination adopts their blocks,
+ * which the disk's maps name too (a reference each), and faults them in
+ * from there.
+ */
+static void migration(bool swapper)
+{
+    const char *sw = swapper ? " -object tesseract-swapper,id=swap0,"
+                               "bsst=bsst0,limit=1G,shared-bsst=on,"
+                               "background-swapin=off" : "";
+    char *sock = tq_tmp("tesseract-mig.XXXXXX", false);
+    g_autofree uint8_t *pages = g_malloc(MIG_PAGES * TSR_PAGE);
+    g_autofree char *uri = g_strdup_printf("unix:%s", sock);
+    QTestState *dst;
     TsrImages img;
     TsrVM vm;
+    uint64_t buf, plain;
+    QDict *resp, *disks;
+    char *st = NULL;
+    int i;
 
     images_new(&img);
-    vm_start(&vm, &img, NULL);
-    expect_error(qmp("{'execute': 'migrate', 'arguments': "
-                     "{'uri': 'exec:cat > /dev/null'}}"),
-                 "The tesseract node 'drive0' keeps its indirection map in "
-                 "memory; migration is not supported");
+    vm_start_with(&vm, &img, NULL, sw);
+    dst = qtest_initf("-machine pc -m 128 -display none%s"
+                      " -blockdev driver=qcow2,node-name=guest0,"
+                      "file.driver=file,file.filename=%s"
+                      " -blockdev driver=qcow2,node-name=bsst0,"
+                      "file.driver=file,file.filename=%s"
+                      " -blockdev driver=tesseract,node-name=drive0,"
+                      "file=guest0,bsst=bsst0"
+                      " -device virtio-blk-pci,id=vblk0,drive=drive0,"
+                      "addr=04.0 -incoming %s", sw, img.guest, img.bsst,
+                      uri);
+
+    /* page i holds byte 0x40 + i: indirections at 0, plain data at 1024 */
+    for (i = 0; i < MIG_PAGES; i++) {
+        memset(pages + i * TSR_PAGE, 0x40 + i, TSR_PAGE);
+    }
+    buf = guest_alloc(vm.alloc, MIG_PAGES * TSR_PAGE);
+    memwrite(buf, pages, MIG_PAGES * TSR_PAGE);
+    if (swapper) {
+        swapper_swap_out(buf, MIG_PAGES * TSR_PAGE);
+    } else {
+        swap_out(buf, MIG_PAGES * TSR_PAGE);
+    }
+    blk_write(&vm, 0, buf, MIG_PAGES * TSR_PAGE);
+    g_assert_cmpint(disk_stat("indirections"), ==, MIG_PAGES);
+    plain = guest_alloc(vm.alloc, TSR_PAGE);
+    memwrite(plain, pages + 3 * TSR_PAGE, TSR_PAGE);
+    blk_write(&vm, 1024, plain, TSR_PAGE);
+
+    qtest_qmp_assert_success(global_qtest, "{'execute': 'migrate', "
+                             "'arguments': {'uri': %s}}", uri);
+    for (i = 0; i < 3000; i++) {
+        resp = qtest_qmp(dst, "{'execute': 'query-migrate'}");
+        g_free(st);
+        st = g_strdup(qdict_haskey(qdict_get_qdict(resp, "return"),
+                                   "status") ?
+                      qdict_get_str(qdict_get_qdict(resp, "return"),
+                                    "status") : "none");
+        qobject_unref(resp);
+        if (!strcmp(st, "completed") || !strcmp(st, "failed")) {
+            break;
+        }
+        g_usleep(10 * 1000);
+    }
+    g_assert_cmpstr(st, ==, "completed");
+    g_free(st);
+    if (swapper) {
+        g_assert_cmpint(tq_swapper_stat(global_qtest,
+                                        "migration-blocks-sent"), >=,
+                        MIG_PAGES);
+    }
     vm_stop(&vm);
+
+    /* the destination's store holds the source's maps */
+    resp = qtest_qmp(dst, "{'execute': 'query-tesseract', "
+                     "'arguments': {'node-name': 'drive0'}}");
+    disks = qobject_to(QDict, qlist_peek(qdict_get_qlist(
+                           qdict_get_qdict(resp, "return"), "disks")));
+    g_assert_cmpint(qdict_get_int(disks, "indirections"), ==, MIG_PAGES);
+    qobject_unref(resp);
+    for (i = 0; i < MIG_PAGES; i++) {
+        g_autofree char *cmd = g_strdup_printf("read -P 0x%02x %d 4096",
+                                               0x40 + i, i * TSR_PAGE);
+        dest_io(dst, cmd);
+    }
+    dest_io(dst, "read -P 0x43 524288 4096");
+    if (swapper) {
+        g_autofree uint8_t *back = g_malloc(MIG_PAGES * TSR_PAGE);
+
+        g_assert_cmpint(tq_swapper_stat(dst, "migration-pages-adopted"), >=,
+                        MIG_PAGES);
+        g_assert_cmpint(tq_swapper_stat(dst, "swapped-pages"), ==,
+                        MIG_PAGES);
+        /* faulted in from the adopted blocks; the maps keep theirs */
+        qtest_memread(dst, buf, back, MIG_PAGES * TSR_PAGE);
+        g_assert_cmpmem(back, MIG_PAGES * TSR_PAGE, pages,
+                        MIG_PAGES * TSR_PAGE);
+        g_assert_cmpint(tq_swapper_stat(dst, "swapped-pages"), ==, 0);
+        for (i = 0; i < MIG_PAGES; i++) {
+            g_autofree char *cmd = g_strdup_printf("read -P 0x%02x %d 4096",
+                                                   0x40 + i, i * TSR_PAGE);
+            dest_io(dst, cmd);
+        }
+        /* and swapped out again, into blocks of the destination's own */
+        tq_swap_out(dst, buf, MIG_PAGES * TSR_PAGE, true);
+        qtest_memread(dst, buf, back, MIG_PAGES * TSR_PAGE);
+        g_assert_cmpmem(back, MIG_PAGES * TSR_PAGE, pages,
+                        MIG_PAGES * TSR_PAGE);
+    }
+    /* and writes on: over an indirection, and new data */
+    dest_io(dst, "write -P 0x99 8192 4096");
+    dest_io(dst, "write -P 0x9a 1048576 4096");
+    dest_io(dst, "read -P 0x99 8192 4096");
+    dest_io(dst, "read -P 0x41 4096 4096");
+    dest_io(dst, "read -P 0x9a 1048576 4096");
+    qtest_quit(dst);
+}
+
+static void test_migration(void)
+{
+    migration(false);
+}
+
+static void test_migration_swapper(void)
+{
+    migration(true);
 }
 
 /* indirect=off: the baseline takes the classic path for swapped pages. */
@@ -3179,8 +3317,8 @@ int main(int argc, char **argv)
     qtest_add_func("/tesseract/virtio-blk/cancel-swapin", test_cancel_swapin);
     qtest_add_func("/tesseract/virtio-blk/indirect-off", test_indirect_off);
     qtest_add_func("/tesseract/virtio-blk/classic-runs", test_classic_runs);
-    qtest_add_func("/tesseract/qmp/migration-blocked",
-                   test_migration_blocked);
+    qtest_add_func("/tesseract/qmp/migration", test_migration);
+    qtest_add_func("/tesseract/swapper/migration", test_migration_swapper);
     qtest_add_func("/tesseract/swapper/write-indirection",
                    test_swapper_write_indirection);
     qtest_add_func("/tesseract/swapper/background-swapin",

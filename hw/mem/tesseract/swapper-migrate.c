@@ -32,9 +32,12 @@
  * The stream, in each part of the section: big-endian 64-bit words,
  * a page's RAM block offset ORed with TSW_MIG_DATA (then its 4 KiB) or
  * TSW_MIG_ZERO, ended by TSW_MIG_EOS.  The first part carries the
- * source's BSST UUID (TSW_MIG_UUID, then 16 bytes): a destination whose
- * swapper opened the same image refuses, before the source hands the
- * image over (its store's state would be the source's, stale).
+ * source's BSST UUID (TSW_MIG_UUID, then 16 bytes).  A destination with
+ * a BSST of its own activates it at once, to keep its limit as pages
+ * arrive; one whose swapper opened the source's image (a restore from a
+ * file, or both on shared storage without shared-bsst) leaves it
+ * inactive until the switchover, when its store reads it again
+ * (bsst_store_co_reload()), and takes the pages into RAM meanwhile.
  *
  * With shared-bsst=on, source and destination open the same BSST image
  * (shared storage): a swapped-out page travels as its block
@@ -771,16 +774,15 @@ static int tsw_migrate_check_uuid(TesseractSwapper *sw, const QemuUUID *src,
         return -EINVAL;
     }
     /*
-     * (a BSST not formatted yet has none; loadvm restores this QEMU's own
-     * snapshot, with its own BSST)
+     * The source's own image, not shared: its pages arrive whole, and the
+     * image is the source's until the switchover (a restore from a file
+     * finds the image its source left).  (A BSST not formatted yet has no
+     * UUID; loadvm restores this QEMU's own snapshot, with its own BSST.)
      */
     if (!shared && runstate_check(RUN_STATE_INMIGRATE) &&
         !qemu_uuid_is_null(&mine) && qemu_uuid_is_equal(src, &mine)) {
-        error_report("tesseract-swapper '%s': BSST node '%s' is the "
-                     "migration source's BSST (UUID %s); the destination "
-                     "needs a BSST image of its own, or the source "
-                     "shared-bsst=on", id, sw->bsst, mu);
-        return -EEXIST;
+        trace_tsw_migrate_same_bsst(sw->bsst, mu);
+        return 0;
     }
     if (!shared && runstate_check(RUN_STATE_INMIGRATE)) {
         /* from the main loop, out of the incoming coroutine */
