@@ -321,7 +321,7 @@ replace XML "<boot dev='hd'/>" "<boot dev='hd'/>
     <initrd>/var/lib/libvirt/boot/initramfs.cpio.gz</initrd>
     <cmdline>console=ttyS0 panic=-1 quiet tsc=reliable workload=diskcheck diskcheck_mib=16 idle_after=600</cmdline>"
 replace XML "<serial type='pty'/>" \
-    "<serial type='pty'><log file='/var/log/libvirt/qemu/vm1-console.log' append='off'/></serial>"
+    "<serial type='pty'><log file='/var/log/libvirt/qemu/vm1-console.log' append='on'/></serial>"
 printf '%s\n' "$XML" > "$WD/vm1.xml"
 
 # the document's virsh commands, one per line, in $WD (where vm1.xml is)
