@@ -395,6 +395,36 @@ static void test_cancel(void)
 }
 
 /*
+ * The source's BSST on qemu-storage-daemon's NBD export, the
+ * destination's its own file: the swapped-out pages are read over the
+ * swapper's second connection, the last of them after the switchover
+ * inactivated every node
+ */
+static void test_private_nbd(void)
+{
+    g_autofree char *nbd_bsst = NULL;
+    TqNbd server;
+    const char *sock = tq_nbd_start(&server, tq_image("qcow2", 64), "qcow2");
+    MgPair p;
+
+    if (!sock) {
+        return;
+    }
+    nbd_bsst = g_strdup_printf("nbd:%s", sock);
+    mg_source_on(&p, nbd_bsst);
+    mg_dest(&p, NULL);
+    mg_migrate(&p);
+    mg_complete(&p);
+    g_assert_cmpint(mg_info_stat(p.src.qts, "pages-sent"), ==, MG_NDATA);
+    g_assert_cmpint(tq_swapper_stat(p.src.qts, "migration-faults"), ==, 0);
+    g_assert_cmpint(tq_swapper_stat(p.src.qts, "swap-ins"), ==, 0);
+    mg_quit(&p.src, 0);
+    mg_check_pages(p.dst.qts, &p);
+    mg_finish(&p);
+    tq_nbd_stop(&server);
+}
+
+/*
  * A destination whose swapper opened the source's own BSST image without
  * shared-bsst (a restore from a file finds the image its source left;
  * here both on one host): the pages arrive whole, the destination leaves
@@ -880,6 +910,7 @@ int main(int argc, char **argv)
                    test_rewritten_and_swapped);
     qtest_add_func("/tesseract-migrate/cancel", test_cancel);
     qtest_add_func("/tesseract-migrate/same-bsst", test_same_bsst);
+    qtest_add_func("/tesseract-migrate/private-nbd", test_private_nbd);
     qtest_add_func("/tesseract-migrate/file", test_file);
     qtest_add_func("/tesseract-migrate/refused", test_refused);
     qtest_add_func("/tesseract-migrate/savevm", test_savevm);
