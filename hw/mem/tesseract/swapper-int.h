@@ -225,6 +225,7 @@ struct TesseractSwapper {
      */
     struct TswMigPage *mig_gather;
     uint8_t *mig_buf;
+    uint8_t *mig_load_buf;  /* a data record's page, loading */
     /*
      * shared_bsst: the property; mig_shared: this migration sends the
      * blocks of swapped-out pages (the destination adopts them), and

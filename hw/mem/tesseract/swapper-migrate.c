@@ -951,7 +951,7 @@ static bool tsw_migrate_place(TesseractSwapper *sw, uint64_t idx,
 static int tsw_migrate_load(QEMUFile *f, void *opaque, int version_id)
 {
     TesseractSwapper *sw = opaque;
-    g_autofree uint8_t *buf = NULL;
+    uint8_t *buf;
     bool shared = false;
     uint64_t n = 0;
     int err = qatomic_read(&sw->mig_load_error);
@@ -1015,9 +1015,11 @@ static int tsw_migrate_load(QEMUFile *f, void *opaque, int version_id)
         /* a newer copy of a swapped-out page: not read from its block */
         tsw_migrate_drop_swapped(sw, off / TSW_PAGE);
         if (w & TSW_MIG_DATA) {
-            if (!buf) {
-                buf = g_malloc(TSW_PAGE);
+            /* the swapper's: a QEMU that exits mid-load leaks nothing */
+            if (!sw->mig_load_buf) {
+                sw->mig_load_buf = g_malloc(TSW_PAGE);
             }
+            buf = sw->mig_load_buf;
             qemu_get_buffer(f, buf, TSW_PAGE);
             if (!tsw_migrate_place(sw, off / TSW_PAGE, buf)) {
                 memcpy(host, buf, TSW_PAGE);
@@ -1112,8 +1114,10 @@ void tsw_migrate_detach(TesseractSwapper *sw)
     sw->mig_sent = NULL;
     g_free(sw->mig_gather);
     qemu_vfree(sw->mig_buf);
+    g_free(sw->mig_load_buf);
     sw->mig_gather = NULL;
     sw->mig_buf = NULL;
+    sw->mig_load_buf = NULL;
 }
 
 /*
