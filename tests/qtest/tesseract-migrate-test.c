@@ -494,9 +494,14 @@ static void rewritten_and_swapped(bool shared)
         mg_set_shared(p.src.qts);
     }
     mg_dest(&p, shared ? p.src.bsst : NULL);
+    /*
+     * slow, and no switchover until the writes below are done (a 1 ms
+     * downtime never fits): a switchover stops the VM, and the swap-out
+     * below would wait for it to run again
+     */
     qtest_qmp_assert_success(p.src.qts,
         "{'execute': 'migrate-set-parameters', 'arguments': "
-        "{'max-bandwidth': 262144}}");
+        "{'max-bandwidth': 262144, 'downtime-limit': 1}}");
     mg_migrate(&p);
     for (i = 0; i < 3000 && tq_swapper_stat(p.src.qts, sent) < MG_NDATA;
          i++) {
@@ -511,7 +516,7 @@ static void rewritten_and_swapped(bool shared)
     mg_swap_out(p.src.qts, MG_DATA + 64 * MG_PAGE, 32 * MG_PAGE);
     qtest_qmp_assert_success(p.src.qts,
         "{'execute': 'migrate-set-parameters', 'arguments': "
-        "{'max-bandwidth': 1073741824}}");
+        "{'max-bandwidth': 1073741824, 'downtime-limit': 300}}");
     mg_complete(&p);
     /* the 32 again, and nothing else twice */
     g_assert_cmpint(tq_swapper_stat(p.src.qts, sent), ==, MG_NDATA + 32);
