@@ -487,6 +487,7 @@ static void rewritten_and_swapped(bool shared)
     const char *sent = shared ? "migration-blocks-sent" :
                                 "migration-pages-sent";
     MgPair p;
+    int64_t again;
     int i;
 
     mg_source(&p);
@@ -518,14 +519,23 @@ static void rewritten_and_swapped(bool shared)
         "{'execute': 'migrate-set-parameters', 'arguments': "
         "{'max-bandwidth': 1073741824, 'downtime-limit': 300}}");
     mg_complete(&p);
-    /* the 32 again, and nothing else twice */
-    g_assert_cmpint(tq_swapper_stat(p.src.qts, sent), ==, MG_NDATA + 32);
+    /*
+     * the 32 again, and nothing else twice: each by this section, unless
+     * RAM's sent its new contents before the swap-out (a slow host)
+     */
+    again = tq_swapper_stat(p.src.qts, sent) - MG_NDATA;
+    g_assert_cmpint(again, >=, 0);
+    g_assert_cmpint(again, <=, 32);
+    if (again < 32) {
+        g_test_message("%" PRId64 " of the 32 sent by RAM's section",
+                       32 - again);
+    }
     if (shared) {
         /* each new copy replaced the older one's block */
         g_assert_cmpint(tq_swapper_stat(p.dst.qts, "migration-pages-adopted"),
-                        ==, MG_NDATA + 32);
+                        ==, MG_NDATA + again);
         g_assert_cmpint(tq_swapper_stat(p.dst.qts, "swapped-pages"), ==,
-                        MG_NDATA);
+                        MG_NDATA - (32 - again));
         g_assert_cmpint(tq_swapper_stat(p.src.qts, "migration-pages-sent"),
                         ==, 0);
     }
