@@ -266,11 +266,16 @@ def load(path):
         return json.load(f)
 
 
+def entry(st, kind, key, name, side):
+    """query-tesseract's entry of list @kind whose @key is @name"""
+    found = [e for e in st.get(kind + "s", []) if e[key] == name]
+    if not found:
+        sys.exit("%s: query-tesseract shows no %s '%s'" % (side, kind, name))
+    return found[0]
+
+
 def swapper(st, side):
-    sw = [s for s in st.get("swappers", []) if s["id"] == "swapper0"]
-    if not sw:
-        sys.exit("%s: query-tesseract shows no swapper 'swapper0'" % side)
-    return sw[0]
+    return entry(st, "swapper", "id", "swapper0", side)
 
 
 pre = swapper(load("src/stats-premigrate.json"), "source")
@@ -330,15 +335,10 @@ print("destination swapper: received %d pages, adopted %d blocks, swap-outs "
 errs = []
 premise = None
 if tdisk:
-    def disk(st, side):
-        dk = [d for d in st.get("disks", []) if d["node-name"] == "swapdisk"]
-        if not dk:
-            sys.exit("%s: query-tesseract shows no disk 'swapdisk'" % side)
-        return dk[0]
-    pre_dk = disk(load("src/stats-premigrate.json"), "source")
-    dst_dk = disk(load("dst/stats.json"), "destination")
-    swp = re.findall(r"^memverify: guest pswpin (\d+) pswpout (\d+)", con,
-                     re.M)
+    pre_dk = entry(load("src/stats-premigrate.json"), "disk", "node-name",
+                   "swapdisk", "source")
+    dst_dk = entry(load("dst/stats.json"), "disk", "node-name", "swapdisk",
+                   "destination")
     print("swap disk: indirections %d before the migration (%d indirect "
           "pages written); on the destination %d reads, %d BSST bytes read, "
           "%d indirections at the end"
