@@ -126,6 +126,19 @@ char *bsst_node_host_file(BlockDriverState *bs, bool *nocache,
     }
     *nocache = b->open_flags & BDRV_O_NOCACHE;
     *network = is_network_leaf(b->drv->format_name);
+    if (!strcmp(b->drv->format_name, "rbd") && !*nocache) {
+        /*
+         * librbd's cache is per image handle: the swapper's own handle
+         * would not see blocks the node's handle still holds back
+         */
+        error_setg(errp, "tesseract-swapper: BSST node '%s' is an RBD image "
+                   "opened with librbd's cache (cache.direct=off): the "
+                   "fault thread reads through an image handle of its own, "
+                   "which would not see swapped-out pages still in that "
+                   "cache; open it with cache.direct=on",
+                   bdrv_get_node_name(bs));
+        return NULL;
+    }
     return g_strdup(b->filename);
 }
 
@@ -170,6 +183,8 @@ BlockBackend *bsst_node_open_reader(BlockDriverState *bs, AioContext *ctx,
     opts = qdict_clone_shallow(b->full_open_options);
     bdrv_graph_rdunlock_main_loop();
     qdict_put_str(opts, BDRV_OPT_READ_ONLY, "on");
+    /* no cache of its own (librbd's): blocks are rewritten elsewhere */
+    qdict_put_str(opts, BDRV_OPT_CACHE_DIRECT, "on");
     blk = blk_new_open(NULL, NULL, opts, 0, errp);
     if (!blk) {
         error_prepend(errp, "tesseract-swapper: cannot open a second "
@@ -184,6 +199,33 @@ BlockBackend *bsst_node_open_reader(BlockDriverState *bs, AioContext *ctx,
         return NULL;
     }
     return blk;
+}
+
+/*
+ * Read @len bytes at @off of @reader (bsst_node_open_reader()).  A qcow2
+ * image grows its RBD image as it allocates, through the node's own
+ * handle: a block past the end this handle last saw makes it ask the
+ * image's size again, instead of failing the read.
+ */
+int coroutine_fn bsst_reader_co_pread(BlockBackend *reader, int64_t off,
+                                      size_t len, void *buf)
+{
+    int64_t size = blk_co_getlength(reader);
+    int ret;
+
+    if (size >= 0 && off + (int64_t)len > size) {
+        BlockDriverState *bs = blk_bs(reader);
+
+        bdrv_graph_co_rdlock();
+        ret = bs ? bdrv_co_refresh_total_sectors(bs, DIV_ROUND_UP(off + len,
+                                                 BDRV_SECTOR_SIZE)) : -ENOMEDIUM;
+        bdrv_graph_co_rdunlock();
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    ret = blk_co_pread(reader, off, len, buf, 0);
+    return ret < 0 ? ret : 0;
 }
 
 /*

@@ -136,7 +136,8 @@ void bsst_store_put(BsstStore *s);
  * network node (*@network: read it through bsst_node_open_reader());
  * NULL with @errp if the data is in none of them (iSCSI, LUKS, ...).
  * bsst_leaf_is_host(): whether block status's leaf @file is such a node.
- * A second, read-only instance of @bs's network leaf in @ctx.  And a
+ * A second, read-only instance of @bs's network leaf in @ctx, and a
+ * read from it (bsst_reader_co_pread(): 0 or a negative errno).  And a
  * throttle node at or below @bs, or NULL.
  */
 char *bsst_node_host_file(BlockDriverState *bs, bool *nocache,
@@ -144,6 +145,8 @@ char *bsst_node_host_file(BlockDriverState *bs, bool *nocache,
 bool bsst_leaf_is_host(BlockDriverState *file);
 BlockBackend *bsst_node_open_reader(BlockDriverState *bs, AioContext *ctx,
                                     Error **errp);
+int coroutine_fn bsst_reader_co_pread(BlockBackend *reader, int64_t off,
+                                      size_t len, void *buf);
 BlockDriverState *bsst_node_find_throttle(BlockDriverState *bs);
 /* false with @errp if a writable BSST on @bs could not grow (NBD) */
 bool bsst_node_check_growable(BlockDriverState *bs, Error **errp);

@@ -54,7 +54,8 @@ static void fill(uint8_t *buf, size_t len, unsigned seed)
 /*
  * A VM with a swapper on BSST image @bsst, or on a new one of its own
  * when @bsst is NULL; "nbd:SOCKET": the image qemu-storage-daemon exports
- * on SOCKET (tq_nbd_start()), opened raw over NBD; @extra: e.g. -incoming
+ * on SOCKET (tq_nbd_start()), opened raw over NBD; "driver=...": those
+ * -blockdev options (tq_rbd_image()); @extra: e.g. -incoming
  */
 static void mg_start(MgVM *vm, const char *bsst, const char *extra)
 {
@@ -65,6 +66,8 @@ static void mg_start(MgVM *vm, const char *bsst, const char *extra)
         node = g_strdup_printf("driver=raw,node-name=bsst0,file.driver=nbd,"
                                "file.server.type=unix,file.server.path=%s,"
                                "file.export=f0", vm->bsst + 4);
+    } else if (g_str_has_prefix(vm->bsst, "driver=")) {
+        node = g_strdup(vm->bsst);
     } else {
         node = g_strdup_printf("driver=qcow2,node-name=bsst0,"
                                "file.driver=file,file.filename=%s",
@@ -281,6 +284,34 @@ static void mg_set_shared(QTestState *qts)
  * Swapped-out pages travel from the BSST: none is faulted in, they stay
  * swapped out on the source, and all arrive.
  */
+static void mg_hang(int sig)
+{
+    g_error("x-tesseract-swap-out on a migrated source did not return");
+}
+
+/*
+ * A source that migrated (stopped, its BSST inactive) refuses a swap-out
+ * at once: it cannot do it, and would otherwise hold the QMP monitor
+ * until the VM ran here again (SIGALRM fails the test if it does)
+ */
+static void mg_migrated_refuses(QTestState *src)
+{
+    struct sigaction sa = { .sa_handler = mg_hang };
+    QDict *resp;
+    const char *desc;
+
+    sigaction(SIGALRM, &sa, NULL);
+    alarm(60);
+    resp = qtest_qmp(src, "{'execute': 'x-tesseract-swap-out', 'arguments': "
+                     "{'id': 'swap0', 'addr': %" PRIu64 ", 'size': %d}}",
+                     (uint64_t)MG_RESIDENT, MG_PAGE);
+    alarm(0);
+    g_assert_true(qdict_haskey(resp, "error"));
+    desc = qdict_get_str(qdict_get_qdict(resp, "error"), "desc");
+    g_assert_nonnull(strstr(desc, "switchover"));
+    qobject_unref(resp);
+}
+
 static void test_private_bsst(void)
 {
     g_autofree uint8_t *zero = g_malloc0(MG_NZERO * MG_PAGE);
@@ -318,6 +349,7 @@ static void test_private_bsst(void)
                     tq_swapper_stat(src, "migration-zero-pages-sent"));
     g_assert_cmpint(mg_info_stat(dst, "pages-received"), ==,
                     tq_swapper_stat(dst, "migration-pages-received"));
+    mg_migrated_refuses(src);
 
     mg_check_pages(dst, &p);
     mg_check(dst, MG_ZERO, zero, MG_NZERO * MG_PAGE);
@@ -474,7 +506,7 @@ static void test_same_bsst(void)
 }
 
 /*
- * Pages sent from the BSST early in a (slow) migration, then swapped in,
+ * Pages sent from the BSST early in a migration, then swapped in,
  * written and swapped out again before it ends: RAM's section hands them
  * over again and they arrive with their new contents, not the copy sent
  * first.
@@ -487,7 +519,8 @@ static void rewritten_and_swapped(bool shared)
     const char *sent = shared ? "migration-blocks-sent" :
                                 "migration-pages-sent";
     MgPair p;
-    int64_t again;
+    int64_t again, now = 0;
+    bool partial = false;
     int i;
 
     mg_source(&p);
@@ -496,19 +529,28 @@ static void rewritten_and_swapped(bool shared)
     }
     mg_dest(&p, shared ? p.src.bsst : NULL);
     /*
-     * slow, and no switchover until the writes below are done (a 1 ms
-     * downtime never fits): a switchover stops the VM, and the swap-out
-     * below would wait for it to run again
+     * x-hold-migration: no switchover until the pages are rewritten (it
+     * would stop the VM for good, and the swap-out below would be
+     * refused).  Slow: max-bandwidth paces this section too, a few pages
+     * at a time, not all at once (blocks are too small to tell).
      */
+    qtest_qmp_assert_success(p.src.qts, "{'execute': 'qom-set', "
+                             "'arguments': {'path': '/objects/swap0', "
+                             "'property': 'x-hold-migration', "
+                             "'value': true}}");
     qtest_qmp_assert_success(p.src.qts,
         "{'execute': 'migrate-set-parameters', 'arguments': "
-        "{'max-bandwidth': 262144, 'downtime-limit': 1}}");
+        "{'max-bandwidth': 262144}}");
     mg_migrate(&p);
-    for (i = 0; i < 3000 && tq_swapper_stat(p.src.qts, sent) < MG_NDATA;
-         i++) {
+    for (i = 0; i < 3000 && (now = tq_swapper_stat(p.src.qts, sent)) <
+         MG_NDATA; i++) {
+        partial |= now > 0;
         g_usleep(10 * 1000);
     }
-    g_assert_cmpint(tq_swapper_stat(p.src.qts, sent), ==, MG_NDATA);
+    g_assert_cmpint(now, ==, MG_NDATA);
+    if (!shared) {
+        g_assert_true(partial);
+    }
     st = mg_status(p.src.qts, NULL);
     g_assert_cmpstr(st, ==, "active");
     fill(upd, 32 * MG_PAGE, 13);
@@ -517,7 +559,11 @@ static void rewritten_and_swapped(bool shared)
     mg_swap_out(p.src.qts, MG_DATA + 64 * MG_PAGE, 32 * MG_PAGE);
     qtest_qmp_assert_success(p.src.qts,
         "{'execute': 'migrate-set-parameters', 'arguments': "
-        "{'max-bandwidth': 1073741824, 'downtime-limit': 300}}");
+        "{'max-bandwidth': 1073741824}}");
+    qtest_qmp_assert_success(p.src.qts, "{'execute': 'qom-set', "
+                             "'arguments': {'path': '/objects/swap0', "
+                             "'property': 'x-hold-migration', "
+                             "'value': false}}");
     mg_complete(&p);
     /*
      * the 32 again, and nothing else twice: each by this section, unless
@@ -562,23 +608,13 @@ static void test_shared_rewritten(void)
  * blocks, and once the source is gone it reads them, and swaps more
  * pages out into blocks of its own without touching them.
  */
-static void shared_bsst(bool nbd)
+static void shared_bsst(const char *bsst)
 {
     g_autofree uint8_t *zero = g_malloc0(MG_NZERO * MG_PAGE);
-    g_autofree char *nbd_bsst = NULL;
-    const char *sock;
-    TqNbd server = { 0 };
     MgPair p;
     QTestState *src, *dst;
 
-    if (nbd) {
-        sock = tq_nbd_start(&server, tq_image("qcow2", 64), "qcow2");
-        if (!sock) {
-            return;
-        }
-        nbd_bsst = g_strdup_printf("nbd:%s", sock);
-    }
-    mg_source_on(&p, nbd_bsst);
+    mg_source_on(&p, bsst);
     mg_set_shared(p.src.qts);
     /* the same image: -incoming opens it inactive, without its lock */
     mg_dest(&p, p.src.bsst);
@@ -610,17 +646,59 @@ static void shared_bsst(bool nbd)
     mg_swap_out(dst, MG_DATA, MG_NDATA * MG_PAGE);
     mg_check_pages(dst, &p);
     mg_finish(&p);
-    tq_nbd_stop(&server);
 }
 
 static void test_shared_bsst(void)
 {
-    shared_bsst(false);
+    shared_bsst(NULL);
 }
 
 static void test_shared_nbd(void)
 {
-    shared_bsst(true);
+    g_autofree char *bsst = NULL;
+    TqNbd server;
+    const char *sock = tq_nbd_start(&server, tq_image("qcow2", 64), "qcow2");
+
+    if (sock) {
+        bsst = g_strdup_printf("nbd:%s", sock);
+        shared_bsst(bsst);
+        tq_nbd_stop(&server);
+    }
+}
+
+/* One RBD image of a Ceph cluster (make check-long; skipped without one) */
+static void test_shared_rbd(void)
+{
+    g_autofree char *bsst = tq_rbd_image(64);
+
+    if (bsst) {
+        shared_bsst(bsst);
+    }
+}
+
+/* A BSST of its own on each side, both in RBD images */
+static void test_private_rbd(void)
+{
+    g_autofree char *src_bsst = tq_rbd_image(64);
+    g_autofree char *dst_bsst = NULL;
+    MgPair p;
+
+    if (!src_bsst) {
+        return;
+    }
+    dst_bsst = tq_rbd_image(64);
+    mg_source_on(&p, src_bsst);
+    mg_dest(&p, dst_bsst);
+    mg_migrate(&p);
+    mg_complete(&p);
+    g_assert_cmpint(mg_info_stat(p.src.qts, "pages-sent"), ==, MG_NDATA);
+    g_assert_cmpint(tq_swapper_stat(p.src.qts, "migration-faults"), ==, 0);
+    g_assert_cmpint(tq_swapper_stat(p.src.qts, "swap-ins"), ==, 0);
+    mg_quit(&p.src, 0);
+    mg_check_pages(p.dst.qts, &p);
+    mg_swap_out(p.dst.qts, MG_DATA, MG_NDATA * MG_PAGE);
+    mg_check_pages(p.dst.qts, &p);
+    mg_finish(&p);
 }
 
 /*
@@ -948,6 +1026,8 @@ int main(int argc, char **argv)
     qtest_add_func("/tesseract-migrate/savevm", test_savevm);
     qtest_add_func("/tesseract-migrate/shared-bsst", test_shared_bsst);
     qtest_add_func("/tesseract-migrate/shared-nbd", test_shared_nbd);
+    qtest_add_func("/tesseract-migrate/shared-rbd", test_shared_rbd);
+    qtest_add_func("/tesseract-migrate/private-rbd", test_private_rbd);
     qtest_add_func("/tesseract-migrate/shared-rewritten",
                    test_shared_rewritten);
     qtest_add_func("/tesseract-migrate/shared-other-image",

@@ -142,6 +142,40 @@ static inline void tq_nbd_stop(TqNbd *n)
     n->pid = 0;
 }
 
+/*
+ * A new qcow2 image of @mb MiB in an RBD image of the Ceph cluster whose
+ * configuration file $TESSERACT_TEST_RBD names (pool "rbd"; make
+ * check-long's tests/long/rbd-test.sh starts a one-node cluster): NULL
+ * (the test is skipped) without one, else the -blockdev options of a
+ * qcow2 node "bsst0" over it, without librbd's cache (a swapper needs
+ * cache.direct=on).  The cluster goes with its image.
+ */
+static inline char *tq_rbd_image(unsigned mb)
+{
+    static unsigned count;
+    const char *conf = getenv("TESSERACT_TEST_RBD");
+    const char *img = getenv("QTEST_QEMU_IMG");
+    g_autofree char *name = NULL, *cmd = NULL, *out = NULL, *err = NULL;
+    int status;
+
+    if (!conf || !*conf) {
+        g_test_skip("no Ceph cluster (TESSERACT_TEST_RBD: a ceph.conf; "
+                    "make check-long starts one)");
+        return NULL;
+    }
+    g_assert_nonnull(img);
+    name = g_strdup_printf("tsr-%d-%u", (int)getpid(), count++);
+    cmd = g_strdup_printf("%s create -q -f qcow2 rbd:rbd/%s:conf=%s %uM",
+                          img, name, conf, mb);
+    g_assert_true(g_spawn_command_line_sync(cmd, &out, &err, &status, NULL));
+    if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+        g_error("%s: %s", cmd, err);
+    }
+    return g_strdup_printf("driver=qcow2,node-name=bsst0,cache.direct=on,"
+                           "file.driver=rbd,file.pool=rbd,file.image=%s,"
+                           "file.conf=%s", name, conf);
+}
+
 /* query-tesseract's one swapper (a new reference) */
 static inline QDict *tq_swapper_query(QTestState *qts)
 {

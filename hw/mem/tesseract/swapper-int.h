@@ -218,6 +218,7 @@ struct TesseractSwapper {
      */
     unsigned long *mig_sent;
     uint64_t mig_pending;
+    uint64_t mig_cursor;        /* where the next gather looks first */
     /*
      * tsw_migrate_send()'s gather array (TSW_MIG_GATHER pages) and read
      * buffer, from save_setup to save_cleanup: only the migration thread
@@ -266,6 +267,7 @@ struct TesseractSwapper {
     bool test_held;
     QemuCond test_cond;
     bool fail_reads, fail_writes, fail_place;
+    bool mig_hold;              /* x-hold-migration: no switchover yet */
     uint32_t io_delay_us;
 };
 
@@ -273,6 +275,7 @@ typedef struct TswSwapOutReq {
     uint64_t *idx;
     uint64_t n;
     int ret;
+    bool frozen;            /* refused: the VM stopped for a switchover */
     Coroutine *co;          /* waits for it, or NULL: freed when done */
     QSIMPLEQ_ENTRY(TswSwapOutReq) next;
 } TswSwapOutReq;
@@ -288,6 +291,7 @@ enum {
 extern GSList *tsw_all;     /* BQL */
 
 /* swapper-io.c */
+bool tsw_io_enter_unfrozen(TesseractSwapper *sw);
 void tsw_io_enter(TesseractSwapper *sw, bool wait);
 void tsw_io_leave(TesseractSwapper *sw);
 void tsw_drained_begin(void *opaque);

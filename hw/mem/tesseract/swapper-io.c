@@ -80,6 +80,27 @@ void tsw_io_enter(TesseractSwapper *sw, bool wait)
     qemu_mutex_unlock(&sw->lock);
 }
 
+/*
+ * tsw_io_enter(sw, true) for a swap-out a command asked for: false, at
+ * once, while the VM is stopped for a migration's switchover (after a
+ * completed migration, until 'cont' runs it here again, if ever), where
+ * the BSST is inactive; waits out a drain as tsw_io_enter() does.
+ */
+bool tsw_io_enter_unfrozen(TesseractSwapper *sw)
+{
+    qemu_mutex_lock(&sw->lock);
+    while (sw->drained && !sw->mig_frozen && !qatomic_read(&sw->quit)) {
+        qemu_cond_wait(&sw->io_resume, &sw->lock);
+    }
+    if (sw->mig_frozen) {
+        qemu_mutex_unlock(&sw->lock);
+        return false;
+    }
+    qatomic_inc(&sw->io_busy);
+    qemu_mutex_unlock(&sw->lock);
+    return true;
+}
+
 void tsw_io_leave(TesseractSwapper *sw)
 {
     qatomic_dec(&sw->io_busy);
@@ -166,8 +187,8 @@ static void coroutine_fn tsw_io_co(void *opaque)
     bool direct;
 
     if (io->read_len) {
-        io->ret = blk_co_pread(io->sw->reader, io->read_off, io->read_len,
-                               io->buf, 0);
+        io->ret = bsst_reader_co_pread(io->sw->reader, io->read_off,
+                                       io->read_len, io->buf);
     } else if (!io->buf) {
         io->ret = bsst_store_co_commit(io->sw->store);
     } else if (qatomic_read(&io->sw->fail_writes)) {

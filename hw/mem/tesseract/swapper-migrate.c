@@ -100,8 +100,14 @@
 #define TSW_MIG_FLAGS   (TSW_PAGE - 1)
 /* a TSW_MIG_BLOCK record's size on the wire */
 #define TSW_MIG_BLOCK_BYTES 16
-/* pages one round of save_live_iterate sends at most (4 MiB) */
+/*
+ * pages one round of save_live_iterate sends at most (4 MiB), in steps
+ * of TSW_MIG_STEP pages, then twice as many each, as long as the
+ * stream's rate limit (max-bandwidth) allows: at a low rate it is not
+ * overrun by more than a step, at a high one the reads stay long
+ */
 #define TSW_MIG_ROUND   1024
+#define TSW_MIG_STEP    8
 /*
  * Swapped-out pages gathered and sorted by block before they are read;
  * one read covers at most TSW_MIG_SPAN blocks, with gaps of at most
@@ -319,6 +325,7 @@ static int tsw_migrate_save_setup(QEMUFile *f, void *opaque, Error **errp)
     sw->mig_send = bitmap_new(sw->npages);
     sw->mig_sent = bitmap_new(sw->npages);
     sw->mig_pending = 0;
+    sw->mig_cursor = 0;
     /*
      * Every page not in RAM now is this section's: RAM's first pass would
      * hand each over anyway, and knowing them all at once lets their
@@ -400,16 +407,23 @@ static int tsw_mig_page_cmp(const void *a, const void *b)
  * swap-in is left for later (*@settling).  Returns how many.
  */
 static int tsw_migrate_gather(TesseractSwapper *sw, TswMigPage *pg,
-                              bool *settling)
+                              uint64_t max, bool *settling)
 {
-    uint64_t idx = 0;
+    uint64_t start = sw->mig_cursor < sw->npages ? sw->mig_cursor : 0;
+    uint64_t idx = start;
+    bool wrapped = false;
     int n = 0;
 
-    while (n < TSW_MIG_GATHER) {
+    /* from where the last one stopped, round to there at most */
+    while (n < MIN(max, TSW_MIG_GATHER)) {
         TswPage *p;
 
         idx = find_next_bit(sw->mig_send, sw->npages, idx);
-        if (idx >= sw->npages) {
+        if (idx >= sw->npages && !wrapped && start) {
+            wrapped = true;
+            idx = find_next_bit(sw->mig_send, sw->npages, 0);
+        }
+        if (idx >= sw->npages || (wrapped && idx >= start)) {
             break;
         }
         p = &sw->pages[idx];
@@ -438,6 +452,7 @@ static int tsw_migrate_gather(TesseractSwapper *sw, TswMigPage *pg,
         sw->mig_pending--;
         idx++;
     }
+    sw->mig_cursor = idx;
     return n;
 }
 
@@ -536,7 +551,7 @@ static bool tsw_migrate_send_block(TesseractSwapper *sw, QEMUFile *f,
 }
 
 /*
- * Send the pages of mig_send, at most about @max of them (a batch more);
+ * Send the pages of mig_send, at most @max of them;
  * a page in the middle of a swap-out or swap-in is left for later
  * (*@settling).  Returns the number sent, or a negative errno (the BSST
  * cannot be read).
@@ -552,7 +567,7 @@ static int64_t tsw_migrate_send(TesseractSwapper *sw, QEMUFile *f,
     *settling = false;
     while (sent < max) {
         qemu_mutex_lock(&sw->lock);
-        n = tsw_migrate_gather(sw, pg, settling);
+        n = tsw_migrate_gather(sw, pg, max - sent, settling);
         qemu_mutex_unlock(&sw->lock);
         if (!n) {
             break;
@@ -605,9 +620,17 @@ static int tsw_migrate_save_iterate(QEMUFile *f, void *opaque)
 {
     TesseractSwapper *sw = opaque;
     bool settling;
-    int64_t ret;
+    int64_t ret = 0, sent, step;
 
-    ret = tsw_migrate_send(sw, f, TSW_MIG_ROUND, &settling);
+    for (sent = 0, step = TSW_MIG_STEP;
+         sent < TSW_MIG_ROUND && !migration_rate_exceeded(f);
+         sent += ret, step *= 2) {
+        ret = tsw_migrate_send(sw, f, MIN(step, TSW_MIG_ROUND - sent),
+                               &settling);
+        if (ret <= 0) {
+            break;
+        }
+    }
     qemu_put_be64(f, TSW_MIG_EOS);
     if (ret < 0) {
         error_report("tesseract-swapper '%s': cannot read a swapped-out "
@@ -615,6 +638,12 @@ static int tsw_migrate_save_iterate(QEMUFile *f, void *opaque)
                      object_get_canonical_path_component(OBJECT(sw)),
                      strerror(-ret));
         return ret;
+    }
+    if (qatomic_read(&sw->mig_hold)) {
+        if (!sent) {
+            g_usleep(10 * 1000);    /* held: the thread would spin */
+        }
+        return 0;
     }
     qemu_mutex_lock(&sw->lock);
     ret = !sw->mig_pending;
@@ -665,6 +694,10 @@ static void tsw_migrate_pending(void *opaque, uint64_t *must_precopy,
     qemu_mutex_lock(&sw->lock);
     *must_precopy += sw->mig_pending * TSW_PAGE;
     qemu_mutex_unlock(&sw->lock);
+    if (qatomic_read(&sw->mig_hold)) {
+        /* x-hold-migration: never below the switchover's threshold */
+        *must_precopy += 1ULL << 40;
+    }
 }
 
 /*

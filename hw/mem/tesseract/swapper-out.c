@@ -591,14 +591,19 @@ static void tsw_worker_requests(TesseractSwapper *sw, uint8_t *buf)
             return;
         }
         for (i = 0; i < req->n && ret >= 0; i += TSW_BATCH) {
-            tsw_io_enter(sw, true);
+            if (!tsw_io_enter_unfrozen(sw)) {
+                req->frozen = true;
+                ret = -EBUSY;
+                break;
+            }
             ret = tsw_swap_out_pages(sw, req->idx + i,
                                      MIN(TSW_BATCH, req->n - i), buf);
             tsw_io_leave(sw);
         }
-        tsw_io_enter(sw, true);
-        tsw_commit(sw);
-        tsw_io_leave(sw);
+        if (tsw_io_enter_unfrozen(sw)) {
+            tsw_commit(sw);
+            tsw_io_leave(sw);
+        }
         req->ret = MIN(ret, 0);
         if (req->co) {
             aio_co_wake(req->co);

@@ -400,6 +400,7 @@ static void tsw_set_##field(Object *obj, bool value, Error **errp)          \
 TSW_TEST_FLAG("x-fail-reads", fail_reads)
 TSW_TEST_FLAG("x-fail-writes", fail_writes)
 TSW_TEST_FLAG("x-fail-place", fail_place)
+TSW_TEST_FLAG("x-hold-migration", mig_hold)
 
 static void tsw_get_io_delay(Object *obj, Visitor *v, const char *name,
                              void *opaque, Error **errp)
@@ -617,6 +618,11 @@ static void tsw_class_init(ObjectClass *oc, void *data)
                                    tsw_set_fail_place);
     object_class_property_set_description(oc, "x-fail-place",
         "test hook: placing pages in guest RAM fails with ENOMEM");
+    object_class_property_add_bool(oc, "x-hold-migration",
+                                   tsw_get_mig_hold, tsw_set_mig_hold);
+    object_class_property_set_description(oc, "x-hold-migration",
+        "test hook: a migration's live phase goes on (this section says a "
+        "page is pending) until it is set to false");
     object_class_property_add(oc, "x-io-delay", "uint32", tsw_get_io_delay,
                               tsw_set_io_delay, NULL, NULL);
     object_class_property_set_description(oc, "x-io-delay",
@@ -785,7 +791,11 @@ void coroutine_fn qmp_x_tesseract_swap_out(const char *id, uint64_t addr,
         return;
     }
     qemu_coroutine_yield();
-    if (req->ret < 0) {
+    if (req->frozen) {
+        error_setg(errp, "x-tesseract-swap-out: the VM of '%s' stopped for "
+                   "a migration's switchover, and its BSST is inactive: "
+                   "nothing is swapped out until it runs here again", id);
+    } else if (req->ret < 0) {
         error_setg_errno(errp, -req->ret, "x-tesseract-swap-out: cannot swap "
                          "out guest-physical range 0x%" PRIx64 "+0x%" PRIx64,
                          addr, size);
