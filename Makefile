@@ -20,7 +20,8 @@ TEST_BINS  := $(UNIT_TESTS) $(UNIT_TESTS_SAN) tests/qtest/tesseract-test \
 
 .PHONY: configure-now all check check-unit check-qtest check-iotests check-guest \
         check-crash check-fuzz check-long demo install \
-        bench bench-io bench-open bench-migrate check-sanitizers clean distclean help
+        bench bench-io bench-open bench-migrate bench-access check-sanitizers \
+        clean distclean help
 
 all: $(BUILD)/.tesseract-configured
 	$(NINJA) -C $(BUILD) $(QEMU_BINS)
@@ -91,6 +92,9 @@ bench: all
 bench-migrate: all
 	bench/migrate.sh
 
+bench-access: all
+	bench/access-scan.py
+
 # Installs what 'make' built (it does not build: run 'make' first), the
 # binaries under their own names (qemu-storage-daemon without its
 # directory) and the docs with their tree, so that their links still work.
@@ -122,4 +126,5 @@ help:
 	@echo "make bench-io   qemu-img bench: tesseract node vs plain qcow2"
 	@echo "make bench-open time opening a BSST of 1M indirections"
 	@echo "make bench-migrate  live migration: stock over host swap vs the swapper"
+	@echo "make bench-access   policy=access's CPU per GiB of guest RAM (4 GiB)"
 	@echo "make distclean  remove build/ and qemu/ (the download cache stays)"

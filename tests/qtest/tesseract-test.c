@@ -1869,12 +1869,15 @@ static void touch_pages(uint64_t gpa, unsigned np)
  * limit drops; the swapper takes the ones nobody touched.  (The random
  * policy would take about a third of the hot pages here.)
  */
-static void test_swapper_access_policy(void)
+static void access_policy(const char *ram, int slices)
 {
     const unsigned np = 1024;
     const uint32_t len = np * TSR_PAGE;
     g_autofree uint8_t *pattern = g_malloc(len);
     g_autofree uint8_t *back = g_malloc(len);
+    g_autofree char *args = g_strdup_printf("%s -object tesseract-swapper,"
+        "id=swap0,bsst=bsst0,limit=2G,policy=access,scan-interval=%d", ram,
+        200 / slices);
     TsrImages img;
     TsrVM vm;
     uint64_t cold, hot, resident;
@@ -1882,17 +1885,15 @@ static void test_swapper_access_policy(void)
     int i;
 
     images_new(&img);
-    vm_start_with(&vm, &img, NULL, MEMFD_RAM
-                  " -object tesseract-swapper,id=swap0,bsst=bsst0,limit=1G,"
-                  "policy=access,scan-interval=200");
+    vm_start_with(&vm, &img, NULL, args);
     /* hot below cold: a clock hand blind to ages would take hot first */
     hot = guest_alloc(vm.alloc, len);
     cold = guest_alloc(vm.alloc, len);
     tq_fill_pattern(pattern, len, 21);
     memwrite(cold, pattern, len);
     memwrite(hot, pattern, len);
-    /* four scans with the hot pages read in each interval */
-    for (i = 0; i < 4; i++) {
+    /* four scans of each slice with the hot pages read in each interval */
+    for (i = 0; i < 4 * slices; i++) {
         int64_t end = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
 
         scans = swapper_stat("access-scans");
@@ -1923,6 +1924,21 @@ static void test_swapper_access_policy(void)
     g_assert_cmpmem(back, len, pattern, len);
     g_assert_cmpint(swapper_stat("swap-ins"), >, 0);
     vm_stop(&vm);
+}
+
+static void test_swapper_access_policy(void)
+{
+    access_policy(MEMFD_RAM, 1);
+}
+
+/*
+ * 1 GiB of RAM: four slices of 256 MiB, one per scan; the pages keep
+ * their ages between the scans of their slice
+ */
+static void test_swapper_access_slices(void)
+{
+    access_policy(" -m 1G -object memory-backend-memfd,id=mem0,size=1G,"
+                  "share=on -machine memory-backend=mem0", 4);
 }
 
 /* ---- virtio-balloon: the guest gives pages back ---- */
@@ -3349,6 +3365,8 @@ int main(int argc, char **argv)
     qtest_add_func("/tesseract/swapper/balloon", test_swapper_balloon);
     qtest_add_func("/tesseract/swapper/access-policy",
                    test_swapper_access_policy);
+    qtest_add_func("/tesseract/swapper/access-slices",
+                   test_swapper_access_slices);
     qtest_add_func("/tesseract/defrag/guest", test_defrag_guest);
     qtest_add_func("/tesseract/defrag/bsst", test_defrag_bsst);
     qtest_add_func("/tesseract/defrag/race", test_defrag_race);

@@ -538,6 +538,52 @@ static void test_access_oldest_first(void)
     tsr_policy_free(p);
 }
 
+/*
+ * Scans of one slice of RAM at a time age that slice only, and the
+ * oldest pages still go first: those of the slice scanned most often
+ * while untouched, whichever slice the clock hand starts in.
+ */
+static void test_access_slices(void)
+{
+    const uint64_t n = 4096, slice = 1024;
+    TsrPolicy *p = tsr_policy_new(TSR_POLICY_ACCESS, n, 0, 7);
+    g_autofree unsigned long *acc = bitmap_new(n);
+    uint64_t i, page;
+
+    for (i = 0; i < n; i++) {
+        tsr_policy_set_resident(p, i, true);
+    }
+    /* slice 2 (pages 2048..3071) untouched for 4 of its scans */
+    for (i = 0; i < 4; i++) {
+        tsr_policy_scan_range(p, acc, 2 * slice, slice);
+    }
+    /* slice 0 untouched for 1, and touched in slice 1 */
+    tsr_policy_scan_range(p, acc, 0, slice);
+    bitmap_set(acc, slice, slice);
+    tsr_policy_scan_range(p, acc, slice, slice);
+    g_assert_cmpuint(tsr_policy_age(p, 2500), ==, 4);
+    g_assert_cmpuint(tsr_policy_age(p, 10), ==, 1);
+    g_assert_cmpuint(tsr_policy_age(p, 1500), ==, 0);
+    g_assert_cmpuint(tsr_policy_age(p, 3500), ==, 0);   /* not scanned */
+    /* a range past the end stops at it */
+    tsr_policy_scan_range(p, acc, 3 * slice, 2 * slice);
+    g_assert_cmpuint(tsr_policy_age(p, 4095), ==, 1);
+    /* the 1024 oldest (slice 2) first: no page of another slice */
+    for (i = 0; i < slice; i++) {
+        g_assert_true(tsr_policy_pick(p, &page));
+        g_assert_cmpuint(page, >=, 2 * slice);
+        g_assert_cmpuint(page, <, 3 * slice);
+        tsr_policy_set_resident(p, page, false);
+    }
+    /* then those of age 1 (slices 0 and 3), never the touched slice 1 */
+    for (i = 0; i < 2 * slice; i++) {
+        g_assert_true(tsr_policy_pick(p, &page));
+        g_assert_true(page < slice || page >= 3 * slice);
+        tsr_policy_set_resident(p, page, false);
+    }
+    tsr_policy_free(p);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -562,6 +608,8 @@ int main(int argc, char **argv)
     g_test_add_func("/tesseract/swap-policy/wp-age-swapin",
                     test_wp_age_swapin);
     g_test_add_func("/tesseract/swap-policy/access-age", test_access_age);
+    g_test_add_func("/tesseract/swap-policy/access-slices",
+                    test_access_slices);
     g_test_add_func("/tesseract/swap-policy/access-oldest-first",
                     test_access_oldest_first);
     return g_test_run();

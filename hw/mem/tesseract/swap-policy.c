@@ -274,6 +274,28 @@ void tsr_policy_scan(TsrPolicy *p, const unsigned long *accessed)
     }
 }
 
+void tsr_policy_scan_range(TsrPolicy *p, const unsigned long *accessed,
+                           uint64_t first, uint64_t n)
+{
+    uint64_t page, end = MIN(first + n, p->npages);
+
+    if (!p->age) {
+        return;
+    }
+    for (page = find_next_bit(p->resident, end, first); page < end;
+         page = find_next_bit(p->resident, end, page + 1)) {
+        unsigned old = p->age[page];
+
+        if (test_bit(page, accessed)) {
+            p->age[page] = 0;
+        } else if (old < TSR_POLICY_MAX_AGE) {
+            p->age[page]++;
+        }
+        p->age_count[old]--;
+        p->age_count[p->age[page]]++;
+    }
+}
+
 unsigned tsr_policy_age(const TsrPolicy *p, uint64_t page)
 {
     return p->age && page < p->npages ? p->age[page] : 0;

@@ -83,6 +83,12 @@ void tsr_policy_sweep(TsrPolicy *p);
  * becomes 0, every other resident page ages by one.
  */
 void tsr_policy_scan(TsrPolicy *p, const unsigned long *accessed);
+/*
+ * ACCESS: one access scan of pages [@first, @first + @n) only (one slice
+ * of RAM: the others keep their ages); @accessed as above.
+ */
+void tsr_policy_scan_range(TsrPolicy *p, const unsigned long *accessed,
+                           uint64_t first, uint64_t n);
 unsigned tsr_policy_age(const TsrPolicy *p, uint64_t page);
 
 /*

@@ -17,6 +17,7 @@
 #define HW_MEM_TESSERACT_SWAPPER_INT_H
 
 #include "qemu/bitops.h"
+#include "qemu/units.h"
 #include "qemu/queue.h"
 #include "qemu/thread.h"
 #include "qemu/coroutine.h"
@@ -48,6 +49,8 @@
 #define TSW_SCAN_MS_MAX 600000
 /* ACCESS: pages per pagemap read and unmapping */
 #define TSW_SCAN_CHUNK 4096
+/* policy=access: pages one scan looks at, at most (256 MiB) */
+#define TSW_SCAN_SLICE (256 * MiB / TSW_PAGE)
 /* a fault whose BSST read failed: first retry, longest wait between them */
 #define TSW_RETRY_MS_MIN 100
 #define TSW_RETRY_MS_MAX 1000
@@ -115,6 +118,7 @@ struct TesseractSwapper {
     uint64_t *scan_pm;
     unsigned long *scan_accessed;
     int64_t next_scan_ns;
+    uint64_t scan_cursor;       /* where the next scan's slice starts */
     uint64_t access_scans;
     BsstStore *store;
     IOThread *iothread;
@@ -218,7 +222,6 @@ struct TesseractSwapper {
      */
     unsigned long *mig_sent;
     uint64_t mig_pending;
-    uint64_t mig_cursor;        /* where the next gather looks first */
     /*
      * tsw_migrate_send()'s gather array (TSW_MIG_GATHER pages) and read
      * buffer, from save_setup to save_cleanup: only the migration thread

@@ -101,13 +101,11 @@
 /* a TSW_MIG_BLOCK record's size on the wire */
 #define TSW_MIG_BLOCK_BYTES 16
 /*
- * pages one round of save_live_iterate sends at most (4 MiB), in steps
- * of TSW_MIG_STEP pages, then twice as many each, as long as the
- * stream's rate limit (max-bandwidth) allows: at a low rate it is not
- * overrun by more than a step, at a high one the reads stay long
+ * pages one round of save_live_iterate sends at most (4 MiB); it stops
+ * sooner, between two reads, when the stream's rate limit (max-bandwidth)
+ * is used up, and gives the pages it gathered but did not read back
  */
 #define TSW_MIG_ROUND   1024
-#define TSW_MIG_STEP    8
 /*
  * Swapped-out pages gathered and sorted by block before they are read;
  * one read covers at most TSW_MIG_SPAN blocks, with gaps of at most
@@ -325,7 +323,6 @@ static int tsw_migrate_save_setup(QEMUFile *f, void *opaque, Error **errp)
     sw->mig_send = bitmap_new(sw->npages);
     sw->mig_sent = bitmap_new(sw->npages);
     sw->mig_pending = 0;
-    sw->mig_cursor = 0;
     /*
      * Every page not in RAM now is this section's: RAM's first pass would
      * hand each over anyway, and knowing them all at once lets their
@@ -407,23 +404,16 @@ static int tsw_mig_page_cmp(const void *a, const void *b)
  * swap-in is left for later (*@settling).  Returns how many.
  */
 static int tsw_migrate_gather(TesseractSwapper *sw, TswMigPage *pg,
-                              uint64_t max, bool *settling)
+                              bool *settling)
 {
-    uint64_t start = sw->mig_cursor < sw->npages ? sw->mig_cursor : 0;
-    uint64_t idx = start;
-    bool wrapped = false;
+    uint64_t idx = 0;
     int n = 0;
 
-    /* from where the last one stopped, round to there at most */
-    while (n < MIN(max, TSW_MIG_GATHER)) {
+    while (n < TSW_MIG_GATHER) {
         TswPage *p;
 
         idx = find_next_bit(sw->mig_send, sw->npages, idx);
-        if (idx >= sw->npages && !wrapped && start) {
-            wrapped = true;
-            idx = find_next_bit(sw->mig_send, sw->npages, 0);
-        }
-        if (idx >= sw->npages || (wrapped && idx >= start)) {
+        if (idx >= sw->npages) {
             break;
         }
         p = &sw->pages[idx];
@@ -452,7 +442,6 @@ static int tsw_migrate_gather(TesseractSwapper *sw, TswMigPage *pg,
         sw->mig_pending--;
         idx++;
     }
-    sw->mig_cursor = idx;
     return n;
 }
 
@@ -490,11 +479,14 @@ static void tsw_migrate_unpin(TesseractSwapper *sw, uint64_t idx, int ret,
  * Send the swapped-out pages @pg[0..@n) (sorted by block), read from the
  * BSST's host file: one read covers pages whose blocks lie close
  * together (at most TSW_MIG_SPAN blocks, gaps of at most TSW_MIG_GAP),
- * as host swap's readahead would.  Returns 0 or a negative errno (the
- * pages not sent are marked to send again).
+ * as host swap's readahead would.  With @paced, stops reading once the
+ * stream's rate limit is used up (*@stopped).  Returns 0 or a negative
+ * errno (the pages not sent, whatever the reason, are marked to send
+ * again).
  */
 static int tsw_migrate_send_swapped(TesseractSwapper *sw, QEMUFile *f,
-                                    TswMigPage *pg, int n, uint8_t *buf)
+                                    TswMigPage *pg, int n, uint8_t *buf,
+                                    bool paced, bool *stopped)
 {
     int i = 0, j, k, ret = 0;
 
@@ -506,7 +498,10 @@ static int tsw_migrate_send_swapped(TesseractSwapper *sw, QEMUFile *f,
              pg[j + 1].host_blk - pg[j].host_blk <= TSW_MIG_GAP; j++) {
             /* extend the span */
         }
-        if (ret == 0) {
+        if (ret == 0 && paced && migration_rate_exceeded(f)) {
+            *stopped = true;
+        }
+        if (ret == 0 && !*stopped) {
             tsw_io_enter(sw, false);
             ret = tsw_pread(sw, buf,
                             (size_t)(pg[j].host_blk - first + 1) * TSW_PAGE,
@@ -517,12 +512,13 @@ static int tsw_migrate_send_swapped(TesseractSwapper *sw, QEMUFile *f,
             qemu_mutex_unlock(&sw->lock);
         }
         for (k = i; k <= j; k++) {
-            if (ret == 0) {
+            if (ret == 0 && !*stopped) {
                 qemu_put_be64(f, pg[k].idx * TSW_PAGE | TSW_MIG_DATA);
                 qemu_put_buffer(f, buf + (size_t)(pg[k].host_blk - first) *
                                 TSW_PAGE, TSW_PAGE);
             }
-            tsw_migrate_unpin(sw, pg[k].idx, ret, false);
+            tsw_migrate_unpin(sw, pg[k].idx, *stopped ? -EAGAIN : ret,
+                              false);
         }
         i = j + 1;
     }
@@ -551,14 +547,16 @@ static bool tsw_migrate_send_block(TesseractSwapper *sw, QEMUFile *f,
 }
 
 /*
- * Send the pages of mig_send, at most @max of them;
- * a page in the middle of a swap-out or swap-in is left for later
- * (*@settling).  Returns the number sent, or a negative errno (the BSST
- * cannot be read).
+ * Send the pages of mig_send, at most about @max of them (a batch more),
+ * or (@paced) until the stream's rate limit is used up; a page in the
+ * middle of a swap-out or swap-in is left for later (*@settling).
+ * Returns the number gathered, or a negative errno (the BSST cannot be
+ * read).
  */
 static int64_t tsw_migrate_send(TesseractSwapper *sw, QEMUFile *f,
-                                uint64_t max, bool *settling)
+                                uint64_t max, bool paced, bool *settling)
 {
+    bool stopped = false;
     TswMigPage *pg = sw->mig_gather;
     uint8_t *buf = sw->mig_buf;
     uint64_t sent = 0;
@@ -567,7 +565,7 @@ static int64_t tsw_migrate_send(TesseractSwapper *sw, QEMUFile *f,
     *settling = false;
     while (sent < max) {
         qemu_mutex_lock(&sw->lock);
-        n = tsw_migrate_gather(sw, pg, max - sent, settling);
+        n = tsw_migrate_gather(sw, pg, settling);
         qemu_mutex_unlock(&sw->lock);
         if (!n) {
             break;
@@ -607,11 +605,15 @@ static int64_t tsw_migrate_send(TesseractSwapper *sw, QEMUFile *f,
                                    pg[i].kind == TSW_MIG_ZEROES);
         }
         qsort(pg, nswapped, sizeof(*pg), tsw_mig_page_cmp);
-        ret = tsw_migrate_send_swapped(sw, f, pg, nswapped, buf);
+        ret = tsw_migrate_send_swapped(sw, f, pg, nswapped, buf, paced,
+                                       &stopped);
         if (ret < 0) {
             return ret;
         }
         sent += n;
+        if (stopped) {
+            break;
+        }
     }
     return sent;
 }
@@ -620,17 +622,9 @@ static int tsw_migrate_save_iterate(QEMUFile *f, void *opaque)
 {
     TesseractSwapper *sw = opaque;
     bool settling;
-    int64_t ret = 0, sent, step;
+    int64_t ret;
 
-    for (sent = 0, step = TSW_MIG_STEP;
-         sent < TSW_MIG_ROUND && !migration_rate_exceeded(f);
-         sent += ret, step *= 2) {
-        ret = tsw_migrate_send(sw, f, MIN(step, TSW_MIG_ROUND - sent),
-                               &settling);
-        if (ret <= 0) {
-            break;
-        }
-    }
+    ret = tsw_migrate_send(sw, f, TSW_MIG_ROUND, true, &settling);
     qemu_put_be64(f, TSW_MIG_EOS);
     if (ret < 0) {
         error_report("tesseract-swapper '%s': cannot read a swapped-out "
@@ -640,7 +634,7 @@ static int tsw_migrate_save_iterate(QEMUFile *f, void *opaque)
         return ret;
     }
     if (qatomic_read(&sw->mig_hold)) {
-        if (!sent) {
+        if (!ret) {
             g_usleep(10 * 1000);    /* held: the thread would spin */
         }
         return 0;
@@ -664,7 +658,7 @@ static int tsw_migrate_save_complete(QEMUFile *f, void *opaque)
     int64_t ret;
 
     for (;;) {
-        ret = tsw_migrate_send(sw, f, UINT64_MAX, &settling);
+        ret = tsw_migrate_send(sw, f, UINT64_MAX, false, &settling);
         if (ret < 0 || !settling) {
             break;
         }

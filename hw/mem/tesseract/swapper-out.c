@@ -451,26 +451,32 @@ static void tsw_maybe_sweep(TesseractSwapper *sw)
 }
 
 /*
- * ACCESS: one scan.  Which pages are mapped tells which the guest touched
- * since the last scan unmapped them; unmap them again for the next one.
- * Chunk by chunk, so that a touch between the read and the unmapping is
- * rarely missed (a miss only ages a page one scan too many).  If pagemap
- * cannot be read, no page ages: the scan is skipped.
+ * ACCESS: one scan of a slice of RAM (TSW_SCAN_SLICE pages from where the
+ * last one ended; all of a smaller RAM), so that a scan-interval costs
+ * the same whatever the size of RAM: on a larger one each page is seen
+ * less often, and its age counts in rounds of all the slices.  Which
+ * pages are mapped tells which the guest touched since the last scan of
+ * their slice unmapped them; unmap them again for the next one.  Chunk
+ * by chunk, so that a touch between the read and the unmapping is rarely
+ * missed (a miss only ages a page one scan too many).  If pagemap cannot
+ * be read, no page ages: the scan is skipped.
  */
 static void tsw_maybe_scan(TesseractSwapper *sw)
 {
     int64_t now = get_clock();
     unsigned long *accessed = sw->scan_accessed;
     uint64_t *pm = sw->scan_pm;
-    uint64_t first, i;
+    uint64_t start, end, first, i;
     bool ok = true;
 
     if (sw->pagemap_fd < 0 || now < sw->next_scan_ns) {
         return;
     }
-    bitmap_zero(accessed, sw->npages);
-    for (first = 0; first < sw->npages; first += TSW_SCAN_CHUNK) {
-        uint64_t n = MIN(TSW_SCAN_CHUNK, sw->npages - first);
+    start = sw->scan_cursor < sw->npages ? sw->scan_cursor : 0;
+    end = MIN(start + TSW_SCAN_SLICE, sw->npages);
+    bitmap_clear(accessed, start, end - start);
+    for (first = start; first < end; first += TSW_SCAN_CHUNK) {
+        uint64_t n = MIN(TSW_SCAN_CHUNK, end - first);
         uint8_t *addr = sw->host + first * TSW_PAGE;
         off_t off = (uintptr_t)addr / TSW_PAGE * sizeof(uint64_t);
         ssize_t got = pread(sw->pagemap_fd, pm, n * sizeof(uint64_t), off);
@@ -492,8 +498,9 @@ static void tsw_maybe_scan(TesseractSwapper *sw)
     }
     qemu_mutex_lock(&sw->lock);
     if (ok) {
-        tsr_policy_scan(sw->policy, accessed);
+        tsr_policy_scan_range(sw->policy, accessed, start, end - start);
         sw->access_scans++;
+        sw->scan_cursor = end;
     }
     sw->next_scan_ns = get_clock() +
                        (int64_t)qatomic_read(&sw->scan_ms) * SCALE_MS;

@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""
+'make bench-access': what policy=access costs per GiB of guest RAM.
+
+policy=access learns which guest pages are in use by unmapping guest
+RAM and reading /proc/self/pagemap for what was mapped back.  Its cost
+grows with RAM: the scan itself (the swapper's worker thread), and one
+minor fault for each page the guest touches in the part unmapped.  This
+runs QEMUs side by side, each with the same guest RAM (a shared memfd
+for policy=access, anonymous for the others), every page populated, under the qtest accelerator (no guest
+code: the qtest protocol's memset is the guest, touching a hot set of
+pages every second), and prints, per configuration, the CPU time of the
+worker thread and of the whole QEMU process per second of wall time and
+per GiB of guest RAM.  policy=random (no scans) is the control: the
+difference is what access scans cost.
+
+  bench/access-scan.py [--gib N] [--seconds S] [--hot MIB] [--qemu PATH]
+                       [--qemu-img PATH] [--config NAME=SWAPPER_OPTS ...]
+                       [--binary NAME=QEMU ...]
+
+--binary runs configuration NAME with another QEMU binary (a build of
+another commit, say), still side by side with the others.
+
+A benchmark: it prints figures and passes or fails on nothing else.
+"""
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ticks(path):
+    with open(path) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])        # utime + stime
+
+
+class Guest:
+    def __init__(self, args, name, opts, wd):
+        self.name = name
+        self.sock_path = os.path.join(wd, name + ".qtest")
+        bsst = os.path.join(wd, name + ".bsst")
+        subprocess.run([args.qemu_img, "create", "-q", "-f", "qcow2", bsst,
+                        "64M"], check=True)
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(self.sock_path)
+        srv.listen(1)
+        size = args.gib * 1024
+        # policy=access needs RAM in a shared memfd; the others refuse it
+        policy_ram = ["-machine", "pc"]
+        if "policy=access" in opts:
+            policy_ram = ["-object", "memory-backend-memfd,id=ram0,"
+                          "size=%dM,share=on" % size,
+                          "-machine", "pc,memory-backend=ram0"]
+        self.proc = subprocess.Popen(
+            [args.binaries.get(name, args.qemu), "-accel", "qtest", "-qtest", "unix:" + self.sock_path,
+             "-m", "%dM" % size, "-display", "none", "-nodefaults",
+             "-name", name + ",debug-threads=on"] + policy_ram +
+            ["-blockdev", "driver=qcow2,node-name=bsst0,file.driver=file,"
+             "file.filename=" + bsst,
+             "-object", "tesseract-swapper,id=swap0,bsst=bsst0,limit=%dM,%s"
+             % (size, opts)],
+            stderr=subprocess.DEVNULL)
+        srv.settimeout(30)
+        self.qt, _ = srv.accept()
+        srv.close()
+        self.buf = b""
+        self.worker = None
+        self.size = size << 20
+
+    def cmd(self, line):
+        self.qt.sendall(line.encode() + b"\n")
+        while b"\n" not in self.buf:
+            chunk = self.qt.recv(4096)
+            if not chunk:
+                raise RuntimeError("%s: QEMU went away" % self.name)
+            self.buf += chunk
+        reply, self.buf = self.buf.split(b"\n", 1)
+        if not reply.startswith(b"OK"):
+            raise RuntimeError("%s: %s -> %s" % (self.name, line, reply))
+
+    def ranges(self, mib):
+        """guest-physical ranges holding the first @mib MiB of RAM"""
+        low = min(self.size, 3 << 30)
+        out, left = [], mib << 20
+        for base, length in ((1 << 20, low - (1 << 20)),
+                             (4 << 30, self.size - low)):
+            take = min(left, length)
+            if take > 0:
+                out.append((base, take))
+                left -= take
+        return out
+
+    def memset(self, mib, value):
+        for base, length in self.ranges(mib):
+            for off in range(0, length, 256 << 20):
+                self.cmd("memset 0x%x 0x%x 0x%x" % (
+                    base + off, min(256 << 20, length - off), value))
+
+    def touch_loop(self, t0, seconds, mib):
+        self.late = 0
+        for s in range(seconds):
+            self.memset(mib, s & 0xff)
+            left = t0 + s + 1 - time.monotonic()
+            if left < 0:
+                self.late += 1
+            time.sleep(max(0.0, left))
+
+    def find_worker(self):
+        task = "/proc/%d/task" % self.proc.pid
+        for tid in os.listdir(task):
+            with open("%s/%s/comm" % (task, tid)) as f:
+                if f.read().strip() == "tsr-swapout":
+                    self.worker = "%s/%s/stat" % (task, tid)
+        if not self.worker:
+            raise RuntimeError("%s: no tsr-swapout thread" % self.name)
+
+    def ticks(self):
+        return (cpu_ticks(self.worker),
+                cpu_ticks("/proc/%d/stat" % self.proc.pid))
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[1])
+    ap.add_argument("--gib", type=int, default=4)
+    ap.add_argument("--seconds", type=int, default=30)
+    ap.add_argument("--hot", type=int, default=128,
+                    help="MiB the 'guest' touches every second")
+    ap.add_argument("--qemu", default=os.path.join(TOP, "build",
+                                                    "qemu-system-x86_64"))
+    ap.add_argument("--qemu-img", default=os.path.join(TOP, "build",
+                                                        "qemu-img"))
+    ap.add_argument("--config", action="append", default=[],
+                    help="NAME=SWAPPER_OPTS, e.g. access=policy=access")
+    ap.add_argument("--binary", action="append", default=[],
+                    help="NAME=QEMU: configuration NAME runs this binary")
+    args = ap.parse_args()
+    args.binaries = dict(b.split("=", 1) for b in args.binary)
+    configs = [c.split("=", 1) for c in args.config] or \
+        [["access", "policy=access"], ["random", "policy=random"]]
+
+    with tempfile.TemporaryDirectory(prefix="tesseract-access.") as wd:
+        guests = [Guest(args, n, o, wd) for n, o in configs]
+        try:
+            for g in guests:
+                g.memset(args.gib * 1024, 0x5a)     # every page populated
+                g.find_worker()
+            time.sleep(2)
+            t0, c0 = time.monotonic(), [g.ticks() for g in guests]
+            # each 'guest' touches its hot set once a second, in a thread
+            # of its own
+            threads = [threading.Thread(target=g.touch_loop,
+                                        args=(t0, args.seconds, args.hot))
+                       for g in guests]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            wall = time.monotonic() - t0
+            c1 = [g.ticks() for g in guests]
+            late = max(g.late for g in guests)
+        finally:
+            for g in guests:
+                g.stop()
+
+    print("bench-access: %d GiB guest RAM (populated), %d MiB touched a "
+          "second, %.0f s side by side (%d late seconds); %s" %
+          (args.gib, args.hot, wall, late, time.strftime("%Y-%m-%d %H:%M")))
+    for n, path in args.binaries.items():
+        print("  %s: %s" % (n, path))
+    print("%-12s %-30s %12s %12s %14s %14s" % (
+          "config", "swapper options", "worker ms/s", "QEMU ms/s",
+          "worker %/GiB", "QEMU %/GiB"))
+    for g, (n, o), a, b in zip(guests, configs, c0, c1):
+        wk = (b[0] - a[0]) * 1000.0 / CLK / wall
+        pr = (b[1] - a[1]) * 1000.0 / CLK / wall
+        print("%-12s %-30s %12.1f %12.1f %14.3f %14.3f" %
+              (n, o, wk, pr, wk / 10.0 / args.gib, pr / 10.0 / args.gib))
+    print("(%/GiB: percent of one CPU per GiB of guest RAM; QEMU's figure "
+          "includes the qtest memset that stands for the guest)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
