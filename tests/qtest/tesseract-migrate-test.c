@@ -280,10 +280,6 @@ static void mg_set_shared(QTestState *qts)
                              "'property': 'shared-bsst', 'value': true}}");
 }
 
-/*
- * Swapped-out pages travel from the BSST: none is faulted in, they stay
- * swapped out on the source, and all arrive.
- */
 static void mg_hang(int sig)
 {
     g_error("x-tesseract-swap-out on a migrated source did not return");
@@ -312,6 +308,10 @@ static void mg_migrated_refuses(QTestState *src)
     qobject_unref(resp);
 }
 
+/*
+ * Swapped-out pages travel from the BSST: none is faulted in, they stay
+ * swapped out on the source, and all arrive.
+ */
 static void test_private_bsst(void)
 {
     g_autofree uint8_t *zero = g_malloc0(MG_NZERO * MG_PAGE);
@@ -758,6 +758,57 @@ static void test_dest_limit(void)
 }
 
 /*
+ * The source's worker still swapping out toward a lowered limit when the
+ * VM stops for the switchover (slow BSST writes): the pages it swapped
+ * out meanwhile arrive intact, and once migrated the source refuses a
+ * swap-out at once (its worker must not sit waiting for the VM to run
+ * again, with requests queued behind it)
+ */
+static void test_worker_at_switchover(void)
+{
+    const uint64_t addr = 0x4000000, chunks = 32;
+    uint64_t c, off;
+    MgPair p;
+
+    mg_pair(&p);
+    /* 32 MiB, each MiB its own byte (memset: fast; bufwrite is not) */
+    for (c = 0; c < chunks; c++) {
+        qtest_memset(p.src.qts, addr + c * MiB, c + 1, MiB);
+    }
+    qtest_qmp_assert_success(p.src.qts, "{'execute': 'qom-set', "
+                             "'arguments': {'path': '/objects/swap0', "
+                             "'property': 'x-io-delay', 'value': 20000}}");
+    qtest_qmp_assert_success(p.src.qts, "{'execute': 'qom-set', "
+                             "'arguments': {'path': '/objects/swap0', "
+                             "'property': 'limit', 'value': %" PRIu64 "}}",
+                             (uint64_t)4 * MiB);
+    /* swapping out 32 pages every 20 ms: some 4 s of work */
+    while (tq_swapper_stat(p.src.qts, "swap-outs") < 64) {
+        g_usleep(10 * 1000);
+    }
+    /* a downtime that always fits: the switchover comes at once */
+    qtest_qmp_assert_success(p.src.qts,
+        "{'execute': 'migrate-set-parameters', 'arguments': "
+        "{'downtime-limit': 60000}}");
+    mg_migrate(&p);
+    mg_complete(&p);
+    g_test_message("%" PRId64 " pages swapped out on the source when it "
+                   "stopped, %" PRId64 " resident",
+                   tq_swapper_stat(p.src.qts, "swap-outs"),
+                   tq_swapper_stat(p.src.qts, "resident-pages"));
+    mg_migrated_refuses(p.src.qts);
+    mg_quit(&p.src, 0);
+    mg_check_pages(p.dst.qts, &p);
+    for (c = 0; c < chunks; c++) {
+        for (off = 0; off < MiB; off += MG_PAGE) {
+            g_assert_cmphex(qtest_readq(p.dst.qts, addr + c * MiB + off), ==,
+                            0x0101010101010101ULL * (c + 1));
+        }
+    }
+    mg_finish(&p);
+}
+
+/*
  * shared-bsst=on, cancelled at the switchover after every block went:
  * the source runs on with its pages, and gives back the references it
  * held on the blocks it sent (once its pages are swapped in, no block is
@@ -1034,5 +1085,7 @@ int main(int argc, char **argv)
                    test_shared_other_image);
     qtest_add_func("/tesseract-migrate/shared-cancel", test_shared_cancel);
     qtest_add_func("/tesseract-migrate/destination-limit", test_dest_limit);
+    qtest_add_func("/tesseract-migrate/worker-at-switchover",
+                   test_worker_at_switchover);
     return g_test_run();
 }

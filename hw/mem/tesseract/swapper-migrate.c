@@ -563,7 +563,7 @@ static int64_t tsw_migrate_send(TesseractSwapper *sw, QEMUFile *f,
     int n, i, nswapped, ret;
 
     *settling = false;
-    while (sent < max) {
+    while (sent < max && !(paced && migration_rate_exceeded(f))) {
         qemu_mutex_lock(&sw->lock);
         n = tsw_migrate_gather(sw, pg, settling);
         qemu_mutex_unlock(&sw->lock);
@@ -633,7 +633,7 @@ static int tsw_migrate_save_iterate(QEMUFile *f, void *opaque)
                      strerror(-ret));
         return ret;
     }
-    if (qatomic_read(&sw->mig_hold)) {
+    if (qatomic_read(&sw->mig_hold) && tsw_migrate_to_live_peer(f)) {
         if (!ret) {
             g_usleep(10 * 1000);    /* held: the thread would spin */
         }
@@ -1165,6 +1165,8 @@ void tsw_migrate_vm_state(TesseractSwapper *sw, bool running, RunState state)
         qemu_cond_broadcast(&sw->io_resume);
     } else if (state == RUN_STATE_FINISH_MIGRATE) {
         sw->mig_frozen = true;
+        /* a requested swap-out waiting out a drain gives up now */
+        qemu_cond_broadcast(&sw->io_resume);
     }
     qemu_mutex_unlock(&sw->lock);
     if (drop_cache && sw->direct_fd >= 0) {

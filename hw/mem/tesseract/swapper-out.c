@@ -662,7 +662,9 @@ void *tsw_worker_thread(void *opaque)
             uint64_t idx[TSW_BATCH];
             int n = 0, ret;
 
-            tsw_io_enter(sw, true);
+            if (!tsw_io_enter_unfrozen(sw)) {
+                break;      /* stopped for a switchover since the check */
+            }
             /* distinct victims, no more than needed to reach @low */
             qemu_mutex_lock(&sw->lock);
             resident = tsr_policy_resident(sw->policy);
@@ -708,9 +710,11 @@ void *tsw_worker_thread(void *opaque)
                 break;
             }
         }
-        tsw_io_enter(sw, true);
-        tsw_commit(sw);
-        tsw_io_leave(sw);
+        /* not while stopped for a switchover: requests must be served */
+        if (tsw_io_enter_unfrozen(sw)) {
+            tsw_commit(sw);
+            tsw_io_leave(sw);
+        }
     }
     rcu_unregister_thread();
     qemu_vfree(buf);

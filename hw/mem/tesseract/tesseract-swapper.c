@@ -621,8 +621,8 @@ static void tsw_class_init(ObjectClass *oc, void *data)
     object_class_property_add_bool(oc, "x-hold-migration",
                                    tsw_get_mig_hold, tsw_set_mig_hold);
     object_class_property_set_description(oc, "x-hold-migration",
-        "test hook: a migration's live phase goes on (this section says a "
-        "page is pending) until it is set to false");
+        "test hook: a live migration's live phase goes on (this section "
+        "says a page is pending) until it is set to false; not for savevm");
     object_class_property_add(oc, "x-io-delay", "uint32", tsw_get_io_delay,
                               tsw_set_io_delay, NULL, NULL);
     object_class_property_set_description(oc, "x-io-delay",
@@ -794,7 +794,8 @@ void coroutine_fn qmp_x_tesseract_swap_out(const char *id, uint64_t addr,
     if (req->frozen) {
         error_setg(errp, "x-tesseract-swap-out: the VM of '%s' stopped for "
                    "a migration's switchover, and its BSST is inactive: "
-                   "nothing is swapped out until it runs here again", id);
+                   "the range is not swapped out (or only in part) until "
+                   "it runs here again", id);
     } else if (req->ret < 0) {
         error_setg_errno(errp, -req->ret, "x-tesseract-swap-out: cannot swap "
                          "out guest-physical range 0x%" PRIx64 "+0x%" PRIx64,
