@@ -444,6 +444,26 @@ static void test_cancel(void)
 }
 
 /*
+ * Migrate @p from a source on BSST @src_bsst to a destination on
+ * @dst_bsst (mg_start()), each its own: every swapped page read from the
+ * source's BSST, none faulted in; the source quits, the destination holds
+ * the pages
+ */
+static void mg_private_migrate(MgPair *p, const char *src_bsst,
+                               const char *dst_bsst)
+{
+    mg_source_on(p, src_bsst);
+    mg_dest(p, dst_bsst);
+    mg_migrate(p);
+    mg_complete(p);
+    g_assert_cmpint(mg_info_stat(p->src.qts, "pages-sent"), ==, MG_NDATA);
+    g_assert_cmpint(tq_swapper_stat(p->src.qts, "migration-faults"), ==, 0);
+    g_assert_cmpint(tq_swapper_stat(p->src.qts, "swap-ins"), ==, 0);
+    mg_quit(&p->src, 0);
+    mg_check_pages(p->dst.qts, p);
+}
+
+/*
  * The source's BSST on qemu-storage-daemon's NBD export, the
  * destination's its own file: the swapped-out pages are read over the
  * swapper's second connection, the last of them after the switchover
@@ -460,15 +480,7 @@ static void test_private_nbd(void)
         return;
     }
     nbd_bsst = g_strdup_printf("nbd:%s", sock);
-    mg_source_on(&p, nbd_bsst);
-    mg_dest(&p, NULL);
-    mg_migrate(&p);
-    mg_complete(&p);
-    g_assert_cmpint(mg_info_stat(p.src.qts, "pages-sent"), ==, MG_NDATA);
-    g_assert_cmpint(tq_swapper_stat(p.src.qts, "migration-faults"), ==, 0);
-    g_assert_cmpint(tq_swapper_stat(p.src.qts, "swap-ins"), ==, 0);
-    mg_quit(&p.src, 0);
-    mg_check_pages(p.dst.qts, &p);
+    mg_private_migrate(&p, nbd_bsst, NULL);
     mg_finish(&p);
     tq_nbd_stop(&server);
 }
@@ -687,15 +699,7 @@ static void test_private_rbd(void)
         return;
     }
     dst_bsst = tq_rbd_image(64);
-    mg_source_on(&p, src_bsst);
-    mg_dest(&p, dst_bsst);
-    mg_migrate(&p);
-    mg_complete(&p);
-    g_assert_cmpint(mg_info_stat(p.src.qts, "pages-sent"), ==, MG_NDATA);
-    g_assert_cmpint(tq_swapper_stat(p.src.qts, "migration-faults"), ==, 0);
-    g_assert_cmpint(tq_swapper_stat(p.src.qts, "swap-ins"), ==, 0);
-    mg_quit(&p.src, 0);
-    mg_check_pages(p.dst.qts, &p);
+    mg_private_migrate(&p, src_bsst, dst_bsst);
     mg_swap_out(p.dst.qts, MG_DATA, MG_NDATA * MG_PAGE);
     mg_check_pages(p.dst.qts, &p);
     mg_finish(&p);
