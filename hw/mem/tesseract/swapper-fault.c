@@ -292,7 +292,7 @@ static bool tsw_serve(TesseractSwapper *sw, uint64_t idx, bool zero,
         qemu_mutex_lock(&sw->lock);
         sw->faults_busy++;
         qemu_mutex_unlock(&sw->lock);
-        tsw_io_enter(sw, false);
+        tsw_io_enter(sw, TSW_IO_NOW);
         read_ns = tsw_swap_in(sw, idx, buf, false, &placing);
         tsw_io_leave(sw);
         ret = read_ns < 0 ? read_ns : 0;
@@ -589,7 +589,7 @@ static void tsw_evacuate(TesseractSwapper *sw, uint8_t *buf)
         pg->state = PG_SWAPPING_IN;
         pg->flags &= ~PG_INDIRECTED;
         qemu_mutex_unlock(&sw->lock);
-        tsw_io_enter(sw, true);
+        tsw_io_enter(sw, TSW_IO_WAIT);
         ret = tsw_swap_in(sw, i, buf, false, &placing);
         tsw_io_leave(sw);
         if (ret < 0) {
@@ -617,7 +617,7 @@ void *tsw_background_thread(void *opaque)
 
         qemu_sem_wait(&sw->bg_kick);
         do {
-            tsw_io_enter(sw, true);
+            tsw_io_enter(sw, TSW_IO_WAIT);
             more = tsw_background_run(sw, buf);
             tsw_io_leave(sw);
         } while (more);

@@ -294,8 +294,13 @@ enum {
 extern GSList *tsw_all;     /* BQL */
 
 /* swapper-io.c */
-bool tsw_io_enter_unfrozen(TesseractSwapper *sw);
-void tsw_io_enter(TesseractSwapper *sw, bool wait);
+/* tsw_io_enter(): how to wait for a drain or a switchover to end */
+typedef enum TswIoEnter {
+    TSW_IO_NOW,         /* a fault: never waits */
+    TSW_IO_WAIT,        /* until the node is neither drained nor frozen */
+    TSW_IO_UNFROZEN,    /* waits out a drain, false while frozen */
+} TswIoEnter;
+bool tsw_io_enter(TesseractSwapper *sw, TswIoEnter mode);
 void tsw_io_leave(TesseractSwapper *sw);
 void tsw_drained_begin(void *opaque);
 bool tsw_drained_poll(void *opaque);

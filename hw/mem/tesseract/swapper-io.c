@@ -62,37 +62,30 @@
  * must not wait for a drain to end: the drain may be waiting for a device
  * request that faulted), so the swapper's own threads hold off instead.
  * Around its BSST I/O the worker and the background thread call
- * tsw_io_enter(sw, true), which waits while the node is drained; a fault
- * calls it with false.  The drain polls io_busy down to zero like its own
- * requests.  (The main loop, x-tesseract-swap-out, is the one that drains.)
+ * tsw_io_enter(sw, TSW_IO_WAIT), which waits while the node is drained; a
+ * fault enters with TSW_IO_NOW.  The drain polls io_busy down to zero like
+ * its own requests.  (The main loop, x-tesseract-swap-out, is the one that
+ * drains.)
+ *
+ * While the VM is stopped for a migration's switchover (after a completed
+ * migration, until 'cont' runs it here again, if ever) the BSST is
+ * inactive: TSW_IO_WAIT waits for the VM to run again, TSW_IO_UNFROZEN
+ * (a swap-out a command asked for, the worker's own swap-outs) gives up
+ * at once and returns false.
  */
-void tsw_io_enter(TesseractSwapper *sw, bool wait)
+bool tsw_io_enter(TesseractSwapper *sw, TswIoEnter mode)
 {
-    if (!wait) {
+    if (mode == TSW_IO_NOW) {
         qatomic_inc(&sw->io_busy);
-        return;
+        return true;
     }
     qemu_mutex_lock(&sw->lock);
-    while ((sw->drained || sw->mig_frozen) && !qatomic_read(&sw->quit)) {
+    while ((sw->drained || (sw->mig_frozen && mode == TSW_IO_WAIT)) &&
+           !(sw->mig_frozen && mode == TSW_IO_UNFROZEN) &&
+           !qatomic_read(&sw->quit)) {
         qemu_cond_wait(&sw->io_resume, &sw->lock);
     }
-    qatomic_inc(&sw->io_busy);
-    qemu_mutex_unlock(&sw->lock);
-}
-
-/*
- * tsw_io_enter(sw, true) for a swap-out a command asked for: false, at
- * once, while the VM is stopped for a migration's switchover (after a
- * completed migration, until 'cont' runs it here again, if ever), where
- * the BSST is inactive; waits out a drain as tsw_io_enter() does.
- */
-bool tsw_io_enter_unfrozen(TesseractSwapper *sw)
-{
-    qemu_mutex_lock(&sw->lock);
-    while (sw->drained && !sw->mig_frozen && !qatomic_read(&sw->quit)) {
-        qemu_cond_wait(&sw->io_resume, &sw->lock);
-    }
-    if (sw->mig_frozen) {
+    if (sw->mig_frozen && mode == TSW_IO_UNFROZEN) {
         qemu_mutex_unlock(&sw->lock);
         return false;
     }

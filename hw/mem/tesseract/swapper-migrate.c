@@ -502,7 +502,7 @@ static int tsw_migrate_send_swapped(TesseractSwapper *sw, QEMUFile *f,
             *stopped = true;
         }
         if (ret == 0 && !*stopped) {
-            tsw_io_enter(sw, false);
+            tsw_io_enter(sw, TSW_IO_NOW);
             ret = tsw_pread(sw, buf,
                             (size_t)(pg[j].host_blk - first + 1) * TSW_PAGE,
                             (int64_t)first * TSW_PAGE);

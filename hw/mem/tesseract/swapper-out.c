@@ -598,7 +598,7 @@ static void tsw_worker_requests(TesseractSwapper *sw, uint8_t *buf)
             return;
         }
         for (i = 0; i < req->n && ret >= 0; i += TSW_BATCH) {
-            if (!tsw_io_enter_unfrozen(sw)) {
+            if (!tsw_io_enter(sw, TSW_IO_UNFROZEN)) {
                 req->frozen = true;
                 ret = -EBUSY;
                 break;
@@ -607,7 +607,7 @@ static void tsw_worker_requests(TesseractSwapper *sw, uint8_t *buf)
                                      MIN(TSW_BATCH, req->n - i), buf);
             tsw_io_leave(sw);
         }
-        if (tsw_io_enter_unfrozen(sw)) {
+        if (tsw_io_enter(sw, TSW_IO_UNFROZEN)) {
             tsw_commit(sw);
             tsw_io_leave(sw);
         }
@@ -662,7 +662,7 @@ void *tsw_worker_thread(void *opaque)
             uint64_t idx[TSW_BATCH];
             int n = 0, ret;
 
-            if (!tsw_io_enter_unfrozen(sw)) {
+            if (!tsw_io_enter(sw, TSW_IO_UNFROZEN)) {
                 break;      /* stopped for a switchover since the check */
             }
             /* distinct victims, no more than needed to reach @low */
@@ -711,7 +711,7 @@ void *tsw_worker_thread(void *opaque)
             }
         }
         /* not while stopped for a switchover: requests must be served */
-        if (tsw_io_enter_unfrozen(sw)) {
+        if (tsw_io_enter(sw, TSW_IO_UNFROZEN)) {
             tsw_commit(sw);
             tsw_io_leave(sw);
         }
