@@ -154,14 +154,14 @@ bool bsst_leaf_is_host(BlockDriverState *file)
  * A second, read-only instance of @bs's network leaf (its own NBD
  * connection, its own RBD image handle), in @ctx: the swapper reads the
  * blocks of faulting pages there, so that nothing but @ctx's thread and
- * the network serves a fault.  The leaf's options are those that
- * reopen it (full_open_options).
+ * the network serves a fault, opened with the leaf's options.
  */
 BlockBackend *bsst_node_open_reader(BlockDriverState *bs, AioContext *ctx,
                                     Error **errp)
 {
     BlockDriverState *b;
     BlockBackend *blk;
+    const QDictEntry *e;
     QDict *opts;
 
     GLOBAL_STATE_CODE();
@@ -180,7 +180,18 @@ BlockBackend *bsst_node_open_reader(BlockDriverState *bs, AioContext *ctx,
         bdrv_graph_rdunlock_main_loop();
         return NULL;
     }
-    opts = qdict_clone_shallow(b->full_open_options);
+    /*
+     * full_open_options keep only the options that make the node what it
+     * is; the rest of those it was opened with (rbd's key-secret and
+     * auth-client-required: how it authenticates) count too.  Not its
+     * node-name, which is the node's own.
+     */
+    opts = qdict_clone_shallow(b->options);
+    qdict_del(opts, "node-name");
+    for (e = qdict_first(b->full_open_options); e;
+         e = qdict_next(b->full_open_options, e)) {
+        qdict_put_obj(opts, e->key, qobject_ref(e->value));
+    }
     bdrv_graph_rdunlock_main_loop();
     qdict_put_str(opts, BDRV_OPT_READ_ONLY, "on");
     /* no cache of its own (librbd's): blocks are rewritten elsewhere */

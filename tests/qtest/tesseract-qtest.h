@@ -142,6 +142,17 @@ static inline void tq_nbd_stop(TqNbd *n)
     n->pid = 0;
 }
 
+static inline void tq_run(const char *cmd)
+{
+    g_autofree char *out = NULL, *err = NULL;
+    int status;
+
+    g_assert_true(g_spawn_command_line_sync(cmd, &out, &err, &status, NULL));
+    if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+        g_error("%s: %s", cmd, err);
+    }
+}
+
 /*
  * A new qcow2 image of @mb MiB in an RBD image of the Ceph cluster whose
  * configuration file $TESSERACT_TEST_RBD names (pool "rbd"; make
@@ -149,14 +160,20 @@ static inline void tq_nbd_stop(TqNbd *n)
  * (the test is skipped) without one, else the -blockdev options of a
  * qcow2 node "bsst0" over it, without librbd's cache (a swapper needs
  * cache.direct=on).  The cluster goes with its image.
+ *
+ * With $TESSERACT_TEST_RBD_KEY (client.admin's key, base64) QEMU
+ * authenticates as libvirt has it do, with a secret object that the
+ * options name (key-secret): then the object's own -object option
+ * follows the -blockdev options in the string returned.
  */
 static inline char *tq_rbd_image(unsigned mb)
 {
     static unsigned count;
     const char *conf = getenv("TESSERACT_TEST_RBD");
+    const char *key = getenv("TESSERACT_TEST_RBD_KEY");
     const char *img = getenv("QTEST_QEMU_IMG");
-    g_autofree char *name = NULL, *cmd = NULL, *out = NULL, *err = NULL;
-    int status;
+    g_autofree char *name = NULL, *cmd = NULL, *secret = NULL;
+    char *local;
 
     if (!conf || !*conf) {
         g_test_skip("no Ceph cluster (TESSERACT_TEST_RBD: a ceph.conf; "
@@ -165,15 +182,39 @@ static inline char *tq_rbd_image(unsigned mb)
     }
     g_assert_nonnull(img);
     name = g_strdup_printf("tsr-%d-%u", (int)getpid(), count++);
-    cmd = g_strdup_printf("%s create -q -f qcow2 rbd:rbd/%s:conf=%s %uM",
-                          img, name, conf, mb);
-    g_assert_true(g_spawn_command_line_sync(cmd, &out, &err, &status, NULL));
-    if (!WIFEXITED(status) || WEXITSTATUS(status)) {
-        g_error("%s: %s", cmd, err);
+    if (!key || !*key) {
+        cmd = g_strdup_printf("%s create -q -f qcow2 rbd:rbd/%s:conf=%s %uM",
+                              img, name, conf, mb);
+        tq_run(cmd);
+        return g_strdup_printf("driver=qcow2,node-name=bsst0,"
+                               "cache.direct=on,file.driver=rbd,"
+                               "file.pool=rbd,file.image=%s,file.conf=%s",
+                               name, conf);
     }
+    /*
+     * qemu-img create -f qcow2 opens the new RBD image without the key:
+     * create it raw, then copy a qcow2 header into it
+     */
+    secret = g_strdup_printf("secret,id=tsr-rbd-key,data=%s,format=base64",
+                             key);
+    cmd = g_strdup_printf("%s create -q -f raw --object %s "
+                          "-o password-secret=tsr-rbd-key "
+                          "rbd:rbd/%s:conf=%s %uM", img, secret, name, conf,
+                          mb);
+    tq_run(cmd);
+    local = tq_image("qcow2", mb);
+    g_free(cmd);
+    cmd = g_strdup_printf("%s convert -q -n -f raw --object %s "
+                          "--target-image-opts %s driver=rbd,pool=rbd,"
+                          "image=%s,conf=%s,user=admin,"
+                          "key-secret=tsr-rbd-key", img, secret, local, name,
+                          conf);
+    tq_run(cmd);
     return g_strdup_printf("driver=qcow2,node-name=bsst0,cache.direct=on,"
                            "file.driver=rbd,file.pool=rbd,file.image=%s,"
-                           "file.conf=%s", name, conf);
+                           "file.conf=%s,file.user=admin,"
+                           "file.key-secret=tsr-rbd-key -object %s",
+                           name, conf, secret);
 }
 
 /* query-tesseract's one swapper (a new reference) */
