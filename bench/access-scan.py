@@ -17,15 +17,24 @@ difference is what access scans cost.
 
   bench/access-scan.py [--gib N] [--seconds S] [--hot MIB] [--qemu PATH]
                        [--qemu-img PATH] [--config NAME=SWAPPER_OPTS ...]
-                       [--binary NAME=QEMU ...]
+                       [--binary NAME=QEMU ...] [--limit MIB [--warmup S]]
 
 --binary runs configuration NAME with another QEMU binary (a build of
 another commit, say), still side by side with the others.
+
+--limit measures what the policy is for instead: the same QEMUs touch
+their hot set for --warmup seconds (default 40: policy=access has then
+seen every 256 MiB slice of a 4 GiB RAM twice), then each swapper's
+limit is lowered to MIB and the hot set is touched for --seconds more;
+it prints the pages each swapper swapped out and the swap-ins (faults)
+the hot set took meanwhile.  A policy that knows which pages are in use
+takes cold pages and leaves the hot set alone.
 
 A benchmark: it prints figures and passes or fails on nothing else.
 """
 
 import argparse
+import json
 import os
 import socket
 import subprocess
@@ -48,9 +57,10 @@ class Guest:
     def __init__(self, args, name, opts, wd):
         self.name = name
         self.sock_path = os.path.join(wd, name + ".qtest")
+        qmp_path = os.path.join(wd, name + ".qmp")
         bsst = os.path.join(wd, name + ".bsst")
         subprocess.run([args.qemu_img, "create", "-q", "-f", "qcow2", bsst,
-                        "64M"], check=True)
+                        "%dG" % args.gib], check=True)
         srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         srv.bind(self.sock_path)
         srv.listen(1)
@@ -64,6 +74,7 @@ class Guest:
         self.proc = subprocess.Popen(
             [args.binaries.get(name, args.qemu), "-accel", "qtest", "-qtest", "unix:" + self.sock_path,
              "-m", "%dM" % size, "-display", "none", "-nodefaults",
+             "-qmp", "unix:%s,server=on,wait=off" % qmp_path,
              "-name", name + ",debug-threads=on"] + policy_ram +
             ["-blockdev", "driver=qcow2,node-name=bsst0,file.driver=file,"
              "file.filename=" + bsst,
@@ -73,6 +84,11 @@ class Guest:
         srv.settimeout(30)
         self.qt, _ = srv.accept()
         srv.close()
+        self.qmp = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.qmp.connect(qmp_path)
+        self.qmp_file = self.qmp.makefile("rw")
+        self.qmp_file.readline()                        # the greeting
+        self.qmp_cmd("qmp_capabilities")
         self.buf = b""
         self.worker = None
         self.size = size << 20
@@ -87,6 +103,21 @@ class Guest:
         reply, self.buf = self.buf.split(b"\n", 1)
         if not reply.startswith(b"OK"):
             raise RuntimeError("%s: %s -> %s" % (self.name, line, reply))
+
+    def qmp_cmd(self, name, **arguments):
+        self.qmp_file.write(json.dumps({"execute": name,
+                                        "arguments": arguments}) + "\n")
+        self.qmp_file.flush()
+        while True:
+            reply = json.loads(self.qmp_file.readline())
+            if "return" in reply:
+                return reply["return"]
+            if "error" in reply:
+                raise RuntimeError("%s: %s: %s" % (self.name, name,
+                                                   reply["error"]))
+
+    def swapper(self):
+        return self.qmp_cmd("query-tesseract")["swappers"][0]
 
     def ranges(self, mib):
         """guest-physical ranges holding the first @mib MiB of RAM"""
@@ -147,6 +178,10 @@ def main():
                     help="NAME=SWAPPER_OPTS, e.g. access=policy=access")
     ap.add_argument("--binary", action="append", default=[],
                     help="NAME=QEMU: configuration NAME runs this binary")
+    ap.add_argument("--limit", type=int, default=0,
+                    help="lower each swapper's limit to MIB after --warmup "
+                    "and count the hot set's swap-ins")
+    ap.add_argument("--warmup", type=int, default=40)
     args = ap.parse_args()
     args.binaries = dict(b.split("=", 1) for b in args.binary)
     configs = [c.split("=", 1) for c in args.config] or \
@@ -159,6 +194,8 @@ def main():
                 g.memset(args.gib * 1024, 0x5a)     # every page populated
                 g.find_worker()
             time.sleep(2)
+            if args.limit:
+                return limit_run(args, guests, configs)
             t0, c0 = time.monotonic(), [g.ticks() for g in guests]
             # each 'guest' touches its hot set once a second, in a thread
             # of its own
@@ -191,6 +228,45 @@ def main():
               (n, o, wk, pr, wk / 10.0 / args.gib, pr / 10.0 / args.gib))
     print("(%/GiB: percent of one CPU per GiB of guest RAM; QEMU's figure "
           "includes the qtest memset that stands for the guest)")
+    return 0
+
+
+def touch_all(guests, seconds, mib):
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=g.touch_loop, args=(t0, seconds, mib))
+               for g in guests]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return max(g.late for g in guests)
+
+
+def limit_run(args, guests, configs):
+    """--limit: the hot set's faults once the limit is lowered"""
+    late = touch_all(guests, args.warmup, args.hot)
+    s0 = [g.swapper() for g in guests]
+    for g in guests:
+        g.qmp_cmd("qom-set", path="/objects/swap0", property="limit",
+                  value=args.limit << 20)
+    late += touch_all(guests, args.seconds, args.hot)
+    s1 = [g.swapper() for g in guests]
+    print("bench-access: %d GiB guest RAM (populated), %d MiB touched a "
+          "second; %d s warm-up, then limit %d MiB for %d s, side by side "
+          "(%d late seconds); %s" %
+          (args.gib, args.hot, args.warmup, args.limit, args.seconds, late,
+           time.strftime("%Y-%m-%d %H:%M")))
+    print("%-12s %-30s %12s %12s %14s" % (
+          "config", "swapper options", "swap-outs", "swap-ins",
+          "hot set faulted"))
+    hot_pages = args.hot * 256
+    for g, (n, o), a, b in zip(guests, configs, s0, s1):
+        outs = b["swap-outs"] - a["swap-outs"]
+        ins = b["swap-ins"] - a["swap-ins"]
+        print("%-12s %-30s %12d %12d %13.1f%%" %
+              (n, o, outs, ins, 100.0 * ins / hot_pages))
+    print("(swap-ins: faults while the limit held, all of them on the hot "
+          "set; 'hot set faulted': swap-ins per hot page)")
     return 0
 
 
