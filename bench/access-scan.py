@@ -197,18 +197,9 @@ def main():
             if args.limit:
                 return limit_run(args, guests, configs)
             t0, c0 = time.monotonic(), [g.ticks() for g in guests]
-            # each 'guest' touches its hot set once a second, in a thread
-            # of its own
-            threads = [threading.Thread(target=g.touch_loop,
-                                        args=(t0, args.seconds, args.hot))
-                       for g in guests]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            late = touch_all(guests, args.seconds, args.hot)
             wall = time.monotonic() - t0
             c1 = [g.ticks() for g in guests]
-            late = max(g.late for g in guests)
         finally:
             for g in guests:
                 g.stop()
@@ -232,6 +223,8 @@ def main():
 
 
 def touch_all(guests, seconds, mib):
+    """each 'guest' touches its hot set once a second, in a thread of its
+    own; the late seconds of the latest"""
     t0 = time.monotonic()
     threads = [threading.Thread(target=g.touch_loop, args=(t0, seconds, mib))
                for g in guests]

@@ -10,6 +10,7 @@
 #include "qemu/osdep.h"
 #include "block/block-io.h"
 #include "block/block_int.h"
+#include "block/qdict.h"
 #include "qapi/error.h"
 #include "qobject/qdict.h"
 #include "system/block-backend.h"
@@ -161,8 +162,7 @@ BlockBackend *bsst_node_open_reader(BlockDriverState *bs, AioContext *ctx,
 {
     BlockDriverState *b;
     BlockBackend *blk;
-    const QDictEntry *e;
-    QDict *opts;
+    QDict *opts, *rest;
 
     GLOBAL_STATE_CODE();
     bdrv_graph_rdlock_main_loop();
@@ -186,12 +186,11 @@ BlockBackend *bsst_node_open_reader(BlockDriverState *bs, AioContext *ctx,
      * auth-client-required: how it authenticates) count too.  Not its
      * node-name, which is the node's own.
      */
-    opts = qdict_clone_shallow(b->options);
+    opts = qdict_clone_shallow(b->full_open_options);
+    rest = qdict_clone_shallow(b->options);
+    qdict_join(opts, rest, false);
+    qobject_unref(rest);
     qdict_del(opts, "node-name");
-    for (e = qdict_first(b->full_open_options); e;
-         e = qdict_next(b->full_open_options, e)) {
-        qdict_put_obj(opts, e->key, qobject_ref(e->value));
-    }
     bdrv_graph_rdunlock_main_loop();
     qdict_put_str(opts, BDRV_OPT_READ_ONLY, "on");
     /* no cache of its own (librbd's): blocks are rewritten elsewhere */

@@ -80,14 +80,15 @@ bool tsw_io_enter(TesseractSwapper *sw, TswIoEnter mode)
         return true;
     }
     qemu_mutex_lock(&sw->lock);
-    while ((sw->drained || (sw->mig_frozen && mode == TSW_IO_WAIT)) &&
-           !(sw->mig_frozen && mode == TSW_IO_UNFROZEN) &&
-           !qatomic_read(&sw->quit)) {
+    for (;;) {
+        if (sw->mig_frozen && mode == TSW_IO_UNFROZEN) {
+            qemu_mutex_unlock(&sw->lock);
+            return false;
+        }
+        if ((!sw->drained && !sw->mig_frozen) || qatomic_read(&sw->quit)) {
+            break;
+        }
         qemu_cond_wait(&sw->io_resume, &sw->lock);
-    }
-    if (sw->mig_frozen && mode == TSW_IO_UNFROZEN) {
-        qemu_mutex_unlock(&sw->lock);
-        return false;
     }
     qatomic_inc(&sw->io_busy);
     qemu_mutex_unlock(&sw->lock);
