@@ -96,6 +96,9 @@ static void hmp_print_disk(Monitor *mon, const TesseractDiskInfo *i)
                    "discards %" PRId64 ", flushes %" PRId64 "\n",
                    i->reads, i->bytes_read, i->writes, i->bytes_written,
                    i->discards, i->flushes);
+    monitor_printf(mon, "  direct (passed through, untimed): reads %" PRId64
+                   ", writes %" PRId64 "\n", i->direct_reads,
+                   i->direct_writes);
     monitor_printf(mon, "  indirections %" PRId64 " (%" PRId64
                    " waiting for a flush), swap-ins avoided %" PRId64
                    " pages, swap-ins cancelled %" PRId64 "\n",

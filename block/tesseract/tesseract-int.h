@@ -96,6 +96,7 @@ typedef struct BDRVTesseractState {
     uint64_t classic_swapin_reads;
     uint64_t bsst_read_bytes, redirected_pages, slot_fills, slot_fill_writes;
     uint64_t read_pieces, read_requests;
+    uint64_t direct_reads, direct_writes;   /* passed through, untimed */
     TsrHistogram hist[TSR_PATH__MAX];
 } BDRVTesseractState;
 
@@ -116,6 +117,8 @@ void tesseract_account_read(BDRVTesseractState *s, int64_t t0,
                             int64_t t1, int64_t t2, int64_t len,
                             uint64_t npieces, uint64_t nrequests,
                             uint64_t from_bsst, uint64_t cancelled);
+void tesseract_account_direct(BDRVTesseractState *s, bool write,
+                              int64_t len);
 void tesseract_count(BDRVTesseractState *s, uint64_t *counter, uint64_t n);
 int coroutine_fn tsr_bsst_pread(BDRVTesseractState *s, uint32_t bblock,
                                 void *buf);

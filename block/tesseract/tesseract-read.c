@@ -244,11 +244,21 @@ tesseract_co_preadv_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
 {
     BDRVTesseractState *s = bs->opaque;
     g_autoptr(GArray) pieces = NULL;
-    int64_t t0 = get_clock(), t1, t2;
+    int64_t t0, t1, t2;
     uint64_t cancelled = 0, nrequests = 0;
     guint i;
     int ret;
 
+    if (!bsst_store_has_page_source(s->store) && !bsst_disk_busy(s->disk)) {
+        /* direct path: no indirection, the guest image holds everything */
+        ret = bdrv_co_preadv_part(bs->file, offset, bytes, qiov, qiov_offset,
+                                  flags);
+        if (ret >= 0) {
+            tesseract_account_direct(s, false, bytes);
+        }
+        return ret;
+    }
+    t0 = get_clock();
     if (bsst_store_has_page_source(s->store)) {
         /*
          * (The device mapped the buffer: the swapper does not swap its
@@ -256,16 +266,6 @@ tesseract_co_preadv_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
          */
         cancelled = tsr_cancel_swapins(s, qiov, qiov_offset, bytes);
         tsr_swapin_buffer(bs, qiov, qiov_offset, bytes, true);
-    } else if (!bsst_disk_busy(s->disk)) {
-        /* fast path: no indirection, the guest image holds everything */
-        t1 = get_clock();
-        ret = bdrv_co_preadv_part(bs->file, offset, bytes, qiov, qiov_offset,
-                                  flags);
-        t2 = get_clock();
-        if (ret >= 0) {
-            tesseract_account_read(s, t0, t1, t2, bytes, 1, 1, 0, 0);
-        }
-        return ret;
     }
 
     /* Plan, and pin the BSST blocks we will read, under the store lock */

@@ -550,7 +550,7 @@ tesseract_co_pwritev_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
     BDRVTesseractState *s = bs->opaque;
     g_autoptr(GArray) pieces = NULL;
     g_autoptr(GArray) hosts = NULL;     /* of the indirected pages */
-    int64_t t0 = get_clock(), t1, t2;
+    int64_t t0, t1, t2;
     bool can_indirect = s->indirect && s->writable &&
                         bsst_store_has_page_source(s->store);
     unsigned indirect;
@@ -559,17 +559,15 @@ tesseract_co_pwritev_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
     int ret;
 
     if (!bsst_store_has_page_source(s->store) && !bsst_disk_busy(s->disk)) {
-        /* fast path: no swapped pages, nothing to indirect or drop */
-        t1 = get_clock();
+        /* direct path: no swapped pages, nothing to indirect or drop */
         ret = bdrv_co_pwritev_part(bs->file, offset, bytes, qiov,
                                    qiov_offset, flags);
-        t2 = get_clock();
         if (ret >= 0) {
-            tesseract_account(s, TSR_WRITE_PREPARE, t0, t1, t2,
-                              &s->writes, &s->bytes_written, bytes);
+            tesseract_account_direct(s, true, bytes);
         }
         return ret;
     }
+    t0 = get_clock();
     tsr_req_begin(s, &req, offset, bytes);
     pieces = g_array_new(false, false, sizeof(TsrPiece));
     tsr_plan_write(offset, bytes, qiov->iov, qiov->niov, qiov_offset,
