@@ -30,11 +30,15 @@
 #include "tesseract-split.h"
 #include "trace.h"
 
-/* defrag=auto: tick period, idle threshold, blocks per step, back-off */
+/*
+ * defrag=auto: tick period, the guest I/Os per tick that still count as
+ * idle, blocks per step at most, the slowest rate (blocks per second)
+ */
 #define TESSERACT_AUTO_PERIOD_MS 100
 #define TESSERACT_AUTO_IDLE_IOS 8
 #define TESSERACT_AUTO_STEP 64
-#define TESSERACT_AUTO_BUSY_IOS 4
+#define TESSERACT_AUTO_MIN_RATE 1
+#define TESSERACT_AUTO_TICKS (1000 / TESSERACT_AUTO_PERIOD_MS)
 
 /* ---- Steps (tesseract-defrag jobs and defrag=auto) ---- */
 
@@ -163,34 +167,50 @@ static uint64_t tsr_bsst_load(BDRVTesseractState *s)
 }
 
 /*
- * defrag=auto: copy a few indirected blocks back into the guest image,
- * stopping as soon as the guest's own I/O picks up (Tesseract (VEE 2014),
- * future work: throttle defragmentation by disk load).
+ * defrag=auto: copy indirected blocks back into the guest image, as many
+ * as the pace allows.  The copies' own latency, a BSST read and an image
+ * write each, measures the disks' load: the pace slows down when they
+ * queue behind the guest's I/O and speeds up while they do not
+ * (Tesseract (VEE 2014), future work: throttle defragmentation by disk
+ * load).
  */
 static void coroutine_fn tsr_auto_co(void *opaque)
 {
     BlockDriverState *bs = opaque;
     BDRVTesseractState *s = bs->opaque;
-    uint64_t io0 = tsr_bsst_load(s), from = 0, g, n;
+    uint64_t from = 0, g, n, copied = 0, copy_ns = 0, max;
     bool contig;
-    int i, ret = 0;
+    int ret = 0;
 
+    max = tsr_pace_step_blocks(s->pace.rate, TESSERACT_AUTO_TICKS,
+                               TESSERACT_AUTO_STEP);
     WITH_GRAPH_RDLOCK_GUARD() {
-        for (i = 0; i < TESSERACT_AUTO_STEP && !qatomic_read(&s->drained);
-             i++) {
-            if (tsr_bsst_load(s) - io0 > TESSERACT_AUTO_BUSY_IOS ||
-                !tesseract_defrag_next(bs, from, &g, &n, &contig)) {
-                break;
-            }
+        while (copied < max && !qatomic_read(&s->drained) &&
+               !ratelimit_calculate_delay(&s->auto_limit, 0) &&
+               tesseract_defrag_next(bs, from, &g, &n, &contig)) {
+            int64_t t0 = get_clock();
+
             ret = tesseract_co_defrag_guest(bs, g);
             if (ret < 0) {
                 break;
             }
+            copy_ns += get_clock() - t0;
+            copied++;
+            ratelimit_calculate_delay(&s->auto_limit, 1);
             from = g + 1;
         }
-        if (i) {
+        if (copied) {
             tesseract_co_flush(bs);
         }
+    }
+    if (copied) {
+        uint64_t rate = tsr_pace_update(&s->pace, copy_ns / copied,
+                                        s->auto_idle);
+
+        ratelimit_set_speed(&s->auto_limit, rate, NANOSECONDS_PER_SECOND);
+        qatomic_set(&s->defrag_rate, rate);
+        trace_tesseract_defrag_auto(bs, copied, copy_ns / copied,
+                                    s->pace.base_ns, rate, s->auto_idle);
     }
     qatomic_set(&s->auto_running, false);
     bdrv_dec_in_flight(bs);
@@ -201,18 +221,32 @@ static void tsr_auto_tick(void *opaque)
     BlockDriverState *bs = opaque;
     BDRVTesseractState *s = bs->opaque;
     uint64_t io = tsr_bsst_load(s);
-    bool idle = io - s->io_seen <= TESSERACT_AUTO_IDLE_IOS;
 
-    s->io_seen = io;
-    if (idle && !qatomic_read(&s->drained) && !qatomic_read(&s->auto_running)
+    if (!qatomic_read(&s->drained) && !qatomic_read(&s->auto_running)
         && bsst_disk_count(s->disk)) {
+        s->auto_idle = io - s->io_seen <= TESSERACT_AUTO_IDLE_IOS;
         qatomic_set(&s->auto_running, true);
         bdrv_inc_in_flight(bs);
         aio_co_enter(bdrv_get_aio_context(bs),
                      qemu_coroutine_create(tsr_auto_co, bs));
     }
+    s->io_seen = io;
     timer_mod(s->auto_timer, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) +
               TESSERACT_AUTO_PERIOD_MS);
+}
+
+void tsr_auto_init(BDRVTesseractState *s)
+{
+    tsr_pace_init(&s->pace, TESSERACT_AUTO_MIN_RATE,
+                  TESSERACT_AUTO_STEP * TESSERACT_AUTO_TICKS);
+    ratelimit_init(&s->auto_limit);
+    ratelimit_set_speed(&s->auto_limit, s->pace.rate, NANOSECONDS_PER_SECOND);
+    s->defrag_rate = s->pace.rate;
+}
+
+void tsr_auto_cleanup(BDRVTesseractState *s)
+{
+    ratelimit_destroy(&s->auto_limit);
 }
 
 void tsr_auto_timer_start(BlockDriverState *bs, AioContext *ctx)

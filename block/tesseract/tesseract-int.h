@@ -20,11 +20,13 @@
 #include "block/aio_task.h"
 #include "block/block_int.h"
 #include "block/reqlist.h"
+#include "qemu/ratelimit.h"
 #include "qemu/thread.h"
 #include "qemu/timer.h"
 #include "bsst-fill.h"
 #include "bsst-store.h"
 #include "tesseract.h"
+#include "tesseract-pace.h"
 #include "tesseract-split.h"
 #include "tesseract-stats.h"
 
@@ -74,9 +76,16 @@ typedef struct BDRVTesseractState {
     CoMutex req_lock;
     BlockReqList reqs;
 
-    /* defrag=auto: a background step when guest I/O is light */
+    /*
+     * defrag=auto: background steps at a rate paced by the disks' load
+     * (tesseract-pace.h), enforced with QEMU's ratelimit
+     */
     QEMUTimer *auto_timer;
     bool auto_running;
+    bool auto_idle;         /* the guest was idle at the step's tick */
+    TsrPace pace;           /* the step coroutine's */
+    RateLimit auto_limit;   /* blocks per second */
+    uint64_t defrag_rate;   /* pace.rate, for query-tesseract (atomic) */
     bool drained;
     /*
      * Slot fills waiting for tsr_fill_co (TsrFillReq *), handed over by
@@ -176,6 +185,8 @@ int coroutine_fn GRAPH_RDLOCK
 tesseract_co_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes);
 
 /* tesseract-defrag.c */
+void tsr_auto_init(BDRVTesseractState *s);
+void tsr_auto_cleanup(BDRVTesseractState *s);
 void tsr_auto_timer_start(BlockDriverState *bs, AioContext *ctx);
 void tsr_auto_timer_stop(BlockDriverState *bs);
 

@@ -339,6 +339,7 @@ static int tsr_open_failed(BDRVTesseractState *s)
     g_free(s->disk_id);
     s->disk_id = NULL;
     qemu_mutex_destroy(&s->stats_lock);
+    tsr_auto_cleanup(s);
     return -EINVAL;
 }
 
@@ -447,6 +448,7 @@ static int tesseract_open(BlockDriverState *bs, QDict *options, int flags,
     qemu_co_mutex_init(&s->req_lock);
     QLIST_INIT(&s->reqs);
     qemu_mutex_init(&s->stats_lock);
+    tsr_auto_init(s);
     for (i = 0; i < TSR_PATH__MAX; i++) {
         tsr_hist_init(&s->hist[i]);
     }
@@ -546,6 +548,7 @@ static void tesseract_close(BlockDriverState *bs)
     g_ptr_array_free(s->fill_q, true);
     qemu_mutex_destroy(&s->fill_lock);
     qemu_mutex_destroy(&s->stats_lock);
+    tsr_auto_cleanup(s);
 }
 
 static void GRAPH_RDLOCK
@@ -829,6 +832,8 @@ TesseractDiskInfo *tesseract_query_disk(BlockDriverState *bs)
     info->read_requests = s->read_requests;
     info->direct_reads = s->direct_reads;
     info->direct_writes = s->direct_writes;
+    info->defrag_rate = s->defrag == TESSERACT_DEFRAG_POLICY_AUTO ?
+                        qatomic_read(&s->defrag_rate) : 0;
     info->defrag_blocks = s->defrag_blocks;
     info->defrag_moved = s->defrag_moved;
     info->write_prepare = tesseract_latency_info(&s->hist[TSR_WRITE_PREPARE]);

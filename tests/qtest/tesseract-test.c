@@ -2332,6 +2332,51 @@ static void test_defrag_auto(void)
     compare_image_alone(img.guest, 300 * 8, data, np * TSR_PAGE);
 }
 
+/*
+ * defrag=auto while the guest keeps its disk busy: the node does not wait
+ * for an idle moment that never comes, it copies at the pace the copies'
+ * latency allows.
+ */
+static void test_defrag_auto_busy(void)
+{
+    const unsigned np = 32;
+    g_autofree uint8_t *data = g_malloc(np * TSR_PAGE);
+    int64_t t0, elapsed, reads;
+    TsrImages img;
+    TsrVM vm;
+    uint64_t buf, rbuf;
+    unsigned i;
+
+    images_new(&img);
+    vm_start(&vm, &img, ",defrag=auto");
+    g_assert_cmpint(disk_stat("defrag-rate"), ==, 1);   /* starts slow */
+    buf = guest_alloc(vm.alloc, np * TSR_PAGE);
+    rbuf = guest_alloc(vm.alloc, TSR_PAGE);
+    make_indirections(&vm, buf, data, np, 300 * 8, 26, NULL);
+
+    t0 = g_get_monotonic_time();
+    reads = disk_stat("reads");
+    while (disk_stat("indirections") > 0 &&
+           g_get_monotonic_time() - t0 < 30 * G_USEC_PER_SEC) {
+        for (i = 0; i < 64; i++) {
+            blk_read(&vm, i * 8, rbuf, TSR_PAGE);   /* other blocks */
+        }
+    }
+    elapsed = g_get_monotonic_time() - t0;
+    reads = disk_stat("reads") - reads;
+    g_test_message("%" PRId64 " guest reads in %" PRId64 " ms", reads,
+                   elapsed / 1000);
+    /* never idle: far more than 8 requests every 100 ms */
+    g_assert_cmpint(reads * 100000 / elapsed, >, 3 * 8);
+    g_assert_cmpint(disk_stat("indirections"), ==, 0);
+    g_assert_cmpint(disk_stat("defrag-blocks"), ==, np);
+    /* the copies' latency stayed low: the rate grew from its start */
+    g_assert_cmpint(disk_stat("defrag-rate"), >, 1);
+    check_disk(&vm, 300 * 8, data, np);
+    vm_stop(&vm);
+    compare_image_alone(img.guest, 300 * 8, data, np * TSR_PAGE);
+}
+
 /* ---- QEMU's block jobs through a tesseract node ---- */
 
 static void blockdev_add_qcow2(const char *node, const char *path)
@@ -3393,6 +3438,7 @@ int main(int argc, char **argv)
     qtest_add_func("/tesseract/defrag/race", test_defrag_race);
     qtest_add_func("/tesseract/defrag/job-control", test_defrag_job_control);
     qtest_add_func("/tesseract/defrag/auto", test_defrag_auto);
+    qtest_add_func("/tesseract/defrag/auto-busy", test_defrag_auto_busy);
     qtest_add_func("/tesseract/block/mirror", test_block_mirror);
     qtest_add_func("/tesseract/block/backup", test_block_backup);
     qtest_add_func("/tesseract/store/attach-before-device",

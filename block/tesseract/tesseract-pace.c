@@ -1,0 +1,48 @@
+/*
+ * Tesseract: pacing of background work by the disks' observed latency
+ *
+ * Copyright (c) 2026 The Tesseract for QEMU authors
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "tesseract-pace.h"
+
+void tsr_pace_init(TsrPace *p, uint64_t min_rate, uint64_t max_rate)
+{
+    assert(min_rate >= 1 && min_rate <= max_rate);
+    memset(p, 0, sizeof(*p));
+    p->min_rate = min_rate;
+    p->max_rate = max_rate;
+    p->rate = min_rate;
+}
+
+uint64_t tsr_pace_update(TsrPace *p, uint64_t copy_ns, bool guest_idle)
+{
+    bool loaded;
+
+    if (!p->base_ns || copy_ns < p->base_ns) {
+        p->base_ns = MAX(copy_ns, 1);
+    } else {
+        p->base_ns += (copy_ns - p->base_ns) / TSR_PACE_DRIFT;
+    }
+    loaded = copy_ns > p->base_ns * TSR_PACE_LOADED;
+
+    if (guest_idle) {
+        p->rate = p->max_rate;
+    } else if (!loaded) {
+        p->rate = MIN(p->max_rate,
+                      p->rate + MAX(p->max_rate / TSR_PACE_RAMP, 1));
+    } else {
+        p->rate = MAX(p->min_rate, p->rate / 2);
+        p->backoffs++;
+    }
+    return p->rate;
+}
+
+uint64_t tsr_pace_step_blocks(uint64_t rate, uint64_t ticks_per_sec,
+                              uint64_t max_step)
+{
+    return MIN(max_step, MAX(1, DIV_ROUND_UP(rate, ticks_per_sec)));
+}

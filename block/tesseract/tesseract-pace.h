@@ -1,0 +1,57 @@
+/*
+ * Tesseract: pacing of background work by the disks' observed latency
+ *
+ * Copyright (c) 2026 The Tesseract for QEMU authors
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * Pure logic (no QEMU block-layer types): linked by unit tests as is.
+ */
+
+#ifndef BLOCK_TESSERACT_PACE_H
+#define BLOCK_TESSERACT_PACE_H
+
+/*
+ * defrag=auto copies indirected blocks back at a rate that follows the
+ * load of the disks it shares with the guest (Tesseract (VEE 2014),
+ * future work: throttle defragmentation by disk load).  Its own copies
+ * are the probe: a copy takes a read of the BSST and a write of the guest
+ * image, so its latency grows with either disk's queue.
+ *
+ * After each step of copies, tsr_pace_update() is told their mean
+ * latency, and whether the guest was idle meanwhile:
+ * - guest idle: full rate;
+ * - latency within TSR_PACE_LOADED times the unloaded latency: the disks
+ *   have room, the rate grows by max_rate / TSR_PACE_RAMP (additive
+ *   increase);
+ * - above that: the copies queue behind the guest's I/O, the rate halves
+ *   (multiplicative decrease), down to min_rate.
+ * The unloaded latency is the lowest seen, drifting up by
+ * 1/TSR_PACE_DRIFT of the difference per step so that a disk that became
+ * slower for good is learnt again.
+ */
+#define TSR_PACE_LOADED 2
+#define TSR_PACE_RAMP 16
+#define TSR_PACE_DRIFT 256
+
+typedef struct TsrPace {
+    uint64_t min_rate, max_rate;    /* blocks per second */
+    uint64_t rate;
+    uint64_t base_ns;               /* a copy on unloaded disks; 0: none */
+    uint64_t backoffs;              /* steps that found the disks loaded */
+} TsrPace;
+
+/* Start at @min_rate: the first steps learn the unloaded latency. */
+void tsr_pace_init(TsrPace *p, uint64_t min_rate, uint64_t max_rate);
+
+/*
+ * A step copied blocks taking @copy_ns each on average; @guest_idle: the
+ * guest issued (almost) no I/O meanwhile.  Returns the new rate.
+ */
+uint64_t tsr_pace_update(TsrPace *p, uint64_t copy_ns, bool guest_idle);
+
+/* Blocks a step may copy at @rate with @ticks_per_sec steps a second */
+uint64_t tsr_pace_step_blocks(uint64_t rate, uint64_t ticks_per_sec,
+                              uint64_t max_step);
+
+#endif

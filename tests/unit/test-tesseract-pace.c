@@ -1,0 +1,128 @@
+/*
+ * Unit tests: pacing of defrag=auto by the disks' observed latency
+ *
+ * Copyright (c) 2026 The Tesseract for QEMU authors
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "tesseract-pace.h"
+
+#define MIN_RATE 1
+#define MAX_RATE 640
+#define BASE_NS 200000          /* a copy on unloaded disks: 200 us */
+
+/* Unloaded disks, busy guest: from min_rate to max_rate in RAMP steps */
+static void test_ramp_up(void)
+{
+    TsrPace p;
+    unsigned i;
+
+    tsr_pace_init(&p, MIN_RATE, MAX_RATE);
+    g_assert_cmpuint(p.rate, ==, MIN_RATE);
+    for (i = 1; i < TSR_PACE_RAMP; i++) {
+        tsr_pace_update(&p, BASE_NS + i * 1000, false);
+        g_assert_cmpuint(p.rate, <, MAX_RATE);
+        g_assert_cmpuint(p.rate, ==, MIN_RATE + i * (MAX_RATE / TSR_PACE_RAMP));
+    }
+    tsr_pace_update(&p, BASE_NS, false);
+    g_assert_cmpuint(p.rate, ==, MAX_RATE);
+    tsr_pace_update(&p, BASE_NS, false);
+    g_assert_cmpuint(p.rate, ==, MAX_RATE);
+    g_assert_cmpuint(p.backoffs, ==, 0);
+}
+
+/* Copies queueing behind the guest: the rate halves each step, to min */
+static void test_back_off(void)
+{
+    TsrPace p;
+    uint64_t prev;
+    unsigned i;
+
+    tsr_pace_init(&p, MIN_RATE, MAX_RATE);
+    tsr_pace_update(&p, BASE_NS, true);        /* idle: full rate */
+    g_assert_cmpuint(p.rate, ==, MAX_RATE);
+    for (i = 0; i < 12; i++) {
+        prev = p.rate;
+        tsr_pace_update(&p, 5 * BASE_NS, false);
+        g_assert_cmpuint(p.rate, ==, MAX(MIN_RATE, prev / 2));
+    }
+    g_assert_cmpuint(p.rate, ==, MIN_RATE);
+    g_assert_cmpuint(p.backoffs, ==, 12);
+
+    /* at the threshold still counts as room; 10% above it does not */
+    tsr_pace_update(&p, TSR_PACE_LOADED * p.base_ns, false);
+    g_assert_cmpuint(p.rate, >, MIN_RATE);
+    prev = p.rate;
+    tsr_pace_update(&p, TSR_PACE_LOADED * p.base_ns * 11 / 10, false);
+    g_assert_cmpuint(p.rate, ==, MAX(MIN_RATE, prev / 2));
+
+    /* the load goes away: the rate climbs back */
+    for (i = 0; i < TSR_PACE_RAMP; i++) {
+        tsr_pace_update(&p, BASE_NS, false);
+    }
+    g_assert_cmpuint(p.rate, ==, MAX_RATE);
+}
+
+/* An idle guest gets the full rate at once, even right after a back-off */
+static void test_idle(void)
+{
+    TsrPace p;
+
+    tsr_pace_init(&p, MIN_RATE, MAX_RATE);
+    tsr_pace_update(&p, BASE_NS, false);
+    tsr_pace_update(&p, 10 * BASE_NS, false);
+    g_assert_cmpuint(p.rate, ==, (MIN_RATE + MAX_RATE / TSR_PACE_RAMP) / 2);
+    tsr_pace_update(&p, 10 * BASE_NS, true);
+    g_assert_cmpuint(p.rate, ==, MAX_RATE);
+}
+
+/*
+ * The unloaded latency is the lowest seen; it follows disks that became
+ * slower for good, slowly: a load lasting seconds keeps the rate down.
+ */
+static void test_base_drift(void)
+{
+    TsrPace p;
+    unsigned i, loaded = 0;
+
+    tsr_pace_init(&p, MIN_RATE, MAX_RATE);
+    tsr_pace_update(&p, BASE_NS, false);
+    tsr_pace_update(&p, BASE_NS / 2, false);
+    g_assert_cmpuint(p.base_ns, ==, BASE_NS / 2);
+
+    for (i = 0; i < 10000; i++) {
+        uint64_t before = p.backoffs;
+
+        tsr_pace_update(&p, 3 * BASE_NS / 2, false);    /* 3x the lowest */
+        if (p.backoffs == before) {
+            break;
+        }
+        loaded++;
+    }
+    /* 3x stays "loaded" for many steps, then is the new normal */
+    g_assert_cmpuint(loaded, >=, TSR_PACE_DRIFT / 4);
+    g_assert_cmpuint(loaded, <, 10000);
+    g_assert_cmpuint(p.base_ns, <=, 3 * BASE_NS / 2);
+    g_assert_cmpuint(p.base_ns * TSR_PACE_LOADED, >=, 3 * BASE_NS / 2);
+}
+
+static void test_step_blocks(void)
+{
+    g_assert_cmpuint(tsr_pace_step_blocks(1, 10, 64), ==, 1);
+    g_assert_cmpuint(tsr_pace_step_blocks(15, 10, 64), ==, 2);
+    g_assert_cmpuint(tsr_pace_step_blocks(640, 10, 64), ==, 64);
+    g_assert_cmpuint(tsr_pace_step_blocks(5000, 10, 64), ==, 64);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/tesseract/pace/ramp-up", test_ramp_up);
+    g_test_add_func("/tesseract/pace/back-off", test_back_off);
+    g_test_add_func("/tesseract/pace/idle", test_idle);
+    g_test_add_func("/tesseract/pace/base-drift", test_base_drift);
+    g_test_add_func("/tesseract/pace/step-blocks", test_step_blocks);
+    return g_test_run();
+}
