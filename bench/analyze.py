@@ -134,6 +134,17 @@ def load_run(d):
     jbb_bad = int(m.group(1)) if m else None
     m = re.search(r"^memhog: held .* (\d+) corrupt pages$", con, re.M)
     hog_bad = int(m.group(1)) if m else None
+    # the read-back phase (jbb_readback=1), after the measurement
+    m = re.search(r"^jbb: readback: memhog released in ([\d.]+) s; heap \d+ "
+                  r"MiB verified in ([\d.]+) s \(([\d.]+) MiB/s\), (\d+) "
+                  r"major faults, (\d+) corrupt objects$", con, re.M)
+    r["readback"] = ({"release_s": float(m.group(1)),
+                      "scan_s": float(m.group(2)),
+                      "mib_s": float(m.group(3)),
+                      "majflt": int(m.group(4)),
+                      "corrupt": int(m.group(5))} if m else None)
+    if jbb_bad is not None and r["readback"]:
+        jbb_bad += r["readback"]["corrupt"]
     r["jbb_corrupt"] = jbb_bad
     r["memhog_corrupt"] = hog_bad
     r["corrupt_pages"] = (None if jbb_bad is None or hog_bad is None
@@ -243,6 +254,15 @@ def metrics(r, ref_median):
     m["guest_pswpout"] = r["guest_pswpout"]
     m["heap_build_s"] = r["heap_build_s"]
     m["memhog_inflate_s"] = r["memhog_inflate_s"]
+    rb = r.get("readback")
+    # the read-back: memhog's release (its verification, reading its
+    # pages back) plus jbb's scan of its heap; time per guest swap-in
+    m["readback_s"] = (round(rb["release_s"] + rb["scan_s"], 2)
+                       if rb else None)
+    m["readback_scan_s"] = rb["scan_s"] if rb else None
+    m["readback_majflt"] = rb["majflt"] if rb else None
+    m["readback_us_per_fault"] = (round(rb["scan_s"] * 1e6 / rb["majflt"], 1)
+                                  if rb and rb["majflt"] else None)
     # where memhog's inflation ended on the measurement's clock (None:
     # allocated before jbb, or no end seen)
     start = memhog_start(r["meta"])
@@ -382,6 +402,7 @@ def pair_with_baseline(per_round):
                                                     "heap_build_s",
                                                     "memhog_inflate_s",
                                                     "memhog_inflate_end_s",
+                                                    "readback_s",
                                                     "secs"]}
             e["round"] = m["round"]
             e["throughput_ratio"] = (round(m["throughput_ops"] / b["throughput_ops"], 3)
@@ -463,7 +484,8 @@ def aggregate(ms):
             out[k] = [x for m in ms for x in (m.get(k) or [])][:10]
     out["rounds"] = len(ms)
     out.pop("round", None)
-    for k in ("throughput_ops", "total_pause_ms", "max_pause_ms"):
+    for k in ("throughput_ops", "total_pause_ms", "max_pause_ms",
+              "readback_s"):
         out[k + "_rounds"] = [m.get(k) for m in ms]
     return out
 
@@ -858,8 +880,8 @@ def versus_baseline(t, b, tsc, disk):
     if tsc.partition("@")[0] == "tesseract-defrag":
         L.append("defrag=auto copied %s indirected blocks back into the "
                  "guest image and moved %s within the BSST (medians per run; "
-                 "it works only while the guest's and the swapper's I/O is "
-                 "light, so with none it is Tesseract with defrag=off)."
+                 "paced by its copies' latency, faster while the guest is "
+                 "idle)."
                  % (fmt(t.get("defrag_blocks"), 0), fmt(t.get("defrag_moved"), 0)))
         L.append("")
     if (not t.get("paired") and b.get("together_with") and
@@ -874,6 +896,54 @@ def versus_baseline(t, b, tsc, disk):
         L.append("")
     if t.get("paired"):
         L.extend(paired_table(t, tsc))
+    return L
+
+
+def readback_table(summary, disk, order):
+    """The read-back phase: how long reading back what was paged out took
+    each scenario, round by round, and defrag=auto against the baseline
+    (no indirections) and against Tesseract with defrag=off, in the
+    rounds where they ran at the same time."""
+    rows = [summary.get("%s/%s" % (disk, sc)) for sc in order]
+    rows = [r for r in rows if r and not r.get("skipped") and
+            r.get("readback_s") is not None]
+    if not rows:
+        return []
+    L = ["Read-back phase (after the measurement: memhog verifies its "
+         "memory and exits, then jbb verifies its whole heap; the guest "
+         "swaps in what it paged out):", "",
+         "| scenario | read-back (s), median | per round (s) | jbb's scan "
+         "(s) | guest swap-ins in the scan | µs per swap-in | defrag copies "
+         "| indirections left |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        L.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            r["scenario"], fmt(r["readback_s"], 2),
+            " / ".join(fmt(x, 2) for x in
+                       r.get("readback_s_rounds") or [r["readback_s"]]),
+            fmt(r.get("readback_scan_s"), 2), fmt(r.get("readback_majflt"), 0),
+            fmt(r.get("readback_us_per_fault"), 1),
+            fmt(r.get("defrag_blocks"), 0), fmt(r.get("indirections"), 0)))
+    L.append("")
+    d = summary.get("%s/tesseract-defrag" % disk)
+    t = summary.get("%s/tesseract" % disk)
+    if d and t and d.get("paired") and t.get("paired"):
+        tp = {e["round"]: e for e in t["paired"]}
+        rb, thr = [], []
+        for e in d["paired"]:
+            o = tp.get(e["round"])
+            if e["readback_s"][0] and e["readback_s"][1]:
+                rb.append(e["readback_s"][1] / e["readback_s"][0])
+            if o and o["throughput_ops"][1] and e["throughput_ops"][1]:
+                thr.append(e["throughput_ops"][1] / o["throughput_ops"][1])
+        L.append("defrag=auto, same-time rounds: read-back %s the "
+                 "baseline's (geometric mean of %d rounds: %s); throughput "
+                 "while paging %s Tesseract with defrag=off's (%d rounds: "
+                 "%s)." % (
+                     "%.2fx" % geomean(rb) if geomean(rb) else "–", len(rb),
+                     ", ".join("%.2f" % x for x in rb) or "–",
+                     "%.2fx" % geomean(thr) if geomean(thr) else "–", len(thr),
+                     ", ".join("%.2f" % x for x in thr) or "–"))
+        L.append("")
     return L
 
 
@@ -908,6 +978,7 @@ def disk_section(summary, disk, order):
         t = summary.get("%s/%s" % (disk, tsc))
         if usable(t) and usable(b):
             L.extend(versus_baseline(t, b, tsc, disk))
+    L.extend(readback_table(summary, disk, order))
     t = summary.get("%s/tesseract" % disk)
     s = summary.get("%s/stock" % disk)
     if usable(t) and usable(b) and usable(s):

@@ -112,6 +112,10 @@
 # swap then gets its own too).  QEMU's own throttle groups are not used:
 # the swapper reads the BSST's blocks from its host file with pread(), past
 # any throttle node, so only a limit below QEMU (the cgroup) covers them.
+# In the full mode, after the measurement, a read-back phase (BENCH_READBACK):
+# memhog verifies its memory and exits, then jbb verifies its whole heap;
+# the report's read-back table gives how long that took and compares
+# defrag=auto with the baseline (no indirections) and with defrag=off.
 # BENCH_GUEST_MIB, BENCH_LIMIT_MIB, BENCH_MEMHOG_MIB, BENCH_HEAP_MIB override
 # the sizes, BENCH_MEMHOG_START when memhog inflates (seconds into the
 # measurement, or 'before' jbb starts), BENCH_POLICY the swapper's policy; BENCH_SERIES how often (s,
@@ -252,6 +256,16 @@ case "$MEMHOG_START" in
 before) MEMHOG_START=; HOG_START_APPEND= ;;
 ''|*[!0-9]*) die "BENCH_MEMHOG_START: seconds into the measurement or 'before', not '$MEMHOG_START'" ;;
 *) HOG_START_APPEND=" jbb_measuring=/tmp/jbb.measuring memhog_start_file=/tmp/jbb.measuring memhog_start_secs=$MEMHOG_START" ;;
+esac
+# The read-back phase after the measurement (full mode; BENCH_READBACK=0
+# or 1 to choose): memhog verifies its memory and exits, then jbb verifies
+# its whole heap, and reports how long reading back what the guest paged
+# out took (tests/guest/workloads/jbb.c); where defragmentation shows.
+if [ "$MODE" = quick ]; then READBACK=${BENCH_READBACK:-0}; else READBACK=${BENCH_READBACK:-1}; fi
+case "$READBACK" in
+0) READBACK_APPEND= ;;
+1) READBACK_APPEND=" jbb_readback=1" ;;
+*) die "BENCH_READBACK: 0 or 1, not '$READBACK'" ;;
 esac
 if [ "$MODE" = quick ]; then
     HEAP_MIB=${BENCH_HEAP_MIB:-160}
@@ -475,7 +489,7 @@ run_one() {  # DISK SCENARIO ROUND [CPUS [TOGETHER-WITH [CPU-CGROUP]]]
     t0=$(date +%s.%N)
     "$GUEST/run-guest.sh" --quiet --workdir "$wd" --accel "$ACCEL" \
         -m "$GUEST_MEM" --timeout "$(run_timeout "$secs")" --workload jbb \
-        --append "$GUEST_APPEND workload_bg=memhog memhog_mib=$MEMHOG_MIB jbb_heap_mib=$HEAP_MIB jbb_secs=$secs$HOG_START_APPEND" \
+        --append "$GUEST_APPEND workload_bg=memhog memhog_mib=$MEMHOG_MIB jbb_heap_mib=$HEAP_MIB jbb_secs=$secs$HOG_START_APPEND$READBACK_APPEND" \
         --swap-disk "$SWAP_DISK" --bsst-size "$BSST_SIZE" --bsst-format "$BSST_FORMAT" \
         --bsst-preallocation "$BSST_PREALLOC" \
         --tesseract-opts "$topts" "${args[@]}" > /dev/null 2> "$wd/run-guest.err" || rc=$?

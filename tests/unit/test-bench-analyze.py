@@ -24,7 +24,7 @@ def check(name, cond, detail=""):
 
 def write_run(top, disk, sc, rn, scores, together=(), corrupt=0, cpu=None,
               hog_start=None, hog_secs=6.5, secs=None, oom=None,
-              placement=None):
+              placement=None, readback=None):
     d = os.path.join(top, "runs", "%s-%s%s" % (disk, sc, "" if rn == 1 else ".r%d" % rn))
     os.makedirs(d)
     json.dump({"disk": disk, "scenario": sc, "round": rn,
@@ -48,6 +48,12 @@ def write_run(top, disk, sc, rn, scores, together=(), corrupt=0, cpu=None,
             f.write("S %d %d\n" % ((i + 1) * 100, s))
         f.write("jbb: done: %d transactions, %d corrupt objects\n"
                 % (sum(scores), corrupt))
+        if readback:    # (release s, scan s, major faults, corrupt)
+            f.write("jbb: readback: memhog released in %.2f s; heap 160 MiB "
+                    "verified in %.2f s (%.1f MiB/s), %d major faults, %d "
+                    "corrupt objects\n" % (readback[0], readback[1],
+                                            160 / readback[1], readback[2],
+                                            readback[3]))
         if hog_start is not None:
             f.write("memhog: inflated 96 MiB in %.1f s\n" % hog_secs)
         f.write("memhog: held 96 MiB, 0 corrupt pages\n")
@@ -333,6 +339,41 @@ def main():
         rc, s, _ = analyze(top)
         check("a corrupt object fails the verdict",
               rc == 1 and s["ssd/tesseract"]["corrupt_pages"] == 2,
+              "rc %d" % rc)
+
+    # the read-back phase: baseline, tesseract and tesseract-defrag side
+    # by side; defrag's read-back against the baseline's, its throughput
+    # against tesseract's; a corrupt object in the read-back fails
+    with tempfile.TemporaryDirectory() as top:
+        three = ["baseline", "tesseract", "tesseract-defrag"]
+        rbs = {"baseline": [(1.0, 3.0, 1000, 0), (1.0, 5.0, 1000, 0)],
+               "tesseract": [(1.0, 7.0, 1000, 0), (1.0, 9.0, 1000, 0)],
+               "tesseract-defrag": [(1.0, 3.4, 1000, 0), (1.0, 5.0, 1000, 0)]}
+        thr = {"baseline": 800, "tesseract": 1000, "tesseract-defrag": 900}
+        for rn in (1, 2):
+            write_run(top, "hdd", "nooc", rn, nooc)
+            for sc in three:
+                write_run(top, "hdd", sc, rn, [thr[sc]] * 20,
+                          together=[x for x in three if x != sc],
+                          readback=rbs[sc][rn - 1])
+        rc, s, rep = analyze(top)
+        d = s["hdd/tesseract-defrag"]
+        check("read-back: seconds (release + scan) and time per swap-in",
+              rc == 0 and d["readback_s_rounds"] == [4.4, 6.0] and
+              s["hdd/baseline"]["readback_us_per_fault"] == 4000.0,
+              "rc %d %s" % (rc, d.get("readback_s_rounds")))
+        # 4.4/4 and 6/6: geomean sqrt(1.1); throughput 0.9 both rounds
+        check("read-back: defrag=auto against the baseline and defrag=off",
+              "read-back 1.05x the baseline's (geometric mean of 2 rounds: "
+              "1.10, 1.00)" in rep and "throughput while paging 0.90x "
+              "Tesseract with defrag=off's (2 rounds: 0.90, 0.90)" in rep,
+              [x for x in rep.splitlines() if "defrag=auto, same" in x])
+    with tempfile.TemporaryDirectory() as top:
+        write_run(top, "ssd", "nooc", 1, nooc)
+        write_run(top, "ssd", "tesseract", 1, t1, readback=(1.0, 2.0, 10, 3))
+        rc, s, _ = analyze(top)
+        check("a corrupt object in the read-back fails the verdict",
+              rc == 1 and s["ssd/tesseract"]["corrupt_pages"] == 3,
               "rc %d" % rc)
 
     # the sign test itself: 2 * P(X <= min) for X ~ Bin(n, 1/2)

@@ -33,6 +33,20 @@
  *   --interval-ms N  jbb_interval_ms  score interval                 (100)
  *   --measuring P    jbb_measuring    create file P when the measurement
  *                                     starts (memhog --start-file)   (none)
+ *   --readback N     jbb_readback     1: after the measurement, read back
+ *                                     what was paged out (below)      (0)
+ *   --release-pid N  bg_pid           the background memhog, released
+ *                                     first in the read-back (/init
+ *                                     exports bg_pid)                 (none)
+ *
+ * The read-back phase (Tesseract (VEE 2014)'s read of data paged out
+ * during the run): jbb sends the memhog SIGUSR1, waits until it has
+ * verified its memory and exited (its memory freed), then verifies every
+ * object of its heap in address order, and prints
+ *   jbb: readback: memhog released in R s; heap N MiB verified in S s
+ *   (M MiB/s), F major faults, C corrupt objects
+ * The major faults are the guest's swap-ins of the heap: reads of its
+ * swap disk, where the indirections and their defragmentation show.
  *
  * Copyright (c) 2026 The Tesseract for QEMU authors
  *
@@ -46,7 +60,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -126,6 +142,56 @@ static bool obj_check(Heap *h, uint64_t i)
     return false;
 }
 
+/* Has process @pid exited (a zombie, its memory freed) or gone? */
+static bool proc_exited(long pid)
+{
+    char path[64], buf[256], *p;
+    FILE *f;
+    bool exited = true;
+
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    f = fopen(path, "r");
+    if (!f) {
+        return true;
+    }
+    if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) && p[1]) {
+        exited = p[2] == 'Z' || p[2] == 'X';
+    }
+    fclose(f);
+    return exited;
+}
+
+static uint64_t major_faults(void)
+{
+    struct rusage ru;
+
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_majflt;
+}
+
+/* The read-back phase: see the header */
+static void readback(Heap *h, long release_pid)
+{
+    uint64_t t0 = now_ns(), t1, t2, faults, bad = corrupt;
+    double mib = (double)h->nobj * h->obj / (1 << 20);
+
+    if (release_pid > 0 && kill(release_pid, SIGUSR1) == 0) {
+        while (!proc_exited(release_pid)) {
+            usleep(10000);
+        }
+    }
+    t1 = now_ns();
+    faults = major_faults();
+    for (uint64_t i = 0; i < h->nobj; i++) {
+        obj_check(h, i);
+    }
+    t2 = now_ns();
+    printf("jbb: readback: memhog released in %.2f s; heap %.0f MiB verified "
+           "in %.2f s (%.1f MiB/s), %" PRIu64 " major faults, %" PRIu64
+           " corrupt objects\n", (t1 - t0) / 1e9, mib, (t2 - t1) / 1e9,
+           mib / ((t2 - t1) / 1e9), major_faults() - faults, corrupt - bad);
+}
+
 int main(int argc, char **argv)
 {
     uint64_t heap_mib = wl_param(argc, argv, "--heap-mib", "jbb_heap_mib", 160);
@@ -136,6 +202,8 @@ int main(int argc, char **argv)
     uint64_t seed = wl_param(argc, argv, "--seed", "jbb_seed", 1);
     uint64_t ival_ms = wl_param(argc, argv, "--interval-ms", "jbb_interval_ms", 100);
     const char *measuring = wl_sparam(argc, argv, "--measuring", "jbb_measuring");
+    uint64_t rb = wl_param(argc, argv, "--readback", "jbb_readback", 0);
+    long release_pid = wl_param(argc, argv, "--release-pid", "bg_pid", 0);
     Heap h = { .obj = obj, .words = obj / 8, .seed = seed };
     uint64_t bytes = heap_mib << 20;
 
@@ -218,5 +286,8 @@ int main(int argc, char **argv)
            " objects verified, %" PRIu64 " rewritten, %" PRIu64
            " corrupt objects\n", total, el, total / el, k, best, zero,
            checked, written, corrupt);
+    if (rb) {
+        readback(&h, release_pid);
+    }
     return corrupt ? 1 : 0;
 }
