@@ -255,11 +255,12 @@ def metrics(r, ref_median):
     m["heap_build_s"] = r["heap_build_s"]
     m["memhog_inflate_s"] = r["memhog_inflate_s"]
     rb = r.get("readback")
-    # the read-back: memhog's release (its verification, reading its
-    # pages back) plus jbb's scan of its heap; time per guest swap-in
-    m["readback_s"] = (round(rb["release_s"] + rb["scan_s"], 2)
-                       if rb else None)
-    m["readback_scan_s"] = rb["scan_s"] if rb else None
+    # the read-back: jbb's scan of its heap, and the time per guest
+    # swap-in in it.  memhog's release before it is reported apart: it
+    # includes the rest of memhog's inflation where that outlasted the
+    # measurement (the baseline's on hdd), so it is no read-back time.
+    m["readback_s"] = rb["scan_s"] if rb else None
+    m["readback_release_s"] = rb["release_s"] if rb else None
     m["readback_majflt"] = rb["majflt"] if rb else None
     m["readback_us_per_fault"] = (round(rb["scan_s"] * 1e6 / rb["majflt"], 1)
                                   if rb and rb["majflt"] else None)
@@ -909,18 +910,20 @@ def readback_table(summary, disk, order):
             r.get("readback_s") is not None]
     if not rows:
         return []
-    L = ["Read-back phase (after the measurement: memhog verifies its "
-         "memory and exits, then jbb verifies its whole heap; the guest "
-         "swaps in what it paged out):", "",
-         "| scenario | read-back (s), median | per round (s) | jbb's scan "
-         "(s) | guest swap-ins in the scan | µs per swap-in | defrag copies "
-         "| indirections left |", "|---|---|---|---|---|---|---|---|"]
+    L = ["Read-back phase (after the measurement memhog verifies its "
+         "memory and exits, then jbb verifies its whole heap: the guest "
+         "swaps in what it paged out; the read-back is jbb's scan):", "",
+         "| scenario | read-back (s), median | per round (s) | memhog's "
+         "release before it (s) | guest swap-ins in the scan | µs per "
+         "swap-in | defrag copies | indirections left |",
+         "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         L.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
             r["scenario"], fmt(r["readback_s"], 2),
             " / ".join(fmt(x, 2) for x in
                        r.get("readback_s_rounds") or [r["readback_s"]]),
-            fmt(r.get("readback_scan_s"), 2), fmt(r.get("readback_majflt"), 0),
+            fmt(r.get("readback_release_s"), 2),
+            fmt(r.get("readback_majflt"), 0),
             fmt(r.get("readback_us_per_fault"), 1),
             fmt(r.get("defrag_blocks"), 0), fmt(r.get("indirections"), 0)))
     L.append("")
