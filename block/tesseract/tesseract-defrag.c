@@ -194,9 +194,11 @@ static void coroutine_fn tsr_auto_co(void *opaque)
             if (ret < 0) {
                 break;
             }
-            copy_ns += get_clock() - t0;
-            copied++;
-            ratelimit_calculate_delay(&s->auto_limit, 1);
+            if (ret > 0) {      /* 0: a guest write overwrote it meanwhile */
+                copy_ns += get_clock() - t0;
+                copied++;
+                ratelimit_calculate_delay(&s->auto_limit, 1);
+            }
             from = g + 1;
         }
         if (copied) {

@@ -29,14 +29,13 @@ uint64_t tsr_pace_update(TsrPace *p, uint64_t copy_ns, bool guest_idle)
     }
     loaded = copy_ns > p->base_ns * TSR_PACE_LOADED;
 
-    if (guest_idle) {
-        p->rate = p->max_rate;
-    } else if (!loaded) {
-        p->rate = MIN(p->max_rate,
-                      p->rate + MAX(p->max_rate / TSR_PACE_RAMP, 1));
-    } else {
+    if (loaded) {
         p->rate = MAX(p->min_rate, p->rate / 2);
         p->backoffs++;
+    } else {
+        uint64_t step = MAX(p->max_rate / TSR_PACE_RAMP, 1);
+
+        p->rate = MIN(p->max_rate, (guest_idle ? 2 * p->rate : p->rate) + step);
     }
     return p->rate;
 }

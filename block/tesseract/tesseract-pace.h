@@ -20,12 +20,13 @@
  *
  * After each step of copies, tsr_pace_update() is told their mean
  * latency, and whether the guest was idle meanwhile:
- * - guest idle: full rate;
- * - latency within TSR_PACE_LOADED times the unloaded latency: the disks
- *   have room, the rate grows by max_rate / TSR_PACE_RAMP (additive
- *   increase);
- * - above that: the copies queue behind the guest's I/O, the rate halves
- *   (multiplicative decrease), down to min_rate.
+ * - latency above TSR_PACE_LOADED times the unloaded latency: the copies
+ *   queue behind other I/O, the rate halves (multiplicative decrease),
+ *   down to min_rate, whether the guest is idle or not (the swapper's
+ *   faults, or another tenant of the disk, load it as well);
+ * - within it: the disks have room, the rate grows by max_rate /
+ *   TSR_PACE_RAMP (additive increase), and doubles besides while the
+ *   guest is idle.
  * The unloaded latency is the lowest seen, drifting up by
  * 1/TSR_PACE_DRIFT of the difference per step so that a disk that became
  * slower for good is learnt again.
