@@ -9,6 +9,8 @@
 #include "qemu/osdep.h"
 #include "tesseract-pace.h"
 
+#define NS_PER_SEC 1000000000ULL
+
 void tsr_pace_init(TsrPace *p, uint64_t min_rate, uint64_t max_rate)
 {
     assert(min_rate >= 1 && min_rate <= max_rate);
@@ -37,6 +39,11 @@ uint64_t tsr_pace_update(TsrPace *p, uint64_t copy_ns, bool guest_idle)
 
         p->rate = MIN(p->max_rate, (guest_idle ? 2 * p->rate : p->rate) + step);
     }
+    /* the share of the disks' time the copies may take */
+    p->rate = MIN(p->rate, MAX(p->min_rate,
+                               NS_PER_SEC / MAX(copy_ns, 1) /
+                               (guest_idle ? TSR_PACE_IDLE_SHARE
+                                           : TSR_PACE_BUSY_SHARE)));
     return p->rate;
 }
 

@@ -30,10 +30,19 @@
  * The unloaded latency is the lowest seen, drifting up by
  * 1/TSR_PACE_DRIFT of the difference per step so that a disk that became
  * slower for good is learnt again.
+ *
+ * Latency alone misses a disk that serves requests in turn (a spindle, or
+ * an IOPS limit): there the copies do not wait longer when they delay the
+ * guest, they take its turns.  So the copies may also keep the disks
+ * busy only a share of the time: at most 1/TSR_PACE_BUSY_SHARE of each
+ * second while the guest does I/O, 1/TSR_PACE_IDLE_SHARE while it is
+ * idle (a copy taking 10 ms: 10 or 50 a second; 200 us: 500 or 2,500).
  */
 #define TSR_PACE_LOADED 2
 #define TSR_PACE_RAMP 16
 #define TSR_PACE_DRIFT 256
+#define TSR_PACE_BUSY_SHARE 10
+#define TSR_PACE_IDLE_SHARE 2
 
 typedef struct TsrPace {
     uint64_t min_rate, max_rate;    /* blocks per second */

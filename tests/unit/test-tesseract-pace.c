@@ -11,7 +11,7 @@
 
 #define MIN_RATE 1
 #define MAX_RATE 640
-#define BASE_NS 200000          /* a copy on unloaded disks: 200 us */
+#define BASE_NS 20000           /* a copy on unloaded disks: 20 us */
 
 /* Unloaded disks, busy guest: from min_rate to max_rate in RAMP steps */
 static void test_ramp_up(void)
@@ -121,6 +121,34 @@ static void test_base_drift(void)
     g_assert_cmpuint(p.base_ns * TSR_PACE_LOADED, >=, 3 * BASE_NS / 2);
 }
 
+/*
+ * The copies keep the disks busy a share of the time at most: a disk that
+ * serves requests in turn shows no queueing to them
+ */
+static void test_share(void)
+{
+    TsrPace p;
+    unsigned i;
+
+    tsr_pace_init(&p, MIN_RATE, MAX_RATE);
+    for (i = 0; i < 2 * TSR_PACE_RAMP; i++) {
+        tsr_pace_update(&p, 10000000, false);   /* 10 ms, never slower */
+    }
+    g_assert_cmpuint(p.rate, ==, 1000 / 10 / TSR_PACE_BUSY_SHARE);
+    g_assert_cmpuint(p.backoffs, ==, 0);
+    for (i = 0; i < 8; i++) {
+        tsr_pace_update(&p, 10000000, true);
+    }
+    g_assert_cmpuint(p.rate, ==, 1000 / 10 / TSR_PACE_IDLE_SHARE);
+    for (i = 0; i < TSR_PACE_RAMP; i++) {
+        tsr_pace_update(&p, 200000, false);     /* 200 us: faster disks */
+    }
+    g_assert_cmpuint(p.rate, ==, 1000000 / 200 / TSR_PACE_BUSY_SHARE);
+    /* never below the slowest rate, however long a copy takes */
+    tsr_pace_update(&p, 5000000000ULL, false);
+    g_assert_cmpuint(p.rate, ==, MIN_RATE);
+}
+
 static void test_step_blocks(void)
 {
     g_assert_cmpuint(tsr_pace_step_blocks(1, 10, 64), ==, 1);
@@ -136,6 +164,7 @@ int main(int argc, char **argv)
     g_test_add_func("/tesseract/pace/back-off", test_back_off);
     g_test_add_func("/tesseract/pace/idle", test_idle);
     g_test_add_func("/tesseract/pace/base-drift", test_base_drift);
+    g_test_add_func("/tesseract/pace/share", test_share);
     g_test_add_func("/tesseract/pace/step-blocks", test_step_blocks);
     return g_test_run();
 }
