@@ -39,6 +39,13 @@
 #define TESSERACT_AUTO_STEP 64
 #define TESSERACT_AUTO_MIN_RATE 1
 #define TESSERACT_AUTO_TICKS (1000 / TESSERACT_AUTO_PERIOD_MS)
+/*
+ * Copies flushed together: a copied block's indirection is dropped, and
+ * its BSST block freed, at the next flush; a flush per step would cost a
+ * spindle more than the copies (image, file system journal, BSST log)
+ */
+#define TESSERACT_AUTO_FLUSH_BLOCKS TESSERACT_AUTO_STEP
+#define TESSERACT_AUTO_FLUSH_NS (5 * NANOSECONDS_PER_SECOND)
 
 /* ---- Steps (tesseract-defrag jobs and defrag=auto) ---- */
 
@@ -179,7 +186,7 @@ static void coroutine_fn tsr_auto_co(void *opaque)
     BlockDriverState *bs = opaque;
     BDRVTesseractState *s = bs->opaque;
     uint64_t from = 0, g, n, copied = 0, copy_ns = 0, max;
-    bool contig;
+    bool contig, more = true;
     int ret = 0;
 
     max = tsr_pace_step_blocks(s->pace.rate, TESSERACT_AUTO_TICKS,
@@ -187,7 +194,7 @@ static void coroutine_fn tsr_auto_co(void *opaque)
     WITH_GRAPH_RDLOCK_GUARD() {
         while (copied < max && !qatomic_read(&s->drained) &&
                !ratelimit_calculate_delay(&s->auto_limit, 0) &&
-               tesseract_defrag_next(bs, from, &g, &n, &contig)) {
+               (more = tesseract_defrag_next(bs, from, &g, &n, &contig))) {
             int64_t t0 = get_clock();
 
             ret = tesseract_co_defrag_guest(bs, g);
@@ -201,8 +208,17 @@ static void coroutine_fn tsr_auto_co(void *opaque)
             }
             from = g + 1;
         }
-        if (copied) {
+        if (copied && !s->auto_unflushed) {
+            s->auto_unflushed_since = get_clock();
+        }
+        s->auto_unflushed += copied;
+        /* flush now if nothing is left, or if enough waits */
+        if (s->auto_unflushed &&
+            (!more || s->auto_unflushed >= TESSERACT_AUTO_FLUSH_BLOCKS ||
+             get_clock() - s->auto_unflushed_since >=
+             TESSERACT_AUTO_FLUSH_NS)) {
             tesseract_co_flush(bs);
+            s->auto_unflushed = 0;
         }
     }
     if (copied) {
@@ -225,7 +241,7 @@ static void tsr_auto_tick(void *opaque)
     uint64_t io = tsr_bsst_load(s);
 
     if (!qatomic_read(&s->drained) && !qatomic_read(&s->auto_running)
-        && bsst_disk_count(s->disk)) {
+        && (bsst_disk_count(s->disk) || s->auto_unflushed)) {
         s->auto_idle = io - s->io_seen <= TESSERACT_AUTO_IDLE_IOS;
         qatomic_set(&s->auto_running, true);
         bdrv_inc_in_flight(bs);

@@ -86,6 +86,8 @@ typedef struct BDRVTesseractState {
     TsrPace pace;           /* the step coroutine's */
     RateLimit auto_limit;   /* blocks per second */
     uint64_t defrag_rate;   /* pace.rate, for query-tesseract (atomic) */
+    uint64_t auto_unflushed;        /* copies since the step's last flush */
+    int64_t auto_unflushed_since;   /* ns, QEMU_CLOCK_REALTIME */
     bool drained;
     /*
      * Slot fills waiting for tsr_fill_co (TsrFillReq *), handed over by
