@@ -143,6 +143,10 @@ def load_run(d):
                       "mib_s": float(m.group(3)),
                       "majflt": int(m.group(4)),
                       "corrupt": int(m.group(5))} if m else None)
+    if r["readback"]:
+        # memhog did not exit in time: its memory stayed in use
+        r["readback"]["stuck"] = bool(re.search(
+            r"^jbb: readback: memhog \(pid \d+\) still in state", con, re.M))
     if jbb_bad is not None and r["readback"]:
         jbb_bad += r["readback"]["corrupt"]
     r["jbb_corrupt"] = jbb_bad
@@ -261,6 +265,7 @@ def metrics(r, ref_median):
     # measurement (the baseline's on hdd), so it is no read-back time.
     m["readback_s"] = rb["scan_s"] if rb else None
     m["readback_release_s"] = rb["release_s"] if rb else None
+    m["readback_release_stuck"] = int(rb["stuck"]) if rb else None
     m["readback_majflt"] = rb["majflt"] if rb else None
     m["readback_us_per_fault"] = (round(rb["scan_s"] * 1e6 / rb["majflt"], 1)
                                   if rb and rb["majflt"] else None)
@@ -452,7 +457,7 @@ def pair_with_baseline(per_round):
 
 # summed over rounds: a single corrupt page anywhere is a failure
 SUMMED = ("corrupt_pages", "jbb_corrupt_objects", "memhog_corrupt_pages",
-          "oom_killed")
+          "oom_killed", "readback_release_stuck")
 
 
 def aggregate(ms):
@@ -922,7 +927,9 @@ def readback_table(summary, disk, order):
             r["scenario"], fmt(r["readback_s"], 2),
             " / ".join(fmt(x, 2) for x in
                        r.get("readback_s_rounds") or [r["readback_s"]]),
-            fmt(r.get("readback_release_s"), 2),
+            fmt(r.get("readback_release_s"), 2) +
+            (" (memhog had not exited: %s run(s))" % r["readback_release_stuck"]
+             if r.get("readback_release_stuck") else ""),
             fmt(r.get("readback_majflt"), 0),
             fmt(r.get("readback_us_per_fault"), 1),
             fmt(r.get("defrag_blocks"), 0), fmt(r.get("indirections"), 0)))

@@ -48,6 +48,9 @@ def write_run(top, disk, sc, rn, scores, together=(), corrupt=0, cpu=None,
             f.write("S %d %d\n" % ((i + 1) * 100, s))
         f.write("jbb: done: %d transactions, %d corrupt objects\n"
                 % (sum(scores), corrupt))
+        if readback and len(readback) > 4:      # memhog did not exit
+            f.write("jbb: readback: memhog (pid 7) still in state S after "
+                    "120 s\n")
         if readback:    # (release s, scan s, major faults, corrupt)
             f.write("jbb: readback: memhog released in %.2f s; heap 160 MiB "
                     "verified in %.2f s (%.1f MiB/s), %d major faults, %d "
@@ -373,7 +376,13 @@ def main():
     with tempfile.TemporaryDirectory() as top:
         write_run(top, "ssd", "nooc", 1, nooc)
         write_run(top, "ssd", "tesseract", 1, t1, readback=(1.0, 2.0, 10, 3))
-        rc, s, _ = analyze(top)
+        write_run(top, "ssd", "baseline", 1, t1,
+                  readback=(120.0, 2.0, 10, 0, "stuck"))
+        rc, s, rep = analyze(top)
+        check("read-back: a memhog that did not exit is counted and said",
+              s["ssd/baseline"]["readback_release_stuck"] == 1 and
+              "120.00 (memhog had not exited: 1 run(s))" in rep,
+              str(s["ssd/baseline"].get("readback_release_stuck")))
         check("a corrupt object in the read-back fails the verdict",
               rc == 1 and s["ssd/tesseract"]["corrupt_pages"] == 3,
               "rc %d" % rc)

@@ -72,6 +72,7 @@
 #define JBB_MAGIC     UINT64_C(0x314a424253534554)  /* "TESSBBJ1" */
 #define OBJS_PER_TX   4
 #define MAX_REPORTED  8
+#define RELEASE_WAIT_NS (120 * UINT64_C(1000000000))
 
 static uint64_t now_ns(void)
 {
@@ -142,23 +143,26 @@ static bool obj_check(Heap *h, uint64_t i)
     return false;
 }
 
-/* Has process @pid exited (a zombie, its memory freed) or gone? */
-static bool proc_exited(long pid)
+/*
+ * Process @pid's state letter from /proc/PID/stat ('R', 'S', 'D', 'Z',
+ * ...), or 0 if it is gone (exited and reaped)
+ */
+static char proc_state(long pid)
 {
     char path[64], buf[256], *p;
+    char state = '?';
     FILE *f;
-    bool exited = true;
 
     snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
     f = fopen(path, "r");
     if (!f) {
-        return true;
+        return 0;
     }
     if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) && p[1]) {
-        exited = p[2] == 'Z' || p[2] == 'X';
+        state = p[2];
     }
     fclose(f);
-    return exited;
+    return state;
 }
 
 static uint64_t major_faults(void)
@@ -176,7 +180,17 @@ static void readback(Heap *h, long release_pid)
     double mib = (double)h->nobj * h->obj / (1 << 20);
 
     if (release_pid > 0 && kill(release_pid, SIGUSR1) == 0) {
-        while (!proc_exited(release_pid)) {
+        char st;
+
+        /* until it exited (a zombie, its memory freed) or is gone */
+        while ((st = proc_state(release_pid)) && st != 'Z' && st != 'X') {
+            if (now_ns() - t0 > RELEASE_WAIT_NS) {
+                /* say so, and read back anyway: a hang tells nothing */
+                printf("jbb: readback: memhog (pid %ld) still in state %c "
+                       "after %.0f s\n", release_pid, st,
+                       RELEASE_WAIT_NS / 1e9);
+                break;
+            }
             usleep(10000);
         }
     }
