@@ -153,6 +153,51 @@ void bsst_store_page_swapin_end(BsstStore *s, void *host, const void *data)
     bsst_page_leave(s);
 }
 
+bool bsst_store_silent_wanted(BsstStore *s)
+{
+    void *opaque;
+    const BsstPageSourceOps *ops = bsst_page_enter(s, &opaque);
+    bool ret = ops && ops->silent_wanted && ops->silent_wanted(opaque);
+
+    bsst_page_leave(s);
+    return ret;
+}
+
+void bsst_store_silent_note(BsstStore *s, void *host, BsstDisk *d,
+                            uint64_t gblock, const char *leaf, bool direct,
+                            int64_t host_off)
+{
+    void *opaque;
+    const BsstPageSourceOps *ops = bsst_page_enter(s, &opaque);
+
+    if (ops && ops->silent_note) {
+        ops->silent_note(opaque, host, d, gblock, leaf, direct, host_off);
+    }
+    bsst_page_leave(s);
+}
+
+int bsst_store_silent_preserve(BsstStore *s, BsstDisk *d, uint64_t gblock,
+                               uint64_t n)
+{
+    void *opaque;
+    const BsstPageSourceOps *ops = bsst_page_enter(s, &opaque);
+    int ret = ops && ops->silent_preserve ?
+              ops->silent_preserve(opaque, d, gblock, n) : 0;
+
+    bsst_page_leave(s);
+    return ret;
+}
+
+void bsst_store_silent_forget(BsstStore *s, BsstDisk *d)
+{
+    void *opaque;
+    const BsstPageSourceOps *ops = bsst_page_enter(s, &opaque);
+
+    if (ops && ops->silent_forget) {
+        ops->silent_forget(opaque, d);
+    }
+    bsst_page_leave(s);
+}
 
 void *bsst_store_page_source(BsstStore *s, const BsstPageSourceOps *ops)
 {

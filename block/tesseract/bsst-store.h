@@ -82,6 +82,27 @@ typedef struct BsstPageSourceOps {
     void (*drained_begin)(void *opaque);
     bool (*drained_poll)(void *opaque);
     void (*drained_end)(void *opaque);
+    /*
+     * Silent swap writes (optional).  silent_wanted(): whether the source
+     * takes hints.  silent_note(): a guest request moved block @gblock of
+     * @disk whole between page @host and the guest image, where it lies
+     * at byte @host_off of host file @leaf (@direct: opened O_DIRECT);
+     * the caller held the block against changes meanwhile.  The source
+     * may then swap the page out without writing it, if it still equals
+     * the block, and read it back from there.  silent_preserve(): blocks
+     * [@gblock, +@n) of @disk are about to change (the caller holds
+     * them): forget them, and bring back the pages swapped out silently
+     * on them, in the caller's thread.  0; -EAGAIN if one is being
+     * swapped in or out right now (call again a little later); another
+     * negative errno if one could not be brought back (the change must
+     * not happen).  silent_forget(): @disk goes away (main loop).
+     */
+    bool (*silent_wanted)(void *opaque);
+    void (*silent_note)(void *opaque, void *host, void *disk, uint64_t gblock,
+                        const char *leaf, bool direct, int64_t host_off);
+    int (*silent_preserve)(void *opaque, void *disk, uint64_t gblock,
+                           uint64_t n);
+    void (*silent_forget)(void *opaque, void *disk);
 } BsstPageSourceOps;
 
 typedef struct BsstStoreStats {
@@ -191,6 +212,13 @@ void bsst_store_pages_indirected(BsstStore *s, const void *const *hosts,
 bool bsst_store_page_cancel_swapin(BsstStore *s, void *host);
 bool bsst_store_page_swapin_begin(BsstStore *s, void *host, uint32_t *bblock);
 void bsst_store_page_swapin_end(BsstStore *s, void *host, const void *data);
+bool bsst_store_silent_wanted(BsstStore *s);
+void bsst_store_silent_note(BsstStore *s, void *host, BsstDisk *d,
+                            uint64_t gblock, const char *leaf, bool direct,
+                            int64_t host_off);
+int bsst_store_silent_preserve(BsstStore *s, BsstDisk *d, uint64_t gblock,
+                               uint64_t n);
+void bsst_store_silent_forget(BsstStore *s, BsstDisk *d);
 
 /* Blocks for swapped-out pages: allocate (refcount 1), write, unref. */
 int bsst_store_alloc_block(BsstStore *s, uint32_t *bblock);

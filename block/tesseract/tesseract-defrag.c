@@ -66,6 +66,12 @@ tesseract_co_defrag_guest(BlockDriverState *bs, uint64_t gblock)
     buf = qemu_blockalign(bs, TSR_BLOCK_SIZE);
     ret = tsr_co_read_indirected(s, gblock, buf, &bblock);
     if (ret > 0) {
+        /* (silent pages of the cluster's other blocks: a copy-on-write) */
+        ret = tsr_silent_preserve(s, gblock << TSR_BLOCK_BITS,
+                                  TSR_BLOCK_SIZE);
+        ret = ret < 0 ? ret : 1;
+    }
+    if (ret > 0) {
         ret = bdrv_co_pwrite(bs->file, gblock << TSR_BLOCK_BITS,
                              TSR_BLOCK_SIZE, buf, 0);
         if (ret >= 0) {

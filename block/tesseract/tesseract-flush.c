@@ -65,7 +65,10 @@ tesseract_co_pwrite_zeroes(BlockDriverState *bs, int64_t offset,
 
     tsr_req_begin(s, &req, offset, bytes);
     t1 = get_clock();
-    ret = tsr_write_image(bs, offset, bytes, NULL, 0, flags);
+    ret = tsr_silent_preserve(s, offset, bytes);
+    if (ret >= 0) {
+        ret = tsr_write_image(bs, offset, bytes, NULL, 0, flags);
+    }
     t2 = get_clock();
     tsr_req_end(s, &req);
     if (ret >= 0) {
@@ -156,7 +159,10 @@ tesseract_co_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes)
         return 0;
     }
     tsr_req_begin(s, &req, offset, bytes);
-    ret = tsr_discard_image(bs, offset, bytes);
+    ret = tsr_silent_preserve(s, offset, bytes);
+    if (ret >= 0) {
+        ret = tsr_discard_image(bs, offset, bytes);
+    }
     if (ret >= 0) {
         if (first < last) {
             bsst_disk_unmap(s->disk, first, last - first);

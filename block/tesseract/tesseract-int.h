@@ -7,7 +7,8 @@
  * a request's buffer), tesseract-write.c (the write path: planning,
  * indirections, merges, redirected runs and their slot fills),
  * tesseract-flush.c (flush, write zeroes, discard) and tesseract-defrag.c
- * (defragmentation: its steps, the defrag=auto policy, the job).
+ * (defragmentation: its steps, the defrag=auto policy, the job) and
+ * tesseract-silent.c (silent swap writes: hints and preserving blocks).
  *
  * Copyright (c) 2026 The Tesseract for QEMU authors
  *
@@ -75,6 +76,11 @@ typedef struct BDRVTesseractState {
      */
     CoMutex req_lock;
     BlockReqList reqs;
+    /*
+     * Silent swap writes: the guest image's cluster size (at least a
+     * block), the unit a change preserves (tesseract-silent.c)
+     */
+    int64_t silent_cluster;
 
     /*
      * defrag=auto: background steps at a rate paced by the disks' load
@@ -137,6 +143,8 @@ int coroutine_fn tsr_bsst_pwrite(BDRVTesseractState *s, uint32_t bblock,
                                  void *buf);
 void coroutine_fn tsr_req_begin(BDRVTesseractState *s, BlockReq *req,
                                 int64_t offset, int64_t bytes);
+bool coroutine_fn tsr_req_try_begin(BDRVTesseractState *s, BlockReq *req,
+                                    int64_t offset, int64_t bytes);
 void coroutine_fn tsr_req_end(BDRVTesseractState *s, BlockReq *req);
 bool tsr_block_mapped(BDRVTesseractState *s, uint64_t g, uint32_t *bblock);
 int coroutine_fn tsr_co_read_indirected(BDRVTesseractState *s, uint64_t g,
@@ -185,6 +193,15 @@ tesseract_co_pwrite_zeroes(BlockDriverState *bs, int64_t offset,
                            int64_t bytes, BdrvRequestFlags flags);
 int coroutine_fn GRAPH_RDLOCK
 tesseract_co_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes);
+
+/* tesseract-silent.c */
+void GRAPH_RDLOCK tsr_silent_open(BlockDriverState *bs);
+bool tsr_silent_on(BDRVTesseractState *s);
+void coroutine_fn GRAPH_RDLOCK
+tsr_silent_note(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                QEMUIOVector *qiov, size_t qiov_offset);
+int coroutine_fn tsr_silent_preserve(BDRVTesseractState *s, int64_t offset,
+                                     int64_t bytes);
 
 /* tesseract-defrag.c */
 void tsr_auto_init(BDRVTesseractState *s);

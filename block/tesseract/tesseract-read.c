@@ -246,6 +246,8 @@ tesseract_co_preadv_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
     g_autoptr(GArray) pieces = NULL;
     int64_t t0, t1, t2;
     uint64_t cancelled = 0, nrequests = 0;
+    BlockReq req;
+    bool noting = false;
     guint i;
     int ret;
 
@@ -266,6 +268,18 @@ tesseract_co_preadv_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
          */
         cancelled = tsr_cancel_swapins(s, qiov, qiov_offset, bytes);
         tsr_swapin_buffer(bs, qiov, qiov_offset, bytes, true);
+        /*
+         * Silent swap writes: hold the clusters read, unless a change
+         * holds part of them now, so that no change comes between the
+         * read and its hints
+         */
+        if (tsr_silent_on(s)) {
+            int64_t start = QEMU_ALIGN_DOWN(offset, s->silent_cluster);
+
+            noting = tsr_req_try_begin(s, &req, start,
+                                       ROUND_UP(offset + bytes,
+                                                s->silent_cluster) - start);
+        }
     }
 
     /* Plan, and pin the BSST blocks we will read, under the store lock */
@@ -282,6 +296,17 @@ tesseract_co_preadv_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
     bsst_disk_lock(s->disk);
     tsr_pin_pieces_locked(s, pieces, false);
     bsst_disk_unlock(s->disk);
+    if (noting) {
+        for (i = 0; ret >= 0 && i < pieces->len; i++) {
+            TsrPiece *p = &g_array_index(pieces, TsrPiece, i);
+
+            if (p->bblock == TSR_NO_BBLOCK) {
+                tsr_silent_note(bs, p->offset, p->bytes, qiov,
+                                p->qiov_offset);
+            }
+        }
+        tsr_req_end(s, &req);
+    }
     trace_tesseract_read(bs, offset, bytes, pieces->len, nrequests, ret);
     if (ret >= 0) {
         uint64_t from_bsst = 0;

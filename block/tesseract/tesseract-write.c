@@ -569,6 +569,11 @@ tesseract_co_pwritev_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
     }
     t0 = get_clock();
     tsr_req_begin(s, &req, offset, bytes);
+    ret = tsr_silent_preserve(s, offset, bytes);
+    if (ret < 0) {
+        tsr_req_end(s, &req);
+        return ret;
+    }
     pieces = g_array_new(false, false, sizeof(TsrPiece));
     tsr_plan_write(offset, bytes, qiov->iov, qiov->niov, qiov_offset,
                    can_indirect ? tsr_page_lookup : NULL, s->store, pieces);

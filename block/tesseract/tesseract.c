@@ -472,6 +472,7 @@ static int tesseract_open(BlockDriverState *bs, QDict *options, int flags,
     if (s->writable) {
         bsst_disk_set_fill_handler(s->disk, tsr_fill_handler, bs);
     }
+    tsr_silent_open(bs);
     if (!(flags & BDRV_O_INACTIVE)) {
         tsr_auto_timer_start(bs, bdrv_get_aio_context(bs));
     }
@@ -536,6 +537,8 @@ static void tesseract_close(BlockDriverState *bs)
 
     tsr_auto_timer_stop(bs);
     if (s->disk) {
+        /* others may write the image from now on */
+        bsst_store_silent_forget(s->store, s->disk);
         bsst_disk_set_fill_handler(s->disk, NULL, NULL);
         bsst_disk_close(s->disk);
     }
@@ -688,6 +691,24 @@ void coroutine_fn tsr_req_begin(BDRVTesseractState *s, BlockReq *req,
     reqlist_wait_all(&s->reqs, start, end - start, &s->req_lock);
     reqlist_init_req(&s->reqs, req, start, end - start);
     qemu_co_mutex_unlock(&s->req_lock);
+}
+
+/*
+ * Hold [@offset, +@bytes) as tsr_req_begin() does, but only if nothing
+ * holds part of it now: false (and nothing held) otherwise
+ */
+bool coroutine_fn tsr_req_try_begin(BDRVTesseractState *s, BlockReq *req,
+                                    int64_t offset, int64_t bytes)
+{
+    bool free;
+
+    qemu_co_mutex_lock(&s->req_lock);
+    free = !reqlist_find_conflict(&s->reqs, offset, bytes);
+    if (free) {
+        reqlist_init_req(&s->reqs, req, offset, bytes);
+    }
+    qemu_co_mutex_unlock(&s->req_lock);
+    return free;
 }
 
 void coroutine_fn tsr_req_end(BDRVTesseractState *s, BlockReq *req)

@@ -3387,6 +3387,328 @@ static void test_store_io_errors(void)
     }
 }
 
+/* ---- Silent swap writes ---- */
+
+/*
+ * A VM whose guest disk is @fmt (raw: discard=unmap all the way down, so
+ * that a discarded block reads zeroes and a page left on it would be
+ * wrong), with a swapper; @silent: silent-swap=on
+ */
+static void silent_vm_start(TsrVM *vm, TsrImages *img, const char *fmt,
+                            bool silent, const char *opts)
+{
+    QPCIAddress addr = { .devfn = QPCI_DEVFN(4, 0) };
+
+    img->guest = tq_image(fmt, TSR_IMAGE_MB);
+    img->bsst = tq_image("qcow2", TSR_IMAGE_MB);
+    vm->qs = qtest_pc_boot("-machine pc -m 128 -display none"
+        " -blockdev driver=%s,node-name=guest0,discard=unmap,"
+        "file.driver=file,file.filename=%s,file.discard=unmap"
+        " -blockdev driver=qcow2,node-name=bsst0,"
+        "file.driver=file,file.filename=%s"
+        " -blockdev driver=tesseract,node-name=drive0,file=guest0,"
+        "bsst=bsst0,discard=unmap%s"
+        " -device virtio-blk-pci,id=vblk0,drive=drive0,addr=04.0"
+        SWAPPER ",silent-swap=%s,background-swapin=off",
+        fmt, img->guest, img->bsst, opts ? opts : "",
+        silent ? "on" : "off");
+    global_qtest = vm->qs->qts;
+    vm->alloc = &vm->qs->alloc;
+    vm->dev = virtio_pci_new(vm->qs->pcibus, &addr);
+    g_assert_nonnull(vm->dev);
+    qvirtio_pci_device_enable(vm->dev);
+    qvirtio_start_device(&vm->dev->vdev);
+    vm->vq = blk_start(&vm->dev->vdev, vm->alloc);
+}
+
+static void blk_write_zeroes(TsrVM *vm, uint64_t sector, uint32_t nsect)
+{
+    struct virtio_blk_discard_write_zeroes seg = {
+        .sector = cpu_to_le64(sector),
+        .num_sectors = cpu_to_le32(nsect),
+    };
+    uint64_t gpa = guest_alloc(vm->alloc, sizeof(seg));
+
+    memwrite(gpa, &seg, sizeof(seg));
+    blk_rw(&vm->dev->vdev, vm->alloc, vm->vq, VIRTIO_BLK_T_WRITE_ZEROES, 0,
+           gpa, sizeof(seg));
+    guest_free(vm->alloc, gpa);
+}
+
+/*
+ * @np pages of pattern @seed written at @sector, then read into a new
+ * buffer (its pages hold the disk's blocks) and swapped out: returned
+ */
+static uint64_t silent_read_and_swap(TsrVM *vm, uint64_t sector,
+                                     uint8_t *data, unsigned np, int seed)
+{
+    uint32_t len = np * TSR_PAGE;
+    uint64_t src = guest_alloc(vm->alloc, len);
+    uint64_t buf = guest_alloc(vm->alloc, len);
+    g_autofree uint8_t *junk = g_malloc(len);
+
+    tq_fill_pattern(data, len, seed);
+    memwrite(src, data, len);
+    blk_write(vm, sector, src, len);
+    guest_free(vm->alloc, src);
+    /* the buffer held something else before the read */
+    tq_fill_pattern(junk, len, seed + 100);
+    memwrite(buf, junk, len);
+    blk_read(vm, sector, buf, len);
+    swapper_swap_out(buf, len);
+    return buf;
+}
+
+/*
+ * A page read from the disk and unchanged since is swapped out with no
+ * BSST write, and a touch reads it back from the disk; with the
+ * property off, the same pages are written to the BSST.
+ */
+static void silent_basic(bool on)
+{
+    const unsigned np = 16;
+    const uint32_t len = np * TSR_PAGE;
+    g_autofree uint8_t *data = g_malloc(len);
+    g_autofree uint8_t *back = g_malloc(len);
+    TsrImages img;
+    TsrVM vm;
+    uint64_t buf;
+
+    silent_vm_start(&vm, &img, "raw", on, NULL);
+    buf = silent_read_and_swap(&vm, 2048, data, np, 41);
+    g_assert_cmpint(swapper_stat("swap-outs"), ==, np);
+    if (on) {
+        g_assert_cmpint(swapper_stat("silent-hints"), >=, np);
+        g_assert_cmpint(swapper_stat("silent-compares"), ==, np);
+        g_assert_cmpint(swapper_stat("silent-swapouts"), ==, np);
+        g_assert_cmpint(swapper_stat("silent-pages"), ==, np);
+        g_assert_cmpint(swapper_stat("swapped-pages"), ==, 0);
+        g_assert_cmpint(swapper_stat("bsst-bytes-written"), ==, 0);
+    } else {
+        g_assert_cmpint(swapper_stat("silent-hints"), ==, 0);
+        g_assert_cmpint(swapper_stat("silent-swapouts"), ==, 0);
+        g_assert_cmpint(swapper_stat("swapped-pages"), ==, np);
+        g_assert_cmpint(swapper_stat("bsst-bytes-written"), ==, len);
+    }
+    memread(buf, back, len);
+    g_assert_cmpmem(back, len, data, len);
+    g_assert_cmpint(swapper_stat("swap-ins"), ==, np);
+    g_assert_cmpint(swapper_stat("silent-swapins"), ==, on ? np : 0);
+    g_assert_cmpint(swapper_stat("silent-pages"), ==, 0);
+    g_assert_cmpint(swapper_stat("bsst-bytes-read"), ==, on ? 0 : len);
+    vm_stop(&vm);
+}
+
+static void test_silent_swapout(void)
+{
+    silent_basic(true);
+}
+
+static void test_silent_off(void)
+{
+    silent_basic(false);
+}
+
+enum { SILENT_WRITE, SILENT_DISCARD, SILENT_ZEROES, SILENT_NEIGHBOUR };
+
+/*
+ * The guest changes the blocks of silent pages (@how) on a @fmt disk:
+ * the pages come back first, with the contents they had; the disk has
+ * the new ones.
+ */
+static void silent_change(const char *fmt, int how)
+{
+    const unsigned np = 8;
+    const uint32_t len = np * TSR_PAGE;
+    const uint64_t sector = 4096;
+    g_autofree uint8_t *data = g_malloc(len);
+    g_autofree uint8_t *other = g_malloc(len);
+    g_autofree uint8_t *back = g_malloc(len);
+    TsrImages img;
+    TsrVM vm;
+    uint64_t buf, src;
+    int64_t preserved, silent;
+
+    silent_vm_start(&vm, &img, fmt, true, NULL);
+    buf = silent_read_and_swap(&vm, sector, data, np, 51);
+    g_assert_cmpint(swapper_stat("silent-pages"), ==, np);
+
+    src = guest_alloc(vm.alloc, len);
+    tq_fill_pattern(other, len, 52);
+    memwrite(src, other, len);
+    switch (how) {
+    case SILENT_WRITE:
+        blk_write(&vm, sector, src, len);
+        break;
+    case SILENT_DISCARD:
+        blk_discard(&vm, sector, len / 512);
+        memset(other, 0, len);
+        break;
+    case SILENT_ZEROES:
+        blk_write_zeroes(&vm, sector, len / 512);
+        memset(other, 0, len);
+        break;
+    case SILENT_NEIGHBOUR:
+        /* the next block, in the same qcow2 cluster as the last page's */
+        blk_write(&vm, sector + len / 512, src, TSR_PAGE);
+        break;
+    }
+    preserved = swapper_stat("silent-preserved");
+    silent = swapper_stat("silent-pages");
+    /* the pages first: they must hold what they held */
+    memread(buf, back, len);
+    g_assert_cmpmem(back, len, data, len);
+    if (how == SILENT_NEIGHBOUR) {
+        /* the cluster's pages came back: a copy-on-write may move it */
+        g_assert_cmpint(preserved, >=, 1);
+    } else {
+        g_assert_cmpint(preserved, ==, np);
+        g_assert_cmpint(silent, ==, 0);
+        check_disk(&vm, sector, other, np);
+    }
+    g_assert_cmpint(swapper_stat("bsst-bytes-written"), ==, 0);
+    g_assert_cmpint(swapper_stat("silent-pages"), ==, 0);
+    vm_stop(&vm);
+}
+
+static void test_silent_overwrite(void)
+{
+    silent_change("raw", SILENT_WRITE);
+}
+
+static void test_silent_discard(void)
+{
+    silent_change("raw", SILENT_DISCARD);
+}
+
+static void test_silent_write_zeroes(void)
+{
+    silent_change("raw", SILENT_ZEROES);
+}
+
+static void test_silent_qcow2_overwrite(void)
+{
+    silent_change("qcow2", SILENT_WRITE);
+}
+
+static void test_silent_qcow2_cluster(void)
+{
+    silent_change("qcow2", SILENT_NEIGHBOUR);
+}
+
+/*
+ * The guest writes a page after reading it: the comparison finds it
+ * changed, and it is swapped out normally, to the BSST.
+ */
+static void test_silent_page_written(void)
+{
+    const unsigned np = 8;
+    const uint32_t len = np * TSR_PAGE;
+    g_autofree uint8_t *data = g_malloc(len);
+    g_autofree uint8_t *back = g_malloc(len);
+    TsrImages img;
+    TsrVM vm;
+    uint64_t src, buf;
+    unsigned i;
+
+    silent_vm_start(&vm, &img, "raw", true, NULL);
+    src = guest_alloc(vm.alloc, len);
+    buf = guest_alloc(vm.alloc, len);
+    tq_fill_pattern(data, len, 61);
+    memwrite(src, data, len);
+    blk_write(&vm, 1024, src, len);
+    blk_read(&vm, 1024, buf, len);
+    /* one byte of every other page changes in RAM */
+    for (i = 0; i < np; i += 2) {
+        data[i * TSR_PAGE + 100] ^= 0xff;
+        memwrite(buf + i * TSR_PAGE + 100, &data[i * TSR_PAGE + 100], 1);
+    }
+    swapper_swap_out(buf, len);
+    g_assert_cmpint(swapper_stat("swap-outs"), ==, np);
+    g_assert_cmpint(swapper_stat("silent-compares"), ==, np);
+    g_assert_cmpint(swapper_stat("silent-mismatches"), ==, np / 2);
+    g_assert_cmpint(swapper_stat("silent-swapouts"), ==, np / 2);
+    g_assert_cmpint(swapper_stat("swapped-pages"), ==, np / 2);
+    g_assert_cmpint(swapper_stat("bsst-bytes-written"), ==, len / 2);
+    memread(buf, back, len);
+    g_assert_cmpmem(back, len, data, len);
+    vm_stop(&vm);
+}
+
+/*
+ * A guest write of a swapped-out page onto the block of a silent page
+ * (an indirection: no data reaches the image) brings the silent page
+ * back first; defragmentation then copies the block into the image.
+ */
+static void test_silent_indirection_defrag(void)
+{
+    const unsigned np = 4;
+    const uint32_t len = np * TSR_PAGE;
+    const uint64_t sector = 8192;
+    g_autofree uint8_t *data = g_malloc(len);
+    g_autofree uint8_t *other = g_malloc(len);
+    g_autofree uint8_t *back = g_malloc(len);
+    TsrImages img;
+    TsrVM vm;
+    uint64_t buf, src;
+    int64_t preserved;
+
+    silent_vm_start(&vm, &img, "raw", true, NULL);
+    buf = silent_read_and_swap(&vm, sector, data, np, 71);
+    g_assert_cmpint(swapper_stat("silent-pages"), ==, np);
+
+    /* a swapped-out (to the BSST) buffer written onto the same blocks */
+    src = guest_alloc(vm.alloc, len);
+    tq_fill_pattern(other, len, 72);
+    memwrite(src, other, len);
+    swapper_swap_out(src, len);
+    blk_write(&vm, sector, src, len);
+    g_assert_cmpint(disk_stat("indirect-pages"), ==, np);
+    preserved = swapper_stat("silent-preserved");
+
+    defrag_start("guest", 0);
+    defrag_wait_completed();
+    g_assert_cmpint(disk_stat("indirections"), ==, 0);
+    blk_flush(&vm);
+    check_disk(&vm, sector, other, np);
+    memread(buf, back, len);
+    g_assert_cmpmem(back, len, data, len);
+    g_assert_cmpint(preserved, ==, np);
+    g_assert_cmpint(swapper_stat("silent-pages"), ==, 0);
+    vm_stop(&vm);
+}
+
+/*
+ * The tesseract node goes away (device_del, blockdev-del) while pages
+ * are swapped out silently on its disk: they come back first.
+ */
+static void test_silent_node_close(void)
+{
+    const unsigned np = 8;
+    const uint32_t len = np * TSR_PAGE;
+    g_autofree uint8_t *data = g_malloc(len);
+    g_autofree uint8_t *back = g_malloc(len);
+    TsrImages img;
+    TsrVM vm;
+    uint64_t buf;
+
+    silent_vm_start(&vm, &img, "raw", true, NULL);
+    buf = silent_read_and_swap(&vm, 512, data, np, 81);
+    g_assert_cmpint(swapper_stat("silent-pages"), ==, np);
+    qvirtqueue_cleanup(vm.dev->vdev.bus, vm.vq, vm.alloc);
+    qvirtio_pci_device_disable(vm.dev);
+    g_free(vm.dev);
+    qpci_unplug_acpi_device_test(global_qtest, "vblk0", 4);
+    qtest_qmp_assert_success(global_qtest,
+        "{'execute': 'blockdev-del', 'arguments': {'node-name': 'drive0'}}");
+    g_assert_cmpint(swapper_stat("silent-pages"), ==, 0);
+    g_assert_cmpint(swapper_stat("silent-preserved"), ==, np);
+    memread(buf, back, len);
+    g_assert_cmpmem(back, len, data, len);
+    qtest_shutdown(vm.qs);
+    global_qtest = NULL;
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -3394,6 +3716,19 @@ int main(int argc, char **argv)
         g_test_skip("QTEST_QEMU_IMG is not set");
         return g_test_run();
     }
+    qtest_add_func("/tesseract/silent/swapout", test_silent_swapout);
+    qtest_add_func("/tesseract/silent/off", test_silent_off);
+    qtest_add_func("/tesseract/silent/overwrite", test_silent_overwrite);
+    qtest_add_func("/tesseract/silent/discard", test_silent_discard);
+    qtest_add_func("/tesseract/silent/write-zeroes", test_silent_write_zeroes);
+    qtest_add_func("/tesseract/silent/qcow2-overwrite",
+                   test_silent_qcow2_overwrite);
+    qtest_add_func("/tesseract/silent/qcow2-cluster",
+                   test_silent_qcow2_cluster);
+    qtest_add_func("/tesseract/silent/page-written", test_silent_page_written);
+    qtest_add_func("/tesseract/silent/indirection-defrag",
+                   test_silent_indirection_defrag);
+    qtest_add_func("/tesseract/silent/node-close", test_silent_node_close);
     qtest_add_func("/tesseract/virtio-blk/rw-pattern", test_rw_pattern);
     qtest_add_func("/tesseract/qmp/errors", test_query_errors);
     qtest_add_func("/tesseract/virtio-blk/indirection-crash",

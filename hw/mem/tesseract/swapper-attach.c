@@ -441,11 +441,13 @@ static bool tsw_attach_pages(TesseractSwapper *sw, Error **errp)
     }
     tsr_hist_init(&sw->fault_hist);
     tsr_hist_init(&sw->bsst_read_hist);
+    tsw_silent_init(sw);
     return true;
 }
 
 static void tsw_attach_pages_undo(TesseractSwapper *sw)
 {
+    tsw_silent_cleanup(sw);
     if (sw->pagemap_fd >= 0) {
         close(sw->pagemap_fd);
         sw->pagemap_fd = -1;

@@ -67,27 +67,30 @@
  * the page is left PG_SWAPPING_IN, unplaced: the caller decides (a fault
  * waits and retries, a background swap-in gives the page up).
  */
-static int64_t tsw_swap_in(TesseractSwapper *sw, uint64_t idx, uint8_t *buf,
-                           bool have_data, bool *placing)
+int64_t tsw_swap_in(TesseractSwapper *sw, uint64_t idx, uint8_t *buf,
+                    bool have_data, bool *placing)
 {
     uint8_t *addr = sw->host + idx * TSW_PAGE;
     TswPage *pg = &sw->pages[idx];
     uint32_t bblock = pg->bblock, unref = UINT32_MAX;
+    bool silent = pg->flags & PG_FROM_DISK;
     int64_t t1 = get_clock(), t2;
     int ret;
 
     *placing = false;
     if (!have_data) {
-        ret = tsw_pread(sw, buf, TSW_PAGE,
-                        (int64_t)pg->host_blk * TSW_PAGE);
+        ret = silent ? tsw_silent_pread(sw, idx, buf) :
+              tsw_pread(sw, buf, TSW_PAGE, (int64_t)pg->host_blk * TSW_PAGE);
         if (ret < 0) {
             return ret;
         }
     }
     t2 = get_clock();
-    bsst_store_note_source_io(sw->store, 1);
-    /* a redirected run may keep a slot for this data */
-    bsst_store_block_data(sw->store, bblock, buf);
+    if (!silent) {
+        bsst_store_note_source_io(sw->store, 1);
+        /* a redirected run may keep a slot for this data */
+        bsst_store_block_data(sw->store, bblock, buf);
+    }
     /* the threads that wait run on once the page is accounted for */
     ret = tsw_place_wake(sw, addr, buf, true);
     if (ret && ret != -EEXIST) {
@@ -101,14 +104,22 @@ static int64_t tsw_swap_in(TesseractSwapper *sw, uint64_t idx, uint8_t *buf,
         pg->flags &= ~PG_PARKED;
         sw->parked--;
     }
-    if (pg->pins) {
-        pg->flags |= PG_UNREF_ON_UNPIN;
+    if (silent) {
+        /* the block is about to change, or the page: no hint kept */
+        pg->flags &= ~PG_FROM_DISK;
+        tsw_silent_unlink_locked(sw, idx);
+        sw->silent_pages--;
+        sw->silent_swapins++;
     } else {
-        unref = bblock;
+        if (pg->pins) {
+            pg->flags |= PG_UNREF_ON_UNPIN;
+        } else {
+            unref = bblock;
+        }
+        sw->swapped--;
+        sw->bytes_read += TSW_PAGE;
     }
-    sw->swapped--;
     sw->swap_ins++;
-    sw->bytes_read += TSW_PAGE;
     tsr_policy_set_resident(sw->policy, idx, true);
     tsw_migrate_note_in_ram(sw, idx);
     tsr_policy_note_swapin(sw->policy, idx);
@@ -117,15 +128,16 @@ static int64_t tsw_swap_in(TesseractSwapper *sw, uint64_t idx, uint8_t *buf,
     if (unref != UINT32_MAX) {
         bsst_store_unref(sw->store, unref);
     }
-    trace_tsw_swap_in(idx, bblock, t2 - t1, have_data);
+    trace_tsw_swap_in(idx, silent ? UINT32_MAX : bblock, t2 - t1, have_data);
     return t2 - t1;
 }
 
 /* A swap-in that is not a fault's failed: the page stays swapped out */
-static void tsw_swap_in_abandon(TesseractSwapper *sw, uint64_t idx)
+void tsw_swap_in_abandon(TesseractSwapper *sw, uint64_t idx)
 {
     qemu_mutex_lock(&sw->lock);
-    sw->pages[idx].state = PG_SWAPPED;
+    sw->pages[idx].state = sw->pages[idx].flags & PG_FROM_DISK ?
+                           PG_SILENT : PG_SWAPPED;
     qemu_mutex_unlock(&sw->lock);
     /* threads that faulted on it meanwhile fault anew */
     uffd_wakeup(sw->uffd, sw->host + idx * TSW_PAGE, TSW_PAGE);
@@ -322,12 +334,16 @@ static bool tsw_serve(TesseractSwapper *sw, uint64_t idx, bool zero,
     }
     if (qatomic_read(&sw->exiting) && !zero && !tsw_place(sw, addr, NULL)) {
         qemu_mutex_lock(&sw->lock);
-        pg->state = PG_RESIDENT;
         if (pg->flags & PG_PARKED) {
             pg->flags &= ~PG_PARKED;
             sw->parked--;
         }
-        sw->swapped--;
+        if (pg->flags & PG_FROM_DISK) {
+            tsw_silent_drop_locked(sw, idx);
+        } else {
+            pg->state = PG_RESIDENT;
+            sw->swapped--;
+        }
         qemu_mutex_unlock(&sw->lock);
         return true;
     }
@@ -379,7 +395,7 @@ static void tsw_handle_missing(TesseractSwapper *sw, uint8_t *addr,
          */
         pg->flags |= PG_DIRTIED;
     }
-    if (pg->state != PG_SWAPPED) {
+    if (pg->state != PG_SWAPPED && pg->state != PG_SILENT) {
         /*
          * Never touched, discarded by the guest, or swapped out as zeroes:
          * a zero page
@@ -582,7 +598,7 @@ static void tsw_evacuate(TesseractSwapper *sw, uint8_t *buf)
             qemu_mutex_unlock(&sw->lock);
             return;
         }
-        if (pg->state != PG_SWAPPED) {
+        if (pg->state != PG_SWAPPED && pg->state != PG_SILENT) {
             qemu_mutex_unlock(&sw->lock);
             continue;
         }

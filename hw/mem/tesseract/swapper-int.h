@@ -11,6 +11,7 @@
  *   swapper-fault.c      the fault thread and the background swap-in
  *   swapper-out.c        the swap-out worker, discards and DMA mappings
  *   swapper-migrate.c    swapped-out pages in migrations and snapshots
+ *   swapper-silent.c     silent swap writes: pages read back from a disk
  */
 
 #ifndef HW_MEM_TESSERACT_SWAPPER_INT_H
@@ -56,10 +57,21 @@
 #define TSW_RETRY_MS_MAX 1000
 /* object-del: how long it waits while pages stop coming back */
 #define TSW_DELETE_IDLE_MS 2000
+/* guest disks whose blocks silent pages may be read from, at most */
+#define TSW_SILENT_DISKS 16
 /* TswPage.host_blk: the block is not in direct_fd */
 #define TSW_NO_HOST UINT32_MAX
 
 OBJECT_DECLARE_SIMPLE_TYPE(TesseractSwapper, TESSERACT_SWAPPER)
+
+/* A guest disk silent pages are read from (swapper-silent.c) */
+typedef struct TswSilentDisk {
+    void *disk;             /* the node's BsstDisk; NULL: a free slot */
+    int fd;                 /* its host file, read-only */
+    bool direct;            /* opened O_DIRECT, as the node's file is */
+    char *path;
+    uint64_t keys;          /* hints and silent pages on it */
+} TswSilentDisk;
 
 enum {
     PG_RESIDENT,        /* in RAM, or never touched */
@@ -67,6 +79,8 @@ enum {
     PG_SWAPPED,         /* in BSST block @bblock, RAM discarded */
     PG_SWAPPING_IN,     /* being placed back */
     PG_DISCARDING,      /* copied and checked clean, RAM being discarded */
+    /* equal to a guest disk's block, RAM discarded (swapper-silent.c) */
+    PG_SILENT,
 };
 
 #define PG_DIRTIED        0x1   /* written during the swap-out */
@@ -77,6 +91,8 @@ enum {
 #define PG_ZEROED         0x8
 /* PG_SWAPPING_IN: its fault failed and waits for the fault thread's retry */
 #define PG_PARKED         0x10
+/* PG_SILENT, or swapped in or discarded as one: its data is on a disk */
+#define PG_FROM_DISK      0x20
 
 typedef struct TswPage {
     uint32_t bblock;
@@ -103,6 +119,7 @@ struct TesseractSwapper {
     bool background_swapin;
     uint32_t bg_idle_us;
     uint32_t scan_ms;
+    bool silent_swap;
 
     /* set up when attached to the RAM */
     bool attached;
@@ -205,6 +222,21 @@ struct TesseractSwapper {
     uint64_t bg_head, bg_tail;
     TsrHistogram fault_hist;
     TsrHistogram bsst_read_hist;
+
+    /*
+     * Silent swap writes (swapper-silent.c), with silent-swap=on: for each
+     * page, the guest disk block it holds (a hint, or the block a
+     * PG_SILENT page is read from; 0: none) and where that block lies in
+     * the disk's host file (4 KiB units); which page holds each block;
+     * the disks.  Under the lock.
+     */
+    uint64_t *silent_key;
+    uint32_t *silent_host;
+    GHashTable *silent_blocks;
+    TswSilentDisk silent_disks[TSW_SILENT_DISKS];
+    uint64_t silent_pages, silent_swapouts, silent_swapins;
+    uint64_t silent_preserved, silent_hints, silent_compares;
+    uint64_t silent_mismatches;
 
     /*
      * Migration and snapshots (swapper-migrate.c): the pages this
@@ -323,6 +355,9 @@ bool tsw_pin_locked(TesseractSwapper *sw, TswPage *pg);
 uint32_t tsw_unpin_locked(TesseractSwapper *sw, uint64_t idx);
 
 /* swapper-fault.c */
+int64_t tsw_swap_in(TesseractSwapper *sw, uint64_t idx, uint8_t *buf,
+                    bool have_data, bool *placing);
+void tsw_swap_in_abandon(TesseractSwapper *sw, uint64_t idx);
 char *tsw_swapin_reason(TesseractSwapper *sw);
 void tsw_stop_bh(void *opaque);
 void *tsw_background_thread(void *opaque);
@@ -354,6 +389,24 @@ void tsw_format_shared(TesseractSwapper *sw);
 void tsw_migrate_detach(TesseractSwapper *sw);
 void tsw_migrate_vm_state(TesseractSwapper *sw, bool running,
                           RunState state);
+
+/* swapper-silent.c */
+void tsw_silent_init(TesseractSwapper *sw);
+void tsw_silent_cleanup(TesseractSwapper *sw);
+void tsw_silent_unlink_locked(TesseractSwapper *sw, uint64_t idx);
+void tsw_silent_drop_locked(TesseractSwapper *sw, uint64_t idx);
+void tsw_silent_forget_hints(TesseractSwapper *sw);
+int tsw_silent_pread(TesseractSwapper *sw, uint64_t idx, uint8_t *buf);
+bool tsw_silent_compare(TesseractSwapper *sw, uint64_t idx,
+                        const uint8_t *copy, uint8_t *buf, uint64_t *key);
+bool tsw_silent_valid_locked(TesseractSwapper *sw, uint64_t idx,
+                             uint64_t key);
+bool tsw_silent_wanted(void *opaque);
+void tsw_silent_note(void *opaque, void *host, void *disk, uint64_t gblock,
+                     const char *leaf, bool direct, int64_t host_off);
+int tsw_silent_preserve(void *opaque, void *disk, uint64_t first,
+                        uint64_t n);
+void tsw_silent_forget(void *opaque, void *disk);
 
 /* swapper-attach.c */
 bool tsw_attach(TesseractSwapper *sw, Error **errp);

@@ -424,6 +424,9 @@ static int tsw_migrate_gather(TesseractSwapper *sw, TswMigPage *pg,
             pg[n].host_blk = p->host_blk;
             pg[n].bblock = p->bblock;
             set_bit(idx, sw->mig_sent);
+        } else if (p->state == PG_SILENT) {
+            /* read through RAM: its fault reads it from its disk */
+            pg[n].kind = TSW_MIG_IN_RAM;
         } else if (p->state == PG_RESIDENT) {
             if (tsw_migrate_in_ram(sw, idx)) {
                 /* (a write after the copy dirties it: not mig_sent) */
@@ -1163,6 +1166,10 @@ void tsw_migrate_vm_state(TesseractSwapper *sw, bool running, RunState state)
         sw->mig_drop_cache = false;
         sw->mig_frozen = false;
         qemu_cond_broadcast(&sw->io_resume);
+    } else if (state == RUN_STATE_RESTORE_VM) {
+        qemu_mutex_unlock(&sw->lock);
+        tsw_silent_forget_hints(sw);
+        qemu_mutex_lock(&sw->lock);
     } else if (state == RUN_STATE_FINISH_MIGRATE) {
         sw->mig_frozen = true;
         /* a requested swap-out waiting out a drain gives up now */

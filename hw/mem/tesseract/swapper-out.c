@@ -111,6 +111,10 @@ void tsw_ram_discarded(void *opaque, RAMBlock *rb, uint64_t start,
             sw->discarded_pages++;
         } else if (pg->state == PG_RESIDENT) {
             pg->flags &= ~PG_ZEROED;    /* given back: never touched */
+        } else if (pg->state == PG_SILENT) {
+            tsw_silent_drop_locked(sw, i);
+            sw->discarded_pages++;
+            sw->discarded_swapped++;
         } else if (pg->state == PG_SWAPPED) {
             if (!unref) {
                 unref = g_array_new(false, false, sizeof(uint32_t));
@@ -222,7 +226,10 @@ typedef struct TswOutBatch {
     uint8_t *buf;               /* the copies, TSW_BATCH pages */
     int m;                      /* candidates taken: slot[0..m) */
     int slot[TSW_BATCH];        /* index in @idx of each copied page */
-    int bpos[TSW_BATCH];        /* its copy's place in @buf, -1: zeroes */
+    /* its copy's place in @buf; -1: zeroes; -2: equal to its disk block */
+    int bpos[TSW_BATCH];
+    uint64_t key[TSW_BATCH];    /* that block (silent swap writes) */
+    uint8_t *cmp;               /* a page for the comparisons */
     int nz;                     /* copies that are not zeroes */
     uint32_t w;                 /* copies [0, w) are in the BSST */
     uint32_t bblock[TSW_BATCH];
@@ -267,6 +274,9 @@ static void tsw_out_copy(TesseractSwapper *sw, TswOutBatch *b)
         memcpy(copy, addr, TSW_PAGE);
         if (buffer_is_zero(copy, TSW_PAGE)) {
             b->bpos[i] = -1;
+        } else if (tsw_silent_compare(sw, b->idx[b->slot[i]], copy, b->cmp,
+                                      &b->key[i])) {
+            b->bpos[i] = -2;    /* no write: read back from the disk */
         } else {
             b->bpos[i] = b->nz++;
         }
@@ -330,8 +340,13 @@ static int tsw_out_finish(TesseractSwapper *sw, TswOutBatch *b, int i)
     /*
      * Written meanwhile (or discarded by someone else, or mapped by a
      * device, even if unmapped again: PG_DIRTIED too), or still mapped
-     * (DMA ignores the write protection; see tsw_ram_mapped())
+     * (DMA ignores the write protection; see tsw_ram_mapped()).  Equal to
+     * its disk block, but the block changed (or is changing) since the
+     * comparison: its hint went with it.
      */
+    if (bp == -2 && !tsw_silent_valid_locked(sw, idx, b->key[i])) {
+        saved = false;
+    }
     keep = !saved || (pg->flags & PG_DIRTIED) || pg->pins || pg->holds;
     trace_tsw_swap_out_page(idx, keep, pg->flags, pg->holds);
     if (keep) {
@@ -355,14 +370,20 @@ static int tsw_out_finish(TesseractSwapper *sw, TswOutBatch *b, int i)
     /*
      * Clean and still write-protected: a writer from now on blocks (the
      * fault thread leaves it waiting) until the page is gone; we wake it
-     * and its retry faults the page back in with its data.
+     * and its retry faults the page back in with its data.  A silent one
+     * keeps its block from changing meanwhile: a change waits for the
+     * discard (tsw_silent_preserve()), then brings the page back.
      */
+    if (bp == -2) {
+        pg->flags |= PG_FROM_DISK;
+    }
     pg->state = PG_DISCARDING;
     qemu_mutex_unlock(&sw->lock);
     tsw_test_hold(sw, TSW_HOLD_DISCARD);
     err = tsw_discard(sw, idx);
     if (err < 0) {
         qemu_mutex_lock(&sw->lock);
+        pg->flags &= ~PG_FROM_DISK;
         tsw_discarding_end(sw, pg, PG_RESIDENT);
         uffd_change_protection(sw->uffd, addr, TSW_PAGE, false, false);
         qemu_mutex_unlock(&sw->lock);
@@ -373,7 +394,12 @@ static int tsw_out_finish(TesseractSwapper *sw, TswOutBatch *b, int i)
         return err;
     }
     qemu_mutex_lock(&sw->lock);
-    if (bp < 0) {
+    if (bp == -2) {
+        /* not resident, no block: a touch reads it from the disk */
+        tsw_discarding_end(sw, pg, PG_SILENT);
+        sw->silent_pages++;
+        sw->silent_swapouts++;
+    } else if (bp < 0) {
         /* not resident, no block: a touch places a zero page */
         tsw_discarding_end(sw, pg, PG_RESIDENT);
         pg->flags |= PG_ZEROED;
@@ -402,6 +428,7 @@ static int tsw_swap_out_pages(TesseractSwapper *sw, const uint64_t *idx,
     assert(n <= TSW_BATCH);
     b->idx = idx;
     b->buf = buf;
+    b->cmp = buf + TSW_BATCH * TSW_PAGE;
     tsw_out_choose(sw, b, n);
     if (b->m) {
         tsw_test_hold(sw, TSW_HOLD_PROTECT);
@@ -632,7 +659,8 @@ static bool tsw_may_swap_out(TesseractSwapper *sw)
 void *tsw_worker_thread(void *opaque)
 {
     TesseractSwapper *sw = opaque;
-    uint8_t *buf = qemu_memalign(TSW_PAGE, TSW_BATCH * TSW_PAGE);
+    /* the copies, and a page for silent swap writes' comparisons */
+    uint8_t *buf = qemu_memalign(TSW_PAGE, (TSW_BATCH + 1) * TSW_PAGE);
 
     rcu_register_thread();
     while (!qatomic_read(&sw->quit)) {

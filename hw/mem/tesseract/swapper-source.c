@@ -288,6 +288,7 @@ static bool tsw_cancel_swapin(void *opaque, void *host)
     TswPage *pg;
     uint64_t idx;
     uint32_t bblock;
+    bool silent;
     int ret;
 
     if (!tsw_page_index(sw, host, &idx)) {
@@ -295,10 +296,11 @@ static bool tsw_cancel_swapin(void *opaque, void *host)
     }
     qemu_mutex_lock(&sw->lock);
     pg = &sw->pages[idx];
-    if (pg->state != PG_SWAPPED || pg->pins) {
+    if ((pg->state != PG_SWAPPED && pg->state != PG_SILENT) || pg->pins) {
         qemu_mutex_unlock(&sw->lock);
         return false;
     }
+    silent = pg->state == PG_SILENT;
     pg->state = PG_SWAPPING_IN;
     pg->flags &= ~PG_INDIRECTED;
     qemu_mutex_unlock(&sw->lock);
@@ -307,9 +309,15 @@ static bool tsw_cancel_swapin(void *opaque, void *host)
     ret = tsw_place(sw, host, NULL);
 
     qemu_mutex_lock(&sw->lock);
-    bblock = pg->bblock;
+    bblock = silent ? UINT32_MAX : pg->bblock;
     pg->state = PG_RESIDENT;
-    sw->swapped--;
+    if (silent) {
+        pg->flags &= ~PG_FROM_DISK;
+        tsw_silent_unlink_locked(sw, idx);
+        sw->silent_pages--;
+    } else {
+        sw->swapped--;
+    }
     sw->swapins_cancelled++;
     /*
      * Not placed (no memory): not resident either; the read's own access
@@ -318,7 +326,9 @@ static bool tsw_cancel_swapin(void *opaque, void *host)
     tsr_policy_set_resident(sw->policy, idx, !ret || ret == -EEXIST);
     tsw_migrate_note_in_ram(sw, idx);   /* the read overwrites it */
     qemu_mutex_unlock(&sw->lock);
-    bsst_store_unref(sw->store, bblock);
+    if (bblock != UINT32_MAX) {
+        bsst_store_unref(sw->store, bblock);
+    }
     return true;
 }
 
@@ -394,4 +404,8 @@ const BsstPageSourceOps tsw_page_ops = {
     .drained_begin = tsw_drained_begin,
     .drained_poll = tsw_drained_poll,
     .drained_end = tsw_drained_end,
+    .silent_wanted = tsw_silent_wanted,
+    .silent_note = tsw_silent_note,
+    .silent_preserve = tsw_silent_preserve,
+    .silent_forget = tsw_silent_forget,
 };

@@ -305,6 +305,23 @@ static void tsw_set_background_swapin(Object *obj, bool value, Error **errp)
     qatomic_set(&TESSERACT_SWAPPER(obj)->background_swapin, value);
 }
 
+static bool tsw_get_silent_swap(Object *obj, Error **errp)
+{
+    return TESSERACT_SWAPPER(obj)->silent_swap;
+}
+
+static void tsw_set_silent_swap(Object *obj, bool value, Error **errp)
+{
+    TesseractSwapper *sw = TESSERACT_SWAPPER(obj);
+
+    if (sw->attached) {
+        error_setg(errp, "silent-swap cannot change once the swapper is "
+                   "attached to guest RAM");
+        return;
+    }
+    sw->silent_swap = value;
+}
+
 static bool tsw_get_shared_bsst(Object *obj, Error **errp)
 {
     return qatomic_read(&TESSERACT_SWAPPER(obj)->shared_bsst);
@@ -489,6 +506,7 @@ static void tsw_finalize(Object *obj)
         iothread_destroy(sw->iothread);
         ram_block_swap_require(false);
         ram_block_discard_require(false);
+        tsw_silent_cleanup(sw);
         tsr_policy_free(sw->policy);
         if (sw->pagemap_fd >= 0) {
             close(sw->pagemap_fd);
@@ -587,6 +605,14 @@ static void tsw_class_init(ObjectClass *oc, void *data)
         "the BSST image is on storage a migration destination opens too: "
         "a migration sends the blocks of swapped-out pages, which the "
         "destination adopts, not their contents (settable at run time)");
+    op = object_class_property_add_bool(oc, "silent-swap",
+                                        tsw_get_silent_swap,
+                                        tsw_set_silent_swap);
+    object_property_set_default_bool(op, false);
+    object_class_property_set_description(oc, "silent-swap",
+        "swap out a page that equals a block of a guest disk behind a "
+        "tesseract node without writing it to the BSST: it is read back "
+        "from that block, which the node preserves before changing it");
     op = object_class_property_add(oc, "background-idle", "uint32",
                                    tsw_get_background_idle,
                                    tsw_set_background_idle, NULL, NULL);
@@ -712,6 +738,14 @@ TesseractSwapperInfoList *tesseract_swapper_query_all(void)
         i->migration_bsst_reads = sw->mig_reads;
         i->migration_blocks_sent = sw->mig_sent_loc;
         i->migration_pages_adopted = sw->mig_adopted;
+        i->silent_swap = sw->silent_swap;
+        i->silent_pages = sw->silent_pages;
+        i->silent_swapouts = sw->silent_swapouts;
+        i->silent_swapins = sw->silent_swapins;
+        i->silent_preserved = sw->silent_preserved;
+        i->silent_hints = sw->silent_hints;
+        i->silent_compares = sw->silent_compares;
+        i->silent_mismatches = sw->silent_mismatches;
         qemu_mutex_unlock(&sw->lock);
         QAPI_LIST_APPEND(tail, i);
     }

@@ -1,0 +1,152 @@
+/*
+ * Tesseract block driver: silent swap writes, the node's side
+ *
+ * The page source (the tesseract-swapper, property silent-swap) may swap
+ * out a page without writing it to the BSST when the page equals a block
+ * of this node's guest image: it reads the page back from that block.
+ * The node tells it which pages hold which blocks (hints, after a read
+ * that moved whole blocks into guest pages), and before it changes a
+ * block (a write, write zeroes, discard or defragmentation copy, each
+ * holding a BlockReq on it) it has the page source preserve the block:
+ * drop its hints and bring back the pages swapped out silently on it.
+ * See hw/mem/tesseract/swapper-silent.c.
+ *
+ * Copyright (c) 2026 The Tesseract for QEMU authors
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "block/block_int.h"
+#include "block/block-io.h"
+#include "qemu/coroutine.h"
+#include "tesseract-int.h"
+#include "trace.h"
+
+/* How long a change waits for a page that is being swapped in or out */
+#define TSR_SILENT_RETRY_NS (100 * SCALE_US)
+
+/* The guest image's cluster size, once at open */
+void GRAPH_RDLOCK tsr_silent_open(BlockDriverState *bs)
+{
+    BDRVTesseractState *s = bs->opaque;
+    BlockDriverInfo bdi = { 0 };
+
+    s->silent_cluster = TSR_BLOCK_SIZE;
+    if (bdrv_get_info(bs->file->bs, &bdi) >= 0 &&
+        bdi.cluster_size > TSR_BLOCK_SIZE &&
+        is_power_of_2(bdi.cluster_size)) {
+        s->silent_cluster = bdi.cluster_size;
+    }
+}
+
+bool tsr_silent_on(BDRVTesseractState *s)
+{
+    return s->writable && bsst_store_silent_wanted(s->store);
+}
+
+/*
+ * The host page of the buffer at @qiov_offset if a whole aligned page of
+ * @qiov starts there, else NULL
+ */
+static void *tsr_silent_page(QEMUIOVector *qiov, size_t qiov_offset)
+{
+    size_t pos = 0;
+    int i;
+
+    for (i = 0; i < qiov->niov; i++) {
+        size_t len = qiov->iov[i].iov_len;
+
+        if (qiov_offset < pos + len) {
+            uint8_t *p = (uint8_t *)qiov->iov[i].iov_base +
+                         (qiov_offset - pos);
+
+            if (((uintptr_t)p & (TSR_BLOCK_SIZE - 1)) ||
+                pos + len - qiov_offset < TSR_BLOCK_SIZE) {
+                return NULL;
+            }
+            return p;
+        }
+        pos += len;
+    }
+    return NULL;
+}
+
+/*
+ * The image piece [@offset, +@bytes) was read into @qiov at @qiov_offset
+ * (the caller holds it against changes): note each whole block that
+ * landed in a whole guest page, where the image's top layer keeps it one
+ * to one in a host file.
+ */
+void coroutine_fn GRAPH_RDLOCK
+tsr_silent_note(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                QEMUIOVector *qiov, size_t qiov_offset)
+{
+    BDRVTesseractState *s = bs->opaque;
+    int64_t pos = ROUND_UP(offset, TSR_BLOCK_SIZE);
+    int64_t end = QEMU_ALIGN_DOWN(offset + bytes, TSR_BLOCK_SIZE);
+
+    while (pos < end) {
+        BlockDriverState *file = NULL;
+        int64_t pnum = 0, map = 0;
+        int ret;
+
+        ret = bdrv_co_block_status(bs->file->bs, pos, end - pos, &pnum, &map,
+                                   &file);
+        if (ret < 0 || pnum <= 0) {
+            return;
+        }
+        while (file && file->drv && file->drv->is_filter &&
+               bdrv_filter_bs(file)) {
+            file = bdrv_filter_bs(file);
+        }
+        if ((ret & BDRV_BLOCK_DATA) && (ret & BDRV_BLOCK_OFFSET_VALID) &&
+            !(ret & BDRV_BLOCK_ZERO) && file && bsst_leaf_is_host(file) &&
+            !(map & (TSR_BLOCK_SIZE - 1))) {
+            int64_t p;
+
+            for (p = pos; p + TSR_BLOCK_SIZE <= pos + pnum &&
+                 p + TSR_BLOCK_SIZE <= end; p += TSR_BLOCK_SIZE) {
+                void *host = tsr_silent_page(qiov, qiov_offset + p - offset);
+
+                if (host) {
+                    bsst_store_silent_note(s->store, host, s->disk,
+                                           p >> TSR_BLOCK_BITS,
+                                           file->filename,
+                                           file->open_flags & BDRV_O_NOCACHE,
+                                           map + (p - pos));
+                }
+            }
+        }
+        pos += ROUND_UP(pnum, TSR_BLOCK_SIZE);
+    }
+}
+
+/*
+ * [@offset, +@bytes) of the guest image is about to change (the caller
+ * holds it with a BlockReq): preserve the pages swapped out silently on
+ * it, and on the rest of its clusters (a copy-on-write of a cluster moves
+ * all its blocks).  0, or a negative errno if a page could not be
+ * brought back: the change must not happen.
+ */
+int coroutine_fn tsr_silent_preserve(BDRVTesseractState *s, int64_t offset,
+                                     int64_t bytes)
+{
+    int64_t start = QEMU_ALIGN_DOWN(offset, s->silent_cluster);
+    int64_t end = ROUND_UP(offset + bytes, s->silent_cluster);
+    int ret;
+
+    if (!bsst_store_has_page_source(s->store)) {
+        return 0;
+    }
+    for (;;) {
+        ret = bsst_store_silent_preserve(s->store, s->disk,
+                                         start >> TSR_BLOCK_BITS,
+                                         (end - start) >> TSR_BLOCK_BITS);
+        if (ret != -EAGAIN) {
+            return ret;
+        }
+        /* being swapped in or discarded by the swapper's threads */
+        qemu_co_sleep_ns(QEMU_CLOCK_REALTIME, TSR_SILENT_RETRY_NS);
+    }
+}

@@ -1,0 +1,508 @@
+/*
+ * Tesseract: silent swap writes
+ *
+ * A page whose contents equal a block of a guest disk behind a tesseract
+ * node needs no BSST write to be swapped out: the page is read back from
+ * that block.  The node tells which pages hold which blocks (hints: a
+ * guest read moved a whole block into the page); the swap-out compares
+ * the write-protected page with the block as it is on the disk, and
+ * makes an equal page PG_SILENT instead of writing it.  Before the node
+ * changes a block (write, write zeroes, discard, a defragmentation
+ * copy), it asks for the block to be preserved: its hints go (a
+ * comparison under way fails), and a page silently swapped out on it is
+ * read back into RAM first.  Nothing of this is persistent: like swapped
+ * pages, the mappings die with the VM.
+ *
+ * The page is read with a plain pread() of the disk's host file, as a
+ * BSST block is (swapper-fault.c): no AioContext, no BQL.  That ties a
+ * hint to where the block lies in that file; the node takes the hint only
+ * where block status maps the block one to one there, and preserves the
+ * whole cluster around a block it changes (a copy-on-write moves them
+ * together).
+ *
+ * Copyright (c) 2026 The Tesseract for QEMU authors
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qemu/error-report.h"
+#include "qemu/memalign.h"
+#include "qemu/userfaultfd.h"
+#include "swapper-int.h"
+#include "trace.h"
+
+/* A key: the disk's slot + 1 in the top byte, the guest block below */
+#define TSW_KEY_SHIFT 56
+
+static uint64_t tsw_silent_key(int slot, uint64_t gblock)
+{
+    return ((uint64_t)slot + 1) << TSW_KEY_SHIFT | gblock;
+}
+
+static int tsw_silent_key_slot(uint64_t key)
+{
+    return (int)(key >> TSW_KEY_SHIFT) - 1;
+}
+
+static uint64_t tsw_silent_key_block(uint64_t key)
+{
+    return key & ((1ULL << TSW_KEY_SHIFT) - 1);
+}
+
+void tsw_silent_init(TesseractSwapper *sw)
+{
+    int i;
+
+    sw->silent_blocks = g_hash_table_new(g_int64_hash, g_int64_equal);
+    for (i = 0; i < TSW_SILENT_DISKS; i++) {
+        sw->silent_disks[i].fd = -1;
+    }
+    if (sw->silent_swap) {
+        sw->silent_key = g_new0(uint64_t, sw->npages);
+        sw->silent_host = g_new0(uint32_t, sw->npages);
+    }
+}
+
+void tsw_silent_cleanup(TesseractSwapper *sw)
+{
+    int i;
+
+    if (!sw->silent_blocks) {
+        return;     /* never attached, or cleaned up already */
+    }
+    for (i = 0; i < TSW_SILENT_DISKS; i++) {
+        TswSilentDisk *d = &sw->silent_disks[i];
+
+        if (d->fd >= 0) {
+            close(d->fd);
+        }
+        g_free(d->path);
+        *d = (TswSilentDisk) { .fd = -1 };
+    }
+    g_clear_pointer(&sw->silent_blocks, g_hash_table_destroy);
+    g_clear_pointer(&sw->silent_key, g_free);
+    g_clear_pointer(&sw->silent_host, g_free);
+}
+
+/* Forget page @idx's hint or block (under sw->lock) */
+void tsw_silent_unlink_locked(TesseractSwapper *sw, uint64_t idx)
+{
+    uint64_t key;
+    gpointer val;
+
+    if (!sw->silent_key || !sw->silent_key[idx]) {
+        return;
+    }
+    key = sw->silent_key[idx];
+    val = g_hash_table_lookup(sw->silent_blocks, &key);
+    if (val && GPOINTER_TO_SIZE(val) - 1 == idx) {
+        g_hash_table_remove(sw->silent_blocks, &key);
+        sw->silent_disks[tsw_silent_key_slot(key)].keys--;
+    }
+    sw->silent_key[idx] = 0;
+}
+
+static void tsw_silent_link_locked(TesseractSwapper *sw, uint64_t idx,
+                                   uint64_t key, uint32_t host_blk)
+{
+    sw->silent_key[idx] = key;
+    sw->silent_host[idx] = host_blk;
+    /* the hash table's key lives in silent_key[] */
+    g_hash_table_insert(sw->silent_blocks, &sw->silent_key[idx],
+                        GSIZE_TO_POINTER(idx + 1));
+    sw->silent_disks[tsw_silent_key_slot(key)].keys++;
+}
+
+/* The page that holds block @key, or -1 (under sw->lock) */
+static int64_t tsw_silent_lookup_locked(TesseractSwapper *sw, uint64_t key)
+{
+    gpointer val = g_hash_table_lookup(sw->silent_blocks, &key);
+
+    return val ? (int64_t)GPOINTER_TO_SIZE(val) - 1 : -1;
+}
+
+/*
+ * The slot of @disk, opening @leaf for it if it has none yet; -1 if it
+ * cannot have one (under sw->lock)
+ */
+static int tsw_silent_disk_locked(TesseractSwapper *sw, void *disk,
+                                  const char *leaf, bool direct)
+{
+    int i, free_slot = -1, fd;
+
+    for (i = 0; i < TSW_SILENT_DISKS; i++) {
+        TswSilentDisk *d = &sw->silent_disks[i];
+
+        if (d->disk == disk) {
+            /* the node's file changed under it: no more hints there */
+            return d->direct == direct && !strcmp(d->path, leaf) ? i : -1;
+        }
+        if (!d->disk && free_slot < 0) {
+            free_slot = i;
+        }
+    }
+    if (free_slot < 0) {
+        return -1;
+    }
+    fd = qemu_open_old(leaf, O_RDONLY | (direct ? O_DIRECT : 0));
+    if (fd < 0) {
+        warn_report_once("tesseract-swapper: cannot open '%s' to read "
+                         "pages swapped out silently: %s; its disk's pages "
+                         "are written to the BSST", leaf, strerror(errno));
+        return -1;
+    }
+    sw->silent_disks[free_slot] = (TswSilentDisk) {
+        .disk = disk, .fd = fd, .direct = direct, .path = g_strdup(leaf),
+    };
+    return free_slot;
+}
+
+/* ---- The page source's side (the tesseract nodes) ---- */
+
+bool tsw_silent_wanted(void *opaque)
+{
+    TesseractSwapper *sw = opaque;
+
+    return sw->silent_key && !qatomic_read(&sw->leaving);
+}
+
+/*
+ * A guest request moved block @gblock of @disk whole between page @host
+ * and the disk, where it lies at @host_off in @leaf: note it.  A block
+ * already held by a page swapped out on it (or on its way there) keeps
+ * that page.
+ */
+void tsw_silent_note(void *opaque, void *host, void *disk,
+                            uint64_t gblock, const char *leaf, bool direct,
+                            int64_t host_off)
+{
+    TesseractSwapper *sw = opaque;
+    uint64_t idx, key;
+    int64_t other;
+    int slot;
+
+    if (!sw->silent_key || !tsw_page_index(sw, host, &idx) ||
+        ((uintptr_t)host & (TSW_PAGE - 1)) || (host_off & (TSW_PAGE - 1)) ||
+        host_off / TSW_PAGE >= UINT32_MAX ||
+        gblock >> TSW_KEY_SHIFT) {
+        return;
+    }
+    qemu_mutex_lock(&sw->lock);
+    if (sw->leaving || sw->pages[idx].state != PG_RESIDENT) {
+        goto out;
+    }
+    slot = tsw_silent_disk_locked(sw, disk, leaf, direct);
+    if (slot < 0) {
+        goto out;
+    }
+    key = tsw_silent_key(slot, gblock);
+    other = tsw_silent_lookup_locked(sw, key);
+    if (other >= 0 && (uint64_t)other != idx) {
+        if (sw->pages[other].state != PG_RESIDENT) {
+            goto out;
+        }
+        tsw_silent_unlink_locked(sw, other);
+    }
+    tsw_silent_unlink_locked(sw, idx);
+    tsw_silent_link_locked(sw, idx, key, host_off / TSW_PAGE);
+    sw->silent_hints++;
+out:
+    qemu_mutex_unlock(&sw->lock);
+}
+
+/*
+ * Read silent page @idx (PG_SWAPPING_IN, PG_FROM_DISK) from its disk
+ * into @buf: 0 or a negative errno
+ */
+int tsw_silent_pread(TesseractSwapper *sw, uint64_t idx, uint8_t *buf)
+{
+    int fd;
+    off_t off;
+    ssize_t n;
+
+    qemu_mutex_lock(&sw->lock);
+    fd = sw->silent_disks[tsw_silent_key_slot(sw->silent_key[idx])].fd;
+    off = (off_t)sw->silent_host[idx] * TSW_PAGE;
+    qemu_mutex_unlock(&sw->lock);
+    if (qatomic_read(&sw->fail_reads)) {
+        return -EIO;
+    }
+    n = pread(fd, buf, TSW_PAGE, off);
+    if (n < 0) {
+        return -errno;
+    }
+    return n == TSW_PAGE ? 0 : -EIO;
+}
+
+/*
+ * Bring the silent pages @idx[0..@n) (PG_SWAPPING_IN) back from their
+ * disk, in this thread; 0 or the first error (those not brought back are
+ * PG_SILENT again)
+ */
+static int tsw_silent_bring_back(TesseractSwapper *sw, GArray *take)
+{
+    uint8_t *buf = qemu_memalign(TSW_PAGE, TSW_PAGE);
+    int err = 0;
+    guint i;
+
+    for (i = 0; i < take->len; i++) {
+        uint64_t idx = g_array_index(take, uint64_t, i);
+        bool placing;
+        int64_t ret = err ? err : tsw_swap_in(sw, idx, buf, false, &placing);
+
+        if (ret < 0) {
+            err = ret;
+            tsw_swap_in_abandon(sw, idx);
+        } else {
+            qemu_mutex_lock(&sw->lock);
+            sw->silent_preserved++;
+            qemu_mutex_unlock(&sw->lock);
+        }
+    }
+    qemu_vfree(buf);
+    return err;
+}
+
+/*
+ * Take page @idx of block @key for a change of the block (under sw->lock):
+ * forget a hint (failing a comparison under way), take a silent page
+ * (PG_SWAPPING_IN) into @take; true if it is busy (being swapped in or
+ * discarded: ask again)
+ */
+static bool tsw_silent_take_locked(TesseractSwapper *sw, uint64_t idx,
+                                   GArray *take)
+{
+    TswPage *pg = &sw->pages[idx];
+
+    switch (pg->state) {
+    case PG_SILENT:
+        pg->state = PG_SWAPPING_IN;
+        g_array_append_val(take, idx);
+        return false;
+    case PG_SWAPPING_IN:
+    case PG_DISCARDING:
+        return (pg->flags & PG_FROM_DISK) || pg->state == PG_DISCARDING;
+    default:
+        tsw_silent_unlink_locked(sw, idx);
+        return false;
+    }
+}
+
+/*
+ * Blocks [@first, +@n) of @disk are about to change (the caller holds
+ * them: no read notes them meanwhile).  0 once none is held by a page;
+ * -EAGAIN if one is busy (ask again a little later); another negative
+ * errno if a silent page could not be read back (the change must not
+ * happen: that page's only copy is the block).
+ */
+int tsw_silent_preserve(void *opaque, void *disk, uint64_t first,
+                               uint64_t n)
+{
+    TesseractSwapper *sw = opaque;
+    g_autoptr(GArray) take = NULL;
+    bool busy = false;
+    int slot, ret;
+
+    if (!sw->silent_key) {
+        return 0;
+    }
+    qemu_mutex_lock(&sw->lock);
+    for (slot = 0; slot < TSW_SILENT_DISKS; slot++) {
+        if (sw->silent_disks[slot].disk == disk) {
+            break;
+        }
+    }
+    if (slot == TSW_SILENT_DISKS || !sw->silent_disks[slot].keys) {
+        qemu_mutex_unlock(&sw->lock);
+        return 0;
+    }
+    take = g_array_new(false, false, sizeof(uint64_t));
+    if (n > sw->silent_disks[slot].keys) {
+        GHashTableIter it;
+        gpointer k, v;
+        g_autoptr(GArray) hit = g_array_new(false, false, sizeof(uint64_t));
+        guint i;
+
+        g_hash_table_iter_init(&it, sw->silent_blocks);
+        while (g_hash_table_iter_next(&it, &k, &v)) {
+            uint64_t key = *(uint64_t *)k;
+            uint64_t g = tsw_silent_key_block(key);
+
+            if (tsw_silent_key_slot(key) == slot && g >= first &&
+                g - first < n) {
+                uint64_t idx = GPOINTER_TO_SIZE(v) - 1;
+
+                g_array_append_val(hit, idx);
+            }
+        }
+        /* (taking may unlink: not while iterating) */
+        for (i = 0; i < hit->len; i++) {
+            busy |= tsw_silent_take_locked(sw, g_array_index(hit, uint64_t, i),
+                                           take);
+        }
+    } else {
+        uint64_t g;
+
+        for (g = first; g < first + n; g++) {
+            int64_t idx = tsw_silent_lookup_locked(sw,
+                                                   tsw_silent_key(slot, g));
+
+            if (idx >= 0) {
+                busy |= tsw_silent_take_locked(sw, idx, take);
+            }
+        }
+    }
+    qemu_mutex_unlock(&sw->lock);
+    trace_tsw_silent_preserve(first, n, take->len, busy);
+    ret = take->len ? tsw_silent_bring_back(sw, take) : 0;
+    if (ret < 0) {
+        return ret;
+    }
+    return busy ? -EAGAIN : 0;
+}
+
+/*
+ * @disk goes away (its node closes): its silent pages come back, its
+ * hints go, its file is closed.  A page that cannot be read back is
+ * lost with the disk: say so (the guest reads zeroes there).
+ */
+void tsw_silent_forget(void *opaque, void *disk)
+{
+    TesseractSwapper *sw = opaque;
+    TswSilentDisk *d = NULL;
+    int slot, ret;
+
+    if (!sw->silent_key) {
+        return;
+    }
+    for (;;) {
+        ret = tsw_silent_preserve(sw, disk, 0, 1ULL << TSW_KEY_SHIFT);
+        if (ret != -EAGAIN) {
+            break;
+        }
+        g_usleep(100);
+    }
+    qemu_mutex_lock(&sw->lock);
+    for (slot = 0; slot < TSW_SILENT_DISKS; slot++) {
+        if (sw->silent_disks[slot].disk == disk) {
+            d = &sw->silent_disks[slot];
+            break;
+        }
+    }
+    if (d && ret < 0) {
+        uint64_t i, lost = 0;
+
+        for (i = 0; i < sw->npages; i++) {
+            if (sw->pages[i].state == PG_SILENT &&
+                tsw_silent_key_slot(sw->silent_key[i]) == slot) {
+                tsw_silent_drop_locked(sw, i);
+                lost++;
+            }
+        }
+        error_report("tesseract-swapper: %" PRIu64 " pages swapped out "
+                     "silently on '%s' could not be read back: %s; the "
+                     "guest reads zeroes there", lost, d->path,
+                     strerror(-ret));
+    }
+    if (d) {
+        close(d->fd);
+        g_free(d->path);
+        *d = (TswSilentDisk) { .fd = -1 };
+    }
+    qemu_mutex_unlock(&sw->lock);
+}
+
+/*
+ * Silent page @idx is dropped (the guest gave it back, or it is lost):
+ * not resident, never touched (under sw->lock)
+ */
+void tsw_silent_drop_locked(TesseractSwapper *sw, uint64_t idx)
+{
+    TswPage *pg = &sw->pages[idx];
+
+    tsw_silent_unlink_locked(sw, idx);
+    pg->state = PG_RESIDENT;
+    pg->flags &= ~PG_FROM_DISK;
+    sw->silent_pages--;
+}
+
+/*
+ * loadvm reverts the disks under the hints: forget those of pages in RAM
+ * (silent pages are all overwritten by the snapshot's RAM, read from
+ * wherever their block is now)
+ */
+void tsw_silent_forget_hints(TesseractSwapper *sw)
+{
+    uint64_t i;
+
+    if (!sw->silent_key) {
+        return;
+    }
+    qemu_mutex_lock(&sw->lock);
+    for (i = 0; i < sw->npages; i++) {
+        if (sw->silent_key[i] && sw->pages[i].state == PG_RESIDENT) {
+            tsw_silent_unlink_locked(sw, i);
+        }
+    }
+    qemu_mutex_unlock(&sw->lock);
+}
+
+/* ---- The swap-out's side ---- */
+
+/*
+ * Page @idx, write-protected and copied to @copy, is being swapped out:
+ * if it has a hint, compare it with its block as the disk holds it now.
+ * True if they are equal: the swap-out needs no BSST write, and
+ * tsw_silent_commit_locked() makes the page silent if nothing changed
+ * the block since (*@key: what it must still hold).
+ */
+bool tsw_silent_compare(TesseractSwapper *sw, uint64_t idx,
+                        const uint8_t *copy, uint8_t *buf, uint64_t *key)
+{
+    uint32_t host_blk;
+    int fd;
+    ssize_t n;
+    bool equal;
+
+    if (!sw->silent_key) {
+        return false;
+    }
+    qemu_mutex_lock(&sw->lock);
+    *key = sw->silent_key[idx];
+    host_blk = sw->silent_host[idx];
+    fd = *key ? sw->silent_disks[tsw_silent_key_slot(*key)].fd : -1;
+    qemu_mutex_unlock(&sw->lock);
+    if (fd < 0) {
+        return false;
+    }
+    /*
+     * (If the node closes meanwhile, this reads a closed descriptor, or
+     * another file: the hint is gone by then, and the commit fails.)
+     */
+    n = pread(fd, buf, TSW_PAGE, (off_t)host_blk * TSW_PAGE);
+    equal = n == TSW_PAGE && !memcmp(buf, copy, TSW_PAGE);
+    qemu_mutex_lock(&sw->lock);
+    sw->silent_compares++;
+    if (!equal) {
+        sw->silent_mismatches++;
+        /* the page or the block changed: the hint is useless now */
+        if (sw->silent_key[idx] == *key) {
+            tsw_silent_unlink_locked(sw, idx);
+        }
+    }
+    qemu_mutex_unlock(&sw->lock);
+    trace_tsw_silent_compare(idx, tsw_silent_key_block(*key), equal);
+    return equal;
+}
+
+/*
+ * The comparison of page @idx for @key still holds: nothing changed its
+ * block since (a change forgets the hint first).  Under sw->lock.
+ */
+bool tsw_silent_valid_locked(TesseractSwapper *sw, uint64_t idx,
+                             uint64_t key)
+{
+    return key && sw->silent_key[idx] == key &&
+           tsw_silent_lookup_locked(sw, key) == (int64_t)idx;
+}
