@@ -89,7 +89,8 @@ typedef struct BsstPageSourceOps {
      * at byte @host_off of host file @leaf (@direct: opened O_DIRECT);
      * the caller held the block against changes meanwhile.  The source
      * may then swap the page out without writing it, if it still equals
-     * the block, and read it back from there.  silent_preserve(): blocks
+     * the block, and read it back from there (@host_off < 0: the page
+     * holds data from elsewhere now).  silent_preserve(): blocks
      * [@gblock, +@n) of @disk are about to change (the caller holds
      * them): forget them, and bring back the pages swapped out silently
      * on them, in the caller's thread.  0; -EAGAIN if one is being

@@ -198,8 +198,8 @@ tesseract_co_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes);
 void GRAPH_RDLOCK tsr_silent_open(BlockDriverState *bs);
 bool tsr_silent_on(BDRVTesseractState *s);
 void coroutine_fn GRAPH_RDLOCK
-tsr_silent_note(BlockDriverState *bs, int64_t offset, int64_t bytes,
-                QEMUIOVector *qiov, size_t qiov_offset);
+tsr_silent_note(BlockDriverState *bs, bool image, int64_t offset,
+                int64_t bytes, QEMUIOVector *qiov, size_t qiov_offset);
 int coroutine_fn tsr_silent_preserve(BDRVTesseractState *s, int64_t offset,
                                      int64_t bytes);
 

@@ -247,7 +247,7 @@ tesseract_co_preadv_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
     int64_t t0, t1, t2;
     uint64_t cancelled = 0, nrequests = 0;
     BlockReq req;
-    bool noting = false;
+    bool silent = false, noting = false;
     guint i;
     int ret;
 
@@ -273,7 +273,8 @@ tesseract_co_preadv_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
          * holds part of them now, so that no change comes between the
          * read and its hints
          */
-        if (tsr_silent_on(s)) {
+        silent = tsr_silent_on(s);
+        if (silent) {
             int64_t start = QEMU_ALIGN_DOWN(offset, s->silent_cluster);
 
             noting = tsr_req_try_begin(s, &req, start,
@@ -296,15 +297,16 @@ tesseract_co_preadv_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
     bsst_disk_lock(s->disk);
     tsr_pin_pieces_locked(s, pieces, false);
     bsst_disk_unlock(s->disk);
-    if (noting) {
+    if (silent) {
+        /* (not held: the pages only lose their hints) */
         for (i = 0; ret >= 0 && i < pieces->len; i++) {
             TsrPiece *p = &g_array_index(pieces, TsrPiece, i);
 
-            if (p->bblock == TSR_NO_BBLOCK) {
-                tsr_silent_note(bs, p->offset, p->bytes, qiov,
-                                p->qiov_offset);
-            }
+            tsr_silent_note(bs, noting && p->bblock == TSR_NO_BBLOCK,
+                            p->offset, p->bytes, qiov, p->qiov_offset);
         }
+    }
+    if (noting) {
         tsr_req_end(s, &req);
     }
     trace_tesseract_read(bs, offset, bytes, pieces->len, nrequests, ret);

@@ -73,19 +73,49 @@ static void *tsr_silent_page(QEMUIOVector *qiov, size_t qiov_offset)
 }
 
 /*
- * The image piece [@offset, +@bytes) was read into @qiov at @qiov_offset
- * (the caller holds it against changes): note each whole block that
- * landed in a whole guest page, where the image's top layer keeps it one
- * to one in a host file.
+ * Note the whole blocks of [@pos, @end) (read into @qiov, @offset at
+ * @qiov_offset) as coming from @host_off on (-1: from no single place)
+ */
+static void tsr_silent_note_run(BDRVTesseractState *s, int64_t pos,
+                                int64_t end, int64_t offset,
+                                QEMUIOVector *qiov, size_t qiov_offset,
+                                BlockDriverState *file, int64_t host_off)
+{
+    int64_t p;
+
+    for (p = pos; p + TSR_BLOCK_SIZE <= end; p += TSR_BLOCK_SIZE) {
+        void *host = tsr_silent_page(qiov, qiov_offset + p - offset);
+
+        if (host) {
+            bsst_store_silent_note(s->store, host, s->disk,
+                                   p >> TSR_BLOCK_BITS,
+                                   file ? file->filename : NULL,
+                                   file && (file->open_flags &
+                                            BDRV_O_NOCACHE),
+                                   file ? host_off + (p - pos) : -1);
+        }
+    }
+}
+
+/*
+ * The piece [@offset, +@bytes) was read into @qiov at @qiov_offset (the
+ * caller holds it against changes), from the image (@image) or the
+ * BSST: note each whole block that landed in a whole guest page, where
+ * the image's top layer keeps it one to one in a host file; the pages
+ * of the others lose their hints.
  */
 void coroutine_fn GRAPH_RDLOCK
-tsr_silent_note(BlockDriverState *bs, int64_t offset, int64_t bytes,
-                QEMUIOVector *qiov, size_t qiov_offset)
+tsr_silent_note(BlockDriverState *bs, bool image, int64_t offset,
+                int64_t bytes, QEMUIOVector *qiov, size_t qiov_offset)
 {
     BDRVTesseractState *s = bs->opaque;
     int64_t pos = ROUND_UP(offset, TSR_BLOCK_SIZE);
     int64_t end = QEMU_ALIGN_DOWN(offset + bytes, TSR_BLOCK_SIZE);
 
+    if (!image) {
+        tsr_silent_note_run(s, pos, end, offset, qiov, qiov_offset, NULL, -1);
+        return;
+    }
     while (pos < end) {
         BlockDriverState *file = NULL;
         int64_t pnum = 0, map = 0;
@@ -94,31 +124,23 @@ tsr_silent_note(BlockDriverState *bs, int64_t offset, int64_t bytes,
         ret = bdrv_co_block_status(bs->file->bs, pos, end - pos, &pnum, &map,
                                    &file);
         if (ret < 0 || pnum <= 0) {
+            tsr_silent_note_run(s, pos, end, offset, qiov, qiov_offset,
+                                NULL, -1);
             return;
         }
         while (file && file->drv && file->drv->is_filter &&
                bdrv_filter_bs(file)) {
             file = bdrv_filter_bs(file);
         }
-        if ((ret & BDRV_BLOCK_DATA) && (ret & BDRV_BLOCK_OFFSET_VALID) &&
-            !(ret & BDRV_BLOCK_ZERO) && file && bsst_leaf_is_host(file) &&
-            !(map & (TSR_BLOCK_SIZE - 1))) {
-            int64_t p;
-
-            for (p = pos; p + TSR_BLOCK_SIZE <= pos + pnum &&
-                 p + TSR_BLOCK_SIZE <= end; p += TSR_BLOCK_SIZE) {
-                void *host = tsr_silent_page(qiov, qiov_offset + p - offset);
-
-                if (host) {
-                    bsst_store_silent_note(s->store, host, s->disk,
-                                           p >> TSR_BLOCK_BITS,
-                                           file->filename,
-                                           file->open_flags & BDRV_O_NOCACHE,
-                                           map + (p - pos));
-                }
-            }
+        pnum = MIN(ROUND_UP(pnum, TSR_BLOCK_SIZE), end - pos);
+        if (!((ret & BDRV_BLOCK_DATA) && (ret & BDRV_BLOCK_OFFSET_VALID) &&
+              !(ret & BDRV_BLOCK_ZERO) && file && bsst_leaf_is_host(file) &&
+              !(map & (TSR_BLOCK_SIZE - 1)))) {
+            file = NULL;
         }
-        pos += ROUND_UP(pnum, TSR_BLOCK_SIZE);
+        tsr_silent_note_run(s, pos, pos + pnum, offset, qiov, qiov_offset,
+                            file, map);
+        pos += pnum;
     }
 }
 

@@ -105,9 +105,15 @@ int64_t tsw_swap_in(TesseractSwapper *sw, uint64_t idx, uint8_t *buf,
         sw->parked--;
     }
     if (silent) {
-        /* the block is about to change, or the page: no hint kept */
-        pg->flags &= ~PG_FROM_DISK;
-        tsw_silent_unlink_locked(sw, idx);
+        /*
+         * Still equal to its block: the hint stays for the next swap-out
+         * (which compares them again), unless the block is about to
+         * change (PG_PRESERVING)
+         */
+        if (pg->flags & PG_PRESERVING) {
+            tsw_silent_unlink_locked(sw, idx);
+        }
+        pg->flags &= ~(PG_FROM_DISK | PG_PRESERVING);
         sw->silent_pages--;
         sw->silent_swapins++;
     } else {
@@ -138,6 +144,7 @@ void tsw_swap_in_abandon(TesseractSwapper *sw, uint64_t idx)
     qemu_mutex_lock(&sw->lock);
     sw->pages[idx].state = sw->pages[idx].flags & PG_FROM_DISK ?
                            PG_SILENT : PG_SWAPPED;
+    sw->pages[idx].flags &= ~PG_PRESERVING;
     qemu_mutex_unlock(&sw->lock);
     /* threads that faulted on it meanwhile fault anew */
     uffd_wakeup(sw->uffd, sw->host + idx * TSW_PAGE, TSW_PAGE);

@@ -93,6 +93,8 @@ enum {
 #define PG_PARKED         0x10
 /* PG_SILENT, or swapped in or discarded as one: its data is on a disk */
 #define PG_FROM_DISK      0x20
+/* PG_SWAPPING_IN from PG_SILENT because its block is about to change */
+#define PG_PRESERVING     0x40
 
 typedef struct TswPage {
     uint32_t bblock;

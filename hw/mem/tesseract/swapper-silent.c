@@ -26,6 +26,7 @@
  */
 
 #include "qemu/osdep.h"
+#include "qemu/cutils.h"
 #include "qemu/error-report.h"
 #include "qemu/memalign.h"
 #include "qemu/userfaultfd.h"
@@ -171,7 +172,8 @@ bool tsw_silent_wanted(void *opaque)
  * A guest request moved block @gblock of @disk whole between page @host
  * and the disk, where it lies at @host_off in @leaf: note it.  A block
  * already held by a page swapped out on it (or on its way there) keeps
- * that page.
+ * that page.  @host_off < 0: the page now holds data from elsewhere (the
+ * BSST, or no single place in a host file): forget its hint.
  */
 void tsw_silent_note(void *opaque, void *host, void *disk,
                             uint64_t gblock, const char *leaf, bool direct,
@@ -183,9 +185,17 @@ void tsw_silent_note(void *opaque, void *host, void *disk,
     int slot;
 
     if (!sw->silent_key || !tsw_page_index(sw, host, &idx) ||
-        ((uintptr_t)host & (TSW_PAGE - 1)) || (host_off & (TSW_PAGE - 1)) ||
-        host_off / TSW_PAGE >= UINT32_MAX ||
-        gblock >> TSW_KEY_SHIFT) {
+        ((uintptr_t)host & (TSW_PAGE - 1))) {
+        return;
+    }
+    if (host_off < 0 || (host_off & (TSW_PAGE - 1)) ||
+        host_off / TSW_PAGE >= UINT32_MAX || gblock >> TSW_KEY_SHIFT) {
+        /* the page holds something else now: its hint is stale */
+        qemu_mutex_lock(&sw->lock);
+        if (sw->pages[idx].state == PG_RESIDENT) {
+            tsw_silent_unlink_locked(sw, idx);
+        }
+        qemu_mutex_unlock(&sw->lock);
         return;
     }
     qemu_mutex_lock(&sw->lock);
@@ -278,6 +288,7 @@ static bool tsw_silent_take_locked(TesseractSwapper *sw, uint64_t idx,
     switch (pg->state) {
     case PG_SILENT:
         pg->state = PG_SWAPPING_IN;
+        pg->flags |= PG_PRESERVING;     /* its hint goes with the swap-in */
         g_array_append_val(take, idx);
         return false;
     case PG_SWAPPING_IN:

@@ -18,6 +18,8 @@
  *   --direct 0|1    diskcheck_direct   use O_DIRECT        (1)
  *   --chunk-kib N   diskcheck_chunk    bytes per syscall   (1024 KiB)
  *   --mode M        diskcheck_mode     both|write|verify   (both)
+ *   --flush 0|1     diskcheck_flush    buffered verify: drop the device's
+ *                                      page cache first (1)
  *
  * Exit status: 0 all blocks good, 1 corrupt blocks, 2 usage or I/O error.
  *
@@ -53,6 +55,7 @@ typedef struct Config {
     uint64_t seed;
     bool direct;
     uint64_t chunk_kib;
+    bool flush;
     bool do_write;
     bool do_verify;
 } Config;
@@ -176,6 +179,8 @@ static bool set_option(Config *c, const char *name, const char *val)
         c->direct = v != 0;
     } else if (!strcmp(name, "chunk-kib") || !strcmp(name, "chunk")) {
         c->chunk_kib = v;
+    } else if (!strcmp(name, "flush")) {
+        c->flush = v != 0;
     } else {
         return false;
     }
@@ -186,7 +191,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: diskcheck [--dev PATH] [--mib N] "
             "[--offset-mib N] [--seed N] [--direct 0|1] [--chunk-kib N] "
-            "[--mode both|write|verify]\n");
+            "[--mode both|write|verify] [--flush 0|1]\n");
 }
 
 static int parse_config(Config *c, int argc, char **argv)
@@ -199,6 +204,7 @@ static int parse_config(Config *c, int argc, char **argv)
         { "diskcheck_direct", "direct" },
         { "diskcheck_chunk", "chunk-kib" },
         { "diskcheck_mode", "mode" },
+        { "diskcheck_flush", "flush" },
     };
     size_t i;
     int a;
@@ -206,7 +212,7 @@ static int parse_config(Config *c, int argc, char **argv)
     *c = (Config) {
         .dev = "/dev/vda", .mib = 16, .offset_mib = 0, .seed = 1,
         .direct = true, .chunk_kib = 1024, .do_write = true,
-        .do_verify = true,
+        .do_verify = true, .flush = true,
     };
     for (i = 0; i < sizeof(env_names) / sizeof(env_names[0]); i++) {
         const char *v = getenv(env_names[i][0]);
@@ -353,7 +359,7 @@ int main(int argc, char **argv)
     }
 
     if (c.do_verify) {
-        if (!c.direct) {
+        if (!c.direct && c.flush) {
             /* make the reads go to the device, not the page cache */
             ioctl(fd, BLKFLSBUF, 0);
         }
