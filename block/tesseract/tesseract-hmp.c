@@ -42,6 +42,16 @@ static void hmp_print_swapper(Monitor *mon, const TesseractSwapperInfo *i)
                    i->background_swapin ? "on" : "off",
                    i->background_reads, i->background_dropped,
                    i->deferred_swapins);
+    if (i->silent_swap) {
+        monitor_printf(mon, "  silent swap writes: %" PRId64 " pages out "
+                       "now, %" PRId64 " swap-outs, %" PRId64 " read back "
+                       "from a disk, %" PRId64 " brought back before a "
+                       "change; %" PRId64 " hints, %" PRId64 " compared, %"
+                       PRId64 " differed\n", i->silent_pages,
+                       i->silent_swapouts, i->silent_swapins,
+                       i->silent_preserved, i->silent_hints,
+                       i->silent_compares, i->silent_mismatches);
+    }
     if (i->swapout_error) {
         monitor_printf(mon, "  CANNOT SWAP OUT: %s (%" PRId64 " failed "
                        "batches)\n", i->swapout_error,
