@@ -77,6 +77,11 @@ typedef struct BDRVTesseractState {
     CoMutex req_lock;
     BlockReqList reqs;
     /*
+     * Silent swap writes: reads (and completed writes) noting hints hold
+     * their clusters here (tsr_req_try_begin()); changes wait for them
+     */
+    BlockReqList read_reqs;
+    /*
      * Silent swap writes: the guest image's cluster size (at least a
      * block), the unit a change preserves (tesseract-silent.c)
      */
@@ -200,6 +205,9 @@ bool tsr_silent_on(BDRVTesseractState *s);
 void coroutine_fn GRAPH_RDLOCK
 tsr_silent_note(BlockDriverState *bs, bool image, int64_t offset,
                 int64_t bytes, QEMUIOVector *qiov, size_t qiov_offset);
+void coroutine_fn GRAPH_RDLOCK
+tsr_silent_note_write(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                      GArray *pieces, QEMUIOVector *qiov);
 int coroutine_fn tsr_silent_preserve(BDRVTesseractState *s, int64_t offset,
                                      int64_t bytes);
 

@@ -172,3 +172,36 @@ int coroutine_fn tsr_silent_preserve(BDRVTesseractState *s, int64_t offset,
         qemu_co_sleep_ns(QEMU_CLOCK_REALTIME, TSR_SILENT_RETRY_NS);
     }
 }
+
+/*
+ * A write of [@offset, +@bytes) from @qiov, all of it to the image
+ * (@pieces), has completed: its whole pages now equal their blocks.
+ * Noted only if nothing holds part of their clusters now (a change that
+ * came in between made its own hints go; its data, if different, fails
+ * the swap-out's comparison).
+ */
+void coroutine_fn GRAPH_RDLOCK
+tsr_silent_note_write(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                      GArray *pieces, QEMUIOVector *qiov)
+{
+    BDRVTesseractState *s = bs->opaque;
+    int64_t start = QEMU_ALIGN_DOWN(offset, s->silent_cluster);
+    BlockReq req;
+    guint i;
+
+    if (!tsr_silent_on(s) ||
+        !tsr_req_try_begin(s, &req, start,
+                           ROUND_UP(offset + bytes, s->silent_cluster) -
+                           start)) {
+        return;
+    }
+    for (i = 0; i < pieces->len; i++) {
+        TsrPiece *p = &g_array_index(pieces, TsrPiece, i);
+
+        if (p->bblock == TSR_NO_BBLOCK) {
+            tsr_silent_note(bs, true, p->offset, p->bytes, qiov,
+                            p->qiov_offset);
+        }
+    }
+    tsr_req_end(s, &req);
+}

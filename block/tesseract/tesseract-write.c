@@ -596,6 +596,9 @@ tesseract_co_pwritev_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
                          tsr_write_piece);
     t2 = get_clock();
     tsr_req_end(s, &req);
+    if (ret >= 0 && !indirect && !redirected) {
+        tsr_silent_note_write(bs, offset, bytes, pieces, qiov);
+    }
     if (ret >= 0) {
         ret = tsr_write_done(bs, flags, indirect, redirected);
     }

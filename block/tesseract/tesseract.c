@@ -447,6 +447,7 @@ static int tesseract_open(BlockDriverState *bs, QDict *options, int flags,
     qemu_co_mutex_init(&s->merge_lock);
     qemu_co_mutex_init(&s->req_lock);
     QLIST_INIT(&s->reqs);
+    QLIST_INIT(&s->read_reqs);
     qemu_mutex_init(&s->stats_lock);
     tsr_auto_init(s);
     for (i = 0; i < TSR_PATH__MAX; i++) {
@@ -688,14 +689,22 @@ void coroutine_fn tsr_req_begin(BDRVTesseractState *s, BlockReq *req,
     int64_t end = ROUND_UP(offset + bytes, TSR_BLOCK_SIZE);
 
     qemu_co_mutex_lock(&s->req_lock);
-    reqlist_wait_all(&s->reqs, start, end - start, &s->req_lock);
+    for (;;) {
+        reqlist_wait_all(&s->reqs, start, end - start, &s->req_lock);
+        if (!reqlist_find_conflict(&s->read_reqs, start, end - start)) {
+            break;
+        }
+        reqlist_wait_all(&s->read_reqs, start, end - start, &s->req_lock);
+    }
     reqlist_init_req(&s->reqs, req, start, end - start);
     qemu_co_mutex_unlock(&s->req_lock);
 }
 
 /*
- * Hold [@offset, +@bytes) as tsr_req_begin() does, but only if nothing
- * holds part of it now: false (and nothing held) otherwise
+ * Hold [@offset, +@bytes) against changes (tsr_req_begin() waits for
+ * it), but only if no change holds part of it now: false (and nothing
+ * held) otherwise.  Holders that change nothing do not exclude each
+ * other.
  */
 bool coroutine_fn tsr_req_try_begin(BDRVTesseractState *s, BlockReq *req,
                                     int64_t offset, int64_t bytes)
@@ -705,7 +714,7 @@ bool coroutine_fn tsr_req_try_begin(BDRVTesseractState *s, BlockReq *req,
     qemu_co_mutex_lock(&s->req_lock);
     free = !reqlist_find_conflict(&s->reqs, offset, bytes);
     if (free) {
-        reqlist_init_req(&s->reqs, req, offset, bytes);
+        reqlist_init_req(&s->read_reqs, req, offset, bytes);
     }
     qemu_co_mutex_unlock(&s->req_lock);
     return free;

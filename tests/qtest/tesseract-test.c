@@ -3636,6 +3636,41 @@ static void test_silent_page_written(void)
 }
 
 /*
+ * A page the guest wrote to the disk (and not since) is swapped out
+ * silently too; overwriting the block then brings it back.
+ */
+static void test_silent_written(void)
+{
+    const unsigned np = 8;
+    const uint32_t len = np * TSR_PAGE;
+    g_autofree uint8_t *data = g_malloc(len);
+    g_autofree uint8_t *other = g_malloc(len);
+    g_autofree uint8_t *back = g_malloc(len);
+    TsrImages img;
+    TsrVM vm;
+    uint64_t buf, src;
+
+    silent_vm_start(&vm, &img, "qcow2", true, NULL);
+    buf = guest_alloc(vm.alloc, len);
+    tq_fill_pattern(data, len, 91);
+    memwrite(buf, data, len);
+    blk_write(&vm, 6144, buf, len);
+    swapper_swap_out(buf, len);
+    g_assert_cmpint(swapper_stat("silent-swapouts"), ==, np);
+    g_assert_cmpint(swapper_stat("bsst-bytes-written"), ==, 0);
+
+    src = guest_alloc(vm.alloc, len);
+    tq_fill_pattern(other, len, 92);
+    memwrite(src, other, len);
+    blk_write(&vm, 6144, src, len);
+    memread(buf, back, len);
+    g_assert_cmpmem(back, len, data, len);
+    g_assert_cmpint(swapper_stat("silent-preserved"), ==, np);
+    check_disk(&vm, 6144, other, np);
+    vm_stop(&vm);
+}
+
+/*
  * A guest write of a swapped-out page onto the block of a silent page
  * (an indirection: no data reaches the image) brings the silent page
  * back first; defragmentation then copies the block into the image.
@@ -3726,6 +3761,7 @@ int main(int argc, char **argv)
     qtest_add_func("/tesseract/silent/qcow2-cluster",
                    test_silent_qcow2_cluster);
     qtest_add_func("/tesseract/silent/page-written", test_silent_page_written);
+    qtest_add_func("/tesseract/silent/written", test_silent_written);
     qtest_add_func("/tesseract/silent/indirection-defrag",
                    test_silent_indirection_defrag);
     qtest_add_func("/tesseract/silent/node-close", test_silent_node_close);

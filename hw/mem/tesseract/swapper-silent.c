@@ -277,11 +277,12 @@ static int tsw_silent_bring_back(TesseractSwapper *sw, GArray *take)
 /*
  * Take page @idx of block @key for a change of the block (under sw->lock):
  * forget a hint (failing a comparison under way), take a silent page
- * (PG_SWAPPING_IN) into @take; true if it is busy (being swapped in or
- * discarded: ask again)
+ * (PG_SWAPPING_IN) into @take.  1 if it is busy (being swapped in or
+ * discarded: ask again), -EIO if its fault cannot read it (parked: the
+ * change must wait for the disk to read again), else 0.
  */
-static bool tsw_silent_take_locked(TesseractSwapper *sw, uint64_t idx,
-                                   GArray *take)
+static int tsw_silent_take_locked(TesseractSwapper *sw, uint64_t idx,
+                                  GArray *take)
 {
     TswPage *pg = &sw->pages[idx];
 
@@ -290,14 +291,19 @@ static bool tsw_silent_take_locked(TesseractSwapper *sw, uint64_t idx,
         pg->state = PG_SWAPPING_IN;
         pg->flags |= PG_PRESERVING;     /* its hint goes with the swap-in */
         g_array_append_val(take, idx);
-        return false;
+        return 0;
     case PG_SWAPPING_IN:
+        if (!(pg->flags & PG_FROM_DISK)) {
+            break;      /* from the BSST: the block is not its data */
+        }
+        return pg->flags & PG_PARKED ? -EIO : 1;
     case PG_DISCARDING:
-        return (pg->flags & PG_FROM_DISK) || pg->state == PG_DISCARDING;
+        return 1;
     default:
-        tsw_silent_unlink_locked(sw, idx);
-        return false;
+        break;
     }
+    tsw_silent_unlink_locked(sw, idx);
+    return 0;
 }
 
 /*
@@ -313,7 +319,7 @@ int tsw_silent_preserve(void *opaque, void *disk, uint64_t first,
     TesseractSwapper *sw = opaque;
     g_autoptr(GArray) take = NULL;
     bool busy = false;
-    int slot, ret;
+    int slot, ret, err = 0;
 
     if (!sw->silent_key) {
         return 0;
@@ -349,8 +355,10 @@ int tsw_silent_preserve(void *opaque, void *disk, uint64_t first,
         }
         /* (taking may unlink: not while iterating) */
         for (i = 0; i < hit->len; i++) {
-            busy |= tsw_silent_take_locked(sw, g_array_index(hit, uint64_t, i),
-                                           take);
+            ret = tsw_silent_take_locked(sw, g_array_index(hit, uint64_t, i),
+                                         take);
+            busy |= ret > 0;
+            err = ret < 0 ? ret : err;
         }
     } else {
         uint64_t g;
@@ -360,15 +368,17 @@ int tsw_silent_preserve(void *opaque, void *disk, uint64_t first,
                                                    tsw_silent_key(slot, g));
 
             if (idx >= 0) {
-                busy |= tsw_silent_take_locked(sw, idx, take);
+                ret = tsw_silent_take_locked(sw, idx, take);
+                busy |= ret > 0;
+                err = ret < 0 ? ret : err;
             }
         }
     }
     qemu_mutex_unlock(&sw->lock);
     trace_tsw_silent_preserve(first, n, take->len, busy);
     ret = take->len ? tsw_silent_bring_back(sw, take) : 0;
-    if (ret < 0) {
-        return ret;
+    if (ret < 0 || err < 0) {
+        return ret < 0 ? ret : err;
     }
     return busy ? -EAGAIN : 0;
 }
