@@ -187,6 +187,23 @@ static uint64_t tsr_bsst_load(BDRVTesseractState *s)
  * (Tesseract (VEE 2014), future work: throttle defragmentation by disk
  * load).
  */
+/*
+ * A step copied @copied blocks (@done: none is left): whether the copies
+ * not yet flushed should be now, because none is left, or enough of them
+ * waits, or for long enough
+ */
+static bool tsr_auto_flush_due(BDRVTesseractState *s, uint64_t copied,
+                               bool done)
+{
+    if (copied && !s->auto_unflushed) {
+        s->auto_unflushed_since = get_clock();
+    }
+    s->auto_unflushed += copied;
+    return s->auto_unflushed &&
+           (done || s->auto_unflushed >= TESSERACT_AUTO_FLUSH_BLOCKS ||
+            get_clock() - s->auto_unflushed_since >= TESSERACT_AUTO_FLUSH_NS);
+}
+
 static void coroutine_fn tsr_auto_co(void *opaque)
 {
     BlockDriverState *bs = opaque;
@@ -214,15 +231,7 @@ static void coroutine_fn tsr_auto_co(void *opaque)
             }
             from = g + 1;
         }
-        if (copied && !s->auto_unflushed) {
-            s->auto_unflushed_since = get_clock();
-        }
-        s->auto_unflushed += copied;
-        /* flush now if nothing is left, or if enough waits */
-        if (s->auto_unflushed &&
-            (!more || s->auto_unflushed >= TESSERACT_AUTO_FLUSH_BLOCKS ||
-             get_clock() - s->auto_unflushed_since >=
-             TESSERACT_AUTO_FLUSH_NS)) {
+        if (tsr_auto_flush_due(s, copied, !more)) {
             tesseract_co_flush(bs);
             s->auto_unflushed = 0;
         }

@@ -247,11 +247,12 @@ tesseract_co_preadv_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
     int64_t t0, t1, t2;
     uint64_t cancelled = 0, nrequests = 0;
     BlockReq req;
+    bool source = bsst_store_has_page_source(s->store);
     bool silent = false, noting = false;
     guint i;
     int ret;
 
-    if (!bsst_store_has_page_source(s->store) && !bsst_disk_busy(s->disk)) {
+    if (!source && !bsst_disk_busy(s->disk)) {
         /* direct path: no indirection, the guest image holds everything */
         ret = bdrv_co_preadv_part(bs->file, offset, bytes, qiov, qiov_offset,
                                   flags);
@@ -261,7 +262,7 @@ tesseract_co_preadv_part(BlockDriverState *bs, int64_t offset, int64_t bytes,
         return ret;
     }
     t0 = get_clock();
-    if (bsst_store_has_page_source(s->store)) {
+    if (source) {
         /*
          * (The device mapped the buffer: the swapper does not swap its
          * pages out while the DMA may land there; patches/0006.)
