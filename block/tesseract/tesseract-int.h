@@ -81,6 +81,7 @@ typedef struct BDRVTesseractState {
      * their clusters here (tsr_req_try_begin()); changes wait for them
      */
     BlockReqList read_reqs;
+    unsigned req_waiters;   /* in tsr_req_begin() (under req_lock) */
     /*
      * Silent swap writes: the guest image's cluster size (at least a
      * block), the unit a change preserves (tesseract-silent.c)

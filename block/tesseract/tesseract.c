@@ -689,6 +689,7 @@ void coroutine_fn tsr_req_begin(BDRVTesseractState *s, BlockReq *req,
     int64_t end = ROUND_UP(offset + bytes, TSR_BLOCK_SIZE);
 
     qemu_co_mutex_lock(&s->req_lock);
+    s->req_waiters++;   /* no new noting hold meanwhile: no starving */
     for (;;) {
         reqlist_wait_all(&s->reqs, start, end - start, &s->req_lock);
         if (!reqlist_find_conflict(&s->read_reqs, start, end - start)) {
@@ -696,15 +697,16 @@ void coroutine_fn tsr_req_begin(BDRVTesseractState *s, BlockReq *req,
         }
         reqlist_wait_all(&s->read_reqs, start, end - start, &s->req_lock);
     }
+    s->req_waiters--;
     reqlist_init_req(&s->reqs, req, start, end - start);
     qemu_co_mutex_unlock(&s->req_lock);
 }
 
 /*
  * Hold [@offset, +@bytes) against changes (tsr_req_begin() waits for
- * it), but only if no change holds part of it now: false (and nothing
- * held) otherwise.  Holders that change nothing do not exclude each
- * other.
+ * it), but only if no change holds part of it, or waits to hold a
+ * range, now: false (and nothing held) otherwise.  Holders that change
+ * nothing do not exclude each other.
  */
 bool coroutine_fn tsr_req_try_begin(BDRVTesseractState *s, BlockReq *req,
                                     int64_t offset, int64_t bytes)
@@ -712,7 +714,7 @@ bool coroutine_fn tsr_req_try_begin(BDRVTesseractState *s, BlockReq *req,
     bool free;
 
     qemu_co_mutex_lock(&s->req_lock);
-    free = !reqlist_find_conflict(&s->reqs, offset, bytes);
+    free = !s->req_waiters && !reqlist_find_conflict(&s->reqs, offset, bytes);
     if (free) {
         reqlist_init_req(&s->read_reqs, req, offset, bytes);
     }

@@ -594,7 +594,7 @@ static bool tsw_background_run(TesseractSwapper *sw, uint8_t *buf)
 static void tsw_evacuate(TesseractSwapper *sw, uint8_t *buf)
 {
     uint64_t i;
-    bool placing;
+    bool placing, from_disk;
     int64_t ret;
 
     for (i = 0; i < sw->npages && !qatomic_read(&sw->quit); i++) {
@@ -611,10 +611,19 @@ static void tsw_evacuate(TesseractSwapper *sw, uint8_t *buf)
         }
         pg->state = PG_SWAPPING_IN;
         pg->flags &= ~PG_INDIRECTED;
+        from_disk = pg->flags & PG_FROM_DISK;
         qemu_mutex_unlock(&sw->lock);
-        tsw_io_enter(sw, TSW_IO_WAIT);
+        /*
+         * (a page read from a guest disk needs no BSST: no waiting out
+         * a drain, which may wait for a write that waits for this page)
+         */
+        if (!from_disk) {
+            tsw_io_enter(sw, TSW_IO_WAIT);
+        }
         ret = tsw_swap_in(sw, i, buf, false, &placing);
-        tsw_io_leave(sw);
+        if (!from_disk) {
+            tsw_io_leave(sw);
+        }
         if (ret < 0) {
             tsw_swap_in_abandon(sw, i);
             qemu_mutex_lock(&sw->lock);

@@ -66,7 +66,8 @@ OBJECT_DECLARE_SIMPLE_TYPE(TesseractSwapper, TESSERACT_SWAPPER)
 
 /* A guest disk silent pages are read from (swapper-silent.c) */
 typedef struct TswSilentDisk {
-    void *disk;             /* the node's BsstDisk; NULL: a free slot */
+    /* the node's BsstDisk; NULL: free, or its node closed (fd >= 0) */
+    void *disk;
     int fd;                 /* its host file, read-only */
     bool direct;            /* opened O_DIRECT, as the node's file is */
     char *path;
@@ -397,7 +398,7 @@ void tsw_silent_init(TesseractSwapper *sw);
 void tsw_silent_cleanup(TesseractSwapper *sw);
 void tsw_silent_unlink_locked(TesseractSwapper *sw, uint64_t idx);
 void tsw_silent_drop_locked(TesseractSwapper *sw, uint64_t idx);
-void tsw_silent_forget_hints(TesseractSwapper *sw);
+void tsw_silent_forget_all(TesseractSwapper *sw);
 int tsw_silent_pread(TesseractSwapper *sw, uint64_t idx, uint8_t *buf);
 bool tsw_silent_compare(TesseractSwapper *sw, uint64_t idx,
                         const uint8_t *copy, uint8_t *buf, uint64_t *key);

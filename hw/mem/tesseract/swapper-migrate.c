@@ -989,6 +989,8 @@ static int tsw_migrate_load(QEMUFile *f, void *opaque, int version_id)
     if (err < 0) {
         return err;     /* tsw_migrate_own_bsst() said why */
     }
+    /* loadvm: the disks were reverted under the hints */
+    tsw_silent_forget_all(sw);
 
     for (;;) {
         uint64_t w = qemu_get_be64(f), off = w & ~(uint64_t)TSW_MIG_FLAGS;
@@ -1166,10 +1168,6 @@ void tsw_migrate_vm_state(TesseractSwapper *sw, bool running, RunState state)
         sw->mig_drop_cache = false;
         sw->mig_frozen = false;
         qemu_cond_broadcast(&sw->io_resume);
-    } else if (state == RUN_STATE_RESTORE_VM) {
-        qemu_mutex_unlock(&sw->lock);
-        tsw_silent_forget_hints(sw);
-        qemu_mutex_lock(&sw->lock);
     } else if (state == RUN_STATE_FINISH_MIGRATE) {
         sw->mig_frozen = true;
         /* a requested swap-out waiting out a drain gives up now */

@@ -98,8 +98,15 @@ void tsw_silent_unlink_locked(TesseractSwapper *sw, uint64_t idx)
     key = sw->silent_key[idx];
     val = g_hash_table_lookup(sw->silent_blocks, &key);
     if (val && GPOINTER_TO_SIZE(val) - 1 == idx) {
+        TswSilentDisk *d = &sw->silent_disks[tsw_silent_key_slot(key)];
+
         g_hash_table_remove(sw->silent_blocks, &key);
-        sw->silent_disks[tsw_silent_key_slot(key)].keys--;
+        if (!--d->keys && !d->disk && d->fd >= 0) {
+            /* its node closed (tsw_silent_forget()): the last page left */
+            close(d->fd);
+            g_free(d->path);
+            *d = (TswSilentDisk) { .fd = -1 };
+        }
     }
     sw->silent_key[idx] = 0;
 }
@@ -139,7 +146,7 @@ static int tsw_silent_disk_locked(TesseractSwapper *sw, void *disk,
             /* the node's file changed under it: no more hints there */
             return d->direct == direct && !strcmp(d->path, leaf) ? i : -1;
         }
-        if (!d->disk && free_slot < 0) {
+        if (!d->disk && d->fd < 0 && free_slot < 0) {
             free_slot = i;
         }
     }
@@ -232,9 +239,13 @@ int tsw_silent_pread(TesseractSwapper *sw, uint64_t idx, uint8_t *buf)
     ssize_t n;
 
     qemu_mutex_lock(&sw->lock);
-    fd = sw->silent_disks[tsw_silent_key_slot(sw->silent_key[idx])].fd;
+    fd = sw->silent_key[idx] ?
+         sw->silent_disks[tsw_silent_key_slot(sw->silent_key[idx])].fd : -1;
     off = (off_t)sw->silent_host[idx] * TSW_PAGE;
     qemu_mutex_unlock(&sw->lock);
+    if (fd < 0) {
+        return -EIO;    /* (not reached: a slot stays while keys use it) */
+    }
     if (qatomic_read(&sw->fail_reads)) {
         return -EIO;
     }
@@ -247,8 +258,8 @@ int tsw_silent_pread(TesseractSwapper *sw, uint64_t idx, uint8_t *buf)
 
 /*
  * Bring the silent pages @idx[0..@n) (PG_SWAPPING_IN) back from their
- * disk, in this thread; 0 or the first error (those not brought back are
- * PG_SILENT again)
+ * disk, in this thread, each that can be; 0 or the first error (those
+ * not brought back are PG_SILENT again)
  */
 static int tsw_silent_bring_back(TesseractSwapper *sw, GArray *take)
 {
@@ -259,10 +270,10 @@ static int tsw_silent_bring_back(TesseractSwapper *sw, GArray *take)
     for (i = 0; i < take->len; i++) {
         uint64_t idx = g_array_index(take, uint64_t, i);
         bool placing;
-        int64_t ret = err ? err : tsw_swap_in(sw, idx, buf, false, &placing);
+        int64_t ret = tsw_swap_in(sw, idx, buf, false, &placing);
 
         if (ret < 0) {
-            err = ret;
+            err = err ? err : ret;
             tsw_swap_in_abandon(sw, idx);
         } else {
             qemu_mutex_lock(&sw->lock);
@@ -384,20 +395,24 @@ int tsw_silent_preserve(void *opaque, void *disk, uint64_t first,
 }
 
 /*
- * @disk goes away (its node closes): its silent pages come back, its
- * hints go, its file is closed.  A page that cannot be read back is
- * lost with the disk: say so (the guest reads zeroes there).
+ * @disk goes away (its node closes; others may write its image from now
+ * on): its silent pages come back, its hints go.  A page that cannot be
+ * read back is lost with the disk: say so (the guest reads zeroes
+ * there).  When QEMU exits, nothing is read: nobody will see the pages
+ * again.  The slot stays, its file open, until no page uses it (a fault
+ * under way, or parked, still reads it).
  */
 void tsw_silent_forget(void *opaque, void *disk)
 {
     TesseractSwapper *sw = opaque;
     TswSilentDisk *d = NULL;
-    int slot, ret;
+    uint64_t i, lost = 0;
+    int slot, ret = 0;
 
     if (!sw->silent_key) {
         return;
     }
-    for (;;) {
+    while (!qatomic_read(&sw->exiting)) {
         ret = tsw_silent_preserve(sw, disk, 0, 1ULL << TSW_KEY_SHIFT);
         if (ret != -EAGAIN) {
             break;
@@ -411,22 +426,38 @@ void tsw_silent_forget(void *opaque, void *disk)
             break;
         }
     }
-    if (d && ret < 0) {
-        uint64_t i, lost = 0;
-
-        for (i = 0; i < sw->npages; i++) {
-            if (sw->pages[i].state == PG_SILENT &&
-                tsw_silent_key_slot(sw->silent_key[i]) == slot) {
-                tsw_silent_drop_locked(sw, i);
-                lost++;
-            }
-        }
-        error_report("tesseract-swapper: %" PRIu64 " pages swapped out "
-                     "silently on '%s' could not be read back: %s; the "
-                     "guest reads zeroes there", lost, d->path,
-                     strerror(-ret));
+    if (!d) {
+        qemu_mutex_unlock(&sw->lock);
+        return;
     }
-    if (d) {
+    for (i = 0; d->keys && i < sw->npages; i++) {
+        TswPage *pg = &sw->pages[i];
+
+        if (!sw->silent_key[i] ||
+            tsw_silent_key_slot(sw->silent_key[i]) != slot) {
+            continue;
+        }
+        while (pg->state == PG_DISCARDING) {
+            qemu_cond_wait(&sw->discard_done, &sw->lock);
+        }
+        if (pg->state == PG_SILENT) {
+            tsw_silent_drop_locked(sw, i);
+            lost++;
+        } else if (pg->state == PG_SWAPPING_IN) {
+            /* its fault reads it, or waits to: the slot stays for it */
+            pg->flags |= PG_PRESERVING;
+        } else {
+            tsw_silent_unlink_locked(sw, i);
+        }
+    }
+    if (lost && !qatomic_read(&sw->exiting)) {
+        error_report("tesseract-swapper: %" PRIu64 " pages swapped out "
+                     "silently on '%s' could not be read back%s%s; the "
+                     "guest reads zeroes there", lost, d->path,
+                     ret < 0 ? ": " : "", ret < 0 ? strerror(-ret) : "");
+    }
+    d->disk = NULL;     /* no new hints: a new node gets another slot */
+    if (!d->keys) {
         close(d->fd);
         g_free(d->path);
         *d = (TswSilentDisk) { .fd = -1 };
@@ -449,11 +480,15 @@ void tsw_silent_drop_locked(TesseractSwapper *sw, uint64_t idx)
 }
 
 /*
- * loadvm reverts the disks under the hints: forget those of pages in RAM
- * (silent pages are all overwritten by the snapshot's RAM, read from
- * wherever their block is now)
+ * A snapshot's (or an incoming migration's) RAM is about to overwrite
+ * every page, and loadvm reverts the disks under the hints (a cluster
+ * written since the snapshot is freed, and reused): forget every hint,
+ * and every silent page, unread (it reads as zeroes until its new
+ * contents come; tsw_migrate_drop_swapped() does the same for swapped
+ * pages).  A page whose fault reads it from its disk now drops its hint
+ * once placed.  Cheap once done: nothing is left.
  */
-void tsw_silent_forget_hints(TesseractSwapper *sw)
+void tsw_silent_forget_all(TesseractSwapper *sw)
 {
     uint64_t i;
 
@@ -461,8 +496,22 @@ void tsw_silent_forget_hints(TesseractSwapper *sw)
         return;
     }
     qemu_mutex_lock(&sw->lock);
-    for (i = 0; i < sw->npages; i++) {
-        if (sw->silent_key[i] && sw->pages[i].state == PG_RESIDENT) {
+    for (i = 0; g_hash_table_size(sw->silent_blocks) && i < sw->npages;
+         i++) {
+        TswPage *pg = &sw->pages[i];
+
+        if (!sw->silent_key[i]) {
+            continue;
+        }
+        while (pg->state == PG_DISCARDING) {
+            qemu_cond_wait(&sw->discard_done, &sw->lock);
+        }
+        if (pg->state == PG_SILENT) {
+            tsw_silent_drop_locked(sw, i);
+        } else if (pg->state == PG_SWAPPING_IN &&
+                   (pg->flags & PG_FROM_DISK)) {
+            pg->flags |= PG_PRESERVING;
+        } else {
             tsw_silent_unlink_locked(sw, i);
         }
     }
