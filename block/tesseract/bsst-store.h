@@ -34,6 +34,7 @@
 
 typedef struct BsstStore BsstStore;
 typedef struct BsstDisk BsstDisk;
+typedef struct BsstSilentFile BsstSilentFile;
 
 /*
  * The source of swapped-out pages (the tesseract-swapper, or a test
@@ -86,8 +87,8 @@ typedef struct BsstPageSourceOps {
      * Silent swap writes (optional).  silent_wanted(): whether the source
      * takes hints.  silent_note(): a guest request moved block @gblock of
      * @disk whole between page @host and the guest image, where it lies
-     * at byte @host_off of host file @leaf (@direct: opened O_DIRECT);
-     * the caller held the block against changes meanwhile.  The source
+     * at byte @host_off of host file @file; the caller held the block
+     * against changes meanwhile.  The source
      * may then swap the page out without writing it, if it still equals
      * the block, and read it back from there (@host_off < 0: the page
      * holds data from elsewhere now).  silent_preserve(): blocks
@@ -100,11 +101,22 @@ typedef struct BsstPageSourceOps {
      */
     bool (*silent_wanted)(void *opaque);
     void (*silent_note)(void *opaque, void *host, void *disk, uint64_t gblock,
-                        const char *leaf, bool direct, int64_t host_off);
+                        const BsstSilentFile *file, int64_t host_off);
     int (*silent_preserve)(void *opaque, void *disk, uint64_t gblock,
                            uint64_t n);
     void (*silent_forget)(void *opaque, void *disk);
 } BsstPageSourceOps;
+
+/*
+ * The host file a guest disk's blocks lie in, for silent swap writes: the
+ * page source opens @path itself, and must find there the file the node
+ * opened (@dev, @ino)
+ */
+struct BsstSilentFile {
+    const char *path;
+    bool direct;            /* QEMU bypasses the host page cache for it */
+    uint64_t dev, ino;
+};
 
 typedef struct BsstStoreStats {
     uint64_t blocks_total;
@@ -215,7 +227,7 @@ bool bsst_store_page_swapin_begin(BsstStore *s, void *host, uint32_t *bblock);
 void bsst_store_page_swapin_end(BsstStore *s, void *host, const void *data);
 bool bsst_store_silent_wanted(BsstStore *s);
 void bsst_store_silent_note(BsstStore *s, void *host, BsstDisk *d,
-                            uint64_t gblock, const char *leaf, bool direct,
+                            uint64_t gblock, const BsstSilentFile *file,
                             int64_t host_off);
 int bsst_store_silent_preserve(BsstStore *s, BsstDisk *d, uint64_t gblock,
                                uint64_t n);

@@ -31,6 +31,15 @@
 #include "tesseract-split.h"
 #include "tesseract-stats.h"
 
+/* Host files under a guest image recorded for silent swap writes, at most */
+#define TSR_SILENT_LEAVES 8
+
+/* A host file under the guest image, as it was at open */
+typedef struct TsrSilentLeaf {
+    BlockDriverState *bs;       /* compared, never dereferenced */
+    uint64_t dev, ino;
+} TsrSilentLeaf;
+
 typedef enum TsrPath {
     TSR_WRITE_PREPARE,
     TSR_WRITE_COMPLETION,
@@ -87,6 +96,13 @@ typedef struct BDRVTesseractState {
      * block), the unit a change preserves (tesseract-silent.c)
      */
     int64_t silent_cluster;
+    /*
+     * and the host files under the image at open, with their identity
+     * then: the page source reads blocks there by name, and must find
+     * these files (a leaf not among them gives no hints)
+     */
+    TsrSilentLeaf silent_leaves[TSR_SILENT_LEAVES];
+    int n_silent_leaves;
 
     /*
      * defrag=auto: background steps at a rate paced by the disks' load

@@ -26,11 +26,42 @@
 /* How long a change waits for a page that is being swapped in or out */
 #define TSR_SILENT_RETRY_NS (100 * SCALE_US)
 
-/* The guest image's cluster size, once at open */
+/*
+ * Record the host files under @b (plain files and host devices, which
+ * the page source can open by name) with their identity now, just after
+ * their nodes opened them: the page source checks that the name still
+ * leads there.
+ */
+static void GRAPH_RDLOCK tsr_silent_find_leaves(BDRVTesseractState *s,
+                                                BlockDriverState *b,
+                                                int depth)
+{
+    BdrvChild *c;
+    struct stat st;
+
+    if (b->drv && (!strcmp(b->drv->format_name, "file") ||
+                   !strcmp(b->drv->format_name, "host_device")) &&
+        s->n_silent_leaves < TSR_SILENT_LEAVES &&
+        stat(b->filename, &st) == 0) {
+        s->silent_leaves[s->n_silent_leaves++] = (TsrSilentLeaf) {
+            .bs = b, .dev = st.st_dev, .ino = st.st_ino,
+        };
+    }
+    if (depth < 8) {
+        QLIST_FOREACH(c, &b->children, next) {
+            tsr_silent_find_leaves(s, c->bs, depth + 1);
+        }
+    }
+}
+
+/* The guest image's cluster size and host files, once at open */
 void GRAPH_RDLOCK tsr_silent_open(BlockDriverState *bs)
 {
     BDRVTesseractState *s = bs->opaque;
     BlockDriverInfo bdi = { 0 };
+
+    s->n_silent_leaves = 0;
+    tsr_silent_find_leaves(s, bs->file->bs, 0);
 
     s->silent_cluster = TSR_BLOCK_SIZE;
     if (bdrv_get_info(bs->file->bs, &bdi) >= 0 &&
@@ -81,18 +112,29 @@ static void tsr_silent_note_run(BDRVTesseractState *s, int64_t pos,
                                 QEMUIOVector *qiov, size_t qiov_offset,
                                 BlockDriverState *file, int64_t host_off)
 {
+    BsstSilentFile f = { 0 };
     int64_t p;
+    int i;
 
+    for (i = 0; file && i < s->n_silent_leaves; i++) {
+        if (s->silent_leaves[i].bs == file) {
+            f = (BsstSilentFile) {
+                .path = file->filename,
+                .direct = file->open_flags & BDRV_O_NOCACHE,
+                .dev = s->silent_leaves[i].dev,
+                .ino = s->silent_leaves[i].ino,
+            };
+            break;
+        }
+    }
     for (p = pos; p + TSR_BLOCK_SIZE <= end; p += TSR_BLOCK_SIZE) {
         void *host = tsr_silent_page(qiov, qiov_offset + p - offset);
 
         if (host) {
             bsst_store_silent_note(s->store, host, s->disk,
                                    p >> TSR_BLOCK_BITS,
-                                   file ? file->filename : NULL,
-                                   file && (file->open_flags &
-                                            BDRV_O_NOCACHE),
-                                   file ? host_off + (p - pos) : -1);
+                                   f.path ? &f : NULL,
+                                   f.path ? host_off + (p - pos) : -1);
         }
     }
 }

@@ -3744,6 +3744,139 @@ static void test_silent_node_close(void)
     global_qtest = NULL;
 }
 
+/*
+ * The guest image's file is renamed and another put in its place (a copy,
+ * which its owner then changes) after the node opened it: the swapper,
+ * which opens the file by name, must not read pages from the copy.
+ */
+static void test_silent_replaced(void)
+{
+    const unsigned np = 8;
+    const uint32_t len = np * TSR_PAGE;
+    const uint64_t sector = 4096;
+    g_autofree uint8_t *data = g_malloc(len);
+    g_autofree uint8_t *back = g_malloc(len);
+    g_autofree char *moved = NULL;
+    g_autofree char *contents = NULL;
+    gsize size;
+    TsrImages img;
+    TsrVM vm;
+    uint64_t buf;
+    int fd;
+
+    silent_vm_start(&vm, &img, "raw", true, NULL);
+    /* the data is there before the node notes anything */
+    tq_fill_pattern(data, len, 97);
+    fd = open(img.guest, O_WRONLY);
+    g_assert_cmpint(pwrite(fd, data, len, sector * 512), ==, len);
+    close(fd);
+    moved = g_strdup_printf("%s.moved", img.guest);
+    g_assert_cmpint(rename(img.guest, moved), ==, 0);
+    g_assert_true(g_file_get_contents(moved, &contents, &size, NULL));
+    g_assert_true(g_file_set_contents(img.guest, contents, size, NULL));
+
+    buf = guest_alloc(vm.alloc, len);
+    memset(back, 0x5a, len);
+    memwrite(buf, back, len);
+    blk_read(&vm, sector, buf, len);
+    swapper_swap_out(buf, len);
+    g_assert_cmpint(swapper_stat("swap-outs"), ==, np);
+    g_assert_cmpint(swapper_stat("silent-swapouts"), ==, 0);
+    g_assert_cmpint(swapper_stat("bsst-bytes-written"), ==, len);
+
+    /* the copy's owner writes it: nothing the guest sees changes */
+    memset(contents + sector * 512, 0xee, len);
+    g_assert_true(g_file_set_contents(img.guest, contents, size, NULL));
+    memread(buf, back, len);
+    g_assert_cmpmem(back, len, data, len);
+    vm_stop(&vm);
+    unlink(moved);
+}
+
+/* query-migrate's status on @qts once it is @a or @b, or after 30 s */
+static char *silent_migrate_wait(QTestState *qts, const char *a,
+                                 const char *b)
+{
+    char *st = NULL;
+    int i;
+
+    for (i = 0; i < 3000; i++) {
+        QDict *resp = qtest_qmp(qts, "{'execute': 'query-migrate'}");
+        QDict *ret = qdict_get_qdict(resp, "return");
+
+        g_free(st);
+        st = g_strdup(qdict_haskey(ret, "status") ?
+                      qdict_get_str(ret, "status") : "none");
+        qobject_unref(resp);
+        if (!strcmp(st, a) || !strcmp(st, b)) {
+            break;
+        }
+        g_usleep(10 * 1000);
+    }
+    return st;
+}
+
+/*
+ * A migration sends silent pages read from their guest disk: when the
+ * disk cannot be read, the migration fails (and the VM runs on, the
+ * pages still silent) instead of waiting forever on a fault; once it can
+ * be read again, a migration delivers the pages' contents.
+ */
+static void test_silent_migrate(void)
+{
+    const unsigned np = 8;
+    const uint32_t len = np * TSR_PAGE;
+    g_autofree uint8_t *data = g_malloc(len);
+    g_autofree uint8_t *back = g_malloc(len);
+    char *file = tq_tmp("tesseract-silent-mig.XXXXXX", false);
+    char *sock = tq_tmp("tesseract-silent-sock.XXXXXX", false);
+    g_autofree char *furi = g_strdup_printf("file:%s", file);
+    g_autofree char *uri = g_strdup_printf("unix:%s", sock);
+    char *bsst2 = tq_image("qcow2", TSR_IMAGE_MB);
+    char *st;
+    QTestState *dst;
+    TsrImages img;
+    TsrVM vm;
+    uint64_t buf;
+
+    silent_vm_start(&vm, &img, "raw", true, NULL);
+    buf = silent_read_and_swap(&vm, 256, data, np, 91);
+    g_assert_cmpint(swapper_stat("silent-pages"), ==, np);
+
+    qtest_qmp_assert_success(global_qtest, "{'execute': 'qom-set', "
+        "'arguments': {'path': '/objects/swap0', "
+        "'property': 'x-fail-reads', 'value': true}}");
+    qtest_qmp_assert_success(global_qtest, "{'execute': 'migrate', "
+                             "'arguments': {'uri': %s}}", furi);
+    st = silent_migrate_wait(global_qtest, "failed", "completed");
+    g_assert_cmpstr(st, ==, "failed");
+    g_free(st);
+    g_assert_cmpint(swapper_stat("silent-pages"), ==, np);
+
+    qtest_qmp_assert_success(global_qtest, "{'execute': 'qom-set', "
+        "'arguments': {'path': '/objects/swap0', "
+        "'property': 'x-fail-reads', 'value': false}}");
+    dst = qtest_initf("-machine pc -m 128 -display none"
+        " -blockdev driver=raw,node-name=drive0,"
+        "file.driver=file,file.filename=%s"
+        " -blockdev driver=qcow2,node-name=bsst0,"
+        "file.driver=file,file.filename=%s"
+        " -device virtio-blk-pci,id=vblk0,drive=drive0,addr=04.0"
+        SWAPPER ",silent-swap=on,background-swapin=off -incoming %s",
+        img.guest, bsst2, uri);
+    qtest_qmp_assert_success(global_qtest, "{'execute': 'migrate', "
+                             "'arguments': {'uri': %s}}", uri);
+    st = silent_migrate_wait(dst, "completed", "failed");
+    g_assert_cmpstr(st, ==, "completed");
+    g_free(st);
+    /* sent from the disk, not faulted in on the source */
+    g_assert_cmpint(swapper_stat("silent-pages"), ==, np);
+    qtest_memread(dst, buf, back, len);
+    g_assert_cmpmem(back, len, data, len);
+    qtest_quit(dst);
+    vm_stop(&vm);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -3765,6 +3898,8 @@ int main(int argc, char **argv)
     qtest_add_func("/tesseract/silent/indirection-defrag",
                    test_silent_indirection_defrag);
     qtest_add_func("/tesseract/silent/node-close", test_silent_node_close);
+    qtest_add_func("/tesseract/silent/migrate", test_silent_migrate);
+    qtest_add_func("/tesseract/silent/replaced", test_silent_replaced);
     qtest_add_func("/tesseract/virtio-blk/rw-pattern", test_rw_pattern);
     qtest_add_func("/tesseract/qmp/errors", test_query_errors);
     qtest_add_func("/tesseract/virtio-blk/indirection-crash",

@@ -71,6 +71,7 @@ typedef struct TswSilentDisk {
     int fd;                 /* its host file, read-only */
     bool direct;            /* opened O_DIRECT, as the node's file is */
     char *path;
+    uint64_t dev, ino;      /* the file the node opened, and fd */
     uint64_t keys;          /* hints and silent pages on it */
 } TswSilentDisk;
 
@@ -399,6 +400,7 @@ void tsw_silent_cleanup(TesseractSwapper *sw);
 void tsw_silent_unlink_locked(TesseractSwapper *sw, uint64_t idx);
 void tsw_silent_drop_locked(TesseractSwapper *sw, uint64_t idx);
 void tsw_silent_forget_all(TesseractSwapper *sw);
+char *tsw_silent_path(TesseractSwapper *sw, uint64_t idx);
 int tsw_silent_pread(TesseractSwapper *sw, uint64_t idx, uint8_t *buf);
 bool tsw_silent_compare(TesseractSwapper *sw, uint64_t idx,
                         const uint8_t *copy, uint8_t *buf, uint64_t *key);
@@ -406,7 +408,7 @@ bool tsw_silent_valid_locked(TesseractSwapper *sw, uint64_t idx,
                              uint64_t key);
 bool tsw_silent_wanted(void *opaque);
 void tsw_silent_note(void *opaque, void *host, void *disk, uint64_t gblock,
-                     const char *leaf, bool direct, int64_t host_off);
+                     const BsstSilentFile *file, int64_t host_off);
 int tsw_silent_preserve(void *opaque, void *disk, uint64_t first,
                         uint64_t n);
 void tsw_silent_forget(void *opaque, void *disk);

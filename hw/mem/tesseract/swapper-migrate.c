@@ -331,6 +331,7 @@ static int tsw_migrate_save_setup(QEMUFile *f, void *opaque, Error **errp)
      */
     for (i = 0; i < sw->npages; i++) {
         if ((sw->pages[i].state == PG_SWAPPED ||
+             sw->pages[i].state == PG_SILENT ||
              sw->pages[i].state == PG_RESIDENT) &&
             !tsw_migrate_in_ram(sw, i)) {
             set_bit(i, sw->mig_send);
@@ -388,8 +389,12 @@ static void tsw_migrate_save_cleanup(void *opaque)
     sw->mig_buf = NULL;
 }
 
-/* TSW_MIG_ITS_BLOCK: swapped out, its block sent (mig_shared) */
-enum { TSW_MIG_SWAPPED, TSW_MIG_IN_RAM, TSW_MIG_ZEROES, TSW_MIG_ITS_BLOCK };
+/*
+ * TSW_MIG_ITS_BLOCK: swapped out, its block sent (mig_shared);
+ * TSW_MIG_SILENT: swapped out silently, read from its guest disk
+ */
+enum { TSW_MIG_SWAPPED, TSW_MIG_IN_RAM, TSW_MIG_ZEROES, TSW_MIG_ITS_BLOCK,
+       TSW_MIG_SILENT };
 
 static int tsw_mig_page_cmp(const void *a, const void *b)
 {
@@ -425,8 +430,15 @@ static int tsw_migrate_gather(TesseractSwapper *sw, TswMigPage *pg,
             pg[n].bblock = p->bblock;
             set_bit(idx, sw->mig_sent);
         } else if (p->state == PG_SILENT) {
-            /* read through RAM: its fault reads it from its disk */
-            pg[n].kind = TSW_MIG_IN_RAM;
+            /*
+             * Held (PG_SWAPPING_IN, from its disk) while its block is
+             * read: a change of the block waits (tsw_silent_preserve() is
+             * busy), a fault waits.  Not read through RAM: a block that
+             * cannot be read would park that fault, and this thread.
+             */
+            p->state = PG_SWAPPING_IN;
+            pg[n].kind = TSW_MIG_SILENT;
+            set_bit(idx, sw->mig_sent);
         } else if (p->state == PG_RESIDENT) {
             if (tsw_migrate_in_ram(sw, idx)) {
                 /* (a write after the copy dirties it: not mig_sent) */
@@ -529,6 +541,50 @@ static int tsw_migrate_send_swapped(TesseractSwapper *sw, QEMUFile *f,
 }
 
 /*
+ * Send silent page @idx (held by tsw_migrate_gather()) read from its
+ * guest disk, unless @err (an earlier page failed); it stays swapped
+ * out, unless a node close or a load wanted it back meanwhile
+ * (PG_PRESERVING).  Returns 0 or a negative errno (the page is marked to
+ * send again).
+ */
+static int tsw_migrate_send_silent(TesseractSwapper *sw, QEMUFile *f,
+                                   uint64_t idx, uint8_t *buf, int err)
+{
+    int ret = err ? err : tsw_silent_pread(sw, idx, buf);
+    bool back, placing;
+
+    if (ret == 0) {
+        qemu_put_be64(f, idx * TSW_PAGE | TSW_MIG_DATA);
+        qemu_put_buffer(f, buf, TSW_PAGE);
+    }
+    qemu_mutex_lock(&sw->lock);
+    back = ret == 0 && (sw->pages[idx].flags & PG_PRESERVING);
+    if (ret < 0) {
+        clear_bit(idx, sw->mig_sent);
+        if (!test_and_set_bit(idx, sw->mig_send)) {
+            sw->mig_pending++;
+        }
+    } else {
+        sw->mig_sent_bsst++;
+    }
+    qemu_mutex_unlock(&sw->lock);
+    if (!back || tsw_swap_in(sw, idx, buf, true, &placing) < 0) {
+        tsw_swap_in_abandon(sw, idx);
+    }
+    if (ret < 0 && !err) {
+        g_autofree char *path = tsw_silent_path(sw, idx);
+
+        error_report("tesseract-swapper '%s': cannot read page %" PRIu64
+                     " for the migration from guest disk '%s', where it "
+                     "was swapped out silently: %s",
+                     object_get_canonical_path_component(OBJECT(sw)), idx,
+                     path, strerror(-ret));
+    }
+    trace_tsw_migrate_send(idx, true, false);
+    return ret;
+}
+
+/*
  * Send pinned page @pg's block for the destination to adopt (mig_shared):
  * referenced once more until the migration ends, so that the source
  * does not reuse it meanwhile.  False if it cannot be held.
@@ -563,7 +619,7 @@ static int64_t tsw_migrate_send(TesseractSwapper *sw, QEMUFile *f,
     TswMigPage *pg = sw->mig_gather;
     uint8_t *buf = sw->mig_buf;
     uint64_t sent = 0;
-    int n, i, nswapped, ret;
+    int n, i, nswapped, ret, err;
 
     *settling = false;
     while (sent < max && !(paced && migration_rate_exceeded(f))) {
@@ -575,7 +631,12 @@ static int64_t tsw_migrate_send(TesseractSwapper *sw, QEMUFile *f,
         }
         /* the others first (not under the lock: RAM may fault) */
         nswapped = 0;
+        err = 0;
         for (i = 0; i < n; i++) {
+            if (pg[i].kind == TSW_MIG_SILENT) {
+                err = tsw_migrate_send_silent(sw, f, pg[i].idx, buf, err);
+                continue;
+            }
             if (pg[i].kind == TSW_MIG_ITS_BLOCK) {
                 if (tsw_migrate_send_block(sw, f, &pg[i])) {
                     continue;
@@ -610,8 +671,8 @@ static int64_t tsw_migrate_send(TesseractSwapper *sw, QEMUFile *f,
         qsort(pg, nswapped, sizeof(*pg), tsw_mig_page_cmp);
         ret = tsw_migrate_send_swapped(sw, f, pg, nswapped, buf, paced,
                                        &stopped);
-        if (ret < 0) {
-            return ret;
+        if (ret < 0 || err < 0) {
+            return ret < 0 ? ret : err;
         }
         sent += n;
         if (stopped) {
@@ -631,7 +692,7 @@ static int tsw_migrate_save_iterate(QEMUFile *f, void *opaque)
     qemu_put_be64(f, TSW_MIG_EOS);
     if (ret < 0) {
         error_report("tesseract-swapper '%s': cannot read a swapped-out "
-                     "page from its BSST for the migration: %s",
+                     "page for the migration: %s",
                      object_get_canonical_path_component(OBJECT(sw)),
                      strerror(-ret));
         return ret;

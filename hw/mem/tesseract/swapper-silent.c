@@ -131,20 +131,23 @@ static int64_t tsw_silent_lookup_locked(TesseractSwapper *sw, uint64_t key)
 }
 
 /*
- * The slot of @disk, opening @leaf for it if it has none yet; -1 if it
+ * The slot of @disk, opening @file for it if it has none yet; -1 if it
  * cannot have one (under sw->lock)
  */
 static int tsw_silent_disk_locked(TesseractSwapper *sw, void *disk,
-                                  const char *leaf, bool direct)
+                                  const BsstSilentFile *file)
 {
     int i, free_slot = -1, fd;
+    struct stat st;
 
     for (i = 0; i < TSW_SILENT_DISKS; i++) {
         TswSilentDisk *d = &sw->silent_disks[i];
 
         if (d->disk == disk) {
             /* the node's file changed under it: no more hints there */
-            return d->direct == direct && !strcmp(d->path, leaf) ? i : -1;
+            return d->direct == file->direct && d->dev == file->dev &&
+                   d->ino == file->ino && !strcmp(d->path, file->path) ?
+                   i : -1;
         }
         if (!d->disk && d->fd < 0 && free_slot < 0) {
             free_slot = i;
@@ -153,15 +156,28 @@ static int tsw_silent_disk_locked(TesseractSwapper *sw, void *disk,
     if (free_slot < 0) {
         return -1;
     }
-    fd = qemu_open_old(leaf, O_RDONLY | (direct ? O_DIRECT : 0));
+    fd = qemu_open_old(file->path,
+                       O_RDONLY | (file->direct ? O_DIRECT : 0));
     if (fd < 0) {
         warn_report_once("tesseract-swapper: cannot open '%s' to read "
                          "pages swapped out silently: %s; its disk's pages "
-                         "are written to the BSST", leaf, strerror(errno));
+                         "are written to the BSST", file->path,
+                         strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, &st) < 0 || st.st_dev != file->dev ||
+        st.st_ino != file->ino) {
+        /* renamed or replaced since the node opened it */
+        warn_report_once("tesseract-swapper: '%s' is not the file its "
+                         "tesseract node opened (renamed or replaced "
+                         "since?); that disk's pages are written to the "
+                         "BSST", file->path);
+        close(fd);
         return -1;
     }
     sw->silent_disks[free_slot] = (TswSilentDisk) {
-        .disk = disk, .fd = fd, .direct = direct, .path = g_strdup(leaf),
+        .disk = disk, .fd = fd, .direct = file->direct,
+        .path = g_strdup(file->path), .dev = file->dev, .ino = file->ino,
     };
     return free_slot;
 }
@@ -177,14 +193,13 @@ bool tsw_silent_wanted(void *opaque)
 
 /*
  * A guest request moved block @gblock of @disk whole between page @host
- * and the disk, where it lies at @host_off in @leaf: note it.  A block
+ * and the disk, where it lies at @host_off in @file: note it.  A block
  * already held by a page swapped out on it (or on its way there) keeps
  * that page.  @host_off < 0: the page now holds data from elsewhere (the
  * BSST, or no single place in a host file): forget its hint.
  */
-void tsw_silent_note(void *opaque, void *host, void *disk,
-                            uint64_t gblock, const char *leaf, bool direct,
-                            int64_t host_off)
+void tsw_silent_note(void *opaque, void *host, void *disk, uint64_t gblock,
+                     const BsstSilentFile *file, int64_t host_off)
 {
     TesseractSwapper *sw = opaque;
     uint64_t idx, key;
@@ -195,7 +210,7 @@ void tsw_silent_note(void *opaque, void *host, void *disk,
         ((uintptr_t)host & (TSW_PAGE - 1))) {
         return;
     }
-    if (host_off < 0 || (host_off & (TSW_PAGE - 1)) ||
+    if (!file || host_off < 0 || (host_off & (TSW_PAGE - 1)) ||
         host_off / TSW_PAGE >= UINT32_MAX || gblock >> TSW_KEY_SHIFT) {
         /* the page holds something else now: its hint is stale */
         qemu_mutex_lock(&sw->lock);
@@ -209,7 +224,7 @@ void tsw_silent_note(void *opaque, void *host, void *disk,
     if (sw->leaving || sw->pages[idx].state != PG_RESIDENT) {
         goto out;
     }
-    slot = tsw_silent_disk_locked(sw, disk, leaf, direct);
+    slot = tsw_silent_disk_locked(sw, disk, file);
     if (slot < 0) {
         goto out;
     }
@@ -254,6 +269,19 @@ int tsw_silent_pread(TesseractSwapper *sw, uint64_t idx, uint8_t *buf)
         return -errno;
     }
     return n == TSW_PAGE ? 0 : -EIO;
+}
+
+/* The path of the guest disk silent page @idx is read from, for errors */
+char *tsw_silent_path(TesseractSwapper *sw, uint64_t idx)
+{
+    char *path;
+
+    qemu_mutex_lock(&sw->lock);
+    path = g_strdup(sw->silent_key[idx] ?
+                    sw->silent_disks[tsw_silent_key_slot(
+                        sw->silent_key[idx])].path : "?");
+    qemu_mutex_unlock(&sw->lock);
+    return path;
 }
 
 /*
