@@ -139,20 +139,12 @@ static void images_new(TsrImages *img)
     img->bsst = tq_image("qcow2", TSR_IMAGE_MB);
 }
 
-static void vm_start_with(TsrVM *vm, const TsrImages *img, const char *opts,
-                          const char *extra)
+/* @qs booted: start its virtio-blk device (vblk0 at 04.0) */
+static void vm_attach(TsrVM *vm, QOSState *qs)
 {
     QPCIAddress addr = { .devfn = QPCI_DEVFN(4, 0) };
 
-    vm->qs = qtest_pc_boot("-machine pc -m 128 -display none %s"
-        " -blockdev driver=qcow2,node-name=guest0,"
-        "file.driver=file,file.filename=%s"
-        " -blockdev driver=qcow2,node-name=bsst0,"
-        "file.driver=file,file.filename=%s"
-        " -blockdev driver=tesseract,node-name=drive0,file=guest0,"
-        "bsst=bsst0%s"
-        " -device virtio-blk-pci,id=vblk0,drive=drive0,addr=04.0",
-        extra ? extra : "", img->guest, img->bsst, opts ? opts : "");
+    vm->qs = qs;
     global_qtest = vm->qs->qts;
     vm->alloc = &vm->qs->alloc;
     vm->dev = virtio_pci_new(vm->qs->pcibus, &addr);
@@ -160,6 +152,20 @@ static void vm_start_with(TsrVM *vm, const TsrImages *img, const char *opts,
     qvirtio_pci_device_enable(vm->dev);
     qvirtio_start_device(&vm->dev->vdev);
     vm->vq = blk_start(&vm->dev->vdev, vm->alloc);
+}
+
+static void vm_start_with(TsrVM *vm, const TsrImages *img, const char *opts,
+                          const char *extra)
+{
+    vm_attach(vm, qtest_pc_boot("-machine pc -m 128 -display none %s"
+        " -blockdev driver=qcow2,node-name=guest0,"
+        "file.driver=file,file.filename=%s"
+        " -blockdev driver=qcow2,node-name=bsst0,"
+        "file.driver=file,file.filename=%s"
+        " -blockdev driver=tesseract,node-name=drive0,file=guest0,"
+        "bsst=bsst0%s"
+        " -device virtio-blk-pci,id=vblk0,drive=drive0,addr=04.0",
+        extra ? extra : "", img->guest, img->bsst, opts ? opts : ""));
 }
 
 /*
@@ -2591,7 +2597,9 @@ static uint8_t blk_write_same_page(TsrVM *vm, uint64_t sector, uint64_t gpa,
 }
 
 /* A guest discard of [@sector, +@nsect) */
-static void blk_discard(TsrVM *vm, uint64_t sector, uint32_t nsect)
+/* One segment of VIRTIO_BLK_T_DISCARD or _WRITE_ZEROES (@type) */
+static void blk_discard_or_zeroes(TsrVM *vm, uint32_t type, uint64_t sector,
+                                  uint32_t nsect)
 {
     struct virtio_blk_discard_write_zeroes seg = {
         .sector = cpu_to_le64(sector),
@@ -2600,9 +2608,13 @@ static void blk_discard(TsrVM *vm, uint64_t sector, uint32_t nsect)
     uint64_t gpa = guest_alloc(vm->alloc, sizeof(seg));
 
     memwrite(gpa, &seg, sizeof(seg));
-    blk_rw(&vm->dev->vdev, vm->alloc, vm->vq, VIRTIO_BLK_T_DISCARD, 0, gpa,
-           sizeof(seg));
+    blk_rw(&vm->dev->vdev, vm->alloc, vm->vq, type, 0, gpa, sizeof(seg));
     guest_free(vm->alloc, gpa);
+}
+
+static void blk_discard(TsrVM *vm, uint64_t sector, uint32_t nsect)
+{
+    blk_discard_or_zeroes(vm, VIRTIO_BLK_T_DISCARD, sector, nsect);
 }
 
 static char *file_checksum(const char *path)
@@ -3397,11 +3409,9 @@ static void test_store_io_errors(void)
 static void silent_vm_start(TsrVM *vm, TsrImages *img, const char *fmt,
                             bool silent, const char *opts)
 {
-    QPCIAddress addr = { .devfn = QPCI_DEVFN(4, 0) };
-
     img->guest = tq_image(fmt, TSR_IMAGE_MB);
     img->bsst = tq_image("qcow2", TSR_IMAGE_MB);
-    vm->qs = qtest_pc_boot("-machine pc -m 128 -display none"
+    vm_attach(vm, qtest_pc_boot("-machine pc -m 128 -display none"
         " -blockdev driver=%s,node-name=guest0,discard=unmap,"
         "file.driver=file,file.filename=%s,file.discard=unmap"
         " -blockdev driver=qcow2,node-name=bsst0,"
@@ -3411,28 +3421,12 @@ static void silent_vm_start(TsrVM *vm, TsrImages *img, const char *fmt,
         " -device virtio-blk-pci,id=vblk0,drive=drive0,addr=04.0"
         SWAPPER ",silent-swap=%s,background-swapin=off",
         fmt, img->guest, img->bsst, opts ? opts : "",
-        silent ? "on" : "off");
-    global_qtest = vm->qs->qts;
-    vm->alloc = &vm->qs->alloc;
-    vm->dev = virtio_pci_new(vm->qs->pcibus, &addr);
-    g_assert_nonnull(vm->dev);
-    qvirtio_pci_device_enable(vm->dev);
-    qvirtio_start_device(&vm->dev->vdev);
-    vm->vq = blk_start(&vm->dev->vdev, vm->alloc);
+        silent ? "on" : "off"));
 }
 
 static void blk_write_zeroes(TsrVM *vm, uint64_t sector, uint32_t nsect)
 {
-    struct virtio_blk_discard_write_zeroes seg = {
-        .sector = cpu_to_le64(sector),
-        .num_sectors = cpu_to_le32(nsect),
-    };
-    uint64_t gpa = guest_alloc(vm->alloc, sizeof(seg));
-
-    memwrite(gpa, &seg, sizeof(seg));
-    blk_rw(&vm->dev->vdev, vm->alloc, vm->vq, VIRTIO_BLK_T_WRITE_ZEROES, 0,
-           gpa, sizeof(seg));
-    guest_free(vm->alloc, gpa);
+    blk_discard_or_zeroes(vm, VIRTIO_BLK_T_WRITE_ZEROES, sector, nsect);
 }
 
 /*

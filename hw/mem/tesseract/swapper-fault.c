@@ -157,6 +157,11 @@ char *tsw_swapin_reason(TesseractSwapper *sw)
         return g_strdup_printf("placing a page in guest RAM failed: %s",
                                strerror(-sw->swapin_err));
     }
+    if (sw->swapin_err_file) {
+        return g_strdup_printf("reading guest disk '%s' (a page swapped out "
+                               "silently) failed: %s", sw->swapin_err_file,
+                               strerror(-sw->swapin_err));
+    }
     return g_strdup_printf("reading BSST '%s' failed: %s", sw->bsst,
                            strerror(-sw->swapin_err));
 }
@@ -194,6 +199,9 @@ static void tsw_swapin_failed(TesseractSwapper *sw, int err, bool placing,
     first = !sw->swapin_err;
     sw->swapin_err = err;
     sw->swapin_err_place = placing;
+    g_free(sw->swapin_err_file);
+    sw->swapin_err_file = sw->pages[idx].flags & PG_FROM_DISK ?
+                          tsw_silent_path_locked(sw, idx) : NULL;
     if (tid) {
         g_array_append_val(sw->waiters, tid);
     }

@@ -193,6 +193,7 @@ struct TesseractSwapper {
     uint64_t parked;
     int swapin_err;
     bool swapin_err_place;
+    char *swapin_err_file;  /* a silent page's disk, or NULL: the BSST */
     GArray *waiters;
     bool exiting;
     TsrPolicy *policy;
@@ -401,6 +402,7 @@ void tsw_silent_unlink_locked(TesseractSwapper *sw, uint64_t idx);
 void tsw_silent_drop_locked(TesseractSwapper *sw, uint64_t idx);
 void tsw_silent_forget_all(TesseractSwapper *sw);
 char *tsw_silent_path(TesseractSwapper *sw, uint64_t idx);
+char *tsw_silent_path_locked(TesseractSwapper *sw, uint64_t idx);
 int tsw_silent_pread(TesseractSwapper *sw, uint64_t idx, uint8_t *buf);
 bool tsw_silent_compare(TesseractSwapper *sw, uint64_t idx,
                         const uint8_t *copy, uint8_t *buf, uint64_t *key);

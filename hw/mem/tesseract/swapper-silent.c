@@ -130,6 +130,19 @@ static int64_t tsw_silent_lookup_locked(TesseractSwapper *sw, uint64_t key)
     return val ? (int64_t)GPOINTER_TO_SIZE(val) - 1 : -1;
 }
 
+/* The slot of @disk, or -1 (under sw->lock) */
+static int tsw_silent_slot_locked(TesseractSwapper *sw, void *disk)
+{
+    int slot;
+
+    for (slot = 0; slot < TSW_SILENT_DISKS; slot++) {
+        if (sw->silent_disks[slot].disk == disk) {
+            return slot;
+        }
+    }
+    return -1;
+}
+
 /*
  * The slot of @disk, opening @file for it if it has none yet; -1 if it
  * cannot have one (under sw->lock)
@@ -272,14 +285,19 @@ int tsw_silent_pread(TesseractSwapper *sw, uint64_t idx, uint8_t *buf)
 }
 
 /* The path of the guest disk silent page @idx is read from, for errors */
+char *tsw_silent_path_locked(TesseractSwapper *sw, uint64_t idx)
+{
+    return g_strdup(sw->silent_key[idx] ?
+                    sw->silent_disks[tsw_silent_key_slot(
+                        sw->silent_key[idx])].path : "?");
+}
+
 char *tsw_silent_path(TesseractSwapper *sw, uint64_t idx)
 {
     char *path;
 
     qemu_mutex_lock(&sw->lock);
-    path = g_strdup(sw->silent_key[idx] ?
-                    sw->silent_disks[tsw_silent_key_slot(
-                        sw->silent_key[idx])].path : "?");
+    path = tsw_silent_path_locked(sw, idx);
     qemu_mutex_unlock(&sw->lock);
     return path;
 }
@@ -364,12 +382,8 @@ int tsw_silent_preserve(void *opaque, void *disk, uint64_t first,
         return 0;
     }
     qemu_mutex_lock(&sw->lock);
-    for (slot = 0; slot < TSW_SILENT_DISKS; slot++) {
-        if (sw->silent_disks[slot].disk == disk) {
-            break;
-        }
-    }
-    if (slot == TSW_SILENT_DISKS || !sw->silent_disks[slot].keys) {
+    slot = tsw_silent_slot_locked(sw, disk);
+    if (slot < 0 || !sw->silent_disks[slot].keys) {
         qemu_mutex_unlock(&sw->lock);
         return 0;
     }
@@ -423,6 +437,43 @@ int tsw_silent_preserve(void *opaque, void *disk, uint64_t first,
 }
 
 /*
+ * Every hint and silent page on disk @slot (-1: on every disk) goes,
+ * unread: silent pages become never-touched ones (zeroes until written).
+ * A page being read from its disk right now (a fault, a migration) drops
+ * its hint once placed (PG_PRESERVING).  Returns how many silent pages
+ * were dropped.  Under sw->lock, which it may drop while a page is being
+ * discarded.
+ */
+static uint64_t tsw_silent_drop_keys_locked(TesseractSwapper *sw, int slot)
+{
+    uint64_t i, dropped = 0;
+
+    for (i = 0; i < sw->npages &&
+         (slot < 0 ? g_hash_table_size(sw->silent_blocks) :
+          sw->silent_disks[slot].keys); i++) {
+        TswPage *pg = &sw->pages[i];
+
+        if (!sw->silent_key[i] ||
+            (slot >= 0 && tsw_silent_key_slot(sw->silent_key[i]) != slot)) {
+            continue;
+        }
+        while (pg->state == PG_DISCARDING) {
+            qemu_cond_wait(&sw->discard_done, &sw->lock);
+        }
+        if (pg->state == PG_SILENT) {
+            tsw_silent_drop_locked(sw, i);
+            dropped++;
+        } else if (pg->state == PG_SWAPPING_IN &&
+                   (pg->flags & PG_FROM_DISK)) {
+            pg->flags |= PG_PRESERVING;
+        } else if (sw->silent_key[i]) {
+            tsw_silent_unlink_locked(sw, i);
+        }
+    }
+    return dropped;
+}
+
+/*
  * @disk goes away (its node closes; others may write its image from now
  * on): its silent pages come back, its hints go.  A page that cannot be
  * read back is lost with the disk: say so (the guest reads zeroes
@@ -433,8 +484,8 @@ int tsw_silent_preserve(void *opaque, void *disk, uint64_t first,
 void tsw_silent_forget(void *opaque, void *disk)
 {
     TesseractSwapper *sw = opaque;
-    TswSilentDisk *d = NULL;
-    uint64_t i, lost = 0;
+    TswSilentDisk *d;
+    uint64_t lost;
     int slot, ret = 0;
 
     if (!sw->silent_key) {
@@ -448,36 +499,13 @@ void tsw_silent_forget(void *opaque, void *disk)
         g_usleep(100);
     }
     qemu_mutex_lock(&sw->lock);
-    for (slot = 0; slot < TSW_SILENT_DISKS; slot++) {
-        if (sw->silent_disks[slot].disk == disk) {
-            d = &sw->silent_disks[slot];
-            break;
-        }
-    }
-    if (!d) {
+    slot = tsw_silent_slot_locked(sw, disk);
+    if (slot < 0) {
         qemu_mutex_unlock(&sw->lock);
         return;
     }
-    for (i = 0; d->keys && i < sw->npages; i++) {
-        TswPage *pg = &sw->pages[i];
-
-        if (!sw->silent_key[i] ||
-            tsw_silent_key_slot(sw->silent_key[i]) != slot) {
-            continue;
-        }
-        while (pg->state == PG_DISCARDING) {
-            qemu_cond_wait(&sw->discard_done, &sw->lock);
-        }
-        if (pg->state == PG_SILENT) {
-            tsw_silent_drop_locked(sw, i);
-            lost++;
-        } else if (pg->state == PG_SWAPPING_IN) {
-            /* its fault reads it, or waits to: the slot stays for it */
-            pg->flags |= PG_PRESERVING;
-        } else {
-            tsw_silent_unlink_locked(sw, i);
-        }
-    }
+    d = &sw->silent_disks[slot];
+    lost = tsw_silent_drop_keys_locked(sw, slot);
     if (lost && !qatomic_read(&sw->exiting)) {
         error_report("tesseract-swapper: %" PRIu64 " pages swapped out "
                      "silently on '%s' could not be read back%s%s; the "
@@ -518,31 +546,11 @@ void tsw_silent_drop_locked(TesseractSwapper *sw, uint64_t idx)
  */
 void tsw_silent_forget_all(TesseractSwapper *sw)
 {
-    uint64_t i;
-
     if (!sw->silent_key) {
         return;
     }
     qemu_mutex_lock(&sw->lock);
-    for (i = 0; g_hash_table_size(sw->silent_blocks) && i < sw->npages;
-         i++) {
-        TswPage *pg = &sw->pages[i];
-
-        if (!sw->silent_key[i]) {
-            continue;
-        }
-        while (pg->state == PG_DISCARDING) {
-            qemu_cond_wait(&sw->discard_done, &sw->lock);
-        }
-        if (pg->state == PG_SILENT) {
-            tsw_silent_drop_locked(sw, i);
-        } else if (pg->state == PG_SWAPPING_IN &&
-                   (pg->flags & PG_FROM_DISK)) {
-            pg->flags |= PG_PRESERVING;
-        } else {
-            tsw_silent_unlink_locked(sw, i);
-        }
-    }
+    tsw_silent_drop_keys_locked(sw, -1);
     qemu_mutex_unlock(&sw->lock);
 }
 

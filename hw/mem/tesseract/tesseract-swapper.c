@@ -523,6 +523,7 @@ static void tsw_finalize(Object *obj)
         close(sw->direct_fd);
     }
     g_free(sw->direct_path);
+    g_free(sw->swapin_err_file);
     qemu_cond_destroy(&sw->faults_idle);
     qemu_cond_destroy(&sw->io_resume);
     qemu_cond_destroy(&sw->test_cond);
