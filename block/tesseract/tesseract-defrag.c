@@ -238,7 +238,7 @@ static void coroutine_fn tsr_auto_co(void *opaque)
     }
     if (copied) {
         uint64_t rate = tsr_pace_update(&s->pace, copy_ns / copied,
-                                        s->auto_idle);
+                                        s->auto_idle, s->auto_load);
 
         ratelimit_set_speed(&s->auto_limit, rate, NANOSECONDS_PER_SECOND);
         qatomic_set(&s->defrag_rate, rate);
@@ -258,6 +258,7 @@ static void tsr_auto_tick(void *opaque)
     if (!qatomic_read(&s->drained) && !qatomic_read(&s->auto_running)
         && (bsst_disk_count(s->disk) || s->auto_unflushed)) {
         s->auto_idle = io - s->io_seen <= TESSERACT_AUTO_IDLE_IOS;
+        s->auto_load = (io - s->io_seen) * TESSERACT_AUTO_TICKS;
         qatomic_set(&s->auto_running, true);
         bdrv_inc_in_flight(bs);
         aio_co_enter(bdrv_get_aio_context(bs),

@@ -111,6 +111,7 @@ typedef struct BDRVTesseractState {
     QEMUTimer *auto_timer;
     bool auto_running;
     bool auto_idle;         /* the guest was idle at the step's tick */
+    uint64_t auto_load;     /* and its requests per second then */
     TsrPace pace;           /* the step coroutine's */
     RateLimit auto_limit;   /* blocks per second */
     uint64_t defrag_rate;   /* pace.rate, for query-tesseract (atomic) */

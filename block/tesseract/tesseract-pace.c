@@ -7,9 +7,8 @@
  */
 
 #include "qemu/osdep.h"
+#include "qemu/timer.h"
 #include "tesseract-pace.h"
-
-#define NS_PER_SEC 1000000000ULL
 
 void tsr_pace_init(TsrPace *p, uint64_t min_rate, uint64_t max_rate)
 {
@@ -20,7 +19,8 @@ void tsr_pace_init(TsrPace *p, uint64_t min_rate, uint64_t max_rate)
     p->rate = min_rate;
 }
 
-uint64_t tsr_pace_update(TsrPace *p, uint64_t copy_ns, bool guest_idle)
+uint64_t tsr_pace_update(TsrPace *p, uint64_t copy_ns, bool guest_idle,
+                         uint64_t load)
 {
     bool loaded;
 
@@ -41,9 +41,13 @@ uint64_t tsr_pace_update(TsrPace *p, uint64_t copy_ns, bool guest_idle)
     }
     /* the share of the disks' time the copies may take */
     p->rate = MIN(p->rate, MAX(p->min_rate,
-                               NS_PER_SEC / MAX(copy_ns, 1) /
+                               NANOSECONDS_PER_SECOND / MAX(copy_ns, 1) /
                                (guest_idle ? TSR_PACE_IDLE_SHARE
                                            : TSR_PACE_BUSY_SHARE)));
+    /* and of the requests, while the guest does I/O */
+    if (!guest_idle) {
+        p->rate = MIN(p->rate, MAX(p->min_rate, load / TSR_PACE_BUSY_OPS));
+    }
     return p->rate;
 }
 

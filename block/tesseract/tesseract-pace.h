@@ -37,12 +37,20 @@
  * busy only a share of the time: at most 1/TSR_PACE_BUSY_SHARE of each
  * second while the guest does I/O, 1/TSR_PACE_IDLE_SHARE while it is
  * idle (a copy taking 10 ms: 10 or 50 a second; 200 us: 500 or 2,500).
+ *
+ * And time alone misses a device behind an I/O throttle (an IOPS limit,
+ * or blkio's): a copy that found the throttle's budget unspent returns
+ * fast, yet takes a request the guest would have had a moment later.  So
+ * while the guest does I/O, the copies are also at most one per
+ * TSR_PACE_BUSY_OPS requests of the guest and the swapper (200 a second
+ * on a paging spindle: 10 copies).
  */
 #define TSR_PACE_LOADED 2
 #define TSR_PACE_RAMP 16
 #define TSR_PACE_DRIFT 256
 #define TSR_PACE_BUSY_SHARE 10
 #define TSR_PACE_IDLE_SHARE 2
+#define TSR_PACE_BUSY_OPS 20
 
 typedef struct TsrPace {
     uint64_t min_rate, max_rate;    /* blocks per second */
@@ -56,9 +64,11 @@ void tsr_pace_init(TsrPace *p, uint64_t min_rate, uint64_t max_rate);
 
 /*
  * A step copied blocks taking @copy_ns each on average; @guest_idle: the
- * guest issued (almost) no I/O meanwhile.  Returns the new rate.
+ * guest issued (almost) no I/O meanwhile; @load: the requests of the
+ * guest and the swapper per second, lately.  Returns the new rate.
  */
-uint64_t tsr_pace_update(TsrPace *p, uint64_t copy_ns, bool guest_idle);
+uint64_t tsr_pace_update(TsrPace *p, uint64_t copy_ns, bool guest_idle,
+                         uint64_t load);
 
 /* Blocks a step may copy at @rate with @ticks_per_sec steps a second */
 uint64_t tsr_pace_step_blocks(uint64_t rate, uint64_t ticks_per_sec,

@@ -12,6 +12,8 @@
 #define MIN_RATE 1
 #define MAX_RATE 640
 #define BASE_NS 20000           /* a copy on unloaded disks: 20 us */
+/* requests a second of a guest on a fast disk: no cap below MAX_RATE */
+#define BUSY_LOAD (MAX_RATE * TSR_PACE_BUSY_OPS * 4)
 
 /* Unloaded disks, busy guest: from min_rate to max_rate in RAMP steps */
 static void test_ramp_up(void)
@@ -22,13 +24,13 @@ static void test_ramp_up(void)
     tsr_pace_init(&p, MIN_RATE, MAX_RATE);
     g_assert_cmpuint(p.rate, ==, MIN_RATE);
     for (i = 1; i < TSR_PACE_RAMP; i++) {
-        tsr_pace_update(&p, BASE_NS + i * 1000, false);
+        tsr_pace_update(&p, BASE_NS + i * 1000, false, BUSY_LOAD);
         g_assert_cmpuint(p.rate, <, MAX_RATE);
         g_assert_cmpuint(p.rate, ==, MIN_RATE + i * (MAX_RATE / TSR_PACE_RAMP));
     }
-    tsr_pace_update(&p, BASE_NS, false);
+    tsr_pace_update(&p, BASE_NS, false, BUSY_LOAD);
     g_assert_cmpuint(p.rate, ==, MAX_RATE);
-    tsr_pace_update(&p, BASE_NS, false);
+    tsr_pace_update(&p, BASE_NS, false, BUSY_LOAD);
     g_assert_cmpuint(p.rate, ==, MAX_RATE);
     g_assert_cmpuint(p.backoffs, ==, 0);
 }
@@ -42,27 +44,27 @@ static void test_back_off(void)
 
     tsr_pace_init(&p, MIN_RATE, MAX_RATE);
     for (i = 0; i < 5; i++) {
-        tsr_pace_update(&p, BASE_NS, true);    /* 42 124 288 616 640 */
+        tsr_pace_update(&p, BASE_NS, true, BUSY_LOAD);    /* 42 124 288 616 640 */
     }
     g_assert_cmpuint(p.rate, ==, MAX_RATE);
     for (i = 0; i < 12; i++) {
         prev = p.rate;
-        tsr_pace_update(&p, 5 * BASE_NS, false);
+        tsr_pace_update(&p, 5 * BASE_NS, false, BUSY_LOAD);
         g_assert_cmpuint(p.rate, ==, MAX(MIN_RATE, prev / 2));
     }
     g_assert_cmpuint(p.rate, ==, MIN_RATE);
     g_assert_cmpuint(p.backoffs, ==, 12);
 
     /* at the threshold still counts as room; 10% above it does not */
-    tsr_pace_update(&p, TSR_PACE_LOADED * p.base_ns, false);
+    tsr_pace_update(&p, TSR_PACE_LOADED * p.base_ns, false, BUSY_LOAD);
     g_assert_cmpuint(p.rate, >, MIN_RATE);
     prev = p.rate;
-    tsr_pace_update(&p, TSR_PACE_LOADED * p.base_ns * 11 / 10, false);
+    tsr_pace_update(&p, TSR_PACE_LOADED * p.base_ns * 11 / 10, false, BUSY_LOAD);
     g_assert_cmpuint(p.rate, ==, MAX(MIN_RATE, prev / 2));
 
     /* the load goes away: the rate climbs back */
     for (i = 0; i < TSR_PACE_RAMP; i++) {
-        tsr_pace_update(&p, BASE_NS, false);
+        tsr_pace_update(&p, BASE_NS, false, BUSY_LOAD);
     }
     g_assert_cmpuint(p.rate, ==, MAX_RATE);
 }
@@ -78,15 +80,15 @@ static void test_idle(void)
     unsigned i;
 
     tsr_pace_init(&p, MIN_RATE, MAX_RATE);
-    tsr_pace_update(&p, BASE_NS, false);
+    tsr_pace_update(&p, BASE_NS, false, BUSY_LOAD);
     g_assert_cmpuint(p.rate, ==, MIN_RATE + step);
-    tsr_pace_update(&p, 10 * BASE_NS, true);
+    tsr_pace_update(&p, 10 * BASE_NS, true, BUSY_LOAD);
     g_assert_cmpuint(p.rate, ==, (MIN_RATE + step) / 2);
     g_assert_cmpuint(p.backoffs, ==, 1);
-    tsr_pace_update(&p, BASE_NS, true);
+    tsr_pace_update(&p, BASE_NS, true, BUSY_LOAD);
     g_assert_cmpuint(p.rate, ==, (MIN_RATE + step) / 2 * 2 + step);
     for (i = 0; i < 3; i++) {
-        tsr_pace_update(&p, BASE_NS, true);
+        tsr_pace_update(&p, BASE_NS, true, BUSY_LOAD);
     }
     g_assert_cmpuint(p.rate, ==, MAX_RATE);     /* 200, 440, 640 */
 }
@@ -101,14 +103,14 @@ static void test_base_drift(void)
     unsigned i, loaded = 0;
 
     tsr_pace_init(&p, MIN_RATE, MAX_RATE);
-    tsr_pace_update(&p, BASE_NS, false);
-    tsr_pace_update(&p, BASE_NS / 2, false);
+    tsr_pace_update(&p, BASE_NS, false, BUSY_LOAD);
+    tsr_pace_update(&p, BASE_NS / 2, false, BUSY_LOAD);
     g_assert_cmpuint(p.base_ns, ==, BASE_NS / 2);
 
     for (i = 0; i < 10000; i++) {
         uint64_t before = p.backoffs;
 
-        tsr_pace_update(&p, 3 * BASE_NS / 2, false);    /* 3x the lowest */
+        tsr_pace_update(&p, 3 * BASE_NS / 2, false, BUSY_LOAD);    /* 3x the lowest */
         if (p.backoffs == before) {
             break;
         }
@@ -132,20 +134,20 @@ static void test_share(void)
 
     tsr_pace_init(&p, MIN_RATE, MAX_RATE);
     for (i = 0; i < 2 * TSR_PACE_RAMP; i++) {
-        tsr_pace_update(&p, 10000000, false);   /* 10 ms, never slower */
+        tsr_pace_update(&p, 10000000, false, BUSY_LOAD);   /* 10 ms, never slower */
     }
     g_assert_cmpuint(p.rate, ==, 1000 / 10 / TSR_PACE_BUSY_SHARE);
     g_assert_cmpuint(p.backoffs, ==, 0);
     for (i = 0; i < 8; i++) {
-        tsr_pace_update(&p, 10000000, true);
+        tsr_pace_update(&p, 10000000, true, BUSY_LOAD);
     }
     g_assert_cmpuint(p.rate, ==, 1000 / 10 / TSR_PACE_IDLE_SHARE);
     for (i = 0; i < TSR_PACE_RAMP; i++) {
-        tsr_pace_update(&p, 200000, false);     /* 200 us: faster disks */
+        tsr_pace_update(&p, 200000, false, BUSY_LOAD);     /* 200 us: faster disks */
     }
     g_assert_cmpuint(p.rate, ==, 1000000 / 200 / TSR_PACE_BUSY_SHARE);
     /* never below the slowest rate, however long a copy takes */
-    tsr_pace_update(&p, 5000000000ULL, false);
+    tsr_pace_update(&p, 5000000000ULL, false, BUSY_LOAD);
     g_assert_cmpuint(p.rate, ==, MIN_RATE);
 }
 
@@ -157,6 +159,32 @@ static void test_step_blocks(void)
     g_assert_cmpuint(tsr_pace_step_blocks(5000, 10, 64), ==, 64);
 }
 
+/*
+ * Behind an I/O throttle the copies return fast and show no queueing,
+ * yet each takes a request from a paging guest: while the guest does
+ * I/O, one copy per TSR_PACE_BUSY_OPS of its requests at most; when it
+ * is idle, the request count does not hold the rate back.
+ */
+static void test_throttled(void)
+{
+    const uint64_t load = 200;          /* a paging spindle's requests/s */
+    TsrPace p;
+    unsigned i;
+
+    tsr_pace_init(&p, MIN_RATE, MAX_RATE);
+    for (i = 0; i < 4 * TSR_PACE_RAMP; i++) {
+        tsr_pace_update(&p, BASE_NS, false, load);
+        g_assert_cmpuint(p.rate, <=, load / TSR_PACE_BUSY_OPS);
+    }
+    g_assert_cmpuint(p.rate, ==, load / TSR_PACE_BUSY_OPS);
+    g_assert_cmpuint(p.backoffs, ==, 0);
+    /* idle: doubling besides, up to the time share */
+    for (i = 0; i < TSR_PACE_RAMP; i++) {
+        tsr_pace_update(&p, BASE_NS, true, 0);
+    }
+    g_assert_cmpuint(p.rate, ==, MAX_RATE);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -165,6 +193,7 @@ int main(int argc, char **argv)
     g_test_add_func("/tesseract/pace/idle", test_idle);
     g_test_add_func("/tesseract/pace/base-drift", test_base_drift);
     g_test_add_func("/tesseract/pace/share", test_share);
+    g_test_add_func("/tesseract/pace/throttled", test_throttled);
     g_test_add_func("/tesseract/pace/step-blocks", test_step_blocks);
     return g_test_run();
 }
