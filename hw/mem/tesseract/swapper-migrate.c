@@ -430,15 +430,8 @@ static int tsw_migrate_gather(TesseractSwapper *sw, TswMigPage *pg,
             pg[n].bblock = p->bblock;
             set_bit(idx, sw->mig_sent);
         } else if (p->state == PG_SILENT) {
-            /*
-             * Held (PG_SWAPPING_IN, from its disk) while its block is
-             * read: a change of the block waits (tsw_silent_preserve() is
-             * busy), a fault waits.  Not read through RAM: a block that
-             * cannot be read would park that fault, and this thread.
-             */
-            p->state = PG_SWAPPING_IN;
+            /* read from its disk: tsw_migrate_send_silent() */
             pg[n].kind = TSW_MIG_SILENT;
-            set_bit(idx, sw->mig_sent);
         } else if (p->state == PG_RESIDENT) {
             if (tsw_migrate_in_ram(sw, idx)) {
                 /* (a write after the copy dirties it: not mig_sent) */
@@ -541,44 +534,78 @@ static int tsw_migrate_send_swapped(TesseractSwapper *sw, QEMUFile *f,
 }
 
 /*
- * Send silent page @idx (held by tsw_migrate_gather()) read from its
- * guest disk, unless @err (an earlier page failed); it stays swapped
- * out, unless a node close or a load wanted it back meanwhile
- * (PG_PRESERVING).  Returns 0 or a negative errno (the page is marked to
- * send again).
+ * Send silent page @idx read from its guest disk, unless @err (an earlier
+ * page failed) or the stream's rate limit is used up (@paced,
+ * *@stopped): those are marked to send again, as is a page that is no
+ * longer silent (sent as what it is now).  The page is held
+ * (PG_SWAPPING_IN, from its disk) while its block is read: a change of
+ * the block waits (tsw_silent_preserve() finds it busy), a fault waits.
+ * Not read through RAM: a block that cannot be read would park that
+ * fault, and this thread with it.  It stays swapped out, unless its node
+ * closed meanwhile (PG_PRESERVING): then it comes back into RAM, or,
+ * unreadable, is lost as tsw_silent_forget() loses those it cannot read.
+ * Returns 0 or a negative errno.
  */
 static int tsw_migrate_send_silent(TesseractSwapper *sw, QEMUFile *f,
-                                   uint64_t idx, uint8_t *buf, int err)
+                                   uint64_t idx, uint8_t *buf, int err,
+                                   bool paced, bool *stopped)
 {
-    int ret = err ? err : tsw_silent_pread(sw, idx, buf);
-    bool back, placing;
+    const char *id = object_get_canonical_path_component(OBJECT(sw));
+    TswPage *pg = &sw->pages[idx];
+    g_autofree char *path = NULL;
+    bool back, placing, held = false;
+    int ret = err;
 
+    if (!ret && paced && migration_rate_exceeded(f)) {
+        *stopped = true;
+    }
+    qemu_mutex_lock(&sw->lock);
+    if (!ret && !*stopped && pg->state == PG_SILENT) {
+        pg->state = PG_SWAPPING_IN;
+        held = true;
+    } else if (!test_and_set_bit(idx, sw->mig_send)) {
+        sw->mig_pending++;
+    }
+    qemu_mutex_unlock(&sw->lock);
+    if (!held) {
+        return ret;
+    }
+
+    ret = tsw_silent_pread(sw, idx, buf);
     if (ret == 0) {
         qemu_put_be64(f, idx * TSW_PAGE | TSW_MIG_DATA);
         qemu_put_buffer(f, buf, TSW_PAGE);
     }
     qemu_mutex_lock(&sw->lock);
-    back = ret == 0 && (sw->pages[idx].flags & PG_PRESERVING);
-    if (ret < 0) {
-        clear_bit(idx, sw->mig_sent);
-        if (!test_and_set_bit(idx, sw->mig_send)) {
-            sw->mig_pending++;
-        }
-    } else {
+    back = pg->flags & PG_PRESERVING;
+    if (ret == 0) {
+        set_bit(idx, sw->mig_sent);
         sw->mig_sent_bsst++;
+    } else if (!test_and_set_bit(idx, sw->mig_send)) {
+        sw->mig_pending++;
+    }
+    if (ret < 0) {
+        path = tsw_silent_path_locked(sw, idx);
+    }
+    if (back && ret < 0) {
+        pg->flags &= ~PG_PRESERVING;
+        tsw_silent_drop_locked(sw, idx);
     }
     qemu_mutex_unlock(&sw->lock);
-    if (!back || tsw_swap_in(sw, idx, buf, true, &placing) < 0) {
+    if (back && ret < 0) {
+        uffd_wakeup(sw->uffd, sw->host + idx * TSW_PAGE, TSW_PAGE);
+        error_report("tesseract-swapper '%s': page %" PRIu64 ", swapped "
+                     "out silently on '%s', whose node closed, could not "
+                     "be read back: %s; the guest reads zeroes there", id,
+                     idx, path, strerror(-ret));
+    } else if (!back || tsw_swap_in(sw, idx, buf, true, &placing) < 0) {
         tsw_swap_in_abandon(sw, idx);
     }
-    if (ret < 0 && !err) {
-        g_autofree char *path = tsw_silent_path(sw, idx);
-
+    if (ret < 0) {
         error_report("tesseract-swapper '%s': cannot read page %" PRIu64
                      " for the migration from guest disk '%s', where it "
-                     "was swapped out silently: %s",
-                     object_get_canonical_path_component(OBJECT(sw)), idx,
-                     path, strerror(-ret));
+                     "was swapped out silently: %s", id, idx, path,
+                     strerror(-ret));
     }
     trace_tsw_migrate_send(idx, true, false);
     return ret;
@@ -634,7 +661,8 @@ static int64_t tsw_migrate_send(TesseractSwapper *sw, QEMUFile *f,
         err = 0;
         for (i = 0; i < n; i++) {
             if (pg[i].kind == TSW_MIG_SILENT) {
-                err = tsw_migrate_send_silent(sw, f, pg[i].idx, buf, err);
+                err = tsw_migrate_send_silent(sw, f, pg[i].idx, buf, err,
+                                              paced, &stopped);
                 continue;
             }
             if (pg[i].kind == TSW_MIG_ITS_BLOCK) {

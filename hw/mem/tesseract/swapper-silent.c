@@ -460,13 +460,18 @@ static uint64_t tsw_silent_drop_keys_locked(TesseractSwapper *sw, int slot)
         while (pg->state == PG_DISCARDING) {
             qemu_cond_wait(&sw->discard_done, &sw->lock);
         }
+        /* (the lock was dropped: the page may hold another hint now) */
+        if (!sw->silent_key[i] ||
+            (slot >= 0 && tsw_silent_key_slot(sw->silent_key[i]) != slot)) {
+            continue;
+        }
         if (pg->state == PG_SILENT) {
             tsw_silent_drop_locked(sw, i);
             dropped++;
         } else if (pg->state == PG_SWAPPING_IN &&
                    (pg->flags & PG_FROM_DISK)) {
             pg->flags |= PG_PRESERVING;
-        } else if (sw->silent_key[i]) {
+        } else {
             tsw_silent_unlink_locked(sw, i);
         }
     }
