@@ -52,6 +52,7 @@
 #   SOAK_APPEND       more kernel command line words (soak_dma_jobs=8 ...)
 #   SOAK_QEMU_ARGS    more QEMU arguments (e.g. "-trace tsw_*")
 #   SOAK_SWAPPER      0: no tesseract-swapper (a control run) [1]
+#   SOAK_SWAPPER_OPTS more tesseract-swapper properties (silent-swap=on)
 #   SOAK_KEEP=DIR     keep the run's files (console.log, qemu.log,
 #                     hang-stacks.txt, stats.json, cmdline) in DIR
 #   QEMU, QEMU_IMG, GUEST_KIT   as for run-guest.sh
@@ -495,8 +496,10 @@ def run(wd, name, slow, R):
             "-qmp", "unix:%s,server=on,wait=off" % qmp_sock,
             "-blockdev", "driver=raw,node-name=bsst0," + blkdebug]
     if env("SOAK_SWAPPER", "1") != "0":
+        opts = env("SOAK_SWAPPER_OPTS", "")
         cmd += ["-object", "tesseract-swapper,id=swapper0,bsst=bsst0,"
-                "limit=%s,policy=%s" % (LIMIT, POLICY)]
+                "limit=%s,policy=%s%s" % (LIMIT, POLICY,
+                                          "," + opts if opts else "")]
     if "sub" in R.parts:
         sub = img("sub.raw", "16M")
         cmd += ["-blockdev", "driver=raw,node-name=sub-fmt,file.driver=file,"
@@ -759,6 +762,13 @@ def run(wd, name, slow, R):
                     sw["swapouts-abandoned"], sw["discarded-pages"],
                     sw["discarded-swapped-pages"], sw["zero-swapouts"],
                     sw["resident-pages"], sw["swapped-pages"]))
+            if sw.get("silent-swap"):
+                figures.append(
+                    "silent: swap-outs %d, swap-ins %d, preserved %d, "
+                    "pages now %d, compares %d, mismatches %d" % (
+                        sw["silent-swapouts"], sw["silent-swapins"],
+                        sw["silent-preserved"], sw["silent-pages"],
+                        sw["silent-compares"], sw["silent-mismatches"]))
             ok = sw["swap-outs"] > 0 and sw["swap-ins"] > 0
             why = []
             if "balloon" in R.parts and sw["discarded-pages"] <= 0:
