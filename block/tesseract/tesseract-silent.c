@@ -28,9 +28,10 @@
 
 /*
  * Record the host files under @b (plain files and host devices, which
- * the page source can open by name) with their identity now, just after
- * their nodes opened them: the page source checks that the name still
- * leads there.
+ * the page source can open by name) with their identity as this node
+ * opens: the page source checks that the name still leads there.  A name
+ * stat() cannot follow (a /dev/fdset/ of descriptors passed in) is not
+ * recorded: no hints on that file.
  */
 static void GRAPH_RDLOCK tsr_silent_find_leaves(BDRVTesseractState *s,
                                                 BlockDriverState *b,
