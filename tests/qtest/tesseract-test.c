@@ -572,6 +572,29 @@ static void dest_io(QTestState *qts, const char *cmd)
     g_assert_null(strstr(out, "error"));
 }
 
+/* query-migrate's status on @qts once it is @a or @b, or after 30 s */
+static char *migrate_wait(QTestState *qts, const char *a,
+                                 const char *b)
+{
+    char *st = NULL;
+    int i;
+
+    for (i = 0; i < 3000; i++) {
+        QDict *resp = qtest_qmp(qts, "{'execute': 'query-migrate'}");
+        QDict *ret = qdict_get_qdict(resp, "return");
+
+        g_free(st);
+        st = g_strdup(qdict_haskey(ret, "status") ?
+                      qdict_get_str(ret, "status") : "none");
+        qobject_unref(resp);
+        if (!strcmp(st, a) || !strcmp(st, b)) {
+            break;
+        }
+        g_usleep(10 * 1000);
+    }
+    return st;
+}
+
 /*
  * @swapper: the pages are swapped out by a tesseract-swapper with
  * shared-bsst=on, on both sides: the destination adopts their blocks,
@@ -626,19 +649,7 @@ static void migration(bool swapper)
 
     qtest_qmp_assert_success(global_qtest, "{'execute': 'migrate', "
                              "'arguments': {'uri': %s}}", uri);
-    for (i = 0; i < 3000; i++) {
-        resp = qtest_qmp(dst, "{'execute': 'query-migrate'}");
-        g_free(st);
-        st = g_strdup(qdict_haskey(qdict_get_qdict(resp, "return"),
-                                   "status") ?
-                      qdict_get_str(qdict_get_qdict(resp, "return"),
-                                    "status") : "none");
-        qobject_unref(resp);
-        if (!strcmp(st, "completed") || !strcmp(st, "failed")) {
-            break;
-        }
-        g_usleep(10 * 1000);
-    }
+    st = migrate_wait(dst, "completed", "failed");
     g_assert_cmpstr(st, ==, "completed");
     g_free(st);
     if (swapper) {
@@ -3787,29 +3798,6 @@ static void test_silent_replaced(void)
     unlink(moved);
 }
 
-/* query-migrate's status on @qts once it is @a or @b, or after 30 s */
-static char *silent_migrate_wait(QTestState *qts, const char *a,
-                                 const char *b)
-{
-    char *st = NULL;
-    int i;
-
-    for (i = 0; i < 3000; i++) {
-        QDict *resp = qtest_qmp(qts, "{'execute': 'query-migrate'}");
-        QDict *ret = qdict_get_qdict(resp, "return");
-
-        g_free(st);
-        st = g_strdup(qdict_haskey(ret, "status") ?
-                      qdict_get_str(ret, "status") : "none");
-        qobject_unref(resp);
-        if (!strcmp(st, a) || !strcmp(st, b)) {
-            break;
-        }
-        g_usleep(10 * 1000);
-    }
-    return st;
-}
-
 /*
  * A migration sends silent pages read from their guest disk: when the
  * disk cannot be read, the migration fails (and the VM runs on, the
@@ -3842,7 +3830,7 @@ static void test_silent_migrate(void)
         "'property': 'x-fail-reads', 'value': true}}");
     qtest_qmp_assert_success(global_qtest, "{'execute': 'migrate', "
                              "'arguments': {'uri': %s}}", furi);
-    st = silent_migrate_wait(global_qtest, "failed", "completed");
+    st = migrate_wait(global_qtest, "failed", "completed");
     g_assert_cmpstr(st, ==, "failed");
     g_free(st);
     g_assert_cmpint(swapper_stat("silent-pages"), ==, np);
@@ -3860,7 +3848,7 @@ static void test_silent_migrate(void)
         img.guest, bsst2, uri);
     qtest_qmp_assert_success(global_qtest, "{'execute': 'migrate', "
                              "'arguments': {'uri': %s}}", uri);
-    st = silent_migrate_wait(dst, "completed", "failed");
+    st = migrate_wait(dst, "completed", "failed");
     g_assert_cmpstr(st, ==, "completed");
     g_free(st);
     /* sent from the disk, not faulted in on the source */
