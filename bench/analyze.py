@@ -118,6 +118,40 @@ def label(sc):
     return ", ".join([name] + words)
 
 
+def defrag_in_measurement(path, secs):
+    """defrag=auto's copies, and the time it held them because the swapper
+    paged, within the measurement: the swap disk's counters in the
+    series.jsonl samples (query-tesseract every 0.5 s) from the first
+    score to the first sample at or after the last one (secs * 1000 ms).
+    None without a series or a measurement in it."""
+    if not secs or not os.path.exists(path):
+        return None
+    first = last = None
+    for line in open(path):
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue                    # a line cut short when QEMU stopped
+        ret = rec.get("return")
+        if not isinstance(ret, dict) or rec.get("score_ms") is None:
+            continue
+        dk = [x for x in ret.get("disks", []) if x["node-name"] == "swapdisk"]
+        if not dk:
+            continue
+        if first is None:
+            first = dk[0]
+        last = dk[0]
+        if rec["score_ms"] >= secs * 1000:
+            break
+    if first is None:
+        return None
+    return {"copies": last.get("defrag-blocks", 0) -
+                      first.get("defrag-blocks", 0),
+            "held_ms": (last.get("defrag-held-ms", 0) -
+                        first.get("defrag-held-ms", 0))
+                       if "defrag-held-ms" in last else None}
+
+
 def load_run(d):
     r = {}
     meta = json.load(open(os.path.join(d, "meta.json")))
@@ -166,6 +200,8 @@ def load_run(d):
     r["memhog_inflate_s"] = float(m.group(1)) if m else None
     p = os.path.join(d, "stats.json")
     r["stats"] = json.load(open(p)) if os.path.exists(p) else None
+    r["defrag_in_measurement"] = defrag_in_measurement(
+        os.path.join(d, "series.jsonl"), meta.get("secs"))
     proc = {}
     p = os.path.join(d, "qemu-proc.txt")
     if os.path.exists(p):
@@ -295,6 +331,9 @@ def metrics(r, ref_median):
     # indirections moved within the BSST
     m["defrag_blocks"] = dk.get("defrag-blocks") if dk else None
     m["defrag_moved"] = dk.get("defrag-moved") if dk else None
+    dm = r.get("defrag_in_measurement") or {}
+    m["defrag_blocks_measured"] = dm.get("copies")
+    m["defrag_held_measured_ms"] = dm.get("held_ms")
     m["read_requests"] = dk.get("read-requests") if dk else None
     m["swapdisk_bytes_written"] = dk["bytes-written"] if dk else None
     m["swapdisk_bytes_read"] = dk["bytes-read"] if dk else None
@@ -491,7 +530,7 @@ def aggregate(ms):
     out["rounds"] = len(ms)
     out.pop("round", None)
     for k in ("throughput_ops", "total_pause_ms", "max_pause_ms",
-              "readback_s"):
+              "readback_s", "defrag_blocks_measured"):
         out[k + "_rounds"] = [m.get(k) for m in ms]
     return out
 
@@ -887,8 +926,16 @@ def versus_baseline(t, b, tsc, disk):
         L.append("defrag=auto copied %s indirected blocks back into the "
                  "guest image and moved %s within the BSST (medians per run; "
                  "paced by its copies' latency, faster while the guest is "
-                 "idle)."
-                 % (fmt(t.get("defrag_blocks"), 0), fmt(t.get("defrag_moved"), 0)))
+                 "idle, held while the swapper pages); %s of the copies "
+                 "fell within the measurement, which held them %s s."
+                 % (fmt(t.get("defrag_blocks"), 0), fmt(t.get("defrag_moved"), 0),
+                    "%s (per round: %s)" % (
+                        fmt(t.get("defrag_blocks_measured"), 0),
+                        ", ".join(fmt(x, 0) for x in
+                                  t.get("defrag_blocks_measured_rounds") or
+                                  [t.get("defrag_blocks_measured")])),
+                    fmt(t["defrag_held_measured_ms"] / 1000.0, 1)
+                    if t.get("defrag_held_measured_ms") is not None else "–"))
         L.append("")
     if (not t.get("paired") and b.get("together_with") and
             not t.get("together_with")):

@@ -90,6 +90,7 @@ struct BsstStore {
     bool failed;            /* a checkpoint failed: no more metadata */
     bool drained;           /* @blk is quiesced (main loop) */
     uint64_t source_io;     /* page-source BSST I/Os (atomic) */
+    uint64_t source_pages;  /* and the pages they moved (atomic) */
     /* blocks per discard unit (cluster); 0: the node ignores discards */
     uint32_t discard_blocks;
     uint64_t replayed_seq;  /* records before it were replayed at open */

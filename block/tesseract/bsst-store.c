@@ -60,14 +60,20 @@ int coroutine_mixed_fn bsst_pwrite_blocks(BsstStore *s, uint64_t block,
                       buf, 0);
 }
 
-void bsst_store_note_source_io(BsstStore *s, uint64_t n)
+void bsst_store_note_source_io(BsstStore *s, uint64_t n, uint64_t pages)
 {
     qatomic_add(&s->source_io, n);
+    qatomic_add(&s->source_pages, pages);
 }
 
 uint64_t bsst_store_source_io(BsstStore *s)
 {
     return qatomic_read(&s->source_io);
+}
+
+uint64_t bsst_store_source_pages(BsstStore *s)
+{
+    return qatomic_read(&s->source_pages);
 }
 
 int64_t bsst_store_block_offset(BsstStore *s, uint32_t bblock)

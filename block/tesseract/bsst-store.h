@@ -198,11 +198,13 @@ void bsst_store_foreach(void (*fn)(BsstStore *s, void *opaque), void *opaque);
 
 /*
  * The page source counts its own BSST I/O (swap-ins, swap-out writes)
- * here, so that background work (defrag=auto) can tell a busy BSST from
- * an idle one even when the guest issues no disk requests.
+ * here, @n requests moving @pages pages, so that background work
+ * (defrag=auto) can tell a busy BSST from an idle one even when the
+ * guest issues no disk requests, and paging from a trickle.
  */
-void bsst_store_note_source_io(BsstStore *s, uint64_t n);
+void bsst_store_note_source_io(BsstStore *s, uint64_t n, uint64_t pages);
 uint64_t bsst_store_source_io(BsstStore *s);
+uint64_t bsst_store_source_pages(BsstStore *s);
 
 /* Byte offset in the BSST node of data block @bblock. */
 int64_t bsst_store_block_offset(BsstStore *s, uint32_t bblock);

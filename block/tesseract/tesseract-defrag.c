@@ -164,19 +164,21 @@ uint64_t tesseract_indirections(BlockDriverState *bs)
 /* ---- defrag=auto ---- */
 
 /*
- * The load defrag=auto yields to: the guest's requests on this node and
- * the page source's own BSST I/O (swap-ins and swap-outs: a guest
+ * The load defrag=auto yields to: the guest's requests on this node, and
+ * the page sources' own BSST I/O (swap-ins and swap-outs: a guest
  * stalled on page faults issues no disk requests, but its faults wait
- * for the same BSST device as the defragmentation's reads).
+ * for the same BSST device as the defragmentation's reads), which also
+ * holds the copies while it comes at a paging rate (tsr_pace_hold()).
+ * Here the guest's part.
  */
-static uint64_t tsr_bsst_load(BDRVTesseractState *s)
+static uint64_t tsr_guest_load(BDRVTesseractState *s)
 {
     uint64_t n;
 
     qemu_mutex_lock(&s->stats_lock);
     n = s->reads + s->writes + s->discards;
     qemu_mutex_unlock(&s->stats_lock);
-    return n + bsst_store_source_io(s->store);
+    return n;
 }
 
 /*
@@ -212,7 +214,9 @@ static void coroutine_fn tsr_auto_co(void *opaque)
     bool contig, more = true;
     int ret = 0;
 
-    max = tsr_pace_step_blocks(s->pace.rate, TESSERACT_AUTO_TICKS,
+    /* held while a page source pages: the step only flushes, if due */
+    max = s->auto_hold ? 0 :
+          tsr_pace_step_blocks(s->pace.rate, TESSERACT_AUTO_TICKS,
                                TESSERACT_AUTO_STEP);
     WITH_GRAPH_RDLOCK_GUARD() {
         while (copied < max && !qatomic_read(&s->drained) &&
@@ -253,18 +257,30 @@ static void tsr_auto_tick(void *opaque)
 {
     BlockDriverState *bs = opaque;
     BDRVTesseractState *s = bs->opaque;
-    uint64_t io = tsr_bsst_load(s);
+    uint64_t io = tsr_guest_load(s) + bsst_store_source_io(s->store);
+    uint64_t pages = bsst_store_source_pages(s->store);
+    bool hold = tsr_pace_hold(&s->pace,
+                              (pages - s->pages_seen) * TESSERACT_AUTO_TICKS,
+                              get_clock());
 
+    if (hold && bsst_disk_count(s->disk)) {
+        qatomic_set(&s->defrag_held_ms,
+                    s->defrag_held_ms + TESSERACT_AUTO_PERIOD_MS);
+    }
     if (!qatomic_read(&s->drained) && !qatomic_read(&s->auto_running)
         && (bsst_disk_count(s->disk) || s->auto_unflushed)) {
-        s->auto_idle = io - s->io_seen <= TESSERACT_AUTO_IDLE_IOS;
-        s->auto_load = (io - s->io_seen) * TESSERACT_AUTO_TICKS;
-        qatomic_set(&s->auto_running, true);
-        bdrv_inc_in_flight(bs);
-        aio_co_enter(bdrv_get_aio_context(bs),
-                     qemu_coroutine_create(tsr_auto_co, bs));
+        if (!hold || s->auto_unflushed) {
+            s->auto_hold = hold;
+            s->auto_idle = io - s->io_seen <= TESSERACT_AUTO_IDLE_IOS;
+            s->auto_load = (io - s->io_seen) * TESSERACT_AUTO_TICKS;
+            qatomic_set(&s->auto_running, true);
+            bdrv_inc_in_flight(bs);
+            aio_co_enter(bdrv_get_aio_context(bs),
+                         qemu_coroutine_create(tsr_auto_co, bs));
+        }
     }
     s->io_seen = io;
+    s->pages_seen = pages;
     timer_mod(s->auto_timer, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) +
               TESSERACT_AUTO_PERIOD_MS);
 }
@@ -290,6 +306,7 @@ void tsr_auto_timer_start(BlockDriverState *bs, AioContext *ctx)
     if (s->defrag != TESSERACT_DEFRAG_POLICY_AUTO || !s->writable) {
         return;
     }
+    s->pages_seen = bsst_store_source_pages(s->store);
     s->auto_timer = aio_timer_new(ctx, QEMU_CLOCK_REALTIME, SCALE_MS,
                                   tsr_auto_tick, bs);
     timer_mod(s->auto_timer, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) +

@@ -112,6 +112,9 @@ typedef struct BDRVTesseractState {
     bool auto_running;
     bool auto_idle;         /* the guest was idle at the step's tick */
     uint64_t auto_load;     /* and its requests per second then */
+    bool auto_hold;         /* a page source paged: no copies this step */
+    uint64_t pages_seen;    /* pages the page sources moved, last tick */
+    uint64_t defrag_held_ms;        /* time held so (atomic) */
     TsrPace pace;           /* the step coroutine's */
     RateLimit auto_limit;   /* blocks per second */
     uint64_t defrag_rate;   /* pace.rate, for query-tesseract (atomic) */

@@ -866,6 +866,7 @@ TesseractDiskInfo *tesseract_query_disk(BlockDriverState *bs)
     info->direct_writes = s->direct_writes;
     info->defrag_rate = s->defrag == TESSERACT_DEFRAG_POLICY_AUTO ?
                         qatomic_read(&s->defrag_rate) : 0;
+    info->defrag_held_ms = qatomic_read(&s->defrag_held_ms);
     info->defrag_blocks = s->defrag_blocks;
     info->defrag_moved = s->defrag_moved;
     info->write_prepare = tesseract_latency_info(&s->hist[TSR_WRITE_PREPARE]);

@@ -2396,6 +2396,71 @@ static void test_defrag_auto_busy(void)
     compare_image_alone(img.guest, 300 * 8, data, np * TSR_PAGE);
 }
 
+/*
+ * defrag=auto while the swapper pages: the copies wait, then catch up
+ * once the paging stops
+ */
+static void test_defrag_auto_paging(void)
+{
+    const unsigned np = 32, nfar = 64;
+    g_autofree uint8_t *data = g_malloc(np * TSR_PAGE);
+    g_autofree uint8_t *other = g_malloc(nfar * TSR_PAGE);
+    int64_t t0, held, swapins;
+    TsrImages img;
+    TsrVM vm;
+    uint64_t buf, far;
+
+    images_new(&img);
+    vm_start_with(&vm, &img, ",defrag=auto", SWAPPER);
+    buf = guest_alloc(vm.alloc, np * TSR_PAGE);
+    far = guest_alloc(vm.alloc, nfar * TSR_PAGE);
+    tq_fill_pattern(data, np * TSR_PAGE, 27);
+    memwrite(buf, data, np * TSR_PAGE);
+    tq_fill_pattern(other, nfar * TSR_PAGE, 28);    /* not zeroes */
+    memwrite(far, other, nfar * TSR_PAGE);
+
+    /*
+     * 3 s of paging (other pages swapped out and faulted back in turn),
+     * the indirections made while it goes on
+     */
+    swapins = swapper_stat("swap-ins");
+    t0 = g_get_monotonic_time();
+    while (g_get_monotonic_time() - t0 < 3 * G_USEC_PER_SEC) {
+        swapper_swap_out(far, nfar * TSR_PAGE);
+        touch_pages(far, nfar);
+        if (!disk_stat("indirections")) {
+            swapper_swap_out(buf, np * TSR_PAGE);
+            blk_write(&vm, 300 * 8, buf, np * TSR_PAGE);
+            blk_flush(&vm);
+            g_assert_cmpint(disk_stat("indirections"), ==, np);
+        }
+        g_assert_cmpint(disk_stat("defrag-blocks"), ==, 0);
+    }
+    swapins = swapper_stat("swap-ins") - swapins;
+    held = disk_stat("defrag-held-ms");
+    g_test_message("%" PRId64 " swap-ins in 3 s, copies held %" PRId64
+                   " ms", swapins, held);
+    g_assert_cmpint(swapins, >=, 3 * 20);  /* paging: 20 pages a second */
+    g_assert_cmpint(disk_stat("indirections"), ==, np);
+    g_assert_cmpint(held, >=, 2500);
+
+    /* paging stopped: the copies catch up */
+    t0 = g_get_monotonic_time();
+    while (disk_stat("indirections") > 0 &&
+           g_get_monotonic_time() - t0 < 15 * G_USEC_PER_SEC) {
+        g_usleep(20 * 1000);
+    }
+    g_assert_cmpint(disk_stat("indirections"), ==, 0);
+    g_assert_cmpint(disk_stat("defrag-blocks"), ==, np);
+    /* no longer held: the count stopped */
+    held = disk_stat("defrag-held-ms");
+    g_usleep(500 * 1000);
+    g_assert_cmpint(disk_stat("defrag-held-ms"), ==, held);
+    check_disk(&vm, 300 * 8, data, np);
+    vm_stop(&vm);
+    compare_image_alone(img.guest, 300 * 8, data, np * TSR_PAGE);
+}
+
 /* ---- QEMU's block jobs through a tesseract node ---- */
 
 static void blockdev_add_qcow2(const char *node, const char *path)
@@ -3929,6 +3994,7 @@ int main(int argc, char **argv)
     qtest_add_func("/tesseract/defrag/job-control", test_defrag_job_control);
     qtest_add_func("/tesseract/defrag/auto", test_defrag_auto);
     qtest_add_func("/tesseract/defrag/auto-busy", test_defrag_auto_busy);
+    qtest_add_func("/tesseract/defrag/auto-paging", test_defrag_auto_paging);
     qtest_add_func("/tesseract/block/mirror", test_block_mirror);
     qtest_add_func("/tesseract/block/backup", test_block_backup);
     qtest_add_func("/tesseract/store/attach-before-device",

@@ -7,6 +7,7 @@
  */
 
 #include "qemu/osdep.h"
+#include "qemu/timer.h"
 #include "tesseract-pace.h"
 
 #define MIN_RATE 1
@@ -185,6 +186,29 @@ static void test_throttled(void)
     g_assert_cmpuint(p.rate, ==, MAX_RATE);
 }
 
+/*
+ * While a page source pages, the copies wait, and for a second after; a
+ * trickle of swapper I/O below the paging rate does not hold them
+ */
+static void test_hold(void)
+{
+    const int64_t t0 = 1000 * NANOSECONDS_PER_SECOND, ms = 1000000;
+    TsrPace p;
+
+    tsr_pace_init(&p, MIN_RATE, MAX_RATE);
+    g_assert_false(tsr_pace_hold(&p, 0, t0));
+    g_assert_false(tsr_pace_hold(&p, TSR_PACE_PAGING_RATE - 1, t0));
+    g_assert_true(tsr_pace_hold(&p, TSR_PACE_PAGING_RATE, t0));
+    g_assert_true(tsr_pace_hold(&p, 0, t0 + 100 * ms));
+    g_assert_true(tsr_pace_hold(&p, 5000, t0 + 900 * ms));  /* again */
+    g_assert_true(tsr_pace_hold(&p, 0, t0 + 1800 * ms));
+    g_assert_false(tsr_pace_hold(&p, 0,
+                                 t0 + 900 * ms + TSR_PACE_PAGING_HOLD_NS));
+    g_assert_false(tsr_pace_hold(&p, 10, t0 + 3000 * ms));
+    /* the rate is kept while held, not reset */
+    g_assert_cmpuint(p.rate, ==, MIN_RATE);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -195,5 +219,6 @@ int main(int argc, char **argv)
     g_test_add_func("/tesseract/pace/share", test_share);
     g_test_add_func("/tesseract/pace/throttled", test_throttled);
     g_test_add_func("/tesseract/pace/step-blocks", test_step_blocks);
+    g_test_add_func("/tesseract/pace/hold", test_hold);
     return g_test_run();
 }

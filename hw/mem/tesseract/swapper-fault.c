@@ -87,7 +87,7 @@ int64_t tsw_swap_in(TesseractSwapper *sw, uint64_t idx, uint8_t *buf,
     }
     t2 = get_clock();
     if (!silent) {
-        bsst_store_note_source_io(sw->store, 1);
+        bsst_store_note_source_io(sw->store, 1, 1);
         /* a redirected run may keep a slot for this data */
         bsst_store_block_data(sw->store, bblock, buf);
     }

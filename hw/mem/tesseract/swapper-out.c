@@ -306,7 +306,7 @@ static int tsw_out_write(TesseractSwapper *sw, TswOutBatch *b)
         }
         ret = tsw_write_run(sw, first, count, b->buf + b->w * TSW_PAGE,
                             b->host_blk + b->w);
-        bsst_store_note_source_io(sw->store, 1);
+        bsst_store_note_source_io(sw->store, 1, count);
         for (k = 0; k < count; k++) {
             b->bblock[b->w + k] = first + k;
             if (ret < 0) {
