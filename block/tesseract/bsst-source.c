@@ -163,15 +163,15 @@ bool bsst_store_silent_wanted(BsstStore *s)
     return ret;
 }
 
-void bsst_store_silent_note(BsstStore *s, void *host, BsstDisk *d,
-                            uint64_t gblock, const BsstSilentFile *file,
-                            int64_t host_off)
+void bsst_store_silent_note(BsstStore *s, BsstDisk *d, uint64_t gblock,
+                            void *const *hosts, unsigned n,
+                            const BsstSilentFile *file, int64_t host_off)
 {
     void *opaque;
     const BsstPageSourceOps *ops = bsst_page_enter(s, &opaque);
 
     if (ops && ops->silent_note) {
-        ops->silent_note(opaque, host, d, gblock, file, host_off);
+        ops->silent_note(opaque, d, gblock, hosts, n, file, host_off);
     }
     bsst_page_leave(s);
 }

@@ -85,10 +85,11 @@ typedef struct BsstPageSourceOps {
     void (*drained_end)(void *opaque);
     /*
      * Silent swap writes (optional).  silent_wanted(): whether the source
-     * takes hints.  silent_note(): a guest request moved block @gblock of
-     * @disk whole between page @host and the guest image, where it lies
-     * at byte @host_off of host file @file; the caller held the block
-     * against changes meanwhile.  The source
+     * takes hints.  silent_note(): a guest request moved blocks
+     * [@gblock, +@n) of @disk whole between pages @hosts[i] (NULL: block
+     * @gblock + i landed in no whole page) and the guest image, where
+     * they lie from byte @host_off of host file @file on; the caller held
+     * the blocks against changes meanwhile.  The source
      * may then swap the page out without writing it, if it still equals
      * the block, and read it back from there (@host_off < 0: the page
      * holds data from elsewhere now).  silent_preserve(): blocks
@@ -100,7 +101,8 @@ typedef struct BsstPageSourceOps {
      * not happen).  silent_forget(): @disk goes away (main loop).
      */
     bool (*silent_wanted)(void *opaque);
-    void (*silent_note)(void *opaque, void *host, void *disk, uint64_t gblock,
+    void (*silent_note)(void *opaque, void *disk, uint64_t gblock,
+                        void *const *hosts, unsigned n,
                         const BsstSilentFile *file, int64_t host_off);
     int (*silent_preserve)(void *opaque, void *disk, uint64_t gblock,
                            uint64_t n);
@@ -228,9 +230,9 @@ bool bsst_store_page_cancel_swapin(BsstStore *s, void *host);
 bool bsst_store_page_swapin_begin(BsstStore *s, void *host, uint32_t *bblock);
 void bsst_store_page_swapin_end(BsstStore *s, void *host, const void *data);
 bool bsst_store_silent_wanted(BsstStore *s);
-void bsst_store_silent_note(BsstStore *s, void *host, BsstDisk *d,
-                            uint64_t gblock, const BsstSilentFile *file,
-                            int64_t host_off);
+void bsst_store_silent_note(BsstStore *s, BsstDisk *d, uint64_t gblock,
+                            void *const *hosts, unsigned n,
+                            const BsstSilentFile *file, int64_t host_off);
 int bsst_store_silent_preserve(BsstStore *s, BsstDisk *d, uint64_t gblock,
                                uint64_t n);
 void bsst_store_silent_forget(BsstStore *s, BsstDisk *d);

@@ -25,6 +25,8 @@
 
 /* How long a change waits for a page that is being swapped in or out */
 #define TSR_SILENT_RETRY_NS (100 * SCALE_US)
+/* Blocks noted together (one hold of the page source's lock) */
+#define TSR_SILENT_BATCH 64
 
 /*
  * Record the host files under @b (plain files and host devices, which
@@ -128,14 +130,23 @@ static void tsr_silent_note_run(BDRVTesseractState *s, int64_t pos,
             break;
         }
     }
-    for (p = pos; p + TSR_BLOCK_SIZE <= end; p += TSR_BLOCK_SIZE) {
-        void *host = tsr_silent_page(qiov, qiov_offset + p - offset);
+    /* in batches: the page source takes its lock once for each */
+    for (p = pos; p + TSR_BLOCK_SIZE <= end; ) {
+        void *hosts[TSR_SILENT_BATCH];
+        int64_t first = p;
+        unsigned n = 0;
+        bool any = false;
 
-        if (host) {
-            bsst_store_silent_note(s->store, host, s->disk,
-                                   p >> TSR_BLOCK_BITS,
+        for (; n < TSR_SILENT_BATCH && p + TSR_BLOCK_SIZE <= end;
+             n++, p += TSR_BLOCK_SIZE) {
+            hosts[n] = tsr_silent_page(qiov, qiov_offset + p - offset);
+            any |= hosts[n] != NULL;
+        }
+        if (any) {
+            bsst_store_silent_note(s->store, s->disk,
+                                   first >> TSR_BLOCK_BITS, hosts, n,
                                    f.path ? &f : NULL,
-                                   f.path ? host_off + (p - pos) : -1);
+                                   f.path ? host_off + (first - pos) : -1);
         }
     }
 }

@@ -3536,7 +3536,7 @@ static uint64_t silent_read_and_swap(TsrVM *vm, uint64_t sector,
  */
 static void silent_basic(bool on)
 {
-    const unsigned np = 16;
+    const unsigned np = 80;     /* more than the node notes in one batch */
     const uint32_t len = np * TSR_PAGE;
     g_autofree uint8_t *data = g_malloc(len);
     g_autofree uint8_t *back = g_malloc(len);

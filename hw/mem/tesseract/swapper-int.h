@@ -409,7 +409,8 @@ bool tsw_silent_compare(TesseractSwapper *sw, uint64_t idx,
 bool tsw_silent_valid_locked(TesseractSwapper *sw, uint64_t idx,
                              uint64_t key);
 bool tsw_silent_wanted(void *opaque);
-void tsw_silent_note(void *opaque, void *host, void *disk, uint64_t gblock,
+void tsw_silent_note(void *opaque, void *disk, uint64_t gblock,
+                     void *const *hosts, unsigned n,
                      const BsstSilentFile *file, int64_t host_off);
 int tsw_silent_preserve(void *opaque, void *disk, uint64_t first,
                         uint64_t n);

@@ -205,53 +205,73 @@ bool tsw_silent_wanted(void *opaque)
 }
 
 /*
- * A guest request moved block @gblock of @disk whole between page @host
- * and the disk, where it lies at @host_off in @file: note it.  A block
- * already held by a page swapped out on it (or on its way there) keeps
- * that page.  @host_off < 0: the page now holds data from elsewhere (the
- * BSST, or no single place in a host file): forget its hint.
+ * Block @gblock lies at block @hblk of the host file of silent disk slot
+ * @slot and is in page @idx now; @slot < 0: the page holds data from no
+ * place a hint may name
  */
-void tsw_silent_note(void *opaque, void *host, void *disk, uint64_t gblock,
-                     const BsstSilentFile *file, int64_t host_off)
+static void tsw_silent_note_locked(TesseractSwapper *sw, uint64_t idx,
+                                   int slot, uint64_t gblock, int64_t hblk)
 {
-    TesseractSwapper *sw = opaque;
-    uint64_t idx, key;
+    uint64_t key;
     int64_t other;
-    int slot;
 
-    if (!sw->silent_key || !tsw_page_index(sw, host, &idx) ||
-        ((uintptr_t)host & (TSW_PAGE - 1))) {
+    if (sw->pages[idx].state != PG_RESIDENT) {
+        return;     /* a page on its way out keeps what it had */
+    }
+    if (slot < 0 || hblk >= UINT32_MAX || gblock >> TSW_KEY_SHIFT) {
+        tsw_silent_unlink_locked(sw, idx);  /* its hint is stale */
         return;
-    }
-    if (!file || host_off < 0 || (host_off & (TSW_PAGE - 1)) ||
-        host_off / TSW_PAGE >= UINT32_MAX || gblock >> TSW_KEY_SHIFT) {
-        /* the page holds something else now: its hint is stale */
-        qemu_mutex_lock(&sw->lock);
-        if (sw->pages[idx].state == PG_RESIDENT) {
-            tsw_silent_unlink_locked(sw, idx);
-        }
-        qemu_mutex_unlock(&sw->lock);
-        return;
-    }
-    qemu_mutex_lock(&sw->lock);
-    if (sw->leaving || sw->pages[idx].state != PG_RESIDENT) {
-        goto out;
-    }
-    slot = tsw_silent_disk_locked(sw, disk, file);
-    if (slot < 0) {
-        goto out;
     }
     key = tsw_silent_key(slot, gblock);
     other = tsw_silent_lookup_locked(sw, key);
     if (other >= 0 && (uint64_t)other != idx) {
         if (sw->pages[other].state != PG_RESIDENT) {
-            goto out;
+            return;     /* the block holds a page swapped out on it */
         }
         tsw_silent_unlink_locked(sw, other);
     }
     tsw_silent_unlink_locked(sw, idx);
-    tsw_silent_link_locked(sw, idx, key, host_off / TSW_PAGE);
+    tsw_silent_link_locked(sw, idx, key, hblk);
     sw->silent_hints++;
+}
+
+/*
+ * A guest request moved blocks [@gblock, +@n) of @disk whole between
+ * pages @hosts[i] (NULL: none) and the disk, where they lie from
+ * @host_off in @file on: note them, under one hold of the lock.  A block
+ * already held by a page swapped out on it (or on its way there) keeps
+ * that page.  @host_off < 0: the pages now hold data from elsewhere (the
+ * BSST, or no single place in a host file): forget their hints.
+ */
+void tsw_silent_note(void *opaque, void *disk, uint64_t gblock,
+                     void *const *hosts, unsigned n,
+                     const BsstSilentFile *file, int64_t host_off)
+{
+    TesseractSwapper *sw = opaque;
+    bool placed = file && host_off >= 0 && !(host_off & (TSW_PAGE - 1));
+    int slot = -1;
+    unsigned i;
+
+    if (!sw->silent_key) {
+        return;
+    }
+    qemu_mutex_lock(&sw->lock);
+    if (sw->leaving) {
+        goto out;
+    }
+    if (placed) {
+        slot = tsw_silent_disk_locked(sw, disk, file);
+    }
+    for (i = 0; i < n; i++) {
+        uint64_t idx;
+
+        if (!hosts[i] || ((uintptr_t)hosts[i] & (TSW_PAGE - 1)) ||
+            !tsw_page_index(sw, hosts[i], &idx)) {
+            continue;
+        }
+        tsw_silent_note_locked(sw, idx, slot, gblock + i,
+                               placed ? host_off / TSW_PAGE + i : 0);
+    }
 out:
     qemu_mutex_unlock(&sw->lock);
 }
