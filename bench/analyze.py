@@ -59,7 +59,7 @@ LABELS = {
     "nooc": "no overcommit (limit = guest RAM)",
     "baseline": "baseline (swapper, indirect=off)",
     "tesseract": "Tesseract (indirect=on, defrag=off)",
-    "tesseract-defrag": "Tesseract with defrag=auto (background guest defragmentation while guest I/O is light)",
+    "tesseract-defrag": "Tesseract with defrag=auto (background guest defragmentation paced by the disks' load, held while the swapper pages)",
     "tesseract-lazy": "Tesseract, background-swapin=off (indirected pages stay swapped out until touched)",
     "stock": "stock QEMU, memory cgroup + host swap",
 }
