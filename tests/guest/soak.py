@@ -13,6 +13,11 @@
 #     requests at a time into the sectors of one guest page;
 #   - virtio-balloon reports free pages (order 0) and is inflated and
 #     deflated;
+#   - (part pcache, in a round of its own) a disk behind a tesseract
+#     node whose blocks the guest keeps in its page cache and reads
+#     again through it, rewriting and zeroing runs now and then, under a
+#     swapper with silent-swap=on: page-cache pages swapped out silently
+#     and brought back from the disk;
 #   - the VM is stopped and continued;
 #   - the BSST's writes are slowed (blkdebug under it delays each write),
 #     so that every swap-out stays in flight for a while.
@@ -34,7 +39,7 @@
 #                     sub,balloon,stopcont]; e.g. "mem,native,uring" to
 #                     look at DMA alone, "mem,sub" at sub-page I/O alone;
 #                     "threads" adds a third such disk with aio=threads
-#                     (QEMU's default)
+#                     (QEMU's default); "pcache" the page-cache disk
 #   SOAK_MEM, SOAK_LIMIT   guest RAM and swapper limit [320M, 112M]
 #   SOAK_POLICY       swapper policy [random]
 #   SOAK_BSST_DELAY_MS     delay of each BSST write [10]
@@ -53,6 +58,10 @@
 #   SOAK_QEMU_ARGS    more QEMU arguments (e.g. "-trace tsw_*")
 #   SOAK_SWAPPER      0: no tesseract-swapper (a control run) [1]
 #   SOAK_SWAPPER_OPTS more tesseract-swapper properties (silent-swap=on)
+#   SOAK_SILENT_SECS  a second round, with parts mem,churn,pcache,balloon,
+#                     stopcont and silent-swap=on, runs this long unless
+#                     SOAK_PARTS is given [30; 0: none]; --long: every
+#                     third round is one
 #   SOAK_KEEP=DIR     keep the run's files (console.log, qemu.log,
 #                     hang-stacks.txt, stats.json, cmdline) in DIR
 #   QEMU, QEMU_IMG, GUEST_KIT   as for run-guest.sh
@@ -75,8 +84,8 @@ from qmp import QMP, QMPGone  # noqa: E402
 
 LONG = "--long" in sys.argv[1:] or os.environ.get("TESSERACT_LONG") == "1"
 ALL_PARTS = ["mem", "churn", "native", "uring", "sub", "balloon", "stopcont",
-             "threads"]
-DEFAULT_PARTS = ALL_PARTS[:-1]
+             "threads", "pcache"]
+DEFAULT_PARTS = ALL_PARTS[:-2]
 
 
 def env(name, default):
@@ -115,6 +124,10 @@ ROUND_SECS = int(env("SOAK_ROUND_SECS", 300))
 DISCARD_PARTS = ["mem", "churn", "balloon"]
 DISCARD_DELAY_MS = 200
 DISCARD_APPEND = "soak_mem_mib=150 soak_churn_mib=48 soak_churn_pause_ms=1200"
+# the page-cache round: silent swap writes under balloon and stop/cont
+SILENT_PARTS = ["mem", "churn", "pcache", "balloon", "stopcont"]
+SILENT_OPTS = "silent-swap=on"
+SILENT_SECS = int(env("SOAK_SILENT_SECS", 30))
 QMP_TIMEOUT = 15.0
 BOOT_TIMEOUT = 180.0        # boot and disk preparation, before the workers
 
@@ -130,14 +143,18 @@ DISKS = {
                 "aio=threads"),
     "sub": ("sub", "512-byte-block disk behind tesseract (indirect=off, "
             "image aio=native), 8 concurrent sub-page requests"),
+    "pcache": ("pcache", "disk behind tesseract (raw, cache.direct=on) "
+               "read through the guest's page cache"),
 }
 
 class Round:
     """One QEMU run of the soak: what runs and how hard"""
 
     def __init__(self, name, parts, delay_ms, secs, append, stop_every,
-                 balloon_every):
+                 balloon_every, swapper_opts=None):
         self.name = name
+        self.swapper_opts = (env("SOAK_SWAPPER_OPTS", "")
+                             if swapper_opts is None else swapper_opts)
         self.parts = parts
         self.delay_ms = delay_ms
         self.secs = secs
@@ -383,20 +400,30 @@ def main():
         top = tempfile.mkdtemp(prefix="tesseract-soak.")
     rounds = [Round("soak", PARTS, DELAY_MS, SECS, env("SOAK_APPEND", ""),
                     STOP_EVERY, BALLOON_EVERY)]
+    if SILENT_SECS > 0 and "SOAK_PARTS" not in os.environ:
+        rounds.append(Round("soak, page cache, silent swap", SILENT_PARTS,
+                            DELAY_MS, SILENT_SECS, env("SOAK_APPEND", ""),
+                            STOP_EVERY, BALLOON_EVERY, SILENT_OPTS))
     if LONG:
-        # rounds of ROUND_SECS, every second one the discard hunt
+        # rounds of ROUND_SECS: the default parts, the discard hunt, the
+        # page cache with silent swap writes, in turn
         n = max(1, -(-SECS // ROUND_SECS))
         secs = -(-SECS // n)
         rounds = []
         for i in range(n):
-            if i % 2 == 0:
+            if i % 3 == 0:
                 rounds.append(Round("long round %d/%d" % (i + 1, n), PARTS,
                                     DELAY_MS, secs, env("SOAK_APPEND", ""),
                                     STOP_EVERY, BALLOON_EVERY))
-            else:
+            elif i % 3 == 1:
                 rounds.append(Round("long round %d/%d, discards" % (i + 1, n),
                                     DISCARD_PARTS, DISCARD_DELAY_MS, secs,
                                     DISCARD_APPEND, STOP_EVERY, 1e9))
+            else:
+                rounds.append(Round("long round %d/%d, page cache, silent "
+                                    "swap" % (i + 1, n), SILENT_PARTS,
+                                    DELAY_MS, secs, env("SOAK_APPEND", ""),
+                                    STOP_EVERY, BALLOON_EVERY, SILENT_OPTS))
     rc = 0
     try:
         for i, r in enumerate(rounds):
@@ -474,6 +501,8 @@ def run(wd, name, slow, R):
         append.append("soak_dma=" + ",".join(dma))
     if "sub" in R.parts:
         append.append("soak_sub=sub")
+    if "pcache" in R.parts:
+        append.append("soak_pcache=pcache")
     append += R.append.split()
 
     qmp_sock = os.path.join(wd, "qmp.sock")
@@ -496,7 +525,7 @@ def run(wd, name, slow, R):
             "-qmp", "unix:%s,server=on,wait=off" % qmp_sock,
             "-blockdev", "driver=raw,node-name=bsst0," + blkdebug]
     if env("SOAK_SWAPPER", "1") != "0":
-        opts = env("SOAK_SWAPPER_OPTS", "")
+        opts = R.swapper_opts
         cmd += ["-object", "tesseract-swapper,id=swapper0,bsst=bsst0,"
                 "limit=%s,policy=%s%s" % (LIMIT, POLICY,
                                           "," + opts if opts else "")]
@@ -508,6 +537,13 @@ def run(wd, name, slow, R):
                 "bsst=bsst0,disk-id=sub,indirect=off",
                 "-device", "virtio-blk-device,drive=sub0,serial=sub,"
                 "logical_block_size=512,physical_block_size=512"]
+    if "pcache" in R.parts:
+        pc = img("pcache.raw", "64M")
+        cmd += ["-blockdev", "driver=raw,node-name=pcache-fmt,file.driver="
+                "file,file.filename=%s,cache.direct=on" % pc,
+                "-blockdev", "driver=tesseract,node-name=pcache0,"
+                "file=pcache-fmt,bsst=bsst0,disk-id=pcache",
+                "-device", "virtio-blk-device,drive=pcache0,serial=pcache"]
     for part, aio in (("native", "native"), ("uring", "io_uring"),
                       ("threads", "threads")):
         if part in R.parts:
@@ -521,7 +557,8 @@ def run(wd, name, slow, R):
     if "balloon" in R.parts:
         cmd += ["-device", "virtio-balloon-device,id=balloon0,"
                 "free-page-reporting=on"]
-    if not any(p in R.parts for p in ("native", "uring", "threads", "sub")):
+    if not any(p in R.parts for p in ("native", "uring", "threads", "sub",
+                                      "pcache")):
         # init waits for /dev/vda
         cmd += ["-blockdev", "driver=null-co,node-name=null0,read-zeroes=on",
                 "-device", "virtio-blk-device,drive=null0,serial=null"]
@@ -563,7 +600,8 @@ def run(wd, name, slow, R):
             "delayed %g ms) beside %s" % (
                 name, LIMIT, MEM, R.delay_ms,
                 ", ".join([DISKS[p][1] for p in ("native", "uring", "threads",
-                                                 "sub") if p in R.parts] +
+                                                 "sub", "pcache")
+                           if p in R.parts] +
                           (["virtio-balloon with free page reporting"]
                            if "balloon" in R.parts else [])) or "no device"))
 
@@ -720,8 +758,10 @@ def run(wd, name, slow, R):
               "native": DISKS["native"][1] + " (4 KiB blocks)",
               "uring": DISKS["uring"][1] + " (4 KiB blocks)",
               "threads": DISKS["threads"][1] + " (4 KiB blocks)",
-              "sub": DISKS["sub"][1] + " (sectors)"}
-    for part in ("mem", "churn", "native", "uring", "threads", "sub"):
+              "sub": DISKS["sub"][1] + " (sectors)",
+              "pcache": DISKS["pcache"][1] + " (4 KiB blocks)"}
+    for part in ("mem", "churn", "native", "uring", "threads", "sub",
+                 "pcache"):
         if part not in R.parts:
             continue
         c = counters.get(part)
@@ -769,6 +809,11 @@ def run(wd, name, slow, R):
                         sw["silent-swapouts"], sw["silent-swapins"],
                         sw["silent-preserved"], sw["silent-pages"],
                         sw["silent-compares"], sw["silent-mismatches"]))
+            if "pcache" in R.parts and sw.get("silent-swap"):
+                tap(sw["silent-swapouts"] > 0 and sw["silent-swapins"] > 0,
+                    "%s: page-cache pages swapped out silently and read back "
+                    "from their disk (%d and %d)" % (
+                        name, sw["silent-swapouts"], sw["silent-swapins"]))
             ok = sw["swap-outs"] > 0 and sw["swap-ins"] > 0
             why = []
             if "balloon" in R.parts and sw["discarded-pages"] <= 0:

@@ -23,6 +23,14 @@
  *           touched for a while (so the host has likely swapped it out),
  *           sometimes a mix of reads and writes; every sector verified
  *           against the generation last written to it
+ *   pcache  on the disk named in soak_pcache (behind a tesseract node),
+ *           soak_pcache_jobs processes keep its blocks in the page cache
+ *           and mostly read runs of them again through it (buffered,
+ *           verified), so that the host swaps page-cache pages out, with
+ *           silent swap writes from the disk itself; sometimes they
+ *           rewrite a run through the page cache (then fdatasync),
+ *           with O_DIRECT, or zero it (BLKZEROOUT), each block verified
+ *           against the generation last written to it
  *
  * The disks are written with their pattern first.  Every soak_report_ms
  * (1000) the main process prints one progress line,
@@ -37,7 +45,8 @@
  * soak_dma (""), soak_dma_mib (32: disk span read), soak_dma_buf_mib (4
  * per disk), soak_dma_jobs (4), soak_dma_max_kib (256), soak_sub (""),
  * soak_sub_mib (8: disk span), soak_sub_buf_mib (8 per job),
- * soak_sub_jobs (2), soak_seed (1), soak_report_ms (1000).
+ * soak_sub_jobs (2), soak_pcache (""), soak_pcache_mib (48: disk span),
+ * soak_pcache_jobs (2), soak_seed (1), soak_report_ms (1000).
  *
  * Exit status: 0 nothing corrupt, 1 corruption, 2 setup or I/O error.
  *
@@ -52,12 +61,14 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <linux/aio_abi.h>
+#include <linux/fs.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -76,6 +87,9 @@
 #define MEM_MAGIC       UINT64_C(0x314d454d4b414f53)    /* "SOAKMEM1" */
 #define DMA_MAGIC       UINT64_C(0x31414d444b414f53)    /* "SOAKDMA1" */
 #define SUB_MAGIC       UINT64_C(0x314255534b414f53)    /* "SOAKSUB1" */
+#define PC_MAGIC        UINT64_C(0x314143504b414f53)    /* "SOAKPCA1" */
+#define PC_ZERO         UINT32_MAX      /* pcache: a block zeroed */
+#define PC_RUN          32              /* pcache: blocks per request */
 #define POISON          UINT64_C(0x21214e4f53494f50)    /* "POISON!!" */
 #define STEP            UINT64_C(0x100000001b3)
 
@@ -649,8 +663,137 @@ static void progress(double t0, const char *what)
     printf("\n");
 }
 
+/* ---- pcache: the page cache of a tesseract disk, read and rewritten ---- */
+
+static int pcache_prepare(const char *serial, uint64_t mib)
+{
+    const char *dev;
+    int fd = open_disk(serial, &dev);
+    uint64_t nblocks = mib << 8;
+    uint8_t *buf = map_anon(PC_RUN * PAGE);
+
+    if (fd < 0 || !buf) {
+        return -1;
+    }
+    for (uint64_t b = 0; b < nblocks; b += PC_RUN) {
+        for (uint64_t i = 0; i < PC_RUN; i++) {
+            fill((uint64_t *)(buf + i * PAGE), WORDS, PC_MAGIC, b + i, 0);
+        }
+        if (!io_full(fd, true, buf, PC_RUN * PAGE, b * PAGE)) {
+            fprintf(stderr, "soak: writing %s: %s\n", dev, strerror(errno));
+            return -1;
+        }
+    }
+    fsync(fd);
+    close(fd);
+    munmap(buf, PC_RUN * PAGE);
+    printf("soak: %s (%s): %" PRIu64 " MiB written\n", dev, serial, mib);
+    return 0;
+}
+
+/*
+ * Job @job of @njobs owns a slice of the disk's blocks.  A run of them
+ * is mostly read through the page cache and verified; sometimes
+ * rewritten with a new generation through the page cache (and
+ * fdatasync), or with O_DIRECT, or zeroed with BLKZEROOUT (both of which
+ * drop the run's page-cache pages).
+ */
+static int run_pcache(Counter *c, const char *serial, uint64_t mib, int job,
+                      int njobs)
+{
+    const char *dev;
+    int dfd = open_disk(serial, &dev);
+    int fd = dev ? open(dev, O_RDWR) : -1;
+    uint64_t per = (mib << 8) / njobs, first = per * job;
+    uint32_t *gen = calloc(per, sizeof(*gen));
+    uint8_t *buf = map_anon(PC_RUN * PAGE);
+
+    if (dfd < 0 || fd < 0 || !gen || !buf || per < PC_RUN) {
+        fprintf(stderr, "soak: pcache: setup failed: %s\n", strerror(errno));
+        return 2;
+    }
+    /* into the page cache, all of it */
+    for (uint64_t b = 0; b < per; b += PC_RUN) {
+        if (!io_full(fd, false, buf, PC_RUN * PAGE, (first + b) * PAGE)) {
+            fprintf(stderr, "soak: reading %s: %s\n", dev, strerror(errno));
+            return 2;
+        }
+    }
+    for (uint64_t r = 1; !over(); r++) {
+        uint64_t n = 1 + rnd() % PC_RUN;
+        uint64_t b = rnd() % (per - n + 1);
+        uint64_t op = rnd() % 32;
+        off_t off = (first + b) * PAGE;
+
+        if (op < 3) {
+            /* rewrite: buffered (0), O_DIRECT (1, 2) */
+            for (uint64_t i = 0; i < n; i++) {
+                gen[b + i] = gen[b + i] == PC_ZERO ? 1 : gen[b + i] + 1;
+                fill((uint64_t *)(buf + i * PAGE), WORDS, PC_MAGIC,
+                     first + b + i, gen[b + i]);
+            }
+            if (!io_full(op ? dfd : fd, true, buf, n * PAGE, off) ||
+                (!op && fdatasync(fd) < 0)) {
+                fprintf(stderr, "soak: writing %s: %s\n", dev,
+                        strerror(errno));
+                return 2;
+            }
+            ADD(c->work, n);
+            continue;
+        }
+        if (op == 3) {
+            uint64_t range[2] = { off, n * PAGE };
+
+            if (ioctl(dfd, BLKZEROOUT, range) < 0) {
+                fprintf(stderr, "soak: BLKZEROOUT on %s: %s\n", dev,
+                        strerror(errno));
+                return 2;
+            }
+            for (uint64_t i = 0; i < n; i++) {
+                gen[b + i] = PC_ZERO;
+            }
+            ADD(c->work, n);
+            continue;
+        }
+        memset(buf, 0, n * PAGE);
+        if (!io_full(fd, false, buf, n * PAGE, off)) {
+            fprintf(stderr, "soak: reading %s: %s\n", dev, strerror(errno));
+            return 2;
+        }
+        for (uint64_t i = 0; i < n; i++) {
+            uint64_t *w = (uint64_t *)(buf + i * PAGE);
+            size_t firstw, bad;
+
+            if (gen[b + i] == PC_ZERO) {
+                bad = !all_zero(w, WORDS);
+                firstw = 0;
+            } else {
+                bad = differs(w, WORDS, PC_MAGIC, first + b + i, gen[b + i],
+                              &firstw);
+            }
+            if (bad) {
+                if (c->bad < MAX_REPORTED) {
+                    printf("soak: CORRUPT %s block %" PRIu64 " (generation "
+                           "%" PRIu32 ", read %" PRIu64 " of %" PRIu64
+                           " blocks through the page cache): %s\n",
+                           c->name, first + b + i, gen[b + i], r, n,
+                           all_zero(w, WORDS) ? "all zero" :
+                           w[0] == PC_MAGIC ? "another block's or "
+                           "generation's data" : "wrong data");
+                }
+                ADD(c->bad, 1);
+            }
+            ADD(c->ops, 1);
+            ADD(c->work, 1);
+        }
+    }
+    close(fd);
+    close(dfd);
+    return 0;
+}
+
 typedef struct Job {
-    int kind;               /* 0 mem, 1 churn, 2 dma, 3 sub */
+    int kind;               /* 0 mem, 1 churn, 2 dma, 3 sub, 4 pcache */
     const char *serial;
     int index, count;
     Counter *c;
@@ -677,6 +820,11 @@ int main(int argc, char **argv)
     uint64_t sub_buf = wl_param(argc, argv, "--sub-buf-mib",
                                 "soak_sub_buf_mib", 8);
     uint64_t sub_jobs = wl_param(argc, argv, "--sub-jobs", "soak_sub_jobs", 2);
+    const char *pcache = wl_sparam(argc, argv, "--pcache", "soak_pcache");
+    uint64_t pcache_mib = wl_param(argc, argv, "--pcache-mib",
+                                   "soak_pcache_mib", 48);
+    uint64_t pcache_jobs = wl_param(argc, argv, "--pcache-jobs",
+                                    "soak_pcache_jobs", 2);
     uint64_t report_ms = wl_param(argc, argv, "--report-ms",
                                   "soak_report_ms", 1000);
     Job jobs[MAX_WORKERS];
@@ -727,6 +875,18 @@ int main(int argc, char **argv)
         }
     }
 
+    if (pcache) {
+        Counter *c = new_counter(pcache);
+
+        if (pcache_prepare(pcache, pcache_mib) < 0) {
+            return 2;
+        }
+        for (uint64_t j = 0; j < pcache_jobs && njobs < MAX_WORKERS; j++) {
+            jobs[njobs++] = (Job) { .kind = 4, .serial = pcache, .c = c,
+                                    .index = j, .count = pcache_jobs };
+        }
+    }
+
     t0 = now();
     deadline = t0 + secs;
     printf("soak: %d processes for %" PRIu64 " s\n", njobs, secs);
@@ -752,9 +912,13 @@ int main(int argc, char **argv)
             case 2:
                 r = run_dma(j->c, j->serial, dma_mib, dma_buf, dma_max);
                 break;
-            default:
+            case 3:
                 r = run_sub(j->c, j->serial, sub_mib, sub_buf, j->index,
                             j->count);
+                break;
+            default:
+                r = run_pcache(j->c, j->serial, pcache_mib, j->index,
+                               j->count);
                 break;
             }
             if (r) {
