@@ -199,10 +199,12 @@ void bsst_store_get_stats(BsstStore *s, BsstStoreStats *st);
 void bsst_store_foreach(void (*fn)(BsstStore *s, void *opaque), void *opaque);
 
 /*
- * The page source counts its own BSST I/O (swap-ins, swap-out writes)
- * here, @n requests moving @pages pages, so that background work
- * (defrag=auto) can tell a busy BSST from an idle one even when the
- * guest issues no disk requests, and paging from a trickle.
+ * The page source counts its own I/O here, @n requests moving @pages
+ * pages: swap-out writes, swap-ins (from the BSST, or from a guest disk
+ * for pages swapped out silently) and the reads that compare a page
+ * with its disk block.  Background work (defrag=auto) can then tell a
+ * busy BSST or guest disk from an idle one even when the guest issues
+ * no disk requests, and paging from a trickle.
  */
 void bsst_store_note_source_io(BsstStore *s, uint64_t n, uint64_t pages);
 uint64_t bsst_store_source_io(BsstStore *s);

@@ -165,10 +165,10 @@ uint64_t tesseract_indirections(BlockDriverState *bs)
 
 /*
  * The load defrag=auto yields to: the guest's requests on this node, and
- * the page sources' own BSST I/O (swap-ins and swap-outs: a guest
- * stalled on page faults issues no disk requests, but its faults wait
- * for the same BSST device as the defragmentation's reads), which also
- * holds the copies while it comes at a paging rate (tsr_pace_hold()).
+ * the page sources' own I/O (swap-ins and swap-outs: a guest stalled on
+ * page faults issues no disk requests, but its faults wait for the same
+ * devices as the defragmentation's reads and writes), whose pages also
+ * hold the copies while they come at a paging rate (tsr_pace_hold()).
  * Here the guest's part.
  */
 static uint64_t tsr_guest_load(BDRVTesseractState *s)
@@ -214,10 +214,13 @@ static void coroutine_fn tsr_auto_co(void *opaque)
     bool contig, more = true;
     int ret = 0;
 
-    /* held while a page source pages: the step only flushes, if due */
+    /* held while a page source pages: the step only flushes */
     max = s->auto_hold ? 0 :
           tsr_pace_step_blocks(s->pace.rate, TESSERACT_AUTO_TICKS,
                                TESSERACT_AUTO_STEP);
+    if (s->auto_hold) {
+        more = bsst_disk_count(s->disk) != 0;
+    }
     WITH_GRAPH_RDLOCK_GUARD() {
         while (copied < max && !qatomic_read(&s->drained) &&
                !ratelimit_calculate_delay(&s->auto_limit, 0) &&
@@ -259,17 +262,18 @@ static void tsr_auto_tick(void *opaque)
     BDRVTesseractState *s = bs->opaque;
     uint64_t io = tsr_guest_load(s) + bsst_store_source_io(s->store);
     uint64_t pages = bsst_store_source_pages(s->store);
-    bool hold = tsr_pace_hold(&s->pace,
-                              (pages - s->pages_seen) * TESSERACT_AUTO_TICKS,
-                              get_clock());
+    bool hold = tsr_pace_hold(&s->pace, pages - s->pages_seen);
+    int64_t now = get_clock();
 
     if (hold && bsst_disk_count(s->disk)) {
-        qatomic_set(&s->defrag_held_ms,
-                    s->defrag_held_ms + TESSERACT_AUTO_PERIOD_MS);
+        qatomic_set(&s->defrag_held_ms, s->defrag_held_ms +
+                    (now - s->auto_tick_ns) / SCALE_MS);
     }
+    s->auto_tick_ns = now;
     if (!qatomic_read(&s->drained) && !qatomic_read(&s->auto_running)
         && (bsst_disk_count(s->disk) || s->auto_unflushed)) {
-        if (!hold || s->auto_unflushed) {
+        /* held: a step only to flush the copies made, once that is due */
+        if (!hold || tsr_auto_flush_due(s, 0, !bsst_disk_count(s->disk))) {
             s->auto_hold = hold;
             s->auto_idle = io - s->io_seen <= TESSERACT_AUTO_IDLE_IOS;
             s->auto_load = (io - s->io_seen) * TESSERACT_AUTO_TICKS;
@@ -307,6 +311,7 @@ void tsr_auto_timer_start(BlockDriverState *bs, AioContext *ctx)
         return;
     }
     s->pages_seen = bsst_store_source_pages(s->store);
+    s->auto_tick_ns = get_clock();
     s->auto_timer = aio_timer_new(ctx, QEMU_CLOCK_REALTIME, SCALE_MS,
                                   tsr_auto_tick, bs);
     timer_mod(s->auto_timer, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) +

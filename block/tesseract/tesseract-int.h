@@ -114,6 +114,7 @@ typedef struct BDRVTesseractState {
     uint64_t auto_load;     /* and its requests per second then */
     bool auto_hold;         /* a page source paged: no copies this step */
     uint64_t pages_seen;    /* pages the page sources moved, last tick */
+    int64_t auto_tick_ns;   /* the last tick, QEMU_CLOCK_REALTIME */
     uint64_t defrag_held_ms;        /* time held so (atomic) */
     TsrPace pace;           /* the step coroutine's */
     RateLimit auto_limit;   /* blocks per second */

@@ -51,12 +51,14 @@ uint64_t tsr_pace_update(TsrPace *p, uint64_t copy_ns, bool guest_idle,
     return p->rate;
 }
 
-bool tsr_pace_hold(TsrPace *p, uint64_t page_rate, int64_t now_ns)
+bool tsr_pace_hold(TsrPace *p, uint64_t pages)
 {
-    if (page_rate >= TSR_PACE_PAGING_RATE) {
-        p->paging_until = now_ns + TSR_PACE_PAGING_HOLD_NS;
-    }
-    return now_ns < p->paging_until;
+    uint32_t n = MIN(pages, UINT32_MAX);
+
+    p->paged_sum = p->paged_sum - p->paged[p->paged_at] + n;
+    p->paged[p->paged_at] = n;
+    p->paged_at = (p->paged_at + 1) % TSR_PACE_PAGING_STEPS;
+    return p->paged_sum >= TSR_PACE_PAGING_PAGES;
 }
 
 uint64_t tsr_pace_step_blocks(uint64_t rate, uint64_t ticks_per_sec,

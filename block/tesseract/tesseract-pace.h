@@ -46,13 +46,15 @@
  * on a paging spindle: 10 copies).
  *
  * And while a page source pages, the copies wait: tsr_pace_hold() holds
- * them while it moves TSR_PACE_PAGING_RATE pages a second or more to or
- * from the BSST, and for TSR_PACE_PAGING_HOLD_NS after.  Paging makes indirections
- * faster than copies at any share the guest can spare undo (measured:
- * about 250 to 700 copies against 30,000 indirections a run, with the
- * read-back after it no faster), and every copy takes a turn of the disk
- * that a fault, which stalls a vCPU, waits for.  The copies catch up
- * once the paging stops.
+ * them while the page sources moved TSR_PACE_PAGING_PAGES pages or more
+ * in the last TSR_PACE_PAGING_STEPS steps (one second of defrag=auto's
+ * 100 ms steps).  While the guest pages, it makes indirections faster
+ * than the copies it can spare would remove them (measured: about 250
+ * to 700 copies against 30,000 indirections a run, with the read-back
+ * after it no faster), and every copy takes a turn of the disk that a
+ * fault, which stalls a vCPU, waits for.  The copies catch up once the
+ * paging stops; a VM that never stops paging gets none, as with
+ * defrag=off.
  */
 #define TSR_PACE_LOADED 2
 #define TSR_PACE_RAMP 16
@@ -60,15 +62,18 @@
 #define TSR_PACE_BUSY_SHARE 10
 #define TSR_PACE_IDLE_SHARE 2
 #define TSR_PACE_BUSY_OPS 20
-#define TSR_PACE_PAGING_RATE 20
-#define TSR_PACE_PAGING_HOLD_NS (1000 * 1000 * 1000)
+#define TSR_PACE_PAGING_PAGES 20
+#define TSR_PACE_PAGING_STEPS 10
 
 typedef struct TsrPace {
     uint64_t min_rate, max_rate;    /* blocks per second */
     uint64_t rate;
     uint64_t base_ns;               /* a copy on unloaded disks; 0: none */
     uint64_t backoffs;              /* steps that found the disks loaded */
-    int64_t paging_until;           /* ns: copies held until then */
+    /* pages the page sources moved in each of the last steps, a ring */
+    uint32_t paged[TSR_PACE_PAGING_STEPS];
+    unsigned paged_at;
+    uint64_t paged_sum;
 } TsrPace;
 
 /* Start at @min_rate: the first steps learn the unloaded latency. */
@@ -83,11 +88,11 @@ uint64_t tsr_pace_update(TsrPace *p, uint64_t copy_ns, bool guest_idle,
                          uint64_t load);
 
 /*
- * At @now_ns, the page sources moved @page_rate pages a second lately:
- * whether the copies wait (they do while paging, and
- * TSR_PACE_PAGING_HOLD_NS after it)
+ * Once a step: the page sources moved @pages pages since the last one.
+ * Whether the copies wait (the page sources moved TSR_PACE_PAGING_PAGES
+ * or more in the last TSR_PACE_PAGING_STEPS steps, this one included).
  */
-bool tsr_pace_hold(TsrPace *p, uint64_t page_rate, int64_t now_ns);
+bool tsr_pace_hold(TsrPace *p, uint64_t pages);
 
 /* Blocks a step may copy at @rate with @ticks_per_sec steps a second */
 uint64_t tsr_pace_step_blocks(uint64_t rate, uint64_t ticks_per_sec,

@@ -8,5 +8,6 @@
 # 512-byte-block disk behind tesseract takes concurrent sub-page I/O,
 # the balloon reports and inflates, and the VM is stopped and continued;
 # a watchdog turns a stall into a failure with every QEMU thread's stack.
-# About 90 s; prints TAP.
+# A second round keeps a tesseract disk in the guest's page cache under a
+# swapper with silent-swap=on.  About 2 minutes; prints TAP.
 exec "$(dirname "$0")/soak.py" "$@"

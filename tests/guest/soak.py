@@ -59,9 +59,9 @@
 #   SOAK_SWAPPER      0: no tesseract-swapper (a control run) [1]
 #   SOAK_SWAPPER_OPTS more tesseract-swapper properties (silent-swap=on)
 #   SOAK_SILENT_SECS  a second round, with parts mem,churn,pcache,balloon,
-#                     stopcont and silent-swap=on, runs this long unless
-#                     SOAK_PARTS is given [30; 0: none]; --long: every
-#                     third round is one
+#                     stopcont and silent-swap=on (and SOAK_SWAPPER_OPTS),
+#                     runs this long unless SOAK_PARTS is given [30; 0:
+#                     none]; --long: every third round is one
 #   SOAK_KEEP=DIR     keep the run's files (console.log, qemu.log,
 #                     hang-stacks.txt, stats.json, cmdline) in DIR
 #   QEMU, QEMU_IMG, GUEST_KIT   as for run-guest.sh
@@ -126,7 +126,9 @@ DISCARD_DELAY_MS = 200
 DISCARD_APPEND = "soak_mem_mib=150 soak_churn_mib=48 soak_churn_pause_ms=1200"
 # the page-cache round: silent swap writes under balloon and stop/cont
 SILENT_PARTS = ["mem", "churn", "pcache", "balloon", "stopcont"]
-SILENT_OPTS = "silent-swap=on"
+SILENT_OPTS = ",".join(["silent-swap=on"] +
+                       ([env("SOAK_SWAPPER_OPTS", "")]
+                        if env("SOAK_SWAPPER_OPTS", "") else []))
 SILENT_SECS = int(env("SOAK_SILENT_SECS", 30))
 QMP_TIMEOUT = 15.0
 BOOT_TIMEOUT = 180.0        # boot and disk preparation, before the workers
@@ -400,7 +402,7 @@ def main():
         top = tempfile.mkdtemp(prefix="tesseract-soak.")
     rounds = [Round("soak", PARTS, DELAY_MS, SECS, env("SOAK_APPEND", ""),
                     STOP_EVERY, BALLOON_EVERY)]
-    if SILENT_SECS > 0 and "SOAK_PARTS" not in os.environ:
+    if SILENT_SECS > 0 and not os.environ.get("SOAK_PARTS"):
         rounds.append(Round("soak, page cache, silent swap", SILENT_PARTS,
                             DELAY_MS, SILENT_SECS, env("SOAK_APPEND", ""),
                             STOP_EVERY, BALLOON_EVERY, SILENT_OPTS))
@@ -538,7 +540,10 @@ def run(wd, name, slow, R):
                 "-device", "virtio-blk-device,drive=sub0,serial=sub,"
                 "logical_block_size=512,physical_block_size=512"]
     if "pcache" in R.parts:
-        pc = img("pcache.raw", "64M")
+        # soak_pcache_mib (48) of it is used, unless SOAK_APPEND says more
+        words = dict(w.split("=", 1) for w in append if "=" in w)
+        pc = img("pcache.raw", "%dM" % (int(words.get("soak_pcache_mib",
+                                                       48)) + 16))
         cmd += ["-blockdev", "driver=raw,node-name=pcache-fmt,file.driver="
                 "file,file.filename=%s,cache.direct=on" % pc,
                 "-blockdev", "driver=tesseract,node-name=pcache0,"

@@ -7,7 +7,6 @@
  */
 
 #include "qemu/osdep.h"
-#include "qemu/timer.h"
 #include "tesseract-pace.h"
 
 #define MIN_RATE 1
@@ -187,24 +186,36 @@ static void test_throttled(void)
 }
 
 /*
- * While a page source pages, the copies wait, and for a second after; a
- * trickle of swapper I/O below the paging rate does not hold them
+ * While the page sources moved TSR_PACE_PAGING_PAGES pages or more in
+ * the last TSR_PACE_PAGING_STEPS steps, the copies wait; a trickle below
+ * that, or a burst a window ago, does not hold them
  */
 static void test_hold(void)
 {
-    const int64_t t0 = 1000 * NANOSECONDS_PER_SECOND, ms = 1000000;
     TsrPace p;
+    unsigned i;
 
     tsr_pace_init(&p, MIN_RATE, MAX_RATE);
-    g_assert_false(tsr_pace_hold(&p, 0, t0));
-    g_assert_false(tsr_pace_hold(&p, TSR_PACE_PAGING_RATE - 1, t0));
-    g_assert_true(tsr_pace_hold(&p, TSR_PACE_PAGING_RATE, t0));
-    g_assert_true(tsr_pace_hold(&p, 0, t0 + 100 * ms));
-    g_assert_true(tsr_pace_hold(&p, 5000, t0 + 900 * ms));  /* again */
-    g_assert_true(tsr_pace_hold(&p, 0, t0 + 1800 * ms));
-    g_assert_false(tsr_pace_hold(&p, 0,
-                                 t0 + 900 * ms + TSR_PACE_PAGING_HOLD_NS));
-    g_assert_false(tsr_pace_hold(&p, 10, t0 + 3000 * ms));
+    g_assert_false(tsr_pace_hold(&p, 0));
+    /* a trickle: one page every other step */
+    for (i = 0; i < 5 * TSR_PACE_PAGING_STEPS; i++) {
+        g_assert_false(tsr_pace_hold(&p, i % 2));
+    }
+    /* one burst holds them for the window, then no more */
+    g_assert_true(tsr_pace_hold(&p, TSR_PACE_PAGING_PAGES));
+    for (i = 1; i < TSR_PACE_PAGING_STEPS; i++) {
+        g_assert_true(tsr_pace_hold(&p, 0));
+    }
+    g_assert_false(tsr_pace_hold(&p, 0));
+    /* steady paging below the burst size, above the rate: held */
+    for (i = 0; i < 3 * TSR_PACE_PAGING_STEPS; i++) {
+        bool held = tsr_pace_hold(&p, TSR_PACE_PAGING_PAGES /
+                                      TSR_PACE_PAGING_STEPS);
+
+        g_assert_true(held == (i >= TSR_PACE_PAGING_STEPS - 1));
+    }
+    /* a huge count does not wrap the window's sum */
+    g_assert_true(tsr_pace_hold(&p, UINT64_MAX));
     /* the rate is kept while held, not reset */
     g_assert_cmpuint(p.rate, ==, MIN_RATE);
 }

@@ -86,8 +86,8 @@ int64_t tsw_swap_in(TesseractSwapper *sw, uint64_t idx, uint8_t *buf,
         }
     }
     t2 = get_clock();
+    bsst_store_note_source_io(sw->store, 1, 1);
     if (!silent) {
-        bsst_store_note_source_io(sw->store, 1, 1);
         /* a redirected run may keep a slot for this data */
         bsst_store_block_data(sw->store, bblock, buf);
     }

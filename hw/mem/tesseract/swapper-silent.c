@@ -30,6 +30,7 @@
 #include "qemu/error-report.h"
 #include "qemu/memalign.h"
 #include "qemu/userfaultfd.h"
+#include "block/tesseract/bsst-format.h"
 #include "swapper-int.h"
 #include "trace.h"
 
@@ -206,8 +207,9 @@ bool tsw_silent_wanted(void *opaque)
 
 /*
  * Block @gblock lies at block @hblk of the host file of silent disk slot
- * @slot and is in page @idx now; @slot < 0: the page holds data from no
- * place a hint may name
+ * @slot and is in resident page @idx now (a page on its way out keeps
+ * what it had); @slot < 0: the page holds data from no place a hint may
+ * name
  */
 static void tsw_silent_note_locked(TesseractSwapper *sw, uint64_t idx,
                                    int slot, uint64_t gblock, int64_t hblk)
@@ -215,9 +217,6 @@ static void tsw_silent_note_locked(TesseractSwapper *sw, uint64_t idx,
     uint64_t key;
     int64_t other;
 
-    if (sw->pages[idx].state != PG_RESIDENT) {
-        return;     /* a page on its way out keeps what it had */
-    }
     if (slot < 0 || hblk >= UINT32_MAX || gblock >> TSW_KEY_SHIFT) {
         tsw_silent_unlink_locked(sw, idx);  /* its hint is stale */
         return;
@@ -241,14 +240,19 @@ static void tsw_silent_note_locked(TesseractSwapper *sw, uint64_t idx,
  * @host_off in @file on: note them, under one hold of the lock.  A block
  * already held by a page swapped out on it (or on its way there) keeps
  * that page.  @host_off < 0: the pages now hold data from elsewhere (the
- * BSST, or no single place in a host file): forget their hints.
+ * BSST, or no single place in a host file): forget their hints, as those
+ * of pages whose disk's file cannot be used (tsw_silent_disk_locked()).
  */
+/* (a hint's block of the host file is one guest page) */
+QEMU_BUILD_BUG_ON(TSW_PAGE != BSST_BLOCK_SIZE);
+
 void tsw_silent_note(void *opaque, void *disk, uint64_t gblock,
                      void *const *hosts, unsigned n,
                      const BsstSilentFile *file, int64_t host_off)
 {
     TesseractSwapper *sw = opaque;
     bool placed = file && host_off >= 0 && !(host_off & (TSW_PAGE - 1));
+    bool looked = false;
     int slot = -1;
     unsigned i;
 
@@ -256,23 +260,22 @@ void tsw_silent_note(void *opaque, void *disk, uint64_t gblock,
         return;
     }
     qemu_mutex_lock(&sw->lock);
-    if (sw->leaving) {
-        goto out;
-    }
-    if (placed) {
-        slot = tsw_silent_disk_locked(sw, disk, file);
-    }
-    for (i = 0; i < n; i++) {
+    for (i = 0; i < n && !sw->leaving; i++) {
         uint64_t idx;
 
         if (!hosts[i] || ((uintptr_t)hosts[i] & (TSW_PAGE - 1)) ||
-            !tsw_page_index(sw, hosts[i], &idx)) {
+            !tsw_page_index(sw, hosts[i], &idx) ||
+            sw->pages[idx].state != PG_RESIDENT) {
             continue;
+        }
+        if (placed && !looked) {
+            /* the disk's slot, at the first page of guest RAM */
+            slot = tsw_silent_disk_locked(sw, disk, file);
+            looked = true;
         }
         tsw_silent_note_locked(sw, idx, slot, gblock + i,
                                placed ? host_off / TSW_PAGE + i : 0);
     }
-out:
     qemu_mutex_unlock(&sw->lock);
 }
 
@@ -612,6 +615,7 @@ bool tsw_silent_compare(TesseractSwapper *sw, uint64_t idx,
      * another file: the hint is gone by then, and the commit fails.)
      */
     n = pread(fd, buf, TSW_PAGE, (off_t)host_blk * TSW_PAGE);
+    bsst_store_note_source_io(sw->store, 1, 1);
     equal = n == TSW_PAGE && !memcmp(buf, copy, TSW_PAGE);
     qemu_mutex_lock(&sw->lock);
     sw->silent_compares++;

@@ -45,8 +45,9 @@
  * soak_dma (""), soak_dma_mib (32: disk span read), soak_dma_buf_mib (4
  * per disk), soak_dma_jobs (4), soak_dma_max_kib (256), soak_sub (""),
  * soak_sub_mib (8: disk span), soak_sub_buf_mib (8 per job),
- * soak_sub_jobs (2), soak_pcache (""), soak_pcache_mib (48: disk span),
- * soak_pcache_jobs (2), soak_seed (1), soak_report_ms (1000).
+ * soak_sub_jobs (2), soak_pcache (""), soak_pcache_mib (48: disk span,
+ * at most the disk's size), soak_pcache_jobs (2), soak_seed (1),
+ * soak_report_ms (1000).
  *
  * Exit status: 0 nothing corrupt, 1 corruption, 2 setup or I/O error.
  *
@@ -88,7 +89,7 @@
 #define DMA_MAGIC       UINT64_C(0x31414d444b414f53)    /* "SOAKDMA1" */
 #define SUB_MAGIC       UINT64_C(0x314255534b414f53)    /* "SOAKSUB1" */
 #define PC_MAGIC        UINT64_C(0x314143504b414f53)    /* "SOAKPCA1" */
-#define PC_ZERO         UINT32_MAX      /* pcache: a block zeroed */
+#define PC_ZEROED       UINT32_C(0x80000000)  /* pcache: zeroed since */
 #define PC_RUN          32              /* pcache: blocks per request */
 #define POISON          UINT64_C(0x21214e4f53494f50)    /* "POISON!!" */
 #define STEP            UINT64_C(0x100000001b3)
@@ -692,29 +693,34 @@ static int pcache_prepare(const char *serial, uint64_t mib)
 }
 
 /*
- * Job @job of @njobs owns a slice of the disk's blocks.  A run of them
- * is mostly read through the page cache and verified; sometimes
- * rewritten with a new generation through the page cache (and
- * fdatasync), or with O_DIRECT, or zeroed with BLKZEROOUT (both of which
- * drop the run's page-cache pages).
+ * Job @job of @njobs owns a slice of the disk's blocks (whole 2 MiB, so
+ * that no page-cache folio spans two jobs).  A run of them is mostly
+ * read through the page cache and verified; sometimes rewritten with a
+ * new generation through the page cache (and fdatasync), or with
+ * O_DIRECT, or zeroed with BLKZEROOUT (both of which drop the run's
+ * page-cache pages).  A block's generation only grows; PC_ZEROED marks
+ * one zeroed since its last write.
  */
 static int run_pcache(Counter *c, const char *serial, uint64_t mib, int job,
                       int njobs)
 {
-    const char *dev;
+    const char *dev = NULL;
     int dfd = open_disk(serial, &dev);
-    int fd = dev ? open(dev, O_RDWR) : -1;
-    uint64_t per = (mib << 8) / njobs, first = per * job;
-    uint32_t *gen = calloc(per, sizeof(*gen));
+    int fd = dfd >= 0 ? open(dev, O_RDWR) : -1;
+    uint64_t per = (mib << 8) / njobs / 512 * 512, first = per * job;
+    uint32_t *gen = calloc(per ? per : 1, sizeof(*gen));
     uint8_t *buf = map_anon(PC_RUN * PAGE);
 
     if (dfd < 0 || fd < 0 || !gen || !buf || per < PC_RUN) {
-        fprintf(stderr, "soak: pcache: setup failed: %s\n", strerror(errno));
+        fprintf(stderr, "soak: pcache: setup failed (%" PRIu64 " blocks a "
+                "job): %s\n", per, strerror(errno));
         return 2;
     }
     /* into the page cache, all of it */
     for (uint64_t b = 0; b < per; b += PC_RUN) {
-        if (!io_full(fd, false, buf, PC_RUN * PAGE, (first + b) * PAGE)) {
+        uint64_t n = per - b < PC_RUN ? per - b : PC_RUN;
+
+        if (!io_full(fd, false, buf, n * PAGE, (first + b) * PAGE)) {
             fprintf(stderr, "soak: reading %s: %s\n", dev, strerror(errno));
             return 2;
         }
@@ -728,7 +734,7 @@ static int run_pcache(Counter *c, const char *serial, uint64_t mib, int job,
         if (op < 3) {
             /* rewrite: buffered (0), O_DIRECT (1, 2) */
             for (uint64_t i = 0; i < n; i++) {
-                gen[b + i] = gen[b + i] == PC_ZERO ? 1 : gen[b + i] + 1;
+                gen[b + i] = (gen[b + i] & ~PC_ZEROED) + 1;
                 fill((uint64_t *)(buf + i * PAGE), WORDS, PC_MAGIC,
                      first + b + i, gen[b + i]);
             }
@@ -750,7 +756,7 @@ static int run_pcache(Counter *c, const char *serial, uint64_t mib, int job,
                 return 2;
             }
             for (uint64_t i = 0; i < n; i++) {
-                gen[b + i] = PC_ZERO;
+                gen[b + i] |= PC_ZEROED;
             }
             ADD(c->work, n);
             continue;
@@ -764,7 +770,7 @@ static int run_pcache(Counter *c, const char *serial, uint64_t mib, int job,
             uint64_t *w = (uint64_t *)(buf + i * PAGE);
             size_t firstw, bad;
 
-            if (gen[b + i] == PC_ZERO) {
+            if (gen[b + i] & PC_ZEROED) {
                 bad = !all_zero(w, WORDS);
                 firstw = 0;
             } else {
@@ -774,9 +780,12 @@ static int run_pcache(Counter *c, const char *serial, uint64_t mib, int job,
             if (bad) {
                 if (c->bad < MAX_REPORTED) {
                     printf("soak: CORRUPT %s block %" PRIu64 " (generation "
-                           "%" PRIu32 ", read %" PRIu64 " of %" PRIu64
-                           " blocks through the page cache): %s\n",
-                           c->name, first + b + i, gen[b + i], r, n,
+                           "%" PRIu32 "%s; operation %" PRIu64 ", block %"
+                           PRIu64 " of a read of %" PRIu64 " through the "
+                           "page cache): %s\n", c->name, first + b + i,
+                           gen[b + i] & ~PC_ZEROED,
+                           gen[b + i] & PC_ZEROED ? ", zeroed since" : "",
+                           r, i, n,
                            all_zero(w, WORDS) ? "all zero" :
                            w[0] == PC_MAGIC ? "another block's or "
                            "generation's data" : "wrong data");
