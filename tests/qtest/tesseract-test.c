@@ -2358,7 +2358,7 @@ static void test_defrag_auto_busy(void)
 {
     const unsigned np = 32;
     g_autofree uint8_t *data = g_malloc(np * TSR_PAGE);
-    int64_t t0, elapsed, reads;
+    int64_t t0, elapsed, reads, max_rate = 0;
     TsrImages img;
     TsrVM vm;
     uint64_t buf, rbuf;
@@ -2378,6 +2378,7 @@ static void test_defrag_auto_busy(void)
         for (i = 0; i < 64; i++) {
             blk_read(&vm, i * 8, rbuf, TSR_PAGE);   /* other blocks */
         }
+        max_rate = MAX(max_rate, disk_stat("defrag-rate"));
     }
     elapsed = g_get_monotonic_time() - t0;
     reads = disk_stat("reads") - reads;
@@ -2389,8 +2390,11 @@ static void test_defrag_auto_busy(void)
     g_assert_cmpint(disk_stat("defrag-blocks"), ==, np);
     /* copies are flushed together, the last ones once none is left */
     g_assert_cmpint(wait_stat(disk_stat, "deferred-unmaps", true, 0), ==, 0);
-    /* the copies' latency stayed low: the rate grew from its start */
-    g_assert_cmpint(disk_stat("defrag-rate"), >, 1);
+    /*
+     * the rate grew from its start while the copies' latency was low (it
+     * may have come down again by the end, on a loaded host)
+     */
+    g_assert_cmpint(max_rate, >, 1);
     check_disk(&vm, 300 * 8, data, np);
     vm_stop(&vm);
     compare_image_alone(img.guest, 300 * 8, data, np * TSR_PAGE);
