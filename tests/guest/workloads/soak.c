@@ -410,7 +410,8 @@ static bool io_full(int fd, bool wr, void *buf, size_t len, off_t off)
 
 /* ---- dma: verified O_DIRECT reads into poisoned, swappable buffers ---- */
 
-static int dma_prepare(const char *serial, uint64_t mib)
+/* Write @mib MiB of disk @serial with its pattern (@magic, generation 0) */
+static int disk_prepare(const char *serial, uint64_t mib, uint64_t magic)
 {
     const char *dev;
     int fd = open_disk(serial, &dev);
@@ -422,7 +423,7 @@ static int dma_prepare(const char *serial, uint64_t mib)
     }
     for (uint64_t b = 0; b < nblocks; b += chunk) {
         for (uint64_t i = 0; i < chunk; i++) {
-            fill((uint64_t *)(buf + i * PAGE), WORDS, DMA_MAGIC, b + i, 0);
+            fill((uint64_t *)(buf + i * PAGE), WORDS, magic, b + i, 0);
         }
         if (!io_full(fd, true, buf, chunk * PAGE, b * PAGE)) {
             fprintf(stderr, "soak: writing %s: %s\n", dev, strerror(errno));
@@ -666,32 +667,6 @@ static void progress(double t0, const char *what)
 
 /* ---- pcache: the page cache of a tesseract disk, read and rewritten ---- */
 
-static int pcache_prepare(const char *serial, uint64_t mib)
-{
-    const char *dev;
-    int fd = open_disk(serial, &dev);
-    uint64_t nblocks = mib << 8;
-    uint8_t *buf = map_anon(PC_RUN * PAGE);
-
-    if (fd < 0 || !buf) {
-        return -1;
-    }
-    for (uint64_t b = 0; b < nblocks; b += PC_RUN) {
-        for (uint64_t i = 0; i < PC_RUN; i++) {
-            fill((uint64_t *)(buf + i * PAGE), WORDS, PC_MAGIC, b + i, 0);
-        }
-        if (!io_full(fd, true, buf, PC_RUN * PAGE, b * PAGE)) {
-            fprintf(stderr, "soak: writing %s: %s\n", dev, strerror(errno));
-            return -1;
-        }
-    }
-    fsync(fd);
-    close(fd);
-    munmap(buf, PC_RUN * PAGE);
-    printf("soak: %s (%s): %" PRIu64 " MiB written\n", dev, serial, mib);
-    return 0;
-}
-
 /*
  * Job @job of @njobs owns a slice of the disk's blocks (whole 2 MiB, so
  * that no page-cache folio spans two jobs).  A run of them is mostly
@@ -863,7 +838,7 @@ int main(int argc, char **argv)
              s = strtok_r(NULL, ",", &save)) {
             Counter *c = new_counter(s);
 
-            if (dma_prepare(s, dma_mib) < 0) {
+            if (disk_prepare(s, dma_mib, DMA_MAGIC) < 0) {
                 return 2;
             }
             for (uint64_t j = 0; j < dma_jobs && njobs < MAX_WORKERS; j++) {
@@ -887,7 +862,7 @@ int main(int argc, char **argv)
     if (pcache) {
         Counter *c = new_counter(pcache);
 
-        if (pcache_prepare(pcache, pcache_mib) < 0) {
+        if (disk_prepare(pcache, pcache_mib, PC_MAGIC) < 0) {
             return 2;
         }
         for (uint64_t j = 0; j < pcache_jobs && njobs < MAX_WORKERS; j++) {
